@@ -1,0 +1,93 @@
+"""The controller interface: one decision per epoch, with the full action distribution it was drawn from.
+
+Every decision carries the probability of each fine action (zero on illegal ones), so the propensity of the
+action taken, mu(a|s), is stored with every step and off-policy estimates are possible later.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from ..actions import FINE_ACTIONS, Action
+
+
+@dataclass(frozen=True)
+class Observation:
+    record: Mapping  # the raw observation record (see rawrun.py)
+    features: Mapping[str, float]  # observation_features(record)
+    legal: tuple[bool, ...]  # per fine action
+
+    def legal_actions(self) -> list[Action]:
+        return [Action.from_index(i) for i, ok in enumerate(self.legal) if ok]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    probabilities: tuple[float, ...]  # over FINE_ACTIONS
+    reason: str = ""
+    greedy_action: Action | None = None  # what the wrapped controller wanted, for exploration wrappers
+
+    @property
+    def propensity(self) -> float:
+        return self.probabilities[self.action.index]
+
+    def to_record(self, controller: str, legal: tuple[bool, ...]) -> dict:
+        return {
+            "fine": self.action.fine,
+            "coarse": self.action.coarse,
+            "blueprint": self.action.blueprint,
+            "propensity": self.propensity,
+            "probabilities": dict(zip(FINE_ACTIONS, self.probabilities)),
+            "legal": [a for a, ok in zip(FINE_ACTIONS, legal) if ok],
+            "controller": controller,
+            "reason": self.reason,
+            "greedy_fine": self.greedy_action.fine if self.greedy_action else self.action.fine,
+        }
+
+
+def one_hot(action: Action) -> tuple[float, ...]:
+    probs = [0.0] * len(FINE_ACTIONS)
+    probs[action.index] = 1.0
+    return tuple(probs)
+
+
+class IllegalDecision(RuntimeError):
+    pass
+
+
+class Controller(ABC):
+    """Decides once per epoch. `reset` is called at the start of each episode with its own RNG."""
+
+    name: str = "controller"
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    @abstractmethod
+    def decide(self, observation: Observation) -> Decision: ...
+
+    def describe(self) -> dict:
+        """The controller's configuration, stored in the raw run header."""
+        return {"name": self.name}
+
+    def checked_decide(self, observation: Observation) -> Decision:
+        decision = self.decide(observation)
+        if not observation.legal[decision.action.index]:
+            raise IllegalDecision(
+                f"controller {self.name!r} chose {decision.action.fine}, which is not legal here "
+                f"(legal: {', '.join(a.fine for a in observation.legal_actions())})"
+            )
+        total = sum(decision.probabilities)
+        if abs(total - 1.0) > 1e-6 or any(
+            p > 0 and not ok for p, ok in zip(decision.probabilities, observation.legal)
+        ):
+            raise IllegalDecision(
+                f"controller {self.name!r} returned probabilities summing to {total:.6f} or giving mass "
+                f"to illegal actions"
+            )
+        return decision

@@ -1,0 +1,107 @@
+"""Heuristic Tamiyo: the reference rule-based controller, with its defaults, all configurable.
+
+Rules, in order:
+- An active seed is judged by its stage and its improvement since germination (pp of val accuracy):
+  TRAINING: after >= 3 epochs, ADVANCE if improvement >= 1.0; after >= 5 epochs, CULL if < -2.0.
+  BLENDING: after >= 5 epochs (alpha reached 1), ADVANCE if improvement > 0, else CULL.
+  SHADOWING, PROBATIONARY: after >= 1 epoch, ADVANCE if improvement > 0, else CULL
+  (our lifecycle has these two stages; the reference fossilized straight from BLENDING).
+- No active seed: WAIT before epoch 5; GERMINATE the next blueprint (round-robin) once the plateau counter
+  reaches 3 and a slot is DORMANT (not embargoed after a cull); otherwise WAIT.
+It is deterministic, so every decision has propensity 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..actions import ADVANCE, CULL, WAIT, Action, germinate
+from ..blueprints import BLUEPRINTS
+from ..lifecycle import Stage
+from .base import Controller, Decision, Observation, one_hot
+
+
+@dataclass(frozen=True)
+class HeuristicConfig:
+    min_epochs_before_germinate: int = 5
+    plateau_epochs_to_germinate: int = 3
+    min_training_epochs: int = 3
+    training_advance_improvement: float = 1.0
+    training_cull_epochs: int = 5
+    training_cull_improvement: float = -2.0
+    blending_epochs: int = 5
+    shadowing_epochs: int = 1
+    probation_epochs: int = 1
+    blueprints: tuple[str, ...] = field(default=BLUEPRINTS)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeuristicConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown heuristic settings: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "blueprints" in d:
+            d["blueprints"] = tuple(d["blueprints"])
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blueprints"] = list(self.blueprints)
+        return d
+
+
+class HeuristicController(Controller):
+    name = "heuristic"
+
+    def __init__(self, config: HeuristicConfig | None = None):
+        self.config = config or HeuristicConfig()
+        self._next_blueprint = 0
+
+    def reset(self, rng) -> None:
+        super().reset(rng)
+        self._next_blueprint = 0
+
+    def describe(self) -> dict:
+        return {"name": self.name, "heuristic": self.config.to_dict()}
+
+    def _decide(self, f, legal) -> tuple[Action, str]:
+        c = self.config
+        if f["has_active_seed"]:
+            stage, epochs, gain = Stage(int(f["seed_stage"])), f["seed_epochs_in_stage"], f["seed_total_improvement"]
+            if stage == Stage.TRAINING:
+                if epochs >= c.min_training_epochs and gain >= c.training_advance_improvement:
+                    return ADVANCE, f"TRAINING {epochs:.0f} epochs, improvement {gain:+.2f} pp >= {c.training_advance_improvement}"
+                if epochs >= c.training_cull_epochs and gain < c.training_cull_improvement:
+                    return CULL, f"TRAINING {epochs:.0f} epochs, improvement {gain:+.2f} pp < {c.training_cull_improvement}"
+                return WAIT, f"TRAINING {epochs:.0f} epochs, improvement {gain:+.2f} pp"
+            wait_for = {
+                Stage.BLENDING: c.blending_epochs,
+                Stage.SHADOWING: c.shadowing_epochs,
+                Stage.PROBATIONARY: c.probation_epochs,
+            }.get(stage)
+            if wait_for is None or epochs < wait_for:
+                return WAIT, f"{stage.name} {epochs:.0f} epochs"
+            if gain > 0:
+                return ADVANCE, f"{stage.name} done, improvement {gain:+.2f} pp > 0"
+            return CULL, f"{stage.name} done, improvement {gain:+.2f} pp <= 0"
+        if f["epoch"] < c.min_epochs_before_germinate:
+            return WAIT, f"epoch {f['epoch']:.0f} < {c.min_epochs_before_germinate}"
+        if f["plateau_epochs"] < c.plateau_epochs_to_germinate:
+            return WAIT, f"plateau {f['plateau_epochs']:.0f} < {c.plateau_epochs_to_germinate}"
+        candidates = [b for b in c.blueprints if legal[germinate(b).index]]
+        if not candidates:
+            return WAIT, "plateau, but no slot can germinate"
+        # Round-robin over the configured order, skipping blueprints that are not allowed here.
+        for offset in range(len(c.blueprints)):
+            blueprint = c.blueprints[(self._next_blueprint + offset) % len(c.blueprints)]
+            if blueprint in candidates:
+                self._next_blueprint = (self._next_blueprint + offset + 1) % len(c.blueprints)
+                return germinate(blueprint), f"plateau {f['plateau_epochs']:.0f} >= {c.plateau_epochs_to_germinate}"
+        raise AssertionError("unreachable")
+
+    def decide(self, observation: Observation) -> Decision:
+        action, reason = self._decide(observation.features, observation.legal)
+        if not observation.legal[action.index]:
+            # e.g. ADVANCE asked from a stage without a next stage: the rule falls back to waiting.
+            action, reason = WAIT, f"{action.fine} not legal; {reason}"
+        return Decision(action, one_hot(action), reason)

@@ -1,0 +1,73 @@
+"""Learned policies as controllers, and the hook that loads them.
+
+A learned policy is anything that maps the feature vector of an observation to one score (logit) per fine
+action. The controller masks illegal actions, turns scores into probabilities (softmax at a temperature),
+and either takes the most probable action (greedy, propensity still logged) or samples.
+
+Later phases register loaders for their saved model formats with `register_policy_loader(scheme, fn)`;
+`load_policy("scheme:PATH")` then builds the controller, e.g. `tamiyo generate --controller policy:FILE`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+from ..actions import Action
+from .base import Controller, Decision, Observation
+
+ScoreFunction = Callable[[Sequence[float]], Sequence[float]]
+_LOADERS: dict[str, Callable[[str], "LearnedPolicyController"]] = {}
+
+
+class LearnedPolicyController(Controller):
+    def __init__(
+        self,
+        score: ScoreFunction,
+        feature_names: Sequence[str],
+        *,
+        name: str = "policy",
+        greedy: bool = True,
+        temperature: float = 1.0,
+        metadata: dict | None = None,
+    ):
+        self.score, self.feature_names = score, tuple(feature_names)
+        self.name, self.greedy, self.temperature = name, greedy, temperature
+        self.metadata = metadata or {}
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "greedy": self.greedy,
+            "temperature": self.temperature,
+            "feature_count": len(self.feature_names),
+            **self.metadata,
+        }
+
+    def probabilities(self, observation: Observation) -> tuple[float, ...]:
+        scores = list(self.score([observation.features[n] for n in self.feature_names]))
+        legal_scores = [s / self.temperature for s, ok in zip(scores, observation.legal) if ok]
+        top = max(legal_scores)
+        weights = [math.exp(s / self.temperature - top) if ok else 0.0 for s, ok in zip(scores, observation.legal)]
+        total = sum(weights)
+        return tuple(w / total for w in weights)
+
+    def decide(self, observation: Observation) -> Decision:
+        probs = self.probabilities(observation)
+        if self.greedy:
+            index = max(range(len(probs)), key=probs.__getitem__)
+        else:
+            index = int(self.rng.choice(len(probs), p=probs))
+        return Decision(Action.from_index(index), probs, f"policy p={probs[index]:.3f}")
+
+
+def register_policy_loader(scheme: str, loader: Callable[[str], LearnedPolicyController]) -> None:
+    _LOADERS[scheme] = loader
+
+
+def load_policy(spec: str) -> LearnedPolicyController:
+    scheme, _, path = spec.partition(":")
+    if scheme not in _LOADERS:
+        known = ", ".join(sorted(_LOADERS)) or "none registered yet"
+        raise ValueError(f"no policy loader for {scheme!r} (in {spec!r}); registered loaders: {known}")
+    return _LOADERS[scheme](path)

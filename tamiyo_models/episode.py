@@ -1,0 +1,523 @@
+"""One episode: train a host for `max_epochs` epochs under a controller, one decision per epoch, and write
+every step to a raw telemetry run.
+
+Step t (t = 1..max_epochs) is:
+  1. observe the state after epoch t-1 (epoch 0 = the untrained host) as a raw observation record;
+  2. the controller decides on `observation_features(record)` (the same function ingestion uses);
+  3. the action is applied to the seed slots (a refused quality gate leaves the seed where it was);
+  4. epoch t trains the host, and a TRAINING seed in isolation; automatic moves follow
+     (GERMINATED -> TRAINING at once, CULLED -> EMBARGOED -> RESETTING -> DORMANT by cool-down);
+  5. validation, seed contribution and telemetry after epoch t give the reward of the action at step t.
+
+Reproducible on the CPU: the same configuration (which includes the seed) gives the same steps. Separate
+random streams drive weight initialisation (torch's global RNG), data order, telemetry probes and the
+controller, so measuring something never changes what is trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .actions import FINE_ACTIONS, Action
+from .blueprints import BLUEPRINTS, parameter_count
+from .controllers import Controller, ControllerConfig, Observation, build_controller
+from .datasets import DatasetConfig, TaskData, load_task_data
+from .features import FEATURE_SCHEMA_VERSION, PLATEAU_THRESHOLD_PP, HISTORY_LENGTH, observation_features, red_flags
+from .host import HostConfig, HostNetwork
+from .lifecycle import NEXT_STAGE, GateConfig, Stage, check_gate
+from .rawrun import RawRunWriter
+from .reward import RewardConfig, step_reward
+from .seed_slot import SeedSlot
+from .telemetry import GradientMonitor, TelemetryConfig, evaluate, sharpness, weight_norms
+from .version import code_version
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    max_epochs: int = 25
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # cosine decay steadies final accuracy (see headroom notes)
+    seed: int = 0
+    blueprints: tuple[str, ...] = BLUEPRINTS  # blueprints that may be germinated
+    embargo_epochs: int = 4  # EMBARGOED epochs after a cull, then 1 RESETTING epoch
+    gates: GateConfig = field(default_factory=GateConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    tags: dict = field(default_factory=dict, hash=False, compare=False)  # free-form, e.g. spec name
+
+    def __post_init__(self):
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("batch_size must be >= 1 and learning_rate > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
+        unknown = set(self.blueprints) - set(BLUEPRINTS)
+        if unknown:
+            raise ValueError(f"unknown blueprints {sorted(unknown)}; known: {', '.join(BLUEPRINTS)}")
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset.to_dict(),
+            "host": self.host.to_dict(),
+            "controller": self.controller.to_dict(),
+            "max_epochs": self.max_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "lr_schedule": self.lr_schedule,
+            "seed": self.seed,
+            "blueprints": list(self.blueprints),
+            "embargo_epochs": self.embargo_epochs,
+            "gates": self.gates.__dict__.copy(),
+            "reward": self.reward.to_dict(),
+            "telemetry": self.telemetry.to_dict(),
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EpisodeConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown episode settings: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        builders = {
+            "dataset": DatasetConfig.from_dict,
+            "host": HostConfig.from_dict,
+            "controller": ControllerConfig.from_dict,
+            "gates": lambda g: GateConfig(**g),
+            "reward": RewardConfig.from_dict,
+            "telemetry": TelemetryConfig.from_dict,
+        }
+        for key, build in builders.items():
+            if key in d and isinstance(d[key], dict):
+                d[key] = build(d[key])
+        if "blueprints" in d:
+            d["blueprints"] = tuple(d["blueprints"])
+        return cls(**d)
+
+    def run_id(self) -> str:
+        """Deterministic: the same configuration (seed included) always names the same run."""
+        canonical = json.dumps({k: v for k, v in self.to_dict().items() if k != "tags"}, sort_keys=True)
+        return "run-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass
+class EpisodeResult:
+    run_id: str
+    path: Path
+    status: str
+    steps: int
+    final_val_accuracy: float
+    best_val_accuracy: float
+    seeds_created: int
+    seeds_fossilized: int
+    seeds_culled: int
+    episode_return: float
+    wall_seconds: float
+    error: str | None = None
+
+    def summary_line(self) -> str:
+        if self.status != "complete":
+            return f"{self.run_id}: {self.status.upper()} after {self.steps} steps: {self.error}"
+        return (
+            f"{self.run_id}: final {self.final_val_accuracy:.2f}% (best {self.best_val_accuracy:.2f}%), "
+            f"seeds {self.seeds_created} created / {self.seeds_fossilized} fossilized / "
+            f"{self.seeds_culled} culled, return {self.episode_return:+.2f}, {self.wall_seconds:.1f}s"
+        )
+
+
+class Episode:
+    """The whole mutable state of one episode (everything a fork would need to snapshot)."""
+
+    def __init__(self, config: EpisodeConfig, data: TaskData, run_id: str):
+        self.config, self.data, self.run_id = config, data, run_id
+        streams = np.random.SeedSequence(config.seed).spawn(4)
+        torch.manual_seed(int(streams[0].generate_state(1)[0]))
+        self.data_generator = torch.Generator().manual_seed(int(streams[1].generate_state(1)[0]))
+        self.probe_generator = torch.Generator().manual_seed(int(streams[2].generate_state(1)[0]))
+        self.controller_rng = np.random.default_rng(streams[3])
+
+        self.model = HostNetwork(config.host, data.input_shape, data.num_classes)
+        self.host_optimizer = self._sgd(self.model.host_parameters())
+        self.seed_optimizers: dict[int, torch.optim.Optimizer] = {}
+        self.epoch = 0
+        self.global_step = 0
+        self.seeds_created = self.seeds_fossilized = self.seeds_culled = 0
+        self.val_loss_history: list[float] = []
+        self.val_accuracy_history: list[float] = []
+        self.best_val_accuracy = -math.inf
+        self.best_val_loss = math.inf
+        self.plateau_epochs = 0
+        self.train_loss = self.train_accuracy = 0.0
+        self.telemetry: dict = {}
+        self.contributions: dict[int, dict] = {}
+        self.batches_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
+
+    def _sgd(self, params) -> torch.optim.Optimizer:
+        c = self.config
+        return torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    @property
+    def slots(self) -> list[SeedSlot]:
+        return list(self.model.seed_slots)
+
+    def learning_rate(self, epoch: int) -> float:
+        c = self.config
+        if c.lr_schedule == "constant":
+            return c.learning_rate
+        return c.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / c.max_epochs))
+
+    # ----- observation ---------------------------------------------------------------------------------
+    def active_slot(self) -> SeedSlot | None:
+        return next((s for s in self.slots if s.is_active), None)
+
+    def legal_mask(self) -> tuple[bool, ...]:
+        active = self.active_slot()
+        dormant = any(s.stage == Stage.DORMANT for s in self.slots)
+        legal = []
+        for name in FINE_ACTIONS:
+            action = Action.from_fine(name)
+            if action.coarse == "WAIT":
+                legal.append(True)
+            elif action.coarse == "GERMINATE":
+                legal.append(active is None and dormant and action.blueprint in self.config.blueprints)
+            elif action.coarse == "ADVANCE":
+                legal.append(active is not None and active.stage in NEXT_STAGE)
+            else:
+                legal.append(active is not None)
+        return tuple(legal)
+
+    def slot_record(self, slot: SeedSlot) -> dict:
+        s = slot.state
+        cooldown = 0
+        if slot.stage == Stage.EMBARGOED:
+            cooldown = self.config.embargo_epochs - s.epochs_in_stage + 1
+        elif slot.stage == Stage.RESETTING:
+            cooldown = 1 - s.epochs_in_stage
+        measured = self.contributions.get(slot.index, {})
+        return {
+            "index": slot.index,
+            "stage": slot.stage.name,
+            "seed_id": s.seed_id,
+            "blueprint": s.blueprint,
+            "epochs_in_stage": s.epochs_in_stage,
+            "alpha": slot.alpha,
+            "blend_epochs": s.blend_epochs,
+            "accuracy_at_germination": s.accuracy_at_germination,
+            "accuracy_at_stage_start": s.accuracy_at_stage_start,
+            "contribution": measured.get("contribution"),
+            "accuracy_with_seed": measured.get("with_seed"),
+            "accuracy_without_seed": measured.get("without_seed"),
+            "cooldown_remaining": max(0, cooldown),
+            "seed_parameters": sum(p.numel() for p in slot.seed.parameters()) if slot.seed else 0,
+            "last_change_epoch": s.events[-1].epoch if s.events else None,
+        }
+
+    def observation_record(self) -> dict:
+        vl, va = self.val_loss_history, self.val_accuracy_history
+        return {
+            "epoch": self.epoch,
+            "max_epochs": self.config.max_epochs,
+            "global_step": self.global_step,
+            "learning_rate": self.learning_rate(self.epoch + 1),
+            "train_loss": self.train_loss,
+            "train_accuracy": self.train_accuracy,
+            "val_loss": vl[-1],
+            "val_accuracy": va[-1],
+            "previous_val_loss": vl[-2] if len(vl) > 1 else None,
+            "previous_val_accuracy": va[-2] if len(va) > 1 else None,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_val_loss": self.best_val_loss,
+            "plateau_epochs": self.plateau_epochs,
+            "val_loss_history": vl[-HISTORY_LENGTH:],
+            "val_accuracy_history": va[-HISTORY_LENGTH:],
+            "seeds_created": self.seeds_created,
+            "seeds_fossilized": self.seeds_fossilized,
+            "seeds_culled": self.seeds_culled,
+            "slots": [self.slot_record(s) for s in self.slots],
+            "telemetry": self.telemetry,
+        }
+
+    def seed_improvement(self, slot: SeedSlot) -> float:
+        """Val accuracy with the seed fully applied minus val accuracy just before it was germinated (pp).
+
+        Measured with the seed at alpha = 1 whatever the stage, so a TRAINING seed (not yet in the host's
+        output) is judged on what it would add; the same quantity as the `seed_total_improvement` feature.
+        """
+        with_seed = self.contributions.get(slot.index, {}).get("with_seed", self.val_accuracy_history[-1])
+        return with_seed - slot.state.accuracy_at_germination
+
+    # ----- acting --------------------------------------------------------------------------------------
+    def apply(self, action: Action) -> dict:
+        """Apply the controller's action; returns what happened (events, gate outcome)."""
+        epoch, active = self.epoch, self.active_slot()
+        events, gate = [], None
+        if action.coarse == "GERMINATE":
+            slot = next(s for s in self.slots if s.stage == Stage.DORMANT)
+            self.seeds_created += 1
+            seed_id = f"{self.run_id}/seed-{self.seeds_created}"
+            acc = self.val_accuracy_history[-1]
+            events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=torch.device("cpu")))
+            self.seed_optimizers[slot.index] = self._sgd(slot.seed.parameters())
+            # GERMINATED is transient: the seed starts training in the epoch that follows the decision.
+            events.append(slot.move(Stage.TRAINING, epoch=epoch, cause="automatic"))
+            slot.state.accuracy_at_stage_start = acc
+        elif action.coarse == "ADVANCE":
+            result = check_gate(
+                self.config.gates,
+                active.stage,
+                epochs_in_stage=active.state.epochs_in_stage,
+                alpha=active.alpha,
+                improvement_since_germination=self.seed_improvement(active),
+            )
+            gate = {"passed": result.passed, "reason": result.reason, "from_stage": active.stage.name}
+            if result.passed:
+                events.append(active.move(NEXT_STAGE[active.stage], epoch=epoch, cause="controller", detail=result.reason))
+                active.state.accuracy_at_stage_start = self.val_accuracy_history[-1]
+                if active.stage == Stage.FOSSILIZED:
+                    self._fossilize(active)
+        elif action.coarse == "CULL":
+            events.append(active.cull(epoch=epoch))
+            self.seed_optimizers.pop(active.index, None)
+            self.contributions.pop(active.index, None)
+            self.seeds_culled += 1
+            events.append(active.move(Stage.EMBARGOED, epoch=epoch, cause="automatic"))
+        return {"applied": gate is None or gate["passed"], "gate": gate, "events": [e.to_record() for e in events]}
+
+    def _fossilize(self, slot: SeedSlot) -> None:
+        # The seed joins the host: from now on the host optimiser trains it, and no one can cull it.
+        self.seed_optimizers.pop(slot.index, None)
+        self.host_optimizer.add_param_group({"params": list(slot.seed.parameters())})
+        self.seeds_fossilized += 1
+
+    def advance_clocks(self) -> list[dict]:
+        """After an epoch: stage clocks tick, blending progresses, cool-downs expire."""
+        events = []
+        for slot in self.slots:
+            slot.state.epochs_in_stage += 1
+            if slot.stage == Stage.BLENDING:
+                slot.state.blend_epochs += 1
+            if slot.stage == Stage.EMBARGOED and slot.state.epochs_in_stage >= self.config.embargo_epochs:
+                events.append(slot.move(Stage.RESETTING, epoch=self.epoch, cause="automatic"))
+            elif slot.stage == Stage.RESETTING and slot.state.epochs_in_stage >= 1:
+                events.append(slot.move(Stage.DORMANT, epoch=self.epoch, cause="automatic"))
+                slot.state = type(slot.state)(events=slot.state.events)
+        return [e.to_record() for e in events]
+
+    # ----- training ------------------------------------------------------------------------------------
+    def train_epoch(self) -> float:
+        """Train one epoch; returns seconds spent in telemetry collection."""
+        c, data = self.config, self.data
+        lr = self.learning_rate(self.epoch + 1)
+        optimizers = [self.host_optimizer, *self.seed_optimizers.values()]
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+        monitor = None
+        if c.telemetry.enabled:
+            monitor = GradientMonitor(self.model.host_weight_tensors(), self.batches_per_epoch, c.telemetry.sampled_batches)
+        self.model.train()
+        order = torch.randperm(len(data.train_x), generator=self.data_generator)
+        loss_sum, correct, telemetry_seconds = 0.0, 0, 0.0
+        for batch_index, start in enumerate(range(0, len(order), c.batch_size)):
+            idx = order[start : start + c.batch_size]
+            xb, yb = data.train_x[idx], data.train_y[idx]
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            logits = self.model(xb)
+            loss = nn.functional.cross_entropy(logits, yb)
+            total = loss
+            for seed_logits in self.model.isolated_seed_logits():
+                total = total + nn.functional.cross_entropy(seed_logits, yb)
+            total.backward()
+            if monitor is not None:
+                t0 = time.perf_counter()
+                monitor.observe(batch_index)
+                telemetry_seconds += time.perf_counter() - t0
+            for opt in optimizers:
+                opt.step()
+            self.global_step += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+        self.epoch += 1
+        self.train_loss = loss_sum / len(order)
+        self.train_accuracy = 100.0 * correct / len(order)
+        if monitor is not None:
+            self.telemetry = {"gradients": monitor.summary()}
+        return telemetry_seconds
+
+    def measure(self, initial: bool = False) -> float:
+        """Validation, seed contributions and telemetry after an epoch; returns telemetry seconds."""
+        c, data = self.config, self.data
+        bs = max(256, c.batch_size)
+        if initial:
+            # No training yet: train metrics come from the first batches, in eval mode.
+            n = min(len(data.train_x), 10 * c.batch_size)
+            ev = evaluate(self.model, data.train_x[:n], data.train_y[:n], data.num_classes, bs)
+            self.train_loss, self.train_accuracy = ev.loss, ev.accuracy
+            self.telemetry = {"gradients": {"batches_seen": 0, "batches_sampled": 0, "layers": []}}
+        val = evaluate(self.model, data.val_x, data.val_y, data.num_classes, bs)
+        previous = self.val_accuracy_history[-1] if self.val_accuracy_history else None
+        self.plateau_epochs = 0 if previous is None or val.accuracy - previous >= PLATEAU_THRESHOLD_PP else self.plateau_epochs + 1
+        self.val_loss_history.append(val.loss)
+        self.val_accuracy_history.append(val.accuracy)
+        self.best_val_accuracy = max(self.best_val_accuracy, val.accuracy)
+        self.best_val_loss = min(self.best_val_loss, val.loss)
+
+        for slot in self.slots:
+            if slot.stage in (Stage.TRAINING, Stage.BLENDING, Stage.SHADOWING, Stage.PROBATIONARY):
+                accs = {}
+                for label, alpha in (("with_seed", 1.0), ("without_seed", 0.0)):
+                    if slot.alpha == alpha:
+                        accs[label] = val.accuracy
+                    else:
+                        with slot.forced_alpha(alpha):
+                            accs[label] = evaluate(self.model, data.val_x, data.val_y, data.num_classes, bs).accuracy
+                self.contributions[slot.index] = {**accs, "contribution": accs["with_seed"] - accs["without_seed"]}
+
+        t0 = time.perf_counter()
+        if c.telemetry.enabled:
+            named = self.model.host_weight_tensors()
+            self.telemetry.update(
+                {
+                    "per_class_accuracy": val.per_class_accuracy,
+                    "sharpness": sharpness(self.model, data.val_x, data.val_y, c.telemetry, self.probe_generator),
+                    "weight_norms": weight_norms(named),
+                    "train_val_loss_gap": val.loss - self.train_loss,
+                }
+            )
+        else:
+            self.telemetry = {"per_class_accuracy": val.per_class_accuracy}
+        return time.perf_counter() - t0
+
+
+def run_episode(
+    config: EpisodeConfig,
+    out_dir: str | Path,
+    controller: Controller | None = None,
+) -> EpisodeResult:
+    """Run one episode and write its raw telemetry run to `out_dir/<run_id>.jsonl`.
+
+    An exception inside the episode is recorded: the file gets a footer with status "failed" and the error,
+    so a failed episode is never silently lost. A killed process leaves only a hidden `.partial` file.
+    """
+    started = time.perf_counter()
+    run_id = config.run_id()
+    controller = controller or build_controller(config.controller)
+    data = load_task_data(config.dataset)
+    episode = Episode(config, data, run_id)
+    controller.reset(episode.controller_rng)
+    slot_channels = sorted({config.host.widths[s] for s in config.host.slots})
+    header = {
+        "run_id": run_id,
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "code_version": code_version(),
+        "config": config.to_dict(),
+        "seeds": {"episode": config.seed, "split": config.dataset.split_seed},
+        "controller": controller.describe(),
+        "action_space": list(FINE_ACTIONS),
+        "task": {
+            "dataset": data.name,
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
+            "train_size": len(data.train_x),
+            "val_size": len(data.val_x),
+            "noisy_labels": data.noisy_label_count,
+        },
+        "host_parameters": sum(p.numel() for p in episode.model.parameters()),
+        "blueprint_parameters": {b: {str(ch): parameter_count(b, ch) for ch in slot_channels} for b in BLUEPRINTS},
+        "torch_version": torch.__version__,
+    }
+    writer = RawRunWriter(out_dir, run_id)
+    writer.write_header(header)
+    episode_return, steps, error = 0.0, 0, None
+    try:
+        episode.measure(initial=True)
+        for step in range(1, config.max_epochs + 1):
+            t0 = time.perf_counter()
+            record = episode.observation_record()
+            features = observation_features(record)
+            legal = episode.legal_mask()
+            decision = controller.checked_decide(Observation(record, features, legal))
+            acc_before, best_before = episode.val_accuracy_history[-1], episode.best_val_accuracy
+            outcome = episode.apply(decision.action)
+            telemetry_seconds = episode.train_epoch()
+            outcome["events"] += episode.advance_clocks()
+            telemetry_seconds += episode.measure()
+            acc_after, best_after = episode.val_accuracy_history[-1], episode.best_val_accuracy
+            reward = step_reward(config.reward, acc_before, acc_after, best_before, best_after)
+            episode_return += reward["reward"]
+            record["red_flags"] = red_flags(record, features)
+            writer.write_step(
+                {
+                    "step": step,
+                    "epoch": record["epoch"],
+                    "observation": record,
+                    "action": decision.to_record(controller.name, legal),
+                    "outcome": {
+                        **outcome,
+                        "val_accuracy_before": acc_before,
+                        "val_accuracy_after": acc_after,
+                        "val_loss_after": episode.val_loss_history[-1],
+                        "train_loss_after": episode.train_loss,
+                        "best_val_accuracy_before": best_before,
+                        "best_val_accuracy_after": best_after,
+                        **reward,
+                    },
+                    "timing": {"step_seconds": time.perf_counter() - t0, "telemetry_seconds": telemetry_seconds},
+                }
+            )
+            steps = step
+    except Exception as exc:  # recorded in the footer, then re-raised by callers that want to
+        error = f"{type(exc).__name__}: {exc}"
+    final = episode.observation_record() if episode.val_accuracy_history else None
+    result = EpisodeResult(
+        run_id=run_id,
+        path=writer.path,
+        status="failed" if error else "complete",
+        steps=steps,
+        final_val_accuracy=episode.val_accuracy_history[-1] if episode.val_accuracy_history else float("nan"),
+        best_val_accuracy=episode.best_val_accuracy,
+        seeds_created=episode.seeds_created,
+        seeds_fossilized=episode.seeds_fossilized,
+        seeds_culled=episode.seeds_culled,
+        episode_return=episode_return,
+        wall_seconds=time.perf_counter() - started,
+        error=error,
+    )
+    writer.close(
+        {
+            "status": result.status,
+            "error": error,
+            "steps": steps,
+            "final_val_accuracy": result.final_val_accuracy,
+            "best_val_accuracy": result.best_val_accuracy,
+            "seeds_created": result.seeds_created,
+            "seeds_fossilized": result.seeds_fossilized,
+            "seeds_culled": result.seeds_culled,
+            "return": episode_return,
+            "final_parameters": sum(p.numel() for p in episode.model.parameters()),
+            "wall_seconds": result.wall_seconds,
+            "final_observation": final,
+        }
+    )
+    return result

@@ -1,0 +1,222 @@
+"""The observation feature schema and the one function that computes it.
+
+`observation_features(record)` turns a raw observation record (what the generator stores in each step of a
+raw telemetry run, see `rawrun.py`) into named float features. The live controller and the ingestion of
+logged runs both call it, so a policy sees at serving time exactly what it was trained on (the reference
+system computed them twice, differently, and its head-to-head numbers were wrong because of it).
+
+Schema `tamiyo-features/3` has three groups, in this order:
+- `base` (27): the reference V1 vector, same names and order. Fixes: `loss_delta`/`accuracy_delta` are 0 at
+  the first step (the reference stored +Infinity), and `best_val_loss` is really tracked.
+- `telemetry` (27): the reference V2 policy telemetry: 5 gradient-health numbers, 10 per-class validation
+  accuracies (first 10 classes, 0-padded), their variance, sharpness, 7 layer gradient norms (conv weight of
+  stages 0..5, 0-padded, and the classifier), 3 red flags.
+- `lifecycle` (12): ours. What a controller needs to judge a seed and that the reference did not expose:
+  improvement since germination (seed fully applied), measured contribution of the seed, its blueprint, time left, counts.
+
+Values are sanitised (NaN, inf, None -> 0) but not clipped or normalised: storage keeps the true values and
+policies normalise with statistics fitted on their training split.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from .blueprints import BLUEPRINTS
+from .lifecycle import ACTIVE_STAGES, Stage
+
+FEATURE_SCHEMA_VERSION = "tamiyo-features/3"
+PLATEAU_THRESHOLD_PP = 0.5  # an epoch whose val accuracy rose less than this is a plateau epoch
+HISTORY_LENGTH = 5
+
+# Red-flag thresholds (reference values).
+SUSTAINED_PLATEAU_EPOCHS = 3
+POOR_GRADIENT_HEALTH = 0.5
+OVERFITTING_GAP = 0.5
+HIGH_CLASS_VARIANCE = 200.0
+HIGH_SHARPNESS = 1.0
+VANISHING_VALUE, EXPLODING_VALUE = 1e-7, 1e3
+
+BASE_FEATURES: tuple[str, ...] = (
+    "epoch", "global_step", "train_loss", "val_loss", "loss_delta", "train_accuracy", "val_accuracy",
+    "accuracy_delta", "plateau_epochs", "best_val_accuracy", "best_val_loss",
+    *(f"loss_history_{i}" for i in range(HISTORY_LENGTH)),
+    *(f"accuracy_history_{i}" for i in range(HISTORY_LENGTH)),
+    "has_active_seed", "seed_stage", "seed_epochs_in_stage", "seed_alpha", "seed_improvement",
+    "available_slots",
+)  # fmt: skip
+TELEMETRY_FEATURES: tuple[str, ...] = (
+    "grad_mean_layer_norm", "grad_layer_norm_variance", "grad_vanishing_layers", "grad_exploding_layers",
+    "grad_health",
+    *(f"class_accuracy_{i}" for i in range(10)),
+    "class_accuracy_variance", "sharpness",
+    *(f"layer_grad_norm_{i}" for i in range(6)), "layer_grad_norm_head",
+    "flag_sustained_plateau", "flag_gradient_problem", "flag_overfitting",
+)  # fmt: skip
+LIFECYCLE_FEATURES: tuple[str, ...] = (
+    "seed_total_improvement", "seed_contribution",
+    *(f"seed_blueprint_{b}" for b in BLUEPRINTS),
+    "epochs_remaining", "cooldown_epochs_remaining", "seeds_fossilized", "seeds_culled", "learning_rate",
+)  # fmt: skip
+
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "base": BASE_FEATURES,
+    "telemetry": TELEMETRY_FEATURES,
+    "lifecycle": LIFECYCLE_FEATURES,
+}
+ALL_FEATURES: tuple[str, ...] = BASE_FEATURES + TELEMETRY_FEATURES + LIFECYCLE_FEATURES
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "base": BASE_FEATURES,
+    "base+telemetry": BASE_FEATURES + TELEMETRY_FEATURES,
+    "full": ALL_FEATURES,
+}
+
+
+def _num(value: Any) -> float:
+    if value is None or isinstance(value, str):
+        return 0.0
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def _left_padded(values: list, length: int = HISTORY_LENGTH) -> list[float]:
+    tail = [_num(v) for v in values[-length:]]
+    return [0.0] * (length - len(tail)) + tail
+
+
+def focus_slot(slots: list[Mapping]) -> Mapping | None:
+    """The slot the seed features describe: the active seed's slot, else the most recently changed one."""
+    if not slots:
+        return None
+    for slot in slots:
+        if Stage[slot["stage"]] in ACTIVE_STAGES:
+            return slot
+    return max(slots, key=lambda s: (s.get("last_change_epoch") or -1, -s["index"]))
+
+
+def gradient_health(layers: list[Mapping]) -> dict[str, float]:
+    """Summary of per-layer gradient statistics.
+
+    A layer is *vanishing* when more than half of its gradient values are below 1e-7 in magnitude and
+    *exploding* when any value exceeds 1e3 or its norm does. Health starts at 1 and loses half the share of
+    vanishing layers, half the share of exploding layers, and up to 0.2 for a spread of layer norms over
+    more than two orders of magnitude (log10 variance / 4); clipped to [0, 1].
+    """
+    if not layers:
+        return {"mean": 0.0, "variance": 0.0, "vanishing": 0.0, "exploding": 0.0, "health": 1.0}
+    norms = [_num(layer.get("norm")) for layer in layers]
+    mean = sum(norms) / len(norms)
+    variance = sum((n - mean) ** 2 for n in norms) / len(norms)
+    vanishing = sum(1 for layer in layers if _num(layer.get("vanishing_share")) > 0.5)
+    exploding = sum(
+        1 for layer, n in zip(layers, norms) if _num(layer.get("exploding_share")) > 0 or n > EXPLODING_VALUE
+    )
+    logs = [math.log10(max(n, 1e-12)) for n in norms]
+    log_mean = sum(logs) / len(logs)
+    log_var = sum((v - log_mean) ** 2 for v in logs) / len(logs)
+    health = 1.0 - 0.5 * vanishing / len(layers) - 0.5 * exploding / len(layers) - 0.2 * min(1.0, log_var / 4)
+    return {
+        "mean": mean,
+        "variance": variance,
+        "vanishing": float(vanishing),
+        "exploding": float(exploding),
+        "health": min(1.0, max(0.0, health)),
+    }
+
+
+def _layer_norm_features(layers: list[Mapping]) -> list[float]:
+    by_name = {layer["name"]: _num(layer.get("norm")) for layer in layers}
+    stage_norms = [by_name.get(f"stages.{i}.0.weight", 0.0) for i in range(6)]
+    return [*stage_norms, by_name.get("head.weight", 0.0)]
+
+
+def observation_features(record: Mapping) -> dict[str, float]:
+    """Named features (schema order) of one raw observation record."""
+    prev_loss, prev_acc = record.get("previous_val_loss"), record.get("previous_val_accuracy")
+    val_loss, val_acc = _num(record["val_loss"]), _num(record["val_accuracy"])
+    slots = record.get("slots") or []
+    slot = focus_slot(slots)
+    active = slot is not None and Stage[slot["stage"]] in ACTIVE_STAGES
+
+    f: dict[str, float] = {
+        "epoch": _num(record["epoch"]),
+        "global_step": _num(record["global_step"]),
+        "train_loss": _num(record["train_loss"]),
+        "val_loss": val_loss,
+        "loss_delta": 0.0 if prev_loss is None else _num(prev_loss) - val_loss,
+        "train_accuracy": _num(record["train_accuracy"]),
+        "val_accuracy": val_acc,
+        "accuracy_delta": 0.0 if prev_acc is None else val_acc - _num(prev_acc),
+        "plateau_epochs": _num(record["plateau_epochs"]),
+        "best_val_accuracy": _num(record["best_val_accuracy"]),
+        "best_val_loss": _num(record["best_val_loss"]),
+    }
+    f.update(zip((f"loss_history_{i}" for i in range(5)), _left_padded(record.get("val_loss_history", []))))
+    f.update(
+        zip((f"accuracy_history_{i}" for i in range(5)), _left_padded(record.get("val_accuracy_history", [])))
+    )
+    f["has_active_seed"] = 1.0 if active else 0.0
+    f["seed_stage"] = float(Stage[slot["stage"]]) if slot else 0.0
+    f["seed_epochs_in_stage"] = _num(slot["epochs_in_stage"]) if slot else 0.0
+    f["seed_alpha"] = _num(slot["alpha"]) if slot else 0.0
+    f["seed_improvement"] = val_acc - _num(slot["accuracy_at_stage_start"]) if active else 0.0
+    f["available_slots"] = float(sum(1 for s in slots if s["stage"] == "DORMANT"))
+
+    telemetry = record.get("telemetry") or {}
+    layers = (telemetry.get("gradients") or {}).get("layers") or []
+    health = gradient_health(layers)
+    f["grad_mean_layer_norm"] = health["mean"]
+    f["grad_layer_norm_variance"] = health["variance"]
+    f["grad_vanishing_layers"] = health["vanishing"]
+    f["grad_exploding_layers"] = health["exploding"]
+    f["grad_health"] = health["health"]
+    per_class = [_num(v) for v in telemetry.get("per_class_accuracy") or []]
+    f.update(zip((f"class_accuracy_{i}" for i in range(10)), (per_class + [0.0] * 10)[:10]))
+    class_mean = sum(per_class) / len(per_class) if per_class else 0.0
+    class_var = sum((v - class_mean) ** 2 for v in per_class) / len(per_class) if per_class else 0.0
+    f["class_accuracy_variance"] = class_var
+    f["sharpness"] = _num(telemetry.get("sharpness"))
+    norms = _layer_norm_features(layers)
+    f.update(zip([f"layer_grad_norm_{i}" for i in range(6)] + ["layer_grad_norm_head"], norms))
+    f["flag_sustained_plateau"] = float(f["plateau_epochs"] >= SUSTAINED_PLATEAU_EPOCHS)
+    f["flag_gradient_problem"] = float(
+        bool(layers) and (health["vanishing"] > 0 or health["exploding"] > 0 or health["health"] < POOR_GRADIENT_HEALTH)
+    )
+    f["flag_overfitting"] = float(val_loss - f["train_loss"] > OVERFITTING_GAP)
+
+    # With the seed fully applied (alpha = 1), measured every epoch from TRAINING on: the same quantity the
+    # quality gates and the heuristic judge (see Episode.seed_improvement).
+    with_seed = slot.get("accuracy_with_seed") if active else None
+    with_seed = val_acc if with_seed is None else _num(with_seed)
+    f["seed_total_improvement"] = with_seed - _num(slot["accuracy_at_germination"]) if active else 0.0
+    f["seed_contribution"] = _num(slot.get("contribution")) if active else 0.0
+    blueprint = slot.get("blueprint") if active else None
+    for b in BLUEPRINTS:
+        f[f"seed_blueprint_{b}"] = 1.0 if blueprint == b else 0.0
+    f["epochs_remaining"] = _num(record["max_epochs"]) - f["epoch"]
+    f["cooldown_epochs_remaining"] = max((_num(s.get("cooldown_remaining")) for s in slots), default=0.0)
+    f["seeds_fossilized"] = _num(record.get("seeds_fossilized"))
+    f["seeds_culled"] = _num(record.get("seeds_culled"))
+    f["learning_rate"] = _num(record.get("learning_rate"))
+    return f
+
+
+def feature_vector(features: Mapping[str, float], feature_set: str = "full") -> list[float]:
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+    return [features[name] for name in FEATURE_SETS[feature_set]]
+
+
+def red_flags(record: Mapping, features: Mapping[str, float]) -> dict[str, bool]:
+    """All reference red flags by name (the vector keeps three; the raw run keeps every one)."""
+    return {
+        "sustained_plateau": features["flag_sustained_plateau"] > 0,
+        "vanishing_gradients": features["grad_vanishing_layers"] > 0,
+        "exploding_gradients": features["grad_exploding_layers"] > 0,
+        "poor_gradient_health": bool((record.get("telemetry") or {}).get("gradients"))
+        and features["grad_health"] < POOR_GRADIENT_HEALTH,
+        "overfitting": features["flag_overfitting"] > 0,
+        "high_class_variance": features["class_accuracy_variance"] > HIGH_CLASS_VARIANCE,
+        "high_sharpness": features["sharpness"] > HIGH_SHARPNESS,
+    }
