@@ -135,6 +135,13 @@ class EpisodeResult:
     wall_seconds: float
     error: str | None = None
 
+    @classmethod
+    def not_started(cls, config: EpisodeConfig, out_dir: str | Path, error: str) -> "EpisodeResult":
+        """An episode that failed before its run file existed (or whose worker process died)."""
+        nan = float("nan")
+        run_id = config.run_id()
+        return cls(run_id, Path(out_dir) / f"{run_id}.jsonl", "failed", 0, nan, nan, 0, 0, 0, 0.0, 0.0, error)
+
     def summary_line(self) -> str:
         if self.status != "complete":
             return f"{self.run_id}: {self.status.upper()} after {self.steps} steps: {self.error}"

@@ -1,0 +1,147 @@
+"""The `tamiyo` command line. Each subcommand documents itself: `tamiyo COMMAND --help`.
+
+Heavy imports (torch, the warehouse, mlflow) happen inside the commands, so `tamiyo --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+# Subcommand groups contributed by other parts of the library: module -> its `register(subparsers)`.
+_COMMAND_MODULES = ("tamiyo_models.warehouse.cli",)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"widths must look like 2,4,8 (got {text!r})") from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .controllers import ControllerConfig
+    from .datasets import DatasetConfig
+    from .episode import EpisodeConfig
+    from .generation import GenerationSpec, SpecError, generate
+    from .host import HostConfig
+    from .telemetry import TelemetryConfig
+
+    try:
+        if args.spec:
+            configs = GenerationSpec.load(args.spec).sample(args.episodes, args.seed)
+        else:
+            base = EpisodeConfig(
+                dataset=DatasetConfig(
+                    name=args.dataset,
+                    root=args.data_root,
+                    download=args.download,
+                    train_subsample=args.train_subsample,
+                    label_noise=args.label_noise,
+                ),
+                host=HostConfig(widths=args.widths),
+                controller=ControllerConfig(kind=args.controller, epsilon=args.epsilon),
+                max_epochs=args.max_epochs,
+                learning_rate=args.lr,
+                batch_size=args.batch_size,
+                telemetry=TelemetryConfig(enabled=not args.no_telemetry),
+            )
+            configs = [EpisodeConfig.from_dict({**base.to_dict(), "seed": args.seed + i}) for i in range(args.episodes)]
+    except (SpecError, ValueError) as exc:
+        print(f"tamiyo generate: {exc}", file=sys.stderr)
+        return 2
+
+    out = Path(args.out)
+    print(f"generating {len(configs)} episodes into {out} with {args.workers} worker(s)", file=sys.stderr)
+    bar = tqdm(total=len(configs), unit="episode", file=sys.stderr, disable=args.quiet)
+
+    def report(result) -> None:
+        bar.write(result.summary_line(), file=sys.stderr)
+        bar.update(1)
+
+    results = generate(configs, out, workers=args.workers, on_result=report)
+    bar.close()
+    failed = [r for r in results if r.status != "complete"]
+    done = [r for r in results if r.status == "complete"]
+    if done:
+        mean_final = sum(r.final_val_accuracy for r in done) / len(done)
+        fossilized = sum(r.seeds_fossilized for r in done)
+        print(
+            f"{len(done)} complete, {len(failed)} failed; mean final accuracy {mean_final:.2f}%, "
+            f"{fossilized} seeds fossilized; runs in {out}",
+            file=sys.stderr,
+        )
+    for r in failed:
+        print(f"FAILED {r.run_id}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_story(args: argparse.Namespace) -> int:
+    from .rawrun import RawRunError
+    from .story import episode_story
+
+    try:
+        print(episode_story(args.run))
+    except (RawRunError, OSError) as exc:
+        print(f"tamiyo story: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tamiyo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser(
+        "generate",
+        help="train host networks under a controller and write raw telemetry runs",
+        description="Run episodes (one host trained under one controller each) and write one raw run "
+        "file per episode. Either fixed settings from the flags, or diverse ones sampled from --spec.",
+    )
+    g.add_argument("--episodes", type=int, default=4, help="number of episodes (default 4)")
+    g.add_argument("--out", default="var/raw", help="landing folder for raw run files (default var/raw)")
+    g.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the batch; episode i uses seed+i (default 0)")
+    g.add_argument("--spec", help="generation spec (TOML/JSON file, or a shipped name: nightly, smoke)")
+    g.add_argument("--dataset", default="digits",
+                   help="digits | fashion-mnist | cifar10 | cifar100 | synthetic | imagefolder:PATH")  # fmt: skip
+    g.add_argument("--data-root", help="folder with downloaded datasets (torchvision layout)")
+    g.add_argument("--download", action="store_true", help="let torchvision download the dataset")
+    g.add_argument("--train-subsample", type=int, help="keep this many training examples (stratified)")
+    g.add_argument("--label-noise", type=float, default=0.0, help="share of training labels flipped")
+    g.add_argument("--max-epochs", type=int, default=25, help="epochs per episode = decisions (default 25)")
+    g.add_argument("--widths", type=_widths, default=(2, 4, 8), help="host channels per stage (default 2,4,8)")
+    g.add_argument("--lr", type=float, default=0.05, help="host learning rate (default 0.05)")
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--controller", default="heuristic", choices=["heuristic", "random", "epsilon-heuristic"])
+    g.add_argument("--epsilon", type=float, default=0.1, help="exploration rate of epsilon-heuristic")
+    g.add_argument("--no-telemetry", action="store_true", help="skip the V2 research telemetry")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("story", help="tell what happened in one raw run, epoch by epoch")
+    s.add_argument("run", help="a raw run file (.jsonl)")
+    s.set_defaults(func=cmd_story)
+
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not module_name.startswith(exc.name):
+                raise  # a missing dependency inside the module, not a missing module
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Batches of episodes: diverse configurations sampled from a generation spec, run in parallel processes.
+
+A generation spec (TOML or JSON) says what varies between episodes and how:
+
+    name = "nightly"
+    [base]                       # EpisodeConfig fields shared by every episode (nested tables allowed)
+    max_epochs = 25
+    [vary]                       # one entry per varied field; a list = uniform choice,
+    "host.widths" = [[2, 4, 8], [4, 8, 16]]                # {values, weights} = weighted choice,
+    "learning_rate" = {min = 0.02, max = 0.1, log = true}  # {min, max[, log, int]} = a range
+    "max_epochs" = {min = 25, max = 75, int = true}
+    [[controllers]]              # the controller mix; each entry: weight + ControllerConfig fields
+    kind = "heuristic"
+    weight = 0.5
+    [[controllers]]
+    kind = "epsilon-heuristic"
+    epsilon = {min = 0.05, max = 0.3}
+    weight = 0.5
+
+Dotted keys address nested fields ("dataset.train_subsample"). Each episode's seed is drawn from the batch
+seed, so a batch is reproducible: the same spec and seed give the same configurations, hence the same runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import multiprocessing
+import os
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .episode import EpisodeConfig, EpisodeResult, run_episode
+
+DEFAULT_SPEC = "nightly"  # tamiyo_models/specs/nightly.toml
+_CONTROLLER_TABLES = {"heuristic", "random_weights"}
+
+
+class SpecError(ValueError):
+    pass
+
+
+@dataclass
+class GenerationSpec:
+    name: str
+    base: dict = field(default_factory=dict)
+    vary: dict = field(default_factory=dict)
+    controllers: list[dict] = field(default_factory=lambda: [{"kind": "heuristic", "weight": 1.0}])
+    source: str = "<dict>"
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<dict>") -> "GenerationSpec":
+        unknown = set(d) - {"name", "base", "vary", "controllers"}
+        if unknown:
+            raise SpecError(f"{source}: unknown top-level keys {sorted(unknown)} (known: name, base, vary, controllers)")
+        spec = cls(
+            name=d.get("name", Path(source).stem),
+            base=d.get("base", {}),
+            vary=d.get("vary", {}),
+            controllers=d.get("controllers", [{"kind": "heuristic", "weight": 1.0}]),
+            source=source,
+        )
+        spec.sample(1, seed=0)  # fail now, naming the spec file, rather than inside a worker later
+        return spec
+
+    @classmethod
+    def load(cls, path_or_name: str | Path) -> "GenerationSpec":
+        """A spec file (.toml or .json), or the name of a spec shipped with the package."""
+        path = Path(path_or_name)
+        if not path.exists():
+            shipped = resources.files("tamiyo_models") / "specs" / f"{path_or_name}.toml"
+            if not shipped.is_file():
+                raise SpecError(f"generation spec {str(path_or_name)!r} not found (neither a file nor a shipped spec)")
+            return cls.from_dict(tomllib.loads(shipped.read_text()), source=str(shipped))
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SpecError(f"{path}: cannot parse generation spec: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def sample(self, episodes: int, seed: int) -> list[EpisodeConfig]:
+        rng = np.random.default_rng(seed)
+        weights = np.array([float(c.get("weight", 1.0)) for c in self.controllers])
+        if len(weights) == 0 or (weights < 0).any() or weights.sum() <= 0:
+            raise SpecError(f"{self.source}: controllers need positive weights")
+        configs = []
+        for index in range(episodes):
+            d = copy.deepcopy(self.base)
+            for key, rule in self.vary.items():
+                _set_dotted(d, key, _draw(rule, rng, f"{self.source}: vary.{key}"))
+            chosen = self.controllers[int(rng.choice(len(weights), p=weights / weights.sum()))]
+            controller = {}
+            for key, value in chosen.items():
+                if key in _CONTROLLER_TABLES:  # settings tables, taken as they are
+                    controller[key] = value
+                elif key != "weight":
+                    controller[key] = _draw(value, rng, f"{self.source}: controllers.{key}")
+            d["controller"] = {**d.get("controller", {}), **controller}
+            d["seed"] = int(rng.integers(0, 2**31 - 1))
+            d.setdefault("tags", {}).update({"spec": self.name, "batch_seed": seed, "batch_index": index})
+            try:
+                configs.append(EpisodeConfig.from_dict(d))
+            except (TypeError, ValueError, KeyError) as exc:
+                raise SpecError(f"{self.source}: episode {index} has an invalid configuration: {exc}") from None
+        return configs
+
+
+def _draw(rule: Any, rng: np.random.Generator, where: str) -> Any:
+    if isinstance(rule, list):
+        if not rule:
+            raise SpecError(f"{where}: empty list of choices")
+        return copy.deepcopy(rule[int(rng.integers(len(rule)))])
+    if isinstance(rule, dict) and "values" in rule:
+        values, weights = rule["values"], np.asarray(rule.get("weights", [1.0] * len(rule["values"])), float)
+        if len(weights) != len(values) or weights.sum() <= 0:
+            raise SpecError(f"{where}: weights must match values and be positive")
+        return copy.deepcopy(values[int(rng.choice(len(values), p=weights / weights.sum()))])
+    if isinstance(rule, dict) and {"min", "max"} <= set(rule):
+        low, high = rule["min"], rule["max"]
+        if low > high:
+            raise SpecError(f"{where}: min {low} > max {high}")
+        if rule.get("int"):
+            return int(rng.integers(int(low), int(high) + 1))
+        if rule.get("log"):
+            return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        return float(rng.uniform(low, high))
+    if isinstance(rule, dict):
+        raise SpecError(f"{where}: expected a list, {{values, weights}} or {{min, max}}, got keys {sorted(rule)}")
+    return rule
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        d = d.setdefault(key, {})
+    d[last] = value
+
+
+# ----- running a batch ----------------------------------------------------------------------------------
+def _init_worker() -> None:
+    import torch
+
+    # One thread per worker: parallelism comes from processes, and results stay reproducible.
+    torch.set_num_threads(1)
+
+
+def _run_one(config_dict: dict, out_dir: str) -> EpisodeResult:
+    config = EpisodeConfig.from_dict(config_dict)
+    try:
+        return run_episode(config, out_dir)
+    except Exception as exc:  # failures before the run file exists (dataset missing, bad policy path...)
+        return EpisodeResult.not_started(config, out_dir, f"{type(exc).__name__}: {exc}")
+
+
+def generate(
+    configs: list[EpisodeConfig],
+    out_dir: str | Path,
+    workers: int = 1,
+    on_result: Callable[[EpisodeResult], None] | None = None,
+) -> list[EpisodeResult]:
+    """Run every configuration, `workers` episodes at a time in separate processes.
+
+    Every episode ends as a result, complete or failed; a failure never stops the others. Results come back
+    in completion order through `on_result` and in configuration order as the return value.
+    """
+    out_dir = str(out_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    payloads = [c.to_dict() for c in configs]
+    results: list[EpisodeResult | None] = [None] * len(configs)
+    if workers <= 1:
+        _init_worker()
+        for i, payload in enumerate(payloads):
+            results[i] = _run_one(payload, out_dir)
+            if on_result:
+                on_result(results[i])
+        return results
+    # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = {pool.submit(_run_one, payload, out_dir): i for i, payload in enumerate(payloads)}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except Exception as exc:  # the worker process itself died (killed, out of memory)
+                results[i] = EpisodeResult.not_started(configs[i], out_dir, f"worker died: {type(exc).__name__}: {exc}")
+            if on_result:
+                on_result(results[i])
+    return results
+
+
+def default_workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), 8))

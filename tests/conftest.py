@@ -1,0 +1,17 @@
+import os
+
+import pytest
+import torch
+
+# One thread: the suite runs on 2-core CI machines, and single-threaded CPU math keeps runs reproducible.
+torch.set_num_threads(1)
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture
+def tiny_config():
+    """A few-second episode on the synthetic source."""
+    from tamiyo_models.datasets import DatasetConfig
+    from tamiyo_models.episode import EpisodeConfig
+
+    return EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=6, seed=3)
