@@ -1,0 +1,372 @@
+"""Raw telemetry runs (docs/raw-run-format.md) into warehouse rows.
+
+Strict about what the format promises (types, required fields, strict JSON, a header first and a footer last,
+`epoch = step - 1`), tolerant of keys it does not know: the generator may add fields, and older ingestion must
+keep working. Observation features are computed here with `tamiyo_models.features.observation_features`, the
+same function a live controller calls.
+
+The parser reads lines itself (rather than `rawrun.iter_lines`, which stops at the first bad line) because a
+bad line must not hide the others: every record of a run ends up either stored or quarantined with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..actions import FINE_ACTIONS
+from ..features import FEATURE_SCHEMA_VERSION, focus_slot, observation_features
+from ..lifecycle import Stage
+from ..rawrun import RAW_RUN_FORMAT, RAW_RUN_FORMAT_VERSION
+from .tables import PERCENTILES, PROBABILITY_COLUMNS
+from .units import MAX_LINE_BYTES, ParsedFile, Problem, RecordError, Unit, get, json_type
+
+SOURCE_FORMAT = f"{RAW_RUN_FORMAT}/{RAW_RUN_FORMAT_VERSION}"
+FOOTER_STATUSES = ("complete", "failed")
+
+# Observation fields the feature function reads without a default: they must be present and numeric.
+_OBSERVATION_NUMBERS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy", "best_val_loss")
+_OBSERVATION_INTS = ("epoch", "max_epochs", "global_step", "plateau_epochs")
+
+
+def _reject_constant(name: str) -> float:
+    # Raw runs are strict JSON: a bare NaN/Infinity means the file was not written by rawrun.py.
+    raise RecordError(None, "strict_json", f"bare {name} literal (raw runs are strict JSON: non-finite numbers are null)")
+
+
+def _loads(text: str) -> object:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def looks_like_raw_run(first_line: str) -> bool:
+    """Recognise a raw run from its first line (the header), not from its file name."""
+    return f'"format":"{RAW_RUN_FORMAT}"' in first_line.replace(" ", "") and '"type":"header"' in first_line.replace(
+        " ", ""
+    )
+
+
+def parse_raw_run(data: bytes) -> ParsedFile:
+    """Parse one raw run file (its bytes) into one unit."""
+    lines: list[tuple[int, str]] = []
+    records: list[tuple[str, int | None, str]] = []
+    problems: list[Problem] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", errors="backslashreplace")
+            records.append((f"line {number}", number, text))
+            problems.append(
+                Problem(f"line {number}", "utf8", f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}", line=number)
+            )
+            continue
+        records.append((f"line {number}", number, text))
+        if len(raw) > MAX_LINE_BYTES:
+            problems.append(
+                Problem(f"line {number}", "line_too_long", f"line of {len(raw)} bytes exceeds {MAX_LINE_BYTES}", line=number)
+            )
+            continue
+        lines.append((number, text))
+
+    unit = Unit(SOURCE_FORMAT, None, None, records, problems, hashlib.sha256(data).hexdigest())
+    header, steps, footer = None, [], None
+    for number, text in lines:
+        position = f"line {number}"
+        try:
+            record = _loads(text)
+            if type(record) is not dict:
+                raise RecordError(None, "type", f"expected a JSON object, got {json_type(record)}")
+            kind = record.get("type")
+            if header is None:
+                if kind != "header":
+                    raise RecordError("type", "header_first", f"the first record must be the header, got type {kind!r}")
+                header = _header(record)
+                unit.run_id = header["run_id"]
+            elif kind == "step":
+                if footer is not None:
+                    raise RecordError("type", "footer_last", "a step after the footer")
+                steps.append((number, record))
+            elif kind == "footer":
+                if footer is not None:
+                    raise RecordError("type", "footer_last", "a second footer")
+                footer = (number, record)
+            elif kind == "header":
+                raise RecordError("type", "header_first", "a second header")
+            else:
+                raise RecordError("type", "record_type", f"unknown record type {kind!r}")
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(position, "json", f"not valid JSON ({exc.msg} at column {exc.colno})", line=number))
+        except RecordError as exc:
+            problems.append(Problem(position, exc.rule, exc.reason, exc.field, number))
+
+    if header is None:
+        if not problems:
+            problems.append(Problem("file", "header_first", "no header record"))
+        return ParsedFile(SOURCE_FORMAT, [unit])
+    if footer is None:
+        problems.append(
+            Problem("file", "footer_missing", "no footer: the run is incomplete (crashed generator or truncated file)")
+        )
+
+    run_id = header["run_id"]
+    rows: dict[str, list[dict]] = {t: [] for t in ("steps", "observations", "layer_gradients", "lifecycle_events")}
+    for index, (number, record) in enumerate(steps):
+        try:
+            _step_rows(run_id, number, record, is_last=index == len(steps) - 1, rows=rows)
+        except RecordError as exc:
+            problems.append(Problem(f"line {number}", exc.rule, exc.reason, exc.field, number))
+
+    if footer is not None:
+        number, record = footer
+        try:
+            episode = _footer(run_id, record, len(steps))
+            final = record.get("final_observation")
+            if final is not None:
+                if type(final) is not dict:
+                    raise RecordError("final_observation", "type", f"should be a JSON object, got {json_type(final)}")
+                _observation_rows(run_id, len(steps) + 1, final, "final_observation", f"line {number}", True, rows)
+        except RecordError as exc:
+            problems.append(Problem(f"line {number}", exc.rule, exc.reason, exc.field, number))
+
+    if problems:
+        return ParsedFile(SOURCE_FORMAT, [unit])
+    position = f"line {lines[0][0]}"
+    run = {**header["row"], "_unit": 0, "_position": position}
+    rows["runs"] = [run]
+    rows["episodes"] = [{**episode, "_unit": 0, "_position": f"line {footer[0]}"}]
+    for table_rows in rows.values():
+        for row in table_rows:
+            row["_unit"] = 0
+    unit.rows, unit.steps = rows, len(steps)
+    return ParsedFile(SOURCE_FORMAT, [unit])
+
+
+def _header(record: dict) -> dict:
+    if record.get("format") != RAW_RUN_FORMAT:
+        raise RecordError("format", "format", f"format {record.get('format')!r} is not {RAW_RUN_FORMAT!r}")
+    if record.get("format_version") != RAW_RUN_FORMAT_VERSION:
+        raise RecordError(
+            "format_version", "format_version", f"unsupported format_version {record.get('format_version')!r}"
+        )
+    run_id = get(record, "run_id", "", "str")
+    if not run_id or len(run_id) > 200:
+        raise RecordError("run_id", "run_id", f"run_id must be 1..200 characters, got {len(run_id)}")
+    config = get(record, "config", "", "object")
+    code = record.get("code_version") if type(record.get("code_version")) is dict else {}
+    controller = record.get("controller") if type(record.get("controller")) is dict else {}
+    dataset = config.get("dataset") if type(config.get("dataset")) is dict else {}
+    reward = config.get("reward") if type(config.get("reward")) is dict else {}
+    ctrl_cfg = config.get("controller") if type(config.get("controller")) is dict else {}
+    row = {
+        "run_id": run_id,
+        "source_format": SOURCE_FORMAT,
+        "source_position": None,
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "format_version": RAW_RUN_FORMAT_VERSION,
+        "code_package": _opt_str(code.get("package")),
+        "code_source_sha256": _opt_str(code.get("source_sha256")),
+        "git_commit": _opt_str(code.get("git_commit")),
+        "git_dirty": code.get("git_dirty") if type(code.get("git_dirty")) is bool else None,
+        "controller_kind": _opt_str(ctrl_cfg.get("kind")),
+        "controller_name": _opt_str(controller.get("name")),
+        "dataset": _opt_str(dataset.get("name")),
+        "max_epochs": get(config, "max_epochs", "config", "int"),
+        "seed": get(config, "seed", "config", "int"),
+        "learning_rate": get(config, "learning_rate", "config", "number", nullable=True),
+        "reward_scale": _opt_num(reward.get("scale")),
+        "reward_shaped": reward.get("shaped") if type(reward.get("shaped")) is bool else None,
+        "host_parameters": record.get("host_parameters") if type(record.get("host_parameters")) is int else None,
+        "torch_version": _opt_str(record.get("torch_version")),
+        "started_at": None,
+        "ended_at": None,
+        "config_json": json.dumps(config, sort_keys=True),
+        "controller_json": json.dumps(controller, sort_keys=True),
+        "task_json": json.dumps(record.get("task"), sort_keys=True),
+    }
+    return {"run_id": run_id, "row": row}
+
+
+def _opt_str(value: object) -> str | None:
+    return value if type(value) is str else None
+
+
+def _opt_num(value: object) -> float | None:
+    return float(value) if type(value) in (int, float) else None
+
+
+def _step_rows(run_id: str, number: int, record: dict, is_last: bool, rows: dict) -> None:
+    position = f"line {number}"
+    step = get(record, "step", "", "int")
+    epoch = get(record, "epoch", "", "int")
+    if epoch != step - 1:
+        raise RecordError("epoch", "epoch_sequence", f"epoch {epoch} should be step - 1 = {step - 1}")
+    observation = get(record, "observation", "", "object")
+    action = get(record, "action", "", "object")
+    outcome = get(record, "outcome", "", "object")
+    fine = get(action, "fine", "action", "str")
+    if fine not in FINE_ACTIONS:
+        raise RecordError("action.fine", "unknown_action", f"unknown action {fine!r}; known: {', '.join(FINE_ACTIONS)}")
+    coarse = get(action, "coarse", "action", "str")
+    blueprint = get(action, "blueprint", "action", "str", nullable=True)
+    probabilities = get(action, "probabilities", "action", "object")
+    unknown = sorted(set(probabilities) - set(FINE_ACTIONS))
+    if unknown:
+        raise RecordError("action.probabilities", "unknown_action", f"probabilities of unknown actions {unknown}")
+    legal = get(action, "legal", "action", "list")
+    for name in legal:
+        if name not in FINE_ACTIONS:
+            raise RecordError("action.legal", "unknown_action", f"unknown legal action {name!r}")
+    greedy = get(action, "greedy_fine", "action", "str", nullable=True) if "greedy_fine" in action else None
+    gate = get(outcome, "gate", "outcome", "object", nullable=True)
+    events = get(outcome, "events", "outcome", "list")
+    timing = record.get("timing") if type(record.get("timing")) is dict else {}
+
+    row = {
+        "run_id": run_id,
+        "step": step,
+        "epoch": epoch,
+        "action_fine": fine,
+        "action_coarse": coarse,
+        "blueprint": blueprint,
+        "action_index": FINE_ACTIONS.index(fine),
+        "propensity": get(action, "propensity", "action", "number"),
+        "legal_actions": legal,
+        "controller": get(action, "controller", "action", "str", nullable=True),
+        "reason": get(action, "reason", "action", "str", nullable=True),
+        "greedy_fine": greedy,
+        "explored": None if greedy is None else greedy != fine,
+        "applied": get(outcome, "applied", "outcome", "bool"),
+        "gate_passed": None if gate is None else get(gate, "passed", "outcome.gate", "bool"),
+        "gate_reason": None if gate is None else get(gate, "reason", "outcome.gate", "str", nullable=True),
+        "gate_from_stage": None if gate is None else get(gate, "from_stage", "outcome.gate", "str", nullable=True),
+        "seed_stage": None,
+        "val_accuracy_before": get(outcome, "val_accuracy_before", "outcome", "number", nullable=True),
+        "val_accuracy_after": get(outcome, "val_accuracy_after", "outcome", "number", nullable=True),
+        "best_val_accuracy_before": get(outcome, "best_val_accuracy_before", "outcome", "number", nullable=True),
+        "best_val_accuracy_after": get(outcome, "best_val_accuracy_after", "outcome", "number", nullable=True),
+        "val_loss_after": get(outcome, "val_loss_after", "outcome", "number", nullable=True),
+        "train_loss_after": get(outcome, "train_loss_after", "outcome", "number", nullable=True),
+        "accuracy_change": get(outcome, "accuracy_change", "outcome", "number", nullable=True),
+        "shaping": get(outcome, "shaping", "outcome", "number", nullable=True),
+        "reward": get(outcome, "reward", "outcome", "number"),
+        "reward_as_logged": None,
+        "is_last": is_last,
+        "step_seconds": _opt_num(timing.get("step_seconds")),
+        "telemetry_seconds": _opt_num(timing.get("telemetry_seconds")),
+        "source_line": number,
+        "_position": position,
+    }
+    for name, column in PROBABILITY_COLUMNS.items():
+        value = probabilities.get(name, 0.0)
+        if type(value) not in (int, float):
+            raise RecordError(f"action.probabilities.{name}", "type", f"probability of {name} is {json_type(value)}")
+        row[column] = float(value)
+    slot = _observation_rows(run_id, step, observation, "observation", position, False, rows)
+    row["seed_stage"] = slot
+    rows["steps"].append(row)
+
+    for index, event in enumerate(events):
+        where = f"outcome.events[{index}]"
+        if type(event) is not dict:
+            raise RecordError(where, "type", f"{where} should be a JSON object, got {json_type(event)}")
+        rows["lifecycle_events"].append(
+            {
+                "run_id": run_id,
+                "step": step,
+                "event_index": index,
+                "epoch": get(event, "epoch", where, "int", nullable=True),
+                "slot": get(event, "slot", where, "int", nullable=True),
+                "seed_id": get(event, "seed_id", where, "str", nullable=True),
+                "from_stage": get(event, "from_stage", where, "str"),
+                "to_stage": get(event, "to_stage", where, "str"),
+                "cause": get(event, "cause", where, "str"),
+                "detail": get(event, "detail", where, "str", nullable=True),
+                "_position": position,
+            }
+        )
+
+
+def _observation_rows(
+    run_id: str, step: int, record: dict, path: str, position: str, is_final: bool, rows: dict
+) -> str | None:
+    """Append the features and layer gradients of one observation; return the focus slot's stage."""
+    for key in _OBSERVATION_INTS:
+        get(record, key, path, "int")
+    for key in _OBSERVATION_NUMBERS:
+        get(record, key, path, "number", nullable=True)
+    slots = get(record, "slots", path, "list")
+    for index, slot in enumerate(slots):
+        where = f"{path}.slots[{index}]"
+        if type(slot) is not dict:
+            raise RecordError(where, "type", f"{where} should be a JSON object, got {json_type(slot)}")
+        stage = get(slot, "stage", where, "str")
+        if stage not in Stage.__members__:
+            raise RecordError(f"{where}.stage", "unknown_stage", f"unknown lifecycle stage {stage!r}")
+        get(slot, "index", where, "int")
+    try:
+        features = observation_features(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(path, "features", f"observation features could not be computed: {exc!r}") from None
+    rows["observations"].append(
+        {
+            "run_id": run_id,
+            "step": step,
+            "is_final": is_final,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            **features,
+            "_position": position,
+        }
+    )
+    telemetry = record.get("telemetry")
+    gradients = telemetry.get("gradients") if type(telemetry) is dict else None
+    layers = gradients.get("layers") if type(gradients) is dict else None
+    for index, layer in enumerate(layers or ()):
+        where = f"{path}.telemetry.gradients.layers[{index}]"
+        if type(layer) is not dict:
+            raise RecordError(where, "type", f"{where} should be a JSON object, got {json_type(layer)}")
+        percentiles = layer.get("percentiles") if type(layer.get("percentiles")) is dict else {}
+        rows["layer_gradients"].append(
+            {
+                "run_id": run_id,
+                "step": step,
+                "layer": get(layer, "name", where, "str"),
+                "norm": get(layer, "norm", where, "number", nullable=True),
+                "norm_std": _opt_num(layer.get("norm_std")),
+                "mean": _opt_num(layer.get("mean")),
+                "std": _opt_num(layer.get("std")),
+                "vanishing_share": _opt_num(layer.get("vanishing_share")),
+                "exploding_share": _opt_num(layer.get("exploding_share")),
+                **{f"p{p}": _opt_num(percentiles.get(p)) for p in PERCENTILES},
+                "_position": position,
+            }
+        )
+    slot = focus_slot(slots)
+    return slot["stage"] if slot else None
+
+
+def _footer(run_id: str, record: dict, steps: int) -> dict:
+    status = get(record, "status", "", "str")
+    if status not in FOOTER_STATUSES:
+        raise RecordError("status", "in_set", f"footer status {status!r} is not one of {FOOTER_STATUSES}")
+    declared = get(record, "steps", "", "int")
+    if declared != steps:
+        raise RecordError("steps", "step_count", f"footer says {declared} steps, the file holds {steps}")
+    return {
+        "run_id": run_id,
+        "status": status,
+        "error": get(record, "error", "", "str", nullable=True),
+        "steps": steps,
+        "final_val_accuracy": get(record, "final_val_accuracy", "", "number", nullable=True),
+        "best_val_accuracy": get(record, "best_val_accuracy", "", "number", nullable=True),
+        "seeds_created": get(record, "seeds_created", "", "int"),
+        "seeds_fossilized": get(record, "seeds_fossilized", "", "int"),
+        "seeds_culled": get(record, "seeds_culled", "", "int"),
+        "return": get(record, "return", "", "number", nullable=True),
+        "final_parameters": get(record, "final_parameters", "", "int", nullable=True),
+        "wall_seconds": _opt_num(record.get("wall_seconds")),
+    }
+
+
+__all__ = ["SOURCE_FORMAT", "looks_like_raw_run", "parse_raw_run"]

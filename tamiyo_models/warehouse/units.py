@@ -1,0 +1,121 @@
+"""What parsing a source file produces: runs as rows per table, and problems with where and why.
+
+A *unit* is one run: a raw run file, or one legacy episode (a pack holds many). A unit is stored whole or
+quarantined whole: a run with a broken step never lands with a hole in it. Parsing checks structure and types
+(a wrong type cannot even become a typed column); the pandera schemas (`schemas.py`) then check the content
+of the typed frames, and their failures are traced back to units through the `_unit`/`_position` columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# A free-text field longer than this is refused (rule `max_length`): the ingestion of a runaway string
+# (a whole traceback, a repeated buffer) should not bloat every query of the steps table.
+MAX_TEXT_CHARS = 10_000
+# A line longer than this is refused before it is parsed (rule `line_too_long`); real step lines are ~10 KB.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class Problem:
+    """Why a record (or a whole file) goes to quarantine."""
+
+    position: str  # "line 5", "decisions[3]", "episodes[2].decisions[0]", "file"
+    rule: str  # short rule name: strict_json, required, type, in_range, unknown_action, ...
+    reason: str
+    field: str | None = None
+    line: int | None = None
+
+
+class RecordError(ValueError):
+    """Raised by the field readers; the parser turns it into a Problem at the record's position."""
+
+    def __init__(self, field: str | None, rule: str, reason: str):
+        super().__init__(reason)
+        self.field, self.rule, self.reason = field, rule, reason
+
+
+@dataclass
+class Unit:
+    """One run parsed from a source: its rows per table (None when parsing failed) and its records' texts."""
+
+    source_format: str
+    run_id: str | None
+    rows: dict[str, list[dict]] | None
+    records: list[tuple[str, int | None, str]]  # (position, line, original text) of every record of the run
+    problems: list[Problem] = field(default_factory=list)
+    content_sha256: str | None = None
+    steps: int = 0
+
+
+@dataclass
+class ParsedFile:
+    source_format: str
+    units: list[Unit]
+    problems: list[Problem] = field(default_factory=list)  # file-level: empty, unreadable, unknown format
+
+
+_MISSING = object()
+
+
+def get(obj: dict, key: str, path: str, kind: str, *, nullable: bool = False) -> Any:
+    """Read `obj[key]` as `kind` ("int", "number", "str", "bool", "object", "list"), or raise RecordError."""
+    name = f"{path}.{key}" if path else key
+    value = obj.get(key, _MISSING)
+    if value is _MISSING:
+        raise RecordError(name, "required", f"field {name!r} is missing")
+    if value is None:
+        if nullable:
+            return None
+        raise RecordError(name, "not_null", f"field {name!r} is null")
+    if kind == "number":
+        if type(value) is float:
+            if not math.isfinite(value):
+                raise RecordError(name, "finite", f"field {name!r} is {value} (not a finite number)")
+            return value
+        if type(value) is int:
+            return float(value)
+    elif kind == "int":
+        if type(value) is int:
+            return value
+    elif kind == "str":
+        if type(value) is str:
+            return value
+    elif kind == "bool":
+        if type(value) is bool:
+            return value
+    elif kind == "object":
+        if type(value) is dict:
+            return value
+    elif kind == "list":
+        if type(value) is list:
+            return value
+    raise RecordError(name, "type", f"field {name!r} should be {_KIND_WORDS[kind]}, got {_json_type(value)}")
+
+
+_KIND_WORDS = {
+    "number": "a number",
+    "int": "an integer",
+    "str": "a string",
+    "bool": "true or false",
+    "object": "a JSON object",
+    "list": "a JSON list",
+}
+
+
+def _json_type(value: Any) -> str:
+    return {
+        dict: "a JSON object",
+        list: "a JSON list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def json_type(value: Any) -> str:
+    return _json_type(value)

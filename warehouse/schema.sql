@@ -1,0 +1,444 @@
+-- The episode warehouse (DuckDB). Applied by tamiyo_models.warehouse.store.open_warehouse on every write
+-- connection; every statement is idempotent. Column dtypes mirror tamiyo_models/warehouse/tables.py (a test
+-- checks the two agree). Accuracies are in percentage points (pp, 0..100); a step t is the decision taken
+-- after epoch t-1 and before epoch t trains (docs/raw-run-format.md).
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id                 VARCHAR PRIMARY KEY,
+    source_format          VARCHAR NOT NULL,
+    source_file            VARCHAR NOT NULL,
+    source_sha256          VARCHAR NOT NULL,
+    source_position        VARCHAR,
+    content_sha256         VARCHAR NOT NULL,
+    feature_schema_version VARCHAR NOT NULL,
+    format_version         BIGINT,
+    code_package           VARCHAR,
+    code_source_sha256     VARCHAR,
+    git_commit             VARCHAR,
+    git_dirty              BOOLEAN,
+    controller_kind        VARCHAR,
+    controller_name        VARCHAR,
+    dataset                VARCHAR,
+    max_epochs             BIGINT,
+    seed                   BIGINT,
+    learning_rate          DOUBLE,
+    reward_scale           DOUBLE,
+    reward_shaped          BOOLEAN,
+    host_parameters        BIGINT,
+    torch_version          VARCHAR,
+    started_at             VARCHAR,
+    ended_at               VARCHAR,
+    config_json            JSON,
+    controller_json        JSON,
+    task_json              JSON,
+    ingested_at            TIMESTAMP DEFAULT current_timestamp
+);
+COMMENT ON TABLE runs IS 'one row per episode run: where it came from, its configuration and code version';
+COMMENT ON COLUMN runs.run_id IS 'run id: run-<16 hex> for raw runs (hash of the configuration), legacy-<16 hex> for legacy episodes (hash of their content)';
+COMMENT ON COLUMN runs.source_format IS 'tamiyo-raw-run/1, legacy-episode-v1 or legacy-episode-v2 (recognised from the content)';
+COMMENT ON COLUMN runs.source_file IS 'path of the file the run was loaded from, as given to ingestion';
+COMMENT ON COLUMN runs.source_sha256 IS 'SHA-256 of the whole source file (a pack holds many runs)';
+COMMENT ON COLUMN runs.source_position IS 'where in the source file: null for a raw run, episodes[i] inside a legacy pack';
+COMMENT ON COLUMN runs.content_sha256 IS 'SHA-256 of the run itself (the file for raw runs, the episode JSON for legacy ones)';
+COMMENT ON COLUMN runs.feature_schema_version IS 'feature schema of the observations: tamiyo-features/N, or legacy-v1 / legacy-v2';
+COMMENT ON COLUMN runs.format_version IS 'raw run format version (null for legacy episodes)';
+COMMENT ON COLUMN runs.code_package IS 'tamiyo package version that generated the run';
+COMMENT ON COLUMN runs.code_source_sha256 IS 'hash of the generator source code';
+COMMENT ON COLUMN runs.git_commit IS 'git commit of the generator, when known';
+COMMENT ON COLUMN runs.git_dirty IS 'true when the generator ran from a modified working tree';
+COMMENT ON COLUMN runs.controller_kind IS 'controller kind from the configuration (random, heuristic, epsilon-heuristic, policy; heuristic for legacy)';
+COMMENT ON COLUMN runs.controller_name IS 'the controller''s own name (header.controller.name)';
+COMMENT ON COLUMN runs.dataset IS 'dataset of the host task (synthetic, digits, cifar10, ...)';
+COMMENT ON COLUMN runs.max_epochs IS 'episode length in epochs (= decisions)';
+COMMENT ON COLUMN runs.seed IS 'episode seed from the configuration (null for legacy)';
+COMMENT ON COLUMN runs.learning_rate IS 'initial host learning rate';
+COMMENT ON COLUMN runs.reward_scale IS 'reward = scale x accuracy_change (legacy: 10)';
+COMMENT ON COLUMN runs.reward_shaped IS 'true when the potential-based shaping term was added to the reward';
+COMMENT ON COLUMN runs.host_parameters IS 'parameters of the host at the start';
+COMMENT ON COLUMN runs.torch_version IS 'torch version of the generator';
+COMMENT ON COLUMN runs.started_at IS 'ISO-8601 start time (legacy episodes only; raw runs are timeless by design)';
+COMMENT ON COLUMN runs.ended_at IS 'ISO-8601 end time (legacy episodes only)';
+COMMENT ON COLUMN runs.config_json IS 'the full episode configuration (raw header.config; legacy: the top-level settings)';
+COMMENT ON COLUMN runs.controller_json IS 'the controller''s own description (header.controller)';
+COMMENT ON COLUMN runs.task_json IS 'the host task (header.task)';
+COMMENT ON COLUMN runs.ingested_at IS 'when this version of the run was loaded';
+
+CREATE TABLE IF NOT EXISTS episodes (
+    run_id             VARCHAR PRIMARY KEY,
+    status             VARCHAR NOT NULL,
+    error              VARCHAR,
+    steps              BIGINT NOT NULL,
+    final_val_accuracy DOUBLE,
+    best_val_accuracy  DOUBLE,
+    seeds_created      BIGINT,
+    seeds_fossilized   BIGINT,
+    seeds_culled       BIGINT,
+    "return"           DOUBLE,
+    final_parameters   BIGINT,
+    wall_seconds       DOUBLE
+);
+COMMENT ON TABLE episodes IS 'one row per run: the outcome of the episode (raw footer, legacy totals)';
+COMMENT ON COLUMN episodes.run_id IS 'the run (runs.run_id)';
+COMMENT ON COLUMN episodes.status IS 'complete, or failed (the generator recorded an error)';
+COMMENT ON COLUMN episodes.error IS 'ExceptionType: message of a failed episode, else null';
+COMMENT ON COLUMN episodes.steps IS 'number of decisions stored in steps';
+COMMENT ON COLUMN episodes.final_val_accuracy IS 'val accuracy after the last epoch (pp)';
+COMMENT ON COLUMN episodes.best_val_accuracy IS 'best val accuracy over the episode (pp)';
+COMMENT ON COLUMN episodes.seeds_created IS 'seeds germinated during the episode';
+COMMENT ON COLUMN episodes.seeds_fossilized IS 'seeds fossilized (grafted for good)';
+COMMENT ON COLUMN episodes.seeds_culled IS 'seeds culled';
+COMMENT ON COLUMN episodes."return" IS 'sum of the step rewards (legacy: recomputed with the corrected timing)';
+COMMENT ON COLUMN episodes.final_parameters IS 'host parameters at the end, fossilized seeds included';
+COMMENT ON COLUMN episodes.wall_seconds IS 'wall-clock duration of the episode (not part of determinism)';
+
+CREATE TABLE IF NOT EXISTS steps (
+    run_id                   VARCHAR NOT NULL,
+    step                     BIGINT NOT NULL,
+    epoch                    BIGINT NOT NULL,
+    action_fine              VARCHAR NOT NULL,
+    action_coarse            VARCHAR NOT NULL,
+    blueprint                VARCHAR,
+    action_index             BIGINT NOT NULL,
+    propensity               DOUBLE,
+    prob_wait                       DOUBLE,
+    prob_germinate_conv_light       DOUBLE,
+    prob_germinate_conv_heavy       DOUBLE,
+    prob_germinate_attention        DOUBLE,
+    prob_germinate_norm             DOUBLE,
+    prob_germinate_depthwise        DOUBLE,
+    prob_advance                    DOUBLE,
+    prob_cull                       DOUBLE,
+    legal_actions            VARCHAR[],
+    controller               VARCHAR,
+    reason                   VARCHAR,
+    greedy_fine              VARCHAR,
+    explored                 BOOLEAN,
+    applied                  BOOLEAN,
+    gate_passed              BOOLEAN,
+    gate_reason              VARCHAR,
+    gate_from_stage          VARCHAR,
+    seed_stage               VARCHAR,
+    val_accuracy_before      DOUBLE,
+    val_accuracy_after       DOUBLE,
+    best_val_accuracy_before DOUBLE,
+    best_val_accuracy_after  DOUBLE,
+    val_loss_after           DOUBLE,
+    train_loss_after         DOUBLE,
+    accuracy_change          DOUBLE,
+    shaping                  DOUBLE,
+    reward                   DOUBLE,
+    reward_as_logged         DOUBLE,
+    is_last                  BOOLEAN NOT NULL,
+    step_seconds             DOUBLE,
+    telemetry_seconds        DOUBLE,
+    source_line              BIGINT,
+    PRIMARY KEY (run_id, step)
+);
+COMMENT ON TABLE steps IS 'one row per decision: the action, its behaviour propensity, and its consequence';
+COMMENT ON COLUMN steps.run_id IS 'the run (runs.run_id)';
+COMMENT ON COLUMN steps.step IS 'decision number t, 1-based';
+COMMENT ON COLUMN steps.epoch IS 'epochs completed when deciding (= step - 1)';
+COMMENT ON COLUMN steps.action_fine IS 'fine action taken: WAIT, GERMINATE_<blueprint>, ADVANCE or CULL';
+COMMENT ON COLUMN steps.action_coarse IS 'coarse label: WAIT, GERMINATE, ADVANCE or CULL';
+COMMENT ON COLUMN steps.blueprint IS 'blueprint germinated (GERMINATE only, else null)';
+COMMENT ON COLUMN steps.action_index IS 'index of action_fine in the fine action space (0..7)';
+COMMENT ON COLUMN steps.propensity IS 'mu(a|s): probability the behaviour controller gave the action taken (legacy: null, never logged)';
+COMMENT ON COLUMN steps.prob_wait IS 'behaviour probability of WAIT (0 when illegal)';
+COMMENT ON COLUMN steps.prob_germinate_conv_light IS 'behaviour probability of GERMINATE_conv_light (0 when illegal)';
+COMMENT ON COLUMN steps.prob_germinate_conv_heavy IS 'behaviour probability of GERMINATE_conv_heavy (0 when illegal)';
+COMMENT ON COLUMN steps.prob_germinate_attention IS 'behaviour probability of GERMINATE_attention (0 when illegal)';
+COMMENT ON COLUMN steps.prob_germinate_norm IS 'behaviour probability of GERMINATE_norm (0 when illegal)';
+COMMENT ON COLUMN steps.prob_germinate_depthwise IS 'behaviour probability of GERMINATE_depthwise (0 when illegal)';
+COMMENT ON COLUMN steps.prob_advance IS 'behaviour probability of ADVANCE (0 when illegal)';
+COMMENT ON COLUMN steps.prob_cull IS 'behaviour probability of CULL (0 when illegal)';
+COMMENT ON COLUMN steps.legal_actions IS 'fine actions that were legal at this step';
+COMMENT ON COLUMN steps.controller IS 'name of the controller that decided';
+COMMENT ON COLUMN steps.reason IS 'the controller''s human-readable reason';
+COMMENT ON COLUMN steps.greedy_fine IS 'what the wrapped controller wanted (differs from action_fine when exploration explored)';
+COMMENT ON COLUMN steps.explored IS 'true when an exploration wrapper overrode the greedy action';
+COMMENT ON COLUMN steps.applied IS 'false when an ADVANCE was refused by a quality gate';
+COMMENT ON COLUMN steps.gate_passed IS 'quality gate result for ADVANCE (null for other actions)';
+COMMENT ON COLUMN steps.gate_reason IS 'why the gate passed or refused';
+COMMENT ON COLUMN steps.gate_from_stage IS 'stage the seed was advancing from';
+COMMENT ON COLUMN steps.seed_stage IS 'lifecycle stage of the focus slot when deciding (active seed, else last changed slot)';
+COMMENT ON COLUMN steps.val_accuracy_before IS 'val accuracy after epoch t-1 (pp)';
+COMMENT ON COLUMN steps.val_accuracy_after IS 'val accuracy after epoch t (pp)';
+COMMENT ON COLUMN steps.best_val_accuracy_before IS 'best val accuracy so far, before epoch t (pp)';
+COMMENT ON COLUMN steps.best_val_accuracy_after IS 'best val accuracy so far, after epoch t (pp)';
+COMMENT ON COLUMN steps.val_loss_after IS 'val loss after epoch t';
+COMMENT ON COLUMN steps.train_loss_after IS 'train loss of epoch t';
+COMMENT ON COLUMN steps.accuracy_change IS 'val_accuracy_after - val_accuracy_before: the consequence of this action (legacy: realigned, see docs/warehouse.md)';
+COMMENT ON COLUMN steps.shaping IS 'potential-based shaping term gamma * best_after - best_before (always stored)';
+COMMENT ON COLUMN steps.reward IS 'reward of this action (scale x accuracy_change, + shaping when the run was shaped)';
+COMMENT ON COLUMN steps.reward_as_logged IS 'legacy only: the reward the reference stored on this decision (mis-timed by one step)';
+COMMENT ON COLUMN steps.is_last IS 'true on the last decision of the episode';
+COMMENT ON COLUMN steps.step_seconds IS 'wall-clock seconds of the step (not part of determinism)';
+COMMENT ON COLUMN steps.telemetry_seconds IS 'wall-clock seconds spent on telemetry in the step';
+COMMENT ON COLUMN steps.source_line IS 'line number in the raw file (legacy: index of the decision)';
+
+CREATE TABLE IF NOT EXISTS observations (
+    run_id                       VARCHAR NOT NULL,
+    step                         BIGINT NOT NULL,
+    is_final                     BOOLEAN NOT NULL,
+    feature_schema_version       VARCHAR NOT NULL,
+    epoch                        DOUBLE,
+    global_step                  DOUBLE,
+    train_loss                   DOUBLE,
+    val_loss                     DOUBLE,
+    loss_delta                   DOUBLE,
+    train_accuracy               DOUBLE,
+    val_accuracy                 DOUBLE,
+    accuracy_delta               DOUBLE,
+    plateau_epochs               DOUBLE,
+    best_val_accuracy            DOUBLE,
+    best_val_loss                DOUBLE,
+    loss_history_0               DOUBLE,
+    loss_history_1               DOUBLE,
+    loss_history_2               DOUBLE,
+    loss_history_3               DOUBLE,
+    loss_history_4               DOUBLE,
+    accuracy_history_0           DOUBLE,
+    accuracy_history_1           DOUBLE,
+    accuracy_history_2           DOUBLE,
+    accuracy_history_3           DOUBLE,
+    accuracy_history_4           DOUBLE,
+    has_active_seed              DOUBLE,
+    seed_stage                   DOUBLE,
+    seed_epochs_in_stage         DOUBLE,
+    seed_alpha                   DOUBLE,
+    seed_improvement             DOUBLE,
+    available_slots              DOUBLE,
+    grad_mean_layer_norm         DOUBLE,
+    grad_layer_norm_variance     DOUBLE,
+    grad_vanishing_layers        DOUBLE,
+    grad_exploding_layers        DOUBLE,
+    grad_health                  DOUBLE,
+    class_accuracy_0             DOUBLE,
+    class_accuracy_1             DOUBLE,
+    class_accuracy_2             DOUBLE,
+    class_accuracy_3             DOUBLE,
+    class_accuracy_4             DOUBLE,
+    class_accuracy_5             DOUBLE,
+    class_accuracy_6             DOUBLE,
+    class_accuracy_7             DOUBLE,
+    class_accuracy_8             DOUBLE,
+    class_accuracy_9             DOUBLE,
+    class_accuracy_variance      DOUBLE,
+    sharpness                    DOUBLE,
+    layer_grad_norm_0            DOUBLE,
+    layer_grad_norm_1            DOUBLE,
+    layer_grad_norm_2            DOUBLE,
+    layer_grad_norm_3            DOUBLE,
+    layer_grad_norm_4            DOUBLE,
+    layer_grad_norm_5            DOUBLE,
+    layer_grad_norm_head         DOUBLE,
+    flag_sustained_plateau       DOUBLE,
+    flag_gradient_problem        DOUBLE,
+    flag_overfitting             DOUBLE,
+    seed_total_improvement       DOUBLE,
+    seed_contribution            DOUBLE,
+    seed_blueprint_conv_light    DOUBLE,
+    seed_blueprint_conv_heavy    DOUBLE,
+    seed_blueprint_attention     DOUBLE,
+    seed_blueprint_norm          DOUBLE,
+    seed_blueprint_depthwise     DOUBLE,
+    epochs_remaining             DOUBLE,
+    cooldown_epochs_remaining    DOUBLE,
+    seeds_fossilized             DOUBLE,
+    seeds_culled                 DOUBLE,
+    learning_rate                DOUBLE,
+    PRIMARY KEY (run_id, step)
+);
+COMMENT ON TABLE observations IS 'the observation features of each decision (tamiyo_models.features.observation_features), one named column each';
+COMMENT ON COLUMN observations.run_id IS 'the run (runs.run_id)';
+COMMENT ON COLUMN observations.step IS 'the decision these features were observed for; steps + 1 = the final observation (next state of the last transition)';
+COMMENT ON COLUMN observations.is_final IS 'true for the observation after the last epoch (no decision was taken on it)';
+COMMENT ON COLUMN observations.feature_schema_version IS 'tamiyo-features/N, or legacy-v1 / legacy-v2 (reference vectors; features they lack are null)';
+COMMENT ON COLUMN observations.epoch IS 'feature (base): epochs completed when deciding';
+COMMENT ON COLUMN observations.global_step IS 'feature (base): optimiser steps so far';
+COMMENT ON COLUMN observations.train_loss IS 'feature (base): train loss of the last epoch';
+COMMENT ON COLUMN observations.val_loss IS 'feature (base): validation loss after the last epoch';
+COMMENT ON COLUMN observations.loss_delta IS 'feature (base): previous minus current val loss (positive = better; 0 at the first step)';
+COMMENT ON COLUMN observations.train_accuracy IS 'feature (base): train accuracy of the last epoch (pp)';
+COMMENT ON COLUMN observations.val_accuracy IS 'feature (base): validation accuracy (pp)';
+COMMENT ON COLUMN observations.accuracy_delta IS 'feature (base): val accuracy change versus the previous epoch (pp; 0 at the first step)';
+COMMENT ON COLUMN observations.plateau_epochs IS 'feature (base): consecutive epochs whose val accuracy rose < 0.5 pp';
+COMMENT ON COLUMN observations.best_val_accuracy IS 'feature (base): best val accuracy so far (pp)';
+COMMENT ON COLUMN observations.best_val_loss IS 'feature (base): best (lowest) val loss so far';
+COMMENT ON COLUMN observations.loss_history_0 IS 'feature (base): val loss history, position 0 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.loss_history_1 IS 'feature (base): val loss history, position 1 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.loss_history_2 IS 'feature (base): val loss history, position 2 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.loss_history_3 IS 'feature (base): val loss history, position 3 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.loss_history_4 IS 'feature (base): val loss history, position 4 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.accuracy_history_0 IS 'feature (base): val accuracy history, position 0 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.accuracy_history_1 IS 'feature (base): val accuracy history, position 1 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.accuracy_history_2 IS 'feature (base): val accuracy history, position 2 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.accuracy_history_3 IS 'feature (base): val accuracy history, position 3 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.accuracy_history_4 IS 'feature (base): val accuracy history, position 4 of 5 (oldest first, left-padded with 0)';
+COMMENT ON COLUMN observations.has_active_seed IS 'feature (base): 1 when a seed is between GERMINATED and PROBATIONARY';
+COMMENT ON COLUMN observations.seed_stage IS 'feature (base): lifecycle stage number of the focus slot (DORMANT=0 .. RESETTING=9)';
+COMMENT ON COLUMN observations.seed_epochs_in_stage IS 'feature (base): epochs the focus seed has spent in its stage';
+COMMENT ON COLUMN observations.seed_alpha IS 'feature (base): blending weight of the focus seed';
+COMMENT ON COLUMN observations.seed_improvement IS 'feature (base): val accuracy gain since the seed''s stage started (pp)';
+COMMENT ON COLUMN observations.available_slots IS 'feature (base): number of DORMANT seed slots';
+COMMENT ON COLUMN observations.grad_mean_layer_norm IS 'feature (telemetry): mean of the per-layer gradient norms';
+COMMENT ON COLUMN observations.grad_layer_norm_variance IS 'feature (telemetry): variance of the per-layer gradient norms';
+COMMENT ON COLUMN observations.grad_vanishing_layers IS 'feature (telemetry): layers with more than half their gradients below 1e-7';
+COMMENT ON COLUMN observations.grad_exploding_layers IS 'feature (telemetry): layers with a gradient above 1e3';
+COMMENT ON COLUMN observations.grad_health IS 'feature (telemetry): gradient health score in [0, 1]';
+COMMENT ON COLUMN observations.class_accuracy_0 IS 'feature (telemetry): val accuracy of class 0 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_1 IS 'feature (telemetry): val accuracy of class 1 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_2 IS 'feature (telemetry): val accuracy of class 2 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_3 IS 'feature (telemetry): val accuracy of class 3 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_4 IS 'feature (telemetry): val accuracy of class 4 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_5 IS 'feature (telemetry): val accuracy of class 5 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_6 IS 'feature (telemetry): val accuracy of class 6 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_7 IS 'feature (telemetry): val accuracy of class 7 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_8 IS 'feature (telemetry): val accuracy of class 8 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_9 IS 'feature (telemetry): val accuracy of class 9 (pp, 0 when absent)';
+COMMENT ON COLUMN observations.class_accuracy_variance IS 'feature (telemetry): variance of the per-class val accuracies';
+COMMENT ON COLUMN observations.sharpness IS 'feature (telemetry): mean |L(theta+eps) - L(theta)| / sigma';
+COMMENT ON COLUMN observations.layer_grad_norm_0 IS 'feature (telemetry): gradient norm of the conv weight of host stage 0 (0 when absent)';
+COMMENT ON COLUMN observations.layer_grad_norm_1 IS 'feature (telemetry): gradient norm of the conv weight of host stage 1 (0 when absent)';
+COMMENT ON COLUMN observations.layer_grad_norm_2 IS 'feature (telemetry): gradient norm of the conv weight of host stage 2 (0 when absent)';
+COMMENT ON COLUMN observations.layer_grad_norm_3 IS 'feature (telemetry): gradient norm of the conv weight of host stage 3 (0 when absent)';
+COMMENT ON COLUMN observations.layer_grad_norm_4 IS 'feature (telemetry): gradient norm of the conv weight of host stage 4 (0 when absent)';
+COMMENT ON COLUMN observations.layer_grad_norm_5 IS 'feature (telemetry): gradient norm of the conv weight of host stage 5 (0 when absent)';
+COMMENT ON COLUMN observations.layer_grad_norm_head IS 'feature (telemetry): gradient norm of the classifier weight';
+COMMENT ON COLUMN observations.flag_sustained_plateau IS 'feature (telemetry): red flag: plateau >= 3 epochs';
+COMMENT ON COLUMN observations.flag_gradient_problem IS 'feature (telemetry): red flag: vanishing/exploding/poor gradient health';
+COMMENT ON COLUMN observations.flag_overfitting IS 'feature (telemetry): red flag: val loss - train loss > 0.5';
+COMMENT ON COLUMN observations.seed_total_improvement IS 'feature (lifecycle): accuracy with the seed minus accuracy at germination (pp)';
+COMMENT ON COLUMN observations.seed_contribution IS 'feature (lifecycle): measured contribution of the seed (alpha 1 minus alpha 0, pp)';
+COMMENT ON COLUMN observations.seed_blueprint_conv_light IS 'feature (lifecycle): 1 when the active seed is a conv_light blueprint';
+COMMENT ON COLUMN observations.seed_blueprint_conv_heavy IS 'feature (lifecycle): 1 when the active seed is a conv_heavy blueprint';
+COMMENT ON COLUMN observations.seed_blueprint_attention IS 'feature (lifecycle): 1 when the active seed is a attention blueprint';
+COMMENT ON COLUMN observations.seed_blueprint_norm IS 'feature (lifecycle): 1 when the active seed is a norm blueprint';
+COMMENT ON COLUMN observations.seed_blueprint_depthwise IS 'feature (lifecycle): 1 when the active seed is a depthwise blueprint';
+COMMENT ON COLUMN observations.epochs_remaining IS 'feature (lifecycle): max_epochs minus epoch';
+COMMENT ON COLUMN observations.cooldown_epochs_remaining IS 'feature (lifecycle): largest cool-down left on any slot';
+COMMENT ON COLUMN observations.seeds_fossilized IS 'feature (lifecycle): seeds fossilized so far';
+COMMENT ON COLUMN observations.seeds_culled IS 'feature (lifecycle): seeds culled so far';
+COMMENT ON COLUMN observations.learning_rate IS 'feature (lifecycle): learning rate of the epoch about to train';
+
+CREATE TABLE IF NOT EXISTS layer_gradients (
+    run_id          VARCHAR NOT NULL,
+    step            BIGINT NOT NULL,
+    layer           VARCHAR NOT NULL,
+    norm            DOUBLE,
+    norm_std        DOUBLE,
+    mean            DOUBLE,
+    std             DOUBLE,
+    vanishing_share DOUBLE,
+    exploding_share DOUBLE,
+    p1              DOUBLE,
+    p5              DOUBLE,
+    p10             DOUBLE,
+    p25             DOUBLE,
+    p50             DOUBLE,
+    p75             DOUBLE,
+    p90             DOUBLE,
+    p95             DOUBLE,
+    p99             DOUBLE,
+    PRIMARY KEY (run_id, step, layer)
+);
+COMMENT ON TABLE layer_gradients IS 'per host weight tensor gradient telemetry of the epoch before each decision (empty at epoch 0)';
+COMMENT ON COLUMN layer_gradients.run_id IS 'the run (runs.run_id)';
+COMMENT ON COLUMN layer_gradients.step IS 'the decision whose observation carried these statistics (steps + 1 = final observation)';
+COMMENT ON COLUMN layer_gradients.layer IS 'parameter name of the host weight tensor, e.g. stages.0.0.weight';
+COMMENT ON COLUMN layer_gradients.norm IS 'gradient L2 norm, mean over all batches of the epoch';
+COMMENT ON COLUMN layer_gradients.norm_std IS 'standard deviation of the gradient norm over the epoch''s batches';
+COMMENT ON COLUMN layer_gradients.mean IS 'mean gradient value over sampled batches';
+COMMENT ON COLUMN layer_gradients.std IS 'standard deviation of gradient values over sampled batches';
+COMMENT ON COLUMN layer_gradients.vanishing_share IS 'share of gradient values with |g| < 1e-7';
+COMMENT ON COLUMN layer_gradients.exploding_share IS 'share of gradient values with |g| > 1e3';
+COMMENT ON COLUMN layer_gradients.p1 IS '1st percentile of |g|';
+COMMENT ON COLUMN layer_gradients.p5 IS '5th percentile of |g|';
+COMMENT ON COLUMN layer_gradients.p10 IS '10th percentile of |g|';
+COMMENT ON COLUMN layer_gradients.p25 IS '25th percentile of |g|';
+COMMENT ON COLUMN layer_gradients.p50 IS 'median of |g|';
+COMMENT ON COLUMN layer_gradients.p75 IS '75th percentile of |g|';
+COMMENT ON COLUMN layer_gradients.p90 IS '90th percentile of |g|';
+COMMENT ON COLUMN layer_gradients.p95 IS '95th percentile of |g|';
+COMMENT ON COLUMN layer_gradients.p99 IS '99th percentile of |g|';
+
+CREATE TABLE IF NOT EXISTS lifecycle_events (
+    run_id      VARCHAR NOT NULL,
+    step        BIGINT NOT NULL,
+    event_index BIGINT NOT NULL,
+    epoch       BIGINT,
+    slot        BIGINT,
+    seed_id     VARCHAR,
+    from_stage  VARCHAR NOT NULL,
+    to_stage    VARCHAR NOT NULL,
+    cause       VARCHAR NOT NULL,
+    detail      VARCHAR,
+    PRIMARY KEY (run_id, step, event_index)
+);
+COMMENT ON TABLE lifecycle_events IS 'seed lifecycle transitions, in the order they happened within each step';
+COMMENT ON COLUMN lifecycle_events.run_id IS 'the run (runs.run_id)';
+COMMENT ON COLUMN lifecycle_events.step IS 'the decision during which the transition happened';
+COMMENT ON COLUMN lifecycle_events.event_index IS 'order of the event within the step, 0-based';
+COMMENT ON COLUMN lifecycle_events.epoch IS 'epoch counter at the transition';
+COMMENT ON COLUMN lifecycle_events.slot IS 'seed slot index';
+COMMENT ON COLUMN lifecycle_events.seed_id IS 'the seed (<run_id>/seed-N)';
+COMMENT ON COLUMN lifecycle_events.from_stage IS 'lifecycle stage before';
+COMMENT ON COLUMN lifecycle_events.to_stage IS 'lifecycle stage after';
+COMMENT ON COLUMN lifecycle_events.cause IS 'controller (an action) or automatic (a clock or gate)';
+COMMENT ON COLUMN lifecycle_events.detail IS 'free text: blueprint, gate reason';
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    ingest_id      VARCHAR NOT NULL,
+    source_file    VARCHAR NOT NULL,
+    source_sha256  VARCHAR NOT NULL,
+    source_format  VARCHAR,
+    position       VARCHAR NOT NULL,
+    line           BIGINT,
+    run_id         VARCHAR,
+    field          VARCHAR,
+    rule           VARCHAR NOT NULL,
+    reason         VARCHAR NOT NULL,
+    original_text  VARCHAR,
+    quarantined_at TIMESTAMP DEFAULT current_timestamp
+);
+COMMENT ON TABLE quarantine IS 'records that failed validation, with why and their original text: nothing is lost';
+COMMENT ON COLUMN quarantine.ingest_id IS 'the ingestion that quarantined it (ingest_log.ingest_id)';
+COMMENT ON COLUMN quarantine.source_file IS 'path of the source file';
+COMMENT ON COLUMN quarantine.source_sha256 IS 'SHA-256 of the source file as read';
+COMMENT ON COLUMN quarantine.source_format IS 'format recognised from the content, or unknown';
+COMMENT ON COLUMN quarantine.position IS 'where: line N, decisions[i], episodes[i].decisions[j], or file';
+COMMENT ON COLUMN quarantine.line IS 'line number in the source file, when the record is a line';
+COMMENT ON COLUMN quarantine.run_id IS 'run the record belongs to, when known';
+COMMENT ON COLUMN quarantine.field IS 'field that failed (dotted path or column), when one did';
+COMMENT ON COLUMN quarantine.rule IS 'rule that failed (e.g. strict_json, required, type, in_range, consecutive_steps, run_quarantined)';
+COMMENT ON COLUMN quarantine.reason IS 'human-readable reason';
+COMMENT ON COLUMN quarantine.original_text IS 'the original record text (undecodable bytes shown as \\x escapes)';
+COMMENT ON COLUMN quarantine.quarantined_at IS 'when it was quarantined';
+
+CREATE TABLE IF NOT EXISTS ingest_log (
+    ingest_id           VARCHAR NOT NULL,
+    source_file         VARCHAR NOT NULL,
+    source_sha256       VARCHAR,
+    size_bytes          BIGINT,
+    source_format       VARCHAR,
+    outcome             VARCHAR NOT NULL,
+    run_ids             VARCHAR[],
+    runs_loaded         BIGINT,
+    steps_loaded        BIGINT,
+    records_quarantined BIGINT,
+    message             VARCHAR,
+    seen_at             TIMESTAMP DEFAULT current_timestamp
+);
+COMMENT ON TABLE ingest_log IS 'every file every ingestion saw, and what became of it';
+COMMENT ON COLUMN ingest_log.ingest_id IS 'one id per ingestion call';
+COMMENT ON COLUMN ingest_log.source_file IS 'path of the file';
+COMMENT ON COLUMN ingest_log.source_sha256 IS 'SHA-256 of the file as read';
+COMMENT ON COLUMN ingest_log.size_bytes IS 'file size in bytes';
+COMMENT ON COLUMN ingest_log.source_format IS 'format recognised from the content';
+COMMENT ON COLUMN ingest_log.outcome IS 'loaded, replaced (same run id, new content), unchanged (already stored), quarantined or partly_quarantined (a pack)';
+COMMENT ON COLUMN ingest_log.run_ids IS 'runs the file holds (as far as they could be read)';
+COMMENT ON COLUMN ingest_log.runs_loaded IS 'runs stored from this file by this ingestion';
+COMMENT ON COLUMN ingest_log.steps_loaded IS 'steps stored from this file by this ingestion';
+COMMENT ON COLUMN ingest_log.records_quarantined IS 'records of this file put in quarantine by this ingestion';
+COMMENT ON COLUMN ingest_log.message IS 'what happened, in words';
+COMMENT ON COLUMN ingest_log.seen_at IS 'when the file was seen';

@@ -1,0 +1,85 @@
+-- Views for people: the questions asked most often, answered once. Recreated on every write connection.
+
+-- How often each action was taken, per controller kind (fine and coarse).
+CREATE OR REPLACE VIEW action_distribution AS
+SELECT coalesce(r.controller_kind, r.source_format) AS controller_kind,
+       s.action_coarse,
+       s.action_fine,
+       count(*) AS steps,
+       round(100.0 * count(*) / sum(count(*)) OVER (PARTITION BY coalesce(r.controller_kind, r.source_format)), 2)
+           AS share_pct
+FROM steps s JOIN runs r USING (run_id)
+GROUP BY 1, 2, 3;
+
+-- One row per episode with its configuration and outcome, the base of most analyses.
+CREATE OR REPLACE VIEW episode_summary AS
+SELECT r.run_id, r.source_format, r.controller_kind, r.dataset, r.max_epochs, r.seed, r.reward_shaped,
+       e.status, e.steps, e.final_val_accuracy, e.best_val_accuracy, e.seeds_created, e.seeds_fossilized,
+       e.seeds_culled, e."return", e.final_parameters,
+       (SELECT list(DISTINCT s.blueprint ORDER BY s.blueprint) FROM steps s
+         WHERE s.run_id = r.run_id AND s.blueprint IS NOT NULL) AS blueprints_germinated
+FROM runs r JOIN episodes e USING (run_id);
+
+-- Episode outcomes by controller and dataset.
+CREATE OR REPLACE VIEW outcomes_by_controller AS
+SELECT controller_kind, dataset, count(*) AS episodes,
+       round(avg(final_val_accuracy), 2) AS mean_final_accuracy,
+       round(stddev_samp(final_val_accuracy), 2) AS sd_final_accuracy,
+       round(avg(best_val_accuracy), 2) AS mean_best_accuracy,
+       round(avg(seeds_created), 2) AS mean_seeds_created,
+       round(avg(seeds_fossilized), 2) AS mean_seeds_fossilized,
+       round(avg("return"), 2) AS mean_return
+FROM episode_summary
+WHERE status = 'complete'
+GROUP BY ALL;
+
+-- Episode outcomes by the blueprint germinated (an episode counts once per blueprint it used).
+CREATE OR REPLACE VIEW outcomes_by_blueprint AS
+SELECT s.blueprint, r.dataset, count(DISTINCT s.run_id) AS episodes,
+       round(avg(e.final_val_accuracy), 2) AS mean_final_accuracy,
+       round(avg(e.seeds_fossilized), 2) AS mean_seeds_fossilized
+FROM (SELECT DISTINCT run_id, blueprint FROM steps WHERE blueprint IS NOT NULL) s
+JOIN runs r USING (run_id) JOIN episodes e USING (run_id)
+GROUP BY ALL;
+
+-- What became of each seed: the last stage it reached, by blueprint.
+CREATE OR REPLACE VIEW seed_fates AS
+WITH germinated AS (
+    SELECT run_id, seed_id, any_value(detail) AS blueprint, min(step) AS germinated_step
+    FROM lifecycle_events WHERE to_stage = 'GERMINATED' GROUP BY ALL
+), last_event AS (
+    SELECT run_id, seed_id, arg_max(to_stage, step * 1000 + event_index) AS last_stage,
+           bool_or(to_stage = 'FOSSILIZED') AS fossilized, bool_or(to_stage = 'CULLED') AS culled
+    FROM lifecycle_events GROUP BY ALL
+)
+SELECT g.run_id, g.seed_id, g.blueprint, g.germinated_step, l.last_stage, l.fossilized, l.culled
+FROM germinated g JOIN last_event l USING (run_id, seed_id);
+
+-- Seed success rate per blueprint: fossilized / germinated.
+CREATE OR REPLACE VIEW seed_success_rates AS
+SELECT blueprint, count(*) AS seeds, count(*) FILTER (WHERE fossilized) AS fossilized,
+       count(*) FILTER (WHERE culled) AS culled,
+       round(100.0 * count(*) FILTER (WHERE fossilized) / count(*), 1) AS success_pct
+FROM seed_fates GROUP BY ALL;
+
+-- The plateau length (epochs of < 0.5 pp progress) observed when each GERMINATE was decided.
+CREATE OR REPLACE VIEW plateau_before_germination AS
+SELECT s.run_id, s.step, s.blueprint, r.controller_kind, o.plateau_epochs, o.val_accuracy
+FROM steps s JOIN observations o USING (run_id, step) JOIN runs r USING (run_id)
+WHERE s.action_coarse = 'GERMINATE';
+
+-- Mean reward and accuracy change by lifecycle stage of the focus seed and action.
+CREATE OR REPLACE VIEW reward_by_stage AS
+SELECT coalesce(seed_stage, 'NONE') AS seed_stage, action_coarse, count(*) AS steps,
+       round(avg(reward), 4) AS mean_reward, round(avg(accuracy_change), 4) AS mean_accuracy_change
+FROM steps GROUP BY ALL;
+
+-- Steps joined with their observation features: the table offline training reads.
+CREATE OR REPLACE VIEW transitions AS
+SELECT s.*, o.* EXCLUDE (run_id, step, epoch)
+FROM steps s JOIN observations o USING (run_id, step);
+
+-- Quarantine per file and rule, for a quick look at what failed.
+CREATE OR REPLACE VIEW quarantine_summary AS
+SELECT source_file, rule, count(*) AS records, min(position) AS first_position, any_value(reason) AS example_reason
+FROM quarantine GROUP BY ALL;
