@@ -137,8 +137,8 @@ STEPS = pa.DataFrameSchema(
         "reward": _col(pl.Float64, nullable=True),
     },
     checks=[
-        pa.Check(_consecutive_steps, name="consecutive_steps", error="steps must be 1, 2, 3, ... with epochs in step"),
-        pa.Check(_unique_key("run_id", "step"), name="unique_run_step", error="one row per (run_id, step)"),
+        pa.Check(_consecutive_steps, name="consecutive_steps"),
+        pa.Check(_unique_key("run_id", "step"), name="unique_run_step"),
         pa.Check(_probabilities_sum_to_one, name="probabilities_sum_to_one"),
         pa.Check(_propensity_matches_probability, name="propensity_matches_probability"),
         pa.Check(_coarse_matches_fine, name="coarse_matches_fine"),
@@ -163,7 +163,7 @@ OBSERVATIONS = pa.DataFrameSchema(
             if name not in ("epoch", "plateau_epochs", "train_accuracy", "val_accuracy", "best_val_accuracy")
         },
     },
-    checks=[pa.Check(_unique_key("run_id", "step"), name="unique_run_step", error="one row per (run_id, step)")],
+    checks=[pa.Check(_unique_key("run_id", "step"), name="unique_run_step")],
     name="observations",
 )
 

@@ -1,0 +1,1 @@
+"""Dagster assets and asset checks, grouped by stage. Thin: read config, call tamiyo_models, attach metadata."""

@@ -1,0 +1,153 @@
+"""Benchmark: ingestion of 300 generated 75-step raw runs, against a plain DuckDB load of the same files.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--runs 300] [--repeats 3] [--work var/bench_ingest]
+
+The files: a few real 75-step episodes are generated once (cached under --work/seed_runs; one per controller
+kind, synthetic dataset), then copied to --runs files under new run ids (the run id is rewritten everywhere in
+the text, so every copy is a distinct run with real step content). Generating 300 episodes would take far
+longer than ingesting them and measures the generator, not the warehouse.
+
+Measured, each --repeats times into a fresh warehouse file, median reported:
+- ingest: `tamiyo_models.warehouse.ingest_folder` (parse, features, pandera validation, quarantine split,
+  insert of all tables in one transaction per batch, ingest log);
+- ingest without validation (IngestConfig(validate=False)): the cost of the pandera pass alone;
+- plain load: DuckDB `read_json` of the same files into one table (no features, no checks): the baseline.
+Targets from issue 3: >= 50,000 steps/s and <= 2x the plain load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from tamiyo_models.warehouse import IngestConfig, ingest_folder
+
+
+@dataclass
+class BenchConfig:
+    runs: int = 300
+    epochs: int = 75
+    repeats: int = 3
+    work: Path = Path("var/bench_ingest")
+
+
+def seed_runs(config: BenchConfig) -> list[Path]:
+    from tamiyo_models.controllers import ControllerConfig
+    from tamiyo_models.datasets import DatasetConfig
+    from tamiyo_models.episode import EpisodeConfig, run_episode
+    from tamiyo_models.rawrun import list_raw_runs
+
+    folder = config.work / "seed_runs"
+    existing = list_raw_runs(folder) if folder.exists() else []
+    if len(existing) >= 3:
+        return existing
+    for seed, kind in enumerate(("random", "epsilon-heuristic", "heuristic")):
+        episode = EpisodeConfig(
+            max_epochs=config.epochs,
+            seed=seed,
+            dataset=DatasetConfig(name="synthetic"),
+            controller=ControllerConfig(kind=kind),
+        )
+        run_episode(episode, folder)
+    return list_raw_runs(folder)
+
+
+def landing_folder(config: BenchConfig, seeds: list[Path]) -> tuple[Path, int]:
+    folder = config.work / f"landing_{config.runs}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    steps = 0
+    texts = [(p.stem, p.read_text()) for p in seeds]
+    for i in range(config.runs):
+        old_id, text = texts[i % len(texts)]
+        new_id = f"run-{i:016x}"
+        (folder / f"{new_id}.jsonl").write_text(text.replace(old_id, new_id))
+        steps += text.count('"type":"step"')
+    return folder, steps
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def bench(config: BenchConfig) -> None:
+    seeds = seed_runs(config)
+    folder, steps = landing_folder(config, seeds)
+    size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    scratch = Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=config.work))
+
+    def fresh(name: str) -> Path:
+        path = scratch / f"{name}.duckdb"
+        path.unlink(missing_ok=True)
+        return path
+
+    def plain() -> None:
+        with duckdb.connect(str(fresh("plain"))) as con:
+            con.execute(
+                f"CREATE TABLE raw AS SELECT * FROM read_json('{folder}/*.jsonl', format='newline_delimited')"
+            )
+
+    def ingest() -> None:
+        summary = ingest_folder(folder, fresh("ingest"))
+        assert summary.steps_loaded == steps, summary.line()
+
+    def ingest_unvalidated() -> None:
+        ingest_folder(folder, fresh("novalid"), IngestConfig(validate=False))
+
+    results = {name: [] for name in ("plain duckdb load", "ingest", "ingest without pandera")}
+    for _ in range(config.repeats):
+        results["plain duckdb load"].append(timed(plain))
+        results["ingest"].append(timed(ingest))
+        results["ingest without pandera"].append(timed(ingest_unvalidated))
+    shutil.rmtree(scratch)
+
+    print(f"machine: {platform.node()} {platform.machine()} {_cpu_model()}, {os.cpu_count()} logical CPUs, "
+          f"python {platform.python_version()}, duckdb {duckdb.__version__}")  # fmt: skip
+    print(f"data: {config.runs} runs x {config.epochs} steps = {steps} steps, {size_mb:.0f} MB of JSON Lines")
+    baseline = statistics.median(results["plain duckdb load"])
+    for name, seconds in results.items():
+        median = statistics.median(seconds)
+        print(
+            f"{name:<24} median {median:6.2f} s  ({', '.join(f'{s:.2f}' for s in seconds)})  "
+            f"{steps / median:9,.0f} steps/s  {median / baseline:4.2f}x plain"
+        )
+    median = statistics.median(results["ingest"])
+    print(f"targets: >= 50,000 steps/s: {'met' if steps / median >= 50_000 else 'NOT met'}; "
+          f"<= 2x plain load: {'met' if median <= 2 * baseline else 'NOT met'}")  # fmt: skip
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=BenchConfig.runs)
+    parser.add_argument("--repeats", type=int, default=BenchConfig.repeats)
+    parser.add_argument("--work", type=Path, default=BenchConfig.work)
+    args = parser.parse_args(argv)
+    bench(BenchConfig(runs=args.runs, repeats=args.repeats, work=args.work))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dagster definitions and resources of the tamiyo project (`pipelines.definitions.defs`)."""

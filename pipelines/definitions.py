@@ -1,0 +1,29 @@
+"""The Dagster definitions of the project, loaded by `dagster dev` (pyproject's [tool.dagster] points here).
+
+Resources are configured from the environment (TAMIYO_WAREHOUSE, TAMIYO_RAW_DIR, TAMIYO_DATASET_ROOT) with
+repository-relative defaults; the instance (storage, concurrency pool for the DuckDB writer, telemetry off) is
+dagster.yaml at the repository root: run `DAGSTER_HOME=$PWD dagster dev` from there.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.warehouse import WAREHOUSE_ASSETS
+from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
+
+ingest_job = dg.define_asset_job(
+    "ingest_raw_runs",
+    selection=dg.AssetSelection.groups("warehouse"),
+    description="Ingest the landing folder into the warehouse, check the tables, export Parquet.",
+)
+
+defs = dg.Definitions(
+    assets=WAREHOUSE_ASSETS,
+    jobs=[ingest_job],
+    resources={
+        "warehouse": WarehouseResource(),
+        "raw_runs": RawLandingResource(),
+        "dataset_root": DatasetRootResource(),
+    },
+)
