@@ -29,7 +29,7 @@ from torch import nn
 
 from .actions import FINE_ACTIONS, Action
 from .blueprints import BLUEPRINTS, parameter_count
-from .controllers import Controller, ControllerConfig, Observation, build_controller
+from .controllers import Controller, ControllerConfig, Decision, Observation, build_controller
 from .datasets import DatasetConfig, TaskData, load_task_data
 from .features import FEATURE_SCHEMA_VERSION, PLATEAU_THRESHOLD_PP, HISTORY_LENGTH, observation_features, red_flags
 from .host import HostConfig, HostNetwork
@@ -157,8 +157,11 @@ class Episode:
 
     def __init__(self, config: EpisodeConfig, data: TaskData, run_id: str):
         self.config, self.data, self.run_id = config, data, run_id
-        streams = np.random.SeedSequence(config.seed).spawn(4)
-        torch.manual_seed(int(streams[0].generate_state(1)[0]))
+        streams = np.random.SeedSequence(config.seed).spawn(5)
+        torch.manual_seed(int(streams[0].generate_state(1)[0]))  # the host's initial weights
+        # Seeds are initialised from the episode's own stream, not torch's global one, so a snapshot of the
+        # episode carries everything a fork needs to replay it exactly.
+        self.seed_init_generator = torch.Generator().manual_seed(int(streams[4].generate_state(1)[0]))
         self.data_generator = torch.Generator().manual_seed(int(streams[1].generate_state(1)[0]))
         self.probe_generator = torch.Generator().manual_seed(int(streams[2].generate_state(1)[0]))
         self.controller_rng = np.random.default_rng(streams[3])
@@ -283,7 +286,9 @@ class Episode:
             self.seeds_created += 1
             seed_id = f"{self.run_id}/seed-{self.seeds_created}"
             acc = self.val_accuracy_history[-1]
-            events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=torch.device("cpu")))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.seed_init_generator)))
+                events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=torch.device("cpu")))
             self.seed_optimizers[slot.index] = self._sgd(slot.seed.parameters())
             # GERMINATED is transient: the seed starts training in the epoch that follows the decision.
             events.append(slot.move(Stage.TRAINING, epoch=epoch, cause="automatic"))
@@ -313,6 +318,7 @@ class Episode:
     def _fossilize(self, slot: SeedSlot) -> None:
         # The seed joins the host: from now on the host optimiser trains it, and no one can cull it.
         self.seed_optimizers.pop(slot.index, None)
+        self.contributions.pop(slot.index, None)  # no longer measured: the seed cannot leave any more
         self.host_optimizer.add_param_group({"params": list(slot.seed.parameters())})
         self.seeds_fossilized += 1
 
@@ -417,114 +423,166 @@ class Episode:
         return time.perf_counter() - t0
 
 
-def run_episode(
-    config: EpisodeConfig,
-    out_dir: str | Path,
-    controller: Controller | None = None,
-) -> EpisodeResult:
+class EpisodeRun:
+    """An episode in progress: its training state, its controller and the raw run file being written.
+
+    `run_episode` drives one from start to end. Branching (tamiyo_models.branching) snapshots one between
+    steps and continues copies of it with other actions.
+    """
+
+    def __init__(
+        self,
+        config: EpisodeConfig,
+        out_dir: str | Path,
+        controller: Controller | None = None,
+        *,
+        run_id: str | None = None,
+        episode: Episode | None = None,
+        extra_header: dict | None = None,
+    ):
+        self.started = time.perf_counter()
+        self.config = config
+        self.run_id = run_id or config.run_id()
+        self.controller = controller or build_controller(config.controller)
+        if episode is None:
+            episode = Episode(config, load_task_data(config.dataset), self.run_id)
+            self.controller.reset(episode.controller_rng)
+            episode.measure(initial=True)
+        self.episode = episode
+        self.episode_return = 0.0
+        self.steps_written = 0
+        self.writer = RawRunWriter(out_dir, self.run_id)
+        self.writer.write_header({**self._header(), **(extra_header or {})})
+
+    def _header(self) -> dict:
+        config, data, model = self.config, self.episode.data, self.episode.model
+        slot_channels = sorted({config.host.widths[s] for s in config.host.slots})
+        return {
+            "run_id": self.run_id,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "code_version": code_version(),
+            "config": config.to_dict(),
+            "seeds": {"episode": config.seed, "split": config.dataset.split_seed},
+            "controller": self.controller.describe(),
+            "action_space": list(FINE_ACTIONS),
+            "task": {
+                "dataset": data.name,
+                "num_classes": data.num_classes,
+                "input_shape": list(data.input_shape),
+                "train_size": len(data.train_x),
+                "val_size": len(data.val_x),
+                "noisy_labels": data.noisy_label_count,
+            },
+            "host_parameters": sum(p.numel() for p in model.parameters()),
+            "blueprint_parameters": {b: {str(c): parameter_count(b, c) for c in slot_channels} for b in BLUEPRINTS},
+            "torch_version": torch.__version__,
+        }
+
+    @property
+    def done(self) -> bool:
+        return self.episode.epoch >= self.config.max_epochs
+
+    def decide(self) -> tuple[dict, dict[str, float], tuple[bool, ...], Decision]:
+        episode = self.episode
+        record = episode.observation_record()
+        features = observation_features(record)
+        legal = episode.legal_mask()
+        return record, features, legal, self.controller.checked_decide(Observation(record, features, legal))
+
+    def step(self, forced_action: Action | None = None) -> dict:
+        """One decision and one epoch. `forced_action` overrides the controller's choice (a branch's first
+        step); the controller still decides, so its state and the logged distribution stay what they were."""
+        t0 = time.perf_counter()
+        episode = self.episode
+        record, features, legal, decision = self.decide()
+        action_record = decision.to_record(self.controller.name, legal)
+        action = decision.action
+        if forced_action is not None:
+            if not legal[forced_action.index]:
+                raise ValueError(f"forced action {forced_action.fine} is not legal at step {episode.epoch + 1}")
+            action = forced_action
+            action_record.update(
+                fine=action.fine, coarse=action.coarse, blueprint=action.blueprint, forced=True,
+                propensity=decision.probabilities[action.index], reason=f"branch: forced {action.fine}",
+            )  # fmt: skip
+        acc_before, best_before = episode.val_accuracy_history[-1], episode.best_val_accuracy
+        outcome = episode.apply(action)
+        telemetry_seconds = episode.train_epoch()
+        outcome["events"] += episode.advance_clocks()
+        telemetry_seconds += episode.measure()
+        acc_after, best_after = episode.val_accuracy_history[-1], episode.best_val_accuracy
+        reward = step_reward(self.config.reward, acc_before, acc_after, best_before, best_after)
+        self.episode_return += reward["reward"]
+        record["red_flags"] = red_flags(record, features)
+        step = {
+            "step": episode.epoch,
+            "epoch": record["epoch"],
+            "observation": record,
+            "action": action_record,
+            "outcome": {
+                **outcome,
+                "val_accuracy_before": acc_before,
+                "val_accuracy_after": acc_after,
+                "val_loss_after": episode.val_loss_history[-1],
+                "train_loss_after": episode.train_loss,
+                "best_val_accuracy_before": best_before,
+                "best_val_accuracy_after": best_after,
+                **reward,
+            },
+            "timing": {"step_seconds": time.perf_counter() - t0, "telemetry_seconds": telemetry_seconds},
+        }
+        self.writer.write_step(step)
+        self.steps_written += 1
+        return step
+
+    def finish(self, error: str | None = None) -> EpisodeResult:
+        episode = self.episode
+        result = EpisodeResult(
+            run_id=self.run_id,
+            path=self.writer.path,
+            status="failed" if error else "complete",
+            steps=self.steps_written,
+            final_val_accuracy=episode.val_accuracy_history[-1],
+            best_val_accuracy=episode.best_val_accuracy,
+            seeds_created=episode.seeds_created,
+            seeds_fossilized=episode.seeds_fossilized,
+            seeds_culled=episode.seeds_culled,
+            episode_return=self.episode_return,
+            wall_seconds=time.perf_counter() - self.started,
+            error=error,
+        )
+        self.writer.close(
+            {
+                "status": result.status,
+                "error": error,
+                "steps": result.steps,
+                "final_val_accuracy": result.final_val_accuracy,
+                "best_val_accuracy": result.best_val_accuracy,
+                "seeds_created": result.seeds_created,
+                "seeds_fossilized": result.seeds_fossilized,
+                "seeds_culled": result.seeds_culled,
+                "return": self.episode_return,
+                "final_parameters": sum(p.numel() for p in episode.model.parameters()),
+                "wall_seconds": result.wall_seconds,
+                "final_observation": episode.observation_record(),
+            }
+        )
+        return result
+
+    def run_to(self, last_step: int) -> EpisodeResult:
+        """Step until `last_step` (or the end), then close the file. An exception inside the episode is
+        recorded in a footer with status "failed": a failed episode is never silently lost."""
+        try:
+            while not self.done and self.episode.epoch < last_step:
+                self.step()
+        except Exception as exc:
+            return self.finish(error=f"{type(exc).__name__}: {exc}")
+        return self.finish()
+
+
+def run_episode(config: EpisodeConfig, out_dir: str | Path, controller: Controller | None = None) -> EpisodeResult:
     """Run one episode and write its raw telemetry run to `out_dir/<run_id>.jsonl`.
 
-    An exception inside the episode is recorded: the file gets a footer with status "failed" and the error,
-    so a failed episode is never silently lost. A killed process leaves only a hidden `.partial` file.
+    A killed process leaves only a hidden `.partial` file, never a file that looks complete.
     """
-    started = time.perf_counter()
-    run_id = config.run_id()
-    controller = controller or build_controller(config.controller)
-    data = load_task_data(config.dataset)
-    episode = Episode(config, data, run_id)
-    controller.reset(episode.controller_rng)
-    slot_channels = sorted({config.host.widths[s] for s in config.host.slots})
-    header = {
-        "run_id": run_id,
-        "feature_schema_version": FEATURE_SCHEMA_VERSION,
-        "code_version": code_version(),
-        "config": config.to_dict(),
-        "seeds": {"episode": config.seed, "split": config.dataset.split_seed},
-        "controller": controller.describe(),
-        "action_space": list(FINE_ACTIONS),
-        "task": {
-            "dataset": data.name,
-            "num_classes": data.num_classes,
-            "input_shape": list(data.input_shape),
-            "train_size": len(data.train_x),
-            "val_size": len(data.val_x),
-            "noisy_labels": data.noisy_label_count,
-        },
-        "host_parameters": sum(p.numel() for p in episode.model.parameters()),
-        "blueprint_parameters": {b: {str(ch): parameter_count(b, ch) for ch in slot_channels} for b in BLUEPRINTS},
-        "torch_version": torch.__version__,
-    }
-    writer = RawRunWriter(out_dir, run_id)
-    writer.write_header(header)
-    episode_return, steps, error = 0.0, 0, None
-    try:
-        episode.measure(initial=True)
-        for step in range(1, config.max_epochs + 1):
-            t0 = time.perf_counter()
-            record = episode.observation_record()
-            features = observation_features(record)
-            legal = episode.legal_mask()
-            decision = controller.checked_decide(Observation(record, features, legal))
-            acc_before, best_before = episode.val_accuracy_history[-1], episode.best_val_accuracy
-            outcome = episode.apply(decision.action)
-            telemetry_seconds = episode.train_epoch()
-            outcome["events"] += episode.advance_clocks()
-            telemetry_seconds += episode.measure()
-            acc_after, best_after = episode.val_accuracy_history[-1], episode.best_val_accuracy
-            reward = step_reward(config.reward, acc_before, acc_after, best_before, best_after)
-            episode_return += reward["reward"]
-            record["red_flags"] = red_flags(record, features)
-            writer.write_step(
-                {
-                    "step": step,
-                    "epoch": record["epoch"],
-                    "observation": record,
-                    "action": decision.to_record(controller.name, legal),
-                    "outcome": {
-                        **outcome,
-                        "val_accuracy_before": acc_before,
-                        "val_accuracy_after": acc_after,
-                        "val_loss_after": episode.val_loss_history[-1],
-                        "train_loss_after": episode.train_loss,
-                        "best_val_accuracy_before": best_before,
-                        "best_val_accuracy_after": best_after,
-                        **reward,
-                    },
-                    "timing": {"step_seconds": time.perf_counter() - t0, "telemetry_seconds": telemetry_seconds},
-                }
-            )
-            steps = step
-    except Exception as exc:  # recorded in the footer, then re-raised by callers that want to
-        error = f"{type(exc).__name__}: {exc}"
-    final = episode.observation_record() if episode.val_accuracy_history else None
-    result = EpisodeResult(
-        run_id=run_id,
-        path=writer.path,
-        status="failed" if error else "complete",
-        steps=steps,
-        final_val_accuracy=episode.val_accuracy_history[-1] if episode.val_accuracy_history else float("nan"),
-        best_val_accuracy=episode.best_val_accuracy,
-        seeds_created=episode.seeds_created,
-        seeds_fossilized=episode.seeds_fossilized,
-        seeds_culled=episode.seeds_culled,
-        episode_return=episode_return,
-        wall_seconds=time.perf_counter() - started,
-        error=error,
-    )
-    writer.close(
-        {
-            "status": result.status,
-            "error": error,
-            "steps": steps,
-            "final_val_accuracy": result.final_val_accuracy,
-            "best_val_accuracy": result.best_val_accuracy,
-            "seeds_created": result.seeds_created,
-            "seeds_fossilized": result.seeds_fossilized,
-            "seeds_culled": result.seeds_culled,
-            "return": episode_return,
-            "final_parameters": sum(p.numel() for p in episode.model.parameters()),
-            "wall_seconds": result.wall_seconds,
-            "final_observation": final,
-        }
-    )
-    return result
+    return EpisodeRun(config, out_dir, controller).run_to(config.max_epochs)
