@@ -6,21 +6,30 @@
 
 Tables and views: warehouse/schema.sql and warehouse/views.sql; how-to: docs/warehouse.md. No dagster here:
 the Dagster assets in assets/warehouse.py are thin wrappers around these functions.
+
+Names are imported lazily, so `tamiyo --help` (which imports warehouse.cli) does not pay for polars, duckdb
+and pandera.
 """
 
-from .ingest import IngestConfig, IngestSummary, discover, ingest_files, ingest_folder
-from .store import connect_read_only, export_parquet, open_warehouse, query, run_sql, table_counts
+from importlib import import_module
 
-__all__ = [
-    "IngestConfig",
-    "IngestSummary",
-    "connect_read_only",
-    "discover",
-    "export_parquet",
-    "ingest_files",
-    "ingest_folder",
-    "open_warehouse",
-    "query",
-    "run_sql",
-    "table_counts",
-]
+_EXPORTS = {
+    "IngestConfig": "ingest",
+    "IngestSummary": "ingest",
+    "discover": "ingest",
+    "ingest_files": "ingest",
+    "ingest_folder": "ingest",
+    "connect_read_only": "store",
+    "export_parquet": "store",
+    "open_warehouse": "store",
+    "query": "store",
+    "run_sql": "store",
+    "table_counts": "store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,8 +46,10 @@ def _consecutive_steps(data: PolarsData) -> pl.LazyFrame:
 
 
 def _probabilities_sum_to_one(data: PolarsData) -> pl.LazyFrame:
-    total = pl.sum_horizontal([pl.col(c) for c in PROBABILITY_COLUMNS.values()])
-    ok = total.is_null() | ((total - 1.0).abs() <= PROBABILITY_TOLERANCE)
+    # Legacy steps logged no probabilities (all null); otherwise all eight are present and sum to 1.
+    columns = [pl.col(c) for c in PROBABILITY_COLUMNS.values()]
+    total = pl.sum_horizontal(columns)
+    ok = pl.all_horizontal([c.is_null() for c in columns]) | ((total - 1.0).abs() <= PROBABILITY_TOLERANCE)
     return data.lazyframe.select(ok.alias("probabilities_sum_to_one"))
 
 

@@ -1,0 +1,118 @@
+"""`tamiyo ingest`, `tamiyo sql` and `tamiyo export`: the warehouse without the Dagster UI.
+
+`register(subparsers)` adds the three subcommands to the main `tamiyo` parser (tamiyo_models/cli.py); each
+sets `func(args) -> int` (the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SQL_FORMATS = ("table", "csv", "json")  # as store.SQL_FORMATS; kept here so --help imports nothing heavy
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ingest = subparsers.add_parser(
+        "ingest",
+        help="load raw runs, legacy episodes and packs from a folder into the DuckDB warehouse",
+        description="Parse, validate and load every raw run, legacy episode and pack under --raw; bad records "
+        "go to the quarantine table with a reason; re-ingesting the same files changes nothing.",
+    )
+    ingest.add_argument("--raw", type=Path, required=True, help="landing folder (searched recursively)")
+    ingest.add_argument("--warehouse", type=Path, required=True, help="DuckDB file (created if missing)")
+    ingest.add_argument("--batch-files", type=int, default=200, help="files per transaction (default 200)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    ingest.set_defaults(func=run_ingest)
+
+    sql = subparsers.add_parser(
+        "sql",
+        help="run a read-only SQL query on the warehouse",
+        description="Run SQL on a read-only connection (writes are refused). Tables and views: warehouse/schema.sql, "
+        "warehouse/views.sql; saved queries: warehouse/queries/*.sql.",
+    )
+    sql.add_argument("--warehouse", type=Path, required=True)
+    sql.add_argument("--format", choices=SQL_FORMATS, default="table")
+    sql.add_argument("--file", type=Path, help="run the query in this .sql file")
+    sql.add_argument("query", nargs="?", help="SQL text (or use --file)")
+    sql.set_defaults(func=run_sql_command)
+
+    export = subparsers.add_parser("export", help="write every warehouse table to Parquet files")
+    export.add_argument("--warehouse", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="folder for <table>.parquet")
+    export.set_defaults(func=run_export)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from .ingest import IngestConfig, discover, ingest_files
+    from .store import open_warehouse
+
+    try:
+        paths = discover(args.raw)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(done: int, total: int, path: Path) -> None:
+        if not args.quiet:
+            print(f"  {done}/{total} files ({path.name})", file=sys.stderr)
+
+    with open_warehouse(args.warehouse) as con:
+        summary = ingest_files(con, paths, IngestConfig(batch_files=args.batch_files), progress)
+    for outcome in summary.files:
+        if outcome.outcome in ("quarantined", "partly_quarantined", "replaced"):
+            print(f"{outcome.outcome}: {outcome.source_file}: {outcome.message}")
+    counts = ", ".join(
+        f"{summary.count(o)} {o}" for o in ("loaded", "quarantined", "partly_quarantined", "replaced", "unchanged")
+    )
+    print(f"ingest {summary.ingest_id}: {len(summary.files)} files: {counts}")
+    print(
+        f"stored {summary.runs_loaded} runs, {summary.steps_loaded} steps; quarantined {summary.records_quarantined} "
+        f"records; {summary.seconds:.2f} s -> {args.warehouse}"
+    )
+    return 0
+
+
+def run_sql_command(args: argparse.Namespace) -> int:
+    from .store import format_result, run_sql
+
+    if (args.file is None) == (args.query is None):
+        print("error: give either a query or --file QUERY.sql", file=sys.stderr)
+        return 2
+    text = args.file.read_text() if args.file else args.query
+    try:
+        result = run_sql(args.warehouse, text)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a DuckDB error: the user's SQL, shown as DuckDB words it
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(format_result(result, args.format))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .store import export_parquet
+
+    try:
+        written = export_parquet(args.warehouse, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for table, path in written.items():
+        print(f"{table}: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m tamiyo_models.warehouse.cli ...`) until the main CLI wires `register`."""
+    parser = argparse.ArgumentParser(prog="tamiyo")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Legacy reference episodes (V1, V2) and packs load into the same tables, recognised by content, with their
+known defects handled: bare NaN/Infinity literals, the first step's Infinity loss_delta, the never-filled
+best_val_loss, and the reward stored one step late."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tamiyo_models.warehouse import connect_read_only, ingest_folder
+from test_warehouse_helpers import copy_runs, generated_runs
+
+
+def _decision(epoch: int, val_acc: float, val_loss: float, prev_loss: float, action="WAIT", blueprint=None, reward=0.0):
+    return {
+        "observation": {
+            "epoch": epoch, "global_step": epoch * 390, "train_loss": val_loss + 0.1, "val_loss": val_loss,
+            "loss_delta": prev_loss - val_loss, "train_accuracy": val_acc - 1, "val_accuracy": val_acc,
+            "accuracy_delta": 1.0, "plateau_epochs": epoch % 4, "best_val_accuracy": val_acc, "best_val_loss": 0.0,
+            "loss_history": [val_loss] * min(epoch, 5), "accuracy_history": [val_acc] * min(epoch, 5),
+            "has_active_seed": 0, "seed_stage": 0, "seed_epochs_in_stage": 0, "seed_alpha": 0.0,
+            "seed_improvement": 0.0, "available_slots": 1,
+        },
+        "action": {"action": action, "blueprint_id": blueprint, "target_seed_id": None, "confidence": 0.9,
+                   "reason": "plateau" if action != "WAIT" else "waiting"},
+        "outcome": {"accuracy_after": val_acc, "accuracy_change": 1.0, "loss_after": val_loss, "loss_change": 0.0,
+                    "seed_still_alive": None, "seed_stage_after": None, "reward": reward},
+        "timestamp": "2025-11-26T10:00:00",
+    }  # fmt: skip
+
+
+def _episode(episode_id: int, accuracies: list[float], v2: bool = False) -> dict:
+    losses = [2.0 - a / 100 for a in accuracies]
+    decisions = [
+        _decision(i + 1, a, losses[i], math.inf if i == 0 else losses[i - 1], reward=10.0 * (a - (accuracies[i - 1] if i else 0)))
+        for i, a in enumerate(accuracies)
+    ]
+    decisions[1]["action"].update(action="GERMINATE", blueprint_id="conv_enhance")
+    episode = {
+        "episode_id": episode_id, "started_at": "2025-11-26T10:00:00", "ended_at": "2025-11-26T10:05:00",
+        "max_epochs": len(accuracies), "initial_lr": 0.01, "model_name": "HostCNN", "dataset_name": "cifar10",
+        "decisions": decisions, "final_accuracy": accuracies[-1] + 0.5, "best_accuracy": max(accuracies) + 0.5,
+        "total_seeds_created": 1, "total_seeds_fossilized": 0, "total_seeds_culled": 1,
+    }  # fmt: skip
+    if v2:
+        episode["telemetry_config"] = {"history_length": 2}
+        # Only the last two epochs are kept: entries are matched on their own epoch, not on their index.
+        episode["telemetry_history"] = [
+            {
+                "epoch": e,
+                "gradient_stats": [
+                    {"layer_name": "conv1.weight", "norm": 0.5, "std": 0.01, "mean": 0.0, "vanishing_ratio": 0.0,
+                     "exploding_ratio": 0.0, "percentiles": {"1": 1e-4, "50": 1e-3, "99": 1e-2}},
+                    {"layer_name": "fc.weight", "norm": 0.2, "std": 0.02, "mean": 0.0, "vanishing_ratio": 0.0,
+                     "exploding_ratio": 0.0, "percentiles": {"1": 1e-4, "50": 1e-3, "99": 1e-2}},
+                ],
+                "per_class_accuracy": {str(c): 50.0 + c for c in range(10)},
+                "sharpness": 0.3,
+                "weight_norms": {"conv1.weight": 3.0, "fc.weight": 1.0},
+            }
+            for e in (len(accuracies) - 1, len(accuracies))
+        ]  # fmt: skip
+    return episode
+
+
+def _write(path: Path, document: dict) -> Path:
+    path.write_text(json.dumps(document, indent=1))  # Python's json: bare Infinity/NaN, like the reference
+    return path
+
+
+@pytest.fixture
+def legacy_folder(tmp_path) -> Path:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    _write(folder / "episode_0001.json", _episode(1, [40.0, 50.0, 55.0, 56.0]))
+    _write(folder / "episode_0002.json", _episode(1, [30.0, 45.0, 47.0], v2=True))  # same id, other folder
+    broken = _episode(3, [20.0, 30.0])
+    broken["decisions"][1]["action"]["action"] = "FOSSILIZE_NOW"
+    pack = {"metadata": {"num_episodes": 3, "version": "v1"},
+            "episodes": [_episode(4, [10.0, 20.0, 25.0]), _episode(5, [60.0, 61.0]), broken]}  # fmt: skip
+    _write(folder / "simic_pack.json", pack)
+    text = (folder / "episode_0001.json").read_text()
+    assert "Infinity" in text
+    return folder
+
+
+def test_legacy_episodes_and_packs_load_beside_raw_runs(legacy_folder, tmp_path, tmp_path_factory):
+    copy_runs(generated_runs(tmp_path_factory.mktemp("generated"))[:1], legacy_folder / "raw")
+    warehouse = tmp_path / "w.duckdb"
+    summary = ingest_folder(legacy_folder, warehouse)
+    outcome = {Path(f.source_file).name: f for f in summary.files}
+    assert outcome["episode_0001.json"].outcome == "loaded"
+    assert outcome["episode_0002.json"].outcome == "loaded"
+    assert outcome["simic_pack.json"].outcome == "partly_quarantined" and outcome["simic_pack.json"].runs_loaded == 2
+    assert [f.outcome for f in summary.files if f.source_file.endswith(".jsonl")] == ["loaded"]
+
+    with connect_read_only(warehouse) as con:
+        formats = dict(con.execute("SELECT source_format, count(*) FROM runs GROUP BY 1").fetchall())
+        versions = dict(con.execute("SELECT feature_schema_version, count(*) FROM observations GROUP BY 1").fetchall())
+        quarantined = con.execute("SELECT position, rule, reason FROM quarantine WHERE rule <> 'run_quarantined'").fetchall()
+        run_id = con.execute("SELECT run_id FROM runs WHERE source_file LIKE '%episode_0001.json'").fetchone()[0]
+        steps = con.execute(
+            "SELECT step, action_fine, val_accuracy_before, val_accuracy_after, reward, reward_as_logged, propensity "
+            "FROM steps WHERE run_id = ? ORDER BY step", [run_id]).fetchall()  # fmt: skip
+        first = con.execute(
+            "SELECT loss_delta, best_val_loss, grad_health, seed_contribution FROM observations WHERE run_id = ? AND step = 1",
+            [run_id]).fetchone()  # fmt: skip
+        later_best_loss = con.execute(
+            "SELECT best_val_loss FROM observations WHERE run_id = ? AND step = 4", [run_id]).fetchone()[0]  # fmt: skip
+        v2 = con.execute(
+            "SELECT o.step, o.grad_health IS NOT NULL, o.class_accuracy_9, o.sharpness FROM observations o "
+            "JOIN runs r USING (run_id) WHERE r.source_format = 'legacy-episode-v2' ORDER BY step").fetchall()  # fmt: skip
+        v2_layers = con.execute(
+            "SELECT count(*) FROM layer_gradients l JOIN runs r USING (run_id) WHERE r.source_format = 'legacy-episode-v2'"
+        ).fetchone()[0]
+        ret = con.execute('SELECT "return" FROM episodes WHERE run_id = ?', [run_id]).fetchone()[0]
+
+    assert formats == {"tamiyo-raw-run/1": 1, "legacy-episode-v1": 3, "legacy-episode-v2": 1}
+    assert versions["legacy-v1"] == 4 + 3 + 2 and versions["legacy-v2"] == 3
+    assert quarantined == [("episodes[2].decisions[1]", "unknown_action", quarantined[0][2])]
+    assert "FOSSILIZE_NOW" in quarantined[0][2]
+    # Reward realigned: decision t gets val(t+1) - val(t); the last one the episode's final accuracy.
+    assert [s[1] for s in steps] == ["WAIT", "GERMINATE_conv_heavy", "WAIT", "WAIT"]
+    assert [(s[2], s[3]) for s in steps] == [(40.0, 50.0), (50.0, 55.0), (55.0, 56.0), (56.0, 56.5)]
+    assert [s[4] for s in steps] == pytest.approx([100.0, 50.0, 10.0, 5.0])
+    assert steps[1][5] == pytest.approx(100.0) and steps[0][6] is None  # as logged (mis-timed); no propensity
+    assert ret == pytest.approx(165.0)
+    assert first == (0.0, pytest.approx(1.6), None, None)  # Infinity -> 0; best loss tracked; no telemetry/lifecycle
+    assert later_best_loss == pytest.approx(2.0 - 0.56)
+    assert [row[:2] for row in v2] == [(1, False), (2, True), (3, True)]  # matched on the entry's own epoch
+    assert v2[1][2] == 59.0 and v2[1][3] == pytest.approx(0.3) and v2_layers == 4
+
+
+def test_a_legacy_file_that_is_not_json_is_quarantined_whole(tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "episode_0009.json").write_text('{"episode_id": 9, "decisions": [')
+    (folder / "notes.json").write_text('{"hello": "world"}')
+    warehouse = tmp_path / "w.duckdb"
+    summary = ingest_folder(folder, warehouse)
+    assert {f.outcome for f in summary.files} == {"quarantined"}
+    with connect_read_only(warehouse) as con:
+        rows = dict(con.execute("SELECT rule, original_text FROM quarantine").fetchall())
+    assert rows == {"json": '{"episode_id": 9, "decisions": [', "unknown_format": '{"hello": "world"}'}

@@ -1,0 +1,106 @@
+"""The SQL side: schema.sql agrees with the polars dtypes and comments every column; views and saved queries
+run; `tamiyo ingest`, `tamiyo sql` (read-only) and `tamiyo export` work end to end."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from tamiyo_models.warehouse import cli
+from tamiyo_models.warehouse.store import SQL_DIR, apply_schema
+from tamiyo_models.warehouse.tables import ALL_TABLES
+from test_warehouse_helpers import copy_runs, generated_runs
+
+DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN",
+                pl.List(pl.String): "VARCHAR[]"}  # fmt: skip
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="tamiyo")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_schema_sql_matches_the_frames_and_comments_every_column():
+    con = duckdb.connect()
+    apply_schema(con)
+    apply_schema(con)  # idempotent
+    for table, columns in ALL_TABLES.items():
+        rows = con.execute(
+            "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+            [table],
+        ).fetchall()
+        stored = {name: dtype for name, dtype, _ in rows if name not in ("ingested_at", "quarantined_at", "seen_at")}
+        assert stored.keys() == columns.keys(), table
+        for name, dtype in columns.items():
+            expected = DUCKDB_TYPES[dtype]
+            assert stored[name] in (expected, "JSON"), (table, name, stored[name])
+        assert all(comment for *_, comment in rows), [n for n, _, c in rows if not c]
+
+
+def test_every_saved_query_has_a_purpose_line():
+    queries = sorted((SQL_DIR / "queries").glob("*.sql"))
+    assert len(queries) >= 5
+    for path in queries:
+        assert path.read_text().startswith("-- Purpose: "), path.name
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("landing")
+    copy_runs(generated_runs(tmp_path_factory.mktemp("generated")), folder)
+    path = tmp_path_factory.mktemp("warehouse") / "w.duckdb"
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["ingest", "--raw", str(folder), "--warehouse", str(path), "--quiet"])
+    assert args.func(args) == 0
+    return path
+
+
+def test_ingest_command_prints_a_summary(warehouse, tmp_path, capsys):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "empty.jsonl").write_bytes(b"")
+    code, out, err = _run(["ingest", "--raw", str(folder), "--warehouse", str(warehouse)], capsys)
+    assert code == 0
+    assert "quarantined: " in out and "empty file" in out
+    assert "1 files: 0 loaded, 1 quarantined" in out and "1/1 files" in err
+
+
+def test_views_and_saved_queries_run(warehouse, capsys):
+    for path in sorted((SQL_DIR / "queries").glob("*.sql")):
+        code, out, err = _run(["sql", "--warehouse", str(warehouse), "--format", "csv", "--file", str(path)], capsys)
+        assert code == 0, (path.name, err)
+        assert next(csv.reader(io.StringIO(out)))  # a header row at least
+    code, out, _ = _run(["sql", "--warehouse", str(warehouse), "--format", "json",
+                         "SELECT controller_kind, episodes FROM outcomes_by_controller ORDER BY 1"], capsys)  # fmt: skip
+    assert code == 0
+    assert json.loads(out) == [{"controller_kind": k, "episodes": 1} for k in ("epsilon-heuristic", "heuristic", "random")]
+    code, out, _ = _run(["sql", "--warehouse", str(warehouse), "SELECT count(*) AS n FROM transitions"], capsys)
+    assert code == 0 and "(1 row)" in out
+
+
+def test_sql_command_is_read_only(warehouse, capsys):
+    code, _, err = _run(["sql", "--warehouse", str(warehouse), "DELETE FROM runs"], capsys)
+    assert code == 1 and "read-only" in err
+    code, out, _ = _run(["sql", "--warehouse", str(warehouse), "--format", "csv", "SELECT count(*) AS n FROM runs"], capsys)
+    assert out == "n\n3\n"
+
+
+def test_export_writes_every_table_as_parquet(warehouse, tmp_path, capsys):
+    code, out, _ = _run(["export", "--warehouse", str(warehouse), "--out", str(tmp_path / "pq")], capsys)
+    assert code == 0
+    for table in ALL_TABLES:
+        frame = pl.read_parquet(tmp_path / "pq" / f"{table}.parquet")
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            assert len(frame) == con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
