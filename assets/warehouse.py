@@ -67,8 +67,8 @@ def episode_tables(
             progress=lambda done, total, path: context.log.info(f"ingested {done}/{total} files (last: {path.name})"),
         )
         context.log.info(summary.line())
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ALL_TABLES}
-        tables = {t: con.execute(f"SELECT * FROM {t}").pl() for t in SCHEMAS}
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ALL_TABLES}
+        tables = {t: con.sql(f"SELECT * FROM {t}").pl() for t in SCHEMAS}
     outcome_counts = {o: summary.count(o) for o in ("loaded", "replaced", "unchanged", "quarantined", "partly_quarantined")}
     for table in ALL_TABLES:
         yield dg.MaterializeResult(

@@ -52,7 +52,7 @@ def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
 def query(path: str | Path, sql: str) -> pl.DataFrame:
     """Run one read-only query and return a polars frame."""
     with connect_read_only(path) as con:
-        return con.execute(sql).pl()
+        return con.sql(sql).pl()
 
 
 @dataclass
@@ -114,4 +114,4 @@ def _sql_string(path: Path) -> str:
 
 def table_counts(path: str | Path) -> dict[str, int]:
     with connect_read_only(path) as con:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ALL_TABLES}
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ALL_TABLES}
