@@ -9,6 +9,7 @@ attention ~2K, norm ~130, depthwise ~4.8K (see `parameter_count`).
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -86,5 +87,6 @@ def build_blueprint(name: str, channels: int) -> nn.Module:
     return _FACTORIES[name](channels)
 
 
+@functools.lru_cache(maxsize=None)
 def parameter_count(name: str, channels: int) -> int:
     return sum(p.numel() for p in build_blueprint(name, channels).parameters())

@@ -1,0 +1,187 @@
+"""Branching: measure the outcome of every action from the same state.
+
+At chosen decision points the whole episode (host and seed weights, optimiser state, lifecycle, the RNG
+streams of initialisation, data order, probes and the controller, and the controller's own state) is
+snapshotted, and the episode is replayed from there once per alternative action, each for `horizon` steps
+(or to the end). Each branch is written as its own raw run whose header links it to its parent and its fork
+step, so a state in the warehouse then has the *measured* outcome of each action taken from it, which
+exploration alone gives only by chance. The reference system never had this; its offline RL starved for it.
+
+Exactness: replaying the parent's own action from a snapshot reproduces the parent's next steps bit for bit
+on the CPU (tests/test_branching.py), so differences between branches are caused by the action alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+from .actions import Action
+from .episode import EpisodeConfig, EpisodeResult, EpisodeRun
+from .features import observation_features
+from .lifecycle import Stage
+
+FORK_RULES = ("decision-points", "every", "steps")
+
+
+@dataclass(frozen=True)
+class BranchConfig:
+    horizon: int | None = 5  # steps per branch, fork step included; None = to the end of the episode
+    fork_rule: str = "decision-points"  # see should_fork
+    every: int = 5  # for fork_rule "every"
+    steps: tuple[int, ...] = ()  # for fork_rule "steps"
+    max_forks: int = 3  # per parent episode
+    min_step: int = 2  # no forks on the untrained host
+    coarse_only: bool = False  # one branch per coarse action (GERMINATE with a random blueprint) instead of per fine action
+
+    def __post_init__(self):
+        if self.fork_rule not in FORK_RULES:
+            raise ValueError(f"unknown fork rule {self.fork_rule!r}; known: {', '.join(FORK_RULES)}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError("horizon must be >= 1 (or None for the rest of the episode)")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["steps"] = list(self.steps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "BranchConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown branching settings: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "steps" in d:
+            d["steps"] = tuple(d["steps"])
+        return cls(**d)
+
+
+ForkPredicate = Callable[[Mapping[str, float], tuple[bool, ...], int], bool]
+
+
+def decision_point(features: Mapping[str, float], legal: tuple[bool, ...], step: int) -> bool:
+    """States where the right action is genuinely in question: a plateau with a free slot (germinate now or
+    wait?), or an active seed that could be advanced or culled (keep it or not?). Elsewhere only WAIT is
+    sensible or legal, and branching there would spend compute on nothing."""
+    if sum(legal) < 2:
+        return False
+    if features["has_active_seed"]:
+        return Stage(int(features["seed_stage"])) in (Stage.TRAINING, Stage.BLENDING, Stage.PROBATIONARY)
+    return features["plateau_epochs"] >= 1 and features["available_slots"] > 0
+
+
+def should_fork(config: BranchConfig, features, legal, step: int, forks_so_far: int, extra: ForkPredicate | None) -> bool:
+    if forks_so_far >= config.max_forks or step < config.min_step or sum(legal) < 2:
+        return False
+    if config.fork_rule == "steps":
+        return step in config.steps
+    if config.fork_rule == "every":
+        return (step - config.min_step) % config.every == 0
+    return decision_point(features, legal, step) and (extra is None or extra(features, legal, step))
+
+
+@dataclass
+class Snapshot:
+    run_id: str
+    step: int  # the next step to be decided
+    episode: object
+    controller: object
+    episode_return: float
+    seconds: float = 0.0
+
+
+def _shared(episode) -> dict:
+    """deepcopy memo for what a fork may share: the task data and configuration are never mutated, and the
+    last telemetry record is replaced, not modified, by the next epoch (copying its many small dicts was
+    most of the snapshot's cost)."""
+    return {id(x): x for x in (episode.data, episode.config, episode.telemetry)}
+
+
+def take_snapshot(run: EpisodeRun, *, copy_state: bool = True) -> Snapshot:
+    """Everything that determines the rest of the episode. With `copy_state=False` the snapshot refers to the
+    live run instead of copying it, which is safe only while the run is not stepped (run_with_branches
+    branches a parent before stepping it on, and so saves one deep copy per fork)."""
+    t0 = time.perf_counter()
+    episode, controller = run.episode, run.controller
+    if copy_state:
+        episode, controller = copy.deepcopy((episode, controller), _shared(episode))
+    return Snapshot(run.run_id, run.episode.epoch + 1, episode, controller, run.episode_return, time.perf_counter() - t0)
+
+
+def restore(snapshot: Snapshot, out_dir: str | Path, run_id: str, extra_header: dict) -> EpisodeRun:
+    """A new run continuing from the snapshot (the snapshot itself stays untouched, ready for the next branch)."""
+    episode, controller = copy.deepcopy((snapshot.episode, snapshot.controller), _shared(snapshot.episode))
+    run = EpisodeRun(episode.config, out_dir, controller, run_id=run_id, episode=episode, extra_header=extra_header)
+    run.episode_return = 0.0  # a branch's return counts from its fork step
+    return run
+
+
+def branch_actions(legal: tuple[bool, ...], coarse_only: bool, rng) -> list[Action]:
+    actions = [Action.from_index(i) for i, ok in enumerate(legal) if ok]
+    if not coarse_only:
+        return actions
+    by_coarse: dict[str, list[Action]] = {}
+    for a in actions:
+        by_coarse.setdefault(a.coarse, []).append(a)
+    return [group[int(rng.integers(len(group)))] for group in by_coarse.values()]
+
+
+def branch_run_id(parent_run_id: str, step: int, action: Action) -> str:
+    return f"{parent_run_id}-b{step:03d}-{action.fine.lower()}"
+
+
+@dataclass
+class BranchingResult:
+    parent: EpisodeResult
+    branches: list[EpisodeResult] = field(default_factory=list)
+    fork_steps: list[int] = field(default_factory=list)
+    snapshot_seconds: list[float] = field(default_factory=list)
+
+
+def run_with_branches(
+    config: EpisodeConfig,
+    out_dir: str | Path,
+    branching: BranchConfig,
+    *,
+    fork_filter: ForkPredicate | None = None,
+) -> BranchingResult:
+    """Run a parent episode; at each fork point, branch once per legal action (the parent's own included,
+    so every action at a fork has a run of exactly `horizon` steps from the same state)."""
+    parent = EpisodeRun(config, out_dir)
+    result = BranchingResult(parent=None)  # type: ignore[arg-type]
+    try:
+        while not parent.done:
+            step = parent.episode.epoch + 1
+            record = parent.episode.observation_record()
+            features, legal = observation_features(record), parent.episode.legal_mask()
+            if should_fork(branching, features, legal, step, len(result.fork_steps), fork_filter):
+                snapshot = take_snapshot(parent, copy_state=False)
+                result.snapshot_seconds.append(snapshot.seconds)
+                result.fork_steps.append(step)
+                last = config.max_epochs if branching.horizon is None else min(config.max_epochs, step + branching.horizon - 1)
+                # Its own RNG: drawing from the parent's streams would change the parent's own trajectory.
+                rng = np.random.default_rng(int(hashlib.sha256(f"{parent.run_id}/{step}".encode()).hexdigest()[:8], 16))
+                for action in branch_actions(legal, branching.coarse_only, rng):
+                    run_id = branch_run_id(parent.run_id, step, action)
+                    branch = restore(
+                        snapshot, out_dir, run_id,
+                        {"branch": {"parent_run_id": parent.run_id, "fork_step": step, "forced_action": action.fine,
+                                    "horizon": branching.horizon, "last_step": last}},
+                    )  # fmt: skip
+                    try:
+                        branch.step(forced_action=action)
+                    except Exception as exc:
+                        result.branches.append(branch.finish(error=f"{type(exc).__name__}: {exc}"))
+                        continue
+                    result.branches.append(branch.run_to(last))
+            parent.step()
+    except Exception as exc:
+        result.parent = parent.finish(error=f"{type(exc).__name__}: {exc}")
+        return result
+    result.parent = parent.finish()
+    return result

@@ -1,0 +1,75 @@
+"""Branching: snapshots replay exactly, and every action at a fork gets its own measured run."""
+
+import pytest
+
+from tamiyo_models.actions import FINE_ACTIONS, Action
+from tamiyo_models.branching import BranchConfig, restore, run_with_branches, take_snapshot
+from tamiyo_models.controllers import ControllerConfig
+from tamiyo_models.datasets import DatasetConfig
+from tamiyo_models.episode import EpisodeConfig, EpisodeRun, run_episode
+from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+
+
+def _comparable(step):
+    return {k: v for k, v in step.items() if k != "timing"}
+
+
+@pytest.fixture
+def config():
+    # epsilon-heuristic: the controller's RNG stream is part of what a snapshot must carry.
+    return EpisodeConfig(
+        dataset=DatasetConfig(name="synthetic"), max_epochs=10, seed=5,
+        controller=ControllerConfig(kind="epsilon-heuristic", epsilon=0.5),
+    )  # fmt: skip
+
+
+def test_replaying_the_parents_action_from_a_snapshot_is_bit_exact(tmp_path, config):
+    parent = EpisodeRun(config, tmp_path / "parent")
+    for _ in range(4):
+        parent.step()
+    snapshot = take_snapshot(parent)
+    parent_steps = [parent.step() for _ in range(4)]
+
+    replay = restore(snapshot, tmp_path / "replay", "replay", {})
+    assert [_comparable(replay.step()) for _ in range(4)] == [_comparable(s) for s in parent_steps]
+
+    forced = restore(snapshot, tmp_path / "forced", "forced", {})
+    first = forced.step(forced_action=Action.from_fine(parent_steps[0]["action"]["fine"]))
+    assert first["action"]["forced"] is True
+    assert first["observation"] == parent_steps[0]["observation"] and first["outcome"] == parent_steps[0]["outcome"]
+    assert [_comparable(forced.step()) for _ in range(3)] == [_comparable(s) for s in parent_steps[1:]]
+
+
+def test_a_branched_parent_is_the_same_as_an_unbranched_run(tmp_path, config):
+    plain = read_raw_run(run_episode(config, tmp_path / "plain").path)
+    result = run_with_branches(config, tmp_path / "branched", BranchConfig(fork_rule="steps", steps=(3, 7), horizon=2))
+    branched = read_raw_run(result.parent.path)
+    assert [_comparable(s) for s in branched.steps] == [_comparable(s) for s in plain.steps]
+    assert result.fork_steps == [3, 7]
+
+
+def test_every_legal_action_at_a_fork_gets_a_linked_branch_of_horizon_steps(tmp_path, config):
+    result = run_with_branches(config, tmp_path, BranchConfig(fork_rule="steps", steps=(4,), horizon=3))
+    parent = read_raw_run(result.parent.path)
+    legal_at_fork = parent.steps[3]["action"]["legal"]
+    assert sorted(b.run_id.rsplit("-", 1)[1] for b in result.branches) == sorted(a.lower() for a in legal_at_fork)
+    assert len(list_raw_runs(tmp_path)) == 1 + len(legal_at_fork)
+    for branch in result.branches:
+        run = read_raw_run(branch.path)
+        link = run.header["branch"]
+        assert link["parent_run_id"] == parent.run_id and link["fork_step"] == 4 and link["horizon"] == 3
+        assert [s["step"] for s in run.steps] == [4, 5, 6] and run.footer["status"] == "complete"
+        assert run.steps[0]["action"]["fine"] == link["forced_action"]
+        # Every branch starts from the parent's state at the fork.
+        assert run.steps[0]["observation"] == parent.steps[3]["observation"]
+    assert len({read_raw_run(b.path).steps[-1]["outcome"]["val_accuracy_after"] for b in result.branches}) >= 1
+
+
+def test_decision_point_forks_respect_the_limit(tmp_path):
+    config = EpisodeConfig(max_epochs=20, seed=2)  # digits: plateaus and a seed to judge
+    result = run_with_branches(config, tmp_path, BranchConfig(horizon=2, max_forks=2, coarse_only=True))
+    assert 1 <= len(result.fork_steps) <= 2
+    for branch in result.branches:
+        assert read_raw_run(branch.path).header["branch"]["forced_action"] in FINE_ACTIONS
+    with pytest.raises(ValueError, match="unknown fork rule"):
+        BranchConfig(fork_rule="always")
