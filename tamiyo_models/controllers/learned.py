@@ -10,6 +10,7 @@ Later phases register loaders for their saved model formats with `register_polic
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Callable, Sequence
 
@@ -18,6 +19,9 @@ from .base import Controller, Decision, Observation
 
 ScoreFunction = Callable[[Sequence[float]], Sequence[float]]
 _LOADERS: dict[str, Callable[[str], "LearnedPolicyController"]] = {}
+# Schemes whose loader lives in a module that registers it on import. Importing lazily keeps torch-free
+# imports cheap, and lets a fresh worker process resolve "file:PATH" without being told anything first.
+_BUILTIN_LOADER_MODULES = {"file": "tamiyo_models.policies.serving"}
 
 
 class LearnedPolicyController(Controller):
@@ -67,6 +71,8 @@ def register_policy_loader(scheme: str, loader: Callable[[str], LearnedPolicyCon
 
 def load_policy(spec: str) -> LearnedPolicyController:
     scheme, _, path = spec.partition(":")
+    if scheme not in _LOADERS and scheme in _BUILTIN_LOADER_MODULES:
+        importlib.import_module(_BUILTIN_LOADER_MODULES[scheme])
     if scheme not in _LOADERS:
         known = ", ".join(sorted(_LOADERS)) or "none registered yet"
         raise ValueError(f"no policy loader for {scheme!r} (in {spec!r}); registered loaders: {known}")
