@@ -24,6 +24,7 @@ def _widths(text: str) -> tuple[int, ...]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .branching import BranchConfig
     from .controllers import ControllerConfig
     from .datasets import DatasetConfig
     from .episode import EpisodeConfig
@@ -31,9 +32,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .host import HostConfig
     from .telemetry import TelemetryConfig
 
+    branching = None
     try:
         if args.spec:
-            configs = GenerationSpec.load(args.spec).sample(args.episodes, args.seed)
+            spec = GenerationSpec.load(args.spec)
+            configs, branching = spec.sample(args.episodes, args.seed), spec.branching
         else:
             base = EpisodeConfig(
                 dataset=DatasetConfig(
@@ -44,13 +47,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     label_noise=args.label_noise,
                 ),
                 host=HostConfig(widths=args.widths),
-                controller=ControllerConfig(kind=args.controller, epsilon=args.epsilon),
+                controller=ControllerConfig(kind=args.controller, epsilon=args.epsilon, temperature=args.temperature),
                 max_epochs=args.max_epochs,
                 learning_rate=args.lr,
                 batch_size=args.batch_size,
                 telemetry=TelemetryConfig(enabled=not args.no_telemetry),
             )
             configs = [EpisodeConfig.from_dict({**base.to_dict(), "seed": args.seed + i}) for i in range(args.episodes)]
+            if args.branch_horizon:
+                branching = BranchConfig(
+                    horizon=args.branch_horizon, max_forks=args.max_forks, fork_rule=args.fork_rule, every=args.fork_every
+                )
     except (SpecError, ValueError) as exc:
         print(f"tamiyo generate: {exc}", file=sys.stderr)
         return 2
@@ -63,16 +70,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         bar.write(result.summary_line(), file=sys.stderr)
         bar.update(1)
 
-    results = generate(configs, out, workers=args.workers, on_result=report)
+    results = generate(configs, out, workers=args.workers, on_result=report, branching=branching)
     bar.close()
     failed = [r for r in results if r.status != "complete"]
     done = [r for r in results if r.status == "complete"]
     if done:
         mean_final = sum(r.final_val_accuracy for r in done) / len(done)
         fossilized = sum(r.seeds_fossilized for r in done)
+        branches = sum(r.branches for r in done)
         print(
             f"{len(done)} complete, {len(failed)} failed; mean final accuracy {mean_final:.2f}%, "
-            f"{fossilized} seeds fossilized; runs in {out}",
+            f"{fossilized} seeds fossilized" + (f", {branches} branch runs" if branches else "") + f"; runs in {out}",
             file=sys.stderr,
         )
     for r in failed:
@@ -117,8 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--widths", type=_widths, default=(2, 4, 8), help="host channels per stage (default 2,4,8)")
     g.add_argument("--lr", type=float, default=0.05, help="host learning rate (default 0.05)")
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--controller", default="heuristic", choices=["heuristic", "random", "epsilon-heuristic"])
+    g.add_argument("--controller", default="heuristic",
+                   choices=["heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic"])  # fmt: skip
     g.add_argument("--epsilon", type=float, default=0.1, help="exploration rate of epsilon-heuristic")
+    g.add_argument("--temperature", type=float, default=1.0, help="softmax-heuristic temperature (higher explores more)")
+    g.add_argument("--branch-horizon", type=int, default=0,
+                   help="fork branch runs (one per legal action) at decision points, each this many steps; 0 = off")  # fmt: skip
+    g.add_argument("--max-forks", type=int, default=3, help="forks per episode when branching (default 3)")
+    g.add_argument("--fork-rule", default="decision-points", choices=["decision-points", "every"],
+                   help="where to fork: states where the action is in question (default), or every --fork-every steps")  # fmt: skip
+    g.add_argument("--fork-every", type=int, default=5)
     g.add_argument("--no-telemetry", action="store_true", help="skip the V2 research telemetry")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)

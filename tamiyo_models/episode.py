@@ -134,6 +134,7 @@ class EpisodeResult:
     episode_return: float
     wall_seconds: float
     error: str | None = None
+    branches: int = 0  # branch runs forked from this episode (tamiyo_models.branching)
 
     @classmethod
     def not_started(cls, config: EpisodeConfig, out_dir: str | Path, error: str) -> "EpisodeResult":
@@ -149,6 +150,7 @@ class EpisodeResult:
             f"{self.run_id}: final {self.final_val_accuracy:.2f}% (best {self.best_val_accuracy:.2f}%), "
             f"seeds {self.seeds_created} created / {self.seeds_fossilized} fossilized / "
             f"{self.seeds_culled} culled, return {self.episode_return:+.2f}, {self.wall_seconds:.1f}s"
+            + (f", {self.branches} branch runs" if self.branches else "")
         )
 
 

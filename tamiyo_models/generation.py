@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .branching import BranchConfig, run_with_branches
 from .episode import EpisodeConfig, EpisodeResult, run_episode
 
 DEFAULT_SPEC = "nightly"  # tamiyo_models/specs/nightly.toml
@@ -52,14 +53,22 @@ class GenerationSpec:
     base: dict = field(default_factory=dict)
     vary: dict = field(default_factory=dict)
     controllers: list[dict] = field(default_factory=lambda: [{"kind": "heuristic", "weight": 1.0}])
+    branching: BranchConfig | None = None  # fork branch runs at decision points of every episode
     source: str = "<dict>"
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> "GenerationSpec":
-        unknown = set(d) - {"name", "base", "vary", "controllers"}
+        unknown = set(d) - {"name", "base", "vary", "controllers", "branching"}
         if unknown:
-            raise SpecError(f"{source}: unknown top-level keys {sorted(unknown)} (known: name, base, vary, controllers)")
+            raise SpecError(
+                f"{source}: unknown top-level keys {sorted(unknown)} (known: name, base, vary, controllers, branching)"
+            )
+        try:
+            branching = BranchConfig.from_dict(d["branching"]) if "branching" in d else None
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{source}: branching: {exc}") from None
         spec = cls(
+            branching=branching,
             name=d.get("name", Path(source).stem),
             base=d.get("base", {}),
             vary=d.get("vary", {}),
@@ -151,10 +160,14 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run_one(config_dict: dict, out_dir: str) -> EpisodeResult:
+def _run_one(config_dict: dict, out_dir: str, branching: dict | None) -> EpisodeResult:
     config = EpisodeConfig.from_dict(config_dict)
     try:
-        return run_episode(config, out_dir)
+        if branching is None:
+            return run_episode(config, out_dir)
+        outcome = run_with_branches(config, out_dir, BranchConfig.from_dict(branching))
+        outcome.parent.branches = len(outcome.branches)
+        return outcome.parent
     except Exception as exc:  # failures before the run file exists (dataset missing, bad policy path...)
         return EpisodeResult.not_started(config, out_dir, f"{type(exc).__name__}: {exc}")
 
@@ -164,8 +177,10 @@ def generate(
     out_dir: str | Path,
     workers: int = 1,
     on_result: Callable[[EpisodeResult], None] | None = None,
+    branching: BranchConfig | None = None,
 ) -> list[EpisodeResult]:
-    """Run every configuration, `workers` episodes at a time in separate processes.
+    """Run every configuration, `workers` episodes at a time in separate processes; with `branching`, each
+    episode also forks branch runs at its decision points (counted in `EpisodeResult.branches`).
 
     Every episode ends as a result, complete or failed; a failure never stops the others. Results come back
     in completion order through `on_result` and in configuration order as the return value.
@@ -173,11 +188,12 @@ def generate(
     out_dir = str(out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     payloads = [c.to_dict() for c in configs]
+    branch_dict = branching.to_dict() if branching else None
     results: list[EpisodeResult | None] = [None] * len(configs)
     if workers <= 1:
         _init_worker()
         for i, payload in enumerate(payloads):
-            results[i] = _run_one(payload, out_dir)
+            results[i] = _run_one(payload, out_dir, branch_dict)
             if on_result:
                 on_result(results[i])
         return results
@@ -186,7 +202,7 @@ def generate(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "torch._dynamo", "tamiyo_models.episode", "sklearn.datasets"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(_run_one, payload, out_dir): i for i, payload in enumerate(payloads)}
+        futures = {pool.submit(_run_one, payload, out_dir, branch_dict): i for i, payload in enumerate(payloads)}
         for future in as_completed(futures):
             i = futures[future]
             try:

@@ -152,3 +152,36 @@ def test_controller_config_round_trip_and_errors():
         ControllerConfig(kind="oracle")
     with pytest.raises(ValueError, match="unknown heuristic settings"):
         ControllerConfig.from_dict({"heuristic": {"patience": 3}})
+
+
+def test_softmax_heuristic_explores_most_near_thresholds():
+    from tamiyo_models.controllers import SoftmaxHeuristic
+
+    controller = SoftmaxHeuristic(temperature=1.0)
+    controller.reset(np.random.default_rng(0))
+    far = controller.checked_decide(observation(epoch=20, plateau_epochs=0))  # plateau far below 3
+    near = controller.checked_decide(observation(epoch=20, plateau_epochs=2))  # one epoch short
+    fired = controller.checked_decide(observation(epoch=20, plateau_epochs=8))  # well past it
+    p_germ = lambda d: sum(p for a, p in zip(FINE_ACTIONS, d.probabilities) if a.startswith("GERMINATE"))  # noqa: E731
+    assert p_germ(far) < p_germ(near) < 0.5 < p_germ(fired)
+    assert far.greedy_action == WAIT and fired.greedy_action.coarse == "GERMINATE"
+    seed = controller.checked_decide(seed_obs(Stage.TRAINING, 3, 0.9))  # 0.1 pp short of advancing
+    assert 0.2 < seed.probabilities[ADVANCE.index] < 0.8
+
+
+def test_perturbed_heuristic_redraws_thresholds_per_episode():
+    from tamiyo_models.controllers import PerturbedHeuristic
+    from tamiyo_models.controllers.exploration import PERTURBATION_RANGES
+
+    controller = PerturbedHeuristic()
+    drawn = []
+    for seed in range(5):
+        controller.reset(np.random.default_rng(seed))
+        config = controller.describe()["heuristic"]
+        drawn.append(config["plateau_epochs_to_germinate"])
+        for key, (low, high) in PERTURBATION_RANGES.items():
+            assert low <= config[key] <= high
+        assert sorted(config["blueprints"]) == sorted(BLUEPRINTS)
+        assert controller.decide(observation(epoch=30, plateau_epochs=9)).propensity == 1.0
+    assert len(set(drawn)) > 1
+    assert build_controller(ControllerConfig(kind="perturbed-heuristic")).name == "perturbed-heuristic"

@@ -53,9 +53,12 @@ def test_spec_sampling_is_diverse_and_reproducible(spec_file):
 
 
 def test_shipped_specs_load():
-    for name in ("nightly", "smoke"):
+    for name in ("nightly", "smoke", "exploration"):
         configs = GenerationSpec.load(name).sample(20, seed=0)
         assert all(c.dataset.name == "digits" for c in configs)
+    exploration = GenerationSpec.load("exploration")
+    assert exploration.branching is not None and exploration.branching.horizon == 5
+    assert {c.controller.kind for c in exploration.sample(40, seed=0)} >= {"softmax-heuristic", "perturbed-heuristic"}
     nightly = GenerationSpec.load("nightly").sample(50, seed=0)
     assert 25 <= min(c.max_epochs for c in nightly) and max(c.max_epochs for c in nightly) <= 75
 
@@ -115,6 +118,16 @@ def test_generate_and_story_commands(tmp_path, capsys):
     assert main(["story", str(runs[0])]) == 0
     story = capsys.readouterr().out
     assert header["run_id"] in story and "complete: final" in story
+
+
+def test_generate_command_with_branching(tmp_path, capsys):
+    out = tmp_path / "raw"
+    assert main(["generate", "--episodes", "1", "--dataset", "synthetic", "--max-epochs", "6", "--controller",
+                 "softmax-heuristic", "--branch-horizon", "2", "--max-forks", "1", "--fork-rule", "every", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    runs = [read_raw_run(p) for p in list_raw_runs(out)]
+    branches = [r for r in runs if "branch" in r.header]
+    assert len(runs) - len(branches) == 1 and branches
+    assert "branch runs" in capsys.readouterr().err
 
 
 def test_generate_command_rejects_bad_input(tmp_path, capsys):
