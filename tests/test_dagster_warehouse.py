@@ -4,7 +4,6 @@ data, and materializing again changes nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import dagster as dg
 import duckdb

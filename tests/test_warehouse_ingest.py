@@ -127,10 +127,6 @@ def test_a_crash_in_the_middle_leaves_the_warehouse_as_it_was(landing, tmp_path,
 # ---- bad input: each ends in quarantine with a reason; the good file beside it still loads -------------
 
 
-def _step_lines(path: Path) -> list[dict]:
-    return read_lines(path)
-
-
 def _edit(path: Path, edit) -> None:
     records = read_lines(path)
     edit(records)
