@@ -93,7 +93,7 @@ def get(obj: dict, key: str, path: str, kind: str, *, nullable: bool = False) ->
     elif kind == "list":
         if type(value) is list:
             return value
-    raise RecordError(name, "type", f"field {name!r} should be {_KIND_WORDS[kind]}, got {_json_type(value)}")
+    raise RecordError(name, "type", f"field {name!r} should be {_KIND_WORDS[kind]}, got {json_type(value)}")
 
 
 _KIND_WORDS = {
@@ -106,7 +106,8 @@ _KIND_WORDS = {
 }
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """How a JSON value's type reads in a reason: "a JSON list", "a string", ..."""
     return {
         dict: "a JSON object",
         list: "a JSON list",
@@ -115,7 +116,3 @@ def _json_type(value: Any) -> str:
         int: "an integer",
         float: "a number",
     }.get(type(value), type(value).__name__)
-
-
-def json_type(value: Any) -> str:
-    return _json_type(value)
