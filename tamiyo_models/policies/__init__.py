@@ -1,0 +1,38 @@
+"""Policies over the observation features: network, training data, Phase 1 imitation, Phase 2 reward-weighted
+imitation, saving, and serving as a controller (the `file:PATH` scheme).
+
+    load_decisions(warehouse, feature_set)      decisions as polars (data.py)
+    split_episodes(frame, val_fraction, seed)   by episode, never by step (data.py)
+    train_imitation(train, val, config)         Phase 1 (imitation.py)
+    train_reward_weighted(train, val, weighting, config)   Phase 2 A/B/C (reward_weighted.py)
+    save_policy / load_policy_file              one self-contained file (saved.py)
+
+Names are imported lazily so that `import tamiyo_models.policies` does not pay for torch.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "effective_number_weights": "class_weights",
+    "EpisodeSplit": "data",
+    "frame_digest": "data",
+    "load_decisions": "data",
+    "split_episodes": "data",
+    "ImitationConfig": "imitation",
+    "TrainResult": "imitation",
+    "train_imitation": "imitation",
+    "NetworkConfig": "network",
+    "PolicyNetwork": "network",
+    "RewardWeightingConfig": "reward_weighted",
+    "train_reward_weighted": "reward_weighted",
+    "load_policy_file": "saved",
+    "save_policy": "saved",
+    "policy_controller": "serving",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

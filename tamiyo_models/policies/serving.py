@@ -1,0 +1,41 @@
+"""Serving a saved policy as a controller: the `file:PATH` policy scheme.
+
+Importing this module registers the loader; `tamiyo_models.controllers.load_policy` imports it lazily, so a
+fresh worker process resolves `ControllerConfig(kind="policy", policy="file:/abs/model.pt")` by itself.
+The controller passes the features named in the file, computed by `observation_features` — the function
+ingestion used for the training rows — and masks illegal actions; the network sees raw features and
+normalises them itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..controllers import LearnedPolicyController, register_policy_loader
+from .saved import load_policy_file
+
+
+def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None = None) -> LearnedPolicyController:
+    import torch
+
+    model, payload = load_policy_file(path)
+
+    def score(features):
+        with torch.no_grad():
+            return model(torch.tensor([list(features)], dtype=torch.float32))[0].tolist()
+
+    metadata = {k: v for k, v in payload["metadata"].items() if isinstance(v, (str, int, float, bool))}
+    return LearnedPolicyController(
+        score,
+        payload["feature_names"],
+        name=name or f"policy:{Path(path).name}",
+        greedy=greedy,
+        metadata={"policy_file": str(Path(path).resolve()), "format": payload["format"], **metadata},
+    )
+
+
+def _load(path: str) -> LearnedPolicyController:
+    return policy_controller(path)
+
+
+register_policy_loader("file", _load)
