@@ -1,0 +1,157 @@
+"""One policy training run end to end, as the command line and the Dagster assets call it:
+
+warehouse -> decisions (SQL into polars) -> split by episode -> Phase 1 or Phase 2 training -> policy file ->
+offline metrics on the held-out episodes -> (optionally) MLflow child run, dataset input, model registered as
+`candidate` for its phase.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .imitation import ImitationConfig
+from .reward_weighted import RewardWeightingConfig
+
+PHASES = ("phase1", "phase2")
+
+
+@dataclass(frozen=True)
+class PolicyRunConfig:
+    phase: str = "phase1"
+    imitation: ImitationConfig = field(default_factory=ImitationConfig)
+    weighting: RewardWeightingConfig = field(default_factory=RewardWeightingConfig)  # phase2 only
+    controllers: tuple[str, ...] = ("heuristic",)  # whose decisions to imitate (runs.controller_kind)
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    group_by: str | None = None  # e.g. "dataset_config": hold out whole configurations
+    parent_policy: str | None = None  # phase2: a policy file, or an MLflow model ref, to start from
+
+    def __post_init__(self):
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown phase {self.phase!r}; known: {', '.join(PHASES)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["imitation"] = self.imitation.to_dict()
+        if self.phase == "phase1":
+            d.pop("weighting")
+        return d
+
+    @property
+    def run_name(self) -> str:
+        name = f"{self.phase}-{self.imitation.feature_set}"
+        return f"{name}-{self.weighting.variant}" if self.phase == "phase2" else name
+
+
+@dataclass
+class PolicyRun:
+    config: PolicyRunConfig
+    policy_path: Path
+    result: object  # TrainResult
+    offline: object  # OfflineMetrics on the held-out episodes
+    train_runs: tuple[str, ...]
+    val_runs: tuple[str, ...]
+    dataset_digest: str
+    training_seeds: list[int]
+    mlflow_run_id: str | None = None
+    model_version: str | None = None
+
+
+def train_policy(
+    warehouse_path: str | Path,
+    config: PolicyRunConfig,
+    out_dir: str | Path,
+    *,
+    tracker=None,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    log=print,
+) -> PolicyRun:
+    import polars as pl
+
+    from ..evaluation.offline import evaluate_offline, load_legal_actions
+    from .data import frame_digest, load_decisions, raw_runs, split_episodes
+    from .imitation import train_imitation
+    from .reward_weighted import weighted_training_set
+    from .saved import load_policy_file, save_policy
+
+    log(f"policy run {config.run_name}: {config.to_dict()}")
+    frame = load_decisions(warehouse_path, config.imitation.feature_set, controllers=config.controllers)
+    split = split_episodes(frame, config.val_fraction, config.split_seed, config.group_by)
+    train, val = split.frames(frame)
+    weights = None
+    parent_model, parent_ref = None, config.parent_policy
+    if config.phase == "phase2":
+        train, weights = weighted_training_set(train, config.weighting)
+        if parent_ref:
+            parent_file = Path(parent_ref)
+            if not parent_file.exists():  # an MLflow model reference: fetch its policy file
+                if tracker is None:
+                    raise ValueError(f"parent policy {parent_ref!r} is not a file and no MLflow tracker was given")
+                version = tracker.resolve(parent_ref)
+                parent_ref = f"{version.name}/{version.version}"
+                parent_file = tracker.download_policy(parent_ref, Path(out_dir) / "parent")
+            parent_model, _ = load_policy_file(parent_file)
+    log(f"{frame['run_id'].n_unique()} episodes, {len(frame)} decisions; train {len(split.train_runs)} episodes "
+        f"({len(train)} decisions{'' if weights is None else ', weighted'}), validation {len(split.val_runs)} episodes")  # fmt: skip
+
+    result = train_imitation(
+        train, val, config.imitation, sample_weight=weights, init_from=parent_model,
+        on_epoch=lambda m: log(f"epoch {m.epoch:3d} train loss {m.train_loss:.4f} val loss {m.val_loss:.4f} "
+                               f"balanced acc {m.val_balanced_accuracy:.4f} ({m.updates_per_second:.0f} updates/s)"),
+    )  # fmt: skip
+    digest = frame_digest(train, config.imitation.feature_set)
+    training_seeds = sorted({int(s) for s in frame.filter(pl.col("run_id").is_in(list(split.train_runs)))["seed"].drop_nulls()})
+    all_seeds = sorted({int(s) for s in frame["seed"].drop_nulls()})
+    policy_path = save_policy(
+        result.model,
+        result.feature_names,
+        Path(out_dir) / f"{config.run_name}.pt",
+        metadata={
+            "phase": config.phase,
+            "feature_set": config.imitation.feature_set,
+            "dataset_sha256": digest,
+            "warehouse": str(Path(warehouse_path).resolve()),
+            "best_epoch": result.best_epoch,
+            "val_balanced_accuracy": result.best.val_balanced_accuracy,
+            "val_runs": list(split.val_runs),
+            "data_seeds": all_seeds,  # every episode seed of the data set: live evaluation must avoid them
+            "parent_policy": parent_ref or "",
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+    val_with_legal = val.join(load_legal_actions(warehouse_path, split.val_runs), on=["run_id", "step"], how="left")
+    offline = evaluate_offline(result.model, result.feature_names, val_with_legal)
+    log(f"best epoch {result.best_epoch}: balanced accuracy {offline.balanced_accuracy:.4f}, per class "
+        f"{ {k: round(v, 4) for k, v in offline.per_class_accuracy.items()} }, agreement {offline.agreement_fine:.4f}")  # fmt: skip
+    run = PolicyRun(config, policy_path, result, offline, split.train_runs, split.val_runs, digest, training_seeds)
+
+    if tracker is not None:
+        from .. import tracking
+
+        parent_run_id = parent_run_id or tracker.parent_run_id(f"local-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_tags = {"tamiyo.phase": config.phase, tracking.PARENT_POLICY: parent_ref or "", **(tags or {})}
+        if not run_tags[tracking.PARENT_POLICY]:
+            run_tags.pop(tracking.PARENT_POLICY)
+        runs = raw_runs(warehouse_path, list(split.train_runs))
+        raw = [{**row, "config": _json(row.pop("config_json"))} for row in runs.to_dicts()]
+        with tracker.child_run(parent_run_id, config.run_name, run_tags) as run_id:
+            tracker.log_training(
+                run_id, result, config.to_dict(), dataset_digest=digest, dataset_source=str(Path(warehouse_path).resolve()),
+                dataset_name=f"decisions-{config.imitation.feature_set}", raw_runs=raw, dataset_rows=len(train),
+            )  # fmt: skip
+            import mlflow
+
+            mlflow.log_metrics(offline.summary())
+            run.model_version = tracker.log_policy(run_id, policy_path, result.model, train.select(result.feature_names).head(1).to_numpy(), config.phase)
+            run.mlflow_run_id = run_id
+        log(f"MLflow run {run.mlflow_run_id}, registered {tracking.REGISTERED_NAMES[config.phase]} v{run.model_version} as candidate")
+    return run
+
+
+def _json(text):
+    import json
+
+    return json.loads(text) if isinstance(text, str) else text
