@@ -1,0 +1,164 @@
+"""The evaluation report: Markdown beside its PNG plots, and one standalone HTML file (plots embedded as
+base64) that can be attached to an MLflow run or a Dagster materialisation and opened anywhere.
+
+Plots: confusion matrix (held-out episodes), learning curves (loss and balanced accuracy per epoch), final
+accuracy per paired seed (policy vs heuristic), and the action mix over epochs (during training on the
+validation split, and live per episode epoch for each controller).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..actions import COARSE_ACTIONS
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(matrix: np.ndarray, path: Path, title: str) -> Path:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(COARSE_ACTIONS)), COARSE_ACTIONS, rotation=30)
+    ax.set_yticks(range(len(COARSE_ACTIONS)), COARSE_ACTIONS)
+    ax.set_xlabel("policy"), ax.set_ylabel("logged")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center", color="black" if v < matrix.max() / 2 else "white")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    return path
+
+
+def plot_learning_curves(history, path: Path) -> Path:
+    plt = _figure()
+    epochs = [m.epoch for m in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a.plot(epochs, [m.train_loss for m in history], label="train loss")
+    a.plot(epochs, [m.val_loss for m in history], label="validation loss")
+    a.set_xlabel("epoch"), a.legend()
+    b.plot(epochs, [m.val_balanced_accuracy for m in history], label="balanced accuracy")
+    for name in COARSE_ACTIONS:
+        b.plot(epochs, [m.val_per_class_accuracy[name] for m in history], lw=0.8, ls="--", label=name)
+    b.set_xlabel("epoch"), b.set_ylim(0, 1.02), b.legend(fontsize=7)
+    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    return path
+
+
+def plot_paired(live, path: Path) -> Path:
+    plt = _figure()
+    pairs = sorted(live.pairs, key=lambda p: p.heuristic_final)
+    x = np.arange(len(pairs))
+    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(pairs) + 2), 3.4))
+    ax.scatter(x, [p.heuristic_final for p in pairs], marker="o", label="heuristic")
+    ax.scatter(x, [p.policy_final for p in pairs], marker="x", label="policy")
+    for i, p in enumerate(pairs):
+        ax.plot([i, i], [p.heuristic_final, p.policy_final], color="grey", lw=0.7)
+    ax.set_xticks(x, [str(p.seed) for p in pairs], rotation=90, fontsize=6)
+    ax.set_xlabel("episode seed (paired)"), ax.set_ylabel("final val accuracy (pp)"), ax.legend()
+    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    return path
+
+
+def plot_action_mix(history, live, path: Path) -> Path:
+    plt = _figure()
+    panels = [("validation predictions per training epoch", np.array([[m.val_action_mix[a] for a in COARSE_ACTIONS] for m in history]))] if history else []
+    if live is not None:
+        panels += [(f"live {k}, per episode epoch", np.array(v)) for k, v in live.action_mix_by_epoch.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, mix) in zip(axes[0], panels):
+        if len(mix):
+            ax.stackplot(np.arange(1, len(mix) + 1), mix.T, labels=COARSE_ACTIONS)
+        ax.set_title(title, fontsize=8), ax.set_ylim(0, 1), ax.set_xlabel("epoch")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    return path
+
+
+def write_report(out_dir: str | Path, title: str, *, training=None, offline=None, live=None, extra: dict | None = None) -> dict[str, Path]:
+    """Write report.md, report.html, report.json and the PNGs; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots: list[tuple[str, Path]] = []
+    md = [f"# {title}", ""]
+    if extra:
+        md += ["| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in extra.items()], ""]
+    if offline is not None:
+        md += ["## Offline, held-out episodes", "",
+               f"{offline.decisions} decisions of {offline.episodes} held-out episodes (split by episode).", "",
+               "| metric | value |", "|---|---|",
+               f"| balanced accuracy (coarse) | {offline.balanced_accuracy:.4f} |",
+               *[f"| accuracy {k} | {v:.4f} |" for k, v in offline.per_class_accuracy.items()],
+               f"| agreement, fine action | {offline.agreement_fine:.4f} |",
+               f"| agreement, coarse action | {offline.agreement_coarse:.4f} |", "",
+               "| action | logged | policy |", "|---|---|---|",
+               *[f"| {a} | {offline.logged_action_distribution[a]:.3f} | {offline.policy_action_distribution[a]:.3f} |"
+                 for a in offline.logged_action_distribution], ""]  # fmt: skip
+        plots.append(("Confusion matrix (held-out episodes)", plot_confusion(offline.confusion, out / "confusion.png", "held-out episodes")))
+    if training is not None:
+        md += ["## Training", "", f"Best epoch {training.best_epoch} of {len(training.history)}, "
+               f"{training.n_train} training decisions, {training.updates_per_second:.0f} updates/s, "
+               f"{training.train_seconds:.1f} s. Class weights: " + ", ".join(f"{k} {v:.3f}" for k, v in training.class_weights.items()), ""]  # fmt: skip
+        plots.append(("Learning curves", plot_learning_curves(training.history, out / "learning_curves.png")))
+    if live is not None:
+        c = int(round(live.confidence * 100))
+        md += ["## Live, paired episodes", "",
+               f"{len(live.pairs)} pairs: the same configuration and seed, once under the policy and once under the "
+               f"heuristic; seeds disjoint from the training data. {len(live.failed)} episodes failed.", "",
+               "| | policy | heuristic |", "|---|---|---|",
+               f"| mean final accuracy (pp) | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} |",
+               *[f"| seeds {k} per episode | {live.seeds['policy'][k]:.2f} | {live.seeds['heuristic'][k]:.2f} |" for k in ("created", "fossilized", "culled")],
+               "",
+               f"Paired difference policy - heuristic: **{live.mean_difference:+.2f} pp**, {c}% bootstrap interval "
+               f"[{live.ci_low:+.2f}, {live.ci_high:+.2f}]; wins / ties / losses {live.wins} / {live.ties} / {live.losses}. "
+               f"Agreement with the heuristic on the policy's own trajectories: coarse {live.agreement_coarse:.3f}, "
+               f"fine {live.agreement_fine:.3f}.", "",
+               "| action | policy | heuristic |", "|---|---|---|",
+               *[f"| {a} | {live.action_distribution['policy'][a]:.3f} | {live.action_distribution['heuristic'][a]:.3f} |"
+                 for a in live.action_distribution["policy"]], "",
+               "| seed | configuration | heuristic | policy | difference |", "|---|---|---|---|---|",
+               *[f"| {p.seed} | {p.config_summary} | {p.heuristic_final:.2f} | {p.policy_final:.2f} | {p.difference:+.2f} |" for p in live.pairs],
+               ""]  # fmt: skip
+        plots.append(("Final accuracy per paired seed", plot_paired(live, out / "paired_final_accuracy.png")))
+    if training is not None or live is not None:
+        plots.append(("Action mix over epochs", plot_action_mix(training.history if training else [], live, out / "action_mix.png")))
+    md += ["## Plots", ""] + [f"### {caption}\n\n![{caption}]({path.name})\n" for caption, path in plots]
+    markdown = "\n".join(md)
+    (out / "report.md").write_text(markdown)
+    (out / "report.html").write_text(_html(title, markdown, plots))
+    payload = {
+        "title": title,
+        "extra": extra or {},
+        "offline": None if offline is None else {**offline.summary(), "confusion": offline.confusion.tolist(),
+                                                  "policy_actions": offline.policy_action_distribution,
+                                                  "logged_actions": offline.logged_action_distribution},
+        "live": None if live is None else live.to_dict(),
+    }  # fmt: skip
+    (out / "report.json").write_text(json.dumps(payload, indent=1, default=str))
+    return {"markdown": out / "report.md", "html": out / "report.html", "json": out / "report.json", **{p.stem: p for _, p in plots}}
+
+
+def _html(title: str, markdown: str, plots) -> str:
+    """Standalone HTML: the Markdown text pre-formatted (tables stay readable), then the plots inline."""
+    text = markdown.split("## Plots")[0]
+    images = "".join(
+        f"<h3>{html.escape(caption)}</h3><img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+        for caption, path in plots
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{white-space:pre-wrap}"
+        "img{max-width:100%}</style></head><body>"
+        f"<pre>{html.escape(text)}</pre>{images}</body></html>"
+    )

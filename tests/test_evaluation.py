@@ -1,0 +1,76 @@
+"""Evaluation: live pairs share seed and configuration, seeds disjoint from training, offline metrics, report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policy_fixtures import TRAINING_SEEDS, build_warehouse, tiny_config
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    from tamiyo_models.policies import ImitationConfig
+    from tamiyo_models.policies.workflow import PolicyRunConfig, train_policy
+
+    root = tmp_path_factory.mktemp("evaluation")
+    warehouse = build_warehouse(root)
+    run = train_policy(warehouse, PolicyRunConfig(controllers=("random",), imitation=ImitationConfig(epochs=2, batch_size=16)),
+                       root / "policy", log=lambda *_: None)  # fmt: skip
+    return warehouse, run
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    from tamiyo_models.evaluation import bootstrap_mean_ci
+
+    d = np.array([0.5, -0.2, 1.0, 0.0, 0.3, 0.7])
+    low, high = bootstrap_mean_ci(d, resamples=2000, seed=1)
+    assert low < d.mean() < high
+    assert bootstrap_mean_ci(np.zeros(5)) == (0.0, 0.0)
+
+
+def test_live_evaluation_pairs_seeds_and_configurations(policy, tmp_path):
+    from tamiyo_models.evaluation import evaluate_policy
+    from tamiyo_models.evaluation.live import paired_configs
+    from tamiyo_models.rawrun import read_raw_run
+
+    warehouse, run = policy
+    configs = [tiny_config(seed, max_epochs=4) for seed in (101, 102, 103)]
+    heuristic, policies = paired_configs(configs, run.policy_path)
+    for c, h, p in zip(configs, heuristic, policies):
+        assert h.seed == p.seed == c.seed and h.dataset == p.dataset == c.dataset and h.host == p.host
+        assert h.controller.kind == "heuristic" and p.controller.kind == "policy"
+    offline, live, paths = evaluate_policy(run.policy_path, warehouse, tmp_path, configs=configs, log=lambda *_: None)
+    assert [p.seed for p in live.pairs] == [101, 102, 103]
+    for pair in live.pairs:
+        h, p = read_raw_run(tmp_path / "episodes" / f"{pair.heuristic_run}.jsonl"), read_raw_run(tmp_path / "episodes" / f"{pair.policy_run}.jsonl")
+        assert h.header["config"]["seed"] == p.header["config"]["seed"] == pair.seed
+        strip = lambda cfg: {k: v for k, v in cfg.items() if k not in ("controller", "tags")}  # noqa: E731
+        assert strip(h.header["config"]) == strip(p.header["config"])
+        assert pair.heuristic_final == h.footer["final_val_accuracy"] and pair.policy_final == p.footer["final_val_accuracy"]
+    assert live.wins + live.ties + live.losses == 3
+    assert live.mean_difference == pytest.approx(np.mean([p.difference for p in live.pairs]))
+    assert 0 <= live.agreement_coarse <= 1 and sum(live.action_distribution["policy"].values()) == pytest.approx(1)
+    # offline metrics on the policy's own held-out episodes
+    assert offline.episodes == len(run.val_runs) and 0 <= offline.balanced_accuracy <= 1
+    html = paths["html"].read_text()
+    assert "data:image/png;base64," in html and "Paired difference" in paths["markdown"].read_text()
+
+
+def test_live_evaluation_refuses_training_seeds(policy, tmp_path):
+    from tamiyo_models.evaluation import evaluate_live
+
+    _, run = policy
+    with pytest.raises(ValueError, match="used for training"):
+        evaluate_live(run.policy_path, [tiny_config(TRAINING_SEEDS[0])], tmp_path, training_seeds=TRAINING_SEEDS)
+
+
+def test_agreement_is_one_when_the_heuristic_evaluates_its_own_trajectories(tmp_path):
+    from tamiyo_models.controllers import ControllerConfig
+    from tamiyo_models.episode import run_episode
+    from tamiyo_models.evaluation.live import agreement_on_trajectories
+    from tamiyo_models.rawrun import read_raw_run
+
+    config = tiny_config(7, ControllerConfig(kind="heuristic"), max_epochs=8)
+    result = run_episode(config, tmp_path)
+    assert agreement_on_trajectories([read_raw_run(result.path)], [config]) == (1.0, 1.0)
