@@ -1,0 +1,134 @@
+"""`tamiyo train`, `tamiyo evaluate` and `tamiyo lineage`: policies without the Dagster UI.
+
+`register(subparsers)` adds the subcommands to the main `tamiyo` parser; each sets `func(args) -> int`.
+Heavy imports (torch, mlflow) happen inside the commands, so `tamiyo --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+FEATURE_SETS = ("base", "base+telemetry", "full")  # as features.FEATURE_SETS, without importing it
+
+
+def _tracking_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mlflow-root", default="var/mlflow", help="sqlite file + artifacts folder (default var/mlflow)")
+    parser.add_argument("--tracking-uri", help="any MLflow tracking URI instead of the local sqlite default")
+    parser.add_argument("--experiment", default="tamiyo-policies")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a Phase 1 (imitation) or Phase 2 (reward-weighted) policy from the warehouse",
+        description="Decisions come from the warehouse (SQL), split by episode; the policy is saved as one file "
+        "and, unless --no-mlflow, tracked in MLflow and registered as `candidate` for its phase.",
+    )
+    train.add_argument("--warehouse", type=Path, required=True)
+    train.add_argument("--phase", choices=("phase1", "phase2"), default="phase1")
+    train.add_argument("--variant", choices=("A", "B", "C"), default="A", help="phase 2: A episode weights, B decision weights, C filter")
+    train.add_argument("--threshold", type=float, help="phase 2 C: keep episodes with final accuracy >= this (pp)")
+    train.add_argument("--parent", help="phase 2: start from this policy (file, or MLflow MODEL@alias / MODEL/version)")
+    train.add_argument("--feature-set", choices=FEATURE_SETS, default="base")
+    train.add_argument("--controllers", default="heuristic", help="comma-separated controller kinds to imitate")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--beta", type=float, default=0.999, help="class weights by effective number of samples")
+    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument("--group-by", help="hold out whole groups of this column (dataset_config, host_widths)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=Path("var/policies"))
+    train.add_argument("--no-mlflow", action="store_true")
+    _tracking_args(train)
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a policy offline (held-out episodes) and live (paired episodes vs the heuristic), write a report",
+    )
+    evaluate.add_argument("policy", help="policy file, or an MLflow model ref (MODEL@alias, MODEL/version)")
+    evaluate.add_argument("--warehouse", type=Path, help="for the offline metrics on the policy's held-out episodes")
+    evaluate.add_argument("--episodes", type=int, default=20, help="live pairs")
+    evaluate.add_argument("--spec", default="nightly", help="generation spec the live configurations are drawn from")
+    evaluate.add_argument("--batch-seed", type=int, default=7_700_001)
+    evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.add_argument("--out", type=Path, default=Path("var/evaluations"))
+    evaluate.add_argument("--promote", action="store_true", help="move the champion alias if the candidate is better")
+    _tracking_args(evaluate)
+    evaluate.set_defaults(func=run_evaluate)
+
+    lineage = subparsers.add_parser("lineage", help="print a model's chain: version -> run -> dataset -> raw runs -> parent")
+    lineage.add_argument("model", help="MODEL@alias, MODEL/version or MODEL (latest)")
+    lineage.add_argument("--runs", type=int, default=5, help="raw runs to list per model")
+    _tracking_args(lineage)
+    lineage.set_defaults(func=run_lineage)
+
+
+def _tracker(args):
+    from ..tracking import Tracker, TrackingConfig
+
+    return Tracker(TrackingConfig(root=args.mlflow_root, tracking_uri=args.tracking_uri, experiment=args.experiment))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .imitation import ImitationConfig
+    from .reward_weighted import RewardWeightingConfig
+    from .workflow import PolicyRunConfig, train_policy
+
+    try:
+        config = PolicyRunConfig(
+            phase=args.phase,
+            imitation=ImitationConfig(feature_set=args.feature_set, epochs=args.epochs, batch_size=args.batch_size,
+                                      learning_rate=args.lr, beta=args.beta, seed=args.seed),
+            weighting=RewardWeightingConfig(variant=args.variant, threshold=args.threshold),
+            controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()),
+            val_fraction=args.val_fraction, split_seed=args.seed, group_by=args.group_by, parent_policy=args.parent,
+        )  # fmt: skip
+        tracker = None if args.no_mlflow else _tracker(args)
+        run = train_policy(args.warehouse, config, args.out, tracker=tracker)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"policy: {run.policy_path}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluation import EvaluationConfig, evaluate_policy
+
+    tracker, version = None, None
+    policy = Path(args.policy)
+    if not policy.exists():
+        tracker = _tracker(args)
+        version = tracker.resolve(args.policy)
+        policy = tracker.download_policy(f"{version.name}/{version.version}", args.out / "policy")
+    config = EvaluationConfig(episodes=args.episodes, spec=args.spec, batch_seed=args.batch_seed, workers=args.workers)
+    try:
+        _, live, paths = evaluate_policy(policy, args.warehouse, args.out, config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {paths['markdown']} and {paths['html']}")
+    if version is not None:
+        phase = "phase1" if "phase1" in version.name else "phase2"
+        if args.promote:
+            promoted, why = tracker.promote_if_better(phase, str(version.version), live.summary())
+            print(why)
+        else:
+            tracker.record_evaluation(phase, str(version.version), live.summary())
+    return 0
+
+
+def run_lineage(args: argparse.Namespace) -> int:
+    from ..tracking import format_lineage
+
+    try:
+        chain = _tracker(args).lineage(args.model)
+    except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_lineage(chain, args.runs))
+    return 0
