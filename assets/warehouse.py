@@ -29,6 +29,7 @@ TABLE_DESCRIPTIONS = {
     "observations": "Observation features per decision, one named column per feature.",
     "layer_gradients": "Per-layer gradient telemetry of the epoch before each decision.",
     "lifecycle_events": "Seed lifecycle transitions.",
+    "branches": "Branch runs: replays of a parent episode from its fork step, one per alternative action.",
     "quarantine": "Records that failed validation, with reason and original text.",
     "ingest_log": "Every file each ingestion saw and what became of it.",
 }

@@ -504,8 +504,10 @@ class EpisodeRun:
                 raise ValueError(f"forced action {forced_action.fine} is not legal at step {episode.epoch + 1}")
             action = forced_action
             action_record.update(
+                # An intervention, not a draw from the behaviour policy: no propensity. `probabilities` still
+                # holds the controller's own distribution in this state.
                 fine=action.fine, coarse=action.coarse, blueprint=action.blueprint, forced=True,
-                propensity=decision.probabilities[action.index], reason=f"branch: forced {action.fine}",
+                propensity=None, reason=f"branch: forced {action.fine}",
             )  # fmt: skip
         acc_before, best_before = episode.val_accuracy_history[-1], episode.best_val_accuracy
         outcome = episode.apply(action)

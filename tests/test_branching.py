@@ -35,7 +35,7 @@ def test_replaying_the_parents_action_from_a_snapshot_is_bit_exact(tmp_path, con
 
     forced = restore(snapshot, tmp_path / "forced", "forced", {})
     first = forced.step(forced_action=Action.from_fine(parent_steps[0]["action"]["fine"]))
-    assert first["action"]["forced"] is True
+    assert first["action"]["forced"] is True and first["action"]["propensity"] is None
     assert first["observation"] == parent_steps[0]["observation"] and first["outcome"] == parent_steps[0]["outcome"]
     assert [_comparable(forced.step()) for _ in range(3)] == [_comparable(s) for s in parent_steps[1:]]
 

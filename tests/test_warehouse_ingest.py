@@ -238,3 +238,31 @@ def test_duplicate_run_id_with_different_content_is_quarantined(landing, tmp_pat
         rules = {r for (r,) in con.execute("SELECT rule FROM quarantine WHERE source_file = ?", [str(impostor)]).fetchall()}
         source = con.execute("SELECT source_file FROM runs WHERE run_id = ?", [records[0]["run_id"]]).fetchone()[0]
     assert "duplicate_run_id" in rules and source == str(original)
+
+
+def test_branch_runs_load_with_their_link_and_a_gap_at_the_start_is_quarantined(tmp_path):
+    from tamiyo_models.branching import BranchConfig, run_with_branches
+    from tamiyo_models.datasets import DatasetConfig
+    from tamiyo_models.episode import EpisodeConfig
+    from tamiyo_models.warehouse import ingest_folder, query
+
+    raw = tmp_path / "raw"
+    config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=5, seed=1)
+    result = run_with_branches(config, raw, BranchConfig(fork_rule="steps", steps=(3,), horizon=2))
+    # A branch whose first step is not its fork step: a hole at the start of the run.
+    broken = result.branches[0].path
+    lines = broken.read_text().splitlines()
+    (raw / "broken.jsonl").write_text("\n".join([lines[0].replace(result.branches[0].run_id, "run-broken"), *lines[2:]]) + "\n")
+    warehouse = tmp_path / "w.duckdb"
+    ingest_folder(raw, warehouse)
+    branches = query(warehouse, "SELECT * FROM branches ORDER BY run_id")
+    assert branches.height == len(result.branches)
+    assert set(branches["parent_run_id"]) == {result.parent.run_id} and set(branches["fork_step"]) == {3}
+    steps = query(warehouse, f"SELECT min(step) AS first, max(step) AS last FROM steps WHERE run_id = '{result.branches[0].run_id}'")
+    assert steps.row(0) == (3, 4)
+    finals = query(warehouse, f"SELECT step FROM observations WHERE is_final AND run_id = '{result.branches[0].run_id}'")
+    assert finals["step"].to_list() == [5]
+    quarantined = query(warehouse, "SELECT rule, reason FROM quarantine WHERE run_id = 'run-broken'")
+    assert "first_step" in quarantined["rule"].to_list()
+    outcomes = query(warehouse, "SELECT count(*) AS n FROM branch_outcomes")
+    assert outcomes["n"][0] == len(result.branches)

@@ -63,6 +63,20 @@ COMMENT ON COLUMN runs.controller_json IS 'the controller''s own description (he
 COMMENT ON COLUMN runs.task_json IS 'the host task (header.task)';
 COMMENT ON COLUMN runs.ingested_at IS 'when this version of the run was loaded';
 
+CREATE TABLE IF NOT EXISTS branches (
+    run_id        VARCHAR PRIMARY KEY,
+    parent_run_id VARCHAR NOT NULL,
+    fork_step     BIGINT NOT NULL,
+    forced_action VARCHAR NOT NULL,
+    horizon       BIGINT
+);
+COMMENT ON TABLE branches IS 'branch runs: replays of a parent episode from a snapshot at its fork step, one per alternative action (tamiyo_models/branching.py)';
+COMMENT ON COLUMN branches.run_id IS 'the branch run (runs.run_id); its steps start at fork_step';
+COMMENT ON COLUMN branches.parent_run_id IS 'the run it was forked from (may arrive in a later ingest than the branch)';
+COMMENT ON COLUMN branches.fork_step IS 'the step whose state was snapshotted: the branch took forced_action there';
+COMMENT ON COLUMN branches.forced_action IS 'fine action forced at the fork step (the parent took its own action there)';
+COMMENT ON COLUMN branches.horizon IS 'steps the branch ran, fork step included (null: to the end of the episode)';
+
 CREATE TABLE IF NOT EXISTS episodes (
     run_id             VARCHAR PRIMARY KEY,
     status             VARCHAR NOT NULL,
@@ -142,7 +156,7 @@ COMMENT ON COLUMN steps.action_fine IS 'fine action taken: WAIT, GERMINATE_<blue
 COMMENT ON COLUMN steps.action_coarse IS 'coarse label: WAIT, GERMINATE, ADVANCE or CULL';
 COMMENT ON COLUMN steps.blueprint IS 'blueprint germinated (GERMINATE only, else null)';
 COMMENT ON COLUMN steps.action_index IS 'index of action_fine in the fine action space (0..7)';
-COMMENT ON COLUMN steps.propensity IS 'mu(a|s): probability the behaviour controller gave the action taken (legacy: null, never logged)';
+COMMENT ON COLUMN steps.propensity IS 'mu(a|s): probability the behaviour controller gave the action taken (null: legacy, never logged; or the forced first step of a branch run, an intervention)';
 COMMENT ON COLUMN steps.prob_wait IS 'behaviour probability of WAIT (0 when illegal)';
 COMMENT ON COLUMN steps.prob_germinate_conv_light IS 'behaviour probability of GERMINATE_conv_light (0 when illegal)';
 COMMENT ON COLUMN steps.prob_germinate_conv_heavy IS 'behaviour probability of GERMINATE_conv_heavy (0 when illegal)';

@@ -11,9 +11,11 @@ SELECT coalesce(r.controller_kind, r.source_format) AS controller_kind,
 FROM steps s JOIN runs r USING (run_id)
 GROUP BY 1, 2, 3;
 
--- One row per episode with its configuration and outcome, the base of most analyses.
+-- One row per episode with its configuration and outcome, the base of most analyses. Branch runs (partial
+-- replays from a fork step) are marked: outcome views leave them out, branch_outcomes compares them.
 CREATE OR REPLACE VIEW episode_summary AS
 SELECT r.run_id, r.source_format, r.controller_kind, r.dataset, r.max_epochs, r.seed, r.reward_shaped,
+       r.run_id IN (SELECT run_id FROM branches) AS is_branch,
        e.status, e.steps, e.final_val_accuracy, e.best_val_accuracy, e.seeds_created, e.seeds_fossilized,
        e.seeds_culled, e."return", e.final_parameters,
        (SELECT list(DISTINCT s.blueprint ORDER BY s.blueprint) FROM steps s
@@ -30,7 +32,7 @@ SELECT controller_kind, dataset, count(*) AS episodes,
        round(avg(seeds_fossilized), 2) AS mean_seeds_fossilized,
        round(avg("return"), 2) AS mean_return
 FROM episode_summary
-WHERE status = 'complete'
+WHERE status = 'complete' AND NOT is_branch
 GROUP BY ALL;
 
 -- Episode outcomes by the blueprint germinated (an episode counts once per blueprint it used).
@@ -40,7 +42,20 @@ SELECT s.blueprint, r.dataset, count(DISTINCT s.run_id) AS episodes,
        round(avg(e.seeds_fossilized), 2) AS mean_seeds_fossilized
 FROM (SELECT DISTINCT run_id, blueprint FROM steps WHERE blueprint IS NOT NULL) s
 JOIN runs r USING (run_id) JOIN episodes e USING (run_id)
+WHERE s.run_id NOT IN (SELECT run_id FROM branches)
 GROUP BY ALL;
+
+-- Measured counterfactuals: at each fork, every action's accuracy change over the branch horizon, from the
+-- same snapshotted state (accuracy after the branch's last step minus accuracy when deciding at the fork).
+CREATE OR REPLACE VIEW branch_outcomes AS
+SELECT b.parent_run_id, b.fork_step, b.forced_action, b.horizon, b.run_id,
+       first.val_accuracy_before AS accuracy_at_fork,
+       last.val_accuracy_after AS accuracy_at_horizon,
+       last.val_accuracy_after - first.val_accuracy_before AS accuracy_change,
+       rank() OVER (PARTITION BY b.parent_run_id, b.fork_step ORDER BY last.val_accuracy_after DESC) AS rank_at_fork
+FROM branches b
+JOIN steps first ON first.run_id = b.run_id AND first.step = b.fork_step
+JOIN steps last ON last.run_id = b.run_id AND last.is_last;
 
 -- What became of each seed: the last stage it reached, by blueprint.
 CREATE OR REPLACE VIEW seed_fates AS

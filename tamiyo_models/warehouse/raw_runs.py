@@ -112,8 +112,15 @@ def parse_raw_run(data: bytes) -> ParsedFile:
             Problem("file", "footer_missing", "no footer: the run is incomplete (crashed generator or truncated file)")
         )
 
-    run_id = header["run_id"]
+    run_id, first_step = header["run_id"], header["first_step"]
     rows: dict[str, list[dict]] = {t: [] for t in ("steps", "observations", "layer_gradients", "lifecycle_events")}
+    if header["branch"] is not None:
+        rows["branches"] = [{**header["branch"], "_position": f"line {lines[0][0]}"}]
+    if steps and steps[0][1].get("step") != first_step:
+        number = steps[0][0]
+        problems.append(Problem(f"line {number}", "first_step", f"the first step must be {first_step} "
+                                f"({'the fork step' if header['branch'] else 'a run starts at step 1'}), "
+                                f"got {steps[0][1].get('step')!r}", "step", number))  # fmt: skip
     for index, (number, record) in enumerate(steps):
         try:
             _step_rows(run_id, number, record, is_last=index == len(steps) - 1, rows=rows)
@@ -128,7 +135,7 @@ def parse_raw_run(data: bytes) -> ParsedFile:
             if final is not None:
                 if type(final) is not dict:
                     raise RecordError("final_observation", "type", f"should be a JSON object, got {json_type(final)}")
-                _observation_rows(run_id, len(steps) + 1, final, "final_observation", f"line {number}", True, rows)
+                _observation_rows(run_id, first_step + len(steps), final, "final_observation", f"line {number}", True, rows)
         except RecordError as exc:
             problems.append(Problem(f"line {number}", exc.rule, exc.reason, exc.field, number))
 
@@ -187,7 +194,27 @@ def _header(record: dict) -> dict:
         "controller_json": json.dumps(controller, sort_keys=True),
         "task_json": json.dumps(record.get("task"), sort_keys=True),
     }
-    return {"run_id": run_id, "row": row}
+    return {"run_id": run_id, "row": row, **_branch(record, run_id)}
+
+
+def _branch(record: dict, run_id: str) -> dict:
+    """A branch run (tamiyo_models.branching) links to its parent and starts at its fork step."""
+    if "branch" not in record:
+        return {"branch": None, "first_step": 1}
+    link = get(record, "branch", "", "object")
+    fork_step = get(link, "fork_step", "branch", "int")
+    if fork_step < 1:
+        raise RecordError("branch.fork_step", "in_range", f"fork_step must be >= 1, got {fork_step}")
+    return {
+        "branch": {
+            "run_id": run_id,
+            "parent_run_id": get(link, "parent_run_id", "branch", "str"),
+            "fork_step": fork_step,
+            "forced_action": get(link, "forced_action", "branch", "str"),
+            "horizon": get(link, "horizon", "branch", "int", nullable=True),
+        },
+        "first_step": fork_step,
+    }
 
 
 def _opt_str(value: object) -> str | None:
@@ -233,7 +260,8 @@ def _step_rows(run_id: str, number: int, record: dict, is_last: bool, rows: dict
         "action_coarse": coarse,
         "blueprint": blueprint,
         "action_index": FINE_ACTIONS.index(fine),
-        "propensity": get(action, "propensity", "action", "number"),
+        # Null only on a branch run's forced first step (an intervention, not a behaviour draw).
+        "propensity": get(action, "propensity", "action", "number", nullable=action.get("forced") is True),
         "legal_actions": legal,
         "controller": get(action, "controller", "action", "str", nullable=True),
         "reason": get(action, "reason", "action", "str", nullable=True),

@@ -36,10 +36,12 @@ def _accuracy() -> pa.Column:
 
 
 def _consecutive_steps(data: PolarsData) -> pl.LazyFrame:
-    # Steps of a run are 1, 2, 3, ... in file order, and epochs advance with them: a gap or a duplicate in
-    # either sequence breaks the alignment of decisions and outcomes, so the run is quarantined.
+    # Steps of a run are consecutive in file order (1, 2, 3, ...; a branch run starts at its fork step, which
+    # the parser checks against the header), and epochs advance with them: a gap or a duplicate in either
+    # sequence breaks the alignment of decisions and outcomes, so the run is quarantined.
     step, epoch = pl.col("step"), pl.col("epoch")
-    ok = (step == pl.int_range(1, pl.len() + 1).over("run_id")) & (
+    first = step.first().over("run_id")
+    ok = (step == first + pl.int_range(0, pl.len()).over("run_id")) & (
         (epoch - step) == (epoch - step).first().over("run_id")
     )
     return data.lazyframe.select(ok.alias("consecutive_steps"))
@@ -194,8 +196,20 @@ LIFECYCLE_EVENTS = pa.DataFrameSchema(
     name="lifecycle_events",
 )
 
+BRANCHES = pa.DataFrameSchema(
+    {
+        "run_id": _col(pl.String, nullable=False, unique=True),
+        "parent_run_id": _col(pl.String, nullable=False),
+        "fork_step": _col(pl.Int64, pa.Check.ge(1), nullable=False),
+        "forced_action": _col(pl.String, pa.Check.isin(list(PROBABILITY_COLUMNS)), nullable=False),
+        "horizon": _col(pl.Int64, pa.Check.ge(1)),
+    },
+    name="branches",
+)
+
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "runs": RUNS,
+    "branches": BRANCHES,
     "episodes": EPISODES,
     "steps": STEPS,
     "observations": OBSERVATIONS,

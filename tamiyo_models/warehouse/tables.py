@@ -164,9 +164,18 @@ INGEST_LOG: dict[str, pl.DataType] = {
     "message": pl.String,
 }
 
+BRANCHES: dict[str, pl.DataType] = {
+    "run_id": pl.String,
+    "parent_run_id": pl.String,
+    "fork_step": pl.Int64,
+    "forced_action": pl.String,
+    "horizon": pl.Int64,
+}
+
 # Episode data, in insert order (parents first); quarantine and ingest_log are bookkeeping.
 EPISODE_TABLES: dict[str, dict[str, pl.DataType]] = {
     "runs": RUNS,
+    "branches": BRANCHES,
     "episodes": EPISODES,
     "steps": STEPS,
     "observations": OBSERVATIONS,
