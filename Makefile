@@ -9,6 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EPISODES ?= 8
 WORKERS  ?= 2
+SPEC     ?= nightly
 
 .PHONY: run test venv ui bench clean
 
@@ -22,13 +23,19 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/tamiyo generate --spec nightly --episodes $(EPISODES) --workers $(WORKERS) --out var/raw
+	$(PY) -m pipelines.run_all --spec $(SPEC) --episodes $(EPISODES) --workers $(WORKERS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The Dagster UI on 127.0.0.1:3000 with this project's instance (dagster.yaml); Ctrl-C stops it.
+ui: $(STAMP)
+	DAGSTER_HOME=$(CURDIR) $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generation.py
+	$(PY) benchmarks/bench_branching.py
+	$(PY) benchmarks/bench_ingest.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -41,7 +41,9 @@ class IngestRunConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(table, description=TABLE_DESCRIPTIONS[table], group_name=GROUP, kinds={"duckdb"})
+        dg.AssetSpec(
+            table, description=TABLE_DESCRIPTIONS[table], group_name=GROUP, kinds={"duckdb"}, deps=["generated_runs"]
+        )
         for table in ALL_TABLES
     ],
     check_specs=[

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.analysis import ANALYSIS_ASSETS
+from assets.generation import GENERATION_ASSETS
 from assets.warehouse import WAREHOUSE_ASSETS
 from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 
@@ -18,12 +20,21 @@ ingest_job = dg.define_asset_job(
     description="Ingest the landing folder into the warehouse, check the tables, export Parquet.",
 )
 
-defs = dg.Definitions(
-    assets=WAREHOUSE_ASSETS,
-    jobs=[ingest_job],
-    resources={
+everything_job = dg.define_asset_job(
+    "nightly",
+    selection=dg.AssetSelection.all(),
+    description="Generate a batch of episodes, ingest them, and run every analysis, training and report downstream.",
+)
+
+ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS]
+
+
+def resources() -> dict:
+    return {
         "warehouse": WarehouseResource(),
         "raw_runs": RawLandingResource(),
         "dataset_root": DatasetRootResource(),
-    },
-)
+    }
+
+
+defs = dg.Definitions(assets=ALL_ASSETS, jobs=[ingest_job, everything_job], resources=resources())

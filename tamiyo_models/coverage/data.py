@@ -34,12 +34,13 @@ def decision_states_sql(feature_names: list[str], horizon: int) -> str:
         SELECT u.run_id, u.step, u.action_fine, u.action_coarse, u.n_legal, u.legal_actions, u.outcome_h,
                u.reward_to_go, e.final_val_accuracy AS final_accuracy,
                r.controller_kind, r.dataset, CAST(r.ingested_at AS DATE) AS ingest_date,
-               (r.config_json->>'$.tags.branch_of') IS NOT NULL OR r.run_id LIKE '%-b___-%' AS is_branch,
+               b.run_id IS NOT NULL AS is_branch,
                {columns}
         FROM outcome u
         JOIN observations o ON o.run_id = u.run_id AND o.step = u.step AND NOT o.is_final
         JOIN runs r ON r.run_id = u.run_id
         JOIN episodes e ON e.run_id = u.run_id
+        LEFT JOIN branches b ON b.run_id = u.run_id
         ORDER BY u.run_id, u.step
     """
 

@@ -1,0 +1,60 @@
+"""Generation assets: episodes trained under controllers, written as raw runs into the landing folder."""
+
+
+import datetime as dt
+
+import dagster as dg
+
+from pipelines.resources import RawLandingResource
+from tamiyo_models.generation import GenerationSpec, generate
+
+GROUP = "generation"
+
+
+class GenerationConfig(dg.Config):
+    spec: str = "nightly"  # a shipped spec name (nightly, exploration, smoke) or a spec file path
+    episodes: int = 8
+    workers: int = 2
+    seed: int = -1  # -1: derived from today's date, so each night draws new configurations
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch"},
+    description="A batch of episodes sampled from a generation spec, each written as one immutable raw run "
+    "file (JSONL) in the landing folder; branch runs too when the spec branches.",
+)
+def generated_runs(
+    context: dg.AssetExecutionContext, config: GenerationConfig, raw_runs: RawLandingResource
+) -> dg.MaterializeResult:
+    spec = GenerationSpec.load(config.spec)
+    seed = config.seed if config.seed >= 0 else int(dt.date.today().strftime("%Y%m%d"))
+    configs = spec.sample(config.episodes, seed)
+    done = []
+
+    def report(result) -> None:
+        done.append(result)
+        context.log.info(f"[{len(done)}/{len(configs)}] {result.summary_line()}")
+
+    results = generate(configs, raw_runs.path, workers=config.workers, on_result=report, branching=spec.branching)
+    complete = [r for r in results if r.status == "complete"]
+    failed = [r for r in results if r.status != "complete"]
+    for r in failed:
+        context.log.error(f"episode {r.run_id} failed: {r.error}")
+    if not complete:
+        raise dg.Failure(f"all {len(results)} episodes failed; first error: {failed[0].error if failed else '-'}")
+    return dg.MaterializeResult(
+        metadata={
+            "spec": spec.name,
+            "seed": seed,
+            "episodes_complete": len(complete),
+            "episodes_failed": len(failed),
+            "branch_runs": sum(r.branches for r in complete),
+            "mean_final_accuracy": round(sum(r.final_val_accuracy for r in complete) / len(complete), 2),
+            "seeds_fossilized": sum(r.seeds_fossilized for r in complete),
+            "landing_folder": dg.MetadataValue.path(str(raw_runs.path)),
+        }
+    )
+
+
+GENERATION_ASSETS = [generated_runs]
