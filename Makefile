@@ -28,9 +28,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The Dagster UI on 127.0.0.1:3000 with this project's instance (dagster.yaml); Ctrl-C stops it.
+# The Dagster UI (127.0.0.1:3000, this project's instance) and the MLflow UI (127.0.0.1:5000); Ctrl-C stops both.
 ui: $(STAMP)
-	DAGSTER_HOME=$(CURDIR) $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+	$(PY) -m pipelines.ui
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generation.py

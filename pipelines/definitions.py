@@ -11,7 +11,10 @@ import dagster as dg
 
 from assets.analysis import ANALYSIS_ASSETS
 from assets.generation import GENERATION_ASSETS
+from assets.policies import POLICY_ASSETS
+from assets.reports import REPORT_ASSETS
 from assets.warehouse import WAREHOUSE_ASSETS
+from pipelines.mlflow_resource import MlflowTrackingResource
 from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 
 ingest_job = dg.define_asset_job(
@@ -26,7 +29,13 @@ everything_job = dg.define_asset_job(
     description="Generate a batch of episodes, ingest them, and run every analysis, training and report downstream.",
 )
 
-ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS]
+ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS, *POLICY_ASSETS, *REPORT_ASSETS]
+
+policies_job = dg.define_asset_job(
+    "train_and_evaluate_policies",
+    selection=dg.AssetSelection.groups("policies", "reports"),
+    description="Retrain the Phase 1 and 2 policies from the warehouse and evaluate them live against the heuristic.",
+)
 
 
 def resources() -> dict:
@@ -34,7 +43,8 @@ def resources() -> dict:
         "warehouse": WarehouseResource(),
         "raw_runs": RawLandingResource(),
         "dataset_root": DatasetRootResource(),
+        "mlflow": MlflowTrackingResource(),
     }
 
 
-defs = dg.Definitions(assets=ALL_ASSETS, jobs=[ingest_job, everything_job], resources=resources())
+defs = dg.Definitions(assets=ALL_ASSETS, jobs=[ingest_job, everything_job, policies_job], resources=resources())

@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndone in {minutes:.1f} min (Dagster run {result.run_id}). Where to look:")
     print(f"  raw runs           {res['raw_runs'].path}/")
     print(f"  warehouse          {res['warehouse'].path}   (tamiyo sql --warehouse {res['warehouse'].path} \"SELECT * FROM outcomes_by_controller\")")
-    for path in sorted((ROOT / "var" / "reports").glob("*/*.html")):
+    for path in sorted((ROOT / "var" / "reports").rglob("*.html")):
         print(f"  report             {path.relative_to(ROOT)}")
+    mlflow = res["mlflow"]
+    where = mlflow.tracking_uri or f"{mlflow.root}/ (sqlite backend + artifacts)"
+    print(f"  MLflow             {where}   (make ui starts its UI too)")
     print("  Dagster UI         make ui   (http://127.0.0.1:3000)")
     return 0
 

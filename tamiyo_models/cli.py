@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 # Subcommand groups contributed by other parts of the library: module -> its `register(subparsers)`.
-_COMMAND_MODULES = ("tamiyo_models.warehouse.cli",)
+_COMMAND_MODULES = ("tamiyo_models.warehouse.cli", "tamiyo_models.policies.cli", "tamiyo_models.coverage.cli")
 
 
 def _widths(text: str) -> tuple[int, ...]:
