@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import orjson
+
 from ..actions import FINE_ACTIONS
 from ..features import FEATURE_SCHEMA_VERSION, focus_slot, observation_features
 from ..lifecycle import Stage
@@ -36,8 +38,15 @@ def _reject_constant(name: str) -> float:
     raise RecordError(None, "strict_json", f"bare {name} literal (raw runs are strict JSON: non-finite numbers are null)")
 
 
-def _loads(text: str) -> object:
-    return json.loads(text, parse_constant=_reject_constant)
+def _loads(raw: bytes, text: str) -> object:
+    # orjson parses these ~7 KB step lines ~3x faster than the stdlib. It is strict JSON, so everything it
+    # accepts the stdlib reads the same way; what it rejects (bare NaN/Infinity, numbers beyond float range,
+    # broken JSON) is parsed again by the stdlib, whose result or error (rule strict_json, or json with
+    # message and column) is exactly what ingestion reported before orjson.
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(text, parse_constant=_reject_constant)
 
 
 def looks_like_raw_run(first_line: str) -> bool:
@@ -49,7 +58,7 @@ def looks_like_raw_run(first_line: str) -> bool:
 
 def parse_raw_run(data: bytes) -> ParsedFile:
     """Parse one raw run file (its bytes) into one unit."""
-    lines: list[tuple[int, str]] = []
+    lines: list[tuple[int, bytes, str]] = []
     records: list[tuple[str, int | None, str]] = []
     problems: list[Problem] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
@@ -70,14 +79,14 @@ def parse_raw_run(data: bytes) -> ParsedFile:
                 Problem(f"line {number}", "line_too_long", f"line of {len(raw)} bytes exceeds {MAX_LINE_BYTES}", line=number)
             )
             continue
-        lines.append((number, text))
+        lines.append((number, raw, text))
 
     unit = Unit(SOURCE_FORMAT, None, None, records, problems, hashlib.sha256(data).hexdigest())
     header, steps, footer = None, [], None
-    for number, text in lines:
+    for number, raw, text in lines:
         position = f"line {number}"
         try:
-            record = _loads(text)
+            record = _loads(raw, text)
             if type(record) is not dict:
                 raise RecordError(None, "type", f"expected a JSON object, got {json_type(record)}")
             kind = record.get("type")
