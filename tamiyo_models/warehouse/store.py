@@ -38,8 +38,17 @@ def open_warehouse(path: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(sql_file("schema.sql").read_text())
-    con.execute(sql_file("views.sql").read_text())
+    # One transaction: outside one, each of the ~230 statements (mostly column comments) commits and syncs
+    # on its own, which made opening a warehouse cost ~0.8 s instead of ~0.1 s. It also leaves no half-applied
+    # schema behind if a statement fails.
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(sql_file("schema.sql").read_text())
+        con.execute(sql_file("views.sql").read_text())
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
