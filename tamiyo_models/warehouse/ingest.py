@@ -7,24 +7,35 @@ whole, with every record's original text and the reason. A changed file with the
 stored run inside the same transaction; the same run id arriving from another file with other content is a
 conflict and goes to quarantine. An exception anywhere in a batch rolls the whole batch back.
 
+Parsing (JSON, type checks, features, typed frames) is a pure function of a file's bytes (`parse_file`), so
+above `IngestConfig.pool_min_files` files it runs in worker processes while this process validates and writes
+the previous batch (DuckDB allows one writer). Results come back in file order, so the stored rows, the
+quarantine and the log do not depend on which worker finished first.
+
 Raw files are only ever read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from . import schemas
-from .sniff import parse_source
+from .sniff import parse_file, parse_source
 from .tables import ALL_TABLES, EPISODE_TABLES, PROVENANCE
 from .units import ParsedFile, Problem, Unit
 
@@ -35,6 +46,11 @@ SOURCE_SUFFIXES = (".jsonl", ".json")
 class IngestConfig:
     batch_files: int = 200  # files per transaction: bounds memory, and a crash loses at most one batch of work
     validate: bool = True  # False only for the benchmark's "no validation" comparison
+    # Parser processes; 0: every available CPU but one, at most 8 (see default_workers); 1: parse in this process.
+    workers: int = 0
+    # Below this many files to parse, parse in this process: starting the workers (a forkserver, then each
+    # worker importing polars and the parser) costs about a second, more than parsing a few files.
+    pool_min_files: int = 24
 
 
 @dataclass
@@ -54,6 +70,7 @@ class IngestSummary:
     ingest_id: str
     files: list[FileOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    parsed_in_workers: int = 0  # files whose parse came from a worker process (the rest: this process)
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
@@ -115,40 +132,171 @@ def ingest_files(
     started = time.perf_counter()
     paths = list(paths)
     summary = IngestSummary(ingest_id=uuid.uuid4().hex[:16])
-    for start in range(0, len(paths), config.batch_files):
-        batch = paths[start : start + config.batch_files]
-        summary.files.extend(_ingest_batch(con, batch, summary.ingest_id, config))
-        if progress:
-            progress(start + len(batch), len(paths), batch[-1])
+    batches = [paths[start : start + config.batch_files] for start in range(0, len(paths), config.batch_files)]
+    with _Parser(config) as parser:
+        # Files whose content was stored before this ingestion are not sent to the parsers (re-ingestion stays
+        # a quick no-op); each batch still decides "unchanged" against the warehouse as it is when it runs.
+        known_before = set(_known_sources(con))
+        ahead = parser.read(batches[0], known_before) if batches else []
+        done = 0
+        for number, batch in enumerate(batches):
+            current = ahead
+            if number + 1 < len(batches):  # the next batch parses in the workers while this one is written
+                ahead = parser.read(batches[number + 1], known_before)
+            summary.files.extend(_ingest_batch(con, current, summary.ingest_id, config, parser))
+            done += len(batch)
+            if progress:
+                progress(done, len(paths), batch[-1])
+        summary.parsed_in_workers = parser.parsed_in_workers
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def default_workers() -> int:
+    """Parser processes for a large ingestion: every CPU but the one this process needs to validate and write.
+
+    With 2 CPUs that is 1, i.e. parse in this process: measured on the 2-vCPU development VM, 2 workers made
+    ingestion slower (benchmarks/bench_ingest.py), because the pool adds work (the forkserver importing the
+    parser, bytes and frames crossing processes) and the writer competes with both workers for the 2 CPUs.
+    """
+    return max(1, min(len(os.sched_getaffinity(0)) - 1, 8))
+
+
+class _Parser:
+    """Reads and hashes files in this process; parses them here or, for large ingestions, in worker processes.
+
+    A feeder thread hands the files to the pool in order, because the first hand-over blocks until the
+    forkserver has imported the parser (and, through the feature schema, torch): seconds on a cold start.
+    Meanwhile `parsed` parses here every file no worker has been given, so nobody waits for the start-up.
+    Either way a file's result is `parse_file(bytes)`: who parsed it does not change what is stored.
+    """
+
+    def __init__(self, config: IngestConfig):
+        self.workers = config.workers or default_workers()
+        self.min_files = config.pool_min_files
+        self.pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # guards _Pending.claim between the feeder and this thread
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._feeder: threading.Thread | None = None
+        self._closing = False
+        self.parsed_in_workers = 0
+
+    def __enter__(self) -> "_Parser":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._feeder is not None:
+            self._closing = True
+            self._queue.put(None)
+            self._feeder.join()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def read(self, paths: list[Path], known: set[str]) -> list["_Pending"]:
+        items = []
+        for path in paths:
+            data = path.read_bytes()
+            items.append(_Pending(path, data, hashlib.sha256(data).hexdigest(), FileOutcome(str(path), "", None, [])))
+        todo = [item for item in items if item.sha256 not in known]
+        if self.pool is None and self.workers > 1 and len(todo) >= self.min_files:
+            # forkserver, not fork: the caller (a Dagster process, a test run) may hold threads (polars, DuckDB,
+            # torch) that a forked child would inherit in a locked state. The server imports the parser once;
+            # each worker is then forked from it ready to parse.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["tamiyo_models.warehouse.sniff"])
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            self._feeder = threading.Thread(target=self._feed, name="tamiyo-ingest-feeder", daemon=True)
+            self._feeder.start()
+        if self.pool is not None:
+            for item in todo:
+                self._queue.put(item)
+        return items
+
+    def _feed(self) -> None:
+        try:
+            self.pool.submit(int)  # starts the forkserver and the first worker: the slow part, claims no file
+        except BaseException:  # a pool that cannot start: the files' own submissions below report why
+            pass
+        while (item := self._queue.get()) is not None:
+            with self._lock:
+                if item.claim is not None or self._closing:
+                    continue
+                item.claim = "pool"
+            try:
+                item.future = self.pool.submit(parse_file, item.data)
+            except BaseException as exc:  # a broken pool: raised where the result is awaited
+                item.error = exc
+            finally:
+                item.submitted.set()
+
+    def skip(self, item: "_Pending") -> None:
+        """The file turned out to be known when its batch ran (an earlier batch stored the same bytes)."""
+        with self._lock:
+            if item.claim is None:
+                item.claim = "skipped"
+                return
+        if item.claim == "pool":
+            item.submitted.wait()
+            if item.future is not None:
+                item.future.cancel()
+
+    def parsed(self, item: "_Pending") -> ParsedFile:
+        with self._lock:
+            if item.claim is None:
+                item.claim = "here"
+        if item.claim == "here":  # small ingestion, content known when read, or no worker has it yet
+            return parse_file(item.data)
+        item.submitted.wait()
+        if item.error is not None:
+            raise item.error
+        if item.future.cancel():  # still queued, no worker has started it: parsing it now beats waiting
+            return parse_file(item.data)
+        result = item.future.result()
+        self.parsed_in_workers += 1
+        return result
 
 
 @dataclass
 class _Pending:
     path: Path
+    data: bytes
     sha256: str
-    size: int
-    parsed: ParsedFile | None
     outcome: FileOutcome
+    parsed: ParsedFile | None = None
+    claim: str | None = None  # who parses it: "here" or "pool" (set once, under _Parser._lock)
+    submitted: threading.Event = field(default_factory=threading.Event)  # set once `future` or `error` is there
+    future: Future | None = None
+    error: BaseException | None = None
     units: list[tuple[int, Unit]] = field(default_factory=list)  # (batch unit id, unit)
+    reparsed: ParsedFile | None = None  # only when a cleanly parsed run must be quarantined after all
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def records(self, unit: Unit) -> list[tuple[str, int | None, str]]:
+        """The original texts of a unit's records, parsing the file again if they were dropped."""
+        if not unit.records_dropped:
+            return unit.records
+        index = next(k for k, u in enumerate(self.parsed.units) if u is unit)
+        if self.reparsed is None:
+            self.reparsed = parse_source(self.data)  # the same bytes, so the same units in the same order
+        return self.reparsed.units[index].records
 
 
-def _ingest_batch(con, paths: list[Path], ingest_id: str, config: IngestConfig) -> list[FileOutcome]:
+def _ingest_batch(
+    con, pending: list[_Pending], ingest_id: str, config: IngestConfig, parser: _Parser
+) -> list[FileOutcome]:
     known_sources = _known_sources(con)
     stored = _stored_runs(con)
-    pending: list[_Pending] = []
     units: dict[int, tuple[_Pending, Unit]] = {}
-    for path in paths:
-        data = path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        item = _Pending(path, sha, len(data), None, FileOutcome(str(path), "", None, []))
-        pending.append(item)
-        if sha in known_sources:
+    for item in pending:
+        if item.sha256 in known_sources:
             item.outcome.outcome = "unchanged"
-            item.outcome.message = f"same content already ingested ({known_sources[sha]})"
+            item.outcome.message = f"same content already ingested ({known_sources[item.sha256]})"
+            parser.skip(item)
             continue
-        item.parsed = parse_source(data)
+        item.parsed = parser.parsed(item)
         item.outcome.source_format = item.parsed.source_format
         for unit in item.parsed.units:
             uid = len(units)
@@ -156,7 +304,7 @@ def _ingest_batch(con, paths: list[Path], ingest_id: str, config: IngestConfig) 
             item.units.append((uid, unit))
             if unit.run_id:
                 item.outcome.run_ids.append(unit.run_id)
-    failed: dict[int, list[Problem]] = {uid: list(u.problems) for uid, (_, u) in units.items() if u.rows is None}
+    failed: dict[int, list[Problem]] = {uid: list(u.problems) for uid, (_, u) in units.items() if u.frames is None}
     replaced: set[str] = set()
     unchanged_units: set[int] = set()
     _resolve_run_ids(units, stored, failed, replaced, unchanged_units)
@@ -173,7 +321,7 @@ def _ingest_batch(con, paths: list[Path], ingest_id: str, config: IngestConfig) 
     quarantine_rows = []
     for item in pending:
         if item.parsed is not None and item.parsed.problems:
-            quarantine_rows += _file_quarantine(item, ingest_id, data=item.path.read_bytes())
+            quarantine_rows += _file_quarantine(item, ingest_id, data=item.data)
     for uid, problems in failed.items():
         item, unit = units[uid]
         quarantine_rows += _unit_quarantine(item, unit, problems, ingest_id)
@@ -195,6 +343,8 @@ def _ingest_batch(con, paths: list[Path], ingest_id: str, config: IngestConfig) 
         for item in pending
     ]
     _write(con, frames, replaced, quarantine_rows, log_rows)
+    for item in pending:  # the batch is stored: let its bytes and frames go before the next one is built
+        item.data, item.parsed, item.future, item.reparsed = b"", None, None, None
     return outcomes
 
 
@@ -249,21 +399,25 @@ def _resolve_run_ids(units, stored, failed, replaced, unchanged_units) -> None:
 
 
 def _frames(units: dict[int, tuple[_Pending, Unit]], good: list[int]) -> dict[str, pl.DataFrame]:
-    rows: dict[str, list[dict]] = {t: [] for t in EPISODE_TABLES}
-    for uid in good:
-        item, unit = units[uid]
-        for table, table_rows in unit.rows.items():
-            for row in table_rows:
-                row["_unit"] = uid
-            rows[table].extend(table_rows)
-        for run in unit.rows["runs"]:
-            run["source_file"] = str(item.path)
-            run["source_sha256"] = item.sha256
-            run["content_sha256"] = unit.content_sha256
-    return {
-        table: pl.from_dicts(rows[table], schema={**columns, **PROVENANCE})
-        for table, columns in EPISODE_TABLES.items()
-    }
+    """The batch's good runs, one frame per table, rows in unit order; `_unit` says which run a row is from."""
+    frames = {}
+    for table, columns in EPISODE_TABLES.items():
+        parts = [units[uid][1].frames[table] for uid in good]
+        if not parts:
+            frames[table] = pl.DataFrame(schema={**columns, **PROVENANCE})
+            continue
+        frame = pl.concat(parts, how="vertical", rechunk=True)
+        unit_ids = np.repeat(np.asarray(good, dtype=np.int64), [part.height for part in parts])
+        frame = frame.with_columns(pl.Series("_unit", unit_ids, dtype=pl.Int64))
+        if table == "runs":  # where the run came from: known here, not to the parser of its bytes
+            owners = [units[uid] for uid, part in zip(good, parts) for _ in range(part.height)]
+            frame = frame.with_columns(
+                pl.Series("source_file", [str(item.path) for item, _ in owners], dtype=pl.String),
+                pl.Series("source_sha256", [item.sha256 for item, _ in owners], dtype=pl.String),
+                pl.Series("content_sha256", [unit.content_sha256 for _, unit in owners], dtype=pl.String),
+            )
+        frames[table] = frame
+    return frames
 
 
 def _validate(frames: dict[str, pl.DataFrame]) -> dict[int, list[Problem]]:
@@ -321,8 +475,9 @@ def _file_quarantine(item: _Pending, ingest_id: str, data: bytes) -> list[dict]:
 def _unit_quarantine(item: _Pending, unit: Unit, problems: list[Problem], ingest_id: str) -> list[dict]:
     """Every record of a failed run goes to quarantine: the failing ones with their reasons, the rest
     marked `run_quarantined` (a run is stored whole or not at all)."""
-    texts = {position: text for position, _, text in unit.records}
-    lines = {position: line for position, line, _ in unit.records}
+    records = item.records(unit)
+    texts = {position: text for position, _, text in records}
+    lines = {position: line for position, line, _ in records}
     base = {
         "ingest_id": ingest_id,
         "source_file": str(item.path),
@@ -348,7 +503,7 @@ def _unit_quarantine(item: _Pending, unit: Unit, problems: list[Problem], ingest
     rows += [
         {**base, "position": position, "line": line, "field": None, "rule": "run_quarantined", "reason": because,
          "original_text": text}
-        for position, line, text in unit.records
+        for position, line, text in records
         if position not in failing
     ]  # fmt: skip
     return rows

@@ -45,10 +45,16 @@ class Unit:
     source_format: str
     run_id: str | None
     rows: dict[str, list[dict]] | None
-    records: list[tuple[str, int | None, str]]  # (position, line, original text) of every record of the run
+    # (position, line, original text) of every record of the run. Ingestion drops them from a run that parsed
+    # cleanly (they are only needed to quarantine it, and parsing them again from the same bytes is cheaper
+    # than carrying every line's text between processes) and sets `records_dropped`.
+    records: list[tuple[str, int | None, str]]
     problems: list[Problem] = field(default_factory=list)
     content_sha256: str | None = None
     steps: int = 0
+    # The rows as one typed polars frame per table (ingestion builds them from `rows`, then drops `rows`).
+    frames: dict[str, Any] | None = None
+    records_dropped: bool = False
 
 
 @dataclass
