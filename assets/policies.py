@@ -17,9 +17,12 @@ POLICY_DIR = "var/policies"
 
 
 class PolicyTrainingConfig(dg.Config):
-    feature_set: str = "base"  # base (27), base+telemetry (54), full (66)
+    # base+lifecycle (39): the heuristic judges seeds on seed_total_improvement, a lifecycle feature outside
+    # base (27) and base+telemetry (54): without it imitation tops out near 0.8 balanced accuracy; the noisy
+    # telemetry columns of "full" (66) cost ~1 pp on held-out episodes (docs/policies.md).
+    feature_set: str = "base+lifecycle"
     controllers: list[str] = ["heuristic"]
-    epochs: int = 30
+    epochs: int = 150
     batch_size: int = 256
     learning_rate: float = 1e-3
     beta: float = 0.999
@@ -32,7 +35,7 @@ class PolicyTrainingConfig(dg.Config):
 class Phase2Config(PolicyTrainingConfig):
     variant: str = "A"  # A episode weights, B decision weights, C filter
     threshold: Optional[float] = None  # C: absolute final accuracy (pp)
-    epochs: int = 20
+    epochs: int = 60
     start_from_phase1: bool = True
 
 

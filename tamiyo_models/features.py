@@ -14,6 +14,8 @@ Schema `tamiyo-features/3` has three groups, in this order:
 - `lifecycle` (12): ours. What a controller needs to judge a seed and that the reference did not expose:
   improvement since germination (seed fully applied), measured contribution of the seed, its blueprint, time left, counts.
 
+Feature sets for policies: `base`, `base+telemetry` (the reference's 54), `base+lifecycle`, `full`.
+
 Values are sanitised (NaN, inf, None -> 0) but not clipped or normalised: storage keeps the true values and
 policies normalise with statistics fitted on their training split.
 """
@@ -69,6 +71,7 @@ ALL_FEATURES: tuple[str, ...] = BASE_FEATURES + TELEMETRY_FEATURES + LIFECYCLE_F
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "base": BASE_FEATURES,
     "base+telemetry": BASE_FEATURES + TELEMETRY_FEATURES,
+    "base+lifecycle": BASE_FEATURES + LIFECYCLE_FEATURES,
     "full": ALL_FEATURES,
 }
 

@@ -1,6 +1,6 @@
 """Evaluate a saved policy: offline on its held-out episodes, live on fresh paired episodes, then the report.
 
-The policy file carries what this needs: its feature names, the held-out episodes of its split (`val_runs`)
+The policy file carries what this needs: its feature names, the held-out test episodes of its split (`test_runs`)
 and every episode seed of its training data (`data_seeds`), so live evaluation can refuse seeds it was
 trained on. Live configurations are sampled from a generation spec with their own batch seed (the controller
 of the sampled configurations is replaced in each pair).
@@ -41,7 +41,8 @@ def evaluate_policy(policy_path, warehouse_path, out_dir, config: EvaluationConf
     model, payload = load_policy_file(policy_path)
     meta = payload["metadata"]
     offline = None
-    val_runs = list(meta.get("val_runs") or [])
+    # Offline metrics on the episodes held out from training and from model selection (older files: val_runs).
+    val_runs = list(meta.get("test_runs") or meta.get("val_runs") or [])
     if warehouse_path and val_runs:
         frame = load_decisions(warehouse_path, meta["feature_set"]).filter(pl.col("run_id").is_in(val_runs))
         frame = frame.join(load_legal_actions(warehouse_path, val_runs), on=["run_id", "step"], how="left")

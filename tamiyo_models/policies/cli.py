@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-FEATURE_SETS = ("base", "base+telemetry", "full")  # as features.FEATURE_SETS, without importing it
+FEATURE_SETS = ("base", "base+telemetry", "base+lifecycle", "full")  # as features.FEATURE_SETS, without importing it
 
 
 def _tracking_args(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--variant", choices=("A", "B", "C"), default="A", help="phase 2: A episode weights, B decision weights, C filter")
     train.add_argument("--threshold", type=float, help="phase 2 C: keep episodes with final accuracy >= this (pp)")
     train.add_argument("--parent", help="phase 2: start from this policy (file, or MLflow MODEL@alias / MODEL/version)")
-    train.add_argument("--feature-set", choices=FEATURE_SETS, default="base")
+    train.add_argument("--feature-set", choices=FEATURE_SETS, default="base+lifecycle",
+                       help="base+lifecycle (default: the heuristic reads seed_total_improvement, outside base), base, base+telemetry, full")
     train.add_argument("--controllers", default="heuristic", help="comma-separated controller kinds to imitate")
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--epochs", type=int, default=150)
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--beta", type=float, default=0.999, help="class weights by effective number of samples")

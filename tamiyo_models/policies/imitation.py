@@ -30,7 +30,7 @@ from .network import NetworkConfig, PolicyNetwork
 @dataclass(frozen=True)
 class ImitationConfig:
     feature_set: str = "base"  # "base" (27), "base+telemetry" (54) or "full" (66)
-    epochs: int = 30
+    epochs: int = 150  # ~24 updates per epoch on a 200-episode warehouse: 30 epochs left WAIT/ADVANCE under-fit
     batch_size: int = 256
     learning_rate: float = 1e-3  # AdamW, as the reference
     weight_decay: float = 0.01

@@ -23,7 +23,8 @@ class PolicyRunConfig:
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
     weighting: RewardWeightingConfig = field(default_factory=RewardWeightingConfig)  # phase2 only
     controllers: tuple[str, ...] = ("heuristic",)  # whose decisions to imitate (runs.controller_kind)
-    val_fraction: float = 0.2
+    test_fraction: float = 0.2  # held-out episodes the reported metrics come from (never used for selection)
+    val_fraction: float = 0.2  # of the rest: episodes that select the best epoch
     split_seed: int = 0
     group_by: str | None = None  # e.g. "dataset_config": hold out whole configurations
     parent_policy: str | None = None  # phase2: a policy file, or an MLflow model ref, to start from
@@ -53,6 +54,7 @@ class PolicyRun:
     offline: object  # OfflineMetrics on the held-out episodes
     train_runs: tuple[str, ...]
     val_runs: tuple[str, ...]
+    test_runs: tuple[str, ...]
     dataset_digest: str
     training_seeds: list[int]
     mlflow_run_id: str | None = None
@@ -79,8 +81,12 @@ def train_policy(
 
     log(f"policy run {config.run_name}: {config.to_dict()}")
     frame = load_decisions(warehouse_path, config.imitation.feature_set, controllers=config.controllers)
-    split = split_episodes(frame, config.val_fraction, config.split_seed, config.group_by)
-    train, val = split.frames(frame)
+    # Three ways, by episode: selecting the best epoch on the episodes we report on would flatter the number.
+    outer = split_episodes(frame, config.test_fraction, config.split_seed, config.group_by)
+    rest, test = outer.frames(frame)
+    split = split_episodes(rest, config.val_fraction, config.split_seed + 1, config.group_by)
+    train, val = split.frames(rest)
+    test_runs = outer.val_runs
     weights = None
     parent_model, parent_ref = None, config.parent_policy
     if config.phase == "phase2":
@@ -95,7 +101,7 @@ def train_policy(
                 parent_file = tracker.download_policy(parent_ref, Path(out_dir) / "parent")
             parent_model, _ = load_policy_file(parent_file)
     log(f"{frame['run_id'].n_unique()} episodes, {len(frame)} decisions; train {len(split.train_runs)} episodes "
-        f"({len(train)} decisions{'' if weights is None else ', weighted'}), validation {len(split.val_runs)} episodes")  # fmt: skip
+        f"({len(train)} decisions{'' if weights is None else ', weighted'}), validation {len(split.val_runs)} episodes, test {len(test_runs)} episodes")  # fmt: skip
 
     result = train_imitation(
         train, val, config.imitation, sample_weight=weights, init_from=parent_model,
@@ -117,16 +123,18 @@ def train_policy(
             "best_epoch": result.best_epoch,
             "val_balanced_accuracy": result.best.val_balanced_accuracy,
             "val_runs": list(split.val_runs),
+            "test_runs": list(test_runs),
             "data_seeds": all_seeds,  # every episode seed of the data set: live evaluation must avoid them
             "parent_policy": parent_ref or "",
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     )
-    val_with_legal = val.join(load_legal_actions(warehouse_path, split.val_runs), on=["run_id", "step"], how="left")
-    offline = evaluate_offline(result.model, result.feature_names, val_with_legal)
-    log(f"best epoch {result.best_epoch}: balanced accuracy {offline.balanced_accuracy:.4f}, per class "
+    test_with_legal = test.join(load_legal_actions(warehouse_path, test_runs), on=["run_id", "step"], how="left")
+    offline = evaluate_offline(result.model, result.feature_names, test_with_legal)
+    log(f"best epoch {result.best_epoch} (validation balanced accuracy {result.best.val_balanced_accuracy:.4f}); "
+        f"held-out test: balanced accuracy {offline.balanced_accuracy:.4f}, per class "
         f"{ {k: round(v, 4) for k, v in offline.per_class_accuracy.items()} }, agreement {offline.agreement_fine:.4f}")  # fmt: skip
-    run = PolicyRun(config, policy_path, result, offline, split.train_runs, split.val_runs, digest, training_seeds)
+    run = PolicyRun(config, policy_path, result, offline, split.train_runs, split.val_runs, test_runs, digest, training_seeds)
 
     if tracker is not None:
         from .. import tracking
