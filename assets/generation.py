@@ -2,6 +2,8 @@
 
 
 import datetime as dt
+from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 
@@ -16,6 +18,9 @@ class GenerationConfig(dg.Config):
     episodes: int = 8
     workers: int = 2
     seed: int = -1  # -1: derived from today's date, so each night draws new configurations
+    # When the spec branches and the last coverage analysis left a holes file, fork where coverage is missing
+    # (active filling of holes) instead of at generic decision points.
+    holes_file: str = "var/coverage/holes.json"
 
 
 @dg.asset(
@@ -36,7 +41,11 @@ def generated_runs(
         done.append(result)
         context.log.info(f"[{len(done)}/{len(configs)}] {result.summary_line()}")
 
-    results = generate(configs, raw_runs.path, workers=config.workers, on_result=report, branching=spec.branching)
+    branching = spec.branching
+    if branching is not None and Path(config.holes_file).exists():
+        branching = replace(branching, fork_rule="holes", holes_file=str(Path(config.holes_file).resolve()))
+        context.log.info(f"branching fills the coverage holes listed in {config.holes_file}")
+    results = generate(configs, raw_runs.path, workers=config.workers, on_result=report, branching=branching)
     complete = [r for r in results if r.status == "complete"]
     failed = [r for r in results if r.status != "complete"]
     for r in failed:
@@ -50,6 +59,7 @@ def generated_runs(
             "episodes_complete": len(complete),
             "episodes_failed": len(failed),
             "branch_runs": sum(r.branches for r in complete),
+            "fork_rule": branching.fork_rule if branching else "none",
             "mean_final_accuracy": round(sum(r.final_val_accuracy for r in complete) / len(complete), 2),
             "seeds_fossilized": sum(r.seeds_fossilized for r in complete),
             "landing_folder": dg.MetadataValue.path(str(raw_runs.path)),

@@ -7,9 +7,12 @@ Three batches on the embedded task (digits), each grown until it has trained abo
 [vary] table):
   A  heuristic only (the reference's situation: a deterministic behaviour policy);
   B  exploration controllers only (epsilon-greedy, softmax and perturbed heuristics, random; no branching);
-  C  the same controllers plus branching at decision points (the shipped `exploration` spec).
-Each batch is ingested into its own warehouse; one k-means abstraction (same k, fitted on the union of all
-decision states) is applied to all three, and coverage is computed with the same m. "Covered action pairs"
+  C  the same controllers plus branching: the first half of the budget forks at decision points (the shipped
+     `exploration` spec); then a coverage analysis finds the clusters with fewer than two well-sampled actions
+     (holes), and the second half forks exactly in those (active filling of holes).
+Each batch is ingested into its own warehouse. One k-means abstraction (k clusters on the base features),
+fitted on A, B and the first half of C and saved, assigns the states of all three batches, and coverage is
+computed with the same m. "Covered action pairs"
 counts (cluster, action, other action) triples where both actions have >= m samples: the comparisons an
 offline learner can make. Prints the table, CPU seconds, and pairs per CPU-hour, and the machine.
 """
@@ -26,8 +29,10 @@ from pathlib import Path
 
 import polars as pl
 
+from tamiyo_models.branching import BranchConfig
 from tamiyo_models.coverage import AbstractionConfig, CoverageConfig, KMeansAbstraction, analyse_coverage
 from tamiyo_models.coverage.data import load_decision_states
+from tamiyo_models.coverage.holes import write_holes
 from tamiyo_models.generation import GenerationSpec, generate
 from tamiyo_models.warehouse import ingest_folder
 
@@ -44,18 +49,26 @@ def batch_specs() -> dict[str, GenerationSpec]:
     return {"A heuristic only": heuristic, "B exploration, no branching": no_branching, "C exploration + branching": exploration}
 
 
-def grow(spec: GenerationSpec, out: Path, epochs: int, workers: int, seed: int) -> tuple[int, float]:
-    """Generate chunks until about `epochs` epochs are trained; returns (epochs trained, CPU seconds)."""
-    trained, cpu, offset = 0, 0.0, 0
+def count_epochs(folder: Path) -> int:
+    return sum(sum(1 for line in p.open() if '"type":"step"' in line) for p in folder.glob("*.jsonl"))
+
+
+def grow(spec: GenerationSpec, out: Path, epochs: int, workers: int, seed: int, offset: int = 0) -> tuple[int, float, int]:
+    """Generate chunks until about `epochs` more epochs are trained; returns (epochs, CPU seconds, next offset)."""
+    start = count_epochs(out) if out.exists() else 0
+    trained, cpu, per_episode, generated = 0, 0.0, 40.0, 0
     while trained < epochs:
-        # Big chunks: each generate() call starts its worker pool, so many small calls waste start-ups.
-        chunk = max(workers, -(-(epochs - trained) // 40))
+        # Chunks sized from the epochs per episode seen so far (branching adds an unknown number), so the batch
+        # ends close to the budget; each generate() call starts a worker pool, so chunks are not tiny either.
+        chunk = max(workers, int((epochs - trained) / per_episode))
         configs = spec.sample(offset + chunk, seed)[offset:]
         offset += chunk
         results = generate(configs, out, workers=workers, branching=spec.branching)
         cpu += sum(r.wall_seconds for r in results)  # a parent's wall time includes its branches
-        trained = sum(sum(1 for line in p.open() if '"type":"step"' in line) for p in out.glob("*.jsonl"))
-    return trained, cpu
+        trained = count_epochs(out) - start
+        generated += chunk
+        per_episode = max(1.0, trained / generated)
+    return trained, cpu, offset
 
 
 def covered_pairs(actions: pl.DataFrame, m: int) -> int:
@@ -74,24 +87,45 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_coverage_"))
+    specs = batch_specs()
     rows, states = {}, {}
-    for label, spec in batch_specs().items():
+    half = args.epochs // 2
+    for label, spec in specs.items():
         folder = work / spec.name
         shutil.rmtree(folder, ignore_errors=True)
         t0 = time.perf_counter()
-        trained, cpu = grow(spec, folder / "raw", args.epochs, args.workers, args.seed)
-        wall = time.perf_counter() - t0
+        budget = half if label.startswith("C") else args.epochs
+        trained, cpu, offset = grow(spec, folder / "raw", budget, args.workers, args.seed)
+        rows[label] = {"epochs": trained, "cpu_s": cpu, "wall_s": time.perf_counter() - t0, "offset": offset}
         ingest_folder(folder / "raw", folder / "warehouse.duckdb")
         states[label] = load_decision_states(folder / "warehouse.duckdb", feature_set="full")
-        rows[label] = {"epochs": trained, "cpu_s": cpu, "wall_s": wall, "runs": len(list((folder / "raw").glob("*.jsonl")))}
         print(f"{label}: {rows[label]}", file=sys.stderr)
 
+    # One abstraction for everything, saved: fitted on A, B and the first half of C.
     abstraction = AbstractionConfig(k=args.k)
     model = KMeansAbstraction.fit(pl.concat(list(states.values()), how="vertical_relaxed"), abstraction)
+    model_file = model.save(work / "abstraction.json")
+    c_label, c_spec = "C exploration + branching", specs["C exploration + branching"]
+    c_folder = work / c_spec.name
+    holes = write_holes(work / "holes.json", model_file, analyse_coverage(states[c_label], model.assign(states[c_label]), CoverageConfig(min_samples=args.m)))
+    filling = copy.deepcopy(c_spec)
+    filling.branching = BranchConfig(horizon=c_spec.branching.horizon, max_forks=4, coarse_only=True,
+                                     fork_rule="holes", holes_file=str(holes))  # fmt: skip
+    t0 = time.perf_counter()
+    trained, cpu, _ = grow(filling, c_folder / "raw", args.epochs - rows[c_label]["epochs"], args.workers, args.seed,
+                           offset=rows[c_label]["offset"])  # fmt: skip
+    rows[c_label] = {"epochs": rows[c_label]["epochs"] + trained, "cpu_s": rows[c_label]["cpu_s"] + cpu,
+                     "wall_s": rows[c_label]["wall_s"] + time.perf_counter() - t0}  # fmt: skip
+    ingest_folder(c_folder / "raw", c_folder / "warehouse.duckdb")
+    states[c_label] = load_decision_states(c_folder / "warehouse.duckdb", feature_set="full")
+    for label, spec in specs.items():
+        rows[label]["runs"] = len(list((work / spec.name / "raw").glob("*.jsonl")))
+    print(f"{c_label} after filling holes: {rows[c_label]}", file=sys.stderr)
+
     config = CoverageConfig(min_samples=args.m)
     print(f"machine: {machine()}")
     print(f"compute budget: ~{args.epochs} epochs per batch; k-means k={args.k} on the '{abstraction.feature_set}' "
-          f"features fitted on the union of all decision states; m={args.m}; coarse actions\n")  # fmt: skip
+          f"features (fitted on A, B and the first half of C, saved); m={args.m}; coarse actions\n")  # fmt: skip
     header = f"{'batch':<30} {'runs':>5} {'epochs':>7} {'CPU s':>7} {'states':>7} {'clusters':>8} {'coverage':>9} {'states in':>9} {'1-action':>9} {'pairs':>6} {'pairs/CPU-h':>11}"
     print(header)
     for label, frame in states.items():

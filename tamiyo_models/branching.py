@@ -26,7 +26,7 @@ from .episode import EpisodeConfig, EpisodeResult, EpisodeRun
 from .features import observation_features
 from .lifecycle import Stage
 
-FORK_RULES = ("decision-points", "every", "steps")
+FORK_RULES = ("decision-points", "holes", "every", "steps")
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,15 @@ class BranchConfig:
     max_forks: int = 3  # per parent episode
     min_step: int = 2  # no forks on the untrained host
     coarse_only: bool = False  # one branch per coarse action (GERMINATE with a random blueprint) instead of per fine action
+    holes_file: str | None = None  # for fork_rule "holes": written by the coverage analysis (coverage/holes.py)
 
     def __post_init__(self):
         if self.fork_rule not in FORK_RULES:
             raise ValueError(f"unknown fork rule {self.fork_rule!r}; known: {', '.join(FORK_RULES)}")
         if self.horizon is not None and self.horizon < 1:
             raise ValueError("horizon must be >= 1 (or None for the rest of the episode)")
+        if self.fork_rule == "holes" and not self.holes_file:
+            raise ValueError("fork rule 'holes' needs a holes_file (written by the coverage analysis)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -82,6 +85,11 @@ def should_fork(config: BranchConfig, features, legal, step: int, forks_so_far: 
         return step in config.steps
     if config.fork_rule == "every":
         return (step - config.min_step) % config.every == 0
+    if config.fork_rule == "holes":
+        # Active filling: fork wherever the last coverage analysis found a cluster with one action only.
+        from .coverage.holes import hole_finder
+
+        return hole_finder(config.holes_file)(features, legal, step) and (extra is None or extra(features, legal, step))
     return decision_point(features, legal, step) and (extra is None or extra(features, legal, step))
 
 

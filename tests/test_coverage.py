@@ -87,3 +87,42 @@ def test_report_files(tmp_path):
     assert "33.3% of clusters" in markdown and "(1 of 3)" in markdown
     assert all(files[k].stat().st_size > 1000 for k in ("coverage_by_cluster", "action_mix", "outcome_difference"))
     assert "data:image/png;base64," in files["html"].read_text()
+
+
+def test_holes_file_drives_forks_into_under_covered_clusters(tmp_path):
+    """Active filling of holes: the analysis writes where coverage is missing, branching forks exactly there."""
+    from tamiyo_models.branching import BranchConfig, run_with_branches
+    from tamiyo_models.coverage.holes import HoleFinder, write_holes
+    from tamiyo_models.datasets import DatasetConfig
+    from tamiyo_models.episode import EpisodeConfig
+    from tamiyo_models.features import observation_features
+    from tamiyo_models.rawrun import read_raw_run
+
+    states = _random_states(200, 0)
+    model = KMeansAbstraction.fit(states, AbstractionConfig(k=4, seed=0))
+    saved = model.save(tmp_path / "abstraction.json")
+    labels = model.assign(states)
+    # Cluster of label 0 gets two actions with 5 samples each; every other cluster has WAIT only.
+    actions = ["WAIT"] * len(labels)
+    zeros = [i for i, c in enumerate(labels) if c == 0]
+    for i in zeros[: len(zeros) // 2]:
+        actions[i] = "GERMINATE"
+    frame = states.with_columns(pl.Series("action_coarse", actions), pl.Series("outcome_h", [0.0] * len(labels)))
+    result = analyse_coverage(frame, labels, CoverageConfig(min_samples=min(5, len(zeros) // 2)))
+    holes_file = write_holes(tmp_path / "holes.json", saved, result)
+    finder = HoleFinder(holes_file)
+    assert finder.holes == {1, 2, 3}
+
+    # A real episode: every fork it makes is at a state the finder places in a hole.
+    config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=6, seed=2)
+    run = run_with_branches(config, tmp_path / "raw", BranchConfig(fork_rule="holes", holes_file=str(holes_file), horizon=1, max_forks=2))
+    parent = read_raw_run(run.parent.path)
+    assert run.fork_steps and run.branches
+    for step in run.fork_steps:
+        features = observation_features(parent.steps[step - 1]["observation"])
+        assert model.assign_one(features) in finder.holes
+        assert model.assign_one(features) == model.assign(pl.DataFrame([features]))[0]
+    with pytest.raises(ValueError, match="needs a holes_file"):
+        BranchConfig(fork_rule="holes")
+    with pytest.raises(ValueError, match="not a coverage holes file"):
+        HoleFinder(tmp_path / "missing.json")

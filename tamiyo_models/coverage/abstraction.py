@@ -82,6 +82,11 @@ class KMeansAbstraction:
         d = (x * x).sum(1)[:, None] - 2 * x @ self.centers.T + (self.centers * self.centers).sum(1)[None, :]
         return d.argmin(axis=1).astype(np.int64)
 
+    def assign_one(self, features) -> int:
+        """The cluster of one observation (a mapping of feature name to value), for live decisions."""
+        x = (np.array([features[n] for n in self.feature_names], dtype=np.float64) - self.mean) / self.scale
+        return int(((self.centers - x) ** 2).sum(axis=1).argmin())
+
     def describe(self) -> dict:
         return {"kind": self.name, **self.meta}
 

@@ -13,6 +13,7 @@ import polars as pl
 from .abstraction import AbstractionConfig, build_abstraction
 from .analysis import CoverageConfig, CoverageResult, analyse_coverage, coverage_by_slice
 from .data import load_decision_states
+from .holes import write_holes
 from .report import write_coverage_report
 
 SLICE_COLUMNS = ("controller_kind", "dataset", "ingest_date", "is_branch")
@@ -54,6 +55,9 @@ def analyse_warehouse(warehouse: str | Path, config: CoverageRunConfig, title: s
     result = analyse_coverage(states, labels, config.coverage)
     slices = coverage_by_slice(states, labels, list(SLICE_COLUMNS), config.coverage)
     files = write_coverage_report(result, model.describe(), config.out_dir, title, slices)
+    if saved is not None:
+        # Where the next generation batch should fork (BranchConfig(fork_rule="holes", holes_file=...)).
+        files["holes"] = write_holes(Path(config.model_dir) / "holes.json", saved, result)
     return CoverageRun(result, slices, model.describe(), files, states.height)
 
 
