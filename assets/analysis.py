@@ -18,6 +18,7 @@ class CoverageAssetConfig(dg.Config):
     action_level: str = "coarse"
     horizon: int = 5
     out_dir: str = "var/reports/coverage"
+    model_dir: str = "var/coverage"  # the saved k-means abstraction and the holes file the generator reads
 
 
 @dg.asset(
@@ -36,6 +37,7 @@ def counterfactual_coverage(
         coverage=CoverageConfig(min_samples=config.min_samples, action_level=config.action_level),
         horizon=config.horizon,
         out_dir=config.out_dir,
+        model_dir=config.model_dir,
     )
     run = analyse_warehouse(warehouse.path, run_config, title=f"warehouse {warehouse.path}")
     with warehouse.write() as con:

@@ -4,7 +4,7 @@ the coverage analysis reads the tables and writes its own, with a report a perso
 import dagster as dg
 import duckdb
 
-from pipelines.definitions import ALL_ASSETS, defs
+from pipelines.definitions import defs
 from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 
 SPEC = """
@@ -48,10 +48,16 @@ def test_generation_ingestion_and_coverage_materialize_end_to_end(tmp_path):
         "dataset_root": DatasetRootResource(root=str(tmp_path / "data")),
     }
     run_config = {"ops": {
-        "generated_runs": {"config": {"spec": str(spec), "episodes": 3, "workers": 1, "seed": 7}},
-        "counterfactual_coverage": {"config": {"k": 4, "min_samples": 2, "out_dir": str(tmp_path / "report")}},
+        "generated_runs": {"config": {"spec": str(spec), "episodes": 3, "workers": 1, "seed": 7,
+                                      "holes_file": str(tmp_path / "coverage" / "holes.json")}},
+        "counterfactual_coverage": {"config": {"k": 4, "min_samples": 2, "out_dir": str(tmp_path / "report"),
+                                               "model_dir": str(tmp_path / "coverage")}},
     }}  # fmt: skip
-    selection = [a for a in ALL_ASSETS if dg.AssetKey("warehouse_parquet") not in a.keys]
+    from assets.analysis import ANALYSIS_ASSETS
+    from assets.generation import GENERATION_ASSETS
+    from assets.warehouse import episode_tables
+
+    selection = [*GENERATION_ASSETS, episode_tables, *ANALYSIS_ASSETS]
     result = dg.materialize(selection, resources=resources, run_config=run_config)
     assert result.success
     generated = result.asset_materializations_for_node("generated_runs")[0].metadata
@@ -65,3 +71,4 @@ def test_generation_ingestion_and_coverage_materialize_end_to_end(tmp_path):
         assert summary.height == 1 and summary["clusters"][0] >= 2
         assert con.execute("SELECT count(*) FROM coverage_clusters").fetchall()[0][0] == summary["clusters"][0]
     assert (tmp_path / "report" / "coverage.html").stat().st_size > 10_000
+    assert (tmp_path / "coverage" / "holes.json").exists()  # the next batch forks where coverage is missing
