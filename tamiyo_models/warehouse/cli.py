@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--raw", type=Path, required=True, help="landing folder (searched recursively)")
     ingest.add_argument("--warehouse", type=Path, required=True, help="DuckDB file (created if missing)")
     ingest.add_argument("--batch-files", type=int, default=200, help="files per transaction (default 200)")
+    ingest.add_argument(
+        "--workers", type=int, default=0,
+        help="parser processes (default 0: every CPU but one, at most 8; 1: parse in the writing process)",
+    )  # fmt: skip
     ingest.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     ingest.set_defaults(func=run_ingest)
 
@@ -59,7 +63,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             print(f"  {done}/{total} files ({path.name})", file=sys.stderr)
 
     with open_warehouse(args.warehouse) as con:
-        summary = ingest_files(con, paths, IngestConfig(batch_files=args.batch_files), progress)
+        summary = ingest_files(con, paths, IngestConfig(batch_files=args.batch_files, workers=args.workers), progress)
     for outcome in summary.files:
         if outcome.outcome in ("quarantined", "partly_quarantined", "replaced"):
             print(f"{outcome.outcome}: {outcome.source_file}: {outcome.message}")
