@@ -14,6 +14,7 @@ from assets.generation import GENERATION_ASSETS
 from assets.policies import POLICY_ASSETS
 from assets.reports import REPORT_ASSETS
 from assets.warehouse import WAREHOUSE_ASSETS
+from pipelines.automation import SCHEDULES, SENSORS
 from pipelines.mlflow_resource import MlflowTrackingResource
 from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 
@@ -47,4 +48,10 @@ def resources() -> dict:
     }
 
 
-defs = dg.Definitions(assets=ALL_ASSETS, jobs=[ingest_job, everything_job, policies_job], resources=resources())
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    jobs=[ingest_job, everything_job, policies_job],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
+    resources=resources(),
+)

@@ -1,0 +1,88 @@
+"""The nightly loop: a schedule that generates a batch and runs everything downstream, a sensor that ingests
+raw runs as they land (from the generator, by hand, or from other machines), and a sensor that retrains the
+policies only once enough new episodes have arrived (not on every file).
+
+Configuration comes from the environment, so a deployment changes it without code:
+  TAMIYO_NIGHTLY_CRON (default "0 2 * * *", UTC), TAMIYO_NIGHTLY_SPEC (nightly), TAMIYO_NIGHTLY_EPISODES (200),
+  TAMIYO_NIGHTLY_WORKERS (2), TAMIYO_RETRAIN_MIN_NEW_RUNS (100).
+(No `from __future__ import annotations`: Dagster inspects the decorated functions' signatures.)
+"""
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.resources import RawLandingResource, WarehouseResource
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} must be an integer") from None
+
+
+NIGHTLY_CRON = os.environ.get("TAMIYO_NIGHTLY_CRON", "0 2 * * *")
+
+
+def nightly_run_config(night: str) -> dict:
+    """The nightly job's configuration; the batch seed is the night's date, so a rerun reproduces the batch."""
+    return {"ops": {"generated_runs": {"config": {
+        "spec": os.environ.get("TAMIYO_NIGHTLY_SPEC", "nightly"),
+        "episodes": _env_int("TAMIYO_NIGHTLY_EPISODES", 200),
+        "workers": _env_int("TAMIYO_NIGHTLY_WORKERS", 2),
+        "seed": int(night.replace("-", "")),
+    }}}}  # fmt: skip
+
+
+@dg.schedule(cron_schedule=NIGHTLY_CRON, job_name="nightly", execution_timezone="UTC",
+             description="Every night: generate a batch, ingest it, analyse coverage, retrain and evaluate policies.")  # fmt: skip
+def nightly_schedule(context: dg.ScheduleEvaluationContext):
+    night = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return dg.RunRequest(run_key=f"nightly-{night}", run_config=nightly_run_config(night), tags={"tamiyo/night": night})
+
+
+def landing_files(folder: Path) -> dict[str, int]:
+    """Complete run files (hidden .partial files are still being written) with their modification times."""
+    if not folder.exists():
+        return {}
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+            and p.suffix in (".jsonl", ".json")}  # fmt: skip
+
+
+@dg.sensor(job_name="ingest_raw_runs", minimum_interval_seconds=60,
+           description="Ingest raw runs as they appear in the landing folder (each new or changed file once).")  # fmt: skip
+def landing_folder_sensor(context: dg.SensorEvaluationContext, raw_runs: RawLandingResource):
+    # Cursor: the newest modification time already ingested, and the files that carry it (ties are common on
+    # coarse file systems). Files newer than that, or at it but unseen, are new.
+    cursor = json.loads(context.cursor) if context.cursor else {"mtime": -1, "names": []}
+    files = landing_files(raw_runs.path)
+    fresh = sorted(p for p, t in files.items() if t > cursor["mtime"] or (t == cursor["mtime"] and p not in cursor["names"]))
+    if not fresh:
+        return dg.SkipReason(f"no new files in {raw_runs.path}")
+    newest = max(files[p] for p in fresh)
+    names = [p for p, t in files.items() if t == newest]
+    context.update_cursor(json.dumps({"mtime": newest, "names": names}))
+    return dg.RunRequest(run_key=f"ingest-{newest}-{len(fresh)}", tags={"tamiyo/new_files": str(len(fresh))})
+
+
+@dg.sensor(job_name="train_and_evaluate_policies", minimum_interval_seconds=600,
+           description="Retrain and re-evaluate the policies once enough new episodes are in the warehouse.")  # fmt: skip
+def retraining_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    threshold = _env_int("TAMIYO_RETRAIN_MIN_NEW_RUNS", 100)
+    if not Path(warehouse.path).exists():
+        return dg.SkipReason(f"no warehouse at {warehouse.path} yet")
+    with warehouse.read() as con:
+        episodes = con.execute("SELECT count(*) FROM episodes WHERE run_id NOT IN (SELECT run_id FROM branches)").fetchall()[0][0]
+    trained_at = int(context.cursor) if context.cursor else 0
+    if episodes - trained_at < threshold:
+        return dg.SkipReason(f"{episodes - trained_at} new episodes since the last retraining; waiting for {threshold}")
+    context.update_cursor(str(episodes))
+    return dg.RunRequest(run_key=f"retrain-at-{episodes}", tags={"tamiyo/episodes": str(episodes)})
+
+
+SCHEDULES = [nightly_schedule]
+SENSORS = [landing_folder_sensor, retraining_sensor]

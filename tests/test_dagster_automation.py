@@ -1,0 +1,79 @@
+"""Schedule and sensors, evaluated with Dagster's own contexts."""
+
+import datetime as dt
+import os
+import time
+
+import dagster as dg
+
+from pipelines.automation import landing_folder_sensor, nightly_schedule, retraining_sensor
+from pipelines.definitions import defs
+from pipelines.resources import RawLandingResource, WarehouseResource
+
+
+def test_definitions_hold_the_schedule_and_sensors():
+    assert defs.resolve_schedule_def("nightly_schedule").job_name == "nightly"
+    assert {s.name for s in defs.sensors} == {"landing_folder_sensor", "retraining_sensor"}
+    for sensor in defs.sensors:
+        assert defs.resolve_job_def(sensor.job_name) is not None
+
+
+def test_schedule_produces_the_configured_run_request(monkeypatch):
+    monkeypatch.setenv("TAMIYO_NIGHTLY_EPISODES", "37")
+    monkeypatch.setenv("TAMIYO_NIGHTLY_SPEC", "exploration")
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.timezone.utc))
+    request = nightly_schedule(context)
+    config = request.run_config["ops"]["generated_runs"]["config"]
+    assert config == {"spec": "exploration", "episodes": 37, "workers": 2, "seed": 20261126}
+    assert request.run_key == "nightly-2026-11-26"
+
+
+def test_landing_sensor_picks_up_new_files_once_and_only_once(tmp_path):
+    landing = tmp_path / "raw"
+    landing.mkdir()
+    resource = RawLandingResource(folder=str(landing))
+    instance = dg.DagsterInstance.ephemeral()
+
+    def evaluate(cursor):
+        context = dg.build_sensor_context(cursor=cursor, instance=instance, resources={"raw_runs": resource})
+        result = landing_folder_sensor(context)
+        return result, context.cursor
+
+    result, cursor = evaluate(None)
+    assert isinstance(result, dg.SkipReason)
+    (landing / "run-a.jsonl").write_text("{}\n")
+    (landing / ".run-b.jsonl.partial").write_text("{}\n")  # still being written: not yet
+    result, cursor = evaluate(cursor)
+    assert isinstance(result, dg.RunRequest) and result.tags["tamiyo/new_files"] == "1"
+    result, cursor = evaluate(cursor)
+    assert isinstance(result, dg.SkipReason)  # the same file is not ingested twice
+    time.sleep(0.01)
+    (landing / "run-b.jsonl").write_text("{}\n")
+    os.utime(landing / "run-b.jsonl", ns=(time.time_ns(), time.time_ns()))
+    result, cursor = evaluate(cursor)
+    assert isinstance(result, dg.RunRequest) and result.tags["tamiyo/new_files"] == "1"
+    assert isinstance(evaluate(cursor)[0], dg.SkipReason)
+
+
+def test_retraining_waits_for_enough_new_episodes(tmp_path, monkeypatch):
+    from tamiyo_models.warehouse import open_warehouse
+
+    monkeypatch.setenv("TAMIYO_RETRAIN_MIN_NEW_RUNS", "2")
+    path = tmp_path / "w.duckdb"
+    con = open_warehouse(path)
+    con.close()
+    resource = WarehouseResource(path=str(path))
+
+    def evaluate(cursor):
+        context = dg.build_sensor_context(cursor=cursor, resources={"warehouse": resource})
+        return retraining_sensor(context), context.cursor
+
+    result, cursor = evaluate(None)
+    assert isinstance(result, dg.SkipReason) and "0 new episodes" in result.skip_message
+    con = open_warehouse(path)
+    for i in range(3):
+        con.execute("INSERT INTO episodes (run_id, status, steps) VALUES (?, 'complete', 1)", [f"run-{i}"])
+    con.close()
+    result, cursor = evaluate(cursor)
+    assert isinstance(result, dg.RunRequest) and cursor == "3"
+    assert isinstance(evaluate(cursor)[0], dg.SkipReason)
