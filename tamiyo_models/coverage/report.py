@@ -36,6 +36,8 @@ def _plots(result: CoverageResult, out_dir: Path, title: str) -> dict[str, Path]
     fig.tight_layout(), fig.savefig(paths["coverage_by_cluster"], dpi=110), plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(10, 3.2))
+    # Shares, not counts: cluster sizes differ by orders of magnitude and stacked bars cannot use a log axis.
+    totals = clusters["states"].to_numpy().astype(float)
     bottom = np.zeros(len(order))
     for action in sorted(result.actions["action"].unique().to_list()):
         part = result.actions.filter(pl.col("action") == action)
@@ -43,10 +45,11 @@ def _plots(result: CoverageResult, out_dir: Path, title: str) -> dict[str, Path]
         for cluster, n in zip(part["cluster"].to_list(), part["n"].to_list()):
             heights[position[cluster]] = n
         colour = ACTION_COLOURS.get(action.split("_")[0], None)
-        ax.bar(range(len(order)), heights, bottom=bottom, width=1.0, label=action, color=colour)
-        bottom += heights
-    ax.set(xlabel="cluster (by number of states)", ylabel="decisions", title="action mix per cluster", yscale="log")
-    ax.legend(fontsize=7, ncol=4)
+        ax.bar(range(len(order)), heights / totals, bottom=bottom, width=1.0, label=action, color=colour)
+        bottom += heights / totals
+    ax.set(xlabel="cluster (by number of states, largest first)", ylabel="share of decisions", ylim=(0, 1),
+           title="action mix per cluster")  # fmt: skip
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
     paths["action_mix"] = out_dir / "action_mix.png"
     fig.tight_layout(), fig.savefig(paths["action_mix"], dpi=110), plt.close(fig)
 
