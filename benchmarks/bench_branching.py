@@ -68,7 +68,7 @@ def main() -> int:
                 f"{100 * (snap + rest) / epoch:>12.1f}% {100 * rest / epoch:>10.1f}%"
             )
     print("\nsnap+restore: a stand-alone snapshot and one restore, as a share of one epoch (target <= 5%).")
-    print("per branch: what run_with_branches pays per branch (it restores from the paused parent, no snapshot copy).")
+    print("per branch: one restore; run_with_branches takes one snapshot per fork and one restore per branch.")
     return 0
 
 

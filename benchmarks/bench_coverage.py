@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shutil
 import sys
 import tempfile
@@ -56,11 +57,11 @@ def count_epochs(folder: Path) -> int:
 def grow(spec: GenerationSpec, out: Path, epochs: int, workers: int, seed: int, offset: int = 0) -> tuple[int, float, int]:
     """Generate chunks until about `epochs` more epochs are trained; returns (epochs, CPU seconds, next offset)."""
     start = count_epochs(out) if out.exists() else 0
-    trained, cpu, per_episode, generated = 0, 0.0, 40.0, 0
+    trained, cpu, per_episode, generated = 0, 0.0, None, 0
     while trained < epochs:
-        # Chunks sized from the epochs per episode seen so far (branching adds an unknown number), so the batch
-        # ends close to the budget; each generate() call starts a worker pool, so chunks are not tiny either.
-        chunk = max(workers, int((epochs - trained) / per_episode))
+        # Chunks sized from the epochs per episode measured so far (branching adds an unknown number; a small
+        # first chunk measures it), so the batch ends close to the budget without many pool start-ups.
+        chunk = 2 * workers if per_episode is None else max(workers, round((epochs - trained) / per_episode))
         configs = spec.sample(offset + chunk, seed)[offset:]
         offset += chunk
         results = generate(configs, out, workers=workers, branching=spec.branching)
@@ -84,6 +85,8 @@ def main() -> int:
     parser.add_argument("--m", type=int, default=5)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--keep", help="keep the batches and warehouses in this folder")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: reuse batches A and B found there")
+    parser.add_argument("--fill-forks", type=int, default=6, help="forks per episode while filling holes")
     args = parser.parse_args()
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_coverage_"))
@@ -92,6 +95,11 @@ def main() -> int:
     half = args.epochs // 2
     for label, spec in specs.items():
         folder = work / spec.name
+        if args.reuse and not label.startswith("C") and (folder / "rows.json").exists():
+            rows[label] = json.loads((folder / "rows.json").read_text())
+            states[label] = load_decision_states(folder / "warehouse.duckdb", feature_set="full")
+            print(f"{label}: reused {rows[label]}", file=sys.stderr)
+            continue
         shutil.rmtree(folder, ignore_errors=True)
         t0 = time.perf_counter()
         budget = half if label.startswith("C") else args.epochs
@@ -99,6 +107,7 @@ def main() -> int:
         rows[label] = {"epochs": trained, "cpu_s": cpu, "wall_s": time.perf_counter() - t0, "offset": offset}
         ingest_folder(folder / "raw", folder / "warehouse.duckdb")
         states[label] = load_decision_states(folder / "warehouse.duckdb", feature_set="full")
+        (folder / "rows.json").write_text(json.dumps(rows[label]))
         print(f"{label}: {rows[label]}", file=sys.stderr)
 
     # One abstraction for everything, saved: fitted on A, B and the first half of C.
@@ -109,7 +118,7 @@ def main() -> int:
     c_folder = work / c_spec.name
     holes = write_holes(work / "holes.json", model_file, analyse_coverage(states[c_label], model.assign(states[c_label]), CoverageConfig(min_samples=args.m)))
     filling = copy.deepcopy(c_spec)
-    filling.branching = BranchConfig(horizon=c_spec.branching.horizon, max_forks=4, coarse_only=True,
+    filling.branching = BranchConfig(horizon=c_spec.branching.horizon, max_forks=args.fill_forks, coarse_only=True,
                                      fork_rule="holes", holes_file=str(holes))  # fmt: skip
     t0 = time.perf_counter()
     trained, cpu, _ = grow(filling, c_folder / "raw", args.epochs - rows[c_label]["epochs"], args.workers, args.seed,

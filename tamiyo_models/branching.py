@@ -3,7 +3,7 @@
 At chosen decision points the whole episode (host and seed weights, optimiser state, lifecycle, the RNG
 streams of initialisation, data order, probes and the controller, and the controller's own state) is
 snapshotted, and the episode is replayed from there once per alternative action, each for `horizon` steps
-(or to the end). Each branch is written as its own raw run whose header links it to its parent and its fork
+(or to the end); the parent itself supplies the outcome of its own action. Each branch is written as its own raw run whose header links it to its parent and its fork
 step, so a state in the warehouse then has the *measured* outcome of each action taken from it, which
 exploration alone gives only by chance. The reference system never had this; its offline RL starved for it.
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
+
 from .actions import Action
 from .episode import EpisodeConfig, EpisodeResult, EpisodeRun
 from .features import observation_features
@@ -110,14 +111,10 @@ def _shared(episode) -> dict:
     return {id(x): x for x in (episode.data, episode.config, episode.telemetry)}
 
 
-def take_snapshot(run: EpisodeRun, *, copy_state: bool = True) -> Snapshot:
-    """Everything that determines the rest of the episode. With `copy_state=False` the snapshot refers to the
-    live run instead of copying it, which is safe only while the run is not stepped (run_with_branches
-    branches a parent before stepping it on, and so saves one deep copy per fork)."""
+def take_snapshot(run: EpisodeRun) -> Snapshot:
+    """Deep copy of everything that determines the rest of the episode."""
     t0 = time.perf_counter()
-    episode, controller = run.episode, run.controller
-    if copy_state:
-        episode, controller = copy.deepcopy((episode, controller), _shared(episode))
+    episode, controller = copy.deepcopy((run.episode, run.controller), _shared(run.episode))
     return Snapshot(run.run_id, run.episode.epoch + 1, episode, controller, run.episode_return, time.perf_counter() - t0)
 
 
@@ -129,8 +126,12 @@ def restore(snapshot: Snapshot, out_dir: str | Path, run_id: str, extra_header: 
     return run
 
 
-def branch_actions(legal: tuple[bool, ...], coarse_only: bool, rng) -> list[Action]:
-    actions = [Action.from_index(i) for i, ok in enumerate(legal) if ok]
+def branch_actions(legal: tuple[bool, ...], coarse_only: bool, rng, taken: Action) -> list[Action]:
+    """The actions to branch on: every legal action but the one the parent took (with `coarse_only`, one
+    action per coarse kind other than the parent's, a random blueprint standing for GERMINATE)."""
+    actions = [Action.from_index(i) for i, ok in enumerate(legal) if ok and Action.from_index(i) != taken]
+    if coarse_only:
+        actions = [a for a in actions if a.coarse != taken.coarse]
     if not coarse_only:
         return actions
     by_coarse: dict[str, list[Action]] = {}
@@ -158,8 +159,9 @@ def run_with_branches(
     *,
     fork_filter: ForkPredicate | None = None,
 ) -> BranchingResult:
-    """Run a parent episode; at each fork point, branch once per legal action (the parent's own included,
-    so every action at a fork has a run of exactly `horizon` steps from the same state)."""
+    """Run a parent episode; at each fork point, branch once per alternative action. The parent's own action
+    needs no branch: the parent's next `horizon` steps are exactly what that branch would replay (bit for bit),
+    so the parent steps first and the branches cover the other actions."""
     parent = EpisodeRun(config, out_dir)
     result = BranchingResult(parent=None)  # type: ignore[arg-type]
     try:
@@ -167,27 +169,29 @@ def run_with_branches(
             step = parent.episode.epoch + 1
             record = parent.episode.observation_record()
             features, legal = observation_features(record), parent.episode.legal_mask()
-            if should_fork(branching, features, legal, step, len(result.fork_steps), fork_filter):
-                snapshot = take_snapshot(parent, copy_state=False)
-                result.snapshot_seconds.append(snapshot.seconds)
-                result.fork_steps.append(step)
-                last = config.max_epochs if branching.horizon is None else min(config.max_epochs, step + branching.horizon - 1)
-                # Its own RNG: drawing from the parent's streams would change the parent's own trajectory.
-                rng = np.random.default_rng(int(hashlib.sha256(f"{parent.run_id}/{step}".encode()).hexdigest()[:8], 16))
-                for action in branch_actions(legal, branching.coarse_only, rng):
-                    run_id = branch_run_id(parent.run_id, step, action)
-                    branch = restore(
-                        snapshot, out_dir, run_id,
-                        {"branch": {"parent_run_id": parent.run_id, "fork_step": step, "forced_action": action.fine,
-                                    "horizon": branching.horizon, "last_step": last}},
-                    )  # fmt: skip
-                    try:
-                        branch.step(forced_action=action)
-                    except Exception as exc:
-                        result.branches.append(branch.finish(error=f"{type(exc).__name__}: {exc}"))
-                        continue
-                    result.branches.append(branch.run_to(last))
-            parent.step()
+            if not should_fork(branching, features, legal, step, len(result.fork_steps), fork_filter):
+                parent.step()
+                continue
+            snapshot = take_snapshot(parent)  # a copy: the parent moves on before its branches run
+            result.snapshot_seconds.append(snapshot.seconds)
+            result.fork_steps.append(step)
+            taken = Action.from_fine(parent.step()["action"]["fine"])
+            last = config.max_epochs if branching.horizon is None else min(config.max_epochs, step + branching.horizon - 1)
+            # Its own RNG: drawing from the parent's streams would change the parent's own trajectory.
+            rng = np.random.default_rng(int(hashlib.sha256(f"{parent.run_id}/{step}".encode()).hexdigest()[:8], 16))
+            for action in branch_actions(legal, branching.coarse_only, rng, taken):
+                run_id = branch_run_id(parent.run_id, step, action)
+                branch = restore(
+                    snapshot, out_dir, run_id,
+                    {"branch": {"parent_run_id": parent.run_id, "fork_step": step, "forced_action": action.fine,
+                                "horizon": branching.horizon, "last_step": last}},
+                )  # fmt: skip
+                try:
+                    branch.step(forced_action=action)
+                except Exception as exc:
+                    result.branches.append(branch.finish(error=f"{type(exc).__name__}: {exc}"))
+                    continue
+                result.branches.append(branch.run_to(last))
     except Exception as exc:
         result.parent = parent.finish(error=f"{type(exc).__name__}: {exc}")
         return result

@@ -48,12 +48,14 @@ def test_a_branched_parent_is_the_same_as_an_unbranched_run(tmp_path, config):
     assert result.fork_steps == [3, 7]
 
 
-def test_every_legal_action_at_a_fork_gets_a_linked_branch_of_horizon_steps(tmp_path, config):
+def test_every_other_legal_action_at_a_fork_gets_a_linked_branch_of_horizon_steps(tmp_path, config):
     result = run_with_branches(config, tmp_path, BranchConfig(fork_rule="steps", steps=(4,), horizon=3))
     parent = read_raw_run(result.parent.path)
-    legal_at_fork = parent.steps[3]["action"]["legal"]
-    assert sorted(b.run_id.rsplit("-", 1)[1] for b in result.branches) == sorted(a.lower() for a in legal_at_fork)
-    assert len(list_raw_runs(tmp_path)) == 1 + len(legal_at_fork)
+    legal_at_fork, taken = parent.steps[3]["action"]["legal"], parent.steps[3]["action"]["fine"]
+    # The parent's own action is covered by the parent's own next steps; every other legal action is branched.
+    expected = sorted(a.lower() for a in legal_at_fork if a != taken)
+    assert sorted(b.run_id.rsplit("-", 1)[1] for b in result.branches) == expected
+    assert len(list_raw_runs(tmp_path)) == 1 + len(expected)
     for branch in result.branches:
         run = read_raw_run(branch.path)
         link = run.header["branch"]

@@ -264,5 +264,5 @@ def test_branch_runs_load_with_their_link_and_a_gap_at_the_start_is_quarantined(
     assert finals["step"].to_list() == [5]
     quarantined = query(warehouse, "SELECT rule, reason FROM quarantine WHERE run_id = 'run-broken'")
     assert "first_step" in quarantined["rule"].to_list()
-    outcomes = query(warehouse, "SELECT count(*) AS n FROM branch_outcomes")
-    assert outcomes["n"][0] == len(result.branches)
+    outcomes = query(warehouse, "SELECT is_parent, count(*) AS n FROM branch_outcomes GROUP BY ALL ORDER BY 1")
+    assert outcomes.rows() == [(False, len(result.branches)), (True, 1)]  # every branch, and the parent's own arm

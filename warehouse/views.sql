@@ -45,17 +45,31 @@ JOIN runs r USING (run_id) JOIN episodes e USING (run_id)
 WHERE s.run_id NOT IN (SELECT run_id FROM branches)
 GROUP BY ALL;
 
--- Measured counterfactuals: at each fork, every action's accuracy change over the branch horizon, from the
--- same snapshotted state (accuracy after the branch's last step minus accuracy when deciding at the fork).
+-- Measured counterfactuals: at each fork, every action's accuracy change over the branch horizon from the same
+-- snapshotted state: the branch runs' forced actions, and the parent's own action (its next `horizon` steps are
+-- what a branch for it would replay bit for bit, so it has no branch run of its own).
 CREATE OR REPLACE VIEW branch_outcomes AS
-SELECT b.parent_run_id, b.fork_step, b.forced_action, b.horizon, b.run_id,
+WITH forks AS (
+    SELECT parent_run_id, fork_step, any_value(horizon) AS horizon FROM branches GROUP BY ALL
+), arms AS (
+    SELECT parent_run_id, fork_step, forced_action AS action, false AS is_parent, horizon, run_id FROM branches
+    UNION ALL
+    SELECT f.parent_run_id, f.fork_step, s.action_fine, true, f.horizon, f.parent_run_id
+    FROM forks f JOIN steps s ON s.run_id = f.parent_run_id AND s.step = f.fork_step
+), ends AS (
+    SELECT a.*, max(s.step) AS last_step
+    FROM arms a JOIN steps s ON s.run_id = a.run_id AND s.step >= a.fork_step
+         AND s.step <= a.fork_step + coalesce(a.horizon, 1000000) - 1
+    GROUP BY ALL
+)
+SELECT e.parent_run_id, e.fork_step, e.action, e.is_parent, e.horizon, e.run_id,
        first.val_accuracy_before AS accuracy_at_fork,
        last.val_accuracy_after AS accuracy_at_horizon,
        last.val_accuracy_after - first.val_accuracy_before AS accuracy_change,
-       rank() OVER (PARTITION BY b.parent_run_id, b.fork_step ORDER BY last.val_accuracy_after DESC) AS rank_at_fork
-FROM branches b
-JOIN steps first ON first.run_id = b.run_id AND first.step = b.fork_step
-JOIN steps last ON last.run_id = b.run_id AND last.is_last;
+       rank() OVER (PARTITION BY e.parent_run_id, e.fork_step ORDER BY last.val_accuracy_after DESC) AS rank_at_fork
+FROM ends e
+JOIN steps first ON first.run_id = e.run_id AND first.step = e.fork_step
+JOIN steps last ON last.run_id = e.run_id AND last.step = e.last_step;
 
 -- What became of each seed: the last stage it reached, by blueprint.
 CREATE OR REPLACE VIEW seed_fates AS
