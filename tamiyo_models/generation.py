@@ -32,12 +32,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .branching import BranchConfig, run_with_branches
 from .episode import EpisodeConfig, EpisodeResult, run_episode
+
+if TYPE_CHECKING:  # distributed.py imports this module (for _run_one); Ray is imported only when used
+    from .distributed import RayConfig
 
 DEFAULT_SPEC = "nightly"  # tamiyo_models/specs/nightly.toml
 _CONTROLLER_TABLES = {"heuristic", "random_weights"}
@@ -178,13 +181,31 @@ def generate(
     workers: int = 1,
     on_result: Callable[[EpisodeResult], None] | None = None,
     branching: BranchConfig | None = None,
+    executor: str = "local",
+    ray: "RayConfig | None" = None,
 ) -> list[EpisodeResult]:
     """Run every configuration, `workers` episodes at a time in separate processes; with `branching`, each
     episode also forks branch runs at its decision points (counted in `EpisodeResult.branches`).
 
+    `executor="ray"` runs the episodes as tasks on the Ray cluster that `ray` names instead (address,
+    resources per episode, retries; see tamiyo_models.distributed); `workers` is then unused, as the
+    cluster's resources set how many run at once.
+
     Every episode ends as a result, complete or failed; a failure never stops the others. Results come back
     in completion order through `on_result` and in configuration order as the return value.
     """
+    if executor == "ray":
+        if ray is None:
+            raise ValueError("executor='ray' needs a RayConfig (at least the cluster address)")
+        from .distributed import generate_on_ray
+
+        return generate_on_ray(
+            configs, out_dir, address=ray.address, cpus_per_episode=ray.cpus_per_episode,
+            gpus_per_episode=ray.gpus_per_episode, max_retries=ray.max_retries, branching=branching,
+            on_result=on_result,
+        )  # fmt: skip
+    if executor != "local":
+        raise ValueError(f"unknown executor {executor!r}; known: local, ray")
     out_dir = str(out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     payloads = [c.to_dict() for c in configs]
