@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.resources import RawLandingResource
+from tamiyo_models.distributed import RayConfig
 from tamiyo_models.generation import GenerationSpec, generate
 
 GROUP = "generation"
@@ -21,6 +22,13 @@ class GenerationConfig(dg.Config):
     # When the spec branches and the last coverage analysis left a holes file, fork where coverage is missing
     # (active filling of holes) instead of at generic decision points.
     holes_file: str = "var/coverage/holes.json"
+    # Empty: local worker processes. Otherwise the episodes run as tasks on this Ray cluster ("auto",
+    # "host:port", "ray://host:port", or "local" for a cluster inside the step's process); the landing folder
+    # must then be a path every node of the cluster sees.
+    ray_address: str = ""
+    cpus_per_episode: float = 1.0
+    gpus_per_episode: float = 0.0  # fractions share a GPU between episodes
+    max_retries: int = 2  # further attempts for an episode whose Ray task failed or whose worker died
 
 
 @dg.asset(
@@ -45,7 +53,14 @@ def generated_runs(
     if branching is not None and Path(config.holes_file).exists():
         branching = replace(branching, fork_rule="holes", holes_file=str(Path(config.holes_file).resolve()))
         context.log.info(f"branching fills the coverage holes listed in {config.holes_file}")
-    results = generate(configs, raw_runs.path, workers=config.workers, on_result=report, branching=branching)
+    ray = None
+    if config.ray_address:
+        ray = RayConfig(config.ray_address, config.cpus_per_episode, config.gpus_per_episode, config.max_retries)
+        context.log.info(f"episodes run as Ray tasks on the cluster at {config.ray_address}")
+    results = generate(
+        configs, raw_runs.path, workers=config.workers, on_result=report, branching=branching,
+        executor="ray" if ray else "local", ray=ray,
+    )  # fmt: skip
     complete = [r for r in results if r.status == "complete"]
     failed = [r for r in results if r.status != "complete"]
     for r in failed:

@@ -63,14 +63,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
 
     out = Path(args.out)
-    print(f"generating {len(configs)} episodes into {out} with {args.workers} worker(s)", file=sys.stderr)
+    ray_config = None
+    if args.ray_address:
+        from .distributed import RayConfig
+
+        try:
+            ray_config = RayConfig(args.ray_address, args.cpus_per_episode, args.gpus_per_episode)
+        except ValueError as exc:
+            print(f"tamiyo generate: {exc}", file=sys.stderr)
+            return 2
+        where = f"on the Ray cluster at {args.ray_address}"
+    else:
+        where = f"with {args.workers} worker(s)"
+    print(f"generating {len(configs)} episodes into {out} {where}", file=sys.stderr)
     bar = tqdm(total=len(configs), unit="episode", file=sys.stderr, disable=args.quiet)
 
     def report(result) -> None:
         bar.write(result.summary_line(), file=sys.stderr)
         bar.update(1)
 
-    results = generate(configs, out, workers=args.workers, on_result=report, branching=branching)
+    results = generate(
+        configs, out, workers=args.workers, on_result=report, branching=branching,
+        executor="ray" if ray_config else "local", ray=ray_config,
+    )  # fmt: skip
     bar.close()
     failed = [r for r in results if r.status != "complete"]
     done = [r for r in results if r.status == "complete"]
@@ -137,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fork-every", type=int, default=5)
     g.add_argument("--no-telemetry", action="store_true", help="skip the V2 research telemetry")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--ray-address", metavar="ADDRESS",
+                   help="run the episodes as tasks on a Ray cluster instead of local workers: local (a cluster "
+                   "inside this process), auto, HOST:PORT or ray://HOST:PORT; --out must be a path every node sees")  # fmt: skip
+    g.add_argument("--cpus-per-episode", type=float, default=1.0, help="CPUs each Ray episode task reserves (default 1)")
+    g.add_argument("--gpus-per-episode", type=float, default=0.0,
+                   help="GPUs each Ray episode task reserves; fractions share a GPU (default 0)")  # fmt: skip
     g.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("story", help="tell what happened in one raw run, epoch by epoch")
