@@ -1,0 +1,173 @@
+"""Episodes on a Ray cluster: a real head node started as its own process, a batch with one failing episode,
+and the same batch through `tamiyo generate --ray-address`."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="the 'ray' extra is not installed (make test installs it)")
+
+from tamiyo_models.cli import main  # noqa: E402
+from tamiyo_models.datasets import DatasetConfig  # noqa: E402
+from tamiyo_models.distributed import RayConfig  # noqa: E402
+from tamiyo_models.episode import EpisodeConfig  # noqa: E402
+from tamiyo_models.generation import generate  # noqa: E402
+from tamiyo_models.rawrun import list_raw_runs, read_raw_run  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Ray's head starts the GCS, the raylet, agents and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # The command name in field 2 may hold spaces; the parent PID is the 2nd field after ')'.
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net shows them) of the sockets listening on `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+# 127.0.0.1 in /proc/net/tcp, and as the IPv4-mapped ::ffff:127.0.0.1 in /proc/net/tcp6
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def ray_head(tmp_path, monkeypatch):
+    """A one-machine Ray cluster (2 CPUs) as a separate process, on 127.0.0.1 only; yields its address."""
+    port, client_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        # Explicit, so that a token file left in ~/.ray by some earlier local cluster cannot switch this cluster
+        # (and the driver) to token authentication.
+        "RAY_AUTH_MODE": "disabled",
+        # Without it Ray replaces 127.0.0.1 by the machine's outward address and listens on every interface.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    # Ray's sockets, logs and session files, not the shared /tmp/ray. Not under tmp_path: Ray puts its Unix
+    # sockets three folders below this one, and a socket path may not exceed 107 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    log_path = tmp_path / "ray-head.log"
+    log = open(log_path, "w")
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+            "--node-ip-address=127.0.0.1", f"--port={port}", f"--ray-client-server-port={client_port}",
+            "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    started: set[int] = {head.pid}
+    try:
+        # `ray start --block` prints this once the GCS, the raylet and the agents are up; connecting earlier
+        # would leave the driver retrying for minutes if the head had failed.
+        deadline = time.monotonic() + 120  # a guard against a hung start, not a speed requirement
+        while "Ray runtime started" not in log_path.read_text():
+            if head.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Ray head did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        for listening in (port, client_port):  # the GCS and the Ray Client server: loopback only
+            assert _listen_addresses(listening) and _listen_addresses(listening) <= LOOPBACK, listening
+        yield f"127.0.0.1:{port}"
+    finally:
+        # Stop by PID: the head, then anything it started that is still there (ray stop would look for
+        # processes by name, including other people's clusters).
+        started.update(_descendants(head.pid))
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=40)  # the head drains its node for up to 30 s before it exits
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        for pid in started - {head.pid}:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
+        for pid in started - {head.pid}:
+            for _ in range(100):  # SIGKILL is delivered at once; this only waits for the kernel to reap
+                if not _alive(pid):
+                    break
+                time.sleep(0.05)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not [pid for pid in started if _alive(pid)], "Ray processes outlived the test"
+
+
+def test_batch_on_ray_records_the_failed_episode_after_retries_and_lands_the_others(ray_head, tmp_path):
+    out = tmp_path / "raw"
+    configs = [
+        EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=2, seed=0),
+        # The dataset root does not exist: DatasetError before the run file exists, on every attempt.
+        EpisodeConfig(dataset=DatasetConfig(name="cifar10", root=str(tmp_path / "nowhere")), max_epochs=2, seed=1),
+        EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=2, seed=2),
+    ]
+    seen = []
+    results = generate(
+        configs, out, executor="ray", ray=RayConfig(ray_head, cpus_per_episode=1, max_retries=2), on_result=seen.append
+    )
+
+    assert [r.run_id for r in results] == [c.run_id() for c in configs]  # configuration order
+    assert sorted(r.run_id for r in seen) == sorted(c.run_id() for c in configs)  # each reported once
+    good = [results[0], results[2]]
+    assert [r.status for r in good] == ["complete", "complete"]
+    assert sorted(list_raw_runs(out)) == sorted(r.path for r in good)
+    for r in good:
+        run = read_raw_run(r.path)
+        assert run.footer["status"] == "complete" and len(run.steps) == 2
+
+    failed = results[1]
+    assert failed.status == "failed" and not failed.path.exists()
+    assert "DatasetError" in failed.error
+    # Ray retried it twice: the last attempt (numbered by Ray inside the task) was the third.
+    assert "gave up after 3 attempts: attempt 3 of 3: DatasetError" in failed.error
+
+    # The same cluster through the command line: only the address changes.
+    cli_out = tmp_path / "cli"
+    code = main([
+        "generate", "--episodes", "2", "--dataset", "synthetic", "--max-epochs", "2", "--seed", "10",
+        "--out", str(cli_out), "--quiet", "--ray-address", ray_head, "--cpus-per-episode", "1",
+    ])  # fmt: skip
+    assert code == 0
+    assert len(list_raw_runs(cli_out)) == 2
