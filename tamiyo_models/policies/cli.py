@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--beta", type=float, default=0.999, help="class weights by effective number of samples")
     train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument("--labels", choices=("logged", "heuristic"), default="logged",
+                       help="logged actions, or the heuristic's decision in every logged state (any controller)")
     train.add_argument("--group-by", help="hold out whole groups of this column (dataset_config, host_widths)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("var/policies"))
@@ -85,7 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
             imitation=ImitationConfig(feature_set=args.feature_set, epochs=args.epochs, batch_size=args.batch_size,
                                       learning_rate=args.lr, beta=args.beta, seed=args.seed),
             weighting=RewardWeightingConfig(variant=args.variant, threshold=args.threshold),
-            controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()),
+            controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()), labels=args.labels,
             val_fraction=args.val_fraction, split_seed=args.seed, group_by=args.group_by, parent_policy=args.parent,
         )  # fmt: skip
         tracker = None if args.no_mlflow else _tracker(args)

@@ -37,7 +37,10 @@ def feature_names(feature_set: str) -> tuple[str, ...]:
 
 
 def decisions_sql(feature_set: str, controllers: tuple[str, ...] | None = None, datasets: tuple[str, ...] | None = None) -> str:
+    from .relabel import HEURISTIC_INPUTS
+
     features = ", ".join(f"o.{name}" for name in feature_names(feature_set))
+    heuristic_inputs = ", ".join(f"o.{name} AS h_{name}" for name in HEURISTIC_INPUTS)
     filters = ["e.status = 'complete'", "o.is_final = false"]
     if controllers:
         filters.append("r.controller_kind IN (" + ", ".join(_quote(c) for c in controllers) + ")")
@@ -45,7 +48,9 @@ def decisions_sql(feature_set: str, controllers: tuple[str, ...] | None = None, 
         filters.append("r.dataset IN (" + ", ".join(_quote(d) for d in datasets) + ")")
     return f"""
         SELECT s.run_id, s.step, s.action_fine, s.action_coarse, s.blueprint, s.action_index, s.propensity,
-               s.reward, s.accuracy_change, r.controller_kind, r.dataset, r.seed,
+               s.reward, s.accuracy_change, r.controller_kind, r.dataset, r.seed, s.legal_actions,
+               coalesce(b.parent_run_id, s.run_id) AS episode_family,
+               {heuristic_inputs},
                CAST(json_extract(r.config_json, '$.dataset') AS VARCHAR) AS dataset_config,
                CAST(json_extract(r.config_json, '$.host.widths') AS VARCHAR) AS host_widths,
                e.final_val_accuracy, {features}
@@ -53,6 +58,7 @@ def decisions_sql(feature_set: str, controllers: tuple[str, ...] | None = None, 
         JOIN observations o USING (run_id, step)
         JOIN runs r USING (run_id)
         JOIN episodes e USING (run_id)
+        LEFT JOIN branches b USING (run_id)
         WHERE {' AND '.join(filters)}
         ORDER BY s.run_id, s.step
     """
@@ -116,9 +122,12 @@ class EpisodeSplit:
 
 def split_episodes(frame: pl.DataFrame, val_fraction: float = 0.2, seed: int = 0, group_by: str | None = None) -> EpisodeSplit:
     """Hold out whole episodes (or, with `group_by` = a column such as "dataset_config" or "host_widths", whole
-    configuration groups, to measure generalisation to unseen configurations)."""
+    configuration groups, to measure generalisation to unseen configurations). A branch run and its parent
+    share the state at their fork, so they always fall on the same side (`episode_family`)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if group_by is None and "episode_family" in frame.columns and frame["episode_family"].n_unique() < frame["run_id"].n_unique():
+        group_by = "episode_family"
     episodes = frame.select("run_id", *([group_by] if group_by else [])).unique().sort("run_id")
     rng = np.random.default_rng(seed)
     if group_by is None:

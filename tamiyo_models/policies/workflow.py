@@ -23,6 +23,9 @@ class PolicyRunConfig:
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
     weighting: RewardWeightingConfig = field(default_factory=RewardWeightingConfig)  # phase2 only
     controllers: tuple[str, ...] = ("heuristic",)  # whose decisions to imitate (runs.controller_kind)
+    # "logged": the actions taken; "heuristic": every state (any controller, branches too) labelled with the
+    # heuristic's decision there (relabel.py), which shows the learner the heuristic's rare CULLs and ADVANCEs.
+    labels: str = "logged"
     test_fraction: float = 0.2  # held-out episodes the reported metrics come from (never used for selection)
     val_fraction: float = 0.2  # of the rest: episodes that select the best epoch
     split_seed: int = 0
@@ -32,6 +35,8 @@ class PolicyRunConfig:
     def __post_init__(self):
         if self.phase not in PHASES:
             raise ValueError(f"unknown phase {self.phase!r}; known: {', '.join(PHASES)}")
+        if self.labels not in ("logged", "heuristic"):
+            raise ValueError(f"labels must be 'logged' or 'heuristic', got {self.labels!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -80,7 +85,12 @@ def train_policy(
     from .saved import load_policy_file, save_policy
 
     log(f"policy run {config.run_name}: {config.to_dict()}")
-    frame = load_decisions(warehouse_path, config.imitation.feature_set, controllers=config.controllers)
+    if config.labels == "heuristic":
+        from .relabel import relabel_with_heuristic
+
+        frame = relabel_with_heuristic(load_decisions(warehouse_path, config.imitation.feature_set))
+    else:
+        frame = load_decisions(warehouse_path, config.imitation.feature_set, controllers=config.controllers)
     # Three ways, by episode: selecting the best epoch on the episodes we report on would flatter the number.
     outer = split_episodes(frame, config.test_fraction, config.split_seed, config.group_by)
     rest, test = outer.frames(frame)
