@@ -104,13 +104,14 @@ def ray_head(tmp_path, monkeypatch):
     try:
         # `ray start --block` prints this once the GCS, the raylet and the agents are up; connecting earlier
         # would leave the driver retrying for minutes if the head had failed.
+        # The Ray Client server is a process of its own that may bind its port a moment later: wait for both.
         deadline = time.monotonic() + 120  # a guard against a hung start, not a speed requirement
-        while "Ray runtime started" not in log_path.read_text():
+        while "Ray runtime started" not in log_path.read_text() or not all(map(_listen_addresses, (port, client_port))):
             if head.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the Ray head did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         for listening in (port, client_port):  # the GCS and the Ray Client server: loopback only
-            assert _listen_addresses(listening) and _listen_addresses(listening) <= LOOPBACK, listening
+            assert _listen_addresses(listening) <= LOOPBACK, (listening, _listen_addresses(listening))
         yield f"127.0.0.1:{port}"
     finally:
         # Stop by PID: the head, then anything it started that is still there (ray stop would look for
