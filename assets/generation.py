@@ -33,6 +33,9 @@ class GenerationConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    # A batch is reproducible (same spec and seed -> same run files), so retrying a step that died is safe;
+    # individual episodes that fail are recorded by the generator and do not fail the step.
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30),
     kinds={"pytorch"},
     description="A batch of episodes sampled from a generation spec, each written as one immutable raw run "
     "file (JSONL) in the landing folder; branch runs too when the spec branches.",
