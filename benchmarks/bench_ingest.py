@@ -5,9 +5,8 @@
 The files: three real 75-step episodes are generated once (cached under --work/seed_runs, reused by later
 runs; one per controller kind, synthetic dataset), then copied to --runs files under new run ids (the run id is
 rewritten everywhere in the text, so every copy is a distinct run, with its own content hash, and real step
-content). 300 genuinely distinct episodes are not affordable here: one 75-epoch episode took 45 s (synthetic)
-to 69 s (digits) on the 2-vCPU development VM, so 300 would take 2-3 hours on both cores. The parser's cost
-does not depend on which episode a line comes from (same fields, same ~7 KB lines), so copies measure it.
+content). Copies keep the set-up to seconds, and the parser's cost does not depend on which episode a line
+comes from (same fields, same ~7 KB lines), so copies measure it.
 
 Measured, each --repeats times into a fresh warehouse file, interleaved, median reported with every run:
 - ingest: `tamiyo_models.warehouse.ingest_folder` with its defaults (parse, features, pandera validation,
