@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .actions import Action
+from .configs import known_fields
 from .episode import EpisodeConfig, EpisodeResult, EpisodeRun
 from .features import observation_features
 from .lifecycle import Stage
@@ -56,10 +57,7 @@ class BranchConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "BranchConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown branching settings: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = known_fields(cls, d, "branching settings")
         if "steps" in d:
             d["steps"] = tuple(d["steps"])
         return cls(**d)

@@ -29,6 +29,7 @@ from torch import nn
 
 from .actions import FINE_ACTIONS, Action
 from .blueprints import BLUEPRINTS, parameter_count
+from .configs import known_fields
 from .controllers import Controller, ControllerConfig, Decision, Observation, build_controller
 from .datasets import DatasetConfig, TaskData, load_task_data
 from .features import FEATURE_SCHEMA_VERSION, PLATEAU_THRESHOLD_PP, HISTORY_LENGTH, observation_features, red_flags
@@ -95,10 +96,7 @@ class EpisodeConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EpisodeConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown episode settings: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = known_fields(cls, d, "episode settings")
         builders = {
             "dataset": DatasetConfig.from_dict,
             "host": HostConfig.from_dict,

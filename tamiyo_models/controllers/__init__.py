@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..configs import known_fields
 from .base import Controller, Decision, IllegalDecision, Observation
 from .epsilon import EpsilonGreedy
 from .exploration import PerturbedHeuristic, SoftmaxHeuristic
@@ -43,10 +44,7 @@ class ControllerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ControllerConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown controller settings: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = known_fields(cls, d, "controller settings")
         d["heuristic"] = HeuristicConfig.from_dict(d.get("heuristic") or {})
         return cls(**d)
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..actions import ADVANCE, CULL, WAIT, Action, germinate
 from ..blueprints import BLUEPRINTS
+from ..configs import known_fields
 from ..lifecycle import Stage
 from .base import Controller, Decision, Observation, one_hot
 
@@ -36,10 +37,7 @@ class HeuristicConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeuristicConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown heuristic settings: {', '.join(sorted(unknown))}")
-        d = dict(d)
+        d = known_fields(cls, d, "heuristic settings")
         if "blueprints" in d:
             d["blueprints"] = tuple(d["blueprints"])
         return cls(**d)

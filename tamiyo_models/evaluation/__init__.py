@@ -7,7 +7,7 @@ the report (Markdown + standalone HTML with plots).
     write_report(out_dir, title, ...)                   report.py
 """
 
-from importlib import import_module
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "OfflineMetrics": "offline",
@@ -22,8 +22,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -10,7 +10,7 @@ imitation, saving, and serving as a controller (the `file:PATH` scheme).
 Names are imported lazily so that `import tamiyo_models.policies` does not pay for torch.
 """
 
-from importlib import import_module
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "effective_number_weights": "class_weights",
@@ -31,8 +31,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

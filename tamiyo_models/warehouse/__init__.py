@@ -11,7 +11,7 @@ Names are imported lazily, so `tamiyo --help` (which imports warehouse.cli) does
 and pandera.
 """
 
-from importlib import import_module
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "IngestConfig": "ingest",
@@ -28,8 +28,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
