@@ -21,7 +21,11 @@ class PolicyTrainingConfig(dg.Config):
     # base (27) and base+telemetry (54): without it imitation tops out near 0.8 balanced accuracy; the noisy
     # telemetry columns of "full" (66) cost ~1 pp on held-out episodes (docs/policies.md).
     feature_set: str = "base+lifecycle"
-    controllers: list[str] = ["heuristic"]
+    # Nightly data mixes controllers. Phase 1 learns the heuristic's decision in every logged state (the
+    # heuristic labels states of any controller, branches included: relabel.py); "logged" imitates the
+    # actions actually taken by the `controllers` listed (empty: all).
+    labels: str = "heuristic"
+    controllers: list[str] = []
     epochs: int = 150
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -33,6 +37,9 @@ class PolicyTrainingConfig(dg.Config):
 
 
 class Phase2Config(PolicyTrainingConfig):
+    # Outcome weighting needs the actions whose outcomes were logged: every controller's, weighted by how
+    # well they turned out (the way past the teacher).
+    labels: str = "logged"
     variant: str = "A"  # A episode weights, B decision weights, C filter
     threshold: Optional[float] = None  # C: absolute final accuracy (pp)
     epochs: int = 60
@@ -49,7 +56,7 @@ def _run_config(config: PolicyTrainingConfig, phase: str, parent: Optional[str] 
         phase=phase,
         imitation=ImitationConfig(feature_set=config.feature_set, epochs=config.epochs, batch_size=config.batch_size,
                                   learning_rate=config.learning_rate, beta=config.beta, seed=config.seed),
-        weighting=weighting, controllers=tuple(config.controllers), val_fraction=config.val_fraction,
+        weighting=weighting, controllers=tuple(config.controllers), labels=config.labels, val_fraction=config.val_fraction,
         split_seed=config.seed, group_by=config.group_by, parent_policy=parent,
     )  # fmt: skip
 
