@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.definitions import ALL_ASSETS, resources
 
     started = time.perf_counter()
-    run_config = {"ops": {"generated_runs": {"config": {
-        "spec": args.spec, "episodes": args.episodes, "workers": args.workers, "seed": args.seed}}}}  # fmt: skip
+    run_config = {"ops": {
+        "generated_runs": {"config": {"spec": args.spec, "episodes": args.episodes, "workers": args.workers, "seed": args.seed}},
+        "policy_evaluation_report": {"config": {"workers": args.workers}},
+    }}  # fmt: skip
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(ALL_ASSETS, instance=instance, resources=resources(), run_config=run_config, raise_on_error=False)
     minutes = (time.perf_counter() - started) / 60
