@@ -12,13 +12,15 @@ from tamiyo_models.distributed import RayConfig
 from tamiyo_models.generation import GenerationSpec, generate
 
 GROUP = "generation"
+# One partition per night (UTC); today's exists already (end_offset), so tonight's run can fill it.
+NIGHTS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
 
 
 class GenerationConfig(dg.Config):
     spec: str = "nightly"  # a shipped spec name (nightly, exploration, smoke) or a spec file path
     episodes: int = 8
     workers: int = 2
-    seed: int = -1  # -1: derived from today's date, so each night draws new configurations
+    seed: int = -1  # -1: the night's date (partition key) as YYYYMMDD, so each night draws new configurations
     # When the spec branches and the last coverage analysis left a holes file, fork where coverage is missing
     # (active filling of holes) instead of at generic decision points.
     holes_file: str = "var/coverage/holes.json"
@@ -33,6 +35,7 @@ class GenerationConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    partitions_def=NIGHTS,
     # A batch is reproducible (same spec and seed -> same run files), so retrying a step that died is safe;
     # individual episodes that fail are recorded by the generator and do not fail the step.
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30),
@@ -44,7 +47,8 @@ def generated_runs(
     context: dg.AssetExecutionContext, config: GenerationConfig, raw_runs: RawLandingResource
 ) -> dg.MaterializeResult:
     spec = GenerationSpec.load(config.spec)
-    seed = config.seed if config.seed >= 0 else int(dt.date.today().strftime("%Y%m%d"))
+    night = context.partition_key if context.has_partition_key else dt.date.today().isoformat()
+    seed = config.seed if config.seed >= 0 else int(night.replace("-", ""))
     configs = spec.sample(config.episodes, seed)
     done = []
 
@@ -73,6 +77,7 @@ def generated_runs(
     return dg.MaterializeResult(
         metadata={
             "spec": spec.name,
+            "night": night,
             "seed": seed,
             "episodes_complete": len(complete),
             "episodes_failed": len(failed),

@@ -28,13 +28,13 @@ def _env_int(name: str, default: int) -> int:
 NIGHTLY_CRON = os.environ.get("TAMIYO_NIGHTLY_CRON", "0 2 * * *")
 
 
-def nightly_run_config(night: str) -> dict:
-    """The nightly job's configuration; the batch seed is the night's date, so a rerun reproduces the batch."""
+def nightly_run_config() -> dict:
+    """The nightly job's configuration. The batch seed comes from the night's partition key (its date), so a
+    rerun of a night reproduces its batch."""
     return {"ops": {"generated_runs": {"config": {
         "spec": os.environ.get("TAMIYO_NIGHTLY_SPEC", "nightly"),
         "episodes": _env_int("TAMIYO_NIGHTLY_EPISODES", 200),
         "workers": _env_int("TAMIYO_NIGHTLY_WORKERS", 2),
-        "seed": int(night.replace("-", "")),
     }}}}  # fmt: skip
 
 
@@ -42,7 +42,8 @@ def nightly_run_config(night: str) -> dict:
              description="Every night: generate a batch, ingest it, analyse coverage, retrain and evaluate policies.")  # fmt: skip
 def nightly_schedule(context: dg.ScheduleEvaluationContext):
     night = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return dg.RunRequest(run_key=f"nightly-{night}", run_config=nightly_run_config(night), tags={"tamiyo/night": night})
+    return dg.RunRequest(run_key=f"nightly-{night}", partition_key=night, run_config=nightly_run_config(),
+                         tags={"tamiyo/night": night})  # fmt: skip
 
 
 def landing_files(folder: Path) -> dict[str, int]:

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", default="nightly", help="generation spec: nightly, exploration, smoke or a file")
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=-1, help="batch seed (default: today's date)")
+    parser.add_argument("--seed", type=int, default=-1, help="batch seed (default: the night's date, YYYYMMDD)")
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)  # dagster.yaml and every default path are relative to the repository root
@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         "generated_runs": {"config": {"spec": args.spec, "episodes": args.episodes, "workers": args.workers, "seed": args.seed}},
         "policy_evaluation_report": {"config": {"workers": args.workers}},
     }}  # fmt: skip
+    night = time.strftime("%Y-%m-%d", time.gmtime())  # tonight's generation partition
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(ALL_ASSETS, instance=instance, resources=resources(), run_config=run_config, raise_on_error=False)
+        result = dg.materialize(ALL_ASSETS, instance=instance, resources=resources(), run_config=run_config,
+                                partition_key=night, raise_on_error=False)  # fmt: skip
     minutes = (time.perf_counter() - started) / 60
     if not result.success:
         print(f"\nthe run failed after {minutes:.1f} min; see the log above and the run {result.run_id} in the UI (make ui)")

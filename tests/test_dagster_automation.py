@@ -24,8 +24,8 @@ def test_schedule_produces_the_configured_run_request(monkeypatch):
     context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.timezone.utc))
     request = nightly_schedule(context)
     config = request.run_config["ops"]["generated_runs"]["config"]
-    assert config == {"spec": "exploration", "episodes": 37, "workers": 2, "seed": 20261126}
-    assert request.run_key == "nightly-2026-11-26"
+    assert config == {"spec": "exploration", "episodes": 37, "workers": 2}
+    assert request.run_key == "nightly-2026-11-26" and request.partition_key == "2026-11-26"  # seed 20261126
 
 
 def test_landing_sensor_picks_up_new_files_once_and_only_once(tmp_path):

@@ -58,10 +58,11 @@ def test_generation_ingestion_and_coverage_materialize_end_to_end(tmp_path):
     from assets.warehouse import episode_tables
 
     selection = [*GENERATION_ASSETS, episode_tables, *ANALYSIS_ASSETS]
-    result = dg.materialize(selection, resources=resources, run_config=run_config)
+    result = dg.materialize(selection, resources=resources, run_config=run_config, partition_key="2026-11-25")
     assert result.success
     generated = result.asset_materializations_for_node("generated_runs")[0].metadata
     assert generated["episodes_complete"].value == 3 and generated["branch_runs"].value > 0
+    assert generated["night"].value == "2026-11-25"
     coverage = result.asset_materializations_for_node("counterfactual_coverage")[0].metadata
     assert 0 <= coverage["coverage_clusters_pct"].value <= 100 and coverage["decision_states"].value > 0
     with duckdb.connect(str(warehouse), read_only=True) as con:
