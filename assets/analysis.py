@@ -4,7 +4,6 @@
 import dagster as dg
 
 from pipelines.resources import WarehouseResource
-from tamiyo_models.coverage import AbstractionConfig, CoverageConfig
 from tamiyo_models.coverage.run import CoverageRunConfig, analyse_warehouse, store_coverage
 
 GROUP = "analysis"
@@ -32,12 +31,9 @@ class CoverageAssetConfig(dg.Config):
 def counterfactual_coverage(
     context: dg.AssetExecutionContext, config: CoverageAssetConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    run_config = CoverageRunConfig(
-        abstraction=AbstractionConfig(kind=config.abstraction, k=config.k, feature_set=config.feature_set),
-        coverage=CoverageConfig(min_samples=config.min_samples, action_level=config.action_level),
-        horizon=config.horizon,
-        out_dir=config.out_dir,
-        model_dir=config.model_dir,
+    run_config = CoverageRunConfig.from_settings(
+        abstraction=config.abstraction, k=config.k, feature_set=config.feature_set, min_samples=config.min_samples,
+        action_level=config.action_level, horizon=config.horizon, out_dir=config.out_dir, model_dir=config.model_dir,
     )
     run = analyse_warehouse(warehouse.path, run_config, title=f"warehouse {warehouse.path}")
     with warehouse.write() as con:

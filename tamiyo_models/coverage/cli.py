@@ -7,17 +7,12 @@ import sys
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    from .abstraction import AbstractionConfig
-    from .analysis import CoverageConfig
     from .run import CoverageRunConfig, analyse_warehouse
 
     try:
-        config = CoverageRunConfig(
-            abstraction=AbstractionConfig(kind=args.abstraction, k=args.k, feature_set=args.feature_set),
-            coverage=CoverageConfig(min_samples=args.m, action_level=args.action_level),
-            horizon=args.horizon,
-            out_dir=args.out,
-            model_dir=args.model_dir,
+        config = CoverageRunConfig.from_settings(
+            abstraction=args.abstraction, k=args.k, feature_set=args.feature_set, min_samples=args.m,
+            action_level=args.action_level, horizon=args.horizon, out_dir=args.out, model_dir=args.model_dir,
         )
         run = analyse_warehouse(args.warehouse, config, title=str(args.warehouse))
     except (ValueError, OSError) as exc:

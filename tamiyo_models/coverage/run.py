@@ -27,6 +27,18 @@ class CoverageRunConfig:
     out_dir: str = "var/reports/coverage"
     model_dir: str = "var/coverage"  # saved k-means abstractions, one per (k, feature set)
 
+    @classmethod
+    def from_settings(
+        cls, *, abstraction: str, k: int, feature_set: str, min_samples: int, action_level: str, horizon: int,
+        out_dir: str, model_dir: str,
+    ) -> "CoverageRunConfig":
+        """From the flat settings the command line and the Dagster asset both expose."""
+        return cls(
+            abstraction=AbstractionConfig(kind=abstraction, k=k, feature_set=feature_set),
+            coverage=CoverageConfig(min_samples=min_samples, action_level=action_level),
+            horizon=horizon, out_dir=out_dir, model_dir=model_dir,
+        )  # fmt: skip
+
     def to_dict(self) -> dict:
         return {"abstraction": self.abstraction.to_dict(), "coverage": self.coverage.to_dict(), **{
             k: v for k, v in asdict(self).items() if k not in ("abstraction", "coverage")}}  # fmt: skip
