@@ -40,18 +40,20 @@ class Phase2Config(PolicyTrainingConfig):
     # Outcome weighting needs the actions whose outcomes were logged: every controller's, weighted by how
     # well they turned out (the way past the teacher).
     labels: str = "logged"
-    variant: str = "A"  # A episode weights, B decision weights, C filter
-    threshold: Optional[float] = None  # C: absolute final accuracy (pp)
+    # Each variant is its own MLflow child run and model version, aliased `candidate-<variant>`; the report
+    # evaluates them side by side on the same paired episodes (A episode weights, B decision weights, C filter).
+    variants: list[str] = ["A", "B", "C"]
+    threshold: Optional[float] = None  # C: absolute final accuracy (pp); default: the top share per configuration
     epochs: int = 60
     start_from_phase1: bool = True
 
 
-def _run_config(config: PolicyTrainingConfig, phase: str, parent: Optional[str] = None):
+def _run_config(config: PolicyTrainingConfig, phase: str, parent: Optional[str] = None, variant: str = "A"):
     from tamiyo_models.policies.imitation import ImitationConfig
     from tamiyo_models.policies.reward_weighted import RewardWeightingConfig
     from tamiyo_models.policies.workflow import PolicyRunConfig
 
-    weighting = RewardWeightingConfig(variant=config.variant, threshold=config.threshold) if phase == "phase2" else RewardWeightingConfig()
+    weighting = RewardWeightingConfig(variant=variant, threshold=config.threshold) if phase == "phase2" else RewardWeightingConfig()
     return PolicyRunConfig(
         phase=phase,
         imitation=ImitationConfig(feature_set=config.feature_set, epochs=config.epochs, batch_size=config.batch_size,
@@ -61,49 +63,59 @@ def _run_config(config: PolicyTrainingConfig, phase: str, parent: Optional[str] 
     )  # fmt: skip
 
 
-def _materialize(context, run_config, warehouse, mlflow, out_dir):
+def _train(context, run_config, warehouse, mlflow, tracker, out_dir):
     from tamiyo_models.policies.workflow import train_policy
 
-    tracker = mlflow.tracker()
-    run = train_policy(
+    return train_policy(
         warehouse.path, run_config, out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
         tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info,
     )  # fmt: skip
+
+
+def _run_metadata(run, prefix: str = "") -> dict:
     best = run.result.best
-    return run, dg.MaterializeResult(
-        metadata={
-            "policy_file": dg.MetadataValue.path(str(run.policy_path)),
-            "mlflow_run_id": run.mlflow_run_id,
-            "model_version": run.model_version,
-            "dataset_sha256": run.dataset_digest,
-            "train_episodes": len(run.train_runs),
-            "val_episodes": len(run.val_runs),
-            "val_balanced_accuracy": float(run.offline.balanced_accuracy),
-            **{f"val_accuracy_{k.lower()}": float(v) for k, v in run.offline.per_class_accuracy.items()},
-            "best_epoch": run.result.best_epoch,
-            "updates_per_second": float(run.result.updates_per_second),
-            "val_loss_at_best": float(best.val_loss),
-        }
-    )
+    return {
+        f"{prefix}policy_file": dg.MetadataValue.path(str(run.policy_path)),
+        f"{prefix}mlflow_run_id": run.mlflow_run_id,
+        f"{prefix}model_version": run.model_version,
+        f"{prefix}dataset_sha256": run.dataset_digest,
+        f"{prefix}train_episodes": len(run.train_runs),
+        f"{prefix}val_episodes": len(run.val_runs),
+        f"{prefix}test_episodes": len(run.test_runs),
+        f"{prefix}test_balanced_accuracy": float(run.offline.balanced_accuracy),
+        **{f"{prefix}test_accuracy_{k.lower()}": float(v) for k, v in run.offline.per_class_accuracy.items()},
+        f"{prefix}val_balanced_accuracy": float(best.val_balanced_accuracy),
+        f"{prefix}best_epoch": run.result.best_epoch,
+        f"{prefix}updates_per_second": float(run.result.updates_per_second),
+        f"{prefix}val_loss_at_best": float(best.val_loss),
+    }
 
 
 @dg.asset(group_name=GROUP, deps=["steps", "observations", "episodes", "runs"], kinds={"pytorch", "mlflow"})
 def phase1_imitation_policy(
     context: dg.AssetExecutionContext, config: PolicyTrainingConfig, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
 ) -> dg.MaterializeResult:
-    """Phase 1: imitation of the logged controller, class-weighted, selected on balanced accuracy."""
-    _, result = _materialize(context, _run_config(config, "phase1"), warehouse, mlflow, config.out_dir)
-    return result
+    """Phase 1: imitation of the heuristic, class-weighted, selected on balanced accuracy; reported on test episodes."""
+    tracker = mlflow.tracker()
+    run = _train(context, _run_config(config, "phase1"), warehouse, mlflow, tracker, config.out_dir)
+    return dg.MaterializeResult(metadata=_run_metadata(run))
 
 
 @dg.asset(group_name=GROUP, deps=[phase1_imitation_policy], kinds={"pytorch", "mlflow"})
 def phase2_weighted_policy(
     context: dg.AssetExecutionContext, config: Phase2Config, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
 ) -> dg.MaterializeResult:
-    """Phase 2: reward-weighted imitation (variant A, B or C), initialised from the Phase 1 candidate."""
+    """Phase 2: reward-weighted imitation, one policy per variant (A, B, C), each from the Phase 1 candidate."""
+    unknown = sorted(set(config.variants) - {"A", "B", "C"})
+    if unknown or not config.variants:
+        raise dg.Failure(f"phase2_weighted_policy: variants must be a non-empty subset of A, B, C; got {config.variants}")
     parent = "tamiyo-phase1-imitation@candidate" if config.start_from_phase1 else None
-    _, result = _materialize(context, _run_config(config, "phase2", parent), warehouse, mlflow, config.out_dir)
-    return result
+    tracker = mlflow.tracker()
+    metadata = {"variants": ", ".join(config.variants)}
+    for variant in config.variants:
+        run = _train(context, _run_config(config, "phase2", parent, variant), warehouse, mlflow, tracker, config.out_dir)
+        metadata.update(_run_metadata(run, prefix=f"{variant}_"))
+    return dg.MaterializeResult(metadata=metadata)
 
 
 POLICY_ASSETS = [phase1_imitation_policy, phase2_weighted_policy]

@@ -1,11 +1,13 @@
-"""Reports stage: the policy evaluation report (offline + live paired episodes), attached to the asset's
-metadata and to the policy's MLflow run; the champion alias moves only when the live evaluation says so.
+"""Reports stage: the policy evaluation report. Every candidate (Phase 1 and each Phase 2 variant) is evaluated
+offline on its held-out episodes and live against the heuristic on the same paired episodes; the reports and a
+side-by-side comparison are attached to the asset's metadata and to each policy's MLflow run; each champion
+alias moves only when the live evaluation says so.
 (No `from __future__ import annotations`: Dagster reads the config annotations at runtime.)
 """
 
 import dagster as dg
 
-from assets.policies import phase1_imitation_policy
+from assets.policies import phase1_imitation_policy, phase2_weighted_policy
 from pipelines.mlflow_resource import MlflowTrackingResource
 from pipelines.resources import WarehouseResource
 
@@ -13,8 +15,9 @@ GROUP = "reports"
 
 
 class EvaluationRunConfig(dg.Config):
-    model: str = "tamiyo-phase1-imitation@candidate"
-    episodes: int = 20  # live pairs
+    # Empty: every current candidate (Phase 1's `candidate`, Phase 2's `candidate-a/-b/-c`); or MLflow refs.
+    models: list[str] = []
+    episodes: int = 20  # live pairs, shared by every model
     spec: str = "nightly"
     batch_seed: int = 7_700_001  # must differ from the training batches' seeds (checked per episode seed)
     workers: int = 1
@@ -22,39 +25,61 @@ class EvaluationRunConfig(dg.Config):
     promote: bool = True
 
 
-@dg.asset(group_name=GROUP, deps=[phase1_imitation_policy], kinds={"mlflow"})
+@dg.asset(group_name=GROUP, deps=[phase1_imitation_policy, phase2_weighted_policy], kinds={"mlflow"})
 def policy_evaluation_report(
     context: dg.AssetExecutionContext, config: EvaluationRunConfig, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
 ) -> dg.MaterializeResult:
-    """Offline metrics on held-out episodes and live paired episodes against the heuristic, as Markdown + HTML."""
+    """Offline metrics on held-out episodes and live paired episodes against the heuristic, per candidate and
+    side by side, as Markdown + HTML."""
     from pathlib import Path
 
-    from tamiyo_models.evaluation import EvaluationConfig, evaluate_policy
+    from tamiyo_models.evaluation import EvaluationConfig, evaluate_policies
+    from tamiyo_models.tracking import candidate_refs
 
     tracker = mlflow.tracker()
-    version = tracker.resolve(config.model)
-    ref = f"{version.name}/{version.version}"
-    out = Path(config.out_dir) / ref.replace("/", "-v")
-    policy = tracker.download_policy(ref, out / "policy")
+    refs = list(config.models) or candidate_refs(tracker)
+    if not refs:
+        raise dg.Failure("policy_evaluation_report: no model to evaluate (no candidate registered, and no models configured)")
+    out = Path(config.out_dir)
+    versions, policies = {}, {}
+    for ref in refs:
+        version = tracker.resolve(ref)
+        name = f"{version.name}/{version.version}"
+        versions[name] = (ref, version)
+        policies[name] = tracker.download_policy(name, out / "policies" / name.replace("/", "-v"))
     evaluation = EvaluationConfig(episodes=config.episodes, spec=config.spec, batch_seed=config.batch_seed, workers=config.workers)
-    offline, live, paths = evaluate_policy(policy, warehouse.path, out, evaluation, title=f"Evaluation of {ref}", log=context.log.info)
-    for path in paths.values():
-        tracker.client.log_artifact(version.run_id, str(path), artifact_path="evaluation")
-    phase = "phase1" if "phase1" in version.name else "phase2"
-    promoted, why = (tracker.promote_if_better(phase, str(version.version), live.summary()) if config.promote
-                     else (False, "promotion disabled"))  # fmt: skip
-    if not config.promote:
-        tracker.record_evaluation(phase, str(version.version), live.summary())
-    context.log.info(why)
+    results = evaluate_policies(policies, warehouse.path, out, evaluation, log=context.log.info,
+                                titles={name: f"Evaluation of {name} ({ref})" for name, (ref, _) in versions.items()})  # fmt: skip
+    metadata, decisions = {}, []
+    for result in results:
+        ref, version = versions[result.name]
+        for path in (result.paths["markdown"], result.paths["html"], result.paths["json"]):
+            tracker.client.log_artifact(version.run_id, str(path), artifact_path="evaluation")
+        if "comparison_html" in result.paths:
+            tracker.client.log_artifact(version.run_id, str(result.paths["comparison_html"]), artifact_path="evaluation")
+        phase = "phase1" if "phase1" in version.name else "phase2"
+        if config.promote:
+            promoted, why = tracker.promote_if_better(phase, str(version.version), result.live.summary())
+        else:
+            promoted, why = False, "promotion disabled"
+            tracker.record_evaluation(phase, str(version.version), result.live.summary())
+        context.log.info(f"{result.name}: {why}")
+        decisions.append(f"{result.name} ({ref}): {why}")
+        key = (result.metadata.get("phase") or phase) + (f"_{result.metadata['variant']}" if result.metadata.get("variant") else "")
+        metadata[f"{key}_report_html"] = dg.MetadataValue.path(str(result.paths["html"]))
+        metadata.update({f"{key}_{k}": float(v) for k, v in result.live.summary().items()})
+        if result.offline is not None:
+            metadata.update({f"{key}_{k}": float(v) for k, v in result.offline.summary().items()})
+        metadata[f"{key}_champion_moved"] = promoted
+    first = results[0]
+    report = first.paths.get("comparison_markdown", first.paths["markdown"])
     return dg.MaterializeResult(
         metadata={
-            "report": dg.MetadataValue.md(paths["markdown"].read_text()),
-            "report_html": dg.MetadataValue.path(str(paths["html"])),
-            "model": ref,
-            "champion_moved": promoted,
-            "champion_decision": why,
-            **{k: float(v) for k, v in live.summary().items()},
-            **({} if offline is None else {k: float(v) for k, v in offline.summary().items()}),
+            "report": dg.MetadataValue.md(Path(report).read_text()),
+            "report_html": dg.MetadataValue.path(str(first.paths.get("comparison_html", first.paths["html"]))),
+            "models": ", ".join(f"{name} ({ref})" for name, (ref, _) in versions.items()),
+            "champion_decisions": dg.MetadataValue.md("\n".join(f"- {d}" for d in decisions)),
+            **metadata,
         }
     )
 

@@ -147,8 +147,9 @@ class Tracker:
         self._log_json(run_id, "training/history.json", [m.__dict__ for m in result.history])
         self._log_json(run_id, "training/val_confusion.json", result.val_confusion.tolist())
 
-    def log_policy(self, run_id: str, policy_file: str | Path, model, input_example, phase: str) -> str:
-        """Log the policy file and the MLflow model, register it for the phase, alias it `candidate`.
+    def log_policy(self, run_id: str, policy_file: str | Path, model, input_example, phase: str, variant: str = "") -> str:
+        """Log the policy file and the MLflow model, register it for the phase, alias it `candidate` (and, for
+        a Phase 2 variant, `candidate-<variant>`, so the variants of one night can be evaluated side by side).
         Returns the registered version."""
         import mlflow
         import numpy as np
@@ -168,6 +169,9 @@ class Tracker:
         )
         version = str(info.registered_model_version)
         self.client.set_registered_model_alias(name, CANDIDATE, version)
+        if variant:
+            self.client.set_registered_model_alias(name, variant_alias(variant), version)
+            self.client.set_model_version_tag(name, version, "tamiyo.variant", variant)
         self.client.set_model_version_tag(name, version, "tamiyo.training_run", run_id)
         return version
 
@@ -291,6 +295,27 @@ class LineageNode:
             out.append(f"       ... and {len(self.raw_runs) - max_runs} more (artifact {RAW_RUNS_ARTIFACT})")
         out.append(f"  <- parent policy: {self.parent_policy or 'none (trained from scratch)'}")
         return out
+
+
+def variant_alias(variant: str) -> str:
+    """The alias of a Phase 2 variant's newest candidate (`candidate-a`, ...)."""
+    return f"{CANDIDATE}-{variant.lower()}"
+
+
+def candidate_refs(tracker: "Tracker") -> list[str]:
+    """Every candidate to evaluate: Phase 1's, then each Phase 2 variant's newest (or Phase 2's plain
+    candidate when no variant alias exists), as MODEL@alias references; models never registered are skipped."""
+    refs = []
+    for phase in ("phase1", "phase2"):
+        name = REGISTERED_NAMES[phase]
+        try:
+            aliases = dict(tracker.client.get_registered_model(name).aliases)
+        except Exception:  # not registered yet (MlflowException: RESOURCE_DOES_NOT_EXIST)
+            continue
+        variants = sorted(a for a in aliases if a.startswith(f"{CANDIDATE}-"))
+        chosen = variants if phase == "phase2" and variants else ([CANDIDATE] if CANDIDATE in aliases else [])
+        refs += [f"{name}@{alias}" for alias in chosen]
+    return refs
 
 
 def format_lineage(chain: list[LineageNode], max_runs: int = 5) -> str:

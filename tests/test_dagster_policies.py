@@ -32,7 +32,7 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     quick = {"controllers": ["random"], "epochs": 2, "batch_size": 16, "out_dir": str(tmp_path / "policies")}
     run_config = {"ops": {
         "phase1_imitation_policy": {"config": quick},
-        "phase2_weighted_policy": {"config": {**quick, "variant": "B"}},
+        "phase2_weighted_policy": {"config": {**quick, "variants": ["B", "C"]}},
         "policy_evaluation_report": {"config": {"episodes": 2, "spec": str(spec), "out_dir": str(tmp_path / "reports")}},
     }}  # fmt: skip
     result = dg.materialize([phase1_imitation_policy, phase2_weighted_policy, policy_evaluation_report],
@@ -40,9 +40,16 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     assert result.success
     phase1 = result.asset_materializations_for_node("phase1_imitation_policy")[0].metadata
     assert 0 <= phase1["val_balanced_accuracy"].value <= 1
+    phase2_meta = result.asset_materializations_for_node("phase2_weighted_policy")[0].metadata
+    assert phase2_meta["variants"].value == "B, C" and phase2_meta["B_model_version"].value != phase2_meta["C_model_version"].value
     report = result.asset_materializations_for_node("policy_evaluation_report")[0].metadata
-    assert "paired" in report["report"].value.lower()
-    assert (tmp_path / "reports").rglob("*.html")
+    # Phase 1 and both Phase 2 variants, side by side on the same heuristic episodes
+    text = report["report"].value
+    assert "paired difference" in text.lower() and text.count("| tamiyo-") == 3
+    assert {"phase1_live_mean_difference", "phase2_B_live_mean_difference", "phase2_C_live_mean_difference"} <= set(report)
+    heuristic = {report[f"{k}_live_mean_heuristic"].value for k in ("phase1", "phase2_B", "phase2_C")}
+    assert len(heuristic) == 1  # one shared heuristic episode per configuration
+    assert list((tmp_path / "reports").rglob("comparison.html"))
 
     tracker = mlflow.tracker()
     version = tracker.resolve("tamiyo-phase1-imitation@candidate")
@@ -50,3 +57,8 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     assert any(v == result.run_id for v in run.data.tags.values())  # the Dagster run that trained it
     phase2 = tracker.client.get_run(tracker.resolve("tamiyo-phase2-weighted@candidate").run_id)
     assert "tamiyo-phase1-imitation" in " ".join(phase2.data.tags.values())  # its parent policy
+    for variant in ("b", "c"):
+        version = tracker.resolve(f"tamiyo-phase2-weighted@candidate-{variant}")
+        assert version.tags["tamiyo.variant"] == variant.upper()
+        artifacts = [a.path for a in tracker.client.list_artifacts(version.run_id, "evaluation")]
+        assert "evaluation/report.html" in artifacts and "evaluation/comparison.html" in artifacts

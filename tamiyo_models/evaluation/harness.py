@@ -26,41 +26,87 @@ class EvaluationConfig:
         return asdict(self)
 
 
+@dataclass
+class PolicyEvaluation:
+    name: str  # a label: the MLflow model reference or the file name
+    policy_path: Path
+    metadata: dict  # the policy file's metadata (phase, feature set, variant, dataset digest, ...)
+    offline: object  # OfflineMetrics, or None without a warehouse / held-out episodes
+    live: object  # LiveEvaluation
+    paths: dict[str, Path]  # its report files
+
+
 def evaluate_policy(policy_path, warehouse_path, out_dir, config: EvaluationConfig = EvaluationConfig(), *,
                     configs=None, training=None, title: str | None = None, log=print):  # fmt: skip
+    """One policy: offline and live metrics and its report in `out_dir/report`; returns (offline, live, paths)."""
+    name = Path(policy_path).name
+    evaluation = evaluate_policies({name: policy_path}, warehouse_path, out_dir, config, configs=configs,
+                                   training={name: training} if training else None,
+                                   titles={name: title} if title else None, log=log, compare=False)[0]  # fmt: skip
+    return evaluation.offline, evaluation.live, evaluation.paths
+
+
+def evaluate_policies(policies: dict, warehouse_path, out_dir, config: EvaluationConfig = EvaluationConfig(), *,
+                      configs=None, training: dict | None = None, titles: dict | None = None, log=print,
+                      compare: bool = True) -> list[PolicyEvaluation]:  # fmt: skip
+    """Several policies on the same live configurations, each paired with one shared heuristic episode.
+
+    `policies`: label -> policy file. Each gets its report (out_dir/report with one policy, else
+    out_dir/<label>/report); with `compare`, out_dir/comparison.{md,html,json} sets them side by side, so
+    Phase 1 and the Phase 2 variants are read against the same heuristic episodes.
+    """
     import polars as pl
 
     from ..generation import GenerationSpec
     from ..policies.data import load_decisions
     from ..policies.saved import load_policy_file
-    from .live import evaluate_live
+    from .live import evaluate_live_many
     from .offline import evaluate_offline, load_legal_actions
-    from .report import write_report
+    from .report import write_comparison, write_report
 
     out = Path(out_dir)
-    model, payload = load_policy_file(policy_path)
-    meta = payload["metadata"]
-    offline = None
-    # Offline metrics on the episodes held out from training and from model selection (older files: val_runs).
-    val_runs = list(meta.get("test_runs") or meta.get("val_runs") or [])
-    if warehouse_path and val_runs:
-        frame = load_decisions(warehouse_path, meta["feature_set"]).filter(pl.col("run_id").is_in(val_runs))
-        frame = frame.join(load_legal_actions(warehouse_path, val_runs), on=["run_id", "step"], how="left")
-        offline = evaluate_offline(model, tuple(payload["feature_names"]), frame)
-        log(f"offline: balanced accuracy {offline.balanced_accuracy:.4f} on {offline.episodes} held-out episodes")
+    loaded, offline = {}, {}
+    for name, path in policies.items():
+        model, payload = load_policy_file(path)
+        loaded[name] = payload
+        meta = payload["metadata"]
+        offline[name] = None
+        # Offline metrics on the episodes held out from training and from model selection (older files: val_runs).
+        held_out = list(meta.get("test_runs") or meta.get("val_runs") or [])
+        if warehouse_path and held_out:
+            frame = load_decisions(warehouse_path, meta["feature_set"]).filter(pl.col("run_id").is_in(held_out))
+            frame = frame.join(load_legal_actions(warehouse_path, held_out), on=["run_id", "step"], how="left")
+            offline[name] = evaluate_offline(model, tuple(payload["feature_names"]), frame)
+            log(f"{name}: offline balanced accuracy {offline[name].balanced_accuracy:.4f} on {offline[name].episodes} held-out episodes")
     from_spec = configs is None
     if from_spec:
         configs = GenerationSpec.load(config.spec).sample(config.episodes, seed=config.batch_seed)
-    live = evaluate_live(
-        policy_path, configs, out / "episodes", training_seeds=meta.get("data_seeds") or [], workers=config.workers,
-        resamples=config.resamples, confidence=config.confidence, tie_tolerance=config.tie_tolerance,
+    live = evaluate_live_many(
+        policies, configs, out / "episodes", training_seeds={n: p["metadata"].get("data_seeds") or [] for n, p in loaded.items()},
+        workers=config.workers, resamples=config.resamples, confidence=config.confidence, tie_tolerance=config.tie_tolerance,
     )  # fmt: skip
-    log(f"live: policy {live.mean_policy:.2f} vs heuristic {live.mean_heuristic:.2f} pp, paired difference "
-        f"{live.mean_difference:+.2f} [{live.ci_low:+.2f}, {live.ci_high:+.2f}], W/T/L {live.wins}/{live.ties}/{live.losses}")  # fmt: skip
-    paths = write_report(
-        out / "report", title or f"Evaluation of {Path(policy_path).name}", training=training, offline=offline, live=live,
-        extra={"policy": str(Path(policy_path).resolve()), "phase": meta.get("phase"), "feature set": meta.get("feature_set"),
-               "dataset sha256": meta.get("dataset_sha256"), "live pairs": len(configs),
-               "live configurations": f"spec {config.spec}, batch seed {config.batch_seed}" if from_spec else "given"},
-    )  # fmt: skip
-    return offline, live, paths
+    results = []
+    for name, path in policies.items():
+        meta, result = loaded[name]["metadata"], live[name]
+        log(f"{name}: live policy {result.mean_policy:.2f} vs heuristic {result.mean_heuristic:.2f} pp, paired difference "
+            f"{result.mean_difference:+.2f} [{result.ci_low:+.2f}, {result.ci_high:+.2f}], W/T/L {result.wins}/{result.ties}/{result.losses}")  # fmt: skip
+        report_dir = out / "report" if len(policies) == 1 else out / _slug(name) / "report"
+        paths = write_report(
+            report_dir, (titles or {}).get(name) or f"Evaluation of {name}", training=(training or {}).get(name),
+            offline=offline[name], live=result,
+            extra={"policy": str(Path(path).resolve()), "phase": meta.get("phase"), "variant": meta.get("variant", "-"),
+                   "feature set": meta.get("feature_set"), "dataset sha256": meta.get("dataset_sha256"), "live pairs": len(configs),
+                   "live configurations": f"spec {config.spec}, batch seed {config.batch_seed}" if from_spec else "given"},
+        )  # fmt: skip
+        results.append(PolicyEvaluation(name, Path(path), meta, offline[name], result, paths))
+    if compare:
+        comparison = write_comparison(out, results, f"{len(configs)} paired configurations"
+                                      + (f" (spec {config.spec}, batch seed {config.batch_seed})" if from_spec else ""))  # fmt: skip
+        log(f"comparison: {comparison['markdown']}")
+        for evaluation in results:
+            evaluation.paths.update({f"comparison_{k}": v for k, v in comparison.items()})
+    return results
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)

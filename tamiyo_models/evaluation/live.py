@@ -127,15 +127,58 @@ def evaluate_live(
     tie_tolerance: float = 0.0,
     seed: int = 0,
 ) -> LiveEvaluation:
+    """One policy against the heuristic on `configs` (see `evaluate_live_many`)."""
+    return evaluate_live_many(
+        {"policy": policy_path}, configs, out_dir, training_seeds={"policy": training_seeds}, workers=workers,
+        resamples=resamples, confidence=confidence, tie_tolerance=tie_tolerance, seed=seed,
+    )["policy"]  # fmt: skip
+
+
+def evaluate_live_many(
+    policy_paths: dict[str, str | Path],
+    configs: list[EpisodeConfig],
+    out_dir: str | Path,
+    *,
+    training_seeds: dict[str, object] | None = None,
+    workers: int = 1,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    tie_tolerance: float = 0.0,
+    seed: int = 0,
+) -> dict[str, LiveEvaluation]:
+    """Several policies, each paired with the heuristic on the same configurations.
+
+    The heuristic is deterministic, so its episode on a configuration is the same whichever policy it is
+    paired with: it runs once per configuration and every policy is compared with that one run. All
+    episodes go to the worker pool together, so the pool stays busy across policies.
+    """
     from ..generation import generate
 
     if not configs:
         raise ValueError("no configurations to evaluate")
-    check_disjoint_seeds(configs, training_seeds)
-    heuristic_configs, policy_configs = paired_configs(configs, policy_path)
-    results = generate(heuristic_configs + policy_configs, Path(out_dir), workers=workers)
-    heuristic_results, policy_results = results[: len(configs)], results[len(configs) :]
+    if not policy_paths:
+        raise ValueError("no policies to evaluate")
+    for name, seeds in (training_seeds or {}).items():
+        try:
+            check_disjoint_seeds(configs, seeds)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    heuristic_configs = [dataclasses.replace(c, controller=ControllerConfig(kind="heuristic")) for c in configs]
+    policy_configs = {name: paired_configs(configs, path)[1] for name, path in policy_paths.items()}
+    everything = heuristic_configs + [c for group in policy_configs.values() for c in group]
+    results = generate(everything, Path(out_dir), workers=workers)
+    heuristic_results = results[: len(configs)]
+    heuristic_runs = {r.run_id: read_raw_run(r.path) for r in heuristic_results if r.status == "complete"}
+    evaluations = {}
+    for i, name in enumerate(policy_configs):
+        policy_results = results[len(configs) * (i + 1) : len(configs) * (i + 2)]
+        evaluations[name] = _paired_evaluation(
+            configs, heuristic_results, policy_results, heuristic_runs, resamples, confidence, tie_tolerance, seed
+        )
+    return evaluations
 
+
+def _paired_evaluation(configs, heuristic_results, policy_results, heuristic_runs, resamples, confidence, tie_tolerance, seed) -> LiveEvaluation:
     pairs, failed = [], []
     runs = {"heuristic": [], "policy": []}
     for config, h, p in zip(configs, heuristic_results, policy_results):
@@ -155,7 +198,7 @@ def evaluate_live(
                 policy_seeds=(p.seeds_created, p.seeds_fossilized, p.seeds_culled),
             )
         )
-        runs["heuristic"].append(read_raw_run(h.path))
+        runs["heuristic"].append(heuristic_runs[h.run_id])
         runs["policy"].append(read_raw_run(p.path))
     if not pairs:
         raise RuntimeError(f"no pair completed; failures: {failed[:3]}")

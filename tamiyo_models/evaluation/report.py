@@ -149,6 +149,48 @@ def write_report(out_dir: str | Path, title: str, *, training=None, offline=None
     return {"markdown": out / "report.md", "html": out / "report.html", "json": out / "report.json", **{p.stem: p for _, p in plots}}
 
 
+def plot_paired_differences(evaluations, path: Path) -> Path:
+    """Forest plot: each policy's mean paired difference with its interval, on the same heuristic episodes."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(evaluations) + 1.4))
+    for row, e in enumerate(evaluations):
+        live = e.live
+        ax.errorbar(live.mean_difference, row, xerr=[[live.mean_difference - live.ci_low], [live.ci_high - live.mean_difference]],
+                    fmt="o", capsize=4, color="tab:blue")  # fmt: skip
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(range(len(evaluations)), [e.name for e in evaluations], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("final accuracy, policy - heuristic (pp), mean and interval over pairs")
+    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    return path
+
+
+def write_comparison(out_dir: str | Path, evaluations, configurations: str) -> dict[str, Path]:
+    """comparison.md / .html / .json: every evaluated policy in one table, paired against the same heuristic runs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    c = int(round(evaluations[0].live.confidence * 100)) if evaluations else 95
+    md = ["# Policies against the heuristic", "",
+          f"Live: {configurations}; the heuristic's episode on each configuration is shared by every policy.", "",
+          f"| policy | phase | variant | offline balanced accuracy | live mean (pp) | heuristic (pp) | paired difference [{c}% interval] | W / T / L | agreement |",
+          "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for e in evaluations:
+        live, offline = e.live, e.offline
+        md.append(f"| {e.name} | {e.metadata.get('phase', '-')} | {e.metadata.get('variant') or '-'} | "
+                  f"{'-' if offline is None else f'{offline.balanced_accuracy:.4f}'} | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} | "
+                  f"{live.mean_difference:+.2f} [{live.ci_low:+.2f}, {live.ci_high:+.2f}] | {live.wins} / {live.ties} / {live.losses} | "
+                  f"{live.agreement_coarse:.3f} |")  # fmt: skip
+    plot = plot_paired_differences(evaluations, out / "paired_differences.png")
+    md += ["", "## Plots", "", f"### Paired differences\n\n![Paired differences]({plot.name})\n"]
+    markdown = "\n".join(md)
+    (out / "comparison.md").write_text(markdown)
+    (out / "comparison.html").write_text(_html("Policies against the heuristic", markdown, [("Paired differences", plot)]))
+    payload = [{"name": e.name, "policy": str(e.policy_path), "phase": e.metadata.get("phase"), "variant": e.metadata.get("variant"),
+                "offline": None if e.offline is None else e.offline.summary(), "live": e.live.summary()} for e in evaluations]  # fmt: skip
+    (out / "comparison.json").write_text(json.dumps(payload, indent=1, default=str))
+    return {"markdown": out / "comparison.md", "html": out / "comparison.html", "json": out / "comparison.json", "plot": plot}
+
+
 def _html(title: str, markdown: str, plots) -> str:
     """Standalone HTML: the Markdown text pre-formatted (tables stay readable), then the plots inline."""
     text = markdown.split("## Plots")[0]

@@ -50,9 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="evaluate a policy offline (held-out episodes) and live (paired episodes vs the heuristic), write a report",
+        help="evaluate policies offline (held-out episodes) and live (paired episodes vs the heuristic), write reports",
+        description="Each policy is paired with the heuristic on the same live configurations (the heuristic's "
+        "episode is run once per configuration and shared). Several policies also get comparison.md/html side by side.",
     )
-    evaluate.add_argument("policy", help="policy file, or an MLflow model ref (MODEL@alias, MODEL/version)")
+    evaluate.add_argument("policy", nargs="+", help="policy file, or an MLflow model ref (MODEL@alias, MODEL/version); several allowed")
     evaluate.add_argument("--warehouse", type=Path, help="for the offline metrics on the policy's held-out episodes")
     evaluate.add_argument("--episodes", type=int, default=20, help="live pairs")
     evaluate.add_argument("--spec", default="nightly", help="generation spec the live configurations are drawn from")
@@ -100,28 +102,41 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation import EvaluationConfig, evaluate_policy
+    from ..evaluation import EvaluationConfig, evaluate_policies
 
-    tracker, version = None, None
-    policy = Path(args.policy)
-    if not policy.exists():
-        tracker = _tracker(args)
-        version = tracker.resolve(args.policy)
-        policy = tracker.download_policy(f"{version.name}/{version.version}", args.out / "policy")
+    tracker, policies, versions = None, {}, {}
+    for ref in args.policy:
+        if Path(ref).exists():
+            policies[Path(ref).name] = Path(ref)
+            continue
+        tracker = tracker or _tracker(args)
+        try:
+            version = tracker.resolve(ref)
+        except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
+            print(f"error: {ref}: not a file, and MLflow says: {exc}", file=sys.stderr)
+            return 2
+        name = f"{version.name}/{version.version}"
+        versions[name] = version
+        policies[name] = tracker.download_policy(name, args.out / "policies" / name.replace("/", "-v"))
     config = EvaluationConfig(episodes=args.episodes, spec=args.spec, batch_seed=args.batch_seed, workers=args.workers)
     try:
-        _, live, paths = evaluate_policy(policy, args.warehouse, args.out, config)
+        evaluations = evaluate_policies(policies, args.warehouse, args.out, config, compare=len(policies) > 1)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"report: {paths['markdown']} and {paths['html']}")
-    if version is not None:
+    for evaluation in evaluations:
+        print(f"report: {evaluation.paths['markdown']} and {evaluation.paths['html']}")
+        version = versions.get(evaluation.name)
+        if version is None:
+            continue
         phase = "phase1" if "phase1" in version.name else "phase2"
         if args.promote:
-            promoted, why = tracker.promote_if_better(phase, str(version.version), live.summary())
-            print(why)
+            promoted, why = tracker.promote_if_better(phase, str(version.version), evaluation.live.summary())
+            print(f"{evaluation.name}: {why}")
         else:
-            tracker.record_evaluation(phase, str(version.version), live.summary())
+            tracker.record_evaluation(phase, str(version.version), evaluation.live.summary())
+    if len(evaluations) > 1:
+        print(f"comparison: {evaluations[0].paths['comparison_markdown']}")
     return 0
 
 

@@ -127,6 +127,8 @@ def train_policy(
         Path(out_dir) / f"{config.run_name}.pt",
         metadata={
             "phase": config.phase,
+            "variant": config.weighting.variant if config.phase == "phase2" else "",
+            "labels": config.labels,
             "feature_set": config.imitation.feature_set,
             "dataset_sha256": digest,
             "warehouse": str(Path(warehouse_path).resolve()),
@@ -163,7 +165,10 @@ def train_policy(
             import mlflow
 
             mlflow.log_metrics(offline.summary())
-            run.model_version = tracker.log_policy(run_id, policy_path, result.model, train.select(result.feature_names).head(1).to_numpy(), config.phase)
+            run.model_version = tracker.log_policy(
+                run_id, policy_path, result.model, train.select(result.feature_names).head(1).to_numpy(), config.phase,
+                variant=config.weighting.variant if config.phase == "phase2" else "",
+            )  # fmt: skip
             run.mlflow_run_id = run_id
         log(f"MLflow run {run.mlflow_run_id}, registered {tracking.REGISTERED_NAMES[config.phase]} v{run.model_version} as candidate")
     return run
