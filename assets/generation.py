@@ -17,7 +17,7 @@ NIGHTS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, tim
 
 
 class GenerationConfig(dg.Config):
-    spec: str = "nightly"  # a shipped spec name (nightly, exploration, smoke) or a spec file path
+    spec: str = "nightly"  # a shipped spec name (nightly, exploration, imitation, smoke) or a spec file path
     episodes: int = 8
     workers: int = 2
     seed: int = -1  # -1: the night's date (partition key) as YYYYMMDD, so each night draws new configurations

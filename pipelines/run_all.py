@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default="nightly", help="generation spec: nightly, exploration, smoke or a file")
+    parser.add_argument("--spec", default="nightly", help="generation spec: nightly, exploration, imitation, smoke or a file")
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=-1, help="batch seed (default: the night's date, YYYYMMDD)")

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="var/raw", help="landing folder for raw run files (default var/raw)")
     g.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     g.add_argument("--seed", type=int, default=0, help="seed of the batch; episode i uses seed+i (default 0)")
-    g.add_argument("--spec", help="generation spec (TOML/JSON file, or a shipped name: nightly, smoke)")
+    g.add_argument("--spec", help="generation spec (TOML/JSON file, or a shipped name: nightly, exploration, imitation, smoke)")
     g.add_argument("--dataset", default="digits",
                    help="digits | fashion-mnist | cifar10 | cifar100 | synthetic | imagefolder:PATH")  # fmt: skip
     g.add_argument("--data-root", help="folder with downloaded datasets (torchvision layout)")

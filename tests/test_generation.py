@@ -53,12 +53,14 @@ def test_spec_sampling_is_diverse_and_reproducible(spec_file):
 
 
 def test_shipped_specs_load():
-    for name in ("nightly", "smoke", "exploration"):
+    for name in ("nightly", "smoke", "exploration", "imitation"):
         configs = GenerationSpec.load(name).sample(20, seed=0)
         assert all(c.dataset.name == "digits" for c in configs)
     exploration = GenerationSpec.load("exploration")
     assert exploration.branching is not None and exploration.branching.horizon == 5
     assert {c.controller.kind for c in exploration.sample(40, seed=0)} >= {"softmax-heuristic", "perturbed-heuristic"}
+    imitation = GenerationSpec.load("imitation").sample(60, seed=0)
+    assert {c.controller.kind for c in imitation} == {"heuristic"} and any(c.dataset.label_noise >= 0.3 for c in imitation)
     nightly = GenerationSpec.load("nightly").sample(50, seed=0)
     assert 25 <= min(c.max_epochs for c in nightly) and max(c.max_epochs for c in nightly) <= 75
 

@@ -86,6 +86,31 @@ def test_saved_policy_reloads_and_scores_identically(trained, decisions):
     assert torch.equal(model.normaliser.mean, result.model.normaliser.mean)
 
 
+def test_stage_and_stage_epochs_enter_one_hot_inside_the_network(trained, tmp_path):
+    from tamiyo_models.features import BASE_FEATURES
+    from tamiyo_models.lifecycle import Stage
+    from tamiyo_models.policies.network import NetworkConfig, PolicyNetwork, categorical_columns
+
+    result, path, _ = trained
+    stage, epochs = BASE_FEATURES.index("seed_stage"), BASE_FEATURES.index("seed_epochs_in_stage")
+    assert result.model.categorical == ((stage, len(Stage)), (epochs, 12))
+    assert load_policy_file(path)[0].categorical == result.model.categorical
+    x = torch.zeros(3, len(BASE_FEATURES))
+    x[:, stage] = torch.tensor([float(Stage.BLENDING), float(Stage.TRAINING), float(Stage.DORMANT)])
+    x[:, epochs] = torch.tensor([4.0, 30.0, 0.0])  # 30 epochs shares the last bucket
+    encoded = result.model.encode(x)
+    assert encoded.shape == (3, len(BASE_FEATURES) + len(Stage) + 12)
+    stage_block = encoded[:, len(BASE_FEATURES) : len(BASE_FEATURES) + len(Stage)]
+    epochs_block = encoded[:, len(BASE_FEATURES) + len(Stage) :]
+    assert stage_block.argmax(1).tolist() == [Stage.BLENDING, Stage.TRAINING, Stage.DORMANT] and stage_block.sum().item() == 3
+    assert epochs_block.argmax(1).tolist() == [4, 11, 0] and epochs_block.sum().item() == 3
+    # the ordinal encoding of the earlier policy files stays loadable and is what one_hot_categorical=False gives
+    assert categorical_columns(BASE_FEATURES, NetworkConfig(one_hot_categorical=False)) == ()
+    plain = PolicyNetwork(len(BASE_FEATURES), NetworkConfig(one_hot_categorical=False))
+    reloaded, payload = load_policy_file(save_policy(plain, BASE_FEATURES, tmp_path / "plain.pt"))
+    assert payload["categorical"] == [] and reloaded.encode(x).shape == (3, len(BASE_FEATURES))
+
+
 def test_policy_file_acts_as_controller_in_a_real_episode(trained, tmp_path):
     from tamiyo_models.controllers import ControllerConfig
     from tamiyo_models.episode import run_episode

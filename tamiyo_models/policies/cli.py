@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--labels", choices=("logged", "heuristic"), default="logged",
                        help="logged actions, or the heuristic's decision in every logged state (any controller)")
     train.add_argument("--group-by", help="hold out whole groups of this column (dataset_config, host_widths)")
+    train.add_argument("--ordinal-stage", action="store_true",
+                       help="feed seed_stage and seed_epochs_in_stage only as numbers, not also one-hot (the ablation in docs/policies.md)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("var/policies"))
     train.add_argument("--no-mlflow", action="store_true")
@@ -80,6 +82,7 @@ def _tracker(args):
 
 def run_train(args: argparse.Namespace) -> int:
     from .imitation import ImitationConfig
+    from .network import NetworkConfig
     from .reward_weighted import RewardWeightingConfig
     from .workflow import PolicyRunConfig, train_policy
 
@@ -87,7 +90,8 @@ def run_train(args: argparse.Namespace) -> int:
         config = PolicyRunConfig(
             phase=args.phase,
             imitation=ImitationConfig(feature_set=args.feature_set, epochs=args.epochs, batch_size=args.batch_size,
-                                      learning_rate=args.lr, beta=args.beta, seed=args.seed),
+                                      learning_rate=args.lr, beta=args.beta, seed=args.seed,
+                                      network=NetworkConfig(one_hot_categorical=not args.ordinal_stage)),
             weighting=RewardWeightingConfig(variant=args.variant, threshold=args.threshold),
             controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()), labels=args.labels,
             val_fraction=args.val_fraction, split_seed=args.seed, group_by=args.group_by, parent_policy=args.parent,

@@ -24,7 +24,7 @@ from ..blueprints import BLUEPRINTS
 from .class_weights import DEFAULT_BETA, effective_number_weights
 from .data import arrays, feature_names
 from .metrics import balanced_accuracy, confusion_matrix, distribution, per_class_accuracy
-from .network import NetworkConfig, PolicyNetwork
+from .network import NetworkConfig, PolicyNetwork, categorical_columns
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def train_imitation(
             raise ValueError(f"parent policy has {init_from.n_features} features, feature set {config.feature_set} has {len(features)}")
         model = copy.deepcopy(init_from)
     else:
-        model = PolicyNetwork(len(features), config.network)
+        model = PolicyNetwork(len(features), config.network, categorical_columns(features, config.network))
         model.normaliser.fit(tr["x"])
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..actions import COARSE_ACTIONS, FINE_ACTIONS
 from ..blueprints import BLUEPRINTS
+from ..lifecycle import Stage
 
 NORMALISED_CLIP = 10.0  # a live state far outside the training range must not blow up the BatchNorm'd MLP
 
@@ -37,13 +38,31 @@ class NetworkConfig:
     hidden: tuple[int, ...] = (256, 128, 64)
     dropout: float = 0.3
     batch_norm: bool = True
+    # Categorical features (seed_stage) also enter one-hot: the heuristic's rules differ per stage, and an
+    # ordinal stage code makes the MLP carve "== BLENDING" out of a number line (docs/policies.md).
+    one_hot_categorical: bool = True
 
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetworkConfig":
-        return cls(hidden=tuple(d["hidden"]), dropout=float(d["dropout"]), batch_norm=bool(d["batch_norm"]))
+        return cls(hidden=tuple(d["hidden"]), dropout=float(d["dropout"]), batch_norm=bool(d["batch_norm"]),
+                   one_hot_categorical=bool(d.get("one_hot_categorical", False)))  # files before it: off  # fmt: skip
+
+
+# Observation features that also enter one-hot: name -> number of categories. The stage is a code, not a
+# quantity; the epochs a seed has spent in its stage is a small count whose meaning changes at fixed values
+# (gates and rules fire after 1, 3 or 5 epochs), so each count gets its own input and counts past the
+# last bucket share it.
+CATEGORICAL_FEATURES: dict[str, int] = {"seed_stage": len(Stage), "seed_epochs_in_stage": 12}
+
+
+def categorical_columns(feature_names, config: NetworkConfig) -> tuple[tuple[int, int], ...]:
+    """(column index, categories) of the categorical features present, when the config one-hot encodes them."""
+    if not config.one_hot_categorical:
+        return ()
+    return tuple((i, CATEGORICAL_FEATURES[name]) for i, name in enumerate(feature_names) if name in CATEGORICAL_FEATURES)
 
 
 class FeatureNormaliser(nn.Module):
@@ -68,12 +87,13 @@ class FeatureNormaliser(nn.Module):
 
 
 class PolicyNetwork(nn.Module):
-    def __init__(self, n_features: int, config: NetworkConfig = NetworkConfig()):
+    def __init__(self, n_features: int, config: NetworkConfig = NetworkConfig(), categorical: tuple[tuple[int, int], ...] = ()):
         super().__init__()
         self.n_features, self.config = n_features, config
+        self.categorical = tuple((int(i), int(n)) for i, n in categorical)
         self.normaliser = FeatureNormaliser(n_features)
         layers: list[nn.Module] = []
-        width = n_features
+        width = n_features + sum(n for _, n in self.categorical)
         for hidden in config.hidden:
             layers += [nn.Linear(width, hidden)]
             if config.batch_norm:
@@ -86,8 +106,20 @@ class PolicyNetwork(nn.Module):
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(coarse logits [N, 4], blueprint logits [N, 5]) for raw (unnormalised) features."""
-        h = self.trunk(self.normaliser(x))
+        h = self.trunk(self.encode(x))
         return self.coarse_head(h), self.blueprint_head(h)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised features, then a one-hot block per categorical feature (values past the ends share the
+        first or last category)."""
+        z = self.normaliser(x)
+        if not self.categorical:
+            return z
+        blocks = [z]
+        for column, n in self.categorical:
+            code = x[:, column].round().long().clamp(0, n - 1)
+            blocks.append(nn.functional.one_hot(code, n).to(z.dtype))
+        return torch.cat(blocks, dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fine log-scores [N, 8] in FINE_ACTIONS order (what the controller and MLflow's pyfunc see)."""

@@ -29,6 +29,7 @@ def save_policy(model: PolicyNetwork, feature_names, path: str | Path, metadata:
         "coarse_actions": list(COARSE_ACTIONS),
         "blueprints": list(BLUEPRINTS),
         "network": model.config.to_dict(),
+        "categorical": [list(pair) for pair in model.categorical],  # (column, categories) one-hot inside the model
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
@@ -48,7 +49,8 @@ def load_policy_file(path: str | Path) -> tuple[PolicyNetwork, dict]:
     for key, ours in (("fine_actions", FINE_ACTIONS), ("blueprints", BLUEPRINTS)):
         if tuple(payload[key]) != tuple(ours):
             raise ValueError(f"{path}: saved {key} {payload[key]} differ from this code's {list(ours)}")
-    model = PolicyNetwork(len(payload["feature_names"]), NetworkConfig.from_dict(payload["network"]))
+    categorical = tuple(tuple(pair) for pair in payload.get("categorical", []))
+    model = PolicyNetwork(len(payload["feature_names"]), NetworkConfig.from_dict(payload["network"]), categorical)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, {k: v for k, v in payload.items() if k != "state_dict"}
