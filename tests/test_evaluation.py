@@ -74,3 +74,29 @@ def test_agreement_is_one_when_the_heuristic_evaluates_its_own_trajectories(tmp_
     config = tiny_config(7, ControllerConfig(kind="heuristic"), max_epochs=8)
     result = run_episode(config, tmp_path)
     assert agreement_on_trajectories([read_raw_run(result.path)], [config]) == (1.0, 1.0)
+
+
+def test_several_policies_share_one_heuristic_episode_per_configuration(policy, tmp_path):
+    import shutil
+
+    from tamiyo_models.cli import main
+
+    warehouse, run = policy
+    twin = tmp_path / "twin.pt"
+    shutil.copy(run.policy_path, twin)  # same weights, another file: its episodes must equal the original's
+    from tamiyo_models.evaluation import evaluate_policies
+
+    configs = [tiny_config(seed, max_epochs=3) for seed in (201, 202)]
+    first, second = evaluate_policies({"original": run.policy_path, "twin": twin}, warehouse, tmp_path / "eval",
+                                      configs=configs, log=lambda *_: None)  # fmt: skip
+    assert [p.heuristic_run for p in first.live.pairs] == [p.heuristic_run for p in second.live.pairs]
+    assert [p.policy_run for p in first.live.pairs] != [p.policy_run for p in second.live.pairs]
+    assert [p.policy_final for p in first.live.pairs] == [p.policy_final for p in second.live.pairs]
+    heuristic_files = {p.heuristic_run for p in first.live.pairs}
+    assert len(list((tmp_path / "eval" / "episodes").glob("*.jsonl"))) == len(heuristic_files) + 2 * len(configs)
+    comparison = first.paths["comparison_markdown"].read_text()
+    assert "| original |" in comparison and "| twin |" in comparison
+    assert (tmp_path / "eval" / "original" / "report" / "report.html").exists()
+    # the command line takes several policies too, and refuses a reference that is neither a file nor a model
+    assert main(["evaluate", str(tmp_path / "missing.pt"), "--mlflow-root", str(tmp_path / "mlflow"),
+                 "--out", str(tmp_path / "cli")]) == 2  # fmt: skip
