@@ -156,3 +156,20 @@ def test_phase2_variants_weight_or_filter(decisions):
     assert set(frame_c["run_id"]) == set(best["run_id"].head(5))
     with pytest.raises(ValueError):
         dataclasses.replace(RewardWeightingConfig(), variant="D")
+
+
+def test_phase2_selection_keeps_the_epoch_of_lowest_weighted_validation_loss(decisions):
+    split = split_episodes(decisions, 0.3, seed=2)
+    train, val = split.frames(decisions)
+    weights = np.random.default_rng(0).uniform(0.1, 3.0, len(val)).astype(np.float32)
+    config = ImitationConfig(epochs=4, batch_size=16, seed=0, select_on="loss")
+    weighted = train_imitation(train, val, config, val_sample_weight=weights)
+    losses = [m.val_loss for m in weighted.history]
+    assert weighted.best_epoch == int(np.argmin(losses)) + 1
+    plain = train_imitation(train, val, config)  # same seed, same updates: only the validation weights differ
+    assert [m.train_loss for m in plain.history] == [m.train_loss for m in weighted.history]
+    assert [m.val_loss for m in plain.history] != losses
+    with pytest.raises(ValueError, match="select_on"):
+        ImitationConfig(select_on="accuracy")
+    with pytest.raises(ValueError, match="val_sample_weight"):
+        train_imitation(train, val, config, val_sample_weight=weights[:-1])

@@ -42,3 +42,18 @@ def test_relabelled_states_carry_the_heuristics_decision(warehouse):
         legal = tuple(a in step["action"]["legal"] for a in FINE_ACTIONS)
         expected.append(heuristic.decide(Observation({}, observation_features(step["observation"]), legal)).action.coarse)
     assert frame.filter(pl.col("run_id") == run_id).sort("step")["action_coarse"].to_list() == expected
+
+
+def test_a_relabelled_policy_is_graded_offline_on_the_heuristics_decisions(warehouse, tmp_path):
+    from tamiyo_models.evaluation import evaluate_policy
+    from tamiyo_models.policies import ImitationConfig
+    from tamiyo_models.policies.workflow import PolicyRunConfig, train_policy
+
+    _, path = warehouse
+    run = train_policy(path, PolicyRunConfig(labels="heuristic", controllers=(), imitation=ImitationConfig(
+        feature_set="base+lifecycle", epochs=2, batch_size=16)), tmp_path / "policy", log=lambda *_: None)  # fmt: skip
+    offline, _, _ = evaluate_policy(run.policy_path, path, tmp_path / "eval", configs=[tiny_config(301, max_epochs=2)],
+                                    log=lambda *_: None)  # fmt: skip
+    # the same held-out decisions and labels as training's own test metrics, not the random controller's actions
+    assert offline.balanced_accuracy == pytest.approx(run.offline.balanced_accuracy)
+    assert offline.logged_action_distribution == pytest.approx(run.offline.logged_action_distribution)

@@ -59,6 +59,7 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
 
     from ..generation import GenerationSpec
     from ..policies.data import load_decisions
+    from ..policies.relabel import relabel_with_heuristic
     from ..policies.saved import load_policy_file
     from .live import evaluate_live_many
     from .offline import evaluate_offline, load_legal_actions
@@ -75,6 +76,8 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
         held_out = list(meta.get("test_runs") or meta.get("val_runs") or [])
         if warehouse_path and held_out:
             frame = load_decisions(warehouse_path, meta["feature_set"]).filter(pl.col("run_id").is_in(held_out))
+            if meta.get("labels") == "heuristic":  # it learned the heuristic's decision in every state: grade on that
+                frame = relabel_with_heuristic(frame)
             frame = frame.join(load_legal_actions(warehouse_path, held_out), on=["run_id", "step"], how="left")
             offline[name] = evaluate_offline(model, tuple(payload["feature_names"]), frame)
             log(f"{name}: offline balanced accuracy {offline[name].balanced_accuracy:.4f} on {offline[name].episodes} held-out episodes")

@@ -2,7 +2,8 @@
 
 Reads top to bottom like a CleanRL script, as a function: config, seeding, data to tensors, normaliser fitted
 on the training split, class weights, the training loop (per-epoch metrics and throughput), and the best
-epoch's weights kept by validation balanced accuracy (ties broken by lower validation loss).
+epoch's weights kept by validation balanced accuracy (ties broken by lower validation loss), or, for Phase 2,
+by the validation loss under its own weighting (`select_on="loss"`).
 
 Loss: class-weighted cross-entropy on the coarse label (WAIT / GERMINATE / ADVANCE / CULL) plus cross-entropy
 of the blueprint head on GERMINATE decisions. Optional per-decision sample weights multiply both terms:
@@ -37,8 +38,15 @@ class ImitationConfig:
     beta: float = DEFAULT_BETA  # class weights by effective number of samples
     blueprint_loss_weight: float = 1.0
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    # Which epoch to keep: "balanced_accuracy" on validation (imitation: the metric we report), or "loss", the
+    # validation loss under the validation sample weights (Phase 2: its own weighted objective out of sample).
+    select_on: str = "balanced_accuracy"
     seed: int = 0
     threads: int = 1  # the machine is shared; one thread also keeps runs reproducible
+
+    def __post_init__(self):
+        if self.select_on not in ("balanced_accuracy", "loss"):
+            raise ValueError(f"select_on must be 'balanced_accuracy' or 'loss', got {self.select_on!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -100,6 +108,7 @@ def train_imitation(
     config: ImitationConfig = ImitationConfig(),
     *,
     sample_weight: np.ndarray | None = None,
+    val_sample_weight: np.ndarray | None = None,
     init_from: PolicyNetwork | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainResult:
@@ -121,6 +130,9 @@ def train_imitation(
         raise ValueError("sample_weight must be one non-negative weight per training decision")
     x, y, y_bp = (torch.as_tensor(tr[k]) for k in ("x", "coarse", "blueprint"))
     w = torch.as_tensor(weights_np)
+    val_w = torch.ones(len(va["x"])) if val_sample_weight is None else torch.as_tensor(np.asarray(val_sample_weight, np.float32))
+    if val_w.shape != (len(va["x"]),) or (val_w < 0).any():
+        raise ValueError("val_sample_weight must be one non-negative weight per validation decision")
 
     # --- model: a parent policy's weights and normaliser (Phase 2 fine-tuning), or fresh with a new normaliser
     if init_from is not None:
@@ -171,12 +183,13 @@ def train_imitation(
         total_updates += updates
         total_update_seconds += seconds
 
-        # validation: unweighted labels (we judge imitation of what was logged), class-weighted loss
+        # validation: accuracies on the unweighted labels (imitation of what was logged); the class-weighted
+        # loss under the validation sample weights (all ones unless Phase 2 passes its own weighting)
         coarse_logits, bp_logits = predict_heads(model, va["x"])
         with torch.no_grad():
             val_loss = loss_terms(
                 torch.as_tensor(coarse_logits), torch.as_tensor(bp_logits), torch.as_tensor(va["coarse"]),
-                torch.as_tensor(va["blueprint"]), torch.ones(len(va["x"])),
+                torch.as_tensor(va["blueprint"]), val_w,
             ).item()  # fmt: skip
         predicted = coarse_logits.argmax(axis=1)
         matrix = confusion_matrix(va["coarse"], predicted, len(COARSE_ACTIONS))
@@ -194,7 +207,10 @@ def train_imitation(
         history.append(metrics)
         if on_epoch:
             on_epoch(metrics)
-        key = (metrics.val_balanced_accuracy, -metrics.val_loss)
+        if config.select_on == "loss":
+            key = (-metrics.val_loss,)
+        else:
+            key = (metrics.val_balanced_accuracy, -metrics.val_loss)
         if best_key is None or key > best_key:
             best_key, best_epoch, best_confusion = key, epoch, matrix
             best_state = copy.deepcopy(model.state_dict())

@@ -1,8 +1,10 @@
 """Phase 2: reward-weighted imitation, the roadmap's three options, each one function of the training frame.
 
-Same loop as Phase 1 (`train_imitation`), different data weighting; validation stays the plain held-out
-episodes, so the balanced accuracy of every variant measures agreement with the logged controller on the same
-decisions and the variants compare. Whether a variant *acts* better is for the live evaluation to say.
+Same loop as Phase 1 (`train_imitation`), different data weighting. The validation episodes get the same
+weighting and the epoch kept is the one with the lowest weighted validation loss: the variant's own objective,
+measured on episodes it did not train on. (Balanced accuracy against logged actions of mixed controllers,
+random included, rewarded staying near the Phase 1 parent and kept epoch 1.) Whether a variant *acts* better
+is for the live evaluation to say.
 
 - **A, episode weighting**: every decision of an episode weighs exp(z / temperature), z = the episode's final
   accuracy standardised within its dataset configuration. Within, because a 300-image noisy task ends 20 pp
@@ -38,6 +40,10 @@ class RewardWeightingConfig:
     keep_fraction: float = 0.5  # C: when no threshold, the best share of episodes per dataset configuration
     min_weight: float = 0.05
     max_weight: float = 20.0
+    # The epoch kept: "loss" = the weighted loss on validation episodes weighted the same way (the variant's
+    # own objective, out of sample); "balanced_accuracy" = agreement with the logged actions, which on mixed
+    # controller data (random included) keeps the epoch nearest the Phase 1 parent (docs/policies.md).
+    select_on: str = "loss"
 
     def __post_init__(self):
         if self.variant not in VARIANTS:

@@ -7,6 +7,7 @@ offline metrics on the held-out episodes -> (optionally) MLflow child run, datas
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,8 +100,12 @@ def train_policy(
     test_runs = outer.val_runs
     weights = None
     parent_model, parent_ref = None, config.parent_policy
+    val_weights = None
+    imitation = config.imitation
     if config.phase == "phase2":
         train, weights = weighted_training_set(train, config.weighting)
+        val, val_weights = weighted_training_set(val, config.weighting)
+        imitation = dataclasses.replace(imitation, select_on=config.weighting.select_on)
         if parent_ref:
             parent_file = Path(parent_ref)
             if not parent_file.exists():  # an MLflow model reference: fetch its policy file
@@ -114,7 +119,7 @@ def train_policy(
         f"({len(train)} decisions{'' if weights is None else ', weighted'}), validation {len(split.val_runs)} episodes, test {len(test_runs)} episodes")  # fmt: skip
 
     result = train_imitation(
-        train, val, config.imitation, sample_weight=weights, init_from=parent_model,
+        train, val, imitation, sample_weight=weights, val_sample_weight=val_weights, init_from=parent_model,
         on_epoch=lambda m: log(f"epoch {m.epoch:3d} train loss {m.train_loss:.4f} val loss {m.val_loss:.4f} "
                                f"balanced acc {m.val_balanced_accuracy:.4f} ({m.updates_per_second:.0f} updates/s)"),
     )  # fmt: skip
