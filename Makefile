@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed
 EPISODES ?= 8
 WORKERS  ?= 2
 SPEC     ?= nightly
+PAIRS    ?= 10
 
 .PHONY: run test venv ui bench clean
 
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m pipelines.run_all --spec $(SPEC) --episodes $(EPISODES) --workers $(WORKERS)
+	$(PY) -m pipelines.run_all --spec $(SPEC) --episodes $(EPISODES) --workers $(WORKERS) --pairs $(PAIRS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

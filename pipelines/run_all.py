@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", default="nightly", help="generation spec: nightly, exploration, imitation, smoke or a file")
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=10,
+                        help="live evaluation pairs per candidate (Phase 1 and each Phase 2 variant; the nightly job's default is 20)")
     parser.add_argument("--seed", type=int, default=-1, help="batch seed (default: the night's date, YYYYMMDD)")
     args = parser.parse_args(argv)
 
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     run_config = {"ops": {
         "generated_runs": {"config": {"spec": args.spec, "episodes": args.episodes, "workers": args.workers, "seed": args.seed}},
-        "policy_evaluation_report": {"config": {"workers": args.workers}},
+        "policy_evaluation_report": {"config": {"workers": args.workers, "episodes": args.pairs}},
     }}  # fmt: skip
     night = time.strftime("%Y-%m-%d", time.gmtime())  # tonight's generation partition
     with dg.DagsterInstance.get() as instance:

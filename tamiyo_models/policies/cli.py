@@ -139,8 +139,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"{evaluation.name}: {why}")
         else:
             tracker.record_evaluation(phase, str(version.version), evaluation.live.summary())
-    if len(evaluations) > 1:
-        print(f"comparison: {evaluations[0].paths['comparison_markdown']}")
     return 0
 
 
