@@ -142,7 +142,10 @@ def train_imitation(
     else:
         model = PolicyNetwork(len(features), config.network, categorical_columns(features, config.network))
         model.normaliser.fit(tr["x"])
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # fused: one kernel for the whole parameter update instead of a handful per tensor (CPU too since torch 2.4)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+    with torch.no_grad():
+        z = model.encode(x)  # normalised + one-hot once: neither changes while the weights learn
 
     # --- class weights from the (weighted) training labels: the loss sees the weighted data
     counts = np.bincount(tr["coarse"], minlength=len(COARSE_ACTIONS))
@@ -151,10 +154,12 @@ def train_imitation(
     def loss_terms(coarse_logits, bp_logits, yc, yb, sw):
         per_decision = F.cross_entropy(coarse_logits, yc, reduction="none") * class_w[yc] * sw
         loss = per_decision.sum() / (class_w[yc] * sw).sum().clamp_min(1e-12)
-        germ = yb >= 0
-        if germ.any() and config.blueprint_loss_weight > 0:
-            bp = F.cross_entropy(bp_logits[germ], yb[germ], reduction="none") * sw[germ]
-            loss = loss + config.blueprint_loss_weight * bp.sum() / sw[germ].sum().clamp_min(1e-12)
+        if config.blueprint_loss_weight > 0:
+            # Blueprint labels exist on GERMINATE rows only (-1 elsewhere): ignored rows add 0 to the sum and
+            # their weight is masked out, with no data-dependent branch or boolean indexing in the step.
+            germ_w = sw * (yb >= 0)
+            bp = F.cross_entropy(bp_logits, yb, reduction="none", ignore_index=-1) * germ_w
+            loss = loss + config.blueprint_loss_weight * bp.sum() / germ_w.sum().clamp_min(1e-12)
         return loss
 
     # --- training loop
@@ -172,7 +177,7 @@ def train_imitation(
             idx = order[start : start + config.batch_size]
             if len(idx) < 2:  # BatchNorm needs two rows to compute batch statistics
                 continue
-            coarse_logits, bp_logits = model.heads(x[idx])
+            coarse_logits, bp_logits = model.heads_from_encoded(z[idx])
             loss = loss_terms(coarse_logits, bp_logits, y[idx], y_bp[idx], w[idx])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

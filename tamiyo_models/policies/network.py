@@ -106,7 +106,12 @@ class PolicyNetwork(nn.Module):
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(coarse logits [N, 4], blueprint logits [N, 5]) for raw (unnormalised) features."""
-        h = self.trunk(self.encode(x))
+        return self.heads_from_encoded(self.encode(x))
+
+    def heads_from_encoded(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads on already encoded features: training encodes its whole split once, as the normaliser and
+        the one-hot blocks do not change while the weights learn."""
+        h = self.trunk(z)
         return self.coarse_head(h), self.blueprint_head(h)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
