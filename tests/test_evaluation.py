@@ -55,6 +55,8 @@ def test_live_evaluation_pairs_seeds_and_configurations(policy, tmp_path):
     assert offline.episodes == len(run.val_runs) and 0 <= offline.balanced_accuracy <= 1
     html = paths["html"].read_text()
     assert "data:image/png;base64," in html and "Paired difference" in paths["markdown"].read_text()
+    # the learning curves come from the policy file itself (no training result handed over)
+    assert paths["learning_curves"].exists() and f"Best epoch {run.result.best_epoch} of 2" in paths["markdown"].read_text()
 
 
 def test_live_evaluation_refuses_training_seeds(policy, tmp_path):

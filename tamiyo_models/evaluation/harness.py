@@ -59,6 +59,7 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
 
     from ..generation import GenerationSpec
     from ..policies.data import load_decisions
+    from ..policies.imitation import TrainingSummary
     from ..policies.relabel import relabel_with_heuristic
     from ..policies.saved import load_policy_file
     from .live import evaluate_live_many
@@ -94,8 +95,11 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
         log(f"{name}: live policy {result.mean_policy:.2f} vs heuristic {result.mean_heuristic:.2f} pp, paired difference "
             f"{result.mean_difference:+.2f} [{result.ci_low:+.2f}, {result.ci_high:+.2f}], W/T/L {result.wins}/{result.ties}/{result.losses}")  # fmt: skip
         report_dir = out / "report" if len(policies) == 1 else out / _slug(name) / "report"
+        trained = (training or {}).get(name)
+        if trained is None and meta.get("training"):  # the learning curves the policy file carries
+            trained = TrainingSummary.from_dict(meta["training"])
         paths = write_report(
-            report_dir, (titles or {}).get(name) or f"Evaluation of {name}", training=(training or {}).get(name),
+            report_dir, (titles or {}).get(name) or f"Evaluation of {name}", training=trained,
             offline=offline[name], live=result,
             extra={"policy": str(Path(path).resolve()), "phase": meta.get("phase"), "variant": meta.get("variant", "-"),
                    "feature set": meta.get("feature_set"), "dataset sha256": meta.get("dataset_sha256"), "live pairs": len(configs),

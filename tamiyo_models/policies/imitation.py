@@ -86,6 +86,33 @@ class TrainResult:
         return self.history[self.best_epoch - 1]
 
 
+@dataclass
+class TrainingSummary:
+    """What a report needs of a training run. It travels inside the policy file (plain types, loadable with
+    weights_only), so learning curves can be drawn wherever the policy is evaluated."""
+
+    history: list[EpochMetrics]
+    best_epoch: int
+    n_train: int
+    n_val: int
+    updates_per_second: float
+    train_seconds: float
+    class_counts: dict[str, int]
+    class_weights: dict[str, float]
+
+    @classmethod
+    def from_result(cls, result: TrainResult) -> "TrainingSummary":
+        return cls(list(result.history), result.best_epoch, result.n_train, result.n_val, float(result.updates_per_second),
+                   float(result.train_seconds), dict(result.class_counts), dict(result.class_weights))  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "history": [asdict(m) for m in self.history]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainingSummary":
+        return cls(**{**d, "history": [EpochMetrics(**m) for m in d["history"]]})
+
+
 def predict_heads(model: PolicyNetwork, x: np.ndarray, batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Coarse and blueprint logits in eval mode (BatchNorm running statistics, no dropout)."""
     import torch

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .imitation import ImitationConfig
+from .imitation import ImitationConfig, TrainingSummary
 from .reward_weighted import RewardWeightingConfig
 
 PHASES = ("phase1", "phase2")
@@ -143,6 +143,7 @@ def train_policy(
             "test_runs": list(test_runs),
             "data_seeds": all_seeds,  # every episode seed of the data set: live evaluation must avoid them
             "parent_policy": parent_ref or "",
+            "training": TrainingSummary.from_result(result).to_dict(),  # learning curves for any later report
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     )
