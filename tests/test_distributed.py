@@ -1,5 +1,5 @@
 """Episodes on a Ray cluster: a real head node started as its own process, a batch with one failing episode,
-and the same batch through `tamiyo generate --ray-address`."""
+the same cluster through `tamiyo generate --ray-address`, and through the Dagster `generated_runs` asset."""
 
 import os
 import shutil
@@ -172,3 +172,22 @@ def test_batch_on_ray_records_the_failed_episode_after_retries_and_lands_the_oth
     ])  # fmt: skip
     assert code == 0
     assert len(list_raw_runs(cli_out)) == 2
+
+    # The same cluster through the Dagster asset: the nightly step with `ray_address` set, same outcome.
+    import dagster as dg
+
+    from assets.generation import generated_runs
+    from pipelines.resources import RawLandingResource
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "ray-asset"\n[base]\nmax_epochs = 2\n[base.dataset]\nname = "synthetic"\n')
+    asset_out = tmp_path / "asset"
+    result = dg.materialize(
+        [generated_runs], partition_key="2026-11-26", resources={"raw_runs": RawLandingResource(folder=str(asset_out))},
+        run_config={"ops": {"generated_runs": {"config": {"spec": str(spec), "episodes": 2, "seed": 20,
+                                                          "ray_address": ray_head, "cpus_per_episode": 1.0}}}},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.asset_materializations_for_node("generated_runs")[0].metadata
+    assert metadata["episodes_complete"].value == 2 and metadata["episodes_failed"].value == 0
+    assert len(list_raw_runs(asset_out)) == 2
