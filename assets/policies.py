@@ -106,8 +106,10 @@ def phase2_weighted_policy(
     context: dg.AssetExecutionContext, config: Phase2Config, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
 ) -> dg.MaterializeResult:
     """Phase 2: reward-weighted imitation, one policy per variant (A, B, C), each from the Phase 1 candidate."""
-    unknown = sorted(set(config.variants) - {"A", "B", "C"})
-    if unknown or not config.variants:
+    from tamiyo_models.policies.reward_weighted import VARIANTS
+
+    unknown = sorted(set(config.variants) - set(VARIANTS))
+    if unknown or not config.variants:  # said before any variant trains, not after the first
         raise dg.Failure(f"phase2_weighted_policy: variants must be a non-empty subset of A, B, C; got {config.variants}")
     parent = "tamiyo-phase1-imitation@candidate" if config.start_from_phase1 else None
     tracker = mlflow.tracker()

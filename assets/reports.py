@@ -34,7 +34,7 @@ def policy_evaluation_report(
     from pathlib import Path
 
     from tamiyo_models.evaluation import EvaluationConfig, evaluate_policies
-    from tamiyo_models.tracking import candidate_refs
+    from tamiyo_models.tracking import candidate_refs, phase_of
 
     tracker = mlflow.tracker()
     refs = list(config.models) or candidate_refs(tracker)
@@ -57,7 +57,7 @@ def policy_evaluation_report(
             tracker.client.log_artifact(version.run_id, str(path), artifact_path="evaluation")
         if "comparison_html" in result.paths:
             tracker.client.log_artifact(version.run_id, str(result.paths["comparison_html"]), artifact_path="evaluation")
-        phase = "phase1" if "phase1" in version.name else "phase2"
+        phase = phase_of(version.name)
         if config.promote:
             promoted, why = tracker.promote_if_better(phase, str(version.version), result.live.summary())
         else:

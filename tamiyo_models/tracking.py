@@ -297,6 +297,14 @@ class LineageNode:
         return out
 
 
+def phase_of(model_name: str) -> str:
+    """The phase whose registered model this is (its champion and evaluations live there)."""
+    for phase, name in REGISTERED_NAMES.items():
+        if name == model_name:
+            return phase
+    raise ValueError(f"{model_name!r} is not a registered policy model (known: {', '.join(REGISTERED_NAMES.values())})")
+
+
 def variant_alias(variant: str) -> str:
     """The alias of a Phase 2 variant's newest candidate (`candidate-a`, ...)."""
     return f"{CANDIDATE}-{variant.lower()}"

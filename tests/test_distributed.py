@@ -64,6 +64,32 @@ def _listen_addresses(port: int) -> set[str]:
 LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}
 
 
+def _session_members(sid: int) -> set[int]:
+    """Processes in session `sid`: the head starts its own session, and everything Ray starts below it stays in
+    it even after its parent exits and it is re-parented (which a walk down from the head would miss)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def _describe(pids) -> str:
+    lines = []
+    for pid in sorted(pids):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            lines.append(f"{pid}: {command[:120]}")
+        except OSError:
+            lines.append(f"{pid}: (gone)")
+    return "\n".join(lines)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -98,7 +124,7 @@ def ray_head(tmp_path, monkeypatch):
             "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
             f"--temp-dir={temp_dir}",
         ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
     )  # fmt: skip
     started: set[int] = {head.pid}
     try:
@@ -116,24 +142,31 @@ def ray_head(tmp_path, monkeypatch):
     finally:
         # Stop by PID: the head, then anything it started that is still there (ray stop would look for
         # processes by name, including other people's clusters).
-        started.update(_descendants(head.pid))
+        started.update(_descendants(head.pid), _session_members(head.pid))
         head.send_signal(signal.SIGTERM)
         try:
             head.wait(timeout=40)  # the head drains its node for up to 30 s before it exits
         except subprocess.TimeoutExpired:
             head.kill()
             head.wait()
-        for pid in started - {head.pid}:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        # A worker may still have been starting when the list above was taken: sweep the session until it is
+        # empty (SIGKILL is delivered at once; the loop only waits for the kernel to reap).
+        deadline = time.monotonic() + 20
+        while True:
+            started.update(_session_members(head.pid))
+            survivors = [pid for pid in started - {head.pid} if _alive(pid)]
+            if not survivors or time.monotonic() > deadline:
+                break
+            for pid in survivors:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
         log.close()
-        for pid in started - {head.pid}:
-            for _ in range(100):  # SIGKILL is delivered at once; this only waits for the kernel to reap
-                if not _alive(pid):
-                    break
-                time.sleep(0.05)
         shutil.rmtree(temp_dir, ignore_errors=True)
-        assert not [pid for pid in started if _alive(pid)], "Ray processes outlived the test"
+        survivors = [pid for pid in started if _alive(pid)]
+        assert not survivors, f"Ray processes outlived the test:\n{_describe(survivors)}"
 
 
 def test_batch_on_ray_records_the_failed_episode_after_retries_and_lands_the_others(ray_head, tmp_path):

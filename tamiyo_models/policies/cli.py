@@ -107,6 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation import EvaluationConfig, evaluate_policies
+    from ..tracking import phase_of
 
     tracker, policies, versions = None, {}, {}
     for ref in args.policy:
@@ -133,7 +134,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         version = versions.get(evaluation.name)
         if version is None:
             continue
-        phase = "phase1" if "phase1" in version.name else "phase2"
+        phase = phase_of(version.name)
         if args.promote:
             promoted, why = tracker.promote_if_better(phase, str(version.version), evaluation.live.summary())
             print(f"{evaluation.name}: {why}")
