@@ -34,7 +34,7 @@ def policy_evaluation_report(
     from pathlib import Path
 
     from tamiyo_models.evaluation import EvaluationConfig, evaluate_policies
-    from tamiyo_models.tracking import candidate_refs, phase_of
+    from tamiyo_models.tracking import candidate_refs
 
     tracker = mlflow.tracker()
     refs = list(config.models) or candidate_refs(tracker)
@@ -43,10 +43,8 @@ def policy_evaluation_report(
     out = Path(config.out_dir)
     versions, policies = {}, {}
     for ref in refs:
-        version = tracker.resolve(ref)
-        name = f"{version.name}/{version.version}"
+        name, version, policies[name] = tracker.fetch_policy(ref, out / "policies")
         versions[name] = (ref, version)
-        policies[name] = tracker.download_policy(name, out / "policies" / name.replace("/", "-v"))
     evaluation = EvaluationConfig(episodes=config.episodes, spec=config.spec, batch_seed=config.batch_seed, workers=config.workers)
     results = evaluate_policies(policies, warehouse.path, out, evaluation, log=context.log.info,
                                 titles={name: f"Evaluation of {name} ({ref})" for name, (ref, _) in versions.items()})  # fmt: skip
@@ -57,15 +55,10 @@ def policy_evaluation_report(
             tracker.client.log_artifact(version.run_id, str(path), artifact_path="evaluation")
         if "comparison_html" in result.paths:
             tracker.client.log_artifact(version.run_id, str(result.paths["comparison_html"]), artifact_path="evaluation")
-        phase = phase_of(version.name)
-        if config.promote:
-            promoted, why = tracker.promote_if_better(phase, str(version.version), result.live.summary())
-        else:
-            promoted, why = False, "promotion disabled"
-            tracker.record_evaluation(phase, str(version.version), result.live.summary())
+        promoted, why = tracker.judge(version, result.live.summary(), promote=config.promote)
         context.log.info(f"{result.name}: {why}")
         decisions.append(f"{result.name} ({ref}): {why}")
-        key = (result.metadata.get("phase") or phase) + (f"_{result.metadata['variant']}" if result.metadata.get("variant") else "")
+        key = result.metadata["phase"] + (f"_{result.metadata['variant']}" if result.metadata.get("variant") else "")
         metadata[f"{key}_report_html"] = dg.MetadataValue.path(str(result.paths["html"]))
         metadata.update({f"{key}_{k}": float(v) for k, v in result.live.summary().items()})
         if result.offline is not None:

@@ -219,6 +219,20 @@ class Tracker:
         version = self.resolve(model_ref)
         return Path(self.client.download_artifacts(version.run_id, POLICY_ARTIFACT, str(out_dir)))
 
+    def fetch_policy(self, model_ref: str, root: str | Path):
+        """(label `NAME/VERSION`, the model version, its policy file under root/NAME-vVERSION/)."""
+        version = self.resolve(model_ref)
+        label = f"{version.name}/{version.version}"
+        return label, version, self.download_policy(label, Path(root) / label.replace("/", "-v"))
+
+    def judge(self, version, summary: dict[str, float], promote: bool) -> tuple[bool, str]:
+        """Record a live evaluation on the model version; with `promote`, apply its phase's champion rule."""
+        phase = phase_of(version.name)
+        if promote:
+            return self.promote_if_better(phase, str(version.version), summary)
+        self.record_evaluation(phase, str(version.version), summary)
+        return False, "promotion disabled"
+
     # ----- lineage -----------------------------------------------------------------------------------------
     def resolve(self, model_ref: str):
         """`name@alias`, `name/version`, `models:/name/version`, or `name` (latest version)."""

@@ -100,10 +100,15 @@ def bootstrap_mean_ci(differences, resamples: int = 10_000, confidence: float = 
 
 def paired_configs(configs: list[EpisodeConfig], policy_path: str | Path) -> tuple[list[EpisodeConfig], list[EpisodeConfig]]:
     """(heuristic configs, policy configs): identical except for the controller."""
-    policy = f"file:{Path(policy_path).resolve()}"
-    heuristic = [dataclasses.replace(c, controller=ControllerConfig(kind="heuristic")) for c in configs]
-    policies = [dataclasses.replace(c, controller=ControllerConfig(kind="policy", policy=policy)) for c in configs]
-    return heuristic, policies
+    return _with_controller(configs, ControllerConfig(kind="heuristic")), _policy_configs(configs, policy_path)
+
+
+def _policy_configs(configs: list[EpisodeConfig], policy_path: str | Path) -> list[EpisodeConfig]:
+    return _with_controller(configs, ControllerConfig(kind="policy", policy=f"file:{Path(policy_path).resolve()}"))
+
+
+def _with_controller(configs: list[EpisodeConfig], controller: ControllerConfig) -> list[EpisodeConfig]:
+    return [dataclasses.replace(c, controller=controller) for c in configs]
 
 
 def check_disjoint_seeds(configs: list[EpisodeConfig], training_seeds) -> None:
@@ -163,8 +168,8 @@ def evaluate_live_many(
             check_disjoint_seeds(configs, seeds)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-    heuristic_configs = [dataclasses.replace(c, controller=ControllerConfig(kind="heuristic")) for c in configs]
-    policy_configs = {name: paired_configs(configs, path)[1] for name, path in policy_paths.items()}
+    heuristic_configs = _with_controller(configs, ControllerConfig(kind="heuristic"))
+    policy_configs = {name: _policy_configs(configs, path) for name, path in policy_paths.items()}
     everything = heuristic_configs + [c for group in policy_configs.values() for c in group]
     results = generate(everything, Path(out_dir), workers=workers)
     heuristic_results = results[: len(configs)]

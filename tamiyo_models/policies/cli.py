@@ -107,7 +107,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation import EvaluationConfig, evaluate_policies
-    from ..tracking import phase_of
 
     tracker, policies, versions = None, {}, {}
     for ref in args.policy:
@@ -116,13 +115,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
             continue
         tracker = tracker or _tracker(args)
         try:
-            version = tracker.resolve(ref)
+            name, versions[name], policies[name] = tracker.fetch_policy(ref, args.out / "policies")
         except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
             print(f"error: {ref}: not a file, and MLflow says: {exc}", file=sys.stderr)
             return 2
-        name = f"{version.name}/{version.version}"
-        versions[name] = version
-        policies[name] = tracker.download_policy(name, args.out / "policies" / name.replace("/", "-v"))
     config = EvaluationConfig(episodes=args.episodes, spec=args.spec, batch_seed=args.batch_seed, workers=args.workers)
     try:
         evaluations = evaluate_policies(policies, args.warehouse, args.out, config, compare=len(policies) > 1)
@@ -131,15 +127,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     for evaluation in evaluations:
         print(f"report: {evaluation.paths['markdown']} and {evaluation.paths['html']}")
-        version = versions.get(evaluation.name)
-        if version is None:
-            continue
-        phase = phase_of(version.name)
-        if args.promote:
-            promoted, why = tracker.promote_if_better(phase, str(version.version), evaluation.live.summary())
-            print(f"{evaluation.name}: {why}")
-        else:
-            tracker.record_evaluation(phase, str(version.version), evaluation.live.summary())
+        if evaluation.name in versions:
+            _, why = tracker.judge(versions[evaluation.name], evaluation.live.summary(), promote=args.promote)
+            if args.promote:
+                print(f"{evaluation.name}: {why}")
     return 0
 
 

@@ -106,7 +106,7 @@ class TrainingSummary:
                    float(result.train_seconds), dict(result.class_counts), dict(result.class_weights))  # fmt: skip
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "history": [asdict(m) for m in self.history]}
+        return asdict(self)  # recursive: the history becomes plain dicts
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingSummary":
@@ -152,14 +152,9 @@ def train_imitation(
     tr, va = arrays(train, features), arrays(val, features)
     if len(tr["x"]) < 2 or len(va["x"]) < 1:
         raise ValueError(f"too few decisions to train ({len(tr['x'])} train, {len(va['x'])} validation)")
-    weights_np = np.ones(len(tr["x"]), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
-    if weights_np.shape != (len(tr["x"]),) or (weights_np < 0).any():
-        raise ValueError("sample_weight must be one non-negative weight per training decision")
     x, y, y_bp = (torch.as_tensor(tr[k]) for k in ("x", "coarse", "blueprint"))
-    w = torch.as_tensor(weights_np)
-    val_w = torch.ones(len(va["x"])) if val_sample_weight is None else torch.as_tensor(np.asarray(val_sample_weight, np.float32))
-    if val_w.shape != (len(va["x"]),) or (val_w < 0).any():
-        raise ValueError("val_sample_weight must be one non-negative weight per validation decision")
+    w = _decision_weights(sample_weight, len(tr["x"]), "sample_weight", "training")
+    val_w = _decision_weights(val_sample_weight, len(va["x"]), "val_sample_weight", "validation")
 
     # --- model: a parent policy's weights and normaliser (Phase 2 fine-tuning), or fresh with a new normaliser
     if init_from is not None:
@@ -263,3 +258,13 @@ def train_imitation(
         updates_per_second=total_updates / total_update_seconds if total_update_seconds > 0 else float("nan"),
         train_seconds=time.perf_counter() - started,
     )
+
+
+def _decision_weights(weights, n: int, name: str, split: str):
+    """One non-negative weight per decision as a tensor (all ones when none are given)."""
+    import torch
+
+    w = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+    if w.shape != (n,) or (w < 0).any():
+        raise ValueError(f"{name} must be one non-negative weight per {split} decision")
+    return torch.as_tensor(w)
