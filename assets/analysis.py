@@ -1,4 +1,5 @@
-"""Analysis assets: counterfactual coverage of the episode tables (tamiyo_models.coverage does the work)."""
+"""Analysis assets: counterfactual coverage of the episode tables (tamiyo_models.coverage does the work), and
+the headroom report, the arena's yardstick (tamiyo_models.evaluation.headroom does the work)."""
 
 
 import dagster as dg
@@ -53,4 +54,71 @@ def counterfactual_coverage(
     )
 
 
-ANALYSIS_ASSETS = [counterfactual_coverage]
+class HeadroomAssetConfig(dg.Config):
+    spec: str = "arena"  # a spec with [[regimes]]; regimes whose data this machine lacks are skipped, and said so
+    regimes: list[str] = []  # empty: every regime that can run here
+    configs_per_regime: int = 24
+    controllers: list[str] = []  # empty: the default reference controllers (tamiyo_models.controllers.DEFAULT_REFERENCES)
+    replicate: int = 2
+    replicate_arms: str = "best"
+    null_orders: int = 1
+    batch_seed: int = 20_261_129
+    workers: int = 2
+    out_dir: str = "var/reports/headroom"
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch"},
+    description="Reference controllers (never grow, fixed schedules, eager, random, ...) against the heuristic on "
+    "paired configurations of the arena, regime by regime, scored on the test split: paired differences with "
+    "intervals, the null control's noise floor, best in hindsight vs luck's best-of-N, and the replication on "
+    "fresh data orders. Long (hundreds of episodes): materialized on demand, not by the nightly job; episodes "
+    "already in its folder are reused, so a rerun resumes.",
+)
+def headroom_report(context: dg.AssetExecutionContext, config: HeadroomAssetConfig) -> dg.MaterializeResult:
+    from pathlib import Path
+
+    from tamiyo_models.controllers import DEFAULT_REFERENCES
+    from tamiyo_models.evaluation.headroom import HeadroomConfig, analyse_headroom
+
+    settings = HeadroomConfig(
+        spec=config.spec, regimes=tuple(config.regimes), configs_per_regime=config.configs_per_regime,
+        controllers=tuple(config.controllers) or DEFAULT_REFERENCES, replicate=config.replicate,
+        replicate_arms=config.replicate_arms, null_orders=config.null_orders, batch_seed=config.batch_seed,
+        workers=config.workers,
+    )  # fmt: skip
+    progress = {"last": 0}
+
+    def tick(done: int, total: int) -> None:
+        if done - progress["last"] >= 25 or done == total:
+            progress["last"] = done
+            context.log.info(f"headroom: {done}/{total} episodes")
+
+    result = analyse_headroom(settings, Path(config.out_dir), log=context.log.info, progress=tick)
+    metadata = {
+        "report_html": dg.MetadataValue.path(str(result.files["html"].resolve())),
+        "episodes": result.episodes,
+        "regimes": len(result.regimes),
+        "skipped_regimes": ", ".join(result.skipped) or "none",
+    }
+    for regime in result.regimes:
+        key = regime.regime.replace("-", "_")
+        metadata[f"{key}_noise_floor_pp"] = round(regime.noise_floor_test, 3)
+        metadata[f"{key}_best"] = regime.best_arm or "-"
+        best = regime.row(regime.best_arm) if regime.best_arm else None
+        if best is not None:
+            metadata[f"{key}_best_difference_pp"] = round(best.difference.mean, 3)
+            metadata[f"{key}_best_ci_low_pp"] = round(best.difference.low, 3)
+            metadata[f"{key}_best_reproducible"] = best.reproducible
+    summary = "\n".join(
+        f"| {r.regime} | {r.noise_floor_test:.2f} | {r.best_arm} | {r.row(r.best_arm).difference if r.best_arm else '-'} | "
+        f"{r.row(r.best_arm).fresh if r.best_arm else '-'} |" for r in result.regimes
+    )  # fmt: skip
+    metadata["summary"] = dg.MetadataValue.md(
+        "| regime | noise floor (pp) | best controller | vs heuristic | fresh orders |\n|---|---|---|---|---|\n" + summary
+    )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+ANALYSIS_ASSETS = [counterfactual_coverage, headroom_report]

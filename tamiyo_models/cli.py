@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 # Subcommand groups contributed by other parts of the library: module -> its `register(subparsers)`.
-_COMMAND_MODULES = ("tamiyo_models.warehouse.cli", "tamiyo_models.policies.cli", "tamiyo_models.coverage.cli")
+_COMMAND_MODULES = (
+    "tamiyo_models.warehouse.cli", "tamiyo_models.policies.cli", "tamiyo_models.coverage.cli", "tamiyo_models.evaluation.cli",
+)  # fmt: skip
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -24,8 +26,10 @@ def _widths(text: str) -> tuple[int, ...]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    import dataclasses
+
     from .branching import BranchConfig
-    from .controllers import ControllerConfig
+    from .controllers import reference_controller
     from .datasets import DatasetConfig
     from .episode import EpisodeConfig
     from .generation import GenerationSpec, SpecError, generate
@@ -44,16 +48,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     root=args.data_root,
                     download=args.download,
                     train_subsample=args.train_subsample,
+                    val_subsample=args.val_subsample,
                     label_noise=args.label_noise,
                 ),
                 host=HostConfig(widths=args.widths),
-                controller=ControllerConfig(kind=args.controller, epsilon=args.epsilon, temperature=args.temperature),
+                controller=dataclasses.replace(reference_controller(args.controller), epsilon=args.epsilon, temperature=args.temperature),
                 max_epochs=args.max_epochs,
                 learning_rate=args.lr,
                 batch_size=args.batch_size,
                 telemetry=TelemetryConfig(enabled=not args.no_telemetry),
             )
-            configs = [EpisodeConfig.from_dict({**base.to_dict(), "seed": args.seed + i}) for i in range(args.episodes)]
+            configs = [EpisodeConfig.from_dict({**base.to_dict(), "seed": args.seed + i, "data_order_seed": args.data_order_seed})
+                       for i in range(args.episodes)]  # fmt: skip
             if args.branch_horizon:
                 branching = BranchConfig(
                     horizon=args.branch_horizon, max_forks=args.max_forks, fork_rule=args.fork_rule, every=args.fork_every
@@ -135,13 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-root", help="folder with downloaded datasets (torchvision layout)")
     g.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     g.add_argument("--train-subsample", type=int, help="keep this many training examples (stratified)")
+    g.add_argument("--val-subsample", type=int,
+                   help="keep this many validation images (what the controller watches; the test split stays whole)")
     g.add_argument("--label-noise", type=float, default=0.0, help="share of training labels flipped")
     g.add_argument("--max-epochs", type=int, default=25, help="epochs per episode = decisions (default 25)")
     g.add_argument("--widths", type=_widths, default=(2, 4, 8), help="host channels per stage (default 2,4,8)")
     g.add_argument("--lr", type=float, default=0.05, help="host learning rate (default 0.05)")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--controller", default="heuristic",
-                   choices=["heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic"])  # fmt: skip
+                   help="heuristic (default), never, eager, random, fixed:<blueprint>@<epoch> (e.g. fixed:conv_heavy@6), "
+                   "heuristic:<blueprint>[+...], epsilon-heuristic, softmax-heuristic, perturbed-heuristic")  # fmt: skip
+    g.add_argument("--data-order-seed", type=int,
+                   help="change only the order of training batches (same initial weights): a null control")
     g.add_argument("--epsilon", type=float, default=0.1, help="exploration rate of epsilon-heuristic")
     g.add_argument("--temperature", type=float, default=1.0, help="softmax-heuristic temperature (higher explores more)")
     g.add_argument("--branch-horizon", type=int, default=0,

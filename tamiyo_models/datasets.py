@@ -2,7 +2,20 @@
 
 Every source ends up as a :class:`TaskData`: float32 images ``[N, C, H, W]``
 normalised per channel with the *training* split's statistics, int64 labels,
-and a validation split that never sees label noise.
+and three splits:
+
+- **train**: what the host trains on (label noise, if any, only here);
+- **validation**: what the controller, the quality gates, the reward and the
+  telemetry see after every epoch;
+- **test**: scored once the episode is over, never shown to anything that
+  decides. Comparisons of controllers use it, so a controller that learned
+  from the validation split is not graded on what it watched.
+
+Sources with an official test split (Fashion-MNIST, CIFAR) keep it whole as
+the test split (``test_subsample`` may shrink it) and carve the validation
+split out of their training pool (``val_fraction`` of the pool, then
+``val_subsample``). Sources without one (digits, imagefolder) are split three
+ways, stratified: ``test_fraction`` and ``val_fraction`` of all examples.
 
 Sources (``DatasetConfig.name``):
 
@@ -19,21 +32,23 @@ Sources (``DatasetConfig.name``):
     second form is what Debian's ``dataset-fashion-mnist`` package installs in
     ``/usr/share/datasets/fashion-mnist``, which is therefore the default root
     when it exists. With ``download=True`` torchvision fetches missing files.
+    Test = the official 10,000 images; validation = part of the 60,000.
 ``cifar10`` / ``cifar100``
     CIFAR-10 / CIFAR-100 (fine labels) in torchvision's on-disk format
     (``<root>/cifar-10-batches-py/``, ``<root>/cifar-100-python/``), 3x32x32,
-    validation = the official test split. torchvision verifies the md5 of every
+    test = the official test split. torchvision verifies the md5 of every
     file; when that check fails but all files are present (for instance a small
     fixture written in the same format, or a re-pickled copy) the pickled
     batches are read directly and checked structurally instead (keys, shapes,
     label range). See :func:`_load_cifar`.
 ``synthetic``
     A fast, deterministic, offline source for tests: 10 classes of 1x8x8
-    images, each a fixed random prototype plus noise (800 train / 200 val).
+    images, each a fixed random prototype plus noise (800 train / 200 val /
+    200 test).
 ``imagefolder:PATH``
     ``torchvision.datasets.ImageFolder(PATH)``: one sub-folder per class,
     images converted to RGB and resized to ``image_size`` squared; stratified
-    ``val_fraction`` hold-out.
+    ``test_fraction`` and ``val_fraction`` hold-outs.
 
 Split, subsampling and label noise depend only on ``split_seed``, never on the
 episode seed, so all episodes of an experiment see the same data.
@@ -63,6 +78,7 @@ __all__ = [
     "TaskData",
     "clear_dataset_cache",
     "dataset_names",
+    "dataset_unavailable",
     "default_data_root",
     "load_task_data",
 ]
@@ -85,6 +101,8 @@ _STREAM_VAL_SUBSAMPLE = 3
 _STREAM_LABEL_NOISE = 4
 _STREAM_SYNTHETIC_PROTOTYPES = 5
 _STREAM_SYNTHETIC_SAMPLES = 6
+_STREAM_TEST_SPLIT = 7
+_STREAM_TEST_SUBSAMPLE = 8
 
 
 class DatasetError(ValueError):
@@ -100,8 +118,10 @@ class DatasetConfig:
     download: bool = False
     train_subsample: int | None = None
     val_subsample: int | None = None
+    test_subsample: int | None = None
     label_noise: float = 0.0
     val_fraction: float = 0.2
+    test_fraction: float = 0.2  # only for sources without an official test split
     split_seed: int = 0
     image_size: int = 32
 
@@ -121,7 +141,7 @@ class DatasetConfig:
 
 @dataclass
 class TaskData:
-    """In-memory train/validation tensors of one task.
+    """In-memory train / validation / test tensors of one task.
 
     Instances returned by :func:`load_task_data` are shared through a
     per-process cache: callers must not modify them (nor their tensors) in
@@ -133,6 +153,8 @@ class TaskData:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
     num_classes: int
     input_shape: tuple[int, int, int]
     class_names: list[str]
@@ -152,6 +174,8 @@ class _RawSplits:
     train_y: np.ndarray  # [N] integer
     val_x: np.ndarray
     val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
     class_names: list[str]
     pixel_max: float  # divide by this to bring pixels to 0..1
 
@@ -184,9 +208,36 @@ def load_task_data(config: DatasetConfig) -> TaskData:
     return _load_cached(_resolve_root(config))
 
 
+def dataset_unavailable(config: DatasetConfig) -> str | None:
+    """None when the source's files are on this machine (or torchvision may download them); otherwise one
+    line naming the files and how to get them. Reads nothing but the file system, so a spec can tell up
+    front which of its regimes can run here."""
+    _validate_config(config)
+    config = _resolve_root(config)
+    root = str(config.root)
+    if config.name in _ROOTLESS_NAMES or config.download:
+        return None
+    if config.name == "fashion-mnist":
+        torchvision_raw = os.path.join(root, "FashionMNIST", "raw")
+        if any(_find_idx_files(folder, compressed_ok=True) for folder in (torchvision_raw, root)):
+            return None
+        return (f"Fashion-MNIST's idx files are not in {root} (nor {torchvision_raw}): install Debian's package "
+                "(apt-get install dataset-fashion-mnist), or set TAMIYO_DATA_ROOT to a folder holding them, or "
+                "let torchvision download them (download = true)")  # fmt: skip
+    if config.name in ("cifar10", "cifar100"):
+        folder = os.path.join(root, "cifar-10-batches-py" if config.name == "cifar10" else "cifar-100-python")
+        if os.path.isdir(folder):
+            return None
+        return (f"{config.name}: no folder {folder}; it needs internet once: set download = true (torchvision "
+                f"fetches it into {root}), or extract the official archive there")  # fmt: skip
+    path = config.name[len(IMAGEFOLDER_PREFIX):]
+    return None if os.path.isdir(path) else f"{config.name}: folder {path} does not exist"
+
+
 def clear_dataset_cache() -> None:
     """Drop cached TaskData (frees memory; tests use it to force a reload)."""
     _load_cached.cache_clear()
+    _read_idx_files.cache_clear()
 
 
 # ---------------------------------------------------------------- config
@@ -203,11 +254,16 @@ def _validate_config(config: DatasetConfig) -> None:
         raise DatasetError(
             f"dataset {config.name!r}: label_noise must be in [0, 1), got {config.label_noise}"
         )
-    if not 0.0 < config.val_fraction < 1.0:
+    for field in ("val_fraction", "test_fraction"):
+        value = getattr(config, field)
+        if not 0.0 < value < 1.0:
+            raise DatasetError(f"dataset {config.name!r}: {field} must be in (0, 1), got {value}")
+    if config.val_fraction + config.test_fraction >= 1.0:
         raise DatasetError(
-            f"dataset {config.name!r}: val_fraction must be in (0, 1), got {config.val_fraction}"
+            f"dataset {config.name!r}: val_fraction + test_fraction must leave examples to train on, "
+            f"got {config.val_fraction} + {config.test_fraction}"
         )
-    for field in ("train_subsample", "val_subsample"):
+    for field in ("train_subsample", "val_subsample", "test_subsample"):
         value = getattr(config, field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise DatasetError(
@@ -244,13 +300,18 @@ def _load_cached(config: DatasetConfig) -> TaskData:
     val_idx = _subsample_indices(
         raw.val_y, config.val_subsample, config, "val_subsample", _STREAM_VAL_SUBSAMPLE
     )
+    test_idx = _subsample_indices(
+        raw.test_y, config.test_subsample, config, "test_subsample", _STREAM_TEST_SUBSAMPLE
+    )
     train_x = _to_unit_float(raw.train_x[train_idx], raw.pixel_max)
     val_x = _to_unit_float(raw.val_x[val_idx], raw.pixel_max)
+    test_x = _to_unit_float(raw.test_x[test_idx], raw.pixel_max)
     train_y = torch.as_tensor(raw.train_y[train_idx], dtype=torch.int64)
     val_y = torch.as_tensor(raw.val_y[val_idx], dtype=torch.int64)
+    test_y = torch.as_tensor(raw.test_y[test_idx], dtype=torch.int64)
 
     noisy_count = _flip_labels(train_y, num_classes, config)
-    _normalise_with_train_stats(train_x, val_x)
+    _normalise_with_train_stats(train_x, val_x, test_x)
 
     return TaskData(
         name=config.name,
@@ -258,6 +319,8 @@ def _load_cached(config: DatasetConfig) -> TaskData:
         train_y=train_y,
         val_x=val_x,
         val_y=val_y,
+        test_x=test_x,
+        test_y=test_y,
         num_classes=num_classes,
         input_shape=tuple(train_x.shape[1:]),  # type: ignore[arg-type]
         class_names=list(raw.class_names),
@@ -287,13 +350,13 @@ def _to_unit_float(x: np.ndarray, pixel_max: float) -> torch.Tensor:
     return tensor.div_(pixel_max)
 
 
-def _normalise_with_train_stats(train_x: torch.Tensor, val_x: torch.Tensor) -> None:
-    """Standardise both splits in place per channel, using training statistics only
-    (validation statistics would leak information about the held-out data)."""
+def _normalise_with_train_stats(train_x: torch.Tensor, *held_out: torch.Tensor) -> None:
+    """Standardise every split in place per channel, using training statistics only
+    (held-out statistics would leak information about the held-out data)."""
     std, mean = torch.std_mean(train_x, dim=(0, 2, 3), correction=0, keepdim=True)
     # A constant channel would divide by zero; leave its scale alone instead.
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    for x in (train_x, val_x):
+    for x in (train_x, *held_out):
         x.sub_(mean).div_(std)
 
 
@@ -351,19 +414,45 @@ def _flip_labels(train_y: torch.Tensor, num_classes: int, config: DatasetConfig)
 def _stratified_split(
     x: np.ndarray, y: np.ndarray, class_names: list[str], pixel_max: float, config: DatasetConfig
 ) -> _RawSplits:
-    """Hold out ``val_fraction`` of a source that has no official test split."""
+    """Hold out ``test_fraction`` and ``val_fraction`` of a source that has no official test split.
+
+    The test split is drawn first from its own stream, so changing ``val_fraction`` never moves an image
+    into or out of the test split."""
+    n_test = int(round(config.test_fraction * len(y)))
     n_val = int(round(config.val_fraction * len(y)))
-    if n_val == 0 or n_val == len(y):
+    if n_val == 0 or n_test == 0 or n_val + n_test >= len(y):
         raise DatasetError(
-            f"dataset {config.name!r}: val_fraction={config.val_fraction} of {len(y)} examples "
-            "leaves an empty train or validation split"
+            f"dataset {config.name!r}: val_fraction={config.val_fraction} and test_fraction="
+            f"{config.test_fraction} of {len(y)} examples leave an empty train, validation or test split"
         )
-    val_idx = _stratified_indices(y, n_val, _rng(config, _STREAM_SPLIT))
-    is_val = np.zeros(len(y), dtype=bool)
+    test_idx = _stratified_indices(y, n_test, _rng(config, _STREAM_TEST_SPLIT))
+    rest = np.setdiff1d(np.arange(len(y)), test_idx)
+    val_idx = rest[_stratified_indices(y[rest], n_val, _rng(config, _STREAM_SPLIT))]
+    train_idx = np.setdiff1d(rest, val_idx)
+    return _RawSplits(
+        train_x=x[train_idx], train_y=y[train_idx], val_x=x[val_idx], val_y=y[val_idx],
+        test_x=x[test_idx], test_y=y[test_idx], class_names=class_names, pixel_max=pixel_max,
+    )
+
+
+def _split_official(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+    class_names: list[str], pixel_max: float, config: DatasetConfig,
+) -> _RawSplits:
+    """A source with an official test split: it stays the test split, whole; validation is carved out of the
+    training pool (stratified ``val_fraction``), so the controller never watches the images it is scored on."""
+    n_val = int(round(config.val_fraction * len(train_y)))
+    if n_val == 0 or n_val == len(train_y):
+        raise DatasetError(
+            f"dataset {config.name!r}: val_fraction={config.val_fraction} of {len(train_y)} training "
+            "examples leaves an empty train or validation split"
+        )
+    val_idx = _stratified_indices(train_y, n_val, _rng(config, _STREAM_SPLIT))
+    is_val = np.zeros(len(train_y), dtype=bool)
     is_val[val_idx] = True
     return _RawSplits(
-        train_x=x[~is_val], train_y=y[~is_val], val_x=x[is_val], val_y=y[is_val],
-        class_names=class_names, pixel_max=pixel_max,
+        train_x=train_x[~is_val], train_y=train_y[~is_val], val_x=train_x[is_val], val_y=train_y[is_val],
+        test_x=test_x, test_y=test_y, class_names=class_names, pixel_max=pixel_max,
     )
 
 
@@ -401,8 +490,9 @@ def _load_synthetic(config: DatasetConfig) -> _RawSplits:
 
     train_x, train_y = sample(_SYNTHETIC_TRAIN_PER_CLASS)
     val_x, val_y = sample(_SYNTHETIC_VAL_PER_CLASS)
+    test_x, test_y = sample(_SYNTHETIC_VAL_PER_CLASS)  # drawn after validation: validation is unchanged
     names = [f"class_{i}" for i in range(_SYNTHETIC_CLASSES)]
-    return _RawSplits(train_x, train_y, val_x, val_y, names, pixel_max=1.0)
+    return _RawSplits(train_x, train_y, val_x, val_y, test_x, test_y, names, pixel_max=1.0)
 
 
 # ---------------------------------------------------------------- fashion-mnist
@@ -462,18 +552,22 @@ def _fashion_via_torchvision(config: DatasetConfig) -> _RawSplits:
             f"(download={config.download}): {exc}. Without internet, install Debian's "
             "dataset-fashion-mnist or copy the idx files there."
         ) from exc
-    return _RawSplits(
-        train_x=train.data.numpy()[:, None],
-        train_y=train.targets.numpy().astype(np.int64),
-        val_x=test.data.numpy()[:, None],
-        val_y=test.targets.numpy().astype(np.int64),
-        class_names=list(FASHION_MNIST_CLASSES),
-        pixel_max=255.0,
+    return _split_official(
+        train.data.numpy()[:, None], train.targets.numpy().astype(np.int64),
+        test.data.numpy()[:, None], test.targets.numpy().astype(np.int64),
+        list(FASHION_MNIST_CLASSES), 255.0, config,
     )
 
 
+@functools.lru_cache(maxsize=2)
+def _read_idx_files(files: tuple[tuple[str, str], ...]) -> dict[str, np.ndarray]:
+    """The four idx arrays, decoded once per process: an arena's regimes are several subsets of the same files,
+    and decompressing them took about a second per regime switch."""
+    return {key: read_idx(path) for key, path in files}
+
+
 def _fashion_from_idx(files: dict[str, str], config: DatasetConfig) -> _RawSplits:
-    arrays = {key: read_idx(path) for key, path in files.items()}
+    arrays = _read_idx_files(tuple(sorted(files.items())))
     for split in ("train", "val"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -482,13 +576,10 @@ def _fashion_from_idx(files: dict[str, str], config: DatasetConfig) -> _RawSplit
                 f"{x.shape} and labels {y.shape} do not match"
             )
         _check_label_range(y, len(FASHION_MNIST_CLASSES), "fashion-mnist", files[f"{split}_y"])
-    return _RawSplits(
-        train_x=arrays["train_x"][:, None],
-        train_y=arrays["train_y"].astype(np.int64),
-        val_x=arrays["val_x"][:, None],
-        val_y=arrays["val_y"].astype(np.int64),
-        class_names=list(FASHION_MNIST_CLASSES),
-        pixel_max=255.0,
+    return _split_official(
+        arrays["train_x"][:, None], arrays["train_y"].astype(np.int64),
+        arrays["val_x"][:, None], arrays["val_y"].astype(np.int64),
+        list(FASHION_MNIST_CLASSES), 255.0, config,
     )
 
 
@@ -547,13 +638,12 @@ def _load_cifar(config: DatasetConfig) -> _RawSplits:
     try:
         train = tv_class(root, train=True, download=config.download)
         test = tv_class(root, train=False, download=False)
-        return _RawSplits(
-            train_x=np.asarray(train.data).transpose(0, 3, 1, 2),  # torchvision keeps HWC
-            train_y=np.asarray(train.targets, dtype=np.int64),
-            val_x=np.asarray(test.data).transpose(0, 3, 1, 2),
-            val_y=np.asarray(test.targets, dtype=np.int64),
-            class_names=list(train.classes),
-            pixel_max=255.0,
+        return _split_official(
+            np.asarray(train.data).transpose(0, 3, 1, 2),  # torchvision keeps HWC
+            np.asarray(train.targets, dtype=np.int64),
+            np.asarray(test.data).transpose(0, 3, 1, 2),
+            np.asarray(test.targets, dtype=np.int64),
+            list(train.classes), 255.0, config,
         )
     except Exception as exc:  # RuntimeError on missing/md5, URLError/OSError on download
         tv_error = exc
@@ -574,8 +664,8 @@ def _load_cifar(config: DatasetConfig) -> _RawSplits:
     label_key = "labels" if config.name == "cifar10" else "fine_labels"
     class_names = _read_cifar_meta(os.path.join(folder, meta_file), tv_class.meta["key"], config.name)
     train_x, train_y = _read_cifar_batches(folder, train_files, label_key, len(class_names), config.name)
-    val_x, val_y = _read_cifar_batches(folder, test_files, label_key, len(class_names), config.name)
-    return _RawSplits(train_x, train_y, val_x, val_y, class_names, pixel_max=255.0)
+    test_x, test_y = _read_cifar_batches(folder, test_files, label_key, len(class_names), config.name)
+    return _split_official(train_x, train_y, test_x, test_y, class_names, 255.0, config)
 
 
 def _unpickle(path: str, dataset: str) -> dict[str, Any]:

@@ -9,9 +9,14 @@ Step t (t = 1..max_epochs) is:
      (GERMINATED -> TRAINING at once, CULLED -> EMBARGOED -> RESETTING -> DORMANT by cool-down);
   5. validation, seed contribution and telemetry after epoch t give the reward of the action at step t.
 
+After the last `score_epochs` epochs the host is also scored on the dataset's *test* split. Those numbers go
+to the footer only: the observation, the gates, the reward and the telemetry never see the test split, so a
+controller that learns from logged runs is never graded on what it watched.
+
 Reproducible on the CPU: the same configuration (which includes the seed) gives the same steps. Separate
-random streams drive weight initialisation (torch's global RNG), data order, telemetry probes and the
-controller, so measuring something never changes what is trained.
+random streams drive weight initialisation, data order, telemetry probes and the controller, so measuring
+something never changes what is trained. `data_order_seed` replaces the data-order stream alone: the null
+control of an evaluation reruns a configuration with the same initial weights and a new order of batches.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class EpisodeConfig:
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"  # cosine decay steadies final accuracy (see headroom notes)
     seed: int = 0
+    # None: the data order follows `seed`. Set, it alone changes (null controls, fresh-order replications).
+    data_order_seed: int | None = None
+    score_epochs: int = 1  # test-split accuracy after each of the last k epochs (footer only)
     blueprints: tuple[str, ...] = BLUEPRINTS  # blueprints that may be germinated
     embargo_epochs: int = 4  # EMBARGOED epochs after a cull, then 1 RESETTING epoch
     gates: GateConfig = field(default_factory=GateConfig)
@@ -68,6 +76,8 @@ class EpisodeConfig:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
         if self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("batch_size must be >= 1 and learning_rate > 0")
+        if not 1 <= self.score_epochs <= self.max_epochs:
+            raise ValueError(f"score_epochs must be in [1, max_epochs={self.max_epochs}], got {self.score_epochs}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
         unknown = set(self.blueprints) - set(BLUEPRINTS)
@@ -86,6 +96,8 @@ class EpisodeConfig:
             "weight_decay": self.weight_decay,
             "lr_schedule": self.lr_schedule,
             "seed": self.seed,
+            "data_order_seed": self.data_order_seed,
+            "score_epochs": self.score_epochs,
             "blueprints": list(self.blueprints),
             "embargo_epochs": self.embargo_epochs,
             "gates": self.gates.__dict__.copy(),
@@ -117,6 +129,10 @@ class EpisodeConfig:
         canonical = json.dumps({k: v for k, v in self.to_dict().items() if k != "tags"}, sort_keys=True)
         return "run-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    def regime(self) -> str | None:
+        """The arena regime this configuration was drawn from (a spec's [[regimes]] table), if any."""
+        return self.tags.get("regime")
+
 
 @dataclass
 class EpisodeResult:
@@ -133,6 +149,9 @@ class EpisodeResult:
     wall_seconds: float
     error: str | None = None
     branches: int = 0  # branch runs forked from this episode (tamiyo_models.branching)
+    final_test_accuracy: float = float("nan")  # the score comparisons use: test split, after the last epoch
+    test_accuracy_last: float = float("nan")  # mean test accuracy over the last `score_epochs` epochs
+    final_parameters: int = 0
 
     @classmethod
     def not_started(cls, config: EpisodeConfig, out_dir: str | Path, error: str) -> "EpisodeResult":
@@ -141,11 +160,25 @@ class EpisodeResult:
         run_id = config.run_id()
         return cls(run_id, Path(out_dir) / f"{run_id}.jsonl", "failed", 0, nan, nan, 0, 0, 0, 0.0, 0.0, error)
 
+    @classmethod
+    def from_footer(cls, path: Path, run_id: str, footer: dict) -> "EpisodeResult":
+        """The result of an episode already on disk (a rerun of a deterministic configuration is skipped)."""
+        number = lambda key: float("nan") if footer.get(key) is None else float(footer[key])  # noqa: E731
+        return cls(
+            run_id=run_id, path=path, status=footer["status"], steps=footer["steps"],
+            final_val_accuracy=number("final_val_accuracy"), best_val_accuracy=number("best_val_accuracy"),
+            seeds_created=footer["seeds_created"], seeds_fossilized=footer["seeds_fossilized"],
+            seeds_culled=footer["seeds_culled"], episode_return=number("return"), wall_seconds=number("wall_seconds"),
+            error=footer.get("error"), final_test_accuracy=number("final_test_accuracy"),
+            test_accuracy_last=number("test_accuracy_last"), final_parameters=int(footer.get("final_parameters") or 0),
+        )  # fmt: skip
+
     def summary_line(self) -> str:
         if self.status != "complete":
             return f"{self.run_id}: {self.status.upper()} after {self.steps} steps: {self.error}"
+        test = "" if math.isnan(self.final_test_accuracy) else f"test {self.final_test_accuracy:.2f}%, "
         return (
-            f"{self.run_id}: final {self.final_val_accuracy:.2f}% (best {self.best_val_accuracy:.2f}%), "
+            f"{self.run_id}: {test}final val {self.final_val_accuracy:.2f}% (best {self.best_val_accuracy:.2f}%), "
             f"seeds {self.seeds_created} created / {self.seeds_fossilized} fossilized / "
             f"{self.seeds_culled} culled, return {self.episode_return:+.2f}, {self.wall_seconds:.1f}s"
             + (f", {self.branches} branch runs" if self.branches else "")
@@ -158,15 +191,20 @@ class Episode:
     def __init__(self, config: EpisodeConfig, data: TaskData, run_id: str):
         self.config, self.data, self.run_id = config, data, run_id
         streams = np.random.SeedSequence(config.seed).spawn(5)
-        torch.manual_seed(int(streams[0].generate_state(1)[0]))  # the host's initial weights
         # Seeds are initialised from the episode's own stream, not torch's global one, so a snapshot of the
         # episode carries everything a fork needs to replay it exactly.
         self.seed_init_generator = torch.Generator().manual_seed(int(streams[4].generate_state(1)[0]))
-        self.data_generator = torch.Generator().manual_seed(int(streams[1].generate_state(1)[0]))
+        order = streams[1] if config.data_order_seed is None else np.random.SeedSequence([config.data_order_seed, 1])
+        self.data_generator = torch.Generator().manual_seed(int(order.generate_state(1)[0]))
         self.probe_generator = torch.Generator().manual_seed(int(streams[2].generate_state(1)[0]))
         self.controller_rng = np.random.default_rng(streams[3])
 
-        self.model = HostNetwork(config.host, data.input_shape, data.num_classes)
+        # The host's initial weights come from torch's global RNG (layer constructors draw from it); forking it
+        # keeps the caller's own random stream (an RL learner stepping episodes in its process) untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(streams[0].generate_state(1)[0]))
+            self.model = HostNetwork(config.host, data.input_shape, data.num_classes)
+        self.initial_parameters = sum(p.numel() for p in self.model.parameters())
         self.host_optimizer = self._sgd(self.model.host_parameters())
         self.seed_optimizers: dict[int, torch.optim.Optimizer] = {}
         self.epoch = 0
@@ -181,6 +219,8 @@ class Episode:
         self.telemetry: dict = {}
         self.contributions: dict[int, dict] = {}
         self.batches_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
+        # Test-split scores, kept apart from everything a decision reads (observation_record never includes them).
+        self.test_scores: list[dict] = []
 
     def _sgd(self, params) -> torch.optim.Optimizer:
         c = self.config
@@ -264,7 +304,22 @@ class Episode:
             "seeds_fossilized": self.seeds_fossilized,
             "seeds_culled": self.seeds_culled,
             "slots": [self.slot_record(s) for s in self.slots],
+            "task": self.task_record(),
             "telemetry": self.telemetry,
+        }
+
+    def task_record(self) -> dict:
+        """What kind of problem this is, as a controller may know it before training: the host's size and
+        shape, its seed slots, the training set and the inputs (the `task` feature group). Constant in an
+        episode, so a policy trained across tasks can tell them apart."""
+        c, data = self.config, self.data
+        return {
+            "host_parameters": self.initial_parameters,
+            "host_widths": list(c.host.widths),
+            "slot_channels": [c.host.widths[s] for s in c.host.slots],
+            "train_size": len(data.train_x),
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
         }
 
     def seed_improvement(self, slot: SeedSlot) -> float:
@@ -378,6 +433,13 @@ class Episode:
             self.telemetry = {"gradients": monitor.summary()}
         return telemetry_seconds
 
+    def score_test(self) -> None:
+        """Test-split accuracy of the host as it stands (seeds at their current alpha), after one of the last
+        `score_epochs` epochs. Evaluation mode and no gradient: nothing the episode does next changes."""
+        data = self.data
+        result = evaluate(self.model, data.test_x, data.test_y, data.num_classes, max(256, self.config.batch_size))
+        self.test_scores.append({"epoch": self.epoch, "accuracy": result.accuracy, "loss": result.loss})
+
     def measure(self, initial: bool = False) -> float:
         """Validation, seed contributions and telemetry after an epoch; returns telemetry seconds."""
         c, data = self.config, self.data
@@ -471,6 +533,7 @@ class EpisodeRun:
                 "input_shape": list(data.input_shape),
                 "train_size": len(data.train_x),
                 "val_size": len(data.val_x),
+                "test_size": len(data.test_x),
                 "noisy_labels": data.noisy_label_count,
             },
             "host_parameters": sum(p.numel() for p in model.parameters()),
@@ -512,6 +575,11 @@ class EpisodeRun:
         telemetry_seconds = episode.train_epoch()
         outcome["events"] += episode.advance_clocks()
         telemetry_seconds += episode.measure()
+        test_seconds = 0.0
+        if episode.epoch > self.config.max_epochs - self.config.score_epochs:
+            t_test = time.perf_counter()
+            episode.score_test()
+            test_seconds = time.perf_counter() - t_test
         acc_after, best_after = episode.val_accuracy_history[-1], episode.best_val_accuracy
         reward = step_reward(self.config.reward, acc_before, acc_after, best_before, best_after)
         self.episode_return += reward["reward"]
@@ -531,7 +599,8 @@ class EpisodeRun:
                 "best_val_accuracy_after": best_after,
                 **reward,
             },
-            "timing": {"step_seconds": time.perf_counter() - t0, "telemetry_seconds": telemetry_seconds},
+            "timing": {"step_seconds": time.perf_counter() - t0, "telemetry_seconds": telemetry_seconds,
+                       "test_seconds": test_seconds},
         }
         self.writer.write_step(step)
         self.steps_written += 1
@@ -539,6 +608,11 @@ class EpisodeRun:
 
     def finish(self, error: str | None = None) -> EpisodeResult:
         episode = self.episode
+        scores = episode.test_scores
+        # A run that stopped early (failed, or a branch ending at its horizon) has no test score: only the end of
+        # an episode is scored, so every score in a comparison means the same thing.
+        final_test = scores[-1] if scores and scores[-1]["epoch"] == self.config.max_epochs else None
+        last_mean = sum(s["accuracy"] for s in scores) / len(scores) if final_test else None
         result = EpisodeResult(
             run_id=self.run_id,
             path=self.writer.path,
@@ -552,6 +626,9 @@ class EpisodeRun:
             episode_return=self.episode_return,
             wall_seconds=time.perf_counter() - self.started,
             error=error,
+            final_test_accuracy=final_test["accuracy"] if final_test else math.nan,
+            test_accuracy_last=last_mean if final_test else math.nan,
+            final_parameters=sum(p.numel() for p in episode.model.parameters()),
         )
         self.writer.close(
             {
@@ -564,7 +641,11 @@ class EpisodeRun:
                 "seeds_fossilized": result.seeds_fossilized,
                 "seeds_culled": result.seeds_culled,
                 "return": self.episode_return,
-                "final_parameters": sum(p.numel() for p in episode.model.parameters()),
+                "final_test_accuracy": final_test["accuracy"] if final_test else None,
+                "final_test_loss": final_test["loss"] if final_test else None,
+                "test_accuracy_last": last_mean,
+                "test_scores": scores if final_test else [],
+                "final_parameters": result.final_parameters,
                 "wall_seconds": result.wall_seconds,
                 "final_observation": episode.observation_record(),
             }

@@ -5,7 +5,7 @@ raw telemetry run, see `rawrun.py`) into named float features. The live controll
 logged runs both call it, so a policy sees at serving time exactly what it was trained on (the reference
 system computed them twice, differently, and its head-to-head numbers were wrong because of it).
 
-Schema `tamiyo-features/3` has three groups, in this order:
+Schema `tamiyo-features/4` has four groups, in this order:
 - `base` (27): the reference V1 vector, same names and order. Fixes: `loss_delta`/`accuracy_delta` are 0 at
   the first step (the reference stored +Infinity), and `best_val_loss` is really tracked.
 - `telemetry` (27): the reference V2 policy telemetry: 5 gradient-health numbers, 10 per-class validation
@@ -13,11 +13,17 @@ Schema `tamiyo-features/3` has three groups, in this order:
   stages 0..5, 0-padded, and the classifier), 3 red flags.
 - `lifecycle` (12): ours. What a controller needs to judge a seed and that the reference did not expose:
   improvement since germination (seed fully applied), measured contribution of the seed, its blueprint, time left, counts.
+- `task` (10): ours, new in schema 4. What problem this is: the host's size and shape, its seed slots, the
+  training set and the inputs, so one policy can act differently on a narrow host with little data than on a
+  wide one with plenty (the arena's regimes differ exactly there). Counts enter as log10.
 
-Feature sets for policies: `base`, `base+telemetry` (the reference's 54), `base+lifecycle`, `full`.
+Feature sets for policies: `base`, `base+telemetry` (the reference's 54), `base+lifecycle`,
+`base+lifecycle+task`, `full`.
 
 Values are sanitised (NaN, inf, None -> 0) but not clipped or normalised: storage keeps the true values and
-policies normalise with statistics fitted on their training split.
+policies normalise with statistics fitted on their training split. One exception: a record written before
+schema 4 has no task description, and its task features are NaN (null in the warehouse) rather than a
+made-up 0; `task_feature_defaults` says what a policy substitutes.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, Mapping
 from .blueprints import BLUEPRINTS
 from .lifecycle import ACTIVE_STAGES, Stage
 
-FEATURE_SCHEMA_VERSION = "tamiyo-features/3"
+FEATURE_SCHEMA_VERSION = "tamiyo-features/4"
 PLATEAU_THRESHOLD_PP = 0.5  # an epoch whose val accuracy rose less than this is a plateau epoch
 HISTORY_LENGTH = 5
 
@@ -61,17 +67,24 @@ LIFECYCLE_FEATURES: tuple[str, ...] = (
     *(f"seed_blueprint_{b}" for b in BLUEPRINTS),
     "epochs_remaining", "cooldown_epochs_remaining", "seeds_fossilized", "seeds_culled", "learning_rate",
 )  # fmt: skip
+TASK_FEATURES: tuple[str, ...] = (
+    "task_log10_host_parameters", "task_host_depth", "task_host_width_first", "task_host_width_last",
+    "task_slot_channels", "task_seed_slots", "task_log10_train_size", "task_num_classes",
+    "task_input_channels", "task_input_size",
+)  # fmt: skip
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "base": BASE_FEATURES,
     "telemetry": TELEMETRY_FEATURES,
     "lifecycle": LIFECYCLE_FEATURES,
+    "task": TASK_FEATURES,
 }
-ALL_FEATURES: tuple[str, ...] = BASE_FEATURES + TELEMETRY_FEATURES + LIFECYCLE_FEATURES
+ALL_FEATURES: tuple[str, ...] = BASE_FEATURES + TELEMETRY_FEATURES + LIFECYCLE_FEATURES + TASK_FEATURES
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "base": BASE_FEATURES,
     "base+telemetry": BASE_FEATURES + TELEMETRY_FEATURES,
     "base+lifecycle": BASE_FEATURES + LIFECYCLE_FEATURES,
+    "base+lifecycle+task": BASE_FEATURES + LIFECYCLE_FEATURES + TASK_FEATURES,
     "full": ALL_FEATURES,
 }
 
@@ -202,7 +215,38 @@ def observation_features(record: Mapping) -> dict[str, float]:
     f["seeds_fossilized"] = _num(record.get("seeds_fossilized"))
     f["seeds_culled"] = _num(record.get("seeds_culled"))
     f["learning_rate"] = _num(record.get("learning_rate"))
+    f.update(task_features(record.get("task")))
     return f
+
+
+def task_features(task: Mapping | None) -> dict[str, float]:
+    """The `task` group from a record's task description; NaN throughout when the record has none (written
+    before schema 4, or a legacy episode), so storage says "unknown" instead of a misleading 0."""
+    if not task:
+        return {name: math.nan for name in TASK_FEATURES}
+    widths = [_num(w) for w in task.get("host_widths") or []]
+    slots = [_num(c) for c in task.get("slot_channels") or []]
+    shape = [_num(v) for v in task.get("input_shape") or []] + [0.0, 0.0, 0.0]
+    return {
+        "task_log10_host_parameters": math.log10(max(1.0, _num(task.get("host_parameters")))),
+        "task_host_depth": float(len(widths)),
+        "task_host_width_first": widths[0] if widths else 0.0,
+        "task_host_width_last": widths[-1] if widths else 0.0,
+        "task_slot_channels": slots[0] if slots else 0.0,
+        "task_seed_slots": float(len(slots)),
+        "task_log10_train_size": math.log10(max(1.0, _num(task.get("train_size")))),
+        "task_num_classes": _num(task.get("num_classes")),
+        "task_input_channels": shape[0],
+        "task_input_size": shape[1],
+    }
+
+
+def task_feature_defaults() -> dict[str, float]:
+    """What a policy feeds for an unknown task description: the default digits task with the default host
+    (widths 2-4-8, one slot, 1,079 training images of 1x8x8, 10 classes), where every run before schema 4
+    was generated."""
+    return task_features({"host_parameters": 496, "host_widths": [2, 4, 8], "slot_channels": [4],
+                          "train_size": 1079, "num_classes": 10, "input_shape": [1, 8, 8]})  # fmt: skip
 
 
 def feature_vector(features: Mapping[str, float], feature_set: str = "full") -> list[float]:

@@ -19,11 +19,25 @@ A generation spec (TOML or JSON) says what varies between episodes and how:
 
 Dotted keys address nested fields ("dataset.train_subsample"). Each episode's seed is drawn from the batch
 seed, so a batch is reproducible: the same spec and seed give the same configurations, hence the same runs.
+
+A spec may also list **regimes** (the arena does): each is a named family of configurations with its own
+`base` and `vary` on top of the spec's, and a weight. An episode first draws its regime, and its
+configuration carries the regime's name (tag `regime`), so analyses compare controllers regime by regime:
+
+    [[regimes]]
+    name = "fmnist-narrow"
+    weight = 1.0
+    base = { dataset = { name = "fashion-mnist", train_subsample = 3000, val_subsample = 2000 }, max_epochs = 30 }
+    vary = { "host.widths" = [[2, 4, 8]] }
+
+A regime whose dataset is not on this machine (Fashion-MNIST without Debian's package, say) is left out of
+sampling, with one message naming the files and how to get them (`GenerationSpec.unavailable`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -37,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .branching import BranchConfig, run_with_branches
+from .datasets import dataset_unavailable
 from .episode import EpisodeConfig, EpisodeResult, run_episode
 
 if TYPE_CHECKING:  # distributed.py imports this module (for _run_one); Ray is imported only when used
@@ -57,15 +72,26 @@ class GenerationSpec:
     vary: dict = field(default_factory=dict)
     controllers: list[dict] = field(default_factory=lambda: [{"kind": "heuristic", "weight": 1.0}])
     branching: BranchConfig | None = None  # fork branch runs at decision points of every episode
+    regimes: list[dict] = field(default_factory=list)  # named families of configurations (see module docstring)
     source: str = "<dict>"
+    unavailable: dict[str, str] = field(default_factory=dict)  # regime -> why it is left out on this machine
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> "GenerationSpec":
-        unknown = set(d) - {"name", "base", "vary", "controllers", "branching"}
+        unknown = set(d) - {"name", "base", "vary", "controllers", "branching", "regimes"}
         if unknown:
             raise SpecError(
-                f"{source}: unknown top-level keys {sorted(unknown)} (known: name, base, vary, controllers, branching)"
+                f"{source}: unknown top-level keys {sorted(unknown)} (known: name, base, vary, controllers, branching, regimes)"
             )
+        regimes = d.get("regimes", [])
+        for i, regime in enumerate(regimes):
+            bad = set(regime) - {"name", "weight", "base", "vary", "description"}
+            if "name" not in regime or bad:
+                raise SpecError(f"{source}: regimes[{i}] needs a name and may hold weight, base, vary, description"
+                                + (f" (unknown: {sorted(bad)})" if bad else ""))  # fmt: skip
+        names = [r["name"] for r in regimes]
+        if len(set(names)) != len(names):
+            raise SpecError(f"{source}: regime names must be unique, got {names}")
         try:
             branching = BranchConfig.from_dict(d["branching"]) if "branching" in d else None
         except (TypeError, ValueError) as exc:
@@ -76,10 +102,37 @@ class GenerationSpec:
             base=d.get("base", {}),
             vary=d.get("vary", {}),
             controllers=d.get("controllers", [{"kind": "heuristic", "weight": 1.0}]),
+            regimes=regimes,
             source=source,
         )
-        spec.sample(1, seed=0)  # fail now, naming the spec file, rather than inside a worker later
+        # Fail now, naming the spec file, rather than inside a worker later; and find the regimes whose data
+        # this machine lacks.
+        for regime in spec.regimes or [None]:
+            config = spec._sample(1, 0, regime)[0]
+            if regime is not None:
+                missing = dataset_unavailable(config.dataset)
+                if missing:
+                    spec.unavailable[regime["name"]] = missing
+        if spec.regimes and len(spec.unavailable) == len(spec.regimes):
+            raise SpecError(f"{source}: no regime can run on this machine: " + "; ".join(f"{k}: {v}" for k, v in spec.unavailable.items()))
         return spec
+
+    @property
+    def regime_names(self) -> list[str]:
+        """The regimes that can run here, in spec order."""
+        return [r["name"] for r in self.regimes if r["name"] not in self.unavailable]
+
+    def _regime(self, name: str) -> dict:
+        for regime in self.regimes:
+            if regime["name"] == name:
+                if name in self.unavailable:
+                    raise SpecError(f"{self.source}: regime {name!r} cannot run here: {self.unavailable[name]}")
+                return regime
+        raise SpecError(f"{self.source}: no regime {name!r}; regimes: {', '.join(r['name'] for r in self.regimes) or 'none'}")
+
+    def sample_regime(self, name: str, episodes: int, seed: int) -> list[EpisodeConfig]:
+        """`episodes` configurations of one regime (a headroom analysis compares controllers regime by regime)."""
+        return self._sample(episodes, seed, self._regime(name))
 
     @classmethod
     def load(cls, path_or_name: str | Path) -> "GenerationSpec":
@@ -98,15 +151,38 @@ class GenerationSpec:
         return cls.from_dict(data, source=str(path))
 
     def sample(self, episodes: int, seed: int) -> list[EpisodeConfig]:
+        """`episodes` configurations; with regimes, each first draws its regime (by weight, among those that can
+        run here)."""
+        if not self.regimes:
+            return self._sample(episodes, seed, None)
+        usable = [r for r in self.regimes if r["name"] not in self.unavailable]
+        weights = np.array([float(r.get("weight", 1.0)) for r in usable])
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise SpecError(f"{self.source}: regimes need positive weights")
+        # The regime of each episode comes from its own stream, so adding episodes never changes earlier ones.
+        picks = np.random.default_rng([seed, 1]).choice(len(usable), size=episodes, p=weights / weights.sum())
+        counts = {i: int((picks == i).sum()) for i in range(len(usable))}
+        drawn = {i: iter(self._sample(n, seed + 1_000_003 * (i + 1), usable[i])) for i, n in counts.items() if n}
+        configs = []
+        for index, pick in enumerate(picks):
+            config = next(drawn[int(pick)])
+            configs.append(dataclasses.replace(config, tags={**config.tags, "batch_seed": seed, "batch_index": index}))
+        return configs
+
+    def _sample(self, episodes: int, seed: int, regime: dict | None) -> list[EpisodeConfig]:
         rng = np.random.default_rng(seed)
         weights = np.array([float(c.get("weight", 1.0)) for c in self.controllers])
         if len(weights) == 0 or (weights < 0).any() or weights.sum() <= 0:
             raise SpecError(f"{self.source}: controllers need positive weights")
+        where = f"{self.source}: " + (f"regime {regime['name']}: " if regime else "")
+        vary = {**self.vary, **((regime or {}).get("vary") or {})}
         configs = []
         for index in range(episodes):
             d = copy.deepcopy(self.base)
-            for key, rule in self.vary.items():
-                _set_dotted(d, key, _draw(rule, rng, f"{self.source}: vary.{key}"))
+            for key, value in ((regime or {}).get("base") or {}).items():
+                _merge_dotted(d, key, copy.deepcopy(value))
+            for key, rule in vary.items():
+                _set_dotted(d, key, _draw(rule, rng, f"{where}vary.{key}"))
             chosen = self.controllers[int(rng.choice(len(weights), p=weights / weights.sum()))]
             controller = {}
             for key, value in chosen.items():
@@ -117,10 +193,12 @@ class GenerationSpec:
             d["controller"] = {**d.get("controller", {}), **controller}
             d["seed"] = int(rng.integers(0, 2**31 - 1))
             d.setdefault("tags", {}).update({"spec": self.name, "batch_seed": seed, "batch_index": index})
+            if regime is not None:
+                d["tags"]["regime"] = regime["name"]
             try:
                 configs.append(EpisodeConfig.from_dict(d))
             except (TypeError, ValueError, KeyError) as exc:
-                raise SpecError(f"{self.source}: episode {index} has an invalid configuration: {exc}") from None
+                raise SpecError(f"{where}episode {index} has an invalid configuration: {exc}") from None
         return configs
 
 
@@ -155,6 +233,19 @@ def _set_dotted(d: dict, dotted: str, value: Any) -> None:
     d[last] = value
 
 
+def _merge_dotted(d: dict, dotted: str, value: Any) -> None:
+    """Like _set_dotted, but a table merges into the table already there (a regime's `dataset = {...}` adds
+    to the spec's base dataset instead of replacing it)."""
+    *parents, last = dotted.split(".")
+    for key in parents:
+        d = d.setdefault(key, {})
+    if isinstance(value, dict) and isinstance(d.get(last), dict):
+        for key, inner in value.items():
+            _merge_dotted(d[last], key, inner)
+    else:
+        d[last] = value
+
+
 # ----- running a batch ----------------------------------------------------------------------------------
 def _init_worker() -> None:
     import torch
@@ -183,9 +274,13 @@ def generate(
     branching: BranchConfig | None = None,
     executor: str = "local",
     ray: "RayConfig | None" = None,
+    reuse_existing: bool = False,
 ) -> list[EpisodeResult]:
     """Run every configuration, `workers` episodes at a time in separate processes; with `branching`, each
     episode also forks branch runs at its decision points (counted in `EpisodeResult.branches`).
+
+    `reuse_existing`: an episode whose complete run file is already in `out_dir` is read back instead of run
+    again (episodes are deterministic, so its file is what a rerun would write): long analyses resume.
 
     `executor="ray"` runs the episodes as tasks on the Ray cluster that `ray` names instead (address,
     resources per episode, retries; see tamiyo_models.distributed); `workers` is then unused, as the
@@ -208,9 +303,22 @@ def generate(
         raise ValueError(f"unknown executor {executor!r}; known: local, ray")
     out_dir = str(out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    results: list[EpisodeResult | None] = [None] * len(configs)
+    if reuse_existing:
+        for i, config in enumerate(configs):
+            results[i] = _stored_result(Path(out_dir), config.run_id())
+            if results[i] is not None and on_result:
+                on_result(results[i])
+        pending = [i for i, r in enumerate(results) if r is None]
+        if pending and len(pending) < len(configs):
+            rest = generate([configs[i] for i in pending], out_dir, workers, on_result, branching)
+            for i, result in zip(pending, rest):
+                results[i] = result
+        elif pending:
+            return generate(configs, out_dir, workers, on_result, branching)
+        return results
     payloads = [c.to_dict() for c in configs]
     branch_dict = branching.to_dict() if branching else None
-    results: list[EpisodeResult | None] = [None] * len(configs)
     if workers <= 1:
         _init_worker()
         for i, payload in enumerate(payloads):
@@ -233,6 +341,22 @@ def generate(
             if on_result:
                 on_result(results[i])
     return results
+
+
+def _stored_result(out_dir: Path, run_id: str) -> EpisodeResult | None:
+    """The result recorded in a complete run file already in the folder, or None (absent, failed, unreadable)."""
+    from .rawrun import RawRunError, read_raw_run
+
+    path = out_dir / f"{run_id}.jsonl"
+    if not path.exists():
+        return None
+    try:
+        footer = read_raw_run(path).footer
+    except (RawRunError, OSError):
+        return None
+    if not footer or footer.get("status") != "complete":
+        return None
+    return EpisodeResult.from_footer(path, run_id, footer)
 
 
 def default_workers() -> int:

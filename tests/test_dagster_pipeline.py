@@ -53,11 +53,11 @@ def test_generation_ingestion_and_coverage_materialize_end_to_end(tmp_path):
         "counterfactual_coverage": {"config": {"k": 4, "min_samples": 2, "out_dir": str(tmp_path / "report"),
                                                "model_dir": str(tmp_path / "coverage")}},
     }}  # fmt: skip
-    from assets.analysis import ANALYSIS_ASSETS
+    from assets.analysis import counterfactual_coverage
     from assets.generation import GENERATION_ASSETS
     from assets.warehouse import episode_tables
 
-    selection = [*GENERATION_ASSETS, episode_tables, *ANALYSIS_ASSETS]
+    selection = [*GENERATION_ASSETS, episode_tables, counterfactual_coverage]
     result = dg.materialize(selection, resources=resources, run_config=run_config, partition_key="2026-11-25")
     assert result.success
     generated = result.asset_materializations_for_node("generated_runs")[0].metadata

@@ -68,17 +68,18 @@ def test_digits_shapes_split_and_normalisation():
     assert data.num_classes == 10
     assert data.input_shape == (1, 8, 8)
     assert data.train_x.dtype == torch.float32 and data.train_y.dtype == torch.int64
-    assert len(data.train_y) + len(data.val_y) == 1797
-    assert len(data.val_y) == round(0.2 * 1797)
+    assert len(data.train_y) + len(data.val_y) + len(data.test_y) == 1797
+    assert len(data.val_y) == len(data.test_y) == round(0.2 * 1797)
     assert data.train_x.shape == (len(data.train_y), 1, 8, 8)
     mean = data.train_x.mean(dim=(0, 2, 3))
     std = data.train_x.std(dim=(0, 2, 3), correction=0)
     assert torch.allclose(mean, torch.zeros(1), atol=1e-4)
     assert torch.allclose(std, torch.ones(1), atol=1e-4)
-    # stratified: every class in both splits, roughly 20% of each held out
-    val_counts = _class_counts(data.val_y, 10)
-    train_counts = _class_counts(data.train_y, 10)
-    assert np.all(np.abs(val_counts / (val_counts + train_counts) - 0.2) < 0.02)
+    # stratified: every class in all three splits, roughly 20% of each held out for validation and for test
+    counts = {name: _class_counts(getattr(data, f"{name}_y"), 10) for name in ("train", "val", "test")}
+    total = sum(counts.values())
+    for held_out in ("val", "test"):
+        assert np.all(np.abs(counts[held_out] / total - 0.2) < 0.02)
     assert data.noisy_label_count == 0
 
 
@@ -89,10 +90,18 @@ def test_digits_split_is_disjoint_and_seeded():
     other = load_task_data(DatasetConfig(name="digits", split_seed=1))
     assert torch.equal(a.train_x, again.train_x) and torch.equal(a.val_y, again.val_y)
     assert not torch.equal(a.val_y, other.val_y) or not torch.equal(a.val_x, other.val_x)
-    # disjoint: no validation image appears in the training set
-    train_rows = {tuple(r) for r in a.train_x.flatten(1).numpy().round(4).tolist()}
-    val_rows = [tuple(r) for r in a.val_x.flatten(1).numpy().round(4).tolist()]
-    assert not any(r in train_rows for r in val_rows)
+    # disjoint: no held-out image appears in another split
+    rows = {name: {tuple(r) for r in getattr(a, f"{name}_x").flatten(1).numpy().round(4).tolist()} for name in ("train", "val", "test")}
+    assert not rows["train"] & rows["val"] and not rows["train"] & rows["test"] and not rows["val"] & rows["test"]
+
+
+def test_test_split_does_not_move_with_the_validation_share():
+    # The test split is drawn first, from its own stream: a different validation share must not change it.
+    a = load_task_data(DatasetConfig(name="digits"))
+    b = load_task_data(DatasetConfig(name="digits", val_fraction=0.3))
+    assert torch.equal(a.test_y, b.test_y) and len(b.val_y) == round(0.3 * 1797)
+    small = load_task_data(DatasetConfig(name="digits", test_subsample=100))
+    assert len(small.test_y) == 100 and torch.equal(small.val_y, a.val_y)
 
 
 def test_cache_returns_same_object_and_ignores_root_for_digits():
@@ -119,7 +128,7 @@ def test_label_noise_flips_exact_count_to_other_classes():
     assert torch.equal(clean.train_x, noisy.train_x)
     changed = clean.train_y != noisy.train_y
     assert int(changed.sum()) == round(0.3 * 500) == noisy.noisy_label_count
-    assert torch.equal(clean.val_y, noisy.val_y)  # validation stays clean
+    assert torch.equal(clean.val_y, noisy.val_y) and torch.equal(clean.test_y, noisy.test_y)  # held-out splits stay clean
     assert noisy.train_y.min() >= 0 and noisy.train_y.max() < 10
 
 
@@ -145,7 +154,7 @@ def test_bad_config_raises_dataset_error(kwargs, match):
 def test_synthetic_is_deterministic_with_expected_shapes():
     a = load_task_data(DatasetConfig(name="synthetic"))
     assert a.input_shape == (1, 8, 8) and a.num_classes == 10
-    assert len(a.train_y) == 800 and len(a.val_y) == 200
+    assert len(a.train_y) == 800 and len(a.val_y) == 200 and len(a.test_y) == 200
     assert np.all(_class_counts(a.train_y, 10) == 80)
     clear_dataset_cache()
     b = load_task_data(DatasetConfig(name="synthetic"))
@@ -211,7 +220,8 @@ def test_cifar10_reads_torchvision_format_offline(tmp_path):
     _write_cifar10(tmp_path)
     data = load_task_data(DatasetConfig(name="cifar10", root=str(tmp_path)))
     assert data.input_shape == (3, 32, 32) and data.num_classes == 10
-    assert len(data.train_y) == 5 * 20 and len(data.val_y) == 20
+    # the official test batch is the test split; validation is carved out of the training batches
+    assert len(data.test_y) == 20 and len(data.val_y) == 20 and len(data.train_y) == 5 * 20 - 20
     assert data.class_names == [f"c10_{k}" for k in range(10)]
     assert torch.allclose(data.train_x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(data.train_x.std(dim=(0, 2, 3), correction=0), torch.ones(3), atol=1e-4)
@@ -225,16 +235,16 @@ def test_cifar10_pixels_keep_channel_layout(tmp_path):
     batch[b"data"][0] = np.concatenate([np.full(1024, 255), np.zeros(2048)]).astype(np.uint8)
     _dump(folder / "test_batch", batch)
     data = load_task_data(DatasetConfig(name="cifar10", root=str(tmp_path)))
-    img = data.val_x[0]
+    img = data.test_x[0]
     assert img[0].std() < 1e-5 and img[1].std() < 1e-5  # each plane constant
     assert img[0, 0, 0] > img[1, 0, 0] and img[0, 0, 0] > img[2, 0, 0]
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
     _write_cifar100(tmp_path)
-    data = load_task_data(DatasetConfig(name="cifar100", root=str(tmp_path), val_subsample=50))
+    data = load_task_data(DatasetConfig(name="cifar100", root=str(tmp_path), val_subsample=10, test_subsample=50))
     assert data.num_classes == 100 and data.input_shape == (3, 32, 32)
-    assert len(data.train_y) == 200 and len(data.val_y) == 50
+    assert len(data.train_y) == 160 and len(data.val_y) == 10 and len(data.test_y) == 50
     assert int(data.train_y.max()) == 99  # fine, not coarse (max 19)
     assert data.class_names[:2] == ["fine_0", "fine_1"]
 
@@ -301,9 +311,10 @@ def test_fashion_mnist_layouts(tmp_path, layout, compress):
     _write_fashion(folder, compress)
     data = load_task_data(DatasetConfig(name="fashion-mnist", root=str(tmp_path)))
     assert data.input_shape == (1, 28, 28) and data.num_classes == 10
-    assert len(data.train_y) == 30 and len(data.val_y) == 20
+    # the official t10k files are the test split, whole; validation comes out of the training files
+    assert len(data.train_y) == 24 and len(data.val_y) == 6 and len(data.test_y) == 20
     assert data.class_names[0] == "T-shirt/top"
-    assert torch.equal(data.val_y, torch.arange(20) % 10)
+    assert torch.equal(data.test_y, torch.arange(20) % 10)
 
 
 def test_fashion_mnist_missing_names_root_and_fix(tmp_path):
@@ -326,11 +337,11 @@ def test_imagefolder_two_classes(tmp_path):
             Image.new("RGB", size, colour).save(tmp_path / cls / f"{i}.png")
     Image.new("L", (10, 10), 128).save(tmp_path / "dogs" / "gray.png")  # converted to RGB
 
-    data = load_task_data(DatasetConfig(name=f"imagefolder:{tmp_path}", image_size=16, val_fraction=0.4))
+    data = load_task_data(DatasetConfig(name=f"imagefolder:{tmp_path}", image_size=16, val_fraction=0.2, test_fraction=0.2))
     assert data.class_names == ["cats", "dogs"]
     assert data.input_shape == (3, 16, 16)
-    assert len(data.train_y) + len(data.val_y) == 11
-    assert set(data.val_y.tolist()) == {0, 1} and set(data.train_y.tolist()) == {0, 1}
+    assert len(data.train_y) + len(data.val_y) + len(data.test_y) == 11
+    assert set(data.train_y.tolist()) == {0, 1} and len(data.val_y) == len(data.test_y) == 2
 
 
 def test_imagefolder_missing_folder(tmp_path):

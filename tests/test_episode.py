@@ -56,7 +56,7 @@ def test_raw_run_structure_reward_alignment_and_features(tmp_path, tiny_config):
 
 def test_feature_schema_sizes():
     assert len(BASE_FEATURES) == 27 and len(TELEMETRY_FEATURES) == 27
-    assert len(set(ALL_FEATURES)) == len(ALL_FEATURES) == 66
+    assert len(set(ALL_FEATURES)) == len(ALL_FEATURES) == 76
 
 
 def test_heuristic_on_digits_germinates_and_fossilizes(tmp_path):

@@ -47,7 +47,9 @@ def test_live_evaluation_pairs_seeds_and_configurations(policy, tmp_path):
         assert h.header["config"]["seed"] == p.header["config"]["seed"] == pair.seed
         strip = lambda cfg: {k: v for k, v in cfg.items() if k not in ("controller", "tags")}  # noqa: E731
         assert strip(h.header["config"]) == strip(p.header["config"])
-        assert pair.heuristic_final == h.footer["final_val_accuracy"] and pair.policy_final == p.footer["final_val_accuracy"]
+        # scored on the test split; validation (what the controllers watched) kept beside it
+        assert pair.heuristic_final == h.footer["final_test_accuracy"] and pair.policy_final == p.footer["final_test_accuracy"]
+        assert pair.heuristic_val == h.footer["final_val_accuracy"] and pair.policy_val == p.footer["final_val_accuracy"]
     assert live.wins + live.ties + live.losses == 3
     assert live.mean_difference == pytest.approx(np.mean([p.difference for p in live.pairs]))
     assert 0 <= live.agreement_coarse <= 1 and sum(live.action_distribution["policy"].values()) == pytest.approx(1)
@@ -95,10 +97,35 @@ def test_several_policies_share_one_heuristic_episode_per_configuration(policy, 
     assert [p.policy_run for p in first.live.pairs] != [p.policy_run for p in second.live.pairs]
     assert [p.policy_final for p in first.live.pairs] == [p.policy_final for p in second.live.pairs]
     heuristic_files = {p.heuristic_run for p in first.live.pairs}
-    assert len(list((tmp_path / "eval" / "episodes").glob("*.jsonl"))) == len(heuristic_files) + 2 * len(configs)
+    # one heuristic episode per configuration, plus its null-control rerun on a fresh data order
+    assert len(list((tmp_path / "eval" / "episodes").glob("*.jsonl"))) == 2 * len(heuristic_files) + 2 * len(configs)
     comparison = first.paths["comparison_markdown"].read_text()
     assert "| original |" in comparison and "| twin |" in comparison
     assert (tmp_path / "eval" / "original" / "report" / "report.html").exists()
     # the command line takes several policies too, and refuses a reference that is neither a file nor a model
     assert main(["evaluate", str(tmp_path / "missing.pt"), "--mlflow-root", str(tmp_path / "mlflow"),
                  "--out", str(tmp_path / "cli")]) == 2  # fmt: skip
+
+
+def test_null_control_replication_and_references_share_the_pairs(policy, tmp_path):
+    """The heuristic reruns on fresh data orders (null control), every pair is replicated on them, and a
+    reference controller is judged on the same pairs; a rerun of the same design reads the episodes back."""
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.evaluation import evaluate_live_many
+    from tamiyo_models.rawrun import list_raw_runs
+
+    _, run = policy
+    configs = [tiny_config(seed, max_epochs=4) for seed in (301, 302, 303)]
+    results = evaluate_live_many({"policy": run.policy_path}, configs, tmp_path, replicate=2,
+                                 references={"never": reference_controller("never")})  # fmt: skip
+    # heuristic, policy and never on the original order; each of them again on 2 fresh orders
+    assert len(list_raw_runs(tmp_path)) == 3 * 3 * 3
+    live, never = results["policy"], results["never"]
+    assert live.fresh_orders == 2 and live.fresh.n == 3 and never.fresh.n == 3
+    assert live.noise_floor >= 0 and live.pairs_for_half_pp >= live.pairs_for_one_pp
+    assert [p.heuristic_run for p in live.pairs] == [p.heuristic_run for p in never.pairs]
+    summary = live.summary()
+    assert {"live_noise_floor", "live_fresh_ci_low", "live_val_mean_difference"} <= set(summary)
+    again = evaluate_live_many({"policy": run.policy_path}, configs, tmp_path, replicate=2,
+                               references={"never": reference_controller("never")})  # fmt: skip
+    assert again["policy"].mean_difference == live.mean_difference and len(list_raw_runs(tmp_path)) == 27

@@ -31,8 +31,16 @@ CREATE TABLE IF NOT EXISTS runs (
     config_json            JSON,
     controller_json        JSON,
     task_json              JSON,
-    ingested_at            TIMESTAMP DEFAULT current_timestamp
+    ingested_at            TIMESTAMP DEFAULT current_timestamp,
+    regime                 VARCHAR,
+    data_order_seed        BIGINT,
+    controller_label       VARCHAR
 );
+-- Columns added after the first release: a warehouse file created before them gains them here (null for the
+-- runs already stored), so opening an older file never fails.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS regime VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS data_order_seed BIGINT;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS controller_label VARCHAR;
 COMMENT ON TABLE runs IS 'one row per episode run: where it came from, its configuration and code version';
 COMMENT ON COLUMN runs.run_id IS 'run id: run-<16 hex> for raw runs (hash of the configuration), legacy-<16 hex> for legacy episodes (hash of their content)';
 COMMENT ON COLUMN runs.source_format IS 'tamiyo-raw-run/1, legacy-episode-v1 or legacy-episode-v2 (recognised from the content)';
@@ -62,6 +70,9 @@ COMMENT ON COLUMN runs.config_json IS 'the full episode configuration (raw heade
 COMMENT ON COLUMN runs.controller_json IS 'the controller''s own description (header.controller)';
 COMMENT ON COLUMN runs.task_json IS 'the host task (header.task)';
 COMMENT ON COLUMN runs.ingested_at IS 'when this version of the run was loaded';
+COMMENT ON COLUMN runs.regime IS 'the arena regime the configuration was drawn from (a spec''s [[regimes]] name; null outside regimes)';
+COMMENT ON COLUMN runs.data_order_seed IS 'set when only the data order was redrawn (null controls, fresh-order replications); null: the order follows seed';
+COMMENT ON COLUMN runs.controller_label IS 'the controller''s reference name (e.g. fixed:conv_heavy@6, eager), when it has one';
 
 CREATE TABLE IF NOT EXISTS branches (
     run_id        VARCHAR PRIMARY KEY,
@@ -89,8 +100,14 @@ CREATE TABLE IF NOT EXISTS episodes (
     seeds_culled       BIGINT,
     "return"           DOUBLE,
     final_parameters   BIGINT,
-    wall_seconds       DOUBLE
+    wall_seconds       DOUBLE,
+    final_test_accuracy DOUBLE,
+    final_test_loss     DOUBLE,
+    test_accuracy_last  DOUBLE
 );
+ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_test_accuracy DOUBLE;
+ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_test_loss DOUBLE;
+ALTER TABLE episodes ADD COLUMN IF NOT EXISTS test_accuracy_last DOUBLE;
 COMMENT ON TABLE episodes IS 'one row per run: the outcome of the episode (raw footer, legacy totals)';
 COMMENT ON COLUMN episodes.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN episodes.status IS 'complete, or failed (the generator recorded an error)';
@@ -104,6 +121,9 @@ COMMENT ON COLUMN episodes.seeds_culled IS 'seeds culled';
 COMMENT ON COLUMN episodes."return" IS 'sum of the step rewards (legacy: recomputed with the corrected timing)';
 COMMENT ON COLUMN episodes.final_parameters IS 'host parameters at the end, fossilized seeds included';
 COMMENT ON COLUMN episodes.wall_seconds IS 'wall-clock duration of the episode (not part of determinism)';
+COMMENT ON COLUMN episodes.final_test_accuracy IS 'accuracy on the test split after the last epoch (pp): the score controllers are compared on; the controller never saw this split (null: run before test splits, or stopped early)';
+COMMENT ON COLUMN episodes.final_test_loss IS 'cross-entropy on the test split after the last epoch';
+COMMENT ON COLUMN episodes.test_accuracy_last IS 'mean test accuracy over the last score_epochs epochs (pp; equals final_test_accuracy when score_epochs = 1)';
 
 CREATE TABLE IF NOT EXISTS steps (
     run_id                   VARCHAR NOT NULL,
@@ -261,8 +281,28 @@ CREATE TABLE IF NOT EXISTS observations (
     seeds_fossilized             DOUBLE,
     seeds_culled                 DOUBLE,
     learning_rate                DOUBLE,
+    task_log10_host_parameters   DOUBLE,
+    task_host_depth              DOUBLE,
+    task_host_width_first        DOUBLE,
+    task_host_width_last         DOUBLE,
+    task_slot_channels           DOUBLE,
+    task_seed_slots              DOUBLE,
+    task_log10_train_size        DOUBLE,
+    task_num_classes             DOUBLE,
+    task_input_channels          DOUBLE,
+    task_input_size              DOUBLE,
     PRIMARY KEY (run_id, step)
 );
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_log10_host_parameters DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_host_depth DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_host_width_first DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_host_width_last DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_slot_channels DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_seed_slots DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_log10_train_size DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_num_classes DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_input_channels DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_input_size DOUBLE;
 COMMENT ON TABLE observations IS 'the observation features of each decision (tamiyo_models.features.observation_features), one named column each';
 COMMENT ON COLUMN observations.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN observations.step IS 'the decision these features were observed for; steps + 1 = the final observation (next state of the last transition)';
@@ -334,6 +374,16 @@ COMMENT ON COLUMN observations.cooldown_epochs_remaining IS 'feature (lifecycle)
 COMMENT ON COLUMN observations.seeds_fossilized IS 'feature (lifecycle): seeds fossilized so far';
 COMMENT ON COLUMN observations.seeds_culled IS 'feature (lifecycle): seeds culled so far';
 COMMENT ON COLUMN observations.learning_rate IS 'feature (lifecycle): learning rate of the epoch about to train';
+COMMENT ON COLUMN observations.task_log10_host_parameters IS 'feature (task): log10 of the host''s parameter count at the start (seeds excluded); null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_host_depth IS 'feature (task): number of host stages; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_host_width_first IS 'feature (task): channels of the first host stage; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_host_width_last IS 'feature (task): channels of the last host stage; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_slot_channels IS 'feature (task): channels at the first seed slot (what a seed there works on); null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_seed_slots IS 'feature (task): number of seed slots in the host; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_log10_train_size IS 'feature (task): log10 of the number of training images; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_num_classes IS 'feature (task): number of classes; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_input_channels IS 'feature (task): input image channels; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.task_input_size IS 'feature (task): input image height in pixels; null for runs recorded before feature schema 4';
 
 CREATE TABLE IF NOT EXISTS layer_gradients (
     run_id          VARCHAR NOT NULL,

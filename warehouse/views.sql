@@ -14,17 +14,22 @@ GROUP BY 1, 2, 3;
 -- One row per episode with its configuration and outcome, the base of most analyses. Branch runs (partial
 -- replays from a fork step) are marked: outcome views leave them out, branch_outcomes compares them.
 CREATE OR REPLACE VIEW episode_summary AS
-SELECT r.run_id, r.source_format, r.controller_kind, r.dataset, r.max_epochs, r.seed, r.reward_shaped,
+SELECT r.run_id, r.source_format, r.controller_kind, r.controller_label, r.dataset, r.regime, r.max_epochs, r.seed,
+       r.data_order_seed, r.reward_shaped,
        r.run_id IN (SELECT run_id FROM branches) AS is_branch,
-       e.status, e.steps, e.final_val_accuracy, e.best_val_accuracy, e.seeds_created, e.seeds_fossilized,
+       e.status, e.steps, e.final_test_accuracy, e.final_val_accuracy, e.best_val_accuracy, e.seeds_created,
+       e.seeds_fossilized,
        e.seeds_culled, e."return", e.final_parameters,
        (SELECT list(DISTINCT s.blueprint ORDER BY s.blueprint) FROM steps s
          WHERE s.run_id = r.run_id AND s.blueprint IS NOT NULL) AS blueprints_germinated
 FROM runs r JOIN episodes e USING (run_id);
 
--- Episode outcomes by controller and dataset.
+-- Episode outcomes by controller and dataset. The test accuracy is the score to compare controllers on (the
+-- controller never saw the test split); the validation accuracy is what it watched. Unpaired means: for a
+-- claim about one controller against another, use paired configurations (tamiyo headroom / tamiyo evaluate).
 CREATE OR REPLACE VIEW outcomes_by_controller AS
 SELECT controller_kind, dataset, count(*) AS episodes,
+       round(avg(final_test_accuracy), 2) AS mean_test_accuracy,
        round(avg(final_val_accuracy), 2) AS mean_final_accuracy,
        round(stddev_samp(final_val_accuracy), 2) AS sd_final_accuracy,
        round(avg(best_val_accuracy), 2) AS mean_best_accuracy,

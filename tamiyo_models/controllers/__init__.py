@@ -11,9 +11,11 @@ from .exploration import PerturbedHeuristic, SoftmaxHeuristic
 from .heuristic import HeuristicConfig, HeuristicController
 from .learned import LearnedPolicyController, load_policy, register_policy_loader
 from .random_controller import RandomController
+from .reference import DEFAULT_REFERENCES, EAGER_HEURISTIC, FixedSchedule, NeverGrow, reference_controller
 
 CONTROLLER_KINDS = (
-    "heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic", "policy", "epsilon-policy",
+    "heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic", "never", "fixed-schedule",
+    "policy", "epsilon-policy",
 )  # fmt: skip
 
 
@@ -25,15 +27,23 @@ class ControllerConfig:
     heuristic: HeuristicConfig = field(default_factory=HeuristicConfig)
     random_weights: dict = field(default_factory=dict, hash=False)
     policy: str | None = None  # "scheme:PATH" for the policy kinds
+    blueprint: str = "conv_heavy"  # for fixed-schedule: what to graft
+    germinate_epoch: int = 6  # for fixed-schedule: graft at the first decision after this many epochs
+    label: str | None = None  # the reference name (fixed:conv_heavy@6, eager, ...) that reports group by
 
     def __post_init__(self):
         if self.kind not in CONTROLLER_KINDS:
             raise ValueError(f"unknown controller {self.kind!r}; known: {', '.join(CONTROLLER_KINDS)}")
         if self.kind.endswith("policy") and not self.policy:
             raise ValueError(f"controller {self.kind!r} needs a policy (scheme:PATH)")
+        if self.kind == "fixed-schedule":
+            FixedSchedule(self.blueprint, self.germinate_epoch)  # validates, naming the bad setting
+
+    def display_name(self) -> str:
+        return self.label or self.kind
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "kind": self.kind,
             "epsilon": self.epsilon,
             "temperature": self.temperature,
@@ -41,6 +51,12 @@ class ControllerConfig:
             "random_weights": dict(self.random_weights),
             "policy": self.policy,
         }
+        # Written only where they mean something: a heuristic run's header does not list a schedule it ignores.
+        if self.kind == "fixed-schedule":
+            d.update(blueprint=self.blueprint, germinate_epoch=self.germinate_epoch)
+        if self.label is not None:
+            d["label"] = self.label
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ControllerConfig":
@@ -50,8 +66,19 @@ class ControllerConfig:
 
 
 def build_controller(config: ControllerConfig) -> Controller:
+    controller = _build(config)
+    if config.label:
+        controller.name = config.label
+    return controller
+
+
+def _build(config: ControllerConfig) -> Controller:
     if config.kind == "heuristic":
         return HeuristicController(config.heuristic)
+    if config.kind == "never":
+        return NeverGrow()
+    if config.kind == "fixed-schedule":
+        return FixedSchedule(config.blueprint, config.germinate_epoch)
     if config.kind == "random":
         return RandomController(config.random_weights)
     if config.kind == "epsilon-heuristic":
@@ -65,8 +92,8 @@ def build_controller(config: ControllerConfig) -> Controller:
 
 
 __all__ = [
-    "CONTROLLER_KINDS", "Controller", "ControllerConfig", "Decision", "EpsilonGreedy", "HeuristicConfig",
-    "HeuristicController", "IllegalDecision", "LearnedPolicyController", "Observation", "PerturbedHeuristic",
-    "RandomController", "SoftmaxHeuristic",
-    "build_controller", "load_policy", "register_policy_loader",
+    "CONTROLLER_KINDS", "DEFAULT_REFERENCES", "EAGER_HEURISTIC", "Controller", "ControllerConfig", "Decision",
+    "EpsilonGreedy", "FixedSchedule", "HeuristicConfig", "HeuristicController", "IllegalDecision",
+    "LearnedPolicyController", "NeverGrow", "Observation", "PerturbedHeuristic", "RandomController",
+    "SoftmaxHeuristic", "build_controller", "load_policy", "reference_controller", "register_policy_loader",
 ]  # fmt: skip

@@ -21,9 +21,14 @@ class EvaluationConfig:
     resamples: int = 10_000
     confidence: float = 0.95
     tie_tolerance: float = 0.0  # pp; episodes are deterministic, so identical trajectories tie exactly
+    null_orders: int = 1  # the heuristic rerun on this many fresh data orders: the noise floor
+    replicate: int = 0  # every pair rerun on K fresh data orders; a win counts only if it holds there too
+    references: tuple[str, ...] = ()  # reference controllers evaluated on the same pairs (never, fixed:conv_heavy@6, ...)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["references"] = list(self.references)
+        return d
 
 
 @dataclass
@@ -57,6 +62,7 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
     """
     import polars as pl
 
+    from ..controllers import reference_controller
     from ..generation import GenerationSpec
     from ..policies.data import load_decisions
     from ..policies.imitation import TrainingSummary
@@ -85,15 +91,18 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
     from_spec = configs is None
     if from_spec:
         configs = GenerationSpec.load(config.spec).sample(config.episodes, seed=config.batch_seed)
+    references = {name: reference_controller(name) for name in config.references if name != "heuristic"}
     live = evaluate_live_many(
         policies, configs, out / "episodes", training_seeds={n: p["metadata"].get("data_seeds") or [] for n, p in loaded.items()},
         workers=config.workers, resamples=config.resamples, confidence=config.confidence, tie_tolerance=config.tie_tolerance,
+        null_orders=config.null_orders, replicate=config.replicate, references=references,
     )  # fmt: skip
+    for name in references:
+        log(f"reference {name}: {_live_line(live[name])}")
     results = []
     for name, path in policies.items():
         meta, result = loaded[name]["metadata"], live[name]
-        log(f"{name}: live policy {result.mean_policy:.2f} vs heuristic {result.mean_heuristic:.2f} pp, paired difference "
-            f"{result.mean_difference:+.2f} [{result.ci_low:+.2f}, {result.ci_high:+.2f}], W/T/L {result.wins}/{result.ties}/{result.losses}")  # fmt: skip
+        log(f"{name}: {_live_line(result)}")
         report_dir = out / "report" if len(policies) == 1 else out / _slug(name) / "report"
         trained = (training or {}).get(name)
         if trained is None and meta.get("training"):  # the learning curves the policy file carries
@@ -108,11 +117,22 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
         results.append(PolicyEvaluation(name, Path(path), meta, offline[name], result, paths))
     if compare:
         comparison = write_comparison(out, results, f"{len(configs)} paired configurations"
-                                      + (f" (spec {config.spec}, batch seed {config.batch_seed})" if from_spec else ""))  # fmt: skip
+                                      + (f" (spec {config.spec}, batch seed {config.batch_seed})" if from_spec else ""),
+                                      references={name: live[name] for name in references})  # fmt: skip
         log(f"comparison: {comparison['markdown']}")
         for evaluation in results:
             evaluation.paths.update({f"comparison_{k}": v for k, v in comparison.items()})
     return results
+
+
+def _live_line(result) -> str:
+    """One line per controller: the paired difference on the test split, and what luck alone does."""
+    line = (f"test {result.mean_policy:.2f} vs heuristic {result.mean_heuristic:.2f}, paired difference "
+            f"{result.mean_difference:+.2f} [{result.ci_low:+.2f}, {result.ci_high:+.2f}] pp, W/T/L "
+            f"{result.wins}/{result.ties}/{result.losses}; noise floor {result.noise_floor:.2f} pp RMS")  # fmt: skip
+    if result.fresh_orders:
+        line += f"; on {result.fresh_orders} fresh data orders {result.fresh}" + (" (counts)" if result.counts else "")
+    return line
 
 
 def _slug(name: str) -> str:

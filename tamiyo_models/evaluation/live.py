@@ -1,21 +1,29 @@
-"""Live paired evaluation: fresh episodes under the policy and under the heuristic, same seeds and configs.
+"""Live paired evaluation: fresh episodes under each policy and under the heuristic, same seeds and configs.
 
-For each configuration (dataset, host, optimiser, schedule, seed) both controllers run one episode; the seed
+For each configuration (dataset, host, optimiser, schedule, seed) every controller runs one episode; the seed
 fixes the initialisation and the data order, so the only difference inside a pair is the controller, and the
-paired difference policy - heuristic cancels the luck of the draw (headroom notes: best-of-N luck alone is
-worth +1.3 pp). Seeds must be disjoint from the training data's seeds: a policy evaluated on the very episodes
-it imitated would be graded on memory.
+paired difference policy - heuristic cancels the luck of the draw. The score is the final accuracy on the
+**test split**, which no controller saw (validation, which they all watched, is reported beside it). Seeds
+must be disjoint from the training data's seeds: a policy evaluated on the very episodes it imitated would be
+graded on memory.
 
-Reported: mean final accuracy of each, the mean paired difference with a percentile bootstrap interval over
-pairs, win / tie / loss counts, action distributions, seeds created / fossilized / culled, the action mix per
-epoch, and the agreement with the heuristic on the policy's *own* trajectories (the heuristic's decision
-computed on each observation the policy saw; its round-robin blueprint counter advances on its own
-germinations, so fine agreement on GERMINATE is approximate and coarse agreement is the headline).
+Beside every difference: the **null control** (the heuristic rerun on fresh data orders: its spread is the
+noise floor, and from it the pairs needed to detect 0.5 and 1 pp) and, with `replicate=K`, the
+**replication** of every pair on K fresh data orders. A result counts when it holds on both
+(docs/arena.md). The episodes come from the shared paired engine (paired.py); reference controllers (never
+grow, fixed schedules, ...) can be evaluated beside the policies on the same pairs.
+
+Reported per controller: mean final accuracy, the mean paired difference with a bootstrap interval over pairs,
+win / tie / loss counts, action distributions, seeds created / fossilized / culled, the action mix per epoch,
+and the agreement with the heuristic on the controller's *own* trajectories (the heuristic's decision
+computed on each observation it saw; its round-robin blueprint counter advances on its own germinations, so
+fine agreement on GERMINATE is approximate and coarse agreement is the headline).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +35,7 @@ from ..episode import EpisodeConfig
 from ..features import observation_features
 from ..policies.metrics import distribution
 from ..rawrun import read_raw_run
+from .stats import Interval, mean_ci, noise_floor, pairs_needed, win_tie_loss
 
 
 @dataclass
@@ -35,10 +44,13 @@ class Pair:
     config_summary: str
     heuristic_run: str
     policy_run: str
-    heuristic_final: float
+    heuristic_final: float  # test split
     policy_final: float
     heuristic_seeds: tuple[int, int, int]  # created, fossilized, culled
     policy_seeds: tuple[int, int, int]
+    heuristic_val: float = math.nan  # validation split: what both controllers watched
+    policy_val: float = math.nan
+    fresh_difference: float = math.nan  # policy - heuristic on fresh data orders (mean over them), if replicated
 
     @property
     def difference(self) -> float:
@@ -64,6 +76,19 @@ class LiveEvaluation:
     agreement_coarse: float  # heuristic vs policy on the policy's own trajectories
     agreement_fine: float
     tie_tolerance: float = 0.0
+    score: str = "test"  # the split mean_* and the differences are measured on
+    val_difference: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
+    noise_floor: float = math.nan  # RMS of the null control's differences (pp)
+    null_difference: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
+    pairs_for_half_pp: int = -1
+    pairs_for_one_pp: int = -1
+    fresh: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))  # n = 0: not replicated
+    fresh_orders: int = 0
+
+    @property
+    def counts(self) -> bool:
+        """The result counts as a win only when it holds on the original pairs and on fresh data orders."""
+        return self.ci_low > 0 and self.fresh.n > 0 and self.fresh.low > 0
 
     def summary(self) -> dict[str, float]:
         return {
@@ -78,6 +103,13 @@ class LiveEvaluation:
             "live_losses": self.losses,
             "live_agreement_coarse": self.agreement_coarse,
             "live_agreement_fine": self.agreement_fine,
+            "live_val_mean_difference": self.val_difference.mean,
+            "live_noise_floor": self.noise_floor,
+            "live_pairs_for_half_pp": self.pairs_for_half_pp,
+            "live_fresh_orders": self.fresh_orders,
+            "live_fresh_mean_difference": self.fresh.mean,
+            "live_fresh_ci_low": self.fresh.low,
+            "live_fresh_ci_high": self.fresh.high,
         }
 
     def to_dict(self) -> dict:
@@ -88,23 +120,14 @@ class LiveEvaluation:
 
 
 def bootstrap_mean_ci(differences, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling pairs (never the two sides separately)."""
-    d = np.asarray(differences, dtype=np.float64)
-    if len(d) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    """Bootstrap interval of the mean, resampling pairs (never the two sides separately)."""
+    interval = mean_ci(differences, confidence, resamples, seed)
+    return interval.low, interval.high
 
 
 def paired_configs(configs: list[EpisodeConfig], policy_path: str | Path) -> tuple[list[EpisodeConfig], list[EpisodeConfig]]:
     """(heuristic configs, policy configs): identical except for the controller."""
-    return _with_controller(configs, ControllerConfig(kind="heuristic")), _policy_configs(configs, policy_path)
-
-
-def _policy_configs(configs: list[EpisodeConfig], policy_path: str | Path) -> list[EpisodeConfig]:
-    return _with_controller(configs, ControllerConfig(kind="policy", policy=f"file:{Path(policy_path).resolve()}"))
+    return _with_controller(configs, ControllerConfig(kind="heuristic")), _with_controller(configs, policy_controller(policy_path))
 
 
 def _with_controller(configs: list[EpisodeConfig], controller: ControllerConfig) -> list[EpisodeConfig]:
@@ -131,12 +154,19 @@ def evaluate_live(
     confidence: float = 0.95,
     tie_tolerance: float = 0.0,
     seed: int = 0,
+    null_orders: int = 1,
+    replicate: int = 0,
 ) -> LiveEvaluation:
     """One policy against the heuristic on `configs` (see `evaluate_live_many`)."""
     return evaluate_live_many(
         {"policy": policy_path}, configs, out_dir, training_seeds={"policy": training_seeds}, workers=workers,
         resamples=resamples, confidence=confidence, tie_tolerance=tie_tolerance, seed=seed,
+        null_orders=null_orders, replicate=replicate,
     )["policy"]  # fmt: skip
+
+
+def policy_controller(policy_path: str | Path) -> ControllerConfig:
+    return ControllerConfig(kind="policy", policy=f"file:{Path(policy_path).resolve()}")
 
 
 def evaluate_live_many(
@@ -150,43 +180,51 @@ def evaluate_live_many(
     confidence: float = 0.95,
     tie_tolerance: float = 0.0,
     seed: int = 0,
+    null_orders: int = 1,
+    replicate: int = 0,
+    references: dict[str, ControllerConfig] | None = None,
 ) -> dict[str, LiveEvaluation]:
-    """Several policies, each paired with the heuristic on the same configurations.
+    """Several policies (and reference controllers), each paired with the heuristic on the same configurations.
 
-    The heuristic is deterministic, so its episode on a configuration is the same whichever policy it is
-    paired with: it runs once per configuration and every policy is compared with that one run. All
-    episodes go to the worker pool together, so the pool stays busy across policies.
+    The heuristic is deterministic, so its episode on a configuration is the same whichever controller it is
+    paired with: it runs once per configuration (and once per fresh data order) and every controller is
+    compared with that one run. All episodes go to the worker pool together, so the pool stays busy.
+    `references`: reference controllers (label -> config) evaluated on the same pairs, e.g. never grow or the
+    best fixed schedule of the arena, the bars every learned policy must also clear.
     """
-    from ..generation import generate
+    from .paired import run_paired
 
     if not configs:
         raise ValueError("no configurations to evaluate")
-    if not policy_paths:
+    if not policy_paths and not references:
         raise ValueError("no policies to evaluate")
     for name, seeds in (training_seeds or {}).items():
         try:
             check_disjoint_seeds(configs, seeds)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-    heuristic_configs = _with_controller(configs, ControllerConfig(kind="heuristic"))
-    policy_configs = {name: _policy_configs(configs, path) for name, path in policy_paths.items()}
-    everything = heuristic_configs + [c for group in policy_configs.values() for c in group]
-    results = generate(everything, Path(out_dir), workers=workers)
-    heuristic_results = results[: len(configs)]
-    heuristic_runs = {r.run_id: read_raw_run(r.path) for r in heuristic_results if r.status == "complete"}
-    evaluations = {}
-    for i, name in enumerate(policy_configs):
-        policy_results = results[len(configs) * (i + 1) : len(configs) * (i + 2)]
-        evaluations[name] = _paired_evaluation(
-            configs, heuristic_results, policy_results, heuristic_runs, resamples, confidence, tie_tolerance, seed
-        )
-    return evaluations
+    arms = {REFERENCE: ControllerConfig(kind="heuristic")}
+    arms.update({name: policy_controller(path) for name, path in policy_paths.items()})
+    for name, controller in (references or {}).items():
+        if name in arms:
+            raise ValueError(f"reference controller {name!r} has the name of another evaluated controller")
+        arms[name] = controller
+    runs = run_paired(configs, arms, Path(out_dir), reference=REFERENCE, null_orders=null_orders, replicate=replicate,
+                      workers=workers)  # fmt: skip
+    ci = dict(resamples=resamples, confidence=confidence, seed=seed)
+    return {name: _paired_evaluation(runs, name, tie_tolerance, **ci) for name in arms if name != REFERENCE}
 
 
-def _paired_evaluation(configs, heuristic_results, policy_results, heuristic_runs, resamples, confidence, tie_tolerance, seed) -> LiveEvaluation:
+REFERENCE = "heuristic"
+
+
+def _paired_evaluation(runs, name: str, tie_tolerance: float, *, resamples: int, confidence: float, seed: int) -> LiveEvaluation:
     pairs, failed = [], []
-    runs = {"heuristic": [], "policy": []}
-    for config, h, p in zip(configs, heuristic_results, policy_results):
+    trajectories = {REFERENCE: [], "policy": []}
+    indices = list(range(len(runs.configs)))
+    fresh = runs.fresh_differences(name, indices)
+    for i, config in enumerate(runs.configs):
+        h, p = runs.outcomes[(i, REFERENCE, 0)].result, runs.outcomes[(i, name, 0)].result
         bad = [r for r in (h, p) if r.status != "complete"]
         if bad:
             failed += [f"{r.run_id}: {r.error}" for r in bad]
@@ -197,34 +235,42 @@ def _paired_evaluation(configs, heuristic_results, policy_results, heuristic_run
                 config_summary=_summary(config),
                 heuristic_run=h.run_id,
                 policy_run=p.run_id,
-                heuristic_final=h.final_val_accuracy,
-                policy_final=p.final_val_accuracy,
+                heuristic_final=h.final_test_accuracy,
+                policy_final=p.final_test_accuracy,
                 heuristic_seeds=(h.seeds_created, h.seeds_fossilized, h.seeds_culled),
                 policy_seeds=(p.seeds_created, p.seeds_fossilized, p.seeds_culled),
+                heuristic_val=h.final_val_accuracy,
+                policy_val=p.final_val_accuracy,
+                fresh_difference=float(fresh[i]),
             )
         )
-        runs["heuristic"].append(heuristic_runs[h.run_id])
-        runs["policy"].append(read_raw_run(p.path))
+        trajectories[REFERENCE].append(read_raw_run(h.path))
+        trajectories["policy"].append(read_raw_run(p.path))
     if not pairs:
         raise RuntimeError(f"no pair completed; failures: {failed[:3]}")
 
+    ci = dict(resamples=resamples, confidence=confidence, seed=seed)
     differences = np.array([pair.difference for pair in pairs])
-    low, high = bootstrap_mean_ci(differences, resamples, confidence, seed)
-    agree_coarse, agree_fine = agreement_on_trajectories(runs["policy"], configs)
+    interval = mean_ci(differences, **ci)
+    wins, ties, losses = win_tie_loss(differences, tie_tolerance)
+    null = runs.null_differences(indices)
+    floor = noise_floor(null)
+    fresh_orders = len([o for o in runs.orders(name) if o > 0])
+    agree_coarse, agree_fine = agreement_on_trajectories(trajectories["policy"], runs.configs)
     return LiveEvaluation(
         pairs=pairs,
         failed=failed,
         mean_policy=float(np.mean([p.policy_final for p in pairs])),
         mean_heuristic=float(np.mean([p.heuristic_final for p in pairs])),
         mean_difference=float(differences.mean()),
-        ci_low=low,
-        ci_high=high,
+        ci_low=interval.low,
+        ci_high=interval.high,
         confidence=confidence,
-        wins=int((differences > tie_tolerance).sum()),
-        ties=int((np.abs(differences) <= tie_tolerance).sum()),
-        losses=int((differences < -tie_tolerance).sum()),
-        action_distribution={k: _action_distribution(v) for k, v in runs.items()},
-        action_mix_by_epoch={k: _mix_by_epoch(v) for k, v in runs.items()},
+        wins=wins,
+        ties=ties,
+        losses=losses,
+        action_distribution={k: _action_distribution(v) for k, v in trajectories.items()},
+        action_mix_by_epoch={k: _mix_by_epoch(v) for k, v in trajectories.items()},
         seeds={
             "heuristic": dict(zip(("created", "fossilized", "culled"), np.mean([p.heuristic_seeds for p in pairs], axis=0).tolist())),
             "policy": dict(zip(("created", "fossilized", "culled"), np.mean([p.policy_seeds for p in pairs], axis=0).tolist())),
@@ -232,6 +278,13 @@ def _paired_evaluation(configs, heuristic_results, policy_results, heuristic_run
         agreement_coarse=agree_coarse,
         agreement_fine=agree_fine,
         tie_tolerance=tie_tolerance,
+        val_difference=mean_ci([p.policy_val - p.heuristic_val for p in pairs], **ci),
+        noise_floor=floor,
+        null_difference=mean_ci(null, **ci),
+        pairs_for_half_pp=pairs_needed(floor, 0.5),
+        pairs_for_one_pp=pairs_needed(floor, 1.0),
+        fresh=mean_ci([p.fresh_difference for p in pairs], **ci) if fresh_orders else Interval(math.nan, math.nan, math.nan, 0),
+        fresh_orders=fresh_orders,
     )
 
 

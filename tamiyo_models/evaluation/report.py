@@ -66,7 +66,7 @@ def plot_paired(live, path: Path) -> Path:
     for i, p in enumerate(pairs):
         ax.plot([i, i], [p.heuristic_final, p.policy_final], color="grey", lw=0.7)
     ax.set_xticks(x, [str(p.seed) for p in pairs], rotation=90, fontsize=6)
-    ax.set_xlabel("episode seed (paired)"), ax.set_ylabel("final val accuracy (pp)"), ax.legend()
+    ax.set_xlabel("episode seed (paired)"), ax.set_ylabel("final test accuracy (pp)"), ax.legend()
     fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
     return path
 
@@ -112,24 +112,7 @@ def write_report(out_dir: str | Path, title: str, *, training=None, offline=None
                f"{training.train_seconds:.1f} s. Class weights: " + ", ".join(f"{k} {v:.3f}" for k, v in training.class_weights.items()), ""]  # fmt: skip
         plots.append(("Learning curves", plot_learning_curves(training.history, out / "learning_curves.png")))
     if live is not None:
-        c = int(round(live.confidence * 100))
-        md += ["## Live, paired episodes", "",
-               f"{len(live.pairs)} pairs: the same configuration and seed, once under the policy and once under the "
-               f"heuristic; seeds disjoint from the training data. {len(live.failed)} episodes failed.", "",
-               "| | policy | heuristic |", "|---|---|---|",
-               f"| mean final accuracy (pp) | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} |",
-               *[f"| seeds {k} per episode | {live.seeds['policy'][k]:.2f} | {live.seeds['heuristic'][k]:.2f} |" for k in ("created", "fossilized", "culled")],
-               "",
-               f"Paired difference policy - heuristic: **{live.mean_difference:+.2f} pp**, {c}% bootstrap interval "
-               f"[{live.ci_low:+.2f}, {live.ci_high:+.2f}]; wins / ties / losses {live.wins} / {live.ties} / {live.losses}. "
-               f"Agreement with the heuristic on the policy's own trajectories: coarse {live.agreement_coarse:.3f}, "
-               f"fine {live.agreement_fine:.3f}.", "",
-               "| action | policy | heuristic |", "|---|---|---|",
-               *[f"| {a} | {live.action_distribution['policy'][a]:.3f} | {live.action_distribution['heuristic'][a]:.3f} |"
-                 for a in live.action_distribution["policy"]], "",
-               "| seed | configuration | heuristic | policy | difference |", "|---|---|---|---|---|",
-               *[f"| {p.seed} | {p.config_summary} | {p.heuristic_final:.2f} | {p.policy_final:.2f} | {p.difference:+.2f} |" for p in live.pairs],
-               ""]  # fmt: skip
+        md += live_section(live)
         plots.append(("Final accuracy per paired seed", plot_paired(live, out / "paired_final_accuracy.png")))
     if training is not None or live is not None:
         plots.append(("Action mix over epochs", plot_action_mix(training.history if training else [], live, out / "action_mix.png")))
@@ -149,44 +132,93 @@ def write_report(out_dir: str | Path, title: str, *, training=None, offline=None
     return {"markdown": out / "report.md", "html": out / "report.html", "json": out / "report.json", **{p.stem: p for _, p in plots}}
 
 
-def plot_paired_differences(evaluations, path: Path) -> Path:
-    """Forest plot: each policy's mean paired difference with its interval, on the same heuristic episodes."""
+def live_section(live) -> list[str]:
+    """The live part of a report: the test-split result, validation beside it, the noise floor from the null
+    control, and the replication on fresh data orders when it ran."""
+    c = int(round(live.confidence * 100))
+    fresh = ("not run (`--replicate K` reruns every pair on K fresh data orders; a result counts only if it holds there too)"
+             if not live.fresh_orders else
+             f"**{live.fresh.mean:+.2f} pp** [{live.fresh.low:+.2f}, {live.fresh.high:+.2f}] over {live.fresh_orders} fresh data order(s)"
+             + (" — the interval is above 0 on the original and the fresh orders: **this result counts**." if live.counts else "."))  # fmt: skip
+    return ["## Live, paired episodes", "",
+            f"{len(live.pairs)} pairs: the same configuration and seed, once under the policy and once under the "
+            f"heuristic; seeds disjoint from the training data. {len(live.failed)} episodes failed. Score: final accuracy "
+            f"on the **{live.score} split**, which no controller saw; validation (what they watched) beside it.", "",
+            "| | policy | heuristic |", "|---|---|---|",
+            f"| mean final test accuracy (pp) | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} |",
+            *[f"| seeds {k} per episode | {live.seeds['policy'][k]:.2f} | {live.seeds['heuristic'][k]:.2f} |" for k in ("created", "fossilized", "culled")],
+            "",
+            f"- Paired difference policy - heuristic (test): **{live.mean_difference:+.2f} pp**, {c}% bootstrap interval "
+            f"[{live.ci_low:+.2f}, {live.ci_high:+.2f}]; wins / ties / losses {live.wins} / {live.ties} / {live.losses}. "
+            f"On validation: {live.val_difference}.",
+            f"- Noise floor: the heuristic rerun with only the data order changed moves the score by "
+            f"**{live.noise_floor:.2f} pp RMS** (null mean {live.null_difference}); at that spread, "
+            f"{live.pairs_for_half_pp} pairs detect 0.5 pp and {live.pairs_for_one_pp} detect 1 pp (two-sided 5%, power 80%).",
+            f"- Fresh data orders: {fresh}",
+            f"- Agreement with the heuristic on the policy's own trajectories: coarse {live.agreement_coarse:.3f}, "
+            f"fine {live.agreement_fine:.3f}.", "",
+            "| action | policy | heuristic |", "|---|---|---|",
+            *[f"| {a} | {live.action_distribution['policy'][a]:.3f} | {live.action_distribution['heuristic'][a]:.3f} |"
+              for a in live.action_distribution["policy"]], "",
+            "| seed | configuration | heuristic test | policy test | difference | heuristic val | policy val |", "|---|---|---|---|---|---|---|",
+            *[f"| {p.seed} | {p.config_summary} | {p.heuristic_final:.2f} | {p.policy_final:.2f} | {p.difference:+.2f} | "
+              f"{p.heuristic_val:.2f} | {p.policy_val:.2f} |" for p in live.pairs],
+            ""]  # fmt: skip
+
+
+def plot_paired_differences(rows: list[tuple[str, object]], path: Path) -> Path:
+    """Forest plot: each controller's mean paired difference with its interval, on the same heuristic episodes
+    (fresh orders beside, where replicated), over the null band of +-1 noise floor."""
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(evaluations) + 1.4))
-    for row, e in enumerate(evaluations):
-        live = e.live
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(rows) + 1.4))
+    floor = rows[0][1].noise_floor if rows else float("nan")
+    if floor == floor:
+        ax.axvspan(-floor, floor, color="0.9", label="null ±1 RMS")
+    for row, (name, live) in enumerate(rows):
         ax.errorbar(live.mean_difference, row, xerr=[[live.mean_difference - live.ci_low], [live.ci_high - live.mean_difference]],
                     fmt="o", capsize=4, color="tab:blue")  # fmt: skip
+        if live.fresh_orders:
+            f = live.fresh
+            ax.errorbar(f.mean, row + 0.25, xerr=[[f.mean - f.low], [f.high - f.mean]], fmt="s", capsize=3, color="tab:orange")
     ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(range(len(evaluations)), [e.name for e in evaluations], fontsize=8)
+    ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("final accuracy, policy - heuristic (pp), mean and interval over pairs")
+    ax.set_xlabel("final test accuracy, controller - heuristic (pp): original orders (o), fresh orders (s)")
     fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
     return path
 
 
-def write_comparison(out_dir: str | Path, evaluations, configurations: str) -> dict[str, Path]:
-    """comparison.md / .html / .json: every evaluated policy in one table, paired against the same heuristic runs."""
+def write_comparison(out_dir: str | Path, evaluations, configurations: str, references: dict | None = None) -> dict[str, Path]:
+    """comparison.md / .html / .json: every evaluated policy (and reference controller) in one table, paired
+    against the same heuristic runs, with the noise floor and the fresh-order replication."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    c = int(round(evaluations[0].live.confidence * 100)) if evaluations else 95
+    references = references or {}
+    first = evaluations[0].live if evaluations else next(iter(references.values()), None)
+    c = int(round(first.confidence * 100)) if first else 95
     md = ["# Policies against the heuristic", "",
-          f"Live: {configurations}; the heuristic's episode on each configuration is shared by every policy.", "",
-          f"| policy | phase | variant | offline balanced accuracy | live mean (pp) | heuristic (pp) | paired difference [{c}% interval] | W / T / L | agreement |",
-          "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for e in evaluations:
-        live, offline = e.live, e.offline
-        md.append(f"| {e.name} | {e.metadata.get('phase', '-')} | {e.metadata.get('variant') or '-'} | "
+          f"Live: {configurations}; the heuristic's episode on each configuration is shared by every controller. "
+          f"Score: final **test** accuracy (no controller saw that split)."
+          + (f" Noise floor (heuristic rerun on fresh data orders): {first.noise_floor:.2f} pp RMS; "
+             f"{first.pairs_for_half_pp} pairs detect 0.5 pp." if first else ""), "",
+          f"| controller | phase | variant | offline balanced accuracy | test (pp) | heuristic (pp) | paired difference [{c}% interval] | W / T / L | fresh orders | counts | agreement |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [(e.name, e.metadata.get("phase", "-"), e.metadata.get("variant") or "-", e.offline, e.live) for e in evaluations]
+    rows += [(name, "reference", "-", None, live) for name, live in references.items()]
+    for name, phase, variant, offline, live in rows:
+        fresh = str(live.fresh) if live.fresh_orders else "-"
+        md.append(f"| {name} | {phase} | {variant} | "
                   f"{'-' if offline is None else f'{offline.balanced_accuracy:.4f}'} | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} | "
                   f"{live.mean_difference:+.2f} [{live.ci_low:+.2f}, {live.ci_high:+.2f}] | {live.wins} / {live.ties} / {live.losses} | "
-                  f"{live.agreement_coarse:.3f} |")  # fmt: skip
-    plot = plot_paired_differences(evaluations, out / "paired_differences.png")
+                  f"{fresh} | {'yes' if live.counts else 'no'} | {live.agreement_coarse:.3f} |")  # fmt: skip
+    plot = plot_paired_differences([(name, live) for name, _, _, _, live in rows], out / "paired_differences.png")
     md += ["", "## Plots", "", f"### Paired differences\n\n![Paired differences]({plot.name})\n"]
     markdown = "\n".join(md)
     (out / "comparison.md").write_text(markdown)
     (out / "comparison.html").write_text(_html("Policies against the heuristic", markdown, [("Paired differences", plot)]))
     payload = [{"name": e.name, "policy": str(e.policy_path), "phase": e.metadata.get("phase"), "variant": e.metadata.get("variant"),
                 "offline": None if e.offline is None else e.offline.summary(), "live": e.live.summary()} for e in evaluations]  # fmt: skip
+    payload += [{"name": name, "reference": True, "live": live.summary()} for name, live in references.items()]
     (out / "comparison.json").write_text(json.dumps(payload, indent=1, default=str))
     return {"markdown": out / "comparison.md", "html": out / "comparison.html", "json": out / "comparison.json", "plot": plot}
 

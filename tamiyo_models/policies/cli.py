@@ -62,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--spec", default="nightly", help="generation spec the live configurations are drawn from")
     evaluate.add_argument("--batch-seed", type=int, default=7_700_001)
     evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.add_argument("--null-orders", type=int, default=1,
+                          help="fresh data orders the heuristic reruns on: the null control behind the noise floor (default 1)")
+    evaluate.add_argument("--replicate", type=int, default=0, metavar="K",
+                          help="rerun every pair on K fresh data orders; a win counts only if it holds there too (default 0)")
+    evaluate.add_argument("--references", default="",
+                          help="reference controllers judged on the same pairs, comma-separated (e.g. never,fixed:conv_heavy@6)")
     evaluate.add_argument("--out", type=Path, default=Path("var/evaluations"))
     evaluate.add_argument("--promote", action="store_true", help="move the champion alias if the candidate is better")
     _tracking_args(evaluate)
@@ -119,9 +125,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
             print(f"error: {ref}: not a file, and MLflow says: {exc}", file=sys.stderr)
             return 2
-    config = EvaluationConfig(episodes=args.episodes, spec=args.spec, batch_seed=args.batch_seed, workers=args.workers)
+    references = tuple(r.strip() for r in args.references.split(",") if r.strip())
     try:
-        evaluations = evaluate_policies(policies, args.warehouse, args.out, config, compare=len(policies) > 1)
+        from ..controllers import reference_controller
+
+        for name in references:
+            reference_controller(name)  # an unknown name fails here, before any episode runs
+        config = EvaluationConfig(episodes=args.episodes, spec=args.spec, batch_seed=args.batch_seed, workers=args.workers,
+                                  null_orders=args.null_orders, replicate=args.replicate, references=references)  # fmt: skip
+        evaluations = evaluate_policies(policies, args.warehouse, args.out, config,
+                                        compare=len(policies) > 1 or bool(references))  # fmt: skip
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

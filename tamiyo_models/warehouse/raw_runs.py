@@ -17,7 +17,9 @@ import json
 import orjson
 
 from ..actions import FINE_ACTIONS
-from ..features import FEATURE_SCHEMA_VERSION, focus_slot, observation_features
+from ..features import FEATURE_SCHEMA_VERSION, TASK_FEATURES, focus_slot, observation_features
+
+PRE_TASK_SCHEMA_VERSION = "tamiyo-features/3"  # observations without a task description (no task features)
 from ..lifecycle import Stage
 from ..rawrun import RAW_RUN_FORMAT, RAW_RUN_FORMAT_VERSION
 from .tables import PERCENTILES, PROBABILITY_COLUMNS
@@ -197,6 +199,9 @@ def _header(record: dict) -> dict:
         "reward_shaped": reward.get("shaped") if type(reward.get("shaped")) is bool else None,
         "host_parameters": record.get("host_parameters") if type(record.get("host_parameters")) is int else None,
         "torch_version": _opt_str(record.get("torch_version")),
+        "regime": _opt_str((config.get("tags") or {}).get("regime")) if type(config.get("tags")) is dict else None,
+        "data_order_seed": config.get("data_order_seed") if type(config.get("data_order_seed")) is int else None,
+        "controller_label": _opt_str(ctrl_cfg.get("label")),
         "started_at": None,
         "ended_at": None,
         "config_json": json.dumps(config, sort_keys=True),
@@ -348,12 +353,15 @@ def _observation_rows(
         features = observation_features(record)
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(path, "features", f"observation features could not be computed: {exc!r}") from None
+    has_task = type(record.get("task")) is dict
+    if not has_task:  # written before schema 4: the task is unknown, stored as null rather than NaN
+        features.update(dict.fromkeys(TASK_FEATURES))
     rows["observations"].append(
         {
             "run_id": run_id,
             "step": step,
             "is_final": is_final,
-            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION if has_task else PRE_TASK_SCHEMA_VERSION,
             **features,
             "_position": position,
         }
@@ -404,6 +412,10 @@ def _footer(run_id: str, record: dict, steps: int) -> dict:
         "return": get(record, "return", "", "number", nullable=True),
         "final_parameters": get(record, "final_parameters", "", "int", nullable=True),
         "wall_seconds": _opt_num(record.get("wall_seconds")),
+        # Runs written before the test split existed have none: null, never their validation score.
+        "final_test_accuracy": get(record, "final_test_accuracy", "", "number", nullable=True, optional=True),
+        "final_test_loss": get(record, "final_test_loss", "", "number", nullable=True, optional=True),
+        "test_accuracy_last": get(record, "test_accuracy_last", "", "number", nullable=True, optional=True),
     }
 
 

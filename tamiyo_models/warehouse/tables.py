@@ -49,6 +49,9 @@ RUNS: dict[str, pl.DataType] = {
     "config_json": pl.String,
     "controller_json": pl.String,
     "task_json": pl.String,
+    "regime": pl.String,
+    "data_order_seed": pl.Int64,
+    "controller_label": pl.String,
 }
 
 EPISODES: dict[str, pl.DataType] = {
@@ -64,6 +67,9 @@ EPISODES: dict[str, pl.DataType] = {
     "return": pl.Float64,
     "final_parameters": pl.Int64,
     "wall_seconds": pl.Float64,
+    "final_test_accuracy": pl.Float64,
+    "final_test_loss": pl.Float64,
+    "test_accuracy_last": pl.Float64,
 }
 
 STEPS: dict[str, pl.DataType] = {

@@ -67,11 +67,14 @@ class ParsedFile:
 _MISSING = object()
 
 
-def get(obj: dict, key: str, path: str, kind: str, *, nullable: bool = False) -> Any:
-    """Read `obj[key]` as `kind` ("int", "number", "str", "bool", "object", "list"), or raise RecordError."""
+def get(obj: dict, key: str, path: str, kind: str, *, nullable: bool = False, optional: bool = False) -> Any:
+    """Read `obj[key]` as `kind` ("int", "number", "str", "bool", "object", "list"), or raise RecordError.
+    `optional`: a field that older files lack; missing reads as None (present, it is checked as usual)."""
     name = f"{path}.{key}" if path else key
     value = obj.get(key, _MISSING)
     if value is _MISSING:
+        if optional:
+            return None
         raise RecordError(name, "required", f"field {name!r} is missing")
     if value is None:
         if nullable:

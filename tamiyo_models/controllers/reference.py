@@ -1,0 +1,98 @@
+"""Reference controllers: the fixed baselines every learned controller must beat, and their names.
+
+- `never`: never grows (WAIT throughout). What the host does on its own.
+- `fixed:<blueprint>@<epoch>`: GERMINATE that blueprint at the first decision after `epoch` epochs, then
+  ADVANCE whenever ADVANCE is legal (the quality gates decide whether it moves), never CULL. On the
+  Fashion-MNIST regime measured in the headroom study, `fixed:conv_heavy@6` beat the heuristic by +0.35 to
+  +0.45 pp (docs/arena.md): a fixed schedule is the bar a state-aware policy has to clear.
+- `eager`: the heuristic with hair-trigger thresholds (germinate from epoch 2 after a 1-epoch plateau,
+  advance from TRAINING at +0.5 pp).
+- `heuristic:<blueprint>[+<blueprint>...]`: the heuristic restricted to those blueprints (its round-robin
+  over all five wastes seeds on blueprints that rarely help).
+- `heuristic`, `random` (mostly waiting: WAIT 6, GERMINATE 1, ADVANCE 2, CULL 1), and the exploration kinds.
+
+All are deterministic except `random`, so they log propensity 1 for the action taken.
+"""
+
+from __future__ import annotations
+
+from ..actions import ADVANCE, WAIT, germinate
+from ..blueprints import BLUEPRINTS
+from .base import Controller, Decision, Observation, one_hot
+from .heuristic import HeuristicConfig
+
+EAGER_HEURISTIC = HeuristicConfig(min_epochs_before_germinate=2, plateau_epochs_to_germinate=1, training_advance_improvement=0.5)
+MOSTLY_WAITING = {"WAIT": 6.0, "GERMINATE": 1.0, "ADVANCE": 2.0, "CULL": 1.0}
+# The controllers a headroom analysis compares by default (the reference is the heuristic).
+DEFAULT_REFERENCES = ("heuristic", "never", "fixed:conv_heavy@3", "fixed:conv_heavy@6", "fixed:conv_heavy@10",
+                      "fixed:conv_light@6", "heuristic:conv_heavy", "eager", "random")  # fmt: skip
+
+
+class NeverGrow(Controller):
+    name = "never"
+
+    def decide(self, observation: Observation) -> Decision:
+        return Decision(WAIT, one_hot(WAIT), "never grows")
+
+
+class FixedSchedule(Controller):
+    """One graft at a fixed epoch, then forward through the lifecycle as fast as the gates allow."""
+
+    def __init__(self, blueprint: str, germinate_epoch: int):
+        if blueprint not in BLUEPRINTS:
+            raise ValueError(f"unknown blueprint {blueprint!r} for a fixed schedule; known: {', '.join(BLUEPRINTS)}")
+        if germinate_epoch < 0:
+            raise ValueError(f"germinate_epoch must be >= 0, got {germinate_epoch}")
+        self.blueprint, self.germinate_epoch = blueprint, germinate_epoch
+        self.name = f"fixed:{blueprint}@{germinate_epoch}"
+        self._germinated = False
+
+    def reset(self, rng) -> None:
+        super().reset(rng)
+        self._germinated = False
+
+    def describe(self) -> dict:
+        return {"name": self.name, "blueprint": self.blueprint, "germinate_epoch": self.germinate_epoch}
+
+    def decide(self, observation: Observation) -> Decision:
+        f, legal = observation.features, observation.legal
+        graft = germinate(self.blueprint)
+        if not self._germinated and f["epoch"] >= self.germinate_epoch and legal[graft.index]:
+            self._germinated = True
+            return Decision(graft, one_hot(graft), f"scheduled graft at epoch {self.germinate_epoch}")
+        if f["has_active_seed"] and legal[ADVANCE.index]:
+            return Decision(ADVANCE, one_hot(ADVANCE), "advance whenever the gate allows")
+        return Decision(WAIT, one_hot(WAIT), "waiting" if self._germinated else f"graft due at epoch {self.germinate_epoch}")
+
+
+def reference_controller(name: str):
+    """The ControllerConfig a reference name stands for (see the module docstring for the names); any
+    controller kind is accepted as a name too ("epsilon-heuristic", "softmax-heuristic", ...)."""
+    from . import CONTROLLER_KINDS, ControllerConfig
+
+    text = name.strip()
+    if text == "never":
+        return ControllerConfig(kind="never", label="never")
+    if text == "eager":
+        return ControllerConfig(kind="heuristic", heuristic=EAGER_HEURISTIC, label="eager")
+    if text == "random":
+        return ControllerConfig(kind="random", random_weights=dict(MOSTLY_WAITING), label="random")
+    if text.startswith("fixed:"):
+        blueprint, sep, epoch = text.removeprefix("fixed:").partition("@")
+        if not sep or not epoch.isdigit():
+            raise ValueError(f"controller {name!r}: a fixed schedule is written fixed:<blueprint>@<epoch>, e.g. fixed:conv_heavy@6")
+        if blueprint not in BLUEPRINTS:
+            raise ValueError(f"controller {name!r}: unknown blueprint {blueprint!r}; known: {', '.join(BLUEPRINTS)}")
+        return ControllerConfig(kind="fixed-schedule", blueprint=blueprint, germinate_epoch=int(epoch), label=text)
+    if text.startswith("heuristic:"):
+        chosen = tuple(b for b in text.removeprefix("heuristic:").split("+") if b)
+        unknown = [b for b in chosen if b not in BLUEPRINTS]
+        if not chosen or unknown:
+            raise ValueError(f"controller {name!r}: heuristic:<blueprint>[+<blueprint>...] with blueprints among {', '.join(BLUEPRINTS)}")
+        return ControllerConfig(kind="heuristic", heuristic=HeuristicConfig(blueprints=chosen), label=text)
+    if text in CONTROLLER_KINDS and not text.endswith("policy"):
+        return ControllerConfig(kind=text, label=text)
+    raise ValueError(
+        f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>, "
+        f"heuristic:<blueprint>[+...], or a kind ({', '.join(k for k in CONTROLLER_KINDS if not k.endswith('policy'))})"
+    )

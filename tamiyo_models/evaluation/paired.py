@@ -1,0 +1,171 @@
+"""Paired episodes of several controllers on the same configurations, with a null control and replication
+on fresh data orders: the one engine behind `tamiyo evaluate` (policies vs the heuristic) and `tamiyo
+headroom` (reference controllers vs the heuristic).
+
+For every configuration (dataset, host, optimiser, schedule, seed) each *arm* (a controller) runs one episode
+on the original data order (order 0). The seed fixes the initial weights and the data order, so inside a
+configuration the arms differ by their decisions alone, and arm - reference is a paired difference.
+
+Luck is measured, not assumed away:
+- **null control**: the reference arm rerun on fresh data orders 1..R (same initial weights, `data_order_seed`
+  set). reference(order k) - reference(order 0) is a difference made by luck alone; its RMS is the noise floor.
+- **replication**: chosen arms rerun on the same fresh orders 1..K; arm(order k) - reference(order k) is the
+  paired difference again, on data orders no one looked at before. An apparent win that does not replicate
+  there was luck (the headroom study's best-in-hindsight +1.39 pp became -0.18).
+
+Episodes are deterministic, so a run file already in the output folder is read back instead of rerun: a long
+analysis resumes where it stopped, and a second analysis over the same configurations reuses the first's
+episodes. Scores are the test split's accuracy (what no controller saw), with validation beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..controllers import ControllerConfig
+from ..episode import EpisodeConfig, EpisodeResult
+
+SCORES = ("test", "val")
+
+
+def fresh_order_seed(config: EpisodeConfig, order: int) -> int:
+    """The data-order seed of fresh order k >= 1 of a configuration: derived, so every analysis of the same
+    configuration replays the same fresh orders (and shares their episodes)."""
+    digest = hashlib.sha256(f"fresh-order/{config.seed}/{order}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def with_arm(config: EpisodeConfig, controller: ControllerConfig, order: int) -> EpisodeConfig:
+    return dataclasses.replace(
+        config, controller=controller, data_order_seed=None if order == 0 else fresh_order_seed(config, order)
+    )
+
+
+@dataclass
+class EpisodeOutcome:
+    """One episode of the design: which configuration, arm and data order, and how it ended."""
+
+    config_index: int
+    regime: str
+    arm: str
+    order: int
+    result: EpisodeResult
+
+    @property
+    def ok(self) -> bool:
+        return self.result.status == "complete" and math.isfinite(self.result.final_test_accuracy)
+
+    def score(self, which: str = "test") -> float:
+        r = self.result
+        if r.status != "complete":
+            return math.nan
+        return r.final_test_accuracy if which == "test" else r.final_val_accuracy
+
+
+@dataclass
+class PairedRuns:
+    """Every episode of a paired design, indexed by (configuration, arm, order)."""
+
+    configs: list[EpisodeConfig]
+    arms: dict[str, ControllerConfig]
+    reference: str
+    outcomes: dict[tuple[int, str, int], EpisodeOutcome] = field(default_factory=dict)
+
+    def regimes(self) -> list[str]:
+        seen = []
+        for c in self.configs:
+            name = c.regime() or "all"
+            if name not in seen:
+                seen.append(name)
+        return seen
+
+    def indices(self, regime: str | None = None) -> list[int]:
+        return [i for i, c in enumerate(self.configs) if regime is None or (c.regime() or "all") == regime]
+
+    def score(self, i: int, arm: str, order: int = 0, which: str = "test") -> float:
+        outcome = self.outcomes.get((i, arm, order))
+        return outcome.score(which) if outcome is not None else math.nan
+
+    def orders(self, arm: str) -> list[int]:
+        return sorted({o for (_, a, o) in self.outcomes if a == arm})
+
+    def differences(self, arm: str, indices: list[int], order: int = 0, which: str = "test") -> np.ndarray:
+        """arm - reference on each configuration, at one data order (NaN where either side failed)."""
+        return np.array([self.score(i, arm, order, which) - self.score(i, self.reference, order, which) for i in indices])
+
+    def fresh_differences(self, arm: str, indices: list[int], which: str = "test") -> np.ndarray:
+        """arm - reference per configuration, averaged over the fresh orders both sides ran (NaN: none)."""
+        orders = [o for o in self.orders(arm) if o > 0 and o in self.orders(self.reference)]
+        if not orders:
+            return np.full(len(indices), math.nan)
+        per_order = np.array([self.differences(arm, indices, o, which) for o in orders])
+        counts = np.isfinite(per_order).sum(axis=0)
+        sums = np.where(np.isfinite(per_order), per_order, 0.0).sum(axis=0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), math.nan)
+
+    def null_differences(self, indices: list[int], which: str = "test") -> np.ndarray:
+        """reference(fresh order k) - reference(order 0), every k and configuration: luck alone."""
+        values = []
+        for o in self.orders(self.reference):
+            if o == 0:
+                continue
+            values += [self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which) for i in indices]
+        return np.array(values, dtype=np.float64)
+
+    def failures(self, regime: str | None = None) -> list[str]:
+        return [f"{o.arm} on configuration {o.config_index} (order {o.order}): {o.result.error}"
+                for o in self.outcomes.values()
+                if o.result.status != "complete" and (regime is None or o.regime == regime)]  # fmt: skip
+
+
+def run_paired(
+    configs: list[EpisodeConfig],
+    arms: dict[str, ControllerConfig],
+    out_dir: str | Path,
+    *,
+    reference: str = "heuristic",
+    null_orders: int = 1,
+    replicate: int = 0,
+    replicate_arms: list[str] | dict[int, list[str]] | None = None,
+    workers: int = 1,
+    on_result: Callable[[EpisodeResult], None] | None = None,
+    existing: PairedRuns | None = None,
+) -> PairedRuns:
+    """Run (or read back) the design: every arm on order 0; the reference on fresh orders 1..max(null_orders,
+    replicate); `replicate_arms` (default: every arm; or per configuration index) on fresh orders 1..replicate.
+
+    `existing`: a design already run on the same configurations, to extend (its outcomes are kept).
+    """
+    from ..generation import generate
+
+    if reference not in arms:
+        raise ValueError(f"the reference arm {reference!r} is not among the arms ({', '.join(arms)})")
+    if not configs:
+        raise ValueError("no configurations to run")
+    runs = existing or PairedRuns(list(configs), dict(arms), reference)
+    wanted: list[tuple[int, str, int]] = []
+    for i in range(len(configs)):
+        for arm in arms:
+            wanted.append((i, arm, 0))
+        for order in range(1, max(null_orders, replicate) + 1):
+            wanted.append((i, reference, order))
+        if isinstance(replicate_arms, dict):
+            to_replicate = replicate_arms.get(i, [])
+        else:
+            to_replicate = replicate_arms if replicate_arms is not None else list(arms)
+        for arm in to_replicate:
+            if arm != reference:
+                wanted += [(i, arm, order) for order in range(1, replicate + 1)]
+    todo = [key for key in dict.fromkeys(wanted) if key not in runs.outcomes]
+    episode_configs = [with_arm(configs[i], arms[arm], order) for i, arm, order in todo]
+    results = generate(episode_configs, Path(out_dir), workers=workers, on_result=on_result, reuse_existing=True)
+    for (i, arm, order), result in zip(todo, results):
+        runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, configs[i].regime() or "all", arm, order, result)
+    return runs
