@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# requirements.lock pins every transitive package of the tested set.
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[test,ray]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[test,ray,bench]'
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -21,6 +21,7 @@ control of an evaluation reruns a configuration with the same initial weights an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -70,6 +71,10 @@ class EpisodeConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tags: dict = field(default_factory=dict, hash=False, compare=False)  # free-form, e.g. spec name
+    # Where the host, its seeds and the data live ("cpu", "cuda", "cuda:1"). Random draws stay on the CPU
+    # generators of the episode, so the draws are the same on every device; CUDA kernels may still differ in
+    # the last bits, so bit-for-bit replays (branching) are promised on the CPU only.
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.max_epochs < 1:
@@ -104,6 +109,8 @@ class EpisodeConfig:
             "reward": self.reward.to_dict(),
             "telemetry": self.telemetry.to_dict(),
             "tags": dict(self.tags),
+            # Only when set: a CPU configuration keeps the run id it always had.
+            **({"device": self.device} if self.device != "cpu" else {}),
         }
 
     @classmethod
@@ -163,7 +170,9 @@ class EpisodeResult:
     @classmethod
     def from_footer(cls, path: Path, run_id: str, footer: dict) -> "EpisodeResult":
         """The result of an episode already on disk (a rerun of a deterministic configuration is skipped)."""
-        number = lambda key: float("nan") if footer.get(key) is None else float(footer[key])  # noqa: E731
+        def number(key: str) -> float:
+            return float("nan") if footer.get(key) is None else float(footer[key])
+
         return cls(
             run_id=run_id, path=path, status=footer["status"], steps=footer["steps"],
             final_val_accuracy=number("final_val_accuracy"), best_val_accuracy=number("best_val_accuracy"),
@@ -189,6 +198,10 @@ class Episode:
     """The whole mutable state of one episode (everything a fork would need to snapshot)."""
 
     def __init__(self, config: EpisodeConfig, data: TaskData, run_id: str):
+        self.device = torch.device(config.device)
+        if self.device.type != "cpu":  # one copy per episode on the device; the cached CPU tensors stay untouched
+            data = dataclasses.replace(data, **{k: getattr(data, k).to(self.device) for k in
+                                                ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")})  # fmt: skip
         self.config, self.data, self.run_id = config, data, run_id
         streams = np.random.SeedSequence(config.seed).spawn(5)
         # Seeds are initialised from the episode's own stream, not torch's global one, so a snapshot of the
@@ -203,7 +216,7 @@ class Episode:
         # keeps the caller's own random stream (an RL learner stepping episodes in its process) untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(streams[0].generate_state(1)[0]))
-            self.model = HostNetwork(config.host, data.input_shape, data.num_classes)
+            self.model = HostNetwork(config.host, data.input_shape, data.num_classes).to(self.device)
         self.initial_parameters = sum(p.numel() for p in self.model.parameters())
         self.host_optimizer = self._sgd(self.model.host_parameters())
         self.seed_optimizers: dict[int, torch.optim.Optimizer] = {}
@@ -343,7 +356,7 @@ class Episode:
             acc = self.val_accuracy_history[-1]
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.seed_init_generator)))
-                events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=torch.device("cpu")))
+                events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=self.device))
             self.seed_optimizers[slot.index] = self._sgd(slot.seed.parameters())
             # GERMINATED is transient: the seed starts training in the epoch that follows the decision.
             events.append(slot.move(Stage.TRAINING, epoch=epoch, cause="automatic"))
@@ -484,6 +497,111 @@ class Episode:
             self.telemetry = {"per_class_accuracy": val.per_class_accuracy}
         return time.perf_counter() - t0
 
+    # ----- one step --------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.max_epochs
+
+    def transition(self, action: Action) -> tuple[dict, float, dict]:
+        """What happens after a decision: apply the action, train one epoch, tick the stage clocks, measure
+        (and, in the last `score_epochs` epochs, score the test split), then reward the action by what followed.
+
+        Returns (outcome, reward, info): the outcome record a raw run stores with the step (events, gate,
+        accuracies before and after, reward and its parts), the reward, and timings. The episode runner, the
+        branches and the Gymnasium environment all step through here, so they cannot drift apart.
+        """
+        if self.done:
+            raise RuntimeError(f"the episode is over: all {self.config.max_epochs} epochs are trained")
+        acc_before, best_before = self.val_accuracy_history[-1], self.best_val_accuracy
+        outcome = self.apply(action)
+        telemetry_seconds = self.train_epoch()
+        outcome["events"] += self.advance_clocks()
+        telemetry_seconds += self.measure()
+        test_seconds = 0.0
+        if self.epoch > self.config.max_epochs - self.config.score_epochs:
+            t0 = time.perf_counter()
+            self.score_test()
+            test_seconds = time.perf_counter() - t0
+        acc_after, best_after = self.val_accuracy_history[-1], self.best_val_accuracy
+        reward = step_reward(self.config.reward, acc_before, acc_after, best_before, best_after)
+        outcome.update(
+            val_accuracy_before=acc_before, val_accuracy_after=acc_after, val_loss_after=self.val_loss_history[-1],
+            train_loss_after=self.train_loss, best_val_accuracy_before=best_before, best_val_accuracy_after=best_after,
+            **reward,
+        )  # fmt: skip
+        return outcome, reward["reward"], {"telemetry_seconds": telemetry_seconds, "test_seconds": test_seconds}
+
+    def decision_state(self) -> tuple[dict, dict[str, float], tuple[bool, ...]]:
+        """What a controller decides on: the raw observation record, its features and the legal actions."""
+        record = self.observation_record()
+        return record, observation_features(record), self.legal_mask()
+
+    def test_summary(self) -> dict:
+        """The footer's test-split fields. A run that stopped early (failed, or a branch ending at its horizon)
+        has no test score: only the end of an episode is scored, so every score in a comparison means the same."""
+        scores = self.test_scores
+        final = scores[-1] if scores and scores[-1]["epoch"] == self.config.max_epochs else None
+        return {
+            "final_test_accuracy": final["accuracy"] if final else None,
+            "final_test_loss": final["loss"] if final else None,
+            "test_accuracy_last": sum(s["accuracy"] for s in scores) / len(scores) if final else None,
+            "test_scores": list(scores) if final else [],
+        }
+
+
+def step_record(record: dict, features: dict, action_record: dict, outcome: dict, timing: dict) -> dict:
+    """One step of a raw run (docs/raw-run-format.md): the observation decided on, the action, what followed."""
+    record["red_flags"] = red_flags(record, features)
+    return {"step": record["epoch"] + 1, "epoch": record["epoch"], "observation": record, "action": action_record,
+            "outcome": outcome, "timing": timing}  # fmt: skip
+
+
+def run_header(config: EpisodeConfig, episode: Episode, run_id: str, controller: dict) -> dict:
+    """The raw run header: configuration, seeds, code, controller description, task and host sizes."""
+    data, model = episode.data, episode.model
+    slot_channels = sorted({config.host.widths[s] for s in config.host.slots})
+    return {
+        "run_id": run_id,
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "code_version": code_version(),
+        "config": config.to_dict(),
+        "seeds": {"episode": config.seed, "split": config.dataset.split_seed},
+        "controller": controller,
+        "action_space": list(FINE_ACTIONS),
+        "task": {
+            "dataset": data.name,
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
+            "train_size": len(data.train_x),
+            "val_size": len(data.val_x),
+            "test_size": len(data.test_x),
+            "noisy_labels": data.noisy_label_count,
+        },
+        "host_parameters": sum(p.numel() for p in model.parameters()),
+        "blueprint_parameters": {b: {str(c): parameter_count(b, c) for c in slot_channels} for b in BLUEPRINTS},
+        "torch_version": torch.__version__,
+    }
+
+
+def run_footer(episode: Episode, status: str, error: str | None, steps: int, episode_return: float, wall_seconds: float) -> dict:
+    """The raw run footer: how the run ended and the episode's outcome, test score included."""
+    return {
+        "status": status,
+        "error": error,
+        "steps": steps,
+        "final_val_accuracy": episode.val_accuracy_history[-1],
+        "best_val_accuracy": episode.best_val_accuracy,
+        "seeds_created": episode.seeds_created,
+        "seeds_fossilized": episode.seeds_fossilized,
+        "seeds_culled": episode.seeds_culled,
+        "return": episode_return,
+        **episode.test_summary(),
+        "final_parameters": sum(p.numel() for p in episode.model.parameters()),
+        "wall_seconds": wall_seconds,
+        "final_observation": episode.observation_record(),
+        "final_legal": [a for a, ok in zip(FINE_ACTIONS, episode.legal_mask()) if ok],
+    }
+
 
 class EpisodeRun:
     """An episode in progress: its training state, its controller and the raw run file being written.
@@ -514,42 +632,14 @@ class EpisodeRun:
         self.episode_return = 0.0
         self.steps_written = 0
         self.writer = RawRunWriter(out_dir, self.run_id)
-        self.writer.write_header({**self._header(), **(extra_header or {})})
-
-    def _header(self) -> dict:
-        config, data, model = self.config, self.episode.data, self.episode.model
-        slot_channels = sorted({config.host.widths[s] for s in config.host.slots})
-        return {
-            "run_id": self.run_id,
-            "feature_schema_version": FEATURE_SCHEMA_VERSION,
-            "code_version": code_version(),
-            "config": config.to_dict(),
-            "seeds": {"episode": config.seed, "split": config.dataset.split_seed},
-            "controller": self.controller.describe(),
-            "action_space": list(FINE_ACTIONS),
-            "task": {
-                "dataset": data.name,
-                "num_classes": data.num_classes,
-                "input_shape": list(data.input_shape),
-                "train_size": len(data.train_x),
-                "val_size": len(data.val_x),
-                "test_size": len(data.test_x),
-                "noisy_labels": data.noisy_label_count,
-            },
-            "host_parameters": sum(p.numel() for p in model.parameters()),
-            "blueprint_parameters": {b: {str(c): parameter_count(b, c) for c in slot_channels} for b in BLUEPRINTS},
-            "torch_version": torch.__version__,
-        }
+        self.writer.write_header({**run_header(config, episode, self.run_id, self.controller.describe()), **(extra_header or {})})
 
     @property
     def done(self) -> bool:
-        return self.episode.epoch >= self.config.max_epochs
+        return self.episode.done
 
     def decide(self) -> tuple[dict, dict[str, float], tuple[bool, ...], Decision]:
-        episode = self.episode
-        record = episode.observation_record()
-        features = observation_features(record)
-        legal = episode.legal_mask()
+        record, features, legal = self.episode.decision_state()
         return record, features, legal, self.controller.checked_decide(Observation(record, features, legal))
 
     def step(self, forced_action: Action | None = None) -> dict:
@@ -568,89 +658,23 @@ class EpisodeRun:
                 # An intervention, not a draw from the behaviour policy: no propensity. `probabilities` still
                 # holds the controller's own distribution in this state.
                 fine=action.fine, coarse=action.coarse, blueprint=action.blueprint, forced=True,
-                propensity=None, reason=f"branch: forced {action.fine}",
+                propensity=None, stochastic=False, reason=f"branch: forced {action.fine}",
             )  # fmt: skip
-        acc_before, best_before = episode.val_accuracy_history[-1], episode.best_val_accuracy
-        outcome = episode.apply(action)
-        telemetry_seconds = episode.train_epoch()
-        outcome["events"] += episode.advance_clocks()
-        telemetry_seconds += episode.measure()
-        test_seconds = 0.0
-        if episode.epoch > self.config.max_epochs - self.config.score_epochs:
-            t_test = time.perf_counter()
-            episode.score_test()
-            test_seconds = time.perf_counter() - t_test
-        acc_after, best_after = episode.val_accuracy_history[-1], episode.best_val_accuracy
-        reward = step_reward(self.config.reward, acc_before, acc_after, best_before, best_after)
-        self.episode_return += reward["reward"]
-        record["red_flags"] = red_flags(record, features)
-        step = {
-            "step": episode.epoch,
-            "epoch": record["epoch"],
-            "observation": record,
-            "action": action_record,
-            "outcome": {
-                **outcome,
-                "val_accuracy_before": acc_before,
-                "val_accuracy_after": acc_after,
-                "val_loss_after": episode.val_loss_history[-1],
-                "train_loss_after": episode.train_loss,
-                "best_val_accuracy_before": best_before,
-                "best_val_accuracy_after": best_after,
-                **reward,
-            },
-            "timing": {"step_seconds": time.perf_counter() - t0, "telemetry_seconds": telemetry_seconds,
-                       "test_seconds": test_seconds},
-        }
+        outcome, reward, info = episode.transition(action)
+        self.episode_return += reward
+        step = step_record(record, features, action_record, outcome, {"step_seconds": time.perf_counter() - t0, **info})
         self.writer.write_step(step)
         self.steps_written += 1
         return step
 
     def finish(self, error: str | None = None) -> EpisodeResult:
+        """Close the run file with its footer: failed (an error), complete (every epoch trained) or truncated
+        (stopped on purpose before the end, as a branch does at its horizon)."""
         episode = self.episode
-        scores = episode.test_scores
-        # A run that stopped early (failed, or a branch ending at its horizon) has no test score: only the end of
-        # an episode is scored, so every score in a comparison means the same thing.
-        final_test = scores[-1] if scores and scores[-1]["epoch"] == self.config.max_epochs else None
-        last_mean = sum(s["accuracy"] for s in scores) / len(scores) if final_test else None
-        result = EpisodeResult(
-            run_id=self.run_id,
-            path=self.writer.path,
-            status="failed" if error else "complete",
-            steps=self.steps_written,
-            final_val_accuracy=episode.val_accuracy_history[-1],
-            best_val_accuracy=episode.best_val_accuracy,
-            seeds_created=episode.seeds_created,
-            seeds_fossilized=episode.seeds_fossilized,
-            seeds_culled=episode.seeds_culled,
-            episode_return=self.episode_return,
-            wall_seconds=time.perf_counter() - self.started,
-            error=error,
-            final_test_accuracy=final_test["accuracy"] if final_test else math.nan,
-            test_accuracy_last=last_mean if final_test else math.nan,
-            final_parameters=sum(p.numel() for p in episode.model.parameters()),
-        )
-        self.writer.close(
-            {
-                "status": result.status,
-                "error": error,
-                "steps": result.steps,
-                "final_val_accuracy": result.final_val_accuracy,
-                "best_val_accuracy": result.best_val_accuracy,
-                "seeds_created": result.seeds_created,
-                "seeds_fossilized": result.seeds_fossilized,
-                "seeds_culled": result.seeds_culled,
-                "return": self.episode_return,
-                "final_test_accuracy": final_test["accuracy"] if final_test else None,
-                "final_test_loss": final_test["loss"] if final_test else None,
-                "test_accuracy_last": last_mean,
-                "test_scores": scores if final_test else [],
-                "final_parameters": result.final_parameters,
-                "wall_seconds": result.wall_seconds,
-                "final_observation": episode.observation_record(),
-            }
-        )
-        return result
+        status = "failed" if error else ("complete" if episode.done else "truncated")
+        footer = run_footer(episode, status, error, self.steps_written, self.episode_return, time.perf_counter() - self.started)
+        self.writer.close(footer)
+        return EpisodeResult.from_footer(self.writer.path, self.run_id, footer)
 
     def run_to(self, last_step: int) -> EpisodeResult:
         """Step until `last_step` (or the end), then close the file. An exception inside the episode is

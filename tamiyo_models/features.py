@@ -249,6 +249,32 @@ def task_feature_defaults() -> dict[str, float]:
                           "train_size": 1079, "num_classes": 10, "input_shape": [1, 8, 8]})  # fmt: skip
 
 
+_UNIT_INTERVAL = ("has_active_seed", "seed_alpha", "grad_health", "flag_sustained_plateau", "flag_gradient_problem",
+                  "flag_overfitting", *(f"seed_blueprint_{b}" for b in BLUEPRINTS))  # fmt: skip
+_PERCENT = ("train_accuracy", "val_accuracy", "best_val_accuracy", *(f"accuracy_history_{i}" for i in range(HISTORY_LENGTH)),
+            *(f"class_accuracy_{i}" for i in range(10)))  # fmt: skip
+_SIGNED_PP = ("accuracy_delta", "seed_improvement", "seed_total_improvement", "seed_contribution")
+_UNBOUNDED = ("loss_delta",)
+
+
+def feature_bounds(name: str) -> tuple[float, float]:
+    """The range a feature's values can take (an environment's observation space declares it): accuracies
+    0..100 pp, their differences -100..100, shares and flags 0..1, the stage number 0..9, the rest >= 0."""
+    if name not in ALL_FEATURES:
+        raise ValueError(f"unknown feature {name!r}")
+    if name in _UNIT_INTERVAL:
+        return 0.0, 1.0
+    if name in _PERCENT:
+        return 0.0, 100.0
+    if name in _SIGNED_PP:
+        return -100.0, 100.0
+    if name == "seed_stage":
+        return 0.0, float(max(Stage))
+    if name in _UNBOUNDED:
+        return -math.inf, math.inf
+    return 0.0, math.inf
+
+
 def feature_vector(features: Mapping[str, float], feature_set: str = "full") -> list[float]:
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")

@@ -306,7 +306,7 @@ def generate(
     results: list[EpisodeResult | None] = [None] * len(configs)
     if reuse_existing:
         for i, config in enumerate(configs):
-            results[i] = _stored_result(Path(out_dir), config.run_id())
+            results[i] = stored_result(Path(out_dir), config.run_id())
             if results[i] is not None and on_result:
                 on_result(results[i])
         pending = [i for i, r in enumerate(results) if r is None]
@@ -343,7 +343,7 @@ def generate(
     return results
 
 
-def _stored_result(out_dir: Path, run_id: str) -> EpisodeResult | None:
+def stored_result(out_dir: Path, run_id: str) -> EpisodeResult | None:
     """The result recorded in a complete run file already in the folder, or None (absent, failed, unreadable)."""
     from .rawrun import RawRunError, read_raw_run
 

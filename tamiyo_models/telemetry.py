@@ -60,7 +60,7 @@ class GradientMonitor:
     @torch.no_grad()
     def observe(self, batch_index: int) -> None:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        self.norms.append(torch._foreach_norm(grads))
+        self.norms.append(torch.stack(torch._foreach_norm(grads)))
         if batch_index not in self.sample_at:
             return
         self.sampled += 1
@@ -80,7 +80,7 @@ class GradientMonitor:
     def summary(self) -> dict:
         if not self.norms:
             return {"batches_seen": 0, "batches_sampled": 0, "layers": []}
-        per_batch = torch.tensor(self.norms)  # [batches, layers]
+        per_batch = torch.stack(self.norms).cpu()  # [batches, layers]
         mean_norm = per_batch.mean(dim=0)
         norm_std = per_batch.std(dim=0, correction=0)
         stats = self.stat_sum / max(1, self.sampled)
@@ -113,7 +113,7 @@ class Evaluation:
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, batch_size: int) -> Evaluation:
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, torch.zeros(num_classes)
+    loss_sum, correct = 0.0, torch.zeros(num_classes, device=x.device)
     counts = torch.bincount(y, minlength=num_classes).float()
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
@@ -122,6 +122,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
         hits = (logits.argmax(1) == yb).float()
         correct.index_add_(0, yb, hits)
     model.train(was_training)
+    correct, counts = correct.cpu(), counts.cpu()
     per_class = torch.where(counts > 0, 100 * correct / counts.clamp_min(1), torch.zeros_like(counts))
     return Evaluation(loss_sum / len(x), float(100 * correct.sum() / len(x)), per_class.tolist())
 
@@ -144,7 +145,8 @@ def sharpness(
     sizes = [p.numel() for p in params]
     total = 0.0
     for _ in range(config.sharpness_draws):
-        noise = torch.randn(sum(sizes), generator=generator) * config.sharpness_sigma
+        # Drawn on the CPU from the episode's own generator (the same numbers on every device), then moved.
+        noise = (torch.randn(sum(sizes), generator=generator) * config.sharpness_sigma).to(params[0].device)
         torch._foreach_add_(params, [n.view_as(p) for n, p in zip(noise.split(sizes), params)])
         total += abs(float(nn.functional.cross_entropy(model(xb), yb)) - base) / config.sharpness_sigma
         torch._foreach_copy_(params, originals)

@@ -103,14 +103,16 @@ CREATE TABLE IF NOT EXISTS episodes (
     wall_seconds       DOUBLE,
     final_test_accuracy DOUBLE,
     final_test_loss     DOUBLE,
-    test_accuracy_last  DOUBLE
+    test_accuracy_last  DOUBLE,
+    final_legal_actions VARCHAR[]
 );
 ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_test_accuracy DOUBLE;
 ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_test_loss DOUBLE;
 ALTER TABLE episodes ADD COLUMN IF NOT EXISTS test_accuracy_last DOUBLE;
+ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_legal_actions VARCHAR[];
 COMMENT ON TABLE episodes IS 'one row per run: the outcome of the episode (raw footer, legacy totals)';
 COMMENT ON COLUMN episodes.run_id IS 'the run (runs.run_id)';
-COMMENT ON COLUMN episodes.status IS 'complete, or failed (the generator recorded an error)';
+COMMENT ON COLUMN episodes.status IS 'complete (every epoch trained), truncated (stopped on purpose before the end: a branch at its horizon, a step budget), or failed (the generator recorded an error)';
 COMMENT ON COLUMN episodes.error IS 'ExceptionType: message of a failed episode, else null';
 COMMENT ON COLUMN episodes.steps IS 'number of decisions stored in steps';
 COMMENT ON COLUMN episodes.final_val_accuracy IS 'val accuracy after the last epoch (pp)';
@@ -123,6 +125,7 @@ COMMENT ON COLUMN episodes.final_parameters IS 'host parameters at the end, foss
 COMMENT ON COLUMN episodes.wall_seconds IS 'wall-clock duration of the episode (not part of determinism)';
 COMMENT ON COLUMN episodes.final_test_accuracy IS 'accuracy on the test split after the last epoch (pp): the score controllers are compared on; the controller never saw this split (null: run before test splits, or stopped early)';
 COMMENT ON COLUMN episodes.final_test_loss IS 'cross-entropy on the test split after the last epoch';
+COMMENT ON COLUMN episodes.final_legal_actions IS 'fine actions legal in the state after the last epoch (the next state of the last transition); null for runs written before it was logged';
 COMMENT ON COLUMN episodes.test_accuracy_last IS 'mean test accuracy over the last score_epochs epochs (pp; equals final_test_accuracy when score_epochs = 1)';
 
 CREATE TABLE IF NOT EXISTS steps (
@@ -166,8 +169,12 @@ CREATE TABLE IF NOT EXISTS steps (
     step_seconds             DOUBLE,
     telemetry_seconds        DOUBLE,
     source_line              BIGINT,
+    forced                   BOOLEAN,
+    stochastic               BOOLEAN,
     PRIMARY KEY (run_id, step)
 );
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS forced BOOLEAN;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS stochastic BOOLEAN;
 COMMENT ON TABLE steps IS 'one row per decision: the action, its behaviour propensity, and its consequence';
 COMMENT ON COLUMN steps.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN steps.step IS 'decision number t, 1-based';
@@ -209,6 +216,8 @@ COMMENT ON COLUMN steps.is_last IS 'true on the last decision of the episode';
 COMMENT ON COLUMN steps.step_seconds IS 'wall-clock seconds of the step (not part of determinism)';
 COMMENT ON COLUMN steps.telemetry_seconds IS 'wall-clock seconds spent on telemetry in the step';
 COMMENT ON COLUMN steps.source_line IS 'line number in the raw file (legacy: index of the decision)';
+COMMENT ON COLUMN steps.forced IS 'true on a branch run''s forced first step: an intervention, not a draw from the behaviour policy (propensity null)';
+COMMENT ON COLUMN steps.stochastic IS 'true when the action was drawn at random from prob_* (importance weights identified); false for a deterministic controller (one-hot prob_*); null for runs written before it was logged';
 
 CREATE TABLE IF NOT EXISTS observations (
     run_id                       VARCHAR NOT NULL,

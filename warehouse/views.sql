@@ -117,3 +117,32 @@ FROM steps s JOIN observations o USING (run_id, step);
 CREATE OR REPLACE VIEW quarantine_summary AS
 SELECT source_file, rule, count(*) AS records, min(position) AS first_position, any_value(reason) AS example_reason
 FROM quarantine GROUP BY ALL;
+
+-- Reinforcement-learning transitions (docs/rl-contract.md): one row per decision of complete and truncated
+-- runs, with what an offline learner or an off-policy estimator needs. s is observations at (run_id, step),
+-- s' is observations at (run_id, next_step) (the final observation after the last step). legal_actions are
+-- legal in s, next_legal_actions in s'. mu: behaviour_probabilities (over FINE_ACTIONS order) and
+-- propensity = mu(a|s); importance weights are identified only where stochastic is true (forced branch steps
+-- are interventions, propensity null). family_id groups a parent with its branches, for splits.
+CREATE OR REPLACE VIEW rl_transitions AS
+SELECT s.run_id, s.step, s.step + 1 AS next_step,
+       coalesce(b.parent_run_id, s.run_id) AS family_id,
+       b.run_id IS NOT NULL AS is_branch,
+       coalesce(r.controller_label, r.controller_kind, r.source_format) AS behaviour,
+       r.controller_kind AS behaviour_kind,
+       s.action_index, s.action_fine, s.reward, s.accuracy_change,
+       s.propensity,
+       [s.prob_wait, s.prob_germinate_conv_light, s.prob_germinate_conv_heavy, s.prob_germinate_attention,
+        s.prob_germinate_norm, s.prob_germinate_depthwise, s.prob_advance, s.prob_cull] AS behaviour_probabilities,
+       coalesce(s.stochastic, false) AND NOT coalesce(s.forced, false) AS stochastic,
+       coalesce(s.forced, false) AS forced,
+       s.legal_actions,
+       coalesce(lead(s.legal_actions) OVER (PARTITION BY s.run_id ORDER BY s.step), e.final_legal_actions) AS next_legal_actions,
+       s.is_last AND e.status = 'complete' AS terminated,
+       s.is_last AND e.status = 'truncated' AS truncated,
+       r.regime, r.dataset, r.seed, e.final_test_accuracy
+FROM steps s
+JOIN runs r USING (run_id)
+JOIN episodes e USING (run_id)
+LEFT JOIN branches b USING (run_id)
+WHERE e.status IN ('complete', 'truncated');

@@ -15,7 +15,7 @@ from .reference import DEFAULT_REFERENCES, EAGER_HEURISTIC, FixedSchedule, Never
 
 CONTROLLER_KINDS = (
     "heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic", "never", "fixed-schedule",
-    "policy", "epsilon-policy",
+    "policy", "epsilon-policy", "agent",
 )  # fmt: skip
 
 
@@ -73,6 +73,9 @@ def build_controller(config: ControllerConfig) -> Controller:
 
 
 def _build(config: ControllerConfig) -> Controller:
+    if config.kind == "agent":
+        raise ValueError(f"controller 'agent' ({config.label or 'unnamed'}) is an external learner acting through "
+                         "TamiyoEnv; it cannot run as a controller on its own")  # fmt: skip
     if config.kind == "heuristic":
         return HeuristicController(config.heuristic)
     if config.kind == "never":

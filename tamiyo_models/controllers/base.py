@@ -1,7 +1,10 @@
 """The controller interface: one decision per epoch, with the full action distribution it was drawn from.
 
-Every decision carries the probability of each fine action (zero on illegal ones), so the propensity of the
-action taken, mu(a|s), is stored with every step and off-policy estimates are possible later.
+Every decision carries the probability of each fine action (zero on illegal ones) *with which the action was
+actually drawn*, so the propensity of the action taken, mu(a|s), is stored with every step and off-policy
+estimates are possible later. A deterministic controller (the heuristic, a greedy policy) logs a one-hot
+distribution and says so (`stochastic=False`): importance weights are not identified on its steps. A greedy
+policy's own softmax, which it did not sample from, is kept apart as `policy_probabilities`.
 """
 
 from __future__ import annotations
@@ -31,23 +34,35 @@ class Decision:
     probabilities: tuple[float, ...]  # over FINE_ACTIONS
     reason: str = ""
     greedy_action: Action | None = None  # what the wrapped controller wanted, for exploration wrappers
+    stochastic: bool | None = None  # None: inferred (stochastic when more than one action had mass)
+    policy_probabilities: tuple[float, ...] | None = None  # a greedy policy's softmax (not what it drew from)
 
     @property
     def propensity(self) -> float:
         return self.probabilities[self.action.index]
 
+    @property
+    def is_stochastic(self) -> bool:
+        if self.stochastic is not None:
+            return self.stochastic
+        return sum(1 for p in self.probabilities if p > 0) > 1
+
     def to_record(self, controller: str, legal: tuple[bool, ...]) -> dict:
-        return {
+        record = {
             "fine": self.action.fine,
             "coarse": self.action.coarse,
             "blueprint": self.action.blueprint,
             "propensity": self.propensity,
             "probabilities": dict(zip(FINE_ACTIONS, self.probabilities)),
+            "stochastic": self.is_stochastic,
             "legal": [a for a, ok in zip(FINE_ACTIONS, legal) if ok],
             "controller": controller,
             "reason": self.reason,
             "greedy_fine": self.greedy_action.fine if self.greedy_action else self.action.fine,
         }
+        if self.policy_probabilities is not None:
+            record["policy_probabilities"] = dict(zip(FINE_ACTIONS, self.policy_probabilities))
+        return record
 
 
 def one_hot(action: Action) -> tuple[float, ...]:

@@ -1,8 +1,9 @@
 """epsilon-greedy exploration around any controller.
 
 With probability epsilon the action is drawn uniformly among the legal fine actions, otherwise the wrapped
-controller's action is drawn from its own distribution. The logged behaviour probability is therefore the
-mixture mu(a|s) = (1 - epsilon) * pi(a|s) + epsilon / |legal actions|, the form the reference planned.
+controller's action is taken (drawn from its own distribution). The logged behaviour probability is therefore
+the mixture mu(a|s) = (1 - epsilon) * pi(a|s) + epsilon / |legal actions|, where pi is the distribution the
+base really drew from: one-hot for a deterministic base (the heuristic, a greedy policy).
 """
 
 from __future__ import annotations

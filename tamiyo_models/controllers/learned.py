@@ -2,7 +2,9 @@
 
 A learned policy is anything that maps the feature vector of an observation to one score (logit) per fine
 action. The controller masks illegal actions, turns scores into probabilities (softmax at a temperature),
-and either takes the most probable action (greedy, propensity still logged) or samples.
+and either takes the most probable action (greedy) or samples. What is logged as the behaviour distribution
+is what the action was drawn from: one-hot for greedy (its softmax is kept beside, as policy_probabilities),
+the softmax itself when sampling.
 
 Later phases register loaders for their saved model formats with `register_policy_loader(scheme, fn)`;
 `load_policy("scheme:PATH")` then builds the controller, e.g. `tamiyo generate --controller policy:FILE`.
@@ -60,9 +62,11 @@ class LearnedPolicyController(Controller):
         probs = self.probabilities(observation)
         if self.greedy:
             index = max(range(len(probs)), key=probs.__getitem__)
-        else:
-            index = int(self.rng.choice(len(probs), p=probs))
-        return Decision(Action.from_index(index), probs, f"policy p={probs[index]:.3f}")
+            drawn = tuple(1.0 if i == index else 0.0 for i in range(len(probs)))
+            return Decision(Action.from_index(index), drawn, f"policy greedy, p={probs[index]:.3f}", stochastic=False,
+                            policy_probabilities=probs)  # fmt: skip
+        index = int(self.rng.choice(len(probs), p=probs))
+        return Decision(Action.from_index(index), probs, f"policy p={probs[index]:.3f}", stochastic=True)
 
 
 def register_policy_loader(scheme: str, loader: Callable[[str], LearnedPolicyController]) -> None:

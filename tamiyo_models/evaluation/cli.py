@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     h.add_argument("--batch-seed", type=int, default=20_261_129, help="draws the configurations (keep apart from training batches)")
     h.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
     h.add_argument("--out", type=Path, default=Path("var/reports/headroom"), help="report and episodes folder")
+    h.add_argument("--report-only", action="store_true",
+                   help="run no episode: report on those already in --out (a study in progress; incomplete pairs are left out)")
     h.set_defaults(func=run_headroom)
 
 
@@ -59,7 +61,8 @@ def run_headroom(args: argparse.Namespace) -> int:
     bar = tqdm(unit="episode", file=sys.stderr, desc="headroom")
     try:
         result = analyse_headroom(config, args.out, log=lambda line: bar.write(line, file=sys.stderr),
-                                  progress=lambda done, total: (setattr(bar, "total", total), bar.update(1)))  # fmt: skip
+                                  progress=lambda done, total: (setattr(bar, "total", total), bar.update(1)),
+                                  execute=not args.report_only)  # fmt: skip
     except (ValueError, SpecError) as exc:
         bar.close()
         print(f"tamiyo headroom: {exc}", file=sys.stderr)

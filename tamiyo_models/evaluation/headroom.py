@@ -157,17 +157,23 @@ def headroom_configs(config: HeadroomConfig) -> tuple[list, dict[str, str]]:
     if not spec.regimes:
         return spec.sample(config.configs_per_regime, config.batch_seed), skipped
     names = list(config.regimes) or spec.regime_names
+    order = [r["name"] for r in spec.regimes]
     configs = []
-    for index, name in enumerate(names):
+    for name in names:
         if name in spec.unavailable:
             continue
+        # Each regime's stream is keyed by its place in the spec, not in the selection: analysing a subset of
+        # regimes draws the very configurations (and reuses the episodes) of an analysis of all of them.
+        index = order.index(name) if name in order else len(order)
         configs += spec.sample_regime(name, config.configs_per_regime, config.batch_seed + 7919 * (index + 1))
     return configs, {k: v for k, v in skipped.items() if not config.regimes or k in config.regimes}
 
 
 def analyse_headroom(config: HeadroomConfig, out_dir: str | Path, *, log: Callable[[str], None] = print,
-                     progress: Callable[[int, int], None] | None = None) -> HeadroomResult:  # fmt: skip
-    """Run (or resume) the paired design and write the report; returns the numbers."""
+                     progress: Callable[[int, int], None] | None = None, execute: bool = True) -> HeadroomResult:  # fmt: skip
+    """Run (or resume) the paired design and write the report; returns the numbers. `execute=False` runs
+    nothing and reports on the episodes already in the folder (a study in progress: pairs with a side missing
+    are left out)."""
     from ..controllers import reference_controller
 
     started = time.perf_counter()
@@ -188,8 +194,9 @@ def analyse_headroom(config: HeadroomConfig, out_dir: str | Path, *, log: Callab
     log(f"headroom: {len(configs)} configurations x {len(arms)} controllers, reference {config.reference}, "
         f"null + replication on up to {max(config.null_orders, config.replicate)} fresh data orders")  # fmt: skip
     runs = run_paired(configs, arms, out / "episodes", reference=config.reference, null_orders=config.null_orders,
-                      replicate=0, workers=config.workers, on_result=counted)  # fmt: skip
-    if config.replicate > 0:
+                      replicate=0 if execute else config.replicate, workers=config.workers, on_result=counted,
+                      execute=execute)  # fmt: skip
+    if config.replicate > 0 and execute:
         plan = replication_plan(runs, config)
         planned[0] = done[0] + sum(len(arms_i) for arms_i in plan.values()) * config.replicate
         log("replication on fresh data orders: " + ", ".join(f"{r}: {', '.join(sorted(a))}" for r, a in _plan_summary(runs, plan).items()))

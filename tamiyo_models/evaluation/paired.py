@@ -137,13 +137,15 @@ def run_paired(
     workers: int = 1,
     on_result: Callable[[EpisodeResult], None] | None = None,
     existing: PairedRuns | None = None,
+    execute: bool = True,
 ) -> PairedRuns:
     """Run (or read back) the design: every arm on order 0; the reference on fresh orders 1..max(null_orders,
     replicate); `replicate_arms` (default: every arm; or per configuration index) on fresh orders 1..replicate.
 
     `existing`: a design already run on the same configurations, to extend (its outcomes are kept).
+    `execute=False`: run nothing, read back only the episodes already on disk (a look at a study in progress).
     """
-    from ..generation import generate
+    from ..generation import generate, stored_result
 
     if reference not in arms:
         raise ValueError(f"the reference arm {reference!r} is not among the arms ({', '.join(arms)})")
@@ -163,9 +165,19 @@ def run_paired(
         for arm in to_replicate:
             if arm != reference:
                 wanted += [(i, arm, order) for order in range(1, replicate + 1)]
-    todo = [key for key in dict.fromkeys(wanted) if key not in runs.outcomes]
+    # Interleave regimes (the k-th configuration of every regime, then the (k+1)-th, ...), so an analysis cut
+    # short still has balanced pairs in every regime.
+    position = {}
+    for i, c in enumerate(configs):
+        regime = c.regime() or "all"
+        position[i] = (sum(1 for j in range(i) if (configs[j].regime() or "all") == regime), i)
+    todo = sorted((key for key in dict.fromkeys(wanted) if key not in runs.outcomes), key=lambda key: position[key[0]])
     episode_configs = [with_arm(configs[i], arms[arm], order) for i, arm, order in todo]
-    results = generate(episode_configs, Path(out_dir), workers=workers, on_result=on_result, reuse_existing=True)
+    if execute:
+        results = generate(episode_configs, Path(out_dir), workers=workers, on_result=on_result, reuse_existing=True)
+    else:
+        results = [stored_result(Path(out_dir), c.run_id()) for c in episode_configs]
     for (i, arm, order), result in zip(todo, results):
-        runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, configs[i].regime() or "all", arm, order, result)
+        if result is not None:
+            runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, configs[i].regime() or "all", arm, order, result)
     return runs

@@ -41,7 +41,8 @@ def decisions_sql(feature_set: str, controllers: tuple[str, ...] | None = None, 
 
     features = ", ".join(f"o.{name}" for name in feature_names(feature_set))
     heuristic_inputs = ", ".join(f"o.{name} AS h_{name}" for name in HEURISTIC_INPUTS)
-    filters = ["e.status = 'complete'", "o.is_final = false"]
+    # Truncated runs (branches stopped at their horizon) hold real transitions too.
+    filters = ["e.status IN ('complete', 'truncated')", "o.is_final = false"]
     if controllers:
         filters.append("r.controller_kind IN (" + ", ".join(_quote(c) for c in controllers) + ")")
     if datasets:

@@ -26,7 +26,7 @@ from .tables import PERCENTILES, PROBABILITY_COLUMNS
 from .units import MAX_LINE_BYTES, ParsedFile, Problem, RecordError, Unit, get, json_type
 
 SOURCE_FORMAT = f"{RAW_RUN_FORMAT}/{RAW_RUN_FORMAT_VERSION}"
-FOOTER_STATUSES = ("complete", "failed")
+FOOTER_STATUSES = ("complete", "truncated", "failed")  # truncated: stopped on purpose early (a branch at its horizon)
 
 # Observation fields the feature function reads without a default: they must be present and numeric.
 _OBSERVATION_NUMBERS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy", "best_val_loss")
@@ -300,6 +300,9 @@ def _step_rows(run_id: str, number: int, record: dict, is_last: bool, rows: dict
         "step_seconds": _opt_num(timing.get("step_seconds")),
         "telemetry_seconds": _opt_num(timing.get("telemetry_seconds")),
         "source_line": number,
+        "forced": action.get("forced") is True,
+        # Whether mu was a real draw (importance weights identified); null in runs written before it was logged.
+        "stochastic": get(action, "stochastic", "action", "bool", optional=True),
         "_position": position,
     }
     for name, column in PROBABILITY_COLUMNS.items():
@@ -416,7 +419,19 @@ def _footer(run_id: str, record: dict, steps: int) -> dict:
         "final_test_accuracy": get(record, "final_test_accuracy", "", "number", nullable=True, optional=True),
         "final_test_loss": get(record, "final_test_loss", "", "number", nullable=True, optional=True),
         "test_accuracy_last": get(record, "test_accuracy_last", "", "number", nullable=True, optional=True),
+        "final_legal_actions": _legal_list(record),
     }
+
+
+def _legal_list(footer: dict) -> list[str] | None:
+    """The legal actions in the final observation's state (the next state of the last transition), or None."""
+    legal = get(footer, "final_legal", "", "list", nullable=True, optional=True)
+    if legal is None:
+        return None
+    unknown = [a for a in legal if a not in FINE_ACTIONS]
+    if unknown:
+        raise RecordError("final_legal", "unknown_action", f"unknown legal actions {unknown}")
+    return legal
 
 
 __all__ = ["SOURCE_FORMAT", "looks_like_raw_run", "parse_raw_run"]

@@ -104,7 +104,7 @@ RUNS = pa.DataFrameSchema(
 EPISODES = pa.DataFrameSchema(
     {
         "run_id": _col(pl.String, nullable=False, unique=True),
-        "status": _col(pl.String, pa.Check.isin(["complete", "failed"]), nullable=False),
+        "status": _col(pl.String, pa.Check.isin(["complete", "truncated", "failed"]), nullable=False),
         "error": _text(),
         "steps": _col(pl.Int64, pa.Check.ge(0), nullable=False),
         "final_val_accuracy": _accuracy(),

@@ -70,6 +70,7 @@ EPISODES: dict[str, pl.DataType] = {
     "final_test_accuracy": pl.Float64,
     "final_test_loss": pl.Float64,
     "test_accuracy_last": pl.Float64,
+    "final_legal_actions": pl.List(pl.String),
 }
 
 STEPS: dict[str, pl.DataType] = {
@@ -106,6 +107,8 @@ STEPS: dict[str, pl.DataType] = {
     "step_seconds": pl.Float64,
     "telemetry_seconds": pl.Float64,
     "source_line": pl.Int64,
+    "forced": pl.Boolean,
+    "stochastic": pl.Boolean,
 }
 
 OBSERVATIONS: dict[str, pl.DataType] = {

@@ -1,0 +1,161 @@
+"""`TamiyoEnv`: one episode of growing a host network as a Gymnasium environment.
+
+Each step is one epoch: the agent picks a fine action (WAIT, GERMINATE_<blueprint>, ADVANCE, CULL), the host
+trains for an epoch, and the reward is what followed the action (the validation accuracy change, optionally
+with potential-based shaping; `tamiyo_models.reward`). The transition is the episode runner's own
+(`Episode.transition`), so an agent in this environment and a controller in the generator live in the same
+world, step for step.
+
+- Observation: the named feature vector (`feature_names`, schema `tamiyo-features/4`), float32, with the
+  bounds the features really have (accuracies 0..100, alpha 0..1, stage 0..9, counts >= 0, else unbounded).
+- Actions: `Discrete(8)` over `FINE_ACTIONS`. `action_masks()` and `info["action_mask"]` say which are legal
+  (the convention of sb3-contrib's MaskablePPO). An illegal action is a wasted turn by default (WAIT is applied
+  and `info["illegal_action"]` is set, the reference's "soft consequences"); `illegal_action="raise"` refuses it.
+- `terminated` after the last epoch; `truncated` when `max_steps` stops the episode early.
+- `reset(seed, options)`: `options["config"]` (an EpisodeConfig or its dict) runs that configuration;
+  otherwise one is drawn from `spec` (a generation spec, optionally one regime) or the `config` template with
+  a seed from the environment's RNG, so `reset(seed=k)` always gives the same episode.
+- The test split is never in an observation or an info: the score that judges a policy is the raw run's
+  footer (see `RecordRawRun`), which the learner never reads.
+
+No global random state is touched (the host's initialisation forks torch's RNG), so a learner stepping this
+environment in its own process keeps its own random streams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ..actions import FINE_ACTIONS, WAIT, Action
+from ..episode import Episode, EpisodeConfig
+from ..features import FEATURE_SETS, feature_bounds
+
+ILLEGAL_ACTION_RULES = ("wait", "raise")
+
+
+class TamiyoEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        config: EpisodeConfig | None = None,
+        *,
+        spec: str | None = None,
+        regime: str | None = None,
+        feature_set: str = "full",
+        max_steps: int | None = None,
+        illegal_action: str = "wait",
+        agent: str = "agent",
+    ):
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+        if illegal_action not in ILLEGAL_ACTION_RULES:
+            raise ValueError(f"illegal_action must be one of {ILLEGAL_ACTION_RULES}, got {illegal_action!r}")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.template = config or EpisodeConfig()
+        self.spec = None
+        if spec is not None:
+            from ..generation import GenerationSpec
+
+            self.spec = GenerationSpec.load(spec)
+            if regime is not None:
+                self.spec._regime(regime)  # fails now, naming the regime, if it cannot run here
+        self.regime, self.feature_set, self.max_steps = regime, feature_set, max_steps
+        self.illegal_action, self.agent = illegal_action, agent
+        self.feature_names: tuple[str, ...] = FEATURE_SETS[feature_set]
+        low, high = zip(*(feature_bounds(name) for name in self.feature_names))
+        self.observation_space = gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(len(FINE_ACTIONS))
+        self.episode: Episode | None = None
+        self.config: EpisodeConfig | None = None
+        self.steps = 0
+        self.episode_return = 0.0
+        self.last_transition: dict | None = None  # for wrappers (RecordRawRun): the step just taken
+        self._state: tuple[dict, dict, tuple[bool, ...]] | None = None
+
+    # ----- Gymnasium API ------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        from ..datasets import load_task_data
+
+        super().reset(seed=seed)
+        config = (options or {}).get("config")
+        if config is None:
+            config = self._draw_config()
+        elif isinstance(config, dict):
+            config = EpisodeConfig.from_dict(config)
+        # The configuration names who acts: an external agent, so its raw runs never collide with a controller's.
+        config = dataclasses.replace(config, controller=dataclasses.replace(config.controller, kind="agent", label=self.agent))
+        self.config = config
+        self.episode = Episode(config, load_task_data(config.dataset), config.run_id())
+        self.episode.measure(initial=True)
+        self.steps, self.episode_return, self.last_transition = 0, 0.0, None
+        self._state = self.episode.decision_state()
+        return self._observation(), self._info()
+
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self.episode is None or self._state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.episode.done:
+            raise RuntimeError("the episode is over: call reset()")
+        index = int(action)
+        if not 0 <= index < len(FINE_ACTIONS):
+            raise ValueError(f"action {action!r} is outside 0..{len(FINE_ACTIONS) - 1}")
+        record, features, legal = self._state
+        chosen, illegal = Action.from_index(index), not legal[index]
+        if illegal:
+            if self.illegal_action == "raise":
+                raise ValueError(f"{chosen.fine} is not legal at step {self.steps + 1} (legal: "
+                                 f"{', '.join(a for a, ok in zip(FINE_ACTIONS, legal) if ok)})")  # fmt: skip
+            chosen = WAIT
+        outcome, reward, timing = self.episode.transition(chosen)
+        self.steps += 1
+        self.episode_return += reward
+        self.last_transition = {"record": record, "features": features, "legal": legal, "requested": index,
+                                "action": chosen, "illegal": illegal, "outcome": outcome, "timing": timing}  # fmt: skip
+        self._state = self.episode.decision_state()
+        terminated = self.episode.done
+        truncated = not terminated and self.max_steps is not None and self.steps >= self.max_steps
+        info = self._info()
+        info.update(applied=outcome["applied"], illegal_action=illegal, accuracy_change=outcome["accuracy_change"])
+        if terminated or truncated:
+            info["episode_summary"] = {"return": self.episode_return, "length": self.steps,
+                                       "final_val_accuracy": self.episode.val_accuracy_history[-1],
+                                       "seeds_created": self.episode.seeds_created,
+                                       "seeds_fossilized": self.episode.seeds_fossilized,
+                                       "seeds_culled": self.episode.seeds_culled}  # fmt: skip
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """Legal fine actions in the current state (MaskablePPO's convention)."""
+        if self._state is None:
+            raise RuntimeError("call reset() first")
+        return np.array(self._state[2], dtype=bool)
+
+    # ----- helpers -----------------------------------------------------------------------------------
+    def _draw_config(self) -> EpisodeConfig:
+        draw = int(self.np_random.integers(0, 2**31 - 1))
+        if self.spec is not None:
+            configs = self.spec.sample_regime(self.regime, 1, draw) if self.regime else self.spec.sample(1, draw)
+            return configs[0]
+        return dataclasses.replace(self.template, seed=draw)
+
+    def _observation(self) -> np.ndarray:
+        features = self._state[1]
+        values = [features[name] for name in self.feature_names]
+        # A feature the record could not give (NaN: a task description missing) enters as 0, like any feature
+        # the sanitiser cleans; live episodes always have one.
+        return np.array([0.0 if math.isnan(v) else v for v in values], dtype=np.float32)
+
+    def _info(self) -> dict[str, Any]:
+        return {"action_mask": self.action_masks(), "run_id": self.episode.run_id, "epoch": self.episode.epoch}
+
+    @property
+    def features(self) -> dict[str, float]:
+        """The named features of the current state (all groups, not only the observation's)."""
+        return dict(self._state[1])

@@ -1,0 +1,34 @@
+"""Several TamiyoEnv episodes at once: `gymnasium.vector.AsyncVectorEnv` over worker processes, one torch
+thread each (parallelism comes from processes, as in the generator), or `SyncVectorEnv` in-process."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import gymnasium as gym
+
+
+def _make(env_kwargs: dict, record_dir: str | None, threads: int) -> gym.Env:
+    import torch
+
+    from .recording import RecordRawRun
+    from .tamiyo_env import TamiyoEnv
+
+    torch.set_num_threads(threads)
+    env = TamiyoEnv(**env_kwargs)
+    return RecordRawRun(env, record_dir) if record_dir else env
+
+
+def make_vector_env(num_envs: int, *, asynchronous: bool = True, record_dir: str | Path | None = None,
+                    threads_per_env: int = 1, **env_kwargs) -> gym.vector.VectorEnv:  # fmt: skip
+    """`num_envs` environments built with `env_kwargs` (TamiyoEnv's arguments), each optionally recording its
+    raw runs into `record_dir`. Asynchronous envs run in forkserver processes (a forked copy of a process that
+    ran torch threads can deadlock). Reset with `seed=s` seeds env i with s + i."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    factory = functools.partial(_make, dict(env_kwargs), str(record_dir) if record_dir else None, threads_per_env)
+    fns = [factory] * num_envs
+    if asynchronous:
+        return gym.vector.AsyncVectorEnv(fns, context="forkserver")
+    return gym.vector.SyncVectorEnv(fns)
