@@ -85,10 +85,11 @@ def should_fork(config: BranchConfig, features, legal, step: int, forks_so_far: 
     if config.fork_rule == "every":
         return (step - config.min_step) % config.every == 0
     if config.fork_rule == "holes":
-        # Active filling: fork wherever the last coverage analysis found a cluster with one action only.
-        from .coverage.holes import hole_finder
-
-        return hole_finder(config.holes_file)(features, legal, step) and (extra is None or extra(features, legal, step))
+        # Active filling: fork wherever the last coverage analysis found a cluster with one action only. The
+        # predicate reading the holes file is injected (rollout.run_one builds it from coverage.holes).
+        if extra is None:
+            raise ValueError("fork rule 'holes' needs the holes predicate as fork_filter (see rollout.run_one)")
+        return extra(features, legal, step)
     return decision_point(features, legal, step) and (extra is None or extra(features, legal, step))
 
 
@@ -160,6 +161,8 @@ def run_with_branches(
     """Run a parent episode; at each fork point, branch once per alternative action. The parent's own action
     needs no branch: the parent's next `horizon` steps are exactly what that branch would replay (bit for bit),
     so the parent steps first and the branches cover the other actions."""
+    if branching.fork_rule == "holes" and fork_filter is None:
+        raise ValueError("fork rule 'holes' needs the holes predicate as fork_filter (see rollout.run_one)")
     parent = EpisodeRun(config, out_dir)
     result = BranchingResult(parent=None)  # type: ignore[arg-type]
     try:

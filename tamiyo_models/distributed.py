@@ -2,7 +2,7 @@
 
 `generate(..., executor="ray", ray=RayConfig(address=...))` (and `tamiyo generate --ray-address`, and the
 Dagster `GenerationConfig.ray_address`) land here. The episode code is the same as with local worker
-processes: every task runs `generation._run_one`.
+processes: every task runs `rollout.run_one`.
 
 What a cluster needs (docs/scaling.md says more):
 - the same environment on every node (this package and its pinned dependencies), since tasks import
@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 from .branching import BranchConfig
 from .episode import EpisodeConfig, EpisodeResult
-from .generation import _run_one
+from .rollout import run_one
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _episode_task(payload: dict, out_dir: str, branching: dict | None, threads: 
 
     # As many torch threads as CPUs reserved: Ray packs tasks by their reservation, so more would oversubscribe.
     torch.set_num_threads(threads)
-    result = _run_one(payload, out_dir, branching)
+    result = run_one(payload, out_dir, branching)
     if result.status == "failed" and result.steps == 0 and not Path(result.path).exists():
         # Ray exposes no public attempt counter; this one (Ray 2.60, pinned) lets the recorded error say how
         # many attempts were made, which is the only trace of the retries the batch's caller gets.

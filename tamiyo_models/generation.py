@@ -50,11 +50,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .branching import BranchConfig, run_with_branches
+from .branching import BranchConfig
 from .datasets import dataset_unavailable
-from .episode import EpisodeConfig, EpisodeResult, run_episode
+from .episode import EpisodeConfig, EpisodeResult
+from .rollout import init_worker, run_one, stored_result
 
-if TYPE_CHECKING:  # distributed.py imports this module (for _run_one); Ray is imported only when used
+if TYPE_CHECKING:  # Ray is imported only when used
     from .distributed import RayConfig
 
 DEFAULT_SPEC = "nightly"  # tamiyo_models/specs/nightly.toml
@@ -247,25 +248,6 @@ def _merge_dotted(d: dict, dotted: str, value: Any) -> None:
 
 
 # ----- running a batch ----------------------------------------------------------------------------------
-def _init_worker() -> None:
-    import torch
-
-    # One thread per worker: parallelism comes from processes, and results stay reproducible.
-    torch.set_num_threads(1)
-
-
-def _run_one(config_dict: dict, out_dir: str, branching: dict | None) -> EpisodeResult:
-    config = EpisodeConfig.from_dict(config_dict)
-    try:
-        if branching is None:
-            return run_episode(config, out_dir)
-        outcome = run_with_branches(config, out_dir, BranchConfig.from_dict(branching))
-        outcome.parent.branches = len(outcome.branches)
-        return outcome.parent
-    except Exception as exc:  # failures before the run file exists (dataset missing, bad policy path...)
-        return EpisodeResult.not_started(config, out_dir, f"{type(exc).__name__}: {exc}")
-
-
 def generate(
     configs: list[EpisodeConfig],
     out_dir: str | Path,
@@ -320,9 +302,9 @@ def generate(
     payloads = [c.to_dict() for c in configs]
     branch_dict = branching.to_dict() if branching else None
     if workers <= 1:
-        _init_worker()
+        init_worker()
         for i, payload in enumerate(payloads):
-            results[i] = _run_one(payload, out_dir, branch_dict)
+            results[i] = run_one(payload, out_dir, branch_dict)
             if on_result:
                 on_result(results[i])
         return results
@@ -330,8 +312,8 @@ def generate(
     # server imports torch and the library once, so each worker starts in milliseconds instead of seconds.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "torch._dynamo", "tamiyo_models.episode", "sklearn.datasets"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {pool.submit(_run_one, payload, out_dir, branch_dict): i for i, payload in enumerate(payloads)}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker) as pool:
+        futures = {pool.submit(run_one, payload, out_dir, branch_dict): i for i, payload in enumerate(payloads)}
         for future in as_completed(futures):
             i = futures[future]
             try:
@@ -341,22 +323,6 @@ def generate(
             if on_result:
                 on_result(results[i])
     return results
-
-
-def stored_result(out_dir: Path, run_id: str) -> EpisodeResult | None:
-    """The result recorded in a complete run file already in the folder, or None (absent, failed, unreadable)."""
-    from .rawrun import RawRunError, read_raw_run
-
-    path = out_dir / f"{run_id}.jsonl"
-    if not path.exists():
-        return None
-    try:
-        footer = read_raw_run(path).footer
-    except (RawRunError, OSError):
-        return None
-    if not footer or footer.get("status") != "complete":
-        return None
-    return EpisodeResult.from_footer(path, run_id, footer)
 
 
 def default_workers() -> int:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-REGISTERED_NAMES = {"phase1": "tamiyo-phase1-imitation", "phase2": "tamiyo-phase2-weighted"}
-CANDIDATE, CHAMPION = "candidate", "champion"
+from .agents.phases import CANDIDATE, CHAMPION, all_phases, phase_of_model
+from .agents.phases import phase as registered_phase
 TAG_PREFIX = "tamiyo."
 ROLE, DAGSTER_RUN, ASSET_KEY, PARENT_POLICY = "tamiyo.role", "tamiyo.dagster_run_id", "tamiyo.asset_key", "tamiyo.parent_policy"
 POLICY_ARTIFACT = "policy/model.pt"
@@ -159,7 +159,7 @@ class Tracker:
             fixed = Path(tmp) / Path(POLICY_ARTIFACT).name
             fixed.write_bytes(Path(policy_file).read_bytes())
             self.client.log_artifact(run_id, str(fixed), artifact_path=str(Path(POLICY_ARTIFACT).parent))
-        name = REGISTERED_NAMES[phase]
+        name = registered_phase(phase).registered_name
         info = mlflow.pytorch.log_model(
             model,
             name="model",
@@ -183,21 +183,28 @@ class Tracker:
 
     # ----- champion --------------------------------------------------------------------------------------
     def record_evaluation(self, phase: str, version: str, summary: dict[str, float]) -> None:
-        name = REGISTERED_NAMES[phase]
+        name = registered_phase(phase).registered_name
         for key, value in summary.items():
             self.client.set_model_version_tag(name, version, f"tamiyo.eval.{key}", str(value))
 
     def promote_if_better(self, phase: str, version: str, summary: dict[str, float], tolerance_pp: float = 0.5) -> tuple[bool, str]:
         """Move `champion` to this version only when its live paired evaluation says it is better.
 
-        Without a champion: the candidate must be no worse than the heuristic beyond `tolerance_pp` (the
-        lower end of the paired interval policy - heuristic above -tolerance). With one: the candidate's lower
-        interval end must exceed the champion's mean paired difference (both measured against the heuristic
-        on the evaluation's seeds), so noise alone does not move it.
+        The evaluation is on the test split (no controller saw it). Without a champion: the candidate must be
+        no worse than the heuristic beyond `tolerance_pp` (the lower end of the paired interval policy -
+        heuristic above -tolerance). With one: the candidate's lower interval end must exceed the champion's
+        mean paired difference (both measured against the heuristic), so noise alone does not move it. When the
+        evaluation replicated its pairs on fresh data orders, the rule must hold there too: the lower of the
+        two interval ends is the one judged (docs/arena.md).
         """
-        name = REGISTERED_NAMES[phase]
+        name = registered_phase(phase).registered_name
         self.record_evaluation(phase, version, summary)
         low = float(summary["live_ci_low"])
+        fresh_low = float(summary.get("live_fresh_ci_low", float("nan")))
+        replicated = fresh_low == fresh_low
+        if replicated:
+            low = min(low, fresh_low)
+        where = "paired interval low" + (" (original and fresh data orders)" if replicated else "")
         try:
             champion = self.client.get_model_version_by_alias(name, CHAMPION)
         except Exception:  # no alias yet (MlflowException: RESOURCE_DOES_NOT_EXIST)
@@ -205,15 +212,15 @@ class Tracker:
         if champion is None:
             if low > -tolerance_pp:
                 self.client.set_registered_model_alias(name, CHAMPION, version)
-                return True, f"first champion: paired interval low {low:+.2f} pp > -{tolerance_pp} pp"
-            return False, f"not promoted: paired interval low {low:+.2f} pp <= -{tolerance_pp} pp"
+                return True, f"first champion: {where} {low:+.2f} pp > -{tolerance_pp} pp"
+            return False, f"not promoted: {where} {low:+.2f} pp <= -{tolerance_pp} pp"
         if str(champion.version) == str(version):
             return False, "already champion"
         champion_mean = float(champion.tags.get("tamiyo.eval.live_mean_difference", "nan"))
         if champion_mean == champion_mean and low > champion_mean:
             self.client.set_registered_model_alias(name, CHAMPION, version)
-            return True, f"promoted over v{champion.version}: interval low {low:+.2f} > champion mean {champion_mean:+.2f} pp"
-        return False, f"champion v{champion.version} kept (its mean {champion_mean:+.2f} pp, candidate low {low:+.2f} pp)"
+            return True, f"promoted over v{champion.version}: {where} {low:+.2f} > champion mean {champion_mean:+.2f} pp"
+        return False, f"champion v{champion.version} kept (its mean {champion_mean:+.2f} pp, candidate {where} {low:+.2f} pp)"
 
     def download_policy(self, model_ref: str, out_dir: str | Path) -> Path:
         version = self.resolve(model_ref)
@@ -313,10 +320,7 @@ class LineageNode:
 
 def phase_of(model_name: str) -> str:
     """The phase whose registered model this is (its champion and evaluations live there)."""
-    for phase, name in REGISTERED_NAMES.items():
-        if name == model_name:
-            return phase
-    raise ValueError(f"{model_name!r} is not a registered policy model (known: {', '.join(REGISTERED_NAMES.values())})")
+    return phase_of_model(model_name).key
 
 
 def variant_alias(variant: str) -> str:
@@ -325,18 +329,18 @@ def variant_alias(variant: str) -> str:
 
 
 def candidate_refs(tracker: "Tracker") -> list[str]:
-    """Every candidate to evaluate: Phase 1's, then each Phase 2 variant's newest (or Phase 2's plain
-    candidate when no variant alias exists), as MODEL@alias references; models never registered are skipped."""
+    """Every candidate to evaluate, phase by phase (the registry's order): each variant's newest where the phase
+    has variants aliased (Phase 2's A/B/C, Phase 3's algorithms, ...), else the phase's plain candidate, as
+    MODEL@alias references; models never registered are skipped."""
     refs = []
-    for phase in ("phase1", "phase2"):
-        name = REGISTERED_NAMES[phase]
+    for phase in all_phases():
         try:
-            aliases = dict(tracker.client.get_registered_model(name).aliases)
+            aliases = dict(tracker.client.get_registered_model(phase.registered_name).aliases)
         except Exception:  # not registered yet (MlflowException: RESOURCE_DOES_NOT_EXIST)
             continue
         variants = sorted(a for a in aliases if a.startswith(f"{CANDIDATE}-"))
-        chosen = variants if phase == "phase2" and variants else ([CANDIDATE] if CANDIDATE in aliases else [])
-        refs += [f"{name}@{alias}" for alias in chosen]
+        chosen = variants if phase.variants and variants else ([CANDIDATE] if CANDIDATE in aliases else [])
+        refs += [f"{phase.registered_name}@{alias}" for alias in chosen]
     return refs
 
 

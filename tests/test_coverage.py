@@ -92,7 +92,7 @@ def test_report_files(tmp_path):
 def test_holes_file_drives_forks_into_under_covered_clusters(tmp_path):
     """Active filling of holes: the analysis writes where coverage is missing, branching forks exactly there."""
     from tamiyo_models.branching import BranchConfig, run_with_branches
-    from tamiyo_models.coverage.holes import HoleFinder, write_holes
+    from tamiyo_models.coverage.holes import HoleFinder, hole_finder, write_holes
     from tamiyo_models.datasets import DatasetConfig
     from tamiyo_models.episode import EpisodeConfig
     from tamiyo_models.features import observation_features
@@ -115,7 +115,10 @@ def test_holes_file_drives_forks_into_under_covered_clusters(tmp_path):
 
     # A real episode: every fork it makes is at a state the finder places in a hole.
     config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=6, seed=2)
-    run = run_with_branches(config, tmp_path / "raw", BranchConfig(fork_rule="holes", holes_file=str(holes_file), horizon=1, max_forks=2))
+    branching = BranchConfig(fork_rule="holes", holes_file=str(holes_file), horizon=1, max_forks=2)
+    with pytest.raises(ValueError, match="holes predicate"):
+        run_with_branches(config, tmp_path / "raw0", branching)  # branching knows nothing of coverage by itself
+    run = run_with_branches(config, tmp_path / "raw", branching, fork_filter=hole_finder(holes_file))
     parent = read_raw_run(run.parent.path)
     assert run.fork_steps and run.branches
     for step in run.fork_steps:

@@ -108,7 +108,7 @@ def test_stage_and_stage_epochs_enter_one_hot_inside_the_network(trained, tmp_pa
     assert categorical_columns(BASE_FEATURES, NetworkConfig(one_hot_categorical=False)) == ()
     plain = PolicyNetwork(len(BASE_FEATURES), NetworkConfig(one_hot_categorical=False))
     reloaded, payload = load_policy_file(save_policy(plain, BASE_FEATURES, tmp_path / "plain.pt"))
-    assert payload["categorical"] == [] and reloaded.encode(x).shape == (3, len(BASE_FEATURES))
+    assert payload["network"]["spec"]["categorical"] == [] and reloaded.encode(x).shape == (3, len(BASE_FEATURES))
 
 
 def test_policy_file_acts_as_controller_in_a_real_episode(trained, tmp_path):

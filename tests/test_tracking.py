@@ -82,6 +82,10 @@ def test_champion_moves_only_on_a_better_live_evaluation(phase_runs, tracker):
     worse = {"live_mean_difference": -3.0, "live_ci_low": -5.0, "live_ci_high": -1.0}
     promoted, why = tracker.promote_if_better(phase, version, worse)
     assert not promoted, why
+    # fine on the original pairs, but not on fresh data orders: a replicated evaluation must hold on both
+    not_replicated = {"live_mean_difference": 0.2, "live_ci_low": -0.1, "live_ci_high": 0.5, "live_fresh_ci_low": -1.2}
+    promoted, why = tracker.promote_if_better(phase, version, not_replicated)
+    assert not promoted and "fresh data orders" in why, why
     on_par = {"live_mean_difference": 0.1, "live_ci_low": -0.3, "live_ci_high": 0.4}
     promoted, why = tracker.promote_if_better(phase, version, on_par)
     assert promoted, why

@@ -58,9 +58,16 @@ def evaluate_offline(model, feature_names: tuple[str, ...], frame: pl.DataFrame)
     from ..policies.network import fine_log_scores
 
     data = arrays(frame, feature_names)
-    coarse_logits, bp_logits = predict_heads(model, data["x"])
+    if hasattr(model, "heads"):  # the imitation network: its coarse head is what it was selected on
+        coarse_logits, bp_logits = predict_heads(model, data["x"])
+        fine = fine_log_scores(torch.as_tensor(coarse_logits), torch.as_tensor(bp_logits)).numpy()
+    else:  # any other PolicyModule: a coarse action's score is the log-sum-exp of its fine actions' scores
+        model.eval()
+        with torch.no_grad():
+            fine = torch.log_softmax(model.raw_logits(torch.as_tensor(data["x"])), dim=-1).numpy()
+        coarse_logits = np.stack([np.logaddexp.reduce(fine[:, COARSE_OF_FINE == i], axis=1)
+                                  for i in range(len(COARSE_ACTIONS))], axis=1)  # fmt: skip
     matrix = confusion_matrix(data["coarse"], coarse_logits.argmax(axis=1), len(COARSE_ACTIONS))
-    fine = fine_log_scores(torch.as_tensor(coarse_logits), torch.as_tensor(bp_logits)).numpy()
     if "legal_actions" in frame.columns:
         fine = np.where(legal_mask(frame), fine, -np.inf)
     chosen = fine.argmax(axis=1)

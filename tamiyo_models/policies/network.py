@@ -27,11 +27,9 @@ import torch
 from torch import nn
 
 from ..actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..agents.base import CATEGORICAL_FEATURES, NORMALISED_CLIP, FeatureNormaliser, PolicyModule  # noqa: F401 (re-exported)
+from ..agents.base import categorical_columns as _categorical_columns
 from ..blueprints import BLUEPRINTS
-from ..lifecycle import Stage
-
-NORMALISED_CLIP = 10.0  # a live state far outside the training range must not blow up the BatchNorm'd MLP
-
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -51,42 +49,17 @@ class NetworkConfig:
                    one_hot_categorical=bool(d.get("one_hot_categorical", False)))  # files before it: off  # fmt: skip
 
 
-# Observation features that also enter one-hot: name -> number of categories. The stage is a code, not a
-# quantity; the epochs a seed has spent in its stage is a small count whose meaning changes at fixed values
-# (gates and rules fire after 1, 3 or 5 epochs), so each count gets its own input and counts past the
-# last bucket share it.
-CATEGORICAL_FEATURES: dict[str, int] = {"seed_stage": len(Stage), "seed_epochs_in_stage": 12}
-
-
 def categorical_columns(feature_names, config: NetworkConfig) -> tuple[tuple[int, int], ...]:
     """(column index, categories) of the categorical features present, when the config one-hot encodes them."""
-    if not config.one_hot_categorical:
-        return ()
-    return tuple((i, CATEGORICAL_FEATURES[name]) for i, name in enumerate(feature_names) if name in CATEGORICAL_FEATURES)
+    return _categorical_columns(feature_names, config.one_hot_categorical)
 
 
-class FeatureNormaliser(nn.Module):
-    """(x - mean) / std per feature, clipped; statistics are buffers, so they travel in the state dict."""
+class PolicyNetwork(PolicyModule):
+    """Phase 1's imitation network as a PolicyModule (kind "imitation-two-head"): its fine log-scores are its
+    logits, so it acts, samples and is fine-tuned through the same interface as every later phase's policy."""
 
-    def __init__(self, n_features: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
+    kind = "imitation-two-head"
 
-    def fit(self, x: np.ndarray) -> "FeatureNormaliser":
-        x = np.asarray(x, dtype=np.float64)
-        std = x.std(axis=0)
-        # A feature constant on the training split (e.g. telemetry of a task without it) keeps its scale.
-        std[std < 1e-8] = 1.0
-        self.mean.copy_(torch.as_tensor(x.mean(axis=0), dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x - self.mean) / self.std).clamp(-NORMALISED_CLIP, NORMALISED_CLIP)
-
-
-class PolicyNetwork(nn.Module):
     def __init__(self, n_features: int, config: NetworkConfig = NetworkConfig(), categorical: tuple[tuple[int, int], ...] = ()):
         super().__init__()
         self.n_features, self.config = n_features, config
@@ -129,6 +102,16 @@ class PolicyNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fine log-scores [N, 8] in FINE_ACTIONS order (what the controller and MLflow's pyfunc see)."""
         return fine_log_scores(*self.heads(x))
+
+    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)
+
+    def spec(self) -> dict:
+        return {"n_features": self.n_features, "network": self.config.to_dict(), "categorical": [list(c) for c in self.categorical]}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "PolicyNetwork":
+        return cls(spec["n_features"], NetworkConfig.from_dict(spec["network"]), tuple(tuple(c) for c in spec.get("categorical", [])))
 
 
 def fine_log_scores(coarse_logits: torch.Tensor, blueprint_logits: torch.Tensor) -> torch.Tensor:

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..agents.saved import load_policy
 from ..controllers import LearnedPolicyController, register_policy_loader
-from .saved import load_policy_file
 
 
 def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None = None) -> LearnedPolicyController:
+    """Any saved policy (any phase, any algorithm) as a controller: its unmasked scores in, the controller masks."""
     import torch
 
-    model, payload = load_policy_file(path)
+    model, payload = load_policy(path)
 
     def score(features):
         with torch.no_grad():
-            return model(torch.tensor([list(features)], dtype=torch.float32))[0].tolist()
+            return model.raw_logits(torch.tensor([list(features)], dtype=torch.float32))[0].tolist()
 
     metadata = {k: v for k, v in payload["metadata"].items() if isinstance(v, (str, int, float, bool))}
     return LearnedPolicyController(
@@ -30,7 +31,8 @@ def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None
         payload["feature_names"],
         name=name or f"policy:{Path(path).name}",
         greedy=greedy,
-        metadata={"policy_file": str(Path(path).resolve()), "format": payload["format"], **metadata},
+        metadata={"policy_file": str(Path(path).resolve()), "format": payload["format"], "algorithm": payload.get("algorithm"),
+                  "phase": payload.get("phase"), **metadata},
     )
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..agents.phases import phase as registered_phase
 from .imitation import ImitationConfig, TrainingSummary
 from .reward_weighted import RewardWeightingConfig
 
@@ -176,7 +177,7 @@ def train_policy(
                 variant=config.weighting.variant if config.phase == "phase2" else "",
             )  # fmt: skip
             run.mlflow_run_id = run_id
-        log(f"MLflow run {run.mlflow_run_id}, registered {tracking.REGISTERED_NAMES[config.phase]} v{run.model_version} as candidate")
+        log(f"MLflow run {run.mlflow_run_id}, registered {registered_phase(config.phase).registered_name} v{run.model_version} as candidate")
     return run
 
 

@@ -1,0 +1,95 @@
+"""Networks of the RL phases, each a PolicyModule that the generic saved format can rebuild:
+
+- `QNetwork` ("q-network"): one Q-value per fine action (discrete CQL, IQL's critics, FQE); acting greedily
+  takes the best legal Q, sampling uses softmax(Q).
+- `MLPActor` ("mlp-actor"): a categorical policy over fine actions (IQL's advantage-weighted actor, PPO).
+- `ValueNetwork`: a state-value head (IQL's V, the critic of actor-critic methods).
+- `ActorCritic` ("actor-critic"): any registered actor (Phase 1's network included, so online RL can start
+  from it) with a value network beside it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import FeatureEncoder, PolicyModule, mask_logits, mlp
+
+
+class QNetwork(PolicyModule):
+    kind = "q-network"
+
+    def __init__(self, n_features: int, hidden: tuple[int, ...] = (256, 256), n_actions: int = 8,
+                 categorical: tuple[tuple[int, int], ...] = (), layer_norm: bool = True):  # fmt: skip
+        super().__init__()
+        self.hidden, self.n_actions, self.layer_norm = tuple(hidden), n_actions, layer_norm
+        self.encoder = FeatureEncoder(n_features, categorical)
+        self.net = mlp(self.encoder.width, self.hidden, n_actions, layer_norm=layer_norm)
+
+    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.encoder(obs))
+
+    def q_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return mask_logits(self.raw_logits(obs), mask)
+
+    def spec(self) -> dict:
+        return {"n_features": self.encoder.n_features, "hidden": list(self.hidden), "n_actions": self.n_actions,
+                "categorical": [list(c) for c in self.encoder.categorical], "layer_norm": self.layer_norm}  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "QNetwork":
+        return cls(spec["n_features"], tuple(spec["hidden"]), spec["n_actions"],
+                   tuple(tuple(c) for c in spec["categorical"]), spec.get("layer_norm", True))  # fmt: skip
+
+
+class MLPActor(QNetwork):
+    """The same body as a Q-network, read as logits of a categorical policy."""
+
+    kind = "mlp-actor"
+
+    def q_values(self, obs, mask=None):
+        raise NotImplementedError("an actor's outputs are logits, not action values")
+
+
+class ValueNetwork(nn.Module):
+    def __init__(self, n_features: int, hidden: tuple[int, ...] = (256, 256), categorical: tuple[tuple[int, int], ...] = (),
+                 layer_norm: bool = True):  # fmt: skip
+        super().__init__()
+        self.hidden, self.layer_norm = tuple(hidden), layer_norm
+        self.encoder = FeatureEncoder(n_features, categorical)
+        self.net = mlp(self.encoder.width, self.hidden, 1, layer_norm=layer_norm)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.encoder(obs)).squeeze(-1)
+
+    def spec(self) -> dict:
+        return {"n_features": self.encoder.n_features, "hidden": list(self.hidden),
+                "categorical": [list(c) for c in self.encoder.categorical], "layer_norm": self.layer_norm}  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "ValueNetwork":
+        return cls(spec["n_features"], tuple(spec["hidden"]), tuple(tuple(c) for c in spec["categorical"]),
+                   spec.get("layer_norm", True))  # fmt: skip
+
+
+class ActorCritic(PolicyModule):
+    kind = "actor-critic"
+
+    def __init__(self, actor: PolicyModule, critic: ValueNetwork):
+        super().__init__()
+        self.actor, self.critic = actor, critic
+
+    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.raw_logits(obs)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs)
+
+    def spec(self) -> dict:
+        return {"actor": {"kind": self.actor.kind, "spec": self.actor.spec()}, "critic": self.critic.spec()}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "ActorCritic":
+        from .saved import build_network
+
+        return cls(build_network(spec["actor"]["kind"], spec["actor"]["spec"]), ValueNetwork.from_spec(spec["critic"]))

@@ -1,0 +1,105 @@
+"""One saved format for every phase's policy: weights + encoder statistics (inside the state dict) + feature
+names + action space + what network to rebuild + algorithm + phase + parent, loaded with
+`torch.load(weights_only=True)` whatever the algorithm, so opening a policy file runs no pickled code.
+
+    {"format": "tamiyo-policy/2", "network": {"kind": ..., "spec": {...}}, "state_dict": {...},
+     "feature_names": [...], "fine_actions": [...], "blueprints": [...], "feature_schema_version": ...,
+     "algorithm": "imitation" | "cql" | ..., "phase": "phase1" | ..., "parent": "file or model ref" | None,
+     "metadata": {...}}
+
+Network kinds are a registry (`register_network`); the built-in ones are found by module, so a worker
+process resolves any policy file without being told anything first. Files of the first format
+("tamiyo-policy/1", Phase 1 and 2 before the RL phases) load as the imitation network they always were.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..blueprints import BLUEPRINTS
+from ..features import FEATURE_SCHEMA_VERSION
+
+FORMAT = "tamiyo-policy/2"
+LEGACY_FORMAT = "tamiyo-policy/1"
+_NETWORKS: dict[str, type] = {}
+# kind -> module that defines (and registers) it; imported on first use.
+_BUILTIN_NETWORK_MODULES = {
+    "imitation-two-head": "tamiyo_models.policies.network",
+    "q-network": "tamiyo_models.agents.networks",
+    "mlp-actor": "tamiyo_models.agents.networks",
+    "actor-critic": "tamiyo_models.agents.networks",
+}
+
+
+def register_network(cls: type) -> type:
+    """Register a PolicyModule class under its `kind` (it must implement `spec()` and `from_spec`)."""
+    _NETWORKS[cls.kind] = cls
+    return cls
+
+
+def network_class(kind: str) -> type:
+    if kind not in _NETWORKS and kind in _BUILTIN_NETWORK_MODULES:
+        module = importlib.import_module(_BUILTIN_NETWORK_MODULES[kind])
+        for value in vars(module).values():
+            if isinstance(value, type) and getattr(value, "kind", None) == kind:
+                register_network(value)
+    if kind not in _NETWORKS:
+        raise ValueError(f"unknown policy network kind {kind!r}; known: {', '.join(sorted(set(_NETWORKS) | set(_BUILTIN_NETWORK_MODULES)))}")
+    return _NETWORKS[kind]
+
+
+def build_network(kind: str, spec: dict):
+    return network_class(kind).from_spec(spec)
+
+
+def save_policy(module, feature_names, path: str | Path, *, algorithm: str, phase: str, parent: str | None = None,
+                metadata: dict | None = None) -> Path:  # fmt: skip
+    """Write any PolicyModule as one self-contained file (atomically: a reader never sees half a policy)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "feature_names": list(feature_names),
+        "fine_actions": list(FINE_ACTIONS),
+        "coarse_actions": list(COARSE_ACTIONS),
+        "blueprints": list(BLUEPRINTS),
+        "network": {"kind": module.kind, "spec": module.spec()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        "algorithm": algorithm,
+        "phase": phase,
+        "parent": parent,
+        "metadata": dict(metadata or {}),
+    }
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_policy(path: str | Path):
+    """(the PolicyModule in eval mode, the payload without its weights), for either format."""
+    import torch
+
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt not in (FORMAT, LEGACY_FORMAT):
+        raise ValueError(f"{path}: not a tamiyo policy file (format {fmt!r}; expected {FORMAT} or {LEGACY_FORMAT})")
+    for key, ours in (("fine_actions", FINE_ACTIONS), ("blueprints", BLUEPRINTS)):
+        if tuple(payload[key]) != tuple(ours):
+            raise ValueError(f"{path}: saved {key} {payload[key]} differ from this code's {list(ours)}")
+    if fmt == LEGACY_FORMAT:
+        # The imitation network of Phases 1 and 2, as it was saved before the generic format.
+        spec = {"n_features": len(payload["feature_names"]), "network": payload["network"],
+                "categorical": payload.get("categorical", [])}  # fmt: skip
+        payload = {**payload, "network": {"kind": "imitation-two-head", "spec": spec},
+                   "algorithm": payload["metadata"].get("algorithm", "imitation"),
+                   "phase": payload["metadata"].get("phase"), "parent": payload["metadata"].get("parent_policy")}  # fmt: skip
+    module = build_network(payload["network"]["kind"], payload["network"]["spec"])
+    module.load_state_dict(payload["state_dict"])
+    module.eval()
+    return module, {k: v for k, v in payload.items() if k != "state_dict"}

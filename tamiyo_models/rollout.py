@@ -1,0 +1,56 @@
+"""One episode as a worker runs it, wherever it runs: a local worker process (generation.py), a Ray task
+(distributed.py) or the caller's own process. Both executors import this module and neither imports the
+other; the stored result of an episode already on disk is read back here too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .branching import BranchConfig, run_with_branches
+from .episode import EpisodeConfig, EpisodeResult, run_episode
+
+
+def init_worker() -> None:
+    import torch
+
+    # One thread per worker: parallelism comes from processes, and results stay reproducible.
+    torch.set_num_threads(1)
+
+
+def run_one(config_dict: dict, out_dir: str, branching: dict | None) -> EpisodeResult:
+    """Run one configuration (with its branches, when `branching` says so); a failure before the run file
+    exists (dataset missing, bad policy path...) comes back as a failed result, never as an exception."""
+    config = EpisodeConfig.from_dict(config_dict)
+    try:
+        if branching is None:
+            return run_episode(config, out_dir)
+        branch_config = BranchConfig.from_dict(branching)
+        fork_filter = None
+        if branch_config.fork_rule == "holes":
+            # Forks where the last coverage analysis found a single-action cluster: the predicate comes from
+            # the coverage package and is handed to branching, which knows nothing of coverage.
+            from .coverage.holes import hole_finder
+
+            fork_filter = hole_finder(branch_config.holes_file)
+        outcome = run_with_branches(config, out_dir, branch_config, fork_filter=fork_filter)
+        outcome.parent.branches = len(outcome.branches)
+        return outcome.parent
+    except Exception as exc:
+        return EpisodeResult.not_started(config, out_dir, f"{type(exc).__name__}: {exc}")
+
+
+def stored_result(out_dir: Path, run_id: str) -> EpisodeResult | None:
+    """The result recorded in a complete run file already in the folder, or None (absent, failed, unreadable)."""
+    from .rawrun import RawRunError, read_raw_run
+
+    path = Path(out_dir) / f"{run_id}.jsonl"
+    if not path.exists():
+        return None
+    try:
+        footer = read_raw_run(path).footer
+    except (RawRunError, OSError):
+        return None
+    if not footer or footer.get("status") != "complete":
+        return None
+    return EpisodeResult.from_footer(path, run_id, footer)
