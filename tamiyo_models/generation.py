@@ -78,8 +78,42 @@ class GenerationSpec:
             controllers=d.get("controllers", [{"kind": "heuristic", "weight": 1.0}]),
             source=source,
         )
-        spec.sample(1, seed=0)  # fail now, naming the spec file, rather than inside a worker later
+        spec.validate()  # fail now, naming the spec file and key, rather than inside a worker later
         return spec
+
+    def validate(self) -> None:
+        """Check every controller entry and every choice of every varied field, each on the base settings, and
+        the datasets they name: a typo fails here, naming the key, even where sampling would rarely reach it
+        (a controller of weight 0.001, one value of a list)."""
+        from .datasets import check_dataset_config
+
+        rng = np.random.default_rng(0)
+
+        def build(d: dict, where: str) -> None:
+            try:
+                config = EpisodeConfig.from_dict(d)
+                check_dataset_config(config.dataset)
+            except KeyError as exc:
+                raise SpecError(f"{self.source}: {where}: missing setting {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise SpecError(f"{self.source}: {where}: {exc}") from None
+
+        for index, entry in enumerate(self.controllers):
+            d = copy.deepcopy(self.base)
+            controller = {}
+            for key, value in entry.items():
+                if key in _CONTROLLER_TABLES:
+                    controller[key] = value
+                elif key != "weight":
+                    controller[key] = _draw(value, rng, f"{self.source}: controllers[{index}].{key}")
+            d["controller"] = {**d.get("controller", {}), **controller}
+            build(d, f"controllers[{index}] (kind {entry.get('kind', 'heuristic')!r})")
+        for key, rule in self.vary.items():
+            for value in _choices(rule):
+                d = copy.deepcopy(self.base)
+                _set_dotted(d, key, value)
+                build(d, f"vary.{key} = {value!r}")
+        self.sample(1, seed=0)  # the rules themselves (weights, ranges) and their combination
 
     @classmethod
     def load(cls, path_or_name: str | Path) -> "GenerationSpec":
@@ -119,7 +153,9 @@ class GenerationSpec:
             d.setdefault("tags", {}).update({"spec": self.name, "batch_seed": seed, "batch_index": index})
             try:
                 configs.append(EpisodeConfig.from_dict(d))
-            except (TypeError, ValueError, KeyError) as exc:
+            except KeyError as exc:
+                raise SpecError(f"{self.source}: episode {index} has an invalid configuration: missing setting {exc}") from None
+            except (TypeError, ValueError) as exc:
                 raise SpecError(f"{self.source}: episode {index} has an invalid configuration: {exc}") from None
         return configs
 
@@ -146,6 +182,17 @@ def _draw(rule: Any, rng: np.random.Generator, where: str) -> Any:
     if isinstance(rule, dict):
         raise SpecError(f"{where}: expected a list, {{values, weights}} or {{min, max}}, got keys {sorted(rule)}")
     return rule
+
+
+def _choices(rule: Any) -> list:
+    """Every value a rule can give (a range: its two ends)."""
+    if isinstance(rule, list):
+        return list(rule)
+    if isinstance(rule, dict) and "values" in rule:
+        return list(rule["values"])
+    if isinstance(rule, dict) and {"min", "max"} <= set(rule):
+        return [int(rule["min"]), int(rule["max"])] if rule.get("int") else [rule["min"], rule["max"]]
+    return [rule]
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:
