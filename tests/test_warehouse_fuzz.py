@@ -114,7 +114,7 @@ def legacy_file(draw, seeds):
     base = copy.deepcopy(seeds[draw(st.sampled_from(["v1", "v2"]))])
     # Its own id and start time: otherwise most cases would repeat an episode already stored (unchanged).
     base["episode_id"] = draw(st.integers(100, 10**6))
-    base["model_name"] = f"HostCNN-{next(_UNIQUE)}"
+    base["model_name"] = f"HostCNN-{next(_UNIQUE):09d}"  # fixed width: a cut-short draw depends on the length
     doc = draw(mutated(base))
     if draw(st.booleans()):  # a pack of the mutated episode and untouched ones, its count right or not
         episodes = [doc, copy.deepcopy(seeds["v1"])] if draw(st.booleans()) else [doc]

@@ -180,6 +180,10 @@ def write_comparison(out_dir: str | Path, evaluations, configurations: str) -> d
                   f"{'-' if offline is None else f'{offline.balanced_accuracy:.4f}'} | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} | "
                   f"{live.mean_difference:+.2f} [{live.ci_low:+.2f}, {live.ci_high:+.2f}] | {live.wins} / {live.ties} / {live.losses} | "
                   f"{live.agreement_coarse:.3f} |")  # fmt: skip
+    notes = [f"- **{e.name}**: degenerate weighting: {e.metadata['weighting_note']}" for e in evaluations
+             if e.metadata.get("weighting_note")]  # fmt: skip
+    if notes:
+        md += ["", "## Warnings", "", *notes]
     plot = plot_paired_differences(evaluations, out / "paired_differences.png")
     md += ["", "## Plots", "", f"### Paired differences\n\n![Paired differences]({plot.name})\n"]
     markdown = "\n".join(md)
