@@ -197,7 +197,7 @@ class _Parser:
     """Reads and hashes files in this process; parses them here or, for large ingestions, in worker processes.
 
     A feeder thread hands the files to the pool in order, because the first hand-over blocks until the
-    forkserver has imported the parser (and, through the feature schema, torch): seconds on a cold start.
+    forkserver has imported the parser (polars, the feature schema): about a second on a cold start.
     Meanwhile `parsed` parses here every file no worker has been given, so nobody waits for the start-up.
     Either way a file's result is `parse_file(bytes)`: who parsed it does not change what is stored.
     """
