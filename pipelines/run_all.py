@@ -76,14 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=-1, help="batch seed (default: the night's date, YYYYMMDD)")
     parser.add_argument("--log", type=Path, help="the full log (default var/logs/run-<time>.log)")
     parser.add_argument("--job", default=JOB, help=f"the job to run (default {JOB}; e.g. ingest_raw_runs)")
+    parser.add_argument("--workdir", type=Path, default=ROOT,
+                        help="folder the relative default paths (var/...) are under (default: the repository root)")  # fmt: skip
     args = parser.parse_args(argv)
     for name in ("episodes", "workers", "pairs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
 
-    os.chdir(ROOT)  # dagster.yaml and every default path are relative to the repository root
-    os.environ.setdefault("DAGSTER_HOME", str(ROOT))
-    log_path = args.log or ROOT / "var" / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    os.environ.setdefault("DAGSTER_HOME", str(ROOT))  # dagster.yaml lives at the repository root
+    os.chdir(args.workdir)  # every default path (var/...) is relative to it
+    log_path = args.log or Path("var") / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"make run: the {args.job} job, {args.episodes} episodes of spec {args.spec}; full log: {log_path}", flush=True)
 
@@ -127,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  full log           {log_path}")
     print(f"  raw runs           {res['raw_runs'].path}/")
     print(f"  warehouse          {res['warehouse'].path}   (tamiyo sql --warehouse {res['warehouse'].path} \"SELECT * FROM outcomes_by_controller\")")
-    for path in sorted((ROOT / "var" / "reports").rglob("*.html")):
-        print(f"  report             {path.relative_to(ROOT)}")
+    for path in sorted(Path("var", "reports").rglob("*.html")):
+        print(f"  report             {path}")
     mlflow = res["mlflow"]
     where = mlflow.tracking_uri or f"{mlflow.root}/ (sqlite backend + artifacts)"
     print(f"  MLflow             {where}   (make ui starts its UI too)")

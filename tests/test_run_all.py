@@ -19,7 +19,8 @@ def test_run_all_runs_a_job_by_name_with_one_line_per_step(tmp_path):
     L.write(raw / "episode_0001.json", L.episode(1, [40.0, 50.0, 55.0]))
     env = {**os.environ, "DAGSTER_HOME": str(home), "TAMIYO_RAW_DIR": str(raw), "TAMIYO_WAREHOUSE": str(tmp_path / "w.duckdb"),
            "TAMIYO_MLFLOW_ROOT": str(tmp_path / "mlflow"), "PYTHONPATH": str(ROOT)}  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "pipelines.run_all", "--job", "ingest_raw_runs", "--log", str(log)],
+    result = subprocess.run([sys.executable, "-m", "pipelines.run_all", "--job", "ingest_raw_runs", "--log", str(log),
+                             "--workdir", str(tmp_path)],
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -28,6 +29,7 @@ def test_run_all_runs_a_job_by_name_with_one_line_per_step(tmp_path):
     assert any("episode_tables" in line for line in steps) and any("warehouse_parquet" in line for line in steps)
     assert "DEBUG" not in result.stdout and result.stderr == ""
     assert len(lines) < 40  # progress and where to look, not the event stream
+    assert (tmp_path / "var" / "warehouse_parquet" / "runs.parquet").exists()  # relative defaults under --workdir
     assert "STEP_SUCCESS" in log.read_text() or "step_success" in log.read_text().lower()  # the full log is in the file
 
     import dagster as dg
