@@ -63,12 +63,15 @@ def _run_config(config: PolicyTrainingConfig, phase: str, parent: Optional[str] 
     )  # fmt: skip
 
 
-def _train(context, run_config, warehouse, mlflow, tracker, out_dir):
+def _train(context, run_config, warehouse, mlflow, tracker, out_dir, compare_with=None):
     from tamiyo_models.policies.workflow import train_policy
+
+    def log(message: str) -> None:
+        (context.log.warning if message.startswith("WARNING") else context.log.info)(message)
 
     return train_policy(
         warehouse.path, run_config, out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
-        tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info,
+        tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=log, compare_with=compare_with,
     )  # fmt: skip
 
 
@@ -82,12 +85,14 @@ def _run_metadata(run, prefix: str = "") -> dict:
         f"{prefix}train_episodes": len(run.train_runs),
         f"{prefix}val_episodes": len(run.val_runs),
         f"{prefix}test_episodes": len(run.test_runs),
-        f"{prefix}test_balanced_accuracy": float(run.offline.balanced_accuracy),
-        **{f"{prefix}test_accuracy_{k.lower()}": float(v) for k, v in run.offline.per_class_accuracy.items()},
-        f"{prefix}val_balanced_accuracy": float(best.val_balanced_accuracy),
+        f"{prefix}test_balanced_accuracy": round(float(run.offline.balanced_accuracy), 4),
+        **{f"{prefix}test_accuracy_{k.lower()}": round(float(v), 4) for k, v in run.offline.per_class_accuracy.items()},
+        f"{prefix}val_balanced_accuracy": round(float(best.val_balanced_accuracy), 4),
         f"{prefix}best_epoch": run.result.best_epoch,
-        f"{prefix}updates_per_second": float(run.result.updates_per_second),
-        f"{prefix}val_loss_at_best": float(best.val_loss),
+        f"{prefix}updates_per_second": round(float(run.result.updates_per_second)),
+        f"{prefix}val_loss_at_best": round(float(best.val_loss), 4),
+        **({f"{prefix}weighting_degenerate": run.weighting_note} if run.weighting_note else {}),
+        **({f"{prefix}identical_to": run.identical_to} if run.identical_to else {}),
     }
 
 
@@ -114,9 +119,18 @@ def phase2_weighted_policy(
     parent = "tamiyo-phase1-imitation@candidate" if config.start_from_phase1 else None
     tracker = mlflow.tracker()
     metadata = {"variants": ", ".join(config.variants)}
+    trained, notes = {}, []
     for variant in config.variants:
-        run = _train(context, _run_config(config, "phase2", parent, variant), warehouse, mlflow, tracker, config.out_dir)
+        run = _train(context, _run_config(config, "phase2", parent, variant), warehouse, mlflow, tracker, config.out_dir,
+                     compare_with=trained)  # fmt: skip
+        trained[f"variant {variant}"] = run.result.model
         metadata.update(_run_metadata(run, prefix=f"{variant}_"))
+        if run.weighting_note:
+            notes.append(f"- **{variant}**: {run.weighting_note}")
+        if run.identical_to:
+            notes.append(f"- **{variant}** is identical to {run.identical_to}: not registered as a new version")
+    if notes:
+        metadata["warnings"] = dg.MetadataValue.md("\n".join(notes))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -48,7 +48,7 @@ def policy_evaluation_report(
     evaluation = EvaluationConfig(episodes=config.episodes, spec=config.spec, batch_seed=config.batch_seed, workers=config.workers)
     results = evaluate_policies(policies, warehouse.path, out, evaluation, log=context.log.info,
                                 titles={name: f"Evaluation of {name} ({ref})" for name, (ref, _) in versions.items()})  # fmt: skip
-    metadata, decisions = {}, []
+    metadata, decisions, rows = {}, [], []
     for result in results:
         ref, version = versions[result.name]
         for path in (result.paths["markdown"], result.paths["html"], result.paths["json"]):
@@ -59,22 +59,43 @@ def policy_evaluation_report(
         context.log.info(f"{result.name}: {why}")
         decisions.append(f"{result.name} ({ref}): {why}")
         key = result.metadata["phase"] + (f"_{result.metadata['variant']}" if result.metadata.get("variant") else "")
-        metadata[f"{key}_report_html"] = dg.MetadataValue.path(str(result.paths["html"]))
-        metadata.update({f"{key}_{k}": float(v) for k, v in result.live.summary().items()})
+        metadata[f"{key}_report_html"] = dg.MetadataValue.path(str(Path(result.paths["html"]).resolve()))
+        metadata.update({f"{key}_{k}": _rounded(v) for k, v in result.live.summary().items()})
         if result.offline is not None:
-            metadata.update({f"{key}_{k}": float(v) for k, v in result.offline.summary().items()})
+            metadata.update({f"{key}_{k}": _rounded(v) for k, v in result.offline.summary().items()})
         metadata[f"{key}_champion_moved"] = promoted
+        rows.append((key, result, promoted))
     first = results[0]
-    report = first.paths.get("comparison_markdown", first.paths["markdown"])
+    html_report = Path(first.paths.get("comparison_html", first.paths["html"])).resolve()
     return dg.MaterializeResult(
         metadata={
-            "report": dg.MetadataValue.md(Path(report).read_text()),
-            "report_html": dg.MetadataValue.path(str(first.paths.get("comparison_html", first.paths["html"]))),
+            # The asset page shows this table: narrow enough not to be cut off, rounded, no images (a
+            # Markdown image path means nothing to the UI); everything else is in the HTML report.
+            "report": dg.MetadataValue.md(summary_table(rows)),
+            "report_html": dg.MetadataValue.path(str(html_report)),
+            "report_html_link": dg.MetadataValue.url(html_report.as_uri()),
             "models": ", ".join(f"{name} ({ref})" for name, (ref, _) in versions.items()),
             "champion_decisions": dg.MetadataValue.md("\n".join(f"- {d}" for d in decisions)),
             **metadata,
         }
     )
+
+
+def _rounded(value) -> float:
+    return round(float(value), 4)
+
+
+def summary_table(rows) -> str:
+    """One row per candidate, four short columns: policy, live difference to the heuristic with its interval,
+    wins/ties/losses, champion moved."""
+    lines = ["| policy | vs heuristic, pp [interval] | W/T/L | champion |", "|---|---|---|---|"]
+    for key, result, promoted in rows:
+        live = result.live
+        lines.append(f"| {key} | {live.mean_difference:+.2f} [{live.ci_low:+.2f}, {live.ci_high:+.2f}] | "
+                     f"{live.wins}/{live.ties}/{live.losses} | {'moved' if promoted else 'kept'} |")  # fmt: skip
+    notes = [f"- {key}: degenerate weighting: {result.metadata['weighting_note']}" for key, result, _ in rows
+             if result.metadata.get("weighting_note")]  # fmt: skip
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 REPORT_ASSETS = [policy_evaluation_report]

@@ -28,7 +28,8 @@ TABLE_DESCRIPTIONS = {
     "steps": "One row per decision: action, propensity, probabilities, reward, accuracies, stage.",
     "observations": "Observation features per decision, one named column per feature.",
     "layer_gradients": "Per-layer gradient telemetry of the epoch before each decision.",
-    "lifecycle_events": "Seed lifecycle transitions.",
+    "lifecycle_events": "Seed lifecycle transitions (legacy episodes: derived from their actions and seed_stage).",
+    "non_finite_values": "NaN/Infinity literals of legacy files, stored as NULL where they belong; their text kept here.",
     "branches": "Branch runs: replays of a parent episode from its fork step, one per alternative action.",
     "quarantine": "Records that failed validation, with reason and original text.",
     "ingest_log": "Every file each ingestion saw and what became of it.",
@@ -79,7 +80,8 @@ def episode_tables(
             metadata={
                 "dagster/row_count": counts[table],
                 "warehouse": warehouse.path,
-                **({"ingest_summary": summary.line(), **outcome_counts} if table == "ingest_log" else {}),
+                **({"ingest_summary": summary.line(), **outcome_counts, "non_finite_values": summary.non_finite,
+                    "non_finite_unexpected": summary.non_finite_unexpected} if table == "ingest_log" else {}),
             },
         )
     for table in SCHEMAS:

@@ -2,9 +2,13 @@
 raw runs as they land (from the generator, by hand, or from other machines), and a sensor that retrains the
 policies only once enough new episodes have arrived (not on every file).
 
+The schedule and both sensors are ON by default: a nightly tool that waits for someone to switch it on in the
+UI is not nightly. They run whenever the Dagster daemon runs (`make ui` starts one); TAMIYO_AUTOMATION=off
+makes them start stopped (each can still be switched on in the UI).
+
 Configuration comes from the environment, so a deployment changes it without code:
   TAMIYO_NIGHTLY_CRON (default "0 2 * * *", UTC), TAMIYO_NIGHTLY_SPEC (nightly), TAMIYO_NIGHTLY_EPISODES (200),
-  TAMIYO_NIGHTLY_WORKERS (2), TAMIYO_RETRAIN_MIN_NEW_RUNS (100).
+  TAMIYO_NIGHTLY_WORKERS (2), TAMIYO_RETRAIN_MIN_NEW_RUNS (100), TAMIYO_AUTOMATION (on).
 (No `from __future__ import annotations`: Dagster inspects the decorated functions' signatures.)
 """
 
@@ -28,6 +32,17 @@ def _env_int(name: str, default: int) -> int:
 NIGHTLY_CRON = os.environ.get("TAMIYO_NIGHTLY_CRON", "0 2 * * *")
 
 
+def automation_on() -> bool:
+    value = os.environ.get("TAMIYO_AUTOMATION", "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"environment variable TAMIYO_AUTOMATION={value!r} must be on or off")
+    return value == "on"
+
+
+SCHEDULE_STATUS = dg.DefaultScheduleStatus.RUNNING if automation_on() else dg.DefaultScheduleStatus.STOPPED
+SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
+
+
 def nightly_run_config() -> dict:
     """The nightly job's configuration. The batch seed comes from the night's partition key (its date), so a
     rerun of a night reproduces its batch."""
@@ -38,7 +53,7 @@ def nightly_run_config() -> dict:
     }}}}  # fmt: skip
 
 
-@dg.schedule(cron_schedule=NIGHTLY_CRON, job_name="nightly", execution_timezone="UTC",
+@dg.schedule(cron_schedule=NIGHTLY_CRON, job_name="nightly", execution_timezone="UTC", default_status=SCHEDULE_STATUS,
              description="Every night: generate a batch, ingest it, analyse coverage, retrain and evaluate policies.")  # fmt: skip
 def nightly_schedule(context: dg.ScheduleEvaluationContext):
     night = context.scheduled_execution_time.strftime("%Y-%m-%d")
@@ -54,7 +69,7 @@ def landing_files(folder: Path) -> dict[str, int]:
             and p.suffix in (".jsonl", ".json")}  # fmt: skip
 
 
-@dg.sensor(job_name="ingest_raw_runs", minimum_interval_seconds=60,
+@dg.sensor(job_name="ingest_raw_runs", minimum_interval_seconds=60, default_status=SENSOR_STATUS,
            description="Ingest raw runs as they appear in the landing folder (each new or changed file once).")  # fmt: skip
 def landing_folder_sensor(context: dg.SensorEvaluationContext, raw_runs: RawLandingResource):
     # Cursor: the newest modification time already ingested, and the files that carry it (ties are common on
@@ -70,7 +85,7 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, raw_runs: RawLand
     return dg.RunRequest(run_key=f"ingest-{newest}-{len(fresh)}", tags={"tamiyo/new_files": str(len(fresh))})
 
 
-@dg.sensor(job_name="train_and_evaluate_policies", minimum_interval_seconds=600,
+@dg.sensor(job_name="train_and_evaluate_policies", minimum_interval_seconds=600, default_status=SENSOR_STATUS,
            description="Retrain and re-evaluate the policies once enough new episodes are in the warehouse.")  # fmt: skip
 def retraining_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     threshold = _env_int("TAMIYO_RETRAIN_MIN_NEW_RUNS", 100)

@@ -1,39 +1,93 @@
-"""The main command: materialize the whole asset graph on the embedded default data, from whatever state the
-project is in (an empty one included), with the project's Dagster instance, then say where to look.
+"""The main command: run the `nightly` job (the whole asset graph) on the embedded default data, from whatever
+state the project is in (an empty one included), with the project's Dagster instance, then say where to look.
 
-    python -m pipelines.run_all [--spec nightly] [--episodes 8] [--workers 2] [--seed N]
+    python -m pipelines.run_all [--spec nightly] [--episodes 8] [--workers 2] [--pairs 10] [--seed N]
 
-`make run` calls this. The runs appear in the Dagster UI (`make ui`) like any other run.
+`make run` calls this. The run is listed under the `nightly` job in the Dagster UI (`make ui`). The console
+gets one line per finished step and the final "where to look"; everything else (Dagster's events, torch and
+MLflow output, the episode workers' output) goes to a log file under var/logs/, named on the first line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+JOB = "nightly"
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so child processes and C libraries
+    too) to `path`; yields a stream that still writes to the original stdout."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    with open(path, "ab", buffering=0) as log:
+        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved_out, 1), os.dup2(saved_err, 2)
+            os.close(saved_out), os.close(saved_err)
+            terminal.close()
+
+
+def _progress(instance, run_id: str, done: threading.Event, say) -> None:
+    """One line per step as it finishes, read from the run's event log while the job runs."""
+    from dagster import DagsterEventType
+
+    kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+    seen, started = 0, {}
+    while True:
+        finished = done.wait(2.0)
+        try:
+            events = instance.all_logs(run_id, of_type=kinds)
+        except Exception:  # noqa: BLE001 - the run may not be stored yet; try again at the next tick
+            events = []
+        for entry in events[seen:]:
+            event = entry.dagster_event
+            step = event.step_key or "?"
+            if event.event_type == DagsterEventType.STEP_START:
+                started[step] = entry.timestamp
+                continue
+            seconds = entry.timestamp - started.get(step, entry.timestamp)
+            status = "done" if event.event_type == DagsterEventType.STEP_SUCCESS else "FAILED"
+            say(f"  {time.strftime('%H:%M:%S')}  {step:<40} {status} ({seconds:.0f} s)")
+        seen = len(events)
+        if finished:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="nightly", help="generation spec: nightly, exploration, imitation, smoke or a file")
-    parser.add_argument("--episodes", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--episodes", type=int, default=8, help="episodes to generate (default 8)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for generation and live evaluation (default 2)")
     parser.add_argument("--pairs", type=int, default=10,
                         help="live evaluation pairs per candidate (Phase 1 and each Phase 2 variant; the nightly job's default is 20)")
     parser.add_argument("--seed", type=int, default=-1, help="batch seed (default: the night's date, YYYYMMDD)")
+    parser.add_argument("--log", type=Path, help="the full log (default var/logs/run-<time>.log)")
+    parser.add_argument("--job", default=JOB, help=f"the job to run (default {JOB}; e.g. ingest_raw_runs)")
+    parser.add_argument("--workdir", type=Path, default=ROOT,
+                        help="folder the relative default paths (var/...) are under (default: the repository root)")  # fmt: skip
     args = parser.parse_args(argv)
+    for name in ("episodes", "workers", "pairs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
 
-    os.chdir(ROOT)  # dagster.yaml and every default path are relative to the repository root
-    os.environ.setdefault("DAGSTER_HOME", str(ROOT))
-    (ROOT / "var").mkdir(exist_ok=True)
-
-    import dagster as dg
-
-    from pipelines.definitions import ALL_ASSETS, resources
+    os.environ.setdefault("DAGSTER_HOME", str(ROOT))  # dagster.yaml lives at the repository root
+    os.chdir(args.workdir)  # every default path (var/...) is relative to it
+    log_path = args.log or Path("var") / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"make run: the {args.job} job, {args.episodes} episodes of spec {args.spec}; full log: {log_path}", flush=True)
 
     started = time.perf_counter()
     run_config = {"ops": {
@@ -41,20 +95,42 @@ def main(argv: list[str] | None = None) -> int:
         "policy_evaluation_report": {"config": {"workers": args.workers, "episodes": args.pairs}},
     }}  # fmt: skip
     night = time.strftime("%Y-%m-%d", time.gmtime())  # tonight's generation partition
-    with dg.DagsterInstance.get() as instance:
-        nightly = [a for a in ALL_ASSETS if a.key != dg.AssetKey("headroom_report")]  # the study runs on demand
-        result = dg.materialize(nightly, instance=instance, resources=resources(), run_config=run_config,
-                                partition_key=night, raise_on_error=False)  # fmt: skip
+    with _output_to(log_path) as terminal:
+        import dagster as dg
+        from dagster._core.utils import make_new_run_id
+
+        from pipelines.definitions import defs, resources
+
+        def say(line: str) -> None:
+            print(line, file=terminal, flush=True)
+
+        job = defs.resolve_job_def(args.job)  # by name: the run is listed under the job in the UI
+        ops = {node.name for node in job.graph.nodes}
+        run_config = {"ops": {op: config for op, config in run_config["ops"].items() if op in ops}}
+        run_id = make_new_run_id()
+        say(f"Dagster run {run_id}")
+        with dg.DagsterInstance.get() as instance:
+            done = threading.Event()
+            watcher = threading.Thread(target=_progress, args=(instance, run_id, done, say), daemon=True)
+            watcher.start()
+            try:
+                partitioned = job.partitions_def is not None
+                result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                                partition_key=night if partitioned else None, run_id=run_id)  # fmt: skip
+            finally:
+                done.set()
+                watcher.join()
+        res = resources()
     minutes = (time.perf_counter() - started) / 60
     if not result.success:
-        print(f"\nthe run failed after {minutes:.1f} min; see the log above and the run {result.run_id} in the UI (make ui)")
+        print(f"the run failed after {minutes:.1f} min; see {log_path} and the run {run_id} in the UI (make ui)")
         return 1
-    res = resources()
-    print(f"\ndone in {minutes:.1f} min (Dagster run {result.run_id}). Where to look:")
+    print(f"done in {minutes:.1f} min (Dagster run {run_id}, job {args.job}). Where to look:")
+    print(f"  full log           {log_path}")
     print(f"  raw runs           {res['raw_runs'].path}/")
     print(f"  warehouse          {res['warehouse'].path}   (tamiyo sql --warehouse {res['warehouse'].path} \"SELECT * FROM outcomes_by_controller\")")
-    for path in sorted((ROOT / "var" / "reports").rglob("*.html")):
-        print(f"  report             {path.relative_to(ROOT)}")
+    for path in sorted(Path("var", "reports").rglob("*.html")):
+        print(f"  report             {path}")
     mlflow = res["mlflow"]
     where = mlflow.tracking_uri or f"{mlflow.root}/ (sqlite backend + artifacts)"
     print(f"  MLflow             {where}   (make ui starts its UI too)")

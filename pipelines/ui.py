@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
-    parser.add_argument("--dagster-port", type=int, default=3000)
-    parser.add_argument("--mlflow-port", type=int, default=5000)
+    parser.add_argument("--dagster-port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (default 5000)")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     env = {**os.environ, "DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(ROOT))}
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # Started in the background (`make ui &`), a shell hands us SIGINT as ignored, and Python then installs no
+    # handler of its own: Ctrl-C or `kill -INT` did nothing. Install the usual one whatever we inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for name, command in commands.items():
             # Own process group each: Ctrl-C here stops both trees, and nothing is left behind.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .blueprints import BLUEPRINTS
+from .blueprint_names import BLUEPRINTS
 
 COARSE_ACTIONS: tuple[str, ...] = ("WAIT", "GERMINATE", "ADVANCE", "CULL")
 FINE_ACTIONS: tuple[str, ...] = ("WAIT", *(f"GERMINATE_{b}" for b in BLUEPRINTS), "ADVANCE", "CULL")

@@ -15,7 +15,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-BLUEPRINTS: tuple[str, ...] = ("conv_light", "conv_heavy", "attention", "norm", "depthwise")
+from .blueprint_names import BLUEPRINTS
+
+__all__ = ["BLUEPRINTS", "build_blueprint", "parameter_count"]
 
 
 class _Residual(nn.Module):

@@ -37,6 +37,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .host import HostConfig
     from .telemetry import TelemetryConfig
 
+    from .datasets import DatasetError, check_dataset_config
+
+    if args.episodes < 1:
+        print(f"tamiyo generate: --episodes must be at least 1, got {args.episodes}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print(f"tamiyo generate: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
     branching = None
     try:
         if args.spec:
@@ -65,7 +73,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 branching = BranchConfig(
                     horizon=args.branch_horizon, max_forks=args.max_forks, fork_rule=args.fork_rule, every=args.fork_every
                 )
-    except (SpecError, ValueError) as exc:
+        for dataset in {c.dataset for c in configs}:  # once, before any episode, not once per episode
+            check_dataset_config(dataset)
+    except (SpecError, DatasetError, ValueError) as exc:
         print(f"tamiyo generate: {exc}", file=sys.stderr)
         return 2
 
@@ -114,6 +124,16 @@ def cmd_story(args: argparse.Namespace) -> int:
     from .rawrun import RawRunError
     from .story import episode_story
 
+    path = Path(args.run)
+    try:
+        head = path.open("rb").read(4096).lstrip()
+    except OSError as exc:
+        print(f"tamiyo story: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if head.startswith(b"{") and b'"tamiyo-raw-run"' not in head.split(b"\n", 1)[0]:
+        print(f"tamiyo story: {path} is not a raw run (no tamiyo-raw-run header on line 1); a legacy reference "
+              f"episode or pack is read by `tamiyo ingest`, then queried with `tamiyo sql`", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         print(episode_story(args.run))
     except (RawRunError, OSError) as exc:

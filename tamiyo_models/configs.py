@@ -10,5 +10,6 @@ def known_fields(cls: type, d: Mapping, what: str) -> dict:
     stored configuration fails loudly, naming the key, instead of being silently ignored."""
     unknown = set(d) - set(cls.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"unknown {what}: {', '.join(sorted(unknown))}")
+        known = ", ".join(sorted(cls.__dataclass_fields__))
+        raise ValueError(f"unknown {what}: {', '.join(sorted(unknown))} (known: {known})")
     return dict(d)

@@ -183,6 +183,12 @@ class _RawSplits:
 # ---------------------------------------------------------------- public API
 
 
+def check_dataset_config(config: DatasetConfig) -> None:
+    """Raise DatasetError for settings no source accepts (an unknown name, a noise rate out of range), before
+    any episode starts rather than once per episode."""
+    _validate_config(config)
+
+
 def dataset_names() -> list[str]:
     """Names accepted by ``DatasetConfig.name`` (PATH stands for a folder)."""
     return [*_BUILTIN_NAMES, f"{IMAGEFOLDER_PREFIX}PATH"]

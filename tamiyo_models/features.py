@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from .blueprints import BLUEPRINTS
+from .blueprint_names import BLUEPRINTS
 from .lifecycle import ACTIVE_STAGES, Stage
 
 FEATURE_SCHEMA_VERSION = "tamiyo-features/4"

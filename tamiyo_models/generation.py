@@ -106,16 +106,15 @@ class GenerationSpec:
             regimes=regimes,
             source=source,
         )
-        # Fail now, naming the spec file, rather than inside a worker later; and find the regimes whose data
-        # this machine lacks.
-        for regime in spec.regimes or [None]:
-            config = spec._sample(1, 0, regime)[0]
-            if regime is not None:
-                missing = dataset_unavailable(config.dataset)
-                if missing:
-                    spec.unavailable[regime["name"]] = missing
+        # Which regimes this machine lacks the data for, then every setting checked up front (naming the spec
+        # file and key) rather than inside a worker later.
+        for regime in spec.regimes:
+            missing = dataset_unavailable(spec._sample(1, 0, regime)[0].dataset)
+            if missing:
+                spec.unavailable[regime["name"]] = missing
         if spec.regimes and len(spec.unavailable) == len(spec.regimes):
             raise SpecError(f"{source}: no regime can run on this machine: " + "; ".join(f"{k}: {v}" for k, v in spec.unavailable.items()))
+        spec.validate()
         return spec
 
     @property
@@ -134,6 +133,50 @@ class GenerationSpec:
     def sample_regime(self, name: str, episodes: int, seed: int) -> list[EpisodeConfig]:
         """`episodes` configurations of one regime (a headroom analysis compares controllers regime by regime)."""
         return self._sample(episodes, seed, self._regime(name))
+
+    def validate(self) -> None:
+        """Check every controller entry and every choice of every varied field, each on the base settings, and
+        the datasets they name: a typo fails here, naming the key, even where sampling would rarely reach it
+        (a controller of weight 0.001, one value of a list)."""
+        from .datasets import check_dataset_config
+
+        rng = np.random.default_rng(0)
+
+        def build(d: dict, where: str) -> None:
+            try:
+                config = EpisodeConfig.from_dict(d)
+                check_dataset_config(config.dataset)
+            except KeyError as exc:
+                raise SpecError(f"{self.source}: {where}: missing setting {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise SpecError(f"{self.source}: {where}: {exc}") from None
+
+        for index, entry in enumerate(self.controllers):
+            d = copy.deepcopy(self.base)
+            controller = {}
+            for key, value in entry.items():
+                if key in _CONTROLLER_TABLES:
+                    controller[key] = value
+                elif key != "weight":
+                    controller[key] = _draw(value, rng, f"{self.source}: controllers[{index}].{key}")
+            d["controller"] = {**d.get("controller", {}), **controller}
+            build(d, f"controllers[{index}] (kind {entry.get('kind', 'heuristic')!r})")
+        for key, rule in self.vary.items():
+            for value in _choices(rule):
+                d = copy.deepcopy(self.base)
+                _set_dotted(d, key, value)
+                build(d, f"vary.{key} = {value!r}")
+        for regime in self.regimes:  # each regime's own settings and variations, on top of the spec's
+            for key, rule in (regime.get("vary") or {}).items():
+                for value in _choices(rule):
+                    d = copy.deepcopy(self.base)
+                    for k, v in (regime.get("base") or {}).items():
+                        _merge_dotted(d, k, copy.deepcopy(v))
+                    _set_dotted(d, key, value)
+                    build(d, f"regimes[{regime['name']}].vary.{key} = {value!r}")
+            if regime["name"] not in self.unavailable:
+                self.sample_regime(regime["name"], 1, seed=0)
+        self.sample(1, seed=0)  # the rules themselves (weights, ranges) and their combination
 
     @classmethod
     def load(cls, path_or_name: str | Path) -> "GenerationSpec":
@@ -198,7 +241,9 @@ class GenerationSpec:
                 d["tags"]["regime"] = regime["name"]
             try:
                 configs.append(EpisodeConfig.from_dict(d))
-            except (TypeError, ValueError, KeyError) as exc:
+            except KeyError as exc:
+                raise SpecError(f"{where}episode {index} has an invalid configuration: missing setting {exc}") from None
+            except (TypeError, ValueError) as exc:
                 raise SpecError(f"{where}episode {index} has an invalid configuration: {exc}") from None
         return configs
 
@@ -225,6 +270,17 @@ def _draw(rule: Any, rng: np.random.Generator, where: str) -> Any:
     if isinstance(rule, dict):
         raise SpecError(f"{where}: expected a list, {{values, weights}} or {{min, max}}, got keys {sorted(rule)}")
     return rule
+
+
+def _choices(rule: Any) -> list:
+    """Every value a rule can give (a range: its two ends)."""
+    if isinstance(rule, list):
+        return list(rule)
+    if isinstance(rule, dict) and "values" in rule:
+        return list(rule["values"])
+    if isinstance(rule, dict) and {"min", "max"} <= set(rule):
+        return [int(rule["min"]), int(rule["max"])] if rule.get("int") else [rule["min"], rule["max"]]
+    return [rule]
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:

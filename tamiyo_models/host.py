@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .configs import known_fields
 from .seed_slot import SeedSlot
 
 
@@ -40,6 +41,9 @@ class HostConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HostConfig":
+        d = known_fields(cls, d, "host settings")
+        if "widths" not in d:
+            raise ValueError("host settings need widths (channels per stage, e.g. [2, 4, 8])")
         return cls(widths=tuple(d["widths"]), slots=tuple(d.get("slots", (1,))))
 
 

@@ -175,6 +175,16 @@ class Tracker:
         self.client.set_model_version_tag(name, version, "tamiyo.training_run", run_id)
         return version
 
+    def withdraw_candidate(self, phase: str, variant: str = "") -> None:
+        """Remove the variant's `candidate-<variant>` alias (the plain `candidate` for Phase 1): tonight's
+        training produced nothing new for it, and an older version must not be evaluated as tonight's."""
+        name = registered_phase(phase).registered_name
+        alias = variant_alias(variant) if variant else CANDIDATE
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except Exception:  # never registered, or no such alias: nothing to withdraw
+            pass
+
     def _log_json(self, run_id: str, artifact: str, payload) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(artifact).name

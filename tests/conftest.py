@@ -15,3 +15,13 @@ def tiny_config():
     from tamiyo_models.episode import EpisodeConfig
 
     return EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=6, seed=3)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many cases the hypothesis fuzz suite tried (tests/test_warehouse_fuzz.py), when it ran."""
+    import sys
+
+    module = sys.modules.get("test_warehouse_fuzz")
+    line = module.fuzz_report() if module else None
+    if line:
+        terminalreporter.write_line(line)

@@ -18,6 +18,12 @@ def test_definitions_hold_the_schedule_and_sensors():
         assert defs.resolve_job_def(sensor.job_name) is not None
 
 
+def test_schedule_and_sensors_are_on_by_default():
+    # On when the daemon runs (make ui), as the README says; TAMIYO_AUTOMATION=off starts them stopped.
+    assert nightly_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert {s.default_status for s in (landing_folder_sensor, retraining_sensor)} == {dg.DefaultSensorStatus.RUNNING}
+
+
 def test_schedule_produces_the_configured_run_request(monkeypatch):
     monkeypatch.setenv("TAMIYO_NIGHTLY_EPISODES", "37")
     monkeypatch.setenv("TAMIYO_NIGHTLY_SPEC", "exploration")

@@ -44,8 +44,14 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     assert phase2_meta["variants"].value == "B, C" and phase2_meta["B_model_version"].value != phase2_meta["C_model_version"].value
     report = result.asset_materializations_for_node("policy_evaluation_report")[0].metadata
     # Phase 1 and both Phase 2 variants, side by side on the same heuristic episodes
+    # The asset page's table: one row per candidate, four short columns, rounded numbers, no image to break.
     text = report["report"].value
-    assert "paired difference" in text.lower() and text.count("| tamiyo-") == 3
+    rows = [line for line in text.splitlines() if line.startswith("| phase")]
+    assert [r.split(" | ")[0] for r in rows] == ["| phase1", "| phase2_B", "| phase2_C"]
+    assert "vs heuristic" in text and "![" not in text and max(len(line) for line in text.splitlines()) <= 80
+    floats = {k: v.value for k, v in report.items() if isinstance(v.value, float)}
+    assert floats and {k: v for k, v in floats.items() if v == v and round(v, 4) != v} == {}  # no 16-digit floats (NaN: a class absent)
+    assert report["report_html"].value.endswith("comparison.html") and report["report_html_link"].value.startswith("file://")
     assert {"phase1_live_mean_difference", "phase2_B_live_mean_difference", "phase2_C_live_mean_difference"} <= set(report)
     heuristic = {report[f"{k}_live_mean_heuristic"].value for k in ("phase1", "phase2_B", "phase2_C")}
     assert len(heuristic) == 1  # one shared heuristic episode per configuration

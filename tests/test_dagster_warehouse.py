@@ -53,7 +53,7 @@ def test_materialize_loads_tables_and_checks_pass(resources, tmp_path):
     materialized = {m.asset_key.to_user_string(): m for m in result.asset_materializations_for_node("episode_tables")}
     assert materialized["steps"].metadata["dagster/row_count"].value == counts["steps"]
     checks = _checks(result)
-    assert len(checks) == 7 and all(c.passed for c in checks.values())
+    assert len(checks) == 8 and all(c.passed for c in checks.values())  # one per table with a pandera schema
     assert (tmp_path / "pq" / "steps.parquet").exists()
 
     # Materializing again is a no-op on the data; the log records the files as unchanged.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from html_check import assert_real_html
+
 from policy_fixtures import TRAINING_SEEDS, build_warehouse, tiny_config
 
 
@@ -55,8 +57,9 @@ def test_live_evaluation_pairs_seeds_and_configurations(policy, tmp_path):
     assert 0 <= live.agreement_coarse <= 1 and sum(live.action_distribution["policy"].values()) == pytest.approx(1)
     # offline metrics on the policy's own held-out episodes
     assert offline.episodes == len(run.val_runs) and 0 <= offline.balanced_accuracy <= 1
-    html = paths["html"].read_text()
-    assert "data:image/png;base64," in html and "Paired difference" in paths["markdown"].read_text()
+    page = assert_real_html(paths["html"])  # tables are <table>s, headings <h1>/<h2>, plots inline
+    assert "Live, paired episodes" in page.headings and "mean final accuracy (pp)" in page.cells
+    assert "Paired difference" in paths["markdown"].read_text()
     # the learning curves come from the policy file itself (no training result handed over)
     assert paths["learning_curves"].exists() and f"Best epoch {run.result.best_epoch} of 2" in paths["markdown"].read_text()
 

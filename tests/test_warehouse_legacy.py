@@ -1,6 +1,7 @@
 """Legacy reference episodes (V1, V2) and packs load into the same tables, recognised by content, with their
 known defects handled: bare NaN/Infinity literals, the first step's Infinity loss_delta, the never-filled
-best_val_loss, and the reward stored one step late."""
+best_val_loss, and the reward stored one step late. The files have the real shape (legacy_fixtures.py): the
+histories are `loss_history_5` / `accuracy_history_5`."""
 
 from __future__ import annotations
 
@@ -11,64 +12,16 @@ from pathlib import Path
 import pytest
 
 from tamiyo_models.warehouse import connect_read_only, ingest_folder
+import legacy_fixtures as L
 from test_warehouse_helpers import copy_runs, generated_runs
 
 
-def _decision(epoch: int, val_acc: float, val_loss: float, prev_loss: float, action="WAIT", blueprint=None, reward=0.0):
-    return {
-        "observation": {
-            "epoch": epoch, "global_step": epoch * 390, "train_loss": val_loss + 0.1, "val_loss": val_loss,
-            "loss_delta": prev_loss - val_loss, "train_accuracy": val_acc - 1, "val_accuracy": val_acc,
-            "accuracy_delta": 1.0, "plateau_epochs": epoch % 4, "best_val_accuracy": val_acc, "best_val_loss": 0.0,
-            "loss_history": [val_loss] * min(epoch, 5), "accuracy_history": [val_acc] * min(epoch, 5),
-            "has_active_seed": 0, "seed_stage": 0, "seed_epochs_in_stage": 0, "seed_alpha": 0.0,
-            "seed_improvement": 0.0, "available_slots": 1,
-        },
-        "action": {"action": action, "blueprint_id": blueprint, "target_seed_id": None, "confidence": 0.9,
-                   "reason": "plateau" if action != "WAIT" else "waiting"},
-        "outcome": {"accuracy_after": val_acc, "accuracy_change": 1.0, "loss_after": val_loss, "loss_change": 0.0,
-                    "seed_still_alive": None, "seed_stage_after": None, "reward": reward},
-        "timestamp": "2025-11-26T10:00:00",
-    }  # fmt: skip
-
-
 def _episode(episode_id: int, accuracies: list[float], v2: bool = False) -> dict:
-    losses = [2.0 - a / 100 for a in accuracies]
-    decisions = [
-        _decision(i + 1, a, losses[i], math.inf if i == 0 else losses[i - 1], reward=10.0 * (a - (accuracies[i - 1] if i else 0)))
-        for i, a in enumerate(accuracies)
-    ]
-    decisions[1]["action"].update(action="GERMINATE", blueprint_id="conv_enhance")
-    episode = {
-        "episode_id": episode_id, "started_at": "2025-11-26T10:00:00", "ended_at": "2025-11-26T10:05:00",
-        "max_epochs": len(accuracies), "initial_lr": 0.01, "model_name": "HostCNN", "dataset_name": "cifar10",
-        "decisions": decisions, "final_accuracy": accuracies[-1] + 0.5, "best_accuracy": max(accuracies) + 0.5,
-        "total_seeds_created": 1, "total_seeds_fossilized": 0, "total_seeds_culled": 1,
-    }  # fmt: skip
-    if v2:
-        episode["telemetry_config"] = {"history_length": 2}
-        # Only the last two epochs are kept: entries are matched on their own epoch, not on their index.
-        episode["telemetry_history"] = [
-            {
-                "epoch": e,
-                "gradient_stats": [
-                    {"layer_name": "conv1.weight", "norm": 0.5, "std": 0.01, "mean": 0.0, "vanishing_ratio": 0.0,
-                     "exploding_ratio": 0.0, "percentiles": {"1": 1e-4, "50": 1e-3, "99": 1e-2}},
-                    {"layer_name": "fc.weight", "norm": 0.2, "std": 0.02, "mean": 0.0, "vanishing_ratio": 0.0,
-                     "exploding_ratio": 0.0, "percentiles": {"1": 1e-4, "50": 1e-3, "99": 1e-2}},
-                ],
-                "per_class_accuracy": {str(c): 50.0 + c for c in range(10)},
-                "sharpness": 0.3,
-                "weight_norms": {"conv1.weight": 3.0, "fc.weight": 1.0},
-            }
-            for e in (len(accuracies) - 1, len(accuracies))
-        ]  # fmt: skip
-    return episode
+    return L.episode(episode_id, accuracies, v2)
 
 
 def _write(path: Path, document: dict) -> Path:
-    path.write_text(json.dumps(document, indent=1))  # Python's json: bare Infinity/NaN, like the reference
-    return path
+    return L.write(path, document, indent=1)
 
 
 @pytest.fixture
@@ -117,18 +70,22 @@ def test_legacy_episodes_and_packs_load_beside_raw_runs(legacy_folder, tmp_path,
             "SELECT count(*) FROM layer_gradients l JOIN runs r USING (run_id) WHERE r.source_format = 'legacy-episode-v2'"
         ).fetchone()[0]
         ret = con.execute('SELECT "return" FROM episodes WHERE run_id = ?', [run_id]).fetchone()[0]
+        non_finite = con.execute(
+            "SELECT step, position, field, raw_text, expected FROM non_finite_values WHERE run_id = ?", [run_id]).fetchall()  # fmt: skip
 
     assert formats == {"tamiyo-raw-run/1": 1, "legacy-episode-v1": 3, "legacy-episode-v2": 1}
     assert versions["legacy-v1"] == 4 + 3 + 2 and versions["legacy-v2"] == 3
     assert quarantined == [("episodes[2].decisions[1]", "unknown_action", quarantined[0][2])]
     assert "FOSSILIZE_NOW" in quarantined[0][2]
     # Reward realigned: decision t gets val(t+1) - val(t); the last one the episode's final accuracy.
-    assert [s[1] for s in steps] == ["WAIT", "GERMINATE_conv_heavy", "WAIT", "WAIT"]
+    assert [s[1] for s in steps] == ["WAIT", "GERMINATE_conv_heavy", "WAIT", "CULL"]
     assert [(s[2], s[3]) for s in steps] == [(40.0, 50.0), (50.0, 55.0), (55.0, 56.0), (56.0, 56.5)]
     assert [s[4] for s in steps] == pytest.approx([100.0, 50.0, 10.0, 5.0])
     assert steps[1][5] == pytest.approx(100.0) and steps[0][6] is None  # as logged (mis-timed); no propensity
     assert ret == pytest.approx(165.0)
-    assert first == (0.0, pytest.approx(1.6), None, None)  # Infinity -> 0; best loss tracked; no telemetry/lifecycle
+    # Infinity -> NULL (its literal kept, as expected); best loss tracked; no telemetry/lifecycle features
+    assert first == (None, pytest.approx(1.6), None, None)
+    assert non_finite == [(1, "decisions[0]", "observation.loss_delta", "Infinity", True)]
     assert later_best_loss == pytest.approx(2.0 - 0.56)
     assert [row[:2] for row in v2] == [(1, False), (2, True), (3, True)]  # matched on the entry's own epoch
     assert v2[1][2] == 59.0 and v2[1][3] == pytest.approx(0.3) and v2_layers == 4

@@ -72,9 +72,10 @@ def test_ingest_command_prints_a_summary(warehouse, tmp_path, capsys):
     folder.mkdir()
     (folder / "empty.jsonl").write_bytes(b"")
     code, out, err = _run(["ingest", "--raw", str(folder), "--warehouse", str(warehouse)], capsys)
-    assert code == 0
+    assert code == 1  # every file read was quarantined: nothing new could be stored
     assert "quarantined: " in out and "empty file" in out
     assert "1 files: 0 loaded, 1 quarantined" in out and "1/1 files" in err
+    assert "all 1 files read were quarantined" in err
 
 
 def test_views_and_saved_queries_run(warehouse, capsys):

@@ -54,8 +54,8 @@ COMMENT ON COLUMN runs.code_package IS 'tamiyo package version that generated th
 COMMENT ON COLUMN runs.code_source_sha256 IS 'hash of the generator source code';
 COMMENT ON COLUMN runs.git_commit IS 'git commit of the generator, when known';
 COMMENT ON COLUMN runs.git_dirty IS 'true when the generator ran from a modified working tree';
-COMMENT ON COLUMN runs.controller_kind IS 'controller kind from the configuration (random, heuristic, epsilon-heuristic, policy; heuristic for legacy)';
-COMMENT ON COLUMN runs.controller_name IS 'the controller''s own name (header.controller.name)';
+COMMENT ON COLUMN runs.controller_kind IS 'controller kind from the configuration (random, heuristic, epsilon-heuristic, policy; heuristic for legacy episodes: the reference heuristic, named in controller_name)';
+COMMENT ON COLUMN runs.controller_name IS 'the controller''s own name (header.controller.name; reference-heuristic for legacy episodes)';
 COMMENT ON COLUMN runs.dataset IS 'dataset of the host task (synthetic, digits, cifar10, ...)';
 COMMENT ON COLUMN runs.max_epochs IS 'episode length in epochs (= decisions)';
 COMMENT ON COLUMN runs.seed IS 'episode seed from the configuration (null for legacy)';
@@ -448,7 +448,7 @@ CREATE TABLE IF NOT EXISTS lifecycle_events (
     detail      VARCHAR,
     PRIMARY KEY (run_id, step, event_index)
 );
-COMMENT ON TABLE lifecycle_events IS 'seed lifecycle transitions, in the order they happened within each step';
+COMMENT ON TABLE lifecycle_events IS 'seed lifecycle transitions, in the order they happened within each step (legacy episodes: derived from their actions and seed_stage, detail says so)';
 COMMENT ON COLUMN lifecycle_events.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN lifecycle_events.step IS 'the decision during which the transition happened';
 COMMENT ON COLUMN lifecycle_events.event_index IS 'order of the event within the step, 0-based';
@@ -458,7 +458,23 @@ COMMENT ON COLUMN lifecycle_events.seed_id IS 'the seed (<run_id>/seed-N)';
 COMMENT ON COLUMN lifecycle_events.from_stage IS 'lifecycle stage before';
 COMMENT ON COLUMN lifecycle_events.to_stage IS 'lifecycle stage after';
 COMMENT ON COLUMN lifecycle_events.cause IS 'controller (an action) or automatic (a clock or gate)';
-COMMENT ON COLUMN lifecycle_events.detail IS 'free text: blueprint, gate reason';
+COMMENT ON COLUMN lifecycle_events.detail IS 'free text: blueprint (germination), gate reason, or derived from seed_stage (legacy)';
+
+CREATE TABLE IF NOT EXISTS non_finite_values (
+    run_id   VARCHAR NOT NULL,
+    step     BIGINT,
+    position VARCHAR NOT NULL,
+    field    VARCHAR NOT NULL,
+    raw_text VARCHAR NOT NULL,
+    expected BOOLEAN NOT NULL
+);
+COMMENT ON TABLE non_finite_values IS 'legacy numbers that were NaN or Infinity in the source: stored as NULL where they belong, their literal kept here';
+COMMENT ON COLUMN non_finite_values.run_id IS 'the run (runs.run_id)';
+COMMENT ON COLUMN non_finite_values.step IS 'the decision the value belongs to (null: an episode-level field such as final_accuracy)';
+COMMENT ON COLUMN non_finite_values.position IS 'the record in the source file: decisions[i], telemetry_history[i], episode, with episodes[k]. inside a pack';
+COMMENT ON COLUMN non_finite_values.field IS 'the field inside that record, e.g. observation.loss_delta, sharpness, gradient_stats[0].norm';
+COMMENT ON COLUMN non_finite_values.raw_text IS 'the literal as written: NaN, Infinity or -Infinity';
+COMMENT ON COLUMN non_finite_values.expected IS 'true for the reference''s first-step loss_delta = Infinity (always written); false is a warning';
 
 CREATE TABLE IF NOT EXISTS quarantine (
     ingest_id      VARCHAR NOT NULL,
@@ -472,8 +488,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     rule           VARCHAR NOT NULL,
     reason         VARCHAR NOT NULL,
     original_text  VARCHAR,
-    quarantined_at TIMESTAMP DEFAULT current_timestamp
+    quarantined_at TIMESTAMP DEFAULT current_timestamp,
+    parser_version BIGINT
 );
+-- Warehouses created before the column existed: their rows get NULL, i.e. "an older parser", and are retried.
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS parser_version BIGINT;
 COMMENT ON TABLE quarantine IS 'records that failed validation, with why and their original text: nothing is lost';
 COMMENT ON COLUMN quarantine.ingest_id IS 'the ingestion that quarantined it (ingest_log.ingest_id)';
 COMMENT ON COLUMN quarantine.source_file IS 'path of the source file';
@@ -487,6 +506,7 @@ COMMENT ON COLUMN quarantine.rule IS 'rule that failed (e.g. strict_json, requir
 COMMENT ON COLUMN quarantine.reason IS 'human-readable reason';
 COMMENT ON COLUMN quarantine.original_text IS 'the original record text (undecodable bytes shown as \\x escapes)';
 COMMENT ON COLUMN quarantine.quarantined_at IS 'when it was quarantined';
+COMMENT ON COLUMN quarantine.parser_version IS 'parser version that quarantined it (units.PARSER_VERSION); a newer parser retries the file, null = before versions were recorded';
 
 CREATE TABLE IF NOT EXISTS ingest_log (
     ingest_id           VARCHAR NOT NULL,
@@ -500,18 +520,27 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     steps_loaded        BIGINT,
     records_quarantined BIGINT,
     message             VARCHAR,
-    seen_at             TIMESTAMP DEFAULT current_timestamp
+    seen_at             TIMESTAMP DEFAULT current_timestamp,
+    parser_version      BIGINT,
+    non_finite_values   BIGINT,
+    non_finite_unexpected BIGINT
 );
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS parser_version BIGINT;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS non_finite_values BIGINT;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS non_finite_unexpected BIGINT;
 COMMENT ON TABLE ingest_log IS 'every file every ingestion saw, and what became of it';
 COMMENT ON COLUMN ingest_log.ingest_id IS 'one id per ingestion call';
 COMMENT ON COLUMN ingest_log.source_file IS 'path of the file';
 COMMENT ON COLUMN ingest_log.source_sha256 IS 'SHA-256 of the file as read';
 COMMENT ON COLUMN ingest_log.size_bytes IS 'file size in bytes';
 COMMENT ON COLUMN ingest_log.source_format IS 'format recognised from the content';
-COMMENT ON COLUMN ingest_log.outcome IS 'loaded, replaced (same run id, new content), unchanged (already stored), quarantined or partly_quarantined (a pack)';
+COMMENT ON COLUMN ingest_log.outcome IS 'loaded, replaced (same run id, new content), unchanged (already stored), quarantined or partly_quarantined (a pack); a file quarantined by an older parser is parsed again';
 COMMENT ON COLUMN ingest_log.run_ids IS 'runs the file holds (as far as they could be read)';
 COMMENT ON COLUMN ingest_log.runs_loaded IS 'runs stored from this file by this ingestion';
 COMMENT ON COLUMN ingest_log.steps_loaded IS 'steps stored from this file by this ingestion';
 COMMENT ON COLUMN ingest_log.records_quarantined IS 'records of this file put in quarantine by this ingestion';
 COMMENT ON COLUMN ingest_log.message IS 'what happened, in words';
 COMMENT ON COLUMN ingest_log.seen_at IS 'when the file was seen';
+COMMENT ON COLUMN ingest_log.parser_version IS 'parser version of this ingestion (units.PARSER_VERSION)';
+COMMENT ON COLUMN ingest_log.non_finite_values IS 'NaN/Infinity literals stored as NULL from this file (their text in non_finite_values)';
+COMMENT ON COLUMN ingest_log.non_finite_unexpected IS 'of those, the ones other than the reference''s first-step loss_delta = Infinity: a warning';

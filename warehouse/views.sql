@@ -1,13 +1,13 @@
 -- Views for people: the questions asked most often, answered once. Recreated on every write connection.
 
--- How often each action was taken, per controller kind (fine and coarse).
+-- How often each action was taken, per controller kind (fine and coarse). Legacy episodes are `heuristic` (the
+-- reference heuristic) here as in runs and in training.
 CREATE OR REPLACE VIEW action_distribution AS
-SELECT coalesce(r.controller_kind, r.source_format) AS controller_kind,
+SELECT r.controller_kind,
        s.action_coarse,
        s.action_fine,
        count(*) AS steps,
-       round(100.0 * count(*) / sum(count(*)) OVER (PARTITION BY coalesce(r.controller_kind, r.source_format)), 2)
-           AS share_pct
+       round(100.0 * count(*) / sum(count(*)) OVER (PARTITION BY r.controller_kind), 2) AS share_pct
 FROM steps s JOIN runs r USING (run_id)
 GROUP BY 1, 2, 3;
 

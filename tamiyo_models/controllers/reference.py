@@ -17,7 +17,7 @@ All are deterministic except `random`, so they log propensity 1 for the action t
 from __future__ import annotations
 
 from ..actions import ADVANCE, WAIT, germinate
-from ..blueprints import BLUEPRINTS
+from ..blueprint_names import BLUEPRINTS
 from .base import Controller, Decision, Observation, one_hot
 from .heuristic import HeuristicConfig
 

@@ -3,13 +3,12 @@ standalone HTML file (plots embedded), for people and for the Dagster UI."""
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from ..html_report import markdown_page
 from .analysis import CoverageResult
 
 ACTION_COLOURS = {"WAIT": "#9e9e9e", "GERMINATE": "#2e7d32", "ADVANCE": "#1565c0", "CULL": "#c62828"}
@@ -103,41 +102,5 @@ def write_coverage_report(result: CoverageResult, abstraction: dict, out_dir: st
     plots = _plots(result, out_dir, title)
     markdown = coverage_markdown(result, abstraction, title, {k: p.name for k, p in plots.items()}, slices)
     (out_dir / "coverage.md").write_text(markdown)
-    embedded = {k: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode() for k, p in plots.items()}
-    body = coverage_markdown(result, abstraction, title, embedded, slices)
-    (out_dir / "coverage.html").write_text(_markdown_page(body, title))
+    (out_dir / "coverage.html").write_text(markdown_page(markdown, title, out_dir))
     return {"markdown": out_dir / "coverage.md", "html": out_dir / "coverage.html", **plots}
-
-
-def _markdown_page(markdown: str, title: str) -> str:
-    """A minimal, dependency-free rendering: headings, bullets, images, tables, paragraphs."""
-    out, in_table = [], False
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            alt, src = line[2:].split("](", 1)
-            out.append(f'<p><img alt="{html.escape(alt)}" src="{src[:-1]}" style="max-width:100%"></p>')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- "):
-            text = html.escape(line[2:]).replace("**", "")
-            out.append(f"<li>{text}</li>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(out)}</body></html>"

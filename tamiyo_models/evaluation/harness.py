@@ -112,7 +112,8 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
             offline=offline[name], live=result,
             extra={"policy": str(Path(path).resolve()), "phase": meta.get("phase"), "variant": meta.get("variant", "-"),
                    "feature set": meta.get("feature_set"), "dataset sha256": meta.get("dataset_sha256"), "live pairs": len(configs),
-                   "live configurations": f"spec {config.spec}, batch seed {config.batch_seed}" if from_spec else "given"},
+                   "live configurations": f"spec {config.spec}, batch seed {config.batch_seed}" if from_spec else "given",
+                   **({"warning: degenerate weighting": meta["weighting_note"]} if meta.get("weighting_note") else {})},
         )  # fmt: skip
         results.append(PolicyEvaluation(name, Path(path), meta, offline[name], result, paths))
     if compare:

@@ -389,7 +389,7 @@ def plot_headroom(result: HeadroomResult, path: Path) -> Path:
 
 
 def write_headroom_report(result: HeadroomResult, out_dir: str | Path) -> dict[str, Path]:
-    from .report import _html
+    from ..html_report import markdown_page
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,6 +397,6 @@ def write_headroom_report(result: HeadroomResult, out_dir: str | Path) -> dict[s
     plot = plot_headroom(result, out / "headroom.png")
     markdown_with_plot = markdown + f"\n## Plots\n\n### Paired differences per regime\n\n![Paired differences]({plot.name})\n"
     (out / "headroom.md").write_text(markdown_with_plot)
-    (out / "headroom.html").write_text(_html("Headroom", markdown_with_plot, [("Paired differences per regime", plot)]))
+    (out / "headroom.html").write_text(markdown_page(markdown_with_plot, "Headroom", out))
     (out / "headroom.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
     return {"markdown": out / "headroom.md", "html": out / "headroom.html", "json": out / "headroom.json", "plot": plot}

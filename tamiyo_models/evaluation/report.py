@@ -1,5 +1,6 @@
-"""The evaluation report: Markdown beside its PNG plots, and one standalone HTML file (plots embedded as
-base64) that can be attached to an MLflow run or a Dagster materialisation and opened anywhere.
+"""The evaluation report: Markdown beside its PNG plots, and one standalone HTML file rendered from the same
+Markdown (real tables and headings, plots embedded as base64) that can be attached to an MLflow run or a
+Dagster materialisation and opened anywhere.
 
 Plots: confusion matrix (held-out episodes), learning curves (loss and balanced accuracy per epoch), final
 accuracy per paired seed (policy vs heuristic), and the action mix over epochs (during training on the
@@ -8,14 +9,13 @@ validation split, and live per episode epoch for each controller).
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
 import numpy as np
 
 from ..actions import COARSE_ACTIONS
+from ..html_report import markdown_page
 
 
 def _figure():
@@ -119,7 +119,7 @@ def write_report(out_dir: str | Path, title: str, *, training=None, offline=None
     md += ["## Plots", ""] + [f"### {caption}\n\n![{caption}]({path.name})\n" for caption, path in plots]
     markdown = "\n".join(md)
     (out / "report.md").write_text(markdown)
-    (out / "report.html").write_text(_html(title, markdown, plots))
+    (out / "report.html").write_text(markdown_page(markdown, title, out))
     payload = {
         "title": title,
         "extra": extra or {},
@@ -211,28 +211,17 @@ def write_comparison(out_dir: str | Path, evaluations, configurations: str, refe
                   f"{'-' if offline is None else f'{offline.balanced_accuracy:.4f}'} | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} | "
                   f"{live.mean_difference:+.2f} [{live.ci_low:+.2f}, {live.ci_high:+.2f}] | {live.wins} / {live.ties} / {live.losses} | "
                   f"{fresh} | {'yes' if live.counts else 'no'} | {live.agreement_coarse:.3f} |")  # fmt: skip
+    notes = [f"- **{e.name}**: degenerate weighting: {e.metadata['weighting_note']}" for e in evaluations
+             if e.metadata.get("weighting_note")]  # fmt: skip
+    if notes:
+        md += ["", "## Warnings", "", *notes]
     plot = plot_paired_differences([(name, live) for name, _, _, _, live in rows], out / "paired_differences.png")
     md += ["", "## Plots", "", f"### Paired differences\n\n![Paired differences]({plot.name})\n"]
     markdown = "\n".join(md)
     (out / "comparison.md").write_text(markdown)
-    (out / "comparison.html").write_text(_html("Policies against the heuristic", markdown, [("Paired differences", plot)]))
+    (out / "comparison.html").write_text(markdown_page(markdown, "Policies against the heuristic", out))
     payload = [{"name": e.name, "policy": str(e.policy_path), "phase": e.metadata.get("phase"), "variant": e.metadata.get("variant"),
                 "offline": None if e.offline is None else e.offline.summary(), "live": e.live.summary()} for e in evaluations]  # fmt: skip
     payload += [{"name": name, "reference": True, "live": live.summary()} for name, live in references.items()]
     (out / "comparison.json").write_text(json.dumps(payload, indent=1, default=str))
     return {"markdown": out / "comparison.md", "html": out / "comparison.html", "json": out / "comparison.json", "plot": plot}
-
-
-def _html(title: str, markdown: str, plots) -> str:
-    """Standalone HTML: the Markdown text pre-formatted (tables stay readable), then the plots inline."""
-    text = markdown.split("## Plots")[0]
-    images = "".join(
-        f"<h3>{html.escape(caption)}</h3><img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
-        for caption, path in plots
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{white-space:pre-wrap}"
-        "img{max-width:100%}</style></head><body>"
-        f"<pre>{html.escape(text)}</pre>{images}</body></html>"
-    )

@@ -16,7 +16,7 @@ FEATURE_SETS = ("base", "base+telemetry", "base+lifecycle", "full")  # as featur
 def _tracking_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow-root", default="var/mlflow", help="sqlite file + artifacts folder (default var/mlflow)")
     parser.add_argument("--tracking-uri", help="any MLflow tracking URI instead of the local sqlite default")
-    parser.add_argument("--experiment", default="tamiyo-policies")
+    parser.add_argument("--experiment", default="tamiyo-policies", help="MLflow experiment (default tamiyo-policies)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,27 +26,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Decisions come from the warehouse (SQL), split by episode; the policy is saved as one file "
         "and, unless --no-mlflow, tracked in MLflow and registered as `candidate` for its phase.",
     )
-    train.add_argument("--warehouse", type=Path, required=True)
-    train.add_argument("--phase", choices=("phase1", "phase2"), default="phase1")
+    train.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file to read decisions from")
+    train.add_argument("--phase", choices=("phase1", "phase2"), default="phase1",
+                       help="phase1: imitation (default); phase2: reward-weighted, from a --parent")  # fmt: skip
     train.add_argument("--variant", choices=("A", "B", "C"), default="A", help="phase 2: A episode weights, B decision weights, C filter")
     train.add_argument("--threshold", type=float, help="phase 2 C: keep episodes with final accuracy >= this (pp)")
     train.add_argument("--parent", help="phase 2: start from this policy (file, or MLflow MODEL@alias / MODEL/version)")
     train.add_argument("--feature-set", choices=FEATURE_SETS, default="base+lifecycle",
                        help="base+lifecycle (default: the heuristic reads seed_total_improvement, outside base), base, base+telemetry, full")
     train.add_argument("--controllers", default="heuristic", help="comma-separated controller kinds to imitate")
-    train.add_argument("--epochs", type=int, default=150)
-    train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--epochs", type=int, default=150, help="training epochs; the best on validation is kept (default 150)")
+    train.add_argument("--batch-size", type=int, default=256, help="decisions per gradient step (default 256)")
+    train.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 0.001)")
     train.add_argument("--beta", type=float, default=0.999, help="class weights by effective number of samples")
-    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument("--val-fraction", type=float, default=0.2, help="share of episodes held out for validation (default 0.2)")
     train.add_argument("--labels", choices=("logged", "heuristic"), default="logged",
                        help="logged actions, or the heuristic's decision in every logged state (any controller)")
     train.add_argument("--group-by", help="hold out whole groups of this column (dataset_config, host_widths)")
     train.add_argument("--ordinal-stage", action="store_true",
                        help="feed seed_stage and seed_epochs_in_stage only as numbers, not also one-hot (the ablation in docs/policies.md)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", type=Path, default=Path("var/policies"))
-    train.add_argument("--no-mlflow", action="store_true")
+    train.add_argument("--seed", type=int, default=0, help="seed of the episode split and of training (default 0)")
+    train.add_argument("--out", type=Path, default=Path("var/policies"), help="folder for the policy file (default var/policies)")
+    train.add_argument("--no-mlflow", action="store_true", help="do not track the run in MLflow")
     _tracking_args(train)
     train.set_defaults(func=run_train)
 
@@ -60,15 +61,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--warehouse", type=Path, help="for the offline metrics on the policy's held-out episodes")
     evaluate.add_argument("--episodes", type=int, default=20, help="live pairs")
     evaluate.add_argument("--spec", default="nightly", help="generation spec the live configurations are drawn from")
-    evaluate.add_argument("--batch-seed", type=int, default=7_700_001)
-    evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.add_argument("--batch-seed", type=int, default=7_700_001, help="seed the live configurations are drawn from")
+    evaluate.add_argument("--workers", type=int, default=1, help="parallel worker processes for the live episodes (default 1)")
     evaluate.add_argument("--null-orders", type=int, default=1,
                           help="fresh data orders the heuristic reruns on: the null control behind the noise floor (default 1)")
     evaluate.add_argument("--replicate", type=int, default=0, metavar="K",
                           help="rerun every pair on K fresh data orders; a win counts only if it holds there too (default 0)")
     evaluate.add_argument("--references", default="",
                           help="reference controllers judged on the same pairs, comma-separated (e.g. never,fixed:conv_heavy@6)")
-    evaluate.add_argument("--out", type=Path, default=Path("var/evaluations"))
+    evaluate.add_argument("--out", type=Path, default=Path("var/evaluations"), help="folder for the reports (default var/evaluations)")
     evaluate.add_argument("--promote", action="store_true", help="move the champion alias if the candidate is better")
     _tracking_args(evaluate)
     evaluate.set_defaults(func=run_evaluate)
@@ -80,10 +81,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lineage.set_defaults(func=run_lineage)
 
 
-def _tracker(args):
+class NoTrackingStore(Exception):
+    pass
+
+
+def _tracker(args, read_only: bool = False):
+    """The MLflow tracker. A command that only reads (lineage, fetching a model) refuses to create an empty
+    store where there is none: in the wrong folder it should say so, not leave var/mlflow behind."""
     from ..tracking import Tracker, TrackingConfig
 
-    return Tracker(TrackingConfig(root=args.mlflow_root, tracking_uri=args.tracking_uri, experiment=args.experiment))
+    config = TrackingConfig(root=args.mlflow_root, tracking_uri=args.tracking_uri, experiment=args.experiment)
+    if read_only and not config.tracking_uri and not (Path(config.root) / "mlflow.db").exists():
+        raise NoTrackingStore(
+            f"no MLflow store at {Path(config.root) / 'mlflow.db'} (nothing trained from this folder yet?); "
+            "give --mlflow-root or --tracking-uri"
+        )
+    return Tracker(config)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -105,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
         tracker = None if args.no_mlflow else _tracker(args)
         run = train_policy(args.warehouse, config, args.out, tracker=tracker)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"tamiyo train: {exc}", file=sys.stderr)
         return 2
     print(f"policy: {run.policy_path}")
     return 0
@@ -119,11 +132,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if Path(ref).exists():
             policies[Path(ref).name] = Path(ref)
             continue
-        tracker = tracker or _tracker(args)
         try:
+            tracker = tracker or _tracker(args, read_only=True)
             name, versions[name], policies[name] = tracker.fetch_policy(ref, args.out / "policies")
+        except NoTrackingStore as exc:
+            print(f"tamiyo evaluate: {ref}: not a file, and {exc}", file=sys.stderr)
+            return 2
         except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
-            print(f"error: {ref}: not a file, and MLflow says: {exc}", file=sys.stderr)
+            print(f"tamiyo evaluate: {ref}: not a file, and MLflow says: {_first_line(exc)}", file=sys.stderr)
             return 2
     references = tuple(r.strip() for r in args.references.split(",") if r.strip())
     try:
@@ -136,7 +152,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         evaluations = evaluate_policies(policies, args.warehouse, args.out, config,
                                         compare=len(policies) > 1 or bool(references))  # fmt: skip
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"tamiyo evaluate: {exc}", file=sys.stderr)
         return 2
     for evaluation in evaluations:
         print(f"report: {evaluation.paths['markdown']} and {evaluation.paths['html']}")
@@ -151,9 +167,13 @@ def run_lineage(args: argparse.Namespace) -> int:
     from ..tracking import format_lineage
 
     try:
-        chain = _tracker(args).lineage(args.model)
+        chain = _tracker(args, read_only=True).lineage(args.model)
     except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"tamiyo lineage: {_first_line(exc)}", file=sys.stderr)
         return 2
     print(format_lineage(chain, args.runs))
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

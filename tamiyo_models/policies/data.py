@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from ..actions import COARSE_ACTIONS
-from ..blueprints import BLUEPRINTS
+from ..blueprint_names import BLUEPRINTS
 from ..features import FEATURE_SETS
 
 # Columns every decision frame carries besides the features (what training, weighting and lineage need).

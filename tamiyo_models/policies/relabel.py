@@ -26,7 +26,12 @@ def relabel_with_heuristic(frame: pl.DataFrame, config: HeuristicConfig | None =
     controller = HeuristicController(config)
     labels = []
     columns = [frame[f"h_{name}"].to_list() for name in HEURISTIC_INPUTS]
-    for values, legal_names in zip(zip(*columns), frame["legal_actions"].to_list()):
+    for values, legal_names, logged in zip(zip(*columns), frame["legal_actions"].to_list(), frame["action_coarse"].to_list()):
+        if legal_names is None:
+            # Legacy episodes logged no legal set; they are the reference heuristic's own decisions, whose
+            # logged action is the label the relabelling would aim for anyway.
+            labels.append(logged)
+            continue
         legal = tuple(a in legal_names for a in FINE_ACTIONS)
         features = dict(zip(HEURISTIC_INPUTS, (float(v or 0.0) for v in values)))
         labels.append(controller.decide(Observation({}, features, legal)).action.coarse)

@@ -89,6 +89,29 @@ def weighted_training_set(train: pl.DataFrame, config: RewardWeightingConfig) ->
     return frame, (weights / weights.mean()).astype(np.float32)
 
 
+def degenerate_weighting(before: pl.DataFrame, after: pl.DataFrame, weights: np.ndarray, config: RewardWeightingConfig) -> str | None:
+    """Why a variant's weighting does nothing (the decisions and weights plain imitation would use), or None.
+
+    A and B standardise within a dataset configuration; with one episode per configuration (or a few with
+    equal outcomes) every weight is 1, and C keeps every episode when each configuration holds too few to
+    drop any. The variant then trains exactly like its siblings and its parent's objective: say so rather
+    than present it as a different policy."""
+    if len(weights) == 0:
+        return None
+    uniform = float(np.std(weights)) <= 1e-6 * max(float(np.mean(weights)), 1e-12)
+    episodes = before.group_by(GROUP).agg(pl.col("run_id").n_unique().alias("n"))["n"]
+    sizes = f"{len(episodes)} dataset configurations of {episodes.min()}-{episodes.max()} training episodes"
+    if config.variant == "C":
+        if after["run_id"].n_unique() == before["run_id"].n_unique():
+            return f"variant C kept every episode ({sizes}): nothing was filtered out"
+        return None
+    if not uniform:
+        return None
+    if config.variant == "A":
+        return f"variant A weights are all equal ({sizes}): no configuration has episodes of different outcomes to weigh"
+    return f"variant B weights are all equal ({sizes}): every decision's {config.decision_signal} is the same"
+
+
 def _episode_z(train: pl.DataFrame) -> pl.DataFrame:
     episodes = train.group_by("run_id").agg(pl.col("final_val_accuracy").first(), pl.col(GROUP).first())
     return episodes.with_columns(

@@ -66,6 +66,8 @@ class PolicyRun:
     training_seeds: list[int]
     mlflow_run_id: str | None = None
     model_version: str | None = None
+    weighting_note: str | None = None  # phase 2: why its weighting does nothing, when it does nothing
+    identical_to: str | None = None  # the policy it is parameter-for-parameter identical to (then not registered)
 
 
 def train_policy(
@@ -77,7 +79,10 @@ def train_policy(
     parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
     log=print,
+    compare_with: dict | None = None,
 ) -> PolicyRun:
+    """`compare_with`: {name: model} of policies trained before this one (a night's other variants); a result
+    identical to one of them, or to the parent, is not registered as a new model version."""
     import polars as pl
 
     from ..evaluation.offline import evaluate_offline, load_legal_actions
@@ -103,9 +108,16 @@ def train_policy(
     parent_model, parent_ref = None, config.parent_policy
     val_weights = None
     imitation = config.imitation
+    weighting_note = None
     if config.phase == "phase2":
+        from .reward_weighted import degenerate_weighting
+
+        unweighted = train
         train, weights = weighted_training_set(train, config.weighting)
         val, val_weights = weighted_training_set(val, config.weighting)
+        weighting_note = degenerate_weighting(unweighted, train, weights, config.weighting)
+        if weighting_note:
+            log(f"WARNING phase 2 {config.weighting.variant}: degenerate weighting: {weighting_note}")
         imitation = dataclasses.replace(imitation, select_on=config.weighting.select_on)
         if parent_ref:
             parent_file = Path(parent_ref)
@@ -124,6 +136,10 @@ def train_policy(
         on_epoch=lambda m: log(f"epoch {m.epoch:3d} train loss {m.train_loss:.4f} val loss {m.val_loss:.4f} "
                                f"balanced acc {m.val_balanced_accuracy:.4f} ({m.updates_per_second:.0f} updates/s)"),
     )  # fmt: skip
+    identical_to = _identical(result.model, {**({f"its parent {parent_ref}": parent_model} if parent_model is not None else {}),
+                                             **(compare_with or {})})  # fmt: skip
+    if identical_to:
+        log(f"WARNING {config.run_name} is identical, parameter for parameter, to {identical_to}: not registered as a new version")
     digest = frame_digest(train, config.imitation.feature_set)
     training_seeds = sorted({int(s) for s in frame.filter(pl.col("run_id").is_in(list(split.train_runs)))["seed"].drop_nulls()})
     all_seeds = sorted({int(s) for s in frame["seed"].drop_nulls()})
@@ -144,6 +160,8 @@ def train_policy(
             "test_runs": list(test_runs),
             "data_seeds": all_seeds,  # every episode seed of the data set: live evaluation must avoid them
             "parent_policy": parent_ref or "",
+            "weighting_note": weighting_note or "",
+            "identical_to": identical_to or "",
             "training": TrainingSummary.from_result(result).to_dict(),  # learning curves for any later report
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
@@ -153,7 +171,8 @@ def train_policy(
     log(f"best epoch {result.best_epoch} (validation balanced accuracy {result.best.val_balanced_accuracy:.4f}); "
         f"held-out test: balanced accuracy {offline.balanced_accuracy:.4f}, per class "
         f"{ {k: round(v, 4) for k, v in offline.per_class_accuracy.items()} }, agreement {offline.agreement_fine:.4f}")  # fmt: skip
-    run = PolicyRun(config, policy_path, result, offline, split.train_runs, split.val_runs, test_runs, digest, training_seeds)
+    run = PolicyRun(config, policy_path, result, offline, split.train_runs, split.val_runs, test_runs, digest, training_seeds,
+                    weighting_note=weighting_note, identical_to=identical_to)  # fmt: skip
 
     if tracker is not None:
         from .. import tracking
@@ -172,13 +191,37 @@ def train_policy(
             import mlflow
 
             mlflow.log_metrics(offline.summary())
-            run.model_version = tracker.log_policy(
-                run_id, policy_path, result.model, train.select(result.feature_names).head(1).to_numpy(), config.phase,
-                variant=config.weighting.variant if config.phase == "phase2" else "",
-            )  # fmt: skip
+            if weights is not None:
+                mlflow.log_metric("weight_cv", float(weights.std() / max(weights.mean(), 1e-12)))
+            if weighting_note:
+                tracker.client.set_tag(run_id, "tamiyo.weighting_degenerate", weighting_note[:5000])
             run.mlflow_run_id = run_id
-        log(f"MLflow run {run.mlflow_run_id}, registered {registered_phase(config.phase).registered_name} v{run.model_version} as candidate")
+            variant = config.weighting.variant if config.phase == "phase2" else ""
+            if identical_to:
+                tracker.client.set_tag(run_id, "tamiyo.identical_to", identical_to)
+                tracker.withdraw_candidate(config.phase, variant)
+            else:
+                run.model_version = tracker.log_policy(
+                    run_id, policy_path, result.model, train.select(result.feature_names).head(1).to_numpy(), config.phase,
+                    variant=variant,
+                )  # fmt: skip
+        if run.model_version:
+            log(f"MLflow run {run.mlflow_run_id}, registered {registered_phase(config.phase).registered_name} v{run.model_version} as candidate")
+        else:
+            log(f"MLflow run {run.mlflow_run_id}, not registered (identical to {identical_to})")
     return run
+
+
+def _identical(model, others: dict) -> str | None:
+    """The name of the first model in `others` whose every parameter and buffer equals `model`'s."""
+    import torch
+
+    state = model.state_dict()
+    for name, other in others.items():
+        theirs = other.state_dict()
+        if theirs.keys() == state.keys() and all(torch.equal(state[k], theirs[k]) for k in state):
+            return name
+    return None
 
 
 def _json(text):

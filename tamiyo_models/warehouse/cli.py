@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="parser processes (default 0: every CPU but one, at most 8; 1: parse in the writing process)",
     )  # fmt: skip
     ingest.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    ingest.add_argument(
+        "--retry-quarantined", action="store_true",
+        help="parse again every quarantined file still in the folder (files quarantined by an older parser "
+        "version are always parsed again)",
+    )  # fmt: skip
     ingest.set_defaults(func=run_ingest)
 
     sql = subparsers.add_parser(
@@ -36,37 +41,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run SQL on a read-only connection (writes are refused). Tables and views: warehouse/schema.sql, "
         "warehouse/views.sql; saved queries: warehouse/queries/*.sql.",
     )
-    sql.add_argument("--warehouse", type=Path, required=True)
-    sql.add_argument("--format", choices=SQL_FORMATS, default="table")
+    sql.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file (opened read-only)")
+    sql.add_argument("--format", choices=SQL_FORMATS, default="table", help="output format (default table)")
     sql.add_argument("--file", type=Path, help="run the query in this .sql file")
     sql.add_argument("query", nargs="?", help="SQL text (or use --file)")
     sql.set_defaults(func=run_sql_command)
 
     export = subparsers.add_parser("export", help="write every warehouse table to Parquet files")
-    export.add_argument("--warehouse", type=Path, required=True)
+    export.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file (opened read-only)")
     export.add_argument("--out", type=Path, required=True, help="folder for <table>.parquet")
     export.set_defaults(func=run_export)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    import duckdb
+
     from .ingest import IngestConfig, discover, ingest_files
     from .store import open_warehouse
 
     try:
         paths = discover(args.raw)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"tamiyo ingest: {exc}", file=sys.stderr)
         return 2
 
     def progress(done: int, total: int, path: Path) -> None:
         if not args.quiet:
             print(f"  {done}/{total} files ({path.name})", file=sys.stderr)
 
-    with open_warehouse(args.warehouse) as con:
-        summary = ingest_files(con, paths, IngestConfig(batch_files=args.batch_files, workers=args.workers), progress)
+    if args.batch_files < 1:
+        print(f"tamiyo ingest: --batch-files must be at least 1, got {args.batch_files}", file=sys.stderr)
+        return 2
+    if args.workers < 0:
+        print(f"tamiyo ingest: --workers must be 0 (automatic) or more, got {args.workers}", file=sys.stderr)
+        return 2
+    config = IngestConfig(batch_files=args.batch_files, workers=args.workers, retry_quarantined=args.retry_quarantined)
+    try:
+        con = open_warehouse(args.warehouse)
+    except (OSError, duckdb.Error) as exc:
+        print(f"tamiyo ingest: cannot open the warehouse {args.warehouse}: {_first_line(exc)}", file=sys.stderr)
+        return 2
+    with con:
+        summary = ingest_files(con, paths, config, progress)
     for outcome in summary.files:
-        if outcome.outcome in ("quarantined", "partly_quarantined", "replaced"):
+        if outcome.outcome in ("quarantined", "partly_quarantined", "replaced") or outcome.retried:
             print(f"{outcome.outcome}: {outcome.source_file}: {outcome.message}")
+        if outcome.non_finite_unexpected:
+            print(
+                f"warning: {outcome.source_file}: {outcome.non_finite_unexpected} unexpected NaN/Infinity values stored "
+                f"as NULL (first: {outcome.first_unexpected}); see the non_finite_values table"
+            )
     counts = ", ".join(
         f"{summary.count(o)} {o}" for o in ("loaded", "quarantined", "partly_quarantined", "replaced", "unchanged")
     )
@@ -75,23 +99,37 @@ def run_ingest(args: argparse.Namespace) -> int:
         f"stored {summary.runs_loaded} runs, {summary.steps_loaded} steps; quarantined {summary.records_quarantined} "
         f"records; {summary.seconds:.2f} s -> {args.warehouse}"
     )
+    if summary.non_finite:
+        print(summary.non_finite_line())
+    if summary.all_quarantined:
+        read = sum(1 for f in summary.files if f.outcome != "unchanged")
+        print(f"tamiyo ingest: all {read} files read were quarantined, nothing stored (see the quarantine table)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def run_sql_command(args: argparse.Namespace) -> int:
     from .store import format_result, run_sql
 
     if (args.file is None) == (args.query is None):
-        print("error: give either a query or --file QUERY.sql", file=sys.stderr)
+        print("tamiyo sql: give either a query or --file QUERY.sql", file=sys.stderr)
         return 2
-    text = args.file.read_text() if args.file else args.query
+    try:
+        text = args.file.read_text() if args.file else args.query
+    except OSError as exc:
+        print(f"tamiyo sql: cannot read the query file {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         result = run_sql(args.warehouse, text)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"tamiyo sql: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a DuckDB error: the user's SQL, shown as DuckDB words it
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"tamiyo sql: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(format_result(result, args.format))
     return 0
@@ -103,7 +141,7 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         written = export_parquet(args.warehouse, args.out)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"tamiyo export: {exc}", file=sys.stderr)
         return 2
     for table, path in written.items():
         print(f"{table}: {path}")

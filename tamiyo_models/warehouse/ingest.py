@@ -37,7 +37,7 @@ import polars as pl
 from . import schemas
 from .sniff import parse_file, parse_source
 from .tables import ALL_TABLES, EPISODE_TABLES, PROVENANCE
-from .units import ParsedFile, Problem, Unit
+from .units import PARSER_VERSION, ParsedFile, Problem, Unit
 
 SOURCE_SUFFIXES = (".jsonl", ".json")
 
@@ -51,6 +51,9 @@ class IngestConfig:
     # Below this many files to parse, parse in this process: starting the workers (a forkserver, then each
     # worker importing polars and the parser) costs about a second, more than parsing a few files.
     pool_min_files: int = 24
+    # Parse again every file in quarantine, whatever parser quarantined it (a file quarantined by an older
+    # parser version is always parsed again).
+    retry_quarantined: bool = False
 
 
 @dataclass
@@ -63,6 +66,10 @@ class FileOutcome:
     steps_loaded: int = 0
     records_quarantined: int = 0
     message: str = ""
+    non_finite: int = 0  # NaN/Infinity literals stored as NULL (legacy files)
+    non_finite_unexpected: int = 0  # of those, all but the reference's first-step loss_delta = Infinity
+    first_unexpected: str = ""  # where the first unexpected one was, for the warning
+    retried: bool = False  # it was in quarantine and was parsed again
 
 
 @dataclass
@@ -87,12 +94,36 @@ class IngestSummary:
     def records_quarantined(self) -> int:
         return sum(f.records_quarantined for f in self.files)
 
+    @property
+    def non_finite(self) -> int:
+        return sum(f.non_finite for f in self.files)
+
+    @property
+    def non_finite_unexpected(self) -> int:
+        return sum(f.non_finite_unexpected for f in self.files)
+
+    @property
+    def all_quarantined(self) -> bool:
+        """Every file this ingestion had to read was quarantined: nothing new could be stored."""
+        read = [f for f in self.files if f.outcome != "unchanged"]
+        return bool(read) and all(f.outcome == "quarantined" for f in read)
+
+    def non_finite_line(self) -> str:
+        if not self.non_finite:
+            return ""
+        expected = self.non_finite - self.non_finite_unexpected
+        return (
+            f"{self.non_finite} non-finite values (NaN/Infinity) stored as NULL, literals in non_finite_values: "
+            f"{expected} expected (first-step loss_delta), {self.non_finite_unexpected} unexpected"
+        )
+
     def line(self) -> str:
         outcomes = Counter(f.outcome for f in self.files)
         parts = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "no files"
+        non_finite = f"; {self.non_finite_line()}" if self.non_finite else ""
         return (
             f"{len(self.files)} files: {parts}; {self.runs_loaded} runs and {self.steps_loaded} steps stored, "
-            f"{self.records_quarantined} records quarantined ({self.seconds:.2f} s)"
+            f"{self.records_quarantined} records quarantined{non_finite} ({self.seconds:.2f} s)"
         )
 
 
@@ -136,7 +167,7 @@ def ingest_files(
     with _Parser(config) as parser:
         # Files whose content was stored before this ingestion are not sent to the parsers (re-ingestion stays
         # a quick no-op); each batch still decides "unchanged" against the warehouse as it is when it runs.
-        known_before = set(_known_sources(con))
+        known_before = set(_known_sources(con, config.retry_quarantined))
         ahead = parser.read(batches[0], known_before) if batches else []
         done = 0
         for number, batch in enumerate(batches):
@@ -166,7 +197,7 @@ class _Parser:
     """Reads and hashes files in this process; parses them here or, for large ingestions, in worker processes.
 
     A feeder thread hands the files to the pool in order, because the first hand-over blocks until the
-    forkserver has imported the parser (and, through the feature schema, torch): seconds on a cold start.
+    forkserver has imported the parser (polars, the feature schema): about a second on a cold start.
     Meanwhile `parsed` parses here every file no worker has been given, so nobody waits for the start-up.
     Either way a file's result is `parse_file(bytes)`: who parsed it does not change what is stored.
     """
@@ -251,7 +282,10 @@ class _Parser:
             raise item.error
         if item.future.cancel():  # still queued, no worker has started it: parsing it now beats waiting
             return parse_file(item.data)
-        result = item.future.result()
+        try:
+            result = item.future.result()
+        except Exception:  # noqa: BLE001 - a worker that died on this file: parse it here, where it is caught
+            return parse_file(item.data)
         self.parsed_in_workers += 1
         return result
 
@@ -287,7 +321,8 @@ class _Pending:
 def _ingest_batch(
     con, pending: list[_Pending], ingest_id: str, config: IngestConfig, parser: _Parser
 ) -> list[FileOutcome]:
-    known_sources = _known_sources(con)
+    known_sources = _known_sources(con, config.retry_quarantined)
+    stale = _retried_sources(con, config.retry_quarantined)
     stored = _stored_runs(con)
     units: dict[int, tuple[_Pending, Unit]] = {}
     for item in pending:
@@ -296,6 +331,7 @@ def _ingest_batch(
             item.outcome.message = f"same content already ingested ({known_sources[item.sha256]})"
             parser.skip(item)
             continue
+        item.outcome.retried = item.sha256 in stale
         item.parsed = parser.parsed(item)
         item.outcome.source_format = item.parsed.source_format
         for unit in item.parsed.units:
@@ -339,22 +375,40 @@ def _ingest_batch(
             "steps_loaded": item.outcome.steps_loaded,
             "records_quarantined": item.outcome.records_quarantined,
             "message": item.outcome.message,
+            "parser_version": PARSER_VERSION,
+            "non_finite_values": item.outcome.non_finite,
+            "non_finite_unexpected": item.outcome.non_finite_unexpected,
         }
         for item in pending
     ]
-    _write(con, frames, replaced, quarantine_rows, log_rows)
+    retried = sorted({item.sha256 for item in pending if item.outcome.retried})
+    _write(con, frames, replaced, quarantine_rows, log_rows, retried)
     for item in pending:  # the batch is stored: let its bytes and frames go before the next one is built
         item.data, item.parsed, item.future, item.reparsed = b"", None, None, None
     return outcomes
 
 
-def _known_sources(con) -> dict[str, str]:
-    """Content hashes already stored or quarantined, with where they are (for the log message)."""
+def _known_sources(con, retry_quarantined: bool = False) -> dict[str, str]:
+    """Content hashes already stored or quarantined, with where they are (for the log message); a file with
+    records quarantined by an older parser (or by any, with `retry_quarantined`) is not known: it is parsed
+    again, so a parser fix reaches the files it used to refuse."""
     rows = con.execute(
         "SELECT source_sha256, 'stored from ' || any_value(source_file) FROM runs GROUP BY 1 "
         "UNION ALL SELECT source_sha256, 'quarantined from ' || any_value(source_file) FROM quarantine GROUP BY 1"
     ).fetchall()
-    return dict(rows)
+    stale = _retried_sources(con, retry_quarantined)
+    return {sha: where for sha, where in rows if sha not in stale}
+
+
+def _retried_sources(con, retry_quarantined: bool) -> set[str]:
+    """Files in quarantine that this ingestion parses again when it sees them."""
+    if retry_quarantined:
+        rows = con.execute("SELECT DISTINCT source_sha256 FROM quarantine").fetchall()
+    else:
+        rows = con.execute(
+            "SELECT DISTINCT source_sha256 FROM quarantine WHERE parser_version IS DISTINCT FROM ?", [PARSER_VERSION]
+        ).fetchall()
+    return {sha for (sha,) in rows}
 
 
 def _stored_runs(con) -> dict[str, tuple[str, str]]:
@@ -430,12 +484,19 @@ def _validate(frames: dict[str, pl.DataFrame]) -> dict[int, list[Problem]]:
         if cases.is_empty():
             continue
         units, positions = frame["_unit"], frame["_position"]
+        sequences: dict[int, str] = {}
         for case in cases.iter_rows(named=True):
             column = case["column"] if case["column"] != schemas.SCHEMAS[table].name else None
             where = f"{table}.{column}" if column else table
             reason = f"{where}: check {case['check']} failed" + (
                 f" for value {str(case['failure_case'])[:200]!r}" if case["failure_case"] is not None else ""
             )
+            if table == "steps" and case["check"] in ("consecutive_steps", "unique_run_step") and case["index"] is not None:
+                # The failing row alone says nothing; what is missing or repeated in the run does.
+                uid = int(units[int(case["index"])])
+                if uid not in sequences:
+                    sequences[uid] = sequence_gaps(frame.filter(pl.col("_unit") == uid))
+                reason = f"{where}: {sequences[uid]}"
             if case["index"] is None:  # a whole-frame failure (should not happen with typed frames): all units
                 for uid in units.unique().to_list():
                     problems.setdefault(uid, []).append(Problem("file", _rule(case["check"]), reason, column))
@@ -447,6 +508,25 @@ def _validate(frames: dict[str, pl.DataFrame]) -> dict[int, list[Problem]]:
                 Problem(position, _rule(case["check"]), reason, column, line)
             )
     return problems
+
+
+def sequence_gaps(steps: pl.DataFrame) -> str:
+    """What breaks a run's step/epoch sequence, in words: "epoch 5 missing, epoch 9 twice"."""
+    parts = []
+    for column in ("epoch", "step"):
+        values = steps[column].to_list()
+        counts = Counter(values)
+        missing = sorted(set(range(min(values), max(values) + 1)) - set(values)) if values else []
+        parts += [f"{column} {v} missing" for v in missing[:5]] + ([f"{len(missing) - 5} more missing"] if len(missing) > 5 else [])
+        repeated = sorted(v for v, n in counts.items() if n > 1)
+        words = {2: "twice", 3: "three times"}
+        parts += [f"{column} {v} {words.get(counts[v], f'{counts[v]} times')}" for v in repeated[:5]]
+        if parts:  # epochs first: they are what the source files number; steps only when epochs are fine
+            break
+    if not parts:
+        out_of_order = [str(v) for v in steps["epoch"].to_list()]
+        return "epochs out of order: " + ", ".join(out_of_order[:12])
+    return ", ".join(parts)
 
 
 def _rule(check: str) -> str:
@@ -467,6 +547,7 @@ def _file_quarantine(item: _Pending, ingest_id: str, data: bytes) -> list[dict]:
             "rule": p.rule,
             "reason": p.reason,
             "original_text": data.decode("utf-8", errors="backslashreplace"),
+            "parser_version": PARSER_VERSION,
         }
         for p in item.parsed.problems
     ]
@@ -484,6 +565,7 @@ def _unit_quarantine(item: _Pending, unit: Unit, problems: list[Problem], ingest
         "source_sha256": item.sha256,
         "source_format": unit.source_format,
         "run_id": unit.run_id,
+        "parser_version": PARSER_VERSION,
     }
     rows = [
         {
@@ -519,6 +601,14 @@ def _outcomes(pending, failed, replaced, unchanged_units, quarantine_rows) -> li
         stored_units = [(uid, u) for uid, u in item.units if uid not in failed and uid not in unchanged_units]
         out.runs_loaded = len(stored_units)
         out.steps_loaded = sum(u.steps for _, u in stored_units)
+        for _, unit in stored_units:
+            values = unit.frames["non_finite_values"]
+            unexpected = values.filter(~pl.col("expected"))
+            out.non_finite += values.height
+            out.non_finite_unexpected += unexpected.height
+            if unexpected.height and not out.first_unexpected:
+                first = unexpected.row(0, named=True)
+                out.first_unexpected = f"{first['position']}.{first['field']} = {first['raw_text']}"
         bad = [uid for uid, _ in item.units if uid in failed]
         if item.parsed.problems or (bad and not stored_units):
             out.outcome = "quarantined"
@@ -535,13 +625,18 @@ def _outcomes(pending, failed, replaced, unchanged_units, quarantine_rows) -> li
             out.message = "new content for a stored run id: the old version was replaced"
         else:
             out.outcome = "loaded"
+        if out.retried:
+            out.message = "; ".join(filter(None, ["parsed again (it was in quarantine, from an older parser or on request)", out.message]))
     return [item.outcome for item in pending]
 
 
-def _write(con, frames, replaced, quarantine_rows, log_rows) -> None:
-    """One transaction: replace, insert, quarantine, log. Any exception leaves the warehouse as it was."""
+def _write(con, frames, replaced, quarantine_rows, log_rows, retried=()) -> None:
+    """One transaction: replace, insert, quarantine, log. Any exception leaves the warehouse as it was.
+    A file parsed again loses its old quarantine rows here: whatever still fails was quarantined again."""
     con.execute("BEGIN TRANSACTION")
     try:
+        if retried:
+            con.execute("DELETE FROM quarantine WHERE source_sha256 IN (SELECT unnest(?::VARCHAR[]))", [list(retried)])
         if replaced:
             ids = sorted(replaced)
             for table in reversed(list(EPISODE_TABLES)):

@@ -23,7 +23,7 @@ PRE_TASK_SCHEMA_VERSION = "tamiyo-features/3"  # observations without a task des
 from ..lifecycle import Stage
 from ..rawrun import RAW_RUN_FORMAT, RAW_RUN_FORMAT_VERSION
 from .tables import PERCENTILES, PROBABILITY_COLUMNS
-from .units import MAX_LINE_BYTES, ParsedFile, Problem, RecordError, Unit, get, json_type
+from .units import MAX_JSON_DEPTH, MAX_LINE_BYTES, ParsedFile, Problem, RecordError, Unit, get, json_type, too_deep
 
 SOURCE_FORMAT = f"{RAW_RUN_FORMAT}/{RAW_RUN_FORMAT_VERSION}"
 FOOTER_STATUSES = ("complete", "truncated", "failed")  # truncated: stopped on purpose early (a branch at its horizon)
@@ -46,9 +46,20 @@ def _loads(raw: bytes, text: str) -> object:
     # broken JSON) is parsed again by the stdlib, whose result or error (rule strict_json, or json with
     # message and column) is exactly what ingestion reported before orjson.
     try:
-        return orjson.loads(raw)
+        record = orjson.loads(raw)  # refuses more than 1,024 levels itself
     except orjson.JSONDecodeError:
-        return json.loads(text, parse_constant=_reject_constant)
+        try:
+            record = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            raise RecordError(None, "depth", f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+        except (json.JSONDecodeError, RecordError):
+            raise
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise RecordError(None, "json", f"not valid JSON here: {exc}") from None
+    # Counting brackets is cheap, the walk is not: only a line with that many containers can be that deep.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and too_deep(record):
+        raise RecordError(None, "depth", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    return record
 
 
 def looks_like_raw_run(first_line: str) -> bool:

@@ -210,6 +210,18 @@ BRANCHES = pa.DataFrameSchema(
     name="branches",
 )
 
+NON_FINITE_VALUES = pa.DataFrameSchema(
+    {
+        "run_id": _col(pl.String, nullable=False),
+        "step": _col(pl.Int64, pa.Check.ge(1)),
+        "position": _text(nullable=False),
+        "field": _text(nullable=False),
+        "raw_text": _col(pl.String, pa.Check.isin(["NaN", "Infinity", "-Infinity"]), nullable=False),
+        "expected": _col(pl.Boolean, nullable=False),
+    },
+    name="non_finite_values",
+)
+
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "runs": RUNS,
     "branches": BRANCHES,
@@ -218,6 +230,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "observations": OBSERVATIONS,
     "layer_gradients": LAYER_GRADIENTS,
     "lifecycle_events": LIFECYCLE_EVENTS,
+    "non_finite_values": NON_FINITE_VALUES,
 }
 assert set(SCHEMAS) <= set(ALL_TABLES)
 

@@ -55,14 +55,31 @@ def parse_file(data: bytes) -> ParsedFile:
     gc.disable()
     try:
         parsed = parse_source(data)
+    except Exception as exc:  # noqa: BLE001 - whatever one file does to the parser is that file's quarantine
+        return ParsedFile(UNKNOWN, [], [parser_failure(exc)])
     finally:
         if enabled:
             gc.enable()
     for unit in parsed.units:
         if unit.rows is not None:
-            unit.frames = {
-                table: pl.from_dicts(unit.rows.get(table, []), schema={**columns, **PROVENANCE})
-                for table, columns in EPISODE_TABLES.items()
-            }
+            try:
+                unit.frames = {
+                    table: pl.from_dicts(unit.rows.get(table, []), schema={**columns, **PROVENANCE})
+                    for table, columns in EPISODE_TABLES.items()
+                }
+            except Exception as exc:  # noqa: BLE001 - a value no column can hold (say, an integer beyond 64 bits)
+                unit.rows, unit.frames = None, None
+                unit.problems.append(Problem("file", "column_type", f"a value does not fit its column: {_short(exc)}"))
+                continue
             unit.rows, unit.records, unit.records_dropped = None, [], True
     return parsed
+
+
+def parser_failure(exc: BaseException) -> Problem:
+    """A file that made the parser itself fail: quarantined whole, with what went wrong."""
+    return Problem("file", "parser_error", f"the parser failed on this file: {type(exc).__name__}: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text[:300]

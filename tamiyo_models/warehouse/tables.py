@@ -157,6 +157,7 @@ QUARANTINE: dict[str, pl.DataType] = {
     "rule": pl.String,
     "reason": pl.String,
     "original_text": pl.String,
+    "parser_version": pl.Int64,
 }
 
 INGEST_LOG: dict[str, pl.DataType] = {
@@ -171,6 +172,9 @@ INGEST_LOG: dict[str, pl.DataType] = {
     "steps_loaded": pl.Int64,
     "records_quarantined": pl.Int64,
     "message": pl.String,
+    "parser_version": pl.Int64,
+    "non_finite_values": pl.Int64,
+    "non_finite_unexpected": pl.Int64,
 }
 
 BRANCHES: dict[str, pl.DataType] = {
@@ -179,6 +183,15 @@ BRANCHES: dict[str, pl.DataType] = {
     "fork_step": pl.Int64,
     "forced_action": pl.String,
     "horizon": pl.Int64,
+}
+
+NON_FINITE_VALUES: dict[str, pl.DataType] = {
+    "run_id": pl.String,
+    "step": pl.Int64,
+    "position": pl.String,
+    "field": pl.String,
+    "raw_text": pl.String,
+    "expected": pl.Boolean,
 }
 
 # Episode data, in insert order (parents first); quarantine and ingest_log are bookkeeping.
@@ -190,6 +203,7 @@ EPISODE_TABLES: dict[str, dict[str, pl.DataType]] = {
     "observations": OBSERVATIONS,
     "layer_gradients": LAYER_GRADIENTS,
     "lifecycle_events": LIFECYCLE_EVENTS,
+    "non_finite_values": NON_FINITE_VALUES,
 }
 ALL_TABLES: dict[str, dict[str, pl.DataType]] = {
     **EPISODE_TABLES,

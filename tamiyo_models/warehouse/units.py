@@ -15,8 +15,19 @@ from typing import Any
 # A free-text field longer than this is refused (rule `max_length`): the ingestion of a runaway string
 # (a whole traceback, a repeated buffer) should not bloat every query of the steps table.
 MAX_TEXT_CHARS = 10_000
-# A line longer than this is refused before it is parsed (rule `line_too_long`); real step lines are ~10 KB.
-MAX_LINE_BYTES = 4 * 1024 * 1024
+# A record (a raw run's line, a legacy decision, telemetry entry or episode head) larger than this is refused
+# before it is parsed when that can be seen from the bytes (rule `line_too_long` / `record_too_large`), else
+# after: real step lines are ~10 KB, real legacy decisions ~2 KB. Without it one runaway field (a 50 MB string)
+# made ingestion hold gigabytes just to reject it.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = MAX_RECORD_BYTES
+# JSON nesting deeper than this is refused (rule `depth`). Real records nest ~8 levels (pack, episode,
+# telemetry entry, gradient stats, percentiles); the stdlib parser would otherwise recurse until Python's own
+# limit and raise RecursionError, which is not a JSON error and used to crash the whole batch.
+MAX_JSON_DEPTH = 64
+# Parsing rules change; a file quarantined by an older parser is tried again by a newer one (ingest.py). Bump
+# this whenever a change to the parsers can turn a quarantined file into a stored one.
+PARSER_VERSION = 2
 
 
 @dataclass
@@ -67,8 +78,31 @@ class ParsedFile:
 _MISSING = object()
 
 
-def get(obj: dict, key: str, path: str, kind: str, *, nullable: bool = False, optional: bool = False) -> Any:
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when a parsed JSON value nests containers more than `limit` deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            children = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+def depth_problem(position: str, line: int | None = None) -> Problem:
+    return Problem(position, "depth", f"JSON nested more than {MAX_JSON_DEPTH} levels deep", line=line)
+
+
+def get(obj: dict, key: str, path: str, kind: str, *, nullable: bool = False, finite: bool = True,
+        optional: bool = False) -> Any:  # fmt: skip
     """Read `obj[key]` as `kind` ("int", "number", "str", "bool", "object", "list"), or raise RecordError.
+    `finite=False` lets a non-finite number through (legacy files, which store it as NULL and keep its text).
     `optional`: a field that older files lack; missing reads as None (present, it is checked as usual)."""
     name = f"{path}.{key}" if path else key
     value = obj.get(key, _MISSING)
@@ -81,8 +115,8 @@ def get(obj: dict, key: str, path: str, kind: str, *, nullable: bool = False, op
             return None
         raise RecordError(name, "not_null", f"field {name!r} is null")
     if kind == "number":
-        if type(value) is float:
-            if not math.isfinite(value):
+        if isinstance(value, float):
+            if finite and not math.isfinite(value):
                 raise RecordError(name, "finite", f"field {name!r} is {value} (not a finite number)")
             return value
         if type(value) is int:

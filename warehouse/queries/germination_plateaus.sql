@@ -1,5 +1,5 @@
 -- Purpose: distribution of plateau lengths (epochs without 0.5 pp progress) at the moment a seed was germinated.
-SELECT coalesce(controller_kind, 'legacy') AS controller_kind, plateau_epochs, count(*) AS germinations,
+SELECT controller_kind, plateau_epochs, count(*) AS germinations,
        round(avg(val_accuracy), 2) AS mean_val_accuracy
 FROM plateau_before_germination
 GROUP BY ALL
