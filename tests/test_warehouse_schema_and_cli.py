@@ -92,6 +92,10 @@ def test_views_and_saved_queries_run(warehouse, capsys):
 
 def test_sql_command_is_read_only(warehouse, capsys):
     code, _, err = _run(["sql", "--warehouse", str(warehouse), "DELETE FROM runs"], capsys)
+    assert code == 1 and "Can only delete from base table" in err  # the snapshot's tables are Parquet views
+    code, _, err = _run(["sql", "--warehouse", str(warehouse), "CREATE TABLE scratch AS SELECT 1"], capsys)
+    assert code == 1 and "read-only" in err
+    code, _, err = _run(["sql", "--warehouse", str(warehouse), "--live", "DELETE FROM runs"], capsys)
     assert code == 1 and "read-only" in err
     code, out, _ = _run(["sql", "--warehouse", str(warehouse), "--format", "csv", "SELECT count(*) AS n FROM runs"], capsys)
     assert out == "n\n3\n"
