@@ -36,8 +36,6 @@ from typing import Callable
 
 import duckdb
 
-from .tables import EPISODE_TABLES
-
 FORMAT = "tamiyo-warehouse-snapshot/1"
 CURRENT = "current"
 MANIFEST = "manifest.json"
@@ -49,18 +47,23 @@ KEEP_VERSIONS = 3
 GRACE_SECONDS = 3600.0
 
 _DAY = "strftime({column}, '%Y-%m-%d')"
-# How the tables that grow with every ingestion are split (SQL over the row `_r`); every other table (coverage
-# results, anything a later writer adds) is one part, `all`. A row whose run is missing lands in `undated`.
-PARTITION_KEYS: dict[str, str] = {
-    "runs": _DAY.format(column="_r.ingested_at"),
-    "quarantine": _DAY.format(column="_r.quarantined_at"),
-    "ingest_log": _DAY.format(column="_r.seen_at"),
-    **{
-        table: f"(SELECT {_DAY.format(column='r.ingested_at')} FROM runs r WHERE r.run_id = _r.run_id)"
-        for table in EPISODE_TABLES
-        if table != "runs"
-    },
-}
+
+
+def partition_keys() -> dict[str, str]:
+    """How the tables that grow with every ingestion are split (SQL over the row `_r`); every other table
+    (coverage results, anything a later writer adds) is one part, `all`. A row whose run is missing is `undated`."""
+    from .tables import EPISODE_TABLES  # here, not at the top: it imports torch, which readers do not need
+
+    return {
+        "runs": _DAY.format(column="_r.ingested_at"),
+        "quarantine": _DAY.format(column="_r.quarantined_at"),
+        "ingest_log": _DAY.format(column="_r.seen_at"),
+        **{
+            table: f"(SELECT {_DAY.format(column='r.ingested_at')} FROM runs r WHERE r.run_id = _r.run_id)"
+            for table in EPISODE_TABLES
+            if table != "runs"
+        },
+    }
 
 
 class SnapshotError(RuntimeError):
@@ -223,7 +226,8 @@ def _publish_table(con, table: str, target: Path, previous: Snapshot | None, wri
         [table],
     ).fetchall()
     schema = hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
-    key = f"coalesce({PARTITION_KEYS.get(table, 'NULL')}, '{'undated' if table in PARTITION_KEYS else 'all'}')"
+    keys = partition_keys()
+    key = f"coalesce({keys.get(table, 'NULL')}, '{'undated' if table in keys else 'all'}')"
     # count + sum of row hashes: a changed, added or removed row changes it; cheap next to writing Parquet.
     parts = {
         part: {"rows": rows, "fingerprint": f"{rows}:{digest}"}
@@ -268,7 +272,7 @@ def _publish_table(con, table: str, target: Path, previous: Snapshot | None, wri
         written.append(empty)
         files = [str(empty.relative_to(target))]
     return {"rows": sum(e["rows"] for e in parts.values()), "schema": schema, "columns": dict(columns),
-            "partitioned_by": "day" if table in PARTITION_KEYS else None, "files": files, "parts": parts}  # fmt: skip
+            "partitioned_by": "day" if table in keys else None, "files": files, "parts": parts}  # fmt: skip
 
 
 def _write_views(con, target: Path, tables: dict[str, dict]) -> list[str]:

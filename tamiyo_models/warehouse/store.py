@@ -20,7 +20,6 @@ import duckdb
 import polars as pl
 
 from .snapshot import Snapshot, connect_snapshot, current_snapshot, publish_snapshot
-from .tables import ALL_TABLES
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "warehouse"  # warehouse/schema.sql, views.sql, queries/
 SQL_FORMATS = ("table", "csv", "json")
@@ -157,6 +156,8 @@ def export_parquet(path: str | Path, out_dir: str | Path, *, live: bool = False)
     `live`; the snapshot itself is already Parquet, split by day: see snapshot.py)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from .tables import ALL_TABLES  # here, not at the top: it imports torch, which `tamiyo sql` does not need
+
     written = {}
     with connect(path, live=live) as con:
         for table in ALL_TABLES:
@@ -171,5 +172,7 @@ def _sql_string(path: Path) -> str:
 
 
 def table_counts(path: str | Path, *, live: bool = False) -> dict[str, int]:
+    from .tables import ALL_TABLES
+
     with connect(path, live=live) as con:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ALL_TABLES}
