@@ -126,7 +126,7 @@ def current_snapshot(warehouse: str | Path) -> Snapshot:
     if not link.exists():
         raise FileNotFoundError(
             f"no read snapshot of {warehouse} (expected {link}): every write publishes one, so run "
-            f"`tamiyo ingest --raw DIR --warehouse {warehouse}` (on an existing warehouse it only publishes), "
+            f"`tamiyo ingest --raw DIR --warehouse {warehouse}` (files already stored are only logged as unchanged), "
             "or query the file itself with --live"
         )
     version = Path(os.path.realpath(link))
@@ -169,7 +169,7 @@ def publish_snapshot(
                 raise SnapshotError(
                     f"{warehouse}: the write is stored, but publishing its read snapshot failed ({exc}); readers "
                     f"still see {previous.version if previous else 'no snapshot'}. The next write publishes "
-                    f"again (`tamiyo ingest` on the same folder only publishes)."
+                    f"again (`tamiyo ingest` on the same folder stores nothing new and publishes)."
                 ) from exc
             raise
         _prune(root, version, now)
@@ -178,14 +178,14 @@ def publish_snapshot(
 
 def _build(con, warehouse: Path, target: Path, version: str, now: datetime, previous: Snapshot | None,
            progress) -> dict:  # fmt: skip
-    tables = [r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND database_name = current_database() "
-        "AND NOT temporary ORDER BY table_name"
-    ).fetchall()]  # fmt: skip
     entries: dict[str, dict] = {}
     written: list[Path] = []
     con.execute("BEGIN TRANSACTION")  # one consistent state for every table, however long the export takes
     try:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND database_name = current_database() AND NOT temporary ORDER BY table_name"
+        ).fetchall()]  # fmt: skip
         for number, table in enumerate(tables, 1):
             entries[table] = _publish_table(con, table, target, previous, written)
             if progress:
@@ -322,11 +322,14 @@ def _flip(root: Path, version: str) -> None:
 
 
 def _current_or_none(root: Path) -> Snapshot | None:
+    """The version to reuse unchanged parts from; None (write every part) if there is none or it is unreadable,
+    so that a damaged snapshot is repaired by the next publication instead of failing it."""
     link = root / CURRENT
-    if not link.exists():
+    try:
+        version = Path(os.path.realpath(link, strict=True))
+        return Snapshot(version, json.loads((version / MANIFEST).read_text()))
+    except (OSError, ValueError):
         return None
-    version = Path(os.path.realpath(link))
-    return Snapshot(version, json.loads((version / MANIFEST).read_text()))
 
 
 def _remove_leftovers(root: Path, current: Snapshot | None) -> None:
