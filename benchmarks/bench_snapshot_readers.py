@@ -194,7 +194,7 @@ def run_case(warehouse: Path, landing: Path, readers: int, pause: float, own_ses
 
 def bench(args) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_ingest import BenchConfig, _cpu_model, landing_folder, seed_runs
+    from bench_ingest import BenchConfig, landing_folder, seed_runs
 
     from tamiyo_models.warehouse import current_snapshot
 
@@ -223,7 +223,8 @@ def bench(args) -> int:
             for readers in order:
                 warehouse = prepare(scratch / "wh", base)
                 before = current_snapshot(warehouse).counts
-                case = run_case(warehouse, landing, readers, args.pause_ms / 1000, args.sessions == "own", timeout=120)
+                own_session = args.sessions == "own"
+                case = run_case(warehouse, landing, readers, args.pause_ms / 1000, own_session, timeout=120)
                 after = current_snapshot(warehouse).counts
                 case.before_after = (before, after)
                 pair[readers] = case
@@ -232,67 +233,93 @@ def bench(args) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    print(f"machine: {platform.node()} {platform.machine()} {_cpu_model()}, {len(os.sched_getaffinity(0))} usable CPUs "
-          f"(shared with other users' jobs), python {platform.python_version()}, duckdb {duckdb.__version__}")  # fmt: skip
-    print(f"data: {args.runs} runs x {config.epochs} steps = {steps} steps ingested into a warehouse holding "
-          f"{len(seeds)} runs, {BATCH_FILES} files per transaction ({-(-args.runs // BATCH_FILES)} commits); snapshot published after")  # fmt: skip
-    print(f"readers: {args.readers} processes, each round: consistency query + outcomes_by_controller view, "
-          f"then {args.pause_ms:.0f} ms pause; reopen when `current` moves; "
-          + ("each in its own session (like separate terminals)" if args.sessions == "own"
-             else "children in the ingestion's session"))  # fmt: skip
+    report(args, config.epochs, steps, len(seeds), load_before, results, ratios)
+    with_readers = results[f"{args.readers} readers"]
+    return 0 if verdict(with_readers, results["no readers"]) else 1
+
+
+def _median(values) -> float:
+    return statistics.median(list(values))
+
+
+def _listing(values, digits: int = 2) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
+
+
+def _state(counts: dict) -> tuple:
+    return counts["runs"], counts["episodes"], counts["steps"], counts["observations"]
+
+
+def report(args, epochs: int, steps: int, base_runs: int, load_before, results: dict, ratios: list[float]) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_ingest import _cpu_model
+
+    commits = -(-args.runs // BATCH_FILES)
+    sessions = "each in its own session (like separate terminals)" if args.sessions == "own" else (
+        "children in the ingestion's session")  # fmt: skip
     autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
-    print(f"scheduler: autogroup {'on' if autogroup.exists() and autogroup.read_text().strip() == '1' else 'off'}; "
-          f"load average before: {' '.join(f'{x:.1f}' for x in load_before)}, after: "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
+    autogroup = "on" if autogroup.exists() and autogroup.read_text().strip() == "1" else "off"
+    print(f"machine: {platform.node()} {platform.machine()} {_cpu_model()}, {len(os.sched_getaffinity(0))} usable "
+          f"CPUs (shared with other users' jobs), python {platform.python_version()}, duckdb {duckdb.__version__}")
+    print(f"data: {args.runs} runs x {epochs} steps = {steps} steps ingested into a warehouse holding {base_runs} "
+          f"runs, {BATCH_FILES} files per transaction ({commits} commit{'s' if commits > 1 else ''}); snapshot "
+          "published after")
+    print(f"readers: {args.readers} processes, each round: consistency query + outcomes_by_controller view, then "
+          f"{args.pause_ms:.0f} ms pause; reopen when `current` moves; {sessions}")
+    print(f"scheduler: autogroup {autogroup}; load average before: {_listing(load_before, 1)}, "
+          f"after: {_listing(os.getloadavg(), 1)}")
     print()
     header = (f"{'case':<11} | {'ingest+publish median (each repeat)':<44} | {'publish':>7} | {'ingest CPU':>10} | "
-              f"{'CPUs busy':>9} | {'ingest':>6} | {'readers':>7} | {'load 1m':>7}")  # fmt: skip
+              f"{'CPUs busy':>9} | {'ingest':>6} | {'readers':>7} | {'load 1m':>7}")
     print(header)
     print("-" * len(header))
     for name, cases in results.items():
-        secs = [c.seconds for c in cases]
-        print(
-            f"{name:<11} | {statistics.median(secs):6.2f} s ({', '.join(f'{s:.2f}' for s in secs)})".ljust(58)
-            + f" | {statistics.median(c.publish_seconds for c in cases):5.2f} s"
-            f" | {statistics.median(c.ingest_cpu_seconds for c in cases):8.2f} s"
-            f" | {statistics.median(c.busy_cpus for c in cases):9.2f} | {statistics.median(c.ingest_cpus for c in cases):6.2f}"
-            f" | {statistics.median(c.reader_cpus for c in cases):7.2f} | {statistics.median(c.load for c in cases):7.2f}"
-        )
-    with_readers = results[f"{args.readers} readers"]
-    ratio = statistics.median(c.seconds for c in with_readers) / statistics.median(c.seconds for c in results["no readers"])
-    cpu_ratio = statistics.median(c.ingest_cpu_seconds for c in with_readers) / statistics.median(
-        c.ingest_cpu_seconds for c in results["no readers"])  # fmt: skip
+        seconds = [c.seconds for c in cases]
+        timing = f"{_median(seconds):6.2f} s ({_listing(seconds)})"
+        print(f"{name:<11} | {timing:<44} | {_median(c.publish_seconds for c in cases):5.2f} s | "
+              f"{_median(c.ingest_cpu_seconds for c in cases):8.2f} s | {_median(c.busy_cpus for c in cases):9.2f} | "
+              f"{_median(c.ingest_cpus for c in cases):6.2f} | {_median(c.reader_cpus for c in cases):7.2f} | "
+              f"{_median(c.load for c in cases):7.2f}")
     print("(CPUs busy: the whole machine during the timed ingestion, in CPUs; ingest, readers: the shares of it "
           "that the ingestion and the readers used; the rest is other users' jobs)")
     print()
-    print(f"ingestion CPU time, {args.readers} readers / none: {cpu_ratio:.3f} (the work the writer does; wall time "
-          "adds the waiting for a CPU on a shared machine)")
-    print(f"ratio of medians ({args.readers} readers / none): {ratio:.3f}  (per repeat: {', '.join(f'{r:.3f}' for r in ratios)}, "
-          f"median {statistics.median(ratios):.3f}); target <= 1.20: {'met' if ratio <= 1.2 else 'NOT met'}")  # fmt: skip
+    alone, with_readers = results["no readers"], results[f"{args.readers} readers"]
+    cpu_ratio = _median(c.ingest_cpu_seconds for c in with_readers) / _median(c.ingest_cpu_seconds for c in alone)
+    ratio = _median(c.seconds for c in with_readers) / _median(c.seconds for c in alone)
+    print(f"ingestion CPU time, {args.readers} readers / none: {cpu_ratio:.3f} (the work the writer does; wall "
+          "time adds the waiting for a CPU on a shared machine)")
+    print(f"ratio of medians ({args.readers} readers / none): {ratio:.3f} (per repeat: {_listing(ratios, 3)}; "
+          f"median {_median(ratios):.3f}); target <= 1.20: {'met' if ratio <= 1.2 else 'NOT met'}")
 
     reports = [r for case in with_readers for r in case.readers]
-    answered = sum(len(r["latencies"]) for r in reports)
     errors = [e for r in reports for e in r["errors"]]
-    allowed = {(c.before_after[0]["runs"], c.before_after[0]["episodes"], c.before_after[0]["steps"],
-                c.before_after[0]["observations"]) for c in with_readers} | {
-               (c.before_after[1]["runs"], c.before_after[1]["episodes"], c.before_after[1]["steps"],
-                c.before_after[1]["observations"]) for c in with_readers}  # fmt: skip
-    seen = Counter()
+    latencies = sorted(x for r in reports for x in r["latencies"]) or [float("nan")]
+    seen: Counter = Counter()
     for r in reports:
         for state, n in r["states"].items():
             seen[tuple(state)] += n
-    partial = {s: n for s, n in seen.items() if tuple(s[:4]) not in allowed}
-    went_back = sum(r["went_back"] for r in reports)
-    latencies = sorted(x for r in reports for x in r["latencies"]) or [float("nan")]
-    print(f"reader queries: {answered} answered, {len(errors)} errors{' (' + errors[0] + ')' if errors else ''}; "
-          f"round trip median {1000 * statistics.median(latencies):.1f} ms, "
-          f"p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.1f} ms")  # fmt: skip
+    print(f"reader queries: {sum(len(r['latencies']) for r in reports)} answered, {len(errors)} errors"
+          f"{' (' + errors[0] + ')' if errors else ''}; round trip median {1000 * _median(latencies):.1f} ms, "
+          f"p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.1f} ms")
     print("states seen (runs, episodes, steps, observations, ingestions): "
-          + ", ".join(f"{s}: {n}" for s, n in sorted(seen.items())))  # fmt: skip
-    print(f"partial ingestions seen: {sum(partial.values())}; readers that saw an older state after a newer one: {went_back}")
-    ok = not errors and not partial and not went_back and ratio <= 1.2
+          + ", ".join(f"{s}: {n}" for s, n in sorted(seen.items())))
+    partial, went_back = _partial_states(with_readers), sum(r["went_back"] for r in reports)
+    print(f"partial ingestions seen: {partial}; readers that saw an older state after a newer one: {went_back}")
+
+
+def _partial_states(cases: list[Case]) -> int:
+    """Reader answers that were neither the state before the ingestion nor the state after it."""
+    allowed = {_state(c.before_after[0]) for c in cases} | {_state(c.before_after[1]) for c in cases}
+    return sum(n for c in cases for r in c.readers for s, n in r["states"].items() if tuple(s[:4]) not in allowed)
+
+
+def verdict(with_readers: list[Case], alone: list[Case]) -> bool:
+    reports = [r for case in with_readers for r in case.readers]
+    ratio = _median(c.seconds for c in with_readers) / _median(c.seconds for c in alone)
+    ok = not any(r["errors"] for r in reports) and not _partial_states(with_readers)
+    ok = ok and not any(r["went_back"] for r in reports) and ratio <= 1.2
     print(f"result: {'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:

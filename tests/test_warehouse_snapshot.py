@@ -69,7 +69,8 @@ def _snapshot_counts(warehouse: Path) -> dict[str, int]:
 
 def _live_counts(warehouse: Path) -> dict[str, int]:
     with connect_read_only(warehouse) as con:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()]
+        listing = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+        tables = [t for (t,) in listing]
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
@@ -84,7 +85,7 @@ def _wait_for(process: subprocess.Popen, word: str) -> str:
     line = process.stdout.readline()
     if word not in line:
         process.kill()
-        raise AssertionError(f"expected {word!r} from the helper process, got {line!r}; stderr: {process.stderr.read()}")
+        raise AssertionError(f"expected {word!r} from the helper process, got {line!r}; {process.stderr.read()}")
     return line
 
 
@@ -210,7 +211,8 @@ def _assert_complete(warehouse: Path, expected: dict[str, int]) -> None:
     snapshot = current_snapshot(warehouse)
     for table, entry in snapshot.manifest["tables"].items():
         for part in entry["parts"].values():
-            assert pl.scan_parquet([snapshot.path / f for f in part["files"]]).select(pl.len()).collect().item() == part["rows"]
+            files = [snapshot.path / f for f in part["files"]]
+            assert pl.scan_parquet(files).select(pl.len()).collect().item() == part["rows"], table
     assert _snapshot_counts(warehouse) == expected
     answer = _tamiyo("sql", "--warehouse", str(warehouse), "--format", "json", "SELECT count(*) AS n FROM steps")
     assert answer.returncode == 0 and json.loads(answer.stdout) == [{"n": expected["steps"]}]
@@ -258,7 +260,8 @@ def test_a_publisher_killed_half_way_leaves_the_previous_snapshot(landing, tmp_p
     out, err = publisher.communicate(timeout=300)
     assert publisher.returncode == -signal.SIGKILL and "dying after" in out, err
     # Its half-built version is on disk, but `current` never pointed at it.
-    leftovers = [p for p in snapshot_dir(warehouse).iterdir() if p.name.startswith("v-") and p.name != published.version]
+    versions = [p for p in snapshot_dir(warehouse).iterdir() if p.name.startswith("v-")]
+    leftovers = [p for p in versions if p.name != published.version]
     assert len(leftovers) == 1 and not (leftovers[0] / "manifest.json").exists()
     assert current_snapshot(warehouse).version == published.version
     _assert_complete(warehouse, expected)
