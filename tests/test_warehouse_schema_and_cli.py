@@ -75,6 +75,7 @@ def test_ingest_command_prints_a_summary(warehouse, tmp_path, capsys):
     assert code == 0
     assert "quarantined: " in out and "empty file" in out
     assert "1 files: 0 loaded, 1 quarantined" in out and "1/1 files" in err
+    assert f"read snapshot published: {warehouse.parent / 'w.snapshot' / 'current'}" in out
 
 
 def test_views_and_saved_queries_run(warehouse, capsys):
