@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_branching.py
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_snapshot_readers.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -4,9 +4,11 @@ Raw runs in the landing folder become the episode tables, checked by pandera.
 
 One multi-asset writes every table, because one ingestion call writes them in one transaction (DuckDB allows a
 single writer per file; the `duckdb_writer` pool keeps it to one step at a time across runs). Its blocking
-asset checks validate the stored tables with the same pandera schemas ingestion uses, and show the failure
-cases as metadata: ingestion quarantines bad records, so a failure here means the file was changed by
-something else (an older ingestion, a hand edit) and downstream analyses must not trust it.
+asset checks validate the stored tables with the same pandera schemas ingestion uses, read on the writer's
+own connection (a second connection to the file would collide with it), and show the failure cases as
+metadata: ingestion quarantines bad records, so a failure here means the file was changed by something else
+(an older ingestion, a hand edit) and downstream analyses must not trust it. When the write is done the
+resource publishes the read snapshot every reader uses (tamiyo_models/warehouse/snapshot.py).
 """
 
 
@@ -14,7 +16,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines.resources import RawLandingResource, WarehouseResource
-from tamiyo_models.warehouse import discover, export_parquet, ingest_files
+from tamiyo_models.warehouse import current_snapshot, discover, export_parquet, ingest_files
 from tamiyo_models.warehouse.schemas import SCHEMAS, failure_cases
 from tamiyo_models.warehouse.tables import ALL_TABLES
 
@@ -73,6 +75,7 @@ def episode_tables(
         context.log.info(summary.line())
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ALL_TABLES}
         tables = {t: con.sql(f"SELECT * FROM {t}").pl() for t in SCHEMAS}
+    snapshot = current_snapshot(warehouse.path)  # published as the write connection closed
     outcome_counts = {o: summary.count(o) for o in ("loaded", "replaced", "unchanged", "quarantined", "partly_quarantined")}
     for table in ALL_TABLES:
         yield dg.MaterializeResult(
@@ -80,8 +83,9 @@ def episode_tables(
             metadata={
                 "dagster/row_count": counts[table],
                 "warehouse": warehouse.path,
-                **({"ingest_summary": summary.line(), **outcome_counts, "non_finite_values": summary.non_finite,
-                    "non_finite_unexpected": summary.non_finite_unexpected} if table == "ingest_log" else {}),
+                **({"ingest_summary": summary.line(), "snapshot": str(snapshot.path), **outcome_counts,
+                    "non_finite_values": summary.non_finite, "non_finite_unexpected": summary.non_finite_unexpected}
+                   if table == "ingest_log" else {}),
             },
         )
     for table in SCHEMAS:
@@ -120,9 +124,11 @@ class ParquetExportConfig(dg.Config):
     deps=list(ALL_TABLES),
     group_name=GROUP,
     kinds={"parquet"},
-    description="Every warehouse table as Parquet, for tools outside DuckDB.",
+    description="Every warehouse table as one Parquet file, copied from the read snapshot (itself Parquet).",
 )
 def warehouse_parquet(config: ParquetExportConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    # From the snapshot, not the writer's file: this step is outside the writer pool, so opening the file could
+    # collide with a coverage step writing it.
     written = export_parquet(warehouse.path, config.out_dir)
     return dg.MaterializeResult(metadata={"out_dir": config.out_dir, "tables": len(written)})
 

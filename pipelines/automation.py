@@ -89,10 +89,12 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, raw_runs: RawLand
            description="Retrain and re-evaluate the policies once enough new episodes are in the warehouse.")  # fmt: skip
 def retraining_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     threshold = _env_int("TAMIYO_RETRAIN_MIN_NEW_RUNS", 100)
-    if not Path(warehouse.path).exists():
-        return dg.SkipReason(f"no warehouse at {warehouse.path} yet")
-    with warehouse.read() as con:
-        episodes = con.execute("SELECT count(*) FROM episodes WHERE run_id NOT IN (SELECT run_id FROM branches)").fetchall()[0][0]
+    not_branches = "SELECT count(*) FROM episodes WHERE run_id NOT IN (SELECT run_id FROM branches)"
+    try:
+        with warehouse.read() as con:
+            episodes = con.execute(not_branches).fetchall()[0][0]
+    except FileNotFoundError:  # nothing ingested (so nothing published) yet
+        return dg.SkipReason(f"no warehouse snapshot of {warehouse.path} yet")
     trained_at = int(context.cursor) if context.cursor else 0
     if episodes - trained_at < threshold:
         return dg.SkipReason(f"{episodes - trained_at} new episodes since the last retraining; waiting for {threshold}")

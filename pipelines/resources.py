@@ -1,8 +1,9 @@
 """Resources: where the warehouse file, the raw-run landing folder and the dataset root are.
 
-Small `ConfigurableResource`s of our own (rather than dagster-duckdb's): the warehouse resource opens the file
-through `tamiyo_models.warehouse.open_warehouse`, which creates the tables and views, so a fresh file is a
-working warehouse. Defaults come from the environment so `dagster dev` and the tests can point elsewhere.
+Small `ConfigurableResource`s of our own (rather than dagster-duckdb's): the warehouse resource writes through
+`tamiyo_models.warehouse.writing`, which creates the tables and views (a fresh file is a working warehouse)
+and publishes the read snapshot after each successful write; it reads that snapshot, so a reader never
+collides with a writer. Defaults come from the environment so `dagster dev` and the tests can point elsewhere.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from tamiyo_models.warehouse import connect_read_only, open_warehouse
+from tamiyo_models.warehouse import connect_snapshot, writing
 
 DEFAULT_WAREHOUSE = "warehouse/tamiyo.duckdb"  # ignored by git (warehouse/*.duckdb)
 DEFAULT_RAW_DIR = "var/raw"
@@ -29,15 +30,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = open_warehouse(self.path)
-        try:
+        """The write connection; the read snapshot is published when the block ends without an exception."""
+        with writing(self.path) as con:
             yield con
-        finally:
-            con.close()
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = connect_read_only(self.path)
+        """The current read snapshot (never the writer's file: that would collide with a running write)."""
+        con = connect_snapshot(self.path)
         try:
             yield con
         finally:

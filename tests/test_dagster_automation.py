@@ -62,13 +62,15 @@ def test_landing_sensor_picks_up_new_files_once_and_only_once(tmp_path):
 
 
 def test_retraining_waits_for_enough_new_episodes(tmp_path, monkeypatch):
-    from tamiyo_models.warehouse import open_warehouse
+    from tamiyo_models.warehouse import writing
 
     monkeypatch.setenv("TAMIYO_RETRAIN_MIN_NEW_RUNS", "2")
     path = tmp_path / "w.duckdb"
-    con = open_warehouse(path)
-    con.close()
     resource = WarehouseResource(path=str(path))
+    context = dg.build_sensor_context(resources={"warehouse": resource})
+    assert "no warehouse snapshot" in retraining_sensor(context).skip_message
+    with writing(path):  # the sensor reads the snapshot each write publishes
+        pass
 
     def evaluate(cursor):
         context = dg.build_sensor_context(cursor=cursor, resources={"warehouse": resource})
@@ -76,10 +78,9 @@ def test_retraining_waits_for_enough_new_episodes(tmp_path, monkeypatch):
 
     result, cursor = evaluate(None)
     assert isinstance(result, dg.SkipReason) and "0 new episodes" in result.skip_message
-    con = open_warehouse(path)
-    for i in range(3):
-        con.execute("INSERT INTO episodes (run_id, status, steps) VALUES (?, 'complete', 1)", [f"run-{i}"])
-    con.close()
+    with writing(path) as con:
+        for i in range(3):
+            con.execute("INSERT INTO episodes (run_id, status, steps) VALUES (?, 'complete', 1)", [f"run-{i}"])
     result, cursor = evaluate(cursor)
     assert isinstance(result, dg.RunRequest) and cursor == "3"
     assert isinstance(evaluate(cursor)[0], dg.SkipReason)

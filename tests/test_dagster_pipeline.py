@@ -71,5 +71,11 @@ def test_generation_ingestion_and_coverage_materialize_end_to_end(tmp_path):
         summary = con.sql("SELECT * FROM coverage_summary WHERE slice = 'all'").pl()
         assert summary.height == 1 and summary["clusters"][0] >= 2
         assert con.execute("SELECT count(*) FROM coverage_clusters").fetchall()[0][0] == summary["clusters"][0]
+    # The coverage step's write was published too: readers see its tables, with the warehouse's counts.
+    from tamiyo_models.warehouse import current_snapshot, table_counts
+
+    published = current_snapshot(warehouse).counts
+    assert published["coverage_clusters"] == summary["clusters"][0] and published["coverage_summary"] > 0
+    assert {t: published[t] for t in table_counts(warehouse, live=True)} == table_counts(warehouse, live=True)
     assert (tmp_path / "report" / "coverage.html").stat().st_size > 10_000
     assert (tmp_path / "coverage" / "holes.json").exists()  # the next batch forks where coverage is missing

@@ -11,7 +11,7 @@ import pytest
 
 from assets.warehouse import episode_tables, warehouse_parquet
 from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
-from tamiyo_models.warehouse import table_counts
+from tamiyo_models.warehouse import current_snapshot, table_counts
 from test_warehouse_helpers import copy_runs, generated_runs, read_lines
 
 
@@ -55,6 +55,9 @@ def test_materialize_loads_tables_and_checks_pass(resources, tmp_path):
     checks = _checks(result)
     assert len(checks) == 8 and all(c.passed for c in checks.values())  # one per table with a pandera schema
     assert (tmp_path / "pq" / "steps.parquet").exists()
+    # The write published the read snapshot that readers (and warehouse_parquet) use: the same counts.
+    assert current_snapshot(resources["warehouse"].path).counts == table_counts(resources["warehouse"].path, live=True)
+    assert materialized["ingest_log"].metadata["snapshot"].value == str(current_snapshot(resources["warehouse"].path).path)
 
     # Materializing again is a no-op on the data; the log records the files as unchanged.
     again = dg.materialize([episode_tables], resources=resources)

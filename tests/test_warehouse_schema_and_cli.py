@@ -76,6 +76,7 @@ def test_ingest_command_prints_a_summary(warehouse, tmp_path, capsys):
     assert "quarantined: " in out and "empty file" in out
     assert "1 files: 0 loaded, 1 quarantined" in out and "1/1 files" in err
     assert "all 1 files read were quarantined" in err
+    assert f"read snapshot published: {warehouse.parent / 'w.snapshot' / 'current'}" in out
 
 
 def test_views_and_saved_queries_run(warehouse, capsys):
@@ -93,6 +94,10 @@ def test_views_and_saved_queries_run(warehouse, capsys):
 
 def test_sql_command_is_read_only(warehouse, capsys):
     code, _, err = _run(["sql", "--warehouse", str(warehouse), "DELETE FROM runs"], capsys)
+    assert code == 1 and "Can only delete from base table" in err  # the snapshot's tables are Parquet views
+    code, _, err = _run(["sql", "--warehouse", str(warehouse), "CREATE TABLE scratch AS SELECT 1"], capsys)
+    assert code == 1 and "read-only" in err
+    code, _, err = _run(["sql", "--warehouse", str(warehouse), "--live", "DELETE FROM runs"], capsys)
     assert code == 1 and "read-only" in err
     code, out, _ = _run(["sql", "--warehouse", str(warehouse), "--format", "csv", "SELECT count(*) AS n FROM runs"], capsys)
     assert out == "n\n3\n"

@@ -1,8 +1,10 @@
 """The episode warehouse: raw telemetry runs and legacy episodes become validated DuckDB tables.
 
     ingest_folder(raw_dir, warehouse_file)   parse, validate (pandera), quarantine, load (ingest.py)
-    query(warehouse_file, sql)               read-only SQL into polars (store.py)
-    export_parquet(warehouse_file, out_dir)  every table as Parquet (store.py)
+    writing(warehouse_file)                  a write connection that publishes the read snapshot (store.py)
+    query(warehouse_file, sql)               SQL on the read snapshot into polars; live=True: the file (store.py)
+    current_snapshot(warehouse_file)         the published snapshot: Parquet by table, views, manifest (snapshot.py)
+    export_parquet(warehouse_file, out_dir)  every table as one Parquet file (store.py)
 
 Tables and views: warehouse/schema.sql and warehouse/views.sql; how-to: docs/warehouse.md. No dagster here:
 the Dagster assets in assets/warehouse.py are thin wrappers around these functions.
@@ -19,12 +21,21 @@ _EXPORTS = {
     "discover": "ingest",
     "ingest_files": "ingest",
     "ingest_folder": "ingest",
+    "Snapshot": "snapshot",
+    "SnapshotError": "snapshot",
+    "WarehouseBusy": "store",
+    "connect": "store",
     "connect_read_only": "store",
+    "connect_snapshot": "snapshot",
+    "current_snapshot": "snapshot",
     "export_parquet": "store",
     "open_warehouse": "store",
+    "publish_snapshot": "snapshot",
     "query": "store",
     "run_sql": "store",
+    "snapshot_dir": "snapshot",
     "table_counts": "store",
+    "writing": "store",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,5 +1,8 @@
 """`tamiyo ingest`, `tamiyo sql` and `tamiyo export`: the warehouse without the Dagster UI.
 
+`tamiyo sql` and `tamiyo export` read the warehouse's published snapshot, so they answer while a writer holds
+the file; `--live` reads the file itself (only when no writer has it).
+
 `register(subparsers)` adds the three subcommands to the main `tamiyo` parser (tamiyo_models/cli.py); each
 sets `func(args) -> int` (the exit status).
 """
@@ -18,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ingest",
         help="load raw runs, legacy episodes and packs from a folder into the DuckDB warehouse",
         description="Parse, validate and load every raw run, legacy episode and pack under --raw; bad records "
-        "go to the quarantine table with a reason; re-ingesting the same files changes nothing.",
+        "go to the quarantine table with a reason; re-ingesting the same files changes nothing. Then the read "
+        "snapshot that `tamiyo sql` queries is published.",
     )
     ingest.add_argument("--raw", type=Path, required=True, help="landing folder (searched recursively)")
     ingest.add_argument("--warehouse", type=Path, required=True, help="DuckDB file (created if missing)")
@@ -37,11 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sql = subparsers.add_parser(
         "sql",
-        help="run a read-only SQL query on the warehouse",
-        description="Run SQL on a read-only connection (writes are refused). Tables and views: warehouse/schema.sql, "
-        "warehouse/views.sql; saved queries: warehouse/queries/*.sql.",
+        help="run a read-only SQL query on the warehouse's snapshot",
+        description="Run SQL on a read-only connection (writes are refused) to the snapshot published after the "
+        "last write, so it answers while an ingestion runs; how fresh it is goes to stderr. Tables and views: "
+        "warehouse/schema.sql, warehouse/views.sql; saved queries: warehouse/queries/*.sql.",
     )
-    sql.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file (opened read-only)")
+    sql.add_argument("--warehouse", type=Path, required=True,
+                     help="DuckDB warehouse file; queries read its published snapshot unless --live")
+    sql.add_argument(
+        "--live", action="store_true",
+        help="query the warehouse file itself (fails while a writer holds it, and a writer starting meanwhile fails)",
+    )  # fmt: skip
     sql.add_argument("--format", choices=SQL_FORMATS, default="table", help="output format (default table)")
     sql.add_argument("--file", type=Path, help="run the query in this .sql file")
     sql.add_argument("query", nargs="?", help="SQL text (or use --file)")
@@ -50,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser("export", help="write every warehouse table to Parquet files")
     export.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file (opened read-only)")
     export.add_argument("--out", type=Path, required=True, help="folder for <table>.parquet")
+    export.add_argument("--live", action="store_true", help="export the warehouse file itself, not its snapshot")
     export.set_defaults(func=run_export)
 
 
@@ -57,7 +68,8 @@ def run_ingest(args: argparse.Namespace) -> int:
     import duckdb
 
     from .ingest import IngestConfig, discover, ingest_files
-    from .store import open_warehouse
+    from .snapshot import SnapshotError, snapshot_dir
+    from .store import writing
 
     try:
         paths = discover(args.raw)
@@ -77,12 +89,14 @@ def run_ingest(args: argparse.Namespace) -> int:
         return 2
     config = IngestConfig(batch_files=args.batch_files, workers=args.workers, retry_quarantined=args.retry_quarantined)
     try:
-        con = open_warehouse(args.warehouse)
+        with writing(args.warehouse) as con:
+            summary = ingest_files(con, paths, config, progress)
+    except SnapshotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (OSError, duckdb.Error) as exc:
         print(f"tamiyo ingest: cannot open the warehouse {args.warehouse}: {_first_line(exc)}", file=sys.stderr)
         return 2
-    with con:
-        summary = ingest_files(con, paths, config, progress)
     for outcome in summary.files:
         if outcome.outcome in ("quarantined", "partly_quarantined", "replaced") or outcome.retried:
             print(f"{outcome.outcome}: {outcome.source_file}: {outcome.message}")
@@ -101,6 +115,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     )
     if summary.non_finite:
         print(summary.non_finite_line())
+    print(f"read snapshot published: {snapshot_dir(args.warehouse) / 'current'}")
     if summary.all_quarantined:
         read = sum(1 for f in summary.files if f.outcome != "unchanged")
         print(f"tamiyo ingest: all {read} files read were quarantined, nothing stored (see the quarantine table)", file=sys.stderr)
@@ -113,7 +128,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def run_sql_command(args: argparse.Namespace) -> int:
-    from .store import format_result, run_sql
+    from .store import WarehouseBusy, format_result, run_sql
 
     if (args.file is None) == (args.query is None):
         print("tamiyo sql: give either a query or --file QUERY.sql", file=sys.stderr)
@@ -124,25 +139,34 @@ def run_sql_command(args: argparse.Namespace) -> int:
         print(f"tamiyo sql: cannot read the query file {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
-        result = run_sql(args.warehouse, text)
+        result = run_sql(args.warehouse, text, live=args.live)
     except FileNotFoundError as exc:
         print(f"tamiyo sql: {exc}", file=sys.stderr)
         return 2
+    except WarehouseBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except Exception as exc:  # a DuckDB error: the user's SQL, shown as DuckDB words it
         print(f"tamiyo sql: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(format_result(result, args.format))
+    # stderr, so that csv and json output stay machine-readable
+    where = result.snapshot.freshness() if result.snapshot else f"live: {args.warehouse} itself"
+    print(f"-- {where}", file=sys.stderr)
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .store import export_parquet
+    from .store import WarehouseBusy, export_parquet
 
     try:
-        written = export_parquet(args.warehouse, args.out)
+        written = export_parquet(args.warehouse, args.out, live=args.live)
     except FileNotFoundError as exc:
         print(f"tamiyo export: {exc}", file=sys.stderr)
         return 2
+    except WarehouseBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     for table, path in written.items():
         print(f"{table}: {path}")
     return 0

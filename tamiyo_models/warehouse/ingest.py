@@ -147,10 +147,12 @@ def ingest_folder(
     config: IngestConfig = IngestConfig(),
     progress: Callable[[int, int, Path], None] | None = None,
 ) -> IngestSummary:
-    from .store import open_warehouse
+    """Ingest a landing folder, then publish the warehouse's read snapshot (see store.writing)."""
+    from .store import writing
 
-    with open_warehouse(warehouse) as con:
-        return ingest_files(con, discover(raw_dir), config, progress)
+    paths = discover(raw_dir)
+    with writing(warehouse) as con:
+        return ingest_files(con, paths, config, progress)
 
 
 def ingest_files(

@@ -1,7 +1,9 @@
-"""The DuckDB warehouse file: open it (creating the tables and views), query it read-only, export it.
+"""The DuckDB warehouse file: open it (creating the tables and views), query it, export it.
 
-DuckDB allows one writer per file, so only ingestion opens it for writing (Dagster serialises those steps
-with a concurrency pool); every reader — `tamiyo sql`, analyses, the asset checks — uses `read_only=True`.
+DuckDB allows one process per file while anyone writes, and a reader of the file makes a writer fail. So
+writers go through `writing()` (Dagster also serialises them with a concurrency pool), which publishes a read
+snapshot after each successful write (snapshot.py), and every reader — `tamiyo sql`, analyses, policy
+training — reads that snapshot by default; `live=True` reads the writer's file itself, when nobody writes it.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import polars as pl
 
-from .tables import ALL_TABLES
+from .snapshot import Snapshot, connect_snapshot, current_snapshot, publish_snapshot
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "warehouse"  # warehouse/schema.sql, views.sql, queries/
 SQL_FORMATS = ("table", "csv", "json")
@@ -29,12 +33,34 @@ def sql_file(name: str) -> Path:
 
 
 def open_warehouse(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A write connection to the warehouse file, with every table and view in place (idempotent)."""
+    """A write connection to the warehouse file, with every table and view in place (idempotent).
+
+    It publishes nothing: writers use `writing()`, which publishes the read snapshot when they are done."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise duckdb.IOException(
+            f"{exc}\nThe warehouse {path} is open in another process. Readers should query its snapshot "
+            "(`tamiyo sql` without --live, tamiyo_models.warehouse.connect_snapshot), which never locks it."
+        ) from None
     apply_schema(con)
     return con
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A write connection; when the block ends without an exception, the committed state is published as the
+    new read snapshot (a failed block publishes nothing: readers keep the last good snapshot)."""
+    con = open_warehouse(path)
+    try:
+        yield con
+        publish_snapshot(con, path)
+    finally:
+        con.close()
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -52,15 +78,34 @@ def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the writer's file itself (live data). It fails while a writer has the file,
+    and makes a writer that starts meanwhile fail: readers use the snapshot (`connect`, `live=False`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}: run `tamiyo ingest --raw DIR --warehouse {path}` first")
-    return duckdb.connect(str(path), read_only=True)
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise WarehouseBusy(
+            f"{path} is being written by another process, so it cannot be read live ({exc}); "
+            "its snapshot can be read meanwhile (leave out --live / live=True)"
+        ) from None
 
 
-def query(path: str | Path, sql: str) -> pl.DataFrame:
-    """Run one read-only query and return a polars frame."""
-    with connect_read_only(path) as con:
+class WarehouseBusy(RuntimeError):
+    """The writer's file is held by a writer: only its snapshot can be read now."""
+
+
+def connect(path: str | Path, *, live: bool = False) -> duckdb.DuckDBPyConnection:
+    """A read-only connection: to the current snapshot (default), or to the writer's file with `live=True`."""
+    return connect_read_only(path) if live else connect_snapshot(path)
+
+
+def query(path: str | Path, sql: str, *, live: bool = False) -> pl.DataFrame:
+    """Run one read-only query (on the snapshot unless `live`) and return a polars frame."""
+    with connect(path, live=live) as con:
         return con.sql(sql).pl()
 
 
@@ -68,13 +113,15 @@ def query(path: str | Path, sql: str) -> pl.DataFrame:
 class QueryResult:
     columns: list[str]
     rows: list[tuple]
+    snapshot: Snapshot | None = None  # the version that answered; None for a live query
 
 
-def run_sql(path: str | Path, sql: str) -> QueryResult:
-    with connect_read_only(path) as con:
+def run_sql(path: str | Path, sql: str, *, live: bool = False) -> QueryResult:
+    snapshot = None if live else current_snapshot(path)
+    with (connect_read_only(path) if live else snapshot.connect()) as con:
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []
-        return QueryResult(columns, cursor.fetchall())
+        return QueryResult(columns, cursor.fetchall(), snapshot)
 
 
 def format_result(result: QueryResult, fmt: str = "table") -> str:
@@ -104,12 +151,15 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def export_parquet(path: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write every warehouse table to `<out_dir>/<table>.parquet` (for tools outside DuckDB)."""
+def export_parquet(path: str | Path, out_dir: str | Path, *, live: bool = False) -> dict[str, Path]:
+    """Write every warehouse table to `<out_dir>/<table>.parquet`, one file each (from the snapshot unless
+    `live`; the snapshot itself is already Parquet, split by day: see snapshot.py)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from .tables import ALL_TABLES  # here, not at the top: it imports torch, which `tamiyo sql` does not need
+
     written = {}
-    with connect_read_only(path) as con:
+    with connect(path, live=live) as con:
         for table in ALL_TABLES:
             target = out_dir / f"{table}.parquet"
             con.execute(f"COPY {table} TO '{_sql_string(target)}' (FORMAT parquet)")
@@ -121,6 +171,8 @@ def _sql_string(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def table_counts(path: str | Path) -> dict[str, int]:
-    with connect_read_only(path) as con:
+def table_counts(path: str | Path, *, live: bool = False) -> dict[str, int]:
+    from .tables import ALL_TABLES
+
+    with connect(path, live=live) as con:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ALL_TABLES}
