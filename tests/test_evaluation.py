@@ -58,7 +58,7 @@ def test_live_evaluation_pairs_seeds_and_configurations(policy, tmp_path):
     # offline metrics on the policy's own held-out episodes
     assert offline.episodes == len(run.val_runs) and 0 <= offline.balanced_accuracy <= 1
     page = assert_real_html(paths["html"])  # tables are <table>s, headings <h1>/<h2>, plots inline
-    assert "Live, paired episodes" in page.headings and "mean final accuracy (pp)" in page.cells
+    assert "Live, paired episodes" in page.headings and "mean final test accuracy (pp)" in page.cells
     assert "Paired difference" in paths["markdown"].read_text()
     # the learning curves come from the policy file itself (no training result handed over)
     assert paths["learning_curves"].exists() and f"Best epoch {run.result.best_epoch} of 2" in paths["markdown"].read_text()
