@@ -4,7 +4,7 @@ the headroom report, the arena's yardstick (tamiyo_models.evaluation.headroom do
 
 import dagster as dg
 
-from pipelines.resources import WarehouseResource
+from assets.resources import WarehouseResource
 from tamiyo_models.coverage.run import CoverageRunConfig, analyse_warehouse, store_coverage
 
 GROUP = "analysis"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.resources import RawLandingResource
+from assets.resources import RawLandingResource
 from tamiyo_models.distributed import RayConfig
 from tamiyo_models.generation import GenerationSpec, generate
 

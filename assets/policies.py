@@ -9,8 +9,8 @@ from typing import Optional
 
 import dagster as dg
 
-from pipelines.mlflow_resource import MlflowTrackingResource
-from pipelines.resources import WarehouseResource
+from assets.mlflow_resource import MlflowTrackingResource
+from assets.resources import WarehouseResource
 
 GROUP = "policies"
 POLICY_DIR = "var/policies"

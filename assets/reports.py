@@ -8,8 +8,8 @@ alias moves only when the live evaluation says so.
 import dagster as dg
 
 from assets.policies import phase1_imitation_policy, phase2_weighted_policy
-from pipelines.mlflow_resource import MlflowTrackingResource
-from pipelines.resources import WarehouseResource
+from assets.mlflow_resource import MlflowTrackingResource
+from assets.resources import WarehouseResource
 
 GROUP = "reports"
 

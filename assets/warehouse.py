@@ -15,7 +15,7 @@ resource publishes the read snapshot every reader uses (tamiyo_models/warehouse/
 import dagster as dg
 import polars as pl
 
-from pipelines.resources import RawLandingResource, WarehouseResource
+from assets.resources import RawLandingResource, WarehouseResource
 from tamiyo_models.warehouse import current_snapshot, discover, export_parquet, ingest_files
 from tamiyo_models.warehouse.schemas import SCHEMAS, failure_cases
 from tamiyo_models.warehouse.tables import ALL_TABLES

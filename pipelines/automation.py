@@ -18,7 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.resources import RawLandingResource, WarehouseResource
+from assets.resources import RawLandingResource, WarehouseResource
 
 
 def _env_int(name: str, default: int) -> int:

@@ -15,8 +15,8 @@ from assets.policies import POLICY_ASSETS
 from assets.reports import REPORT_ASSETS
 from assets.warehouse import WAREHOUSE_ASSETS
 from pipelines.automation import SCHEDULES, SENSORS
-from pipelines.mlflow_resource import MlflowTrackingResource
-from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
+from assets.mlflow_resource import MlflowTrackingResource
+from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 
 ingest_job = dg.define_asset_job(
     "ingest_raw_runs",

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     env = {**os.environ, "DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(ROOT))}
-    from pipelines.mlflow_resource import MlflowTrackingResource
+    from assets.mlflow_resource import MlflowTrackingResource
 
     mlflow = MlflowTrackingResource()
     Path(mlflow.root).mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import dagster as dg
 
 from pipelines.automation import landing_folder_sensor, nightly_schedule, retraining_sensor
 from pipelines.definitions import defs
-from pipelines.resources import RawLandingResource, WarehouseResource
+from assets.resources import RawLandingResource, WarehouseResource
 
 
 def test_definitions_hold_the_schedule_and_sensors():

@@ -5,7 +5,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.definitions import defs
-from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
+from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 
 SPEC = """
 name = "pipeline-test"

@@ -5,8 +5,8 @@ import dagster as dg
 
 from assets.policies import phase1_imitation_policy, phase2_weighted_policy
 from assets.reports import policy_evaluation_report
-from pipelines.mlflow_resource import MlflowTrackingResource
-from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
+from assets.mlflow_resource import MlflowTrackingResource
+from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 from policy_fixtures import build_warehouse
 
 LIVE_SPEC = """

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from assets.warehouse import episode_tables, warehouse_parquet
-from pipelines.resources import DatasetRootResource, RawLandingResource, WarehouseResource
+from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 from tamiyo_models.warehouse import current_snapshot, table_counts
 from test_warehouse_helpers import copy_runs, generated_runs, read_lines
 

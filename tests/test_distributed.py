@@ -210,7 +210,7 @@ def test_batch_on_ray_records_the_failed_episode_after_retries_and_lands_the_oth
     import dagster as dg
 
     from assets.generation import generated_runs
-    from pipelines.resources import RawLandingResource
+    from assets.resources import RawLandingResource
 
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "ray-asset"\n[base]\nmax_epochs = 2\n[base.dataset]\nname = "synthetic"\n')

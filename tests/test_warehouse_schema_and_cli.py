@@ -110,3 +110,17 @@ def test_export_writes_every_table_as_parquet(warehouse, tmp_path, capsys):
         frame = pl.read_parquet(tmp_path / "pq" / f"{table}.parquet")
         with duckdb.connect(str(warehouse), read_only=True) as con:
             assert len(frame) == con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_saved_queries_run_by_name(tmp_path, capsys):
+    from tamiyo_models.cli import main
+    from tamiyo_models.warehouse import ingest_folder
+
+    warehouse = tmp_path / "w.duckdb"
+    ingest_folder(tmp_path, warehouse)  # an empty warehouse, published
+    assert main(["sql", "--warehouse", str(warehouse), "--saved", "list"]) == 0
+    assert "best_episodes:" in capsys.readouterr().out
+    assert main(["sql", "--warehouse", str(warehouse), "--saved", "best_episodes", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("run_id,")
+    assert main(["sql", "--warehouse", str(warehouse), "--saved", "nope"]) == 2
+    assert "no saved query 'nope'" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Evaluating policies: offline metrics on held-out episodes, live paired episodes against the heuristic, and
 the report (Markdown + standalone HTML with plots).
 
-    evaluate_offline(model, feature_names, frame)      offline.py
+    evaluate_offline(model, feature_names, frame)      ..policies.offline_metrics (training reports it too)
     evaluate_live(policy_path, configs, out_dir, ...)   live.py (paired seeds, bootstrap interval)
     evaluate_live_many({name: path}, configs, ...)       live.py (several policies, one heuristic run per pair)
     evaluate_policy(policy_path, warehouse, config)     harness.py (both, and the report)
@@ -12,8 +12,6 @@ the report (Markdown + standalone HTML with plots).
 from ..lazy import lazy_exports
 
 _EXPORTS = {
-    "OfflineMetrics": "offline",
-    "evaluate_offline": "offline",
     "LiveEvaluation": "live",
     "bootstrap_mean_ci": "live",
     "evaluate_live": "live",

@@ -1,4 +1,5 @@
-"""`tamiyo headroom`: reference controllers against the heuristic on paired configurations of a spec."""
+"""`tamiyo evaluate` (policies and reference controllers against the heuristic, live) and `tamiyo headroom`
+(reference controllers against the heuristic on paired configurations of a spec)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,32 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     from ..controllers import DEFAULT_REFERENCES
+    from ..policies.cli import tracking_args
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="evaluate policies offline (held-out episodes) and live (paired episodes vs the heuristic), write reports",
+        description="Each policy is paired with the heuristic on the same live configurations (the heuristic's "
+        "episode is run once per configuration and shared). Several policies also get comparison.md/html side by side.",
+    )
+    evaluate.add_argument("policy", nargs="+", help="policy file, or an MLflow model ref (MODEL@alias, MODEL/version); several allowed")
+    evaluate.add_argument("--warehouse", type=Path, help="for the offline metrics on the policy's held-out episodes")
+    evaluate.add_argument("--episodes", type=int, default=20, help="live pairs")
+    evaluate.add_argument("--spec", default="nightly", help="generation spec the live configurations are drawn from")
+    evaluate.add_argument("--batch-seed", type=int, default=7_700_001, help="seed the live configurations are drawn from")
+    evaluate.add_argument("--workers", type=int, default=1, help="parallel worker processes for the live episodes (default 1)")
+    evaluate.add_argument("--null-orders", type=int, default=1,
+                          help="fresh data orders the heuristic reruns on: the null control behind the noise floor (default 1)")
+    evaluate.add_argument("--replicate", type=int, default=0, metavar="K",
+                          help="rerun every pair on K fresh data orders; a win counts only if it holds there too (default 0)")
+    evaluate.add_argument("--references", default="",
+                          help="reference controllers judged on the same pairs, comma-separated (e.g. never,fixed:conv_heavy@6)")
+    evaluate.add_argument("--out", type=Path, default=Path("var/evaluations"), help="folder for the reports (default var/evaluations)")
+    evaluate.add_argument("--promote", action="store_true", help="move the champion alias if the candidate is better")
+    tracking_args(evaluate)
+    evaluate.set_defaults(func=run_evaluate)
+
+
 
     h = subparsers.add_parser(
         "headroom",
@@ -35,6 +62,46 @@ def register(subparsers) -> None:
     h.add_argument("--report-only", action="store_true",
                    help="run no episode: report on those already in --out (a study in progress; incomplete pairs are left out)")
     h.set_defaults(func=run_headroom)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..policies.cli import NoTrackingStore, first_line, tracker_from_args
+    from .harness import EvaluationConfig, evaluate_policies
+
+    tracker, policies, versions = None, {}, {}
+    for ref in args.policy:
+        if Path(ref).exists():
+            policies[Path(ref).name] = Path(ref)
+            continue
+        try:
+            tracker = tracker or tracker_from_args(args, read_only=True)
+            name, versions[name], policies[name] = tracker.fetch_policy(ref, args.out / "policies")
+        except NoTrackingStore as exc:
+            print(f"tamiyo evaluate: {ref}: not a file, and {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
+            print(f"tamiyo evaluate: {ref}: not a file, and MLflow says: {first_line(exc)}", file=sys.stderr)
+            return 2
+    references = tuple(r.strip() for r in args.references.split(",") if r.strip())
+    try:
+        from ..controllers import reference_controller
+
+        for name in references:
+            reference_controller(name)  # an unknown name fails here, before any episode runs
+        config = EvaluationConfig(episodes=args.episodes, spec=args.spec, batch_seed=args.batch_seed, workers=args.workers,
+                                  null_orders=args.null_orders, replicate=args.replicate, references=references)  # fmt: skip
+        evaluations = evaluate_policies(policies, args.warehouse, args.out, config,
+                                        compare=len(policies) > 1 or bool(references))  # fmt: skip
+    except ValueError as exc:
+        print(f"tamiyo evaluate: {exc}", file=sys.stderr)
+        return 2
+    for evaluation in evaluations:
+        print(f"report: {evaluation.paths['markdown']} and {evaluation.paths['html']}")
+        if evaluation.name in versions:
+            _, why = tracker.judge(versions[evaluation.name], evaluation.live.summary(), promote=args.promote)
+            if args.promote:
+                print(f"{evaluation.name}: {why}")
+    return 0
 
 
 def run_headroom(args: argparse.Namespace) -> int:

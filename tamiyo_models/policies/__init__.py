@@ -28,6 +28,8 @@ _EXPORTS = {
     "load_policy_file": "saved",
     "save_policy": "saved",
     "policy_controller": "serving",
+    "OfflineMetrics": "offline_metrics",
+    "evaluate_offline": "offline_metrics",
 }
 __all__ = sorted(_EXPORTS)
 

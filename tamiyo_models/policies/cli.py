@@ -1,4 +1,4 @@
-"""`tamiyo train`, `tamiyo evaluate` and `tamiyo lineage`: policies without the Dagster UI.
+"""`tamiyo train` and `tamiyo lineage`: policies without the Dagster UI (`tamiyo evaluate` is evaluation/cli.py).
 
 `register(subparsers)` adds the subcommands to the main `tamiyo` parser; each sets `func(args) -> int`.
 Heavy imports (torch, mlflow) happen inside the commands, so `tamiyo --help` stays fast.
@@ -13,7 +13,7 @@ from pathlib import Path
 FEATURE_SETS = ("base", "base+telemetry", "base+lifecycle", "full")  # as features.FEATURE_SETS, without importing it
 
 
-def _tracking_args(parser: argparse.ArgumentParser) -> None:
+def tracking_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlflow-root", default="var/mlflow", help="sqlite file + artifacts folder (default var/mlflow)")
     parser.add_argument("--tracking-uri", help="any MLflow tracking URI instead of the local sqlite default")
     parser.add_argument("--experiment", default="tamiyo-policies", help="MLflow experiment (default tamiyo-policies)")
@@ -48,36 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0, help="seed of the episode split and of training (default 0)")
     train.add_argument("--out", type=Path, default=Path("var/policies"), help="folder for the policy file (default var/policies)")
     train.add_argument("--no-mlflow", action="store_true", help="do not track the run in MLflow")
-    _tracking_args(train)
+    tracking_args(train)
     train.set_defaults(func=run_train)
-
-    evaluate = subparsers.add_parser(
-        "evaluate",
-        help="evaluate policies offline (held-out episodes) and live (paired episodes vs the heuristic), write reports",
-        description="Each policy is paired with the heuristic on the same live configurations (the heuristic's "
-        "episode is run once per configuration and shared). Several policies also get comparison.md/html side by side.",
-    )
-    evaluate.add_argument("policy", nargs="+", help="policy file, or an MLflow model ref (MODEL@alias, MODEL/version); several allowed")
-    evaluate.add_argument("--warehouse", type=Path, help="for the offline metrics on the policy's held-out episodes")
-    evaluate.add_argument("--episodes", type=int, default=20, help="live pairs")
-    evaluate.add_argument("--spec", default="nightly", help="generation spec the live configurations are drawn from")
-    evaluate.add_argument("--batch-seed", type=int, default=7_700_001, help="seed the live configurations are drawn from")
-    evaluate.add_argument("--workers", type=int, default=1, help="parallel worker processes for the live episodes (default 1)")
-    evaluate.add_argument("--null-orders", type=int, default=1,
-                          help="fresh data orders the heuristic reruns on: the null control behind the noise floor (default 1)")
-    evaluate.add_argument("--replicate", type=int, default=0, metavar="K",
-                          help="rerun every pair on K fresh data orders; a win counts only if it holds there too (default 0)")
-    evaluate.add_argument("--references", default="",
-                          help="reference controllers judged on the same pairs, comma-separated (e.g. never,fixed:conv_heavy@6)")
-    evaluate.add_argument("--out", type=Path, default=Path("var/evaluations"), help="folder for the reports (default var/evaluations)")
-    evaluate.add_argument("--promote", action="store_true", help="move the champion alias if the candidate is better")
-    _tracking_args(evaluate)
-    evaluate.set_defaults(func=run_evaluate)
 
     lineage = subparsers.add_parser("lineage", help="print a model's chain: version -> run -> dataset -> raw runs -> parent")
     lineage.add_argument("model", help="MODEL@alias, MODEL/version or MODEL (latest)")
     lineage.add_argument("--runs", type=int, default=5, help="raw runs to list per model")
-    _tracking_args(lineage)
+    tracking_args(lineage)
     lineage.set_defaults(func=run_lineage)
 
 
@@ -85,7 +62,7 @@ class NoTrackingStore(Exception):
     pass
 
 
-def _tracker(args, read_only: bool = False):
+def tracker_from_args(args, read_only: bool = False):
     """The MLflow tracker. A command that only reads (lineage, fetching a model) refuses to create an empty
     store where there is none: in the wrong folder it should say so, not leave var/mlflow behind."""
     from ..tracking import Tracker, TrackingConfig
@@ -115,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
             controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()), labels=args.labels,
             val_fraction=args.val_fraction, split_seed=args.seed, group_by=args.group_by, parent_policy=args.parent,
         )  # fmt: skip
-        tracker = None if args.no_mlflow else _tracker(args)
+        tracker = None if args.no_mlflow else tracker_from_args(args)
         run = train_policy(args.warehouse, config, args.out, tracker=tracker)
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo train: {exc}", file=sys.stderr)
@@ -124,56 +101,17 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation import EvaluationConfig, evaluate_policies
-
-    tracker, policies, versions = None, {}, {}
-    for ref in args.policy:
-        if Path(ref).exists():
-            policies[Path(ref).name] = Path(ref)
-            continue
-        try:
-            tracker = tracker or _tracker(args, read_only=True)
-            name, versions[name], policies[name] = tracker.fetch_policy(ref, args.out / "policies")
-        except NoTrackingStore as exc:
-            print(f"tamiyo evaluate: {ref}: not a file, and {exc}", file=sys.stderr)
-            return 2
-        except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
-            print(f"tamiyo evaluate: {ref}: not a file, and MLflow says: {_first_line(exc)}", file=sys.stderr)
-            return 2
-    references = tuple(r.strip() for r in args.references.split(",") if r.strip())
-    try:
-        from ..controllers import reference_controller
-
-        for name in references:
-            reference_controller(name)  # an unknown name fails here, before any episode runs
-        config = EvaluationConfig(episodes=args.episodes, spec=args.spec, batch_seed=args.batch_seed, workers=args.workers,
-                                  null_orders=args.null_orders, replicate=args.replicate, references=references)  # fmt: skip
-        evaluations = evaluate_policies(policies, args.warehouse, args.out, config,
-                                        compare=len(policies) > 1 or bool(references))  # fmt: skip
-    except ValueError as exc:
-        print(f"tamiyo evaluate: {exc}", file=sys.stderr)
-        return 2
-    for evaluation in evaluations:
-        print(f"report: {evaluation.paths['markdown']} and {evaluation.paths['html']}")
-        if evaluation.name in versions:
-            _, why = tracker.judge(versions[evaluation.name], evaluation.live.summary(), promote=args.promote)
-            if args.promote:
-                print(f"{evaluation.name}: {why}")
-    return 0
-
-
 def run_lineage(args: argparse.Namespace) -> int:
     from ..tracking import format_lineage
 
     try:
-        chain = _tracker(args, read_only=True).lineage(args.model)
+        chain = tracker_from_args(args, read_only=True).lineage(args.model)
     except Exception as exc:  # an unknown model or alias is an MlflowException: say it plainly
-        print(f"tamiyo lineage: {_first_line(exc)}", file=sys.stderr)
+        print(f"tamiyo lineage: {first_line(exc)}", file=sys.stderr)
         return 2
     print(format_lineage(chain, args.runs))
     return 0
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -85,7 +85,7 @@ def train_policy(
     identical to one of them, or to the parent, is not registered as a new model version."""
     import polars as pl
 
-    from ..evaluation.offline import evaluate_offline, load_legal_actions
+    from .offline_metrics import evaluate_offline, load_legal_actions
     from .data import frame_digest, load_decisions, raw_runs, split_episodes
     from .imitation import train_imitation
     from .reward_weighted import weighted_training_set

@@ -6,7 +6,7 @@
     current_snapshot(warehouse_file)         the published snapshot: Parquet by table, views, manifest (snapshot.py)
     export_parquet(warehouse_file, out_dir)  every table as one Parquet file (store.py)
 
-Tables and views: warehouse/schema.sql and warehouse/views.sql; how-to: docs/warehouse.md. No dagster here:
+Tables and views: tamiyo_models/warehouse/sql/schema.sql and views.sql; how-to: docs/warehouse.md. No dagster here:
 the Dagster assets in assets/warehouse.py are thin wrappers around these functions.
 
 Names are imported lazily, so `tamiyo --help` (which imports warehouse.cli) does not pay for polars, duckdb

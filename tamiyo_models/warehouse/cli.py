@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a read-only SQL query on the warehouse's snapshot",
         description="Run SQL on a read-only connection (writes are refused) to the snapshot published after the "
         "last write, so it answers while an ingestion runs; how fresh it is goes to stderr. Tables and views: "
-        "warehouse/schema.sql, warehouse/views.sql; saved queries: warehouse/queries/*.sql.",
+        "tamiyo_models/warehouse/sql/schema.sql and views.sql; saved queries (--saved NAME): sql/queries/*.sql.",
     )
     sql.add_argument("--warehouse", type=Path, required=True,
                      help="DuckDB warehouse file; queries read its published snapshot unless --live")
@@ -54,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     sql.add_argument("--format", choices=SQL_FORMATS, default="table", help="output format (default table)")
     sql.add_argument("--file", type=Path, help="run the query in this .sql file")
-    sql.add_argument("query", nargs="?", help="SQL text (or use --file)")
+    sql.add_argument("--saved", metavar="NAME",
+                     help="run a saved query shipped with the package (e.g. best_episodes; --saved list names them)")
+    sql.add_argument("query", nargs="?", help="SQL text (or use --file / --saved)")
     sql.set_defaults(func=run_sql_command)
 
     export = subparsers.add_parser("export", help="write every warehouse table to Parquet files")
@@ -128,11 +130,21 @@ def _first_line(exc: BaseException) -> str:
 
 
 def run_sql_command(args: argparse.Namespace) -> int:
-    from .store import WarehouseBusy, format_result, run_sql
+    from .store import WarehouseBusy, format_result, run_sql, saved_queries
 
-    if (args.file is None) == (args.query is None):
-        print("tamiyo sql: give either a query or --file QUERY.sql", file=sys.stderr)
+    if sum(x is not None for x in (args.file, args.query, args.saved)) != 1:
+        print("tamiyo sql: give one of a query, --file QUERY.sql or --saved NAME", file=sys.stderr)
         return 2
+    if args.saved is not None:
+        queries = saved_queries()
+        if args.saved == "list":
+            for name, path in queries.items():
+                print(f"{name}: {path.read_text().splitlines()[0].removeprefix('-- Purpose: ')}")
+            return 0
+        if args.saved not in queries:
+            print(f"tamiyo sql: no saved query {args.saved!r}; saved: {', '.join(queries)}", file=sys.stderr)
+            return 2
+        args.file = queries[args.saved]
     try:
         text = args.file.read_text() if args.file else args.query
     except OSError as exc:

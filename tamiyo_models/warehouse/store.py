@@ -21,15 +21,21 @@ import polars as pl
 
 from .snapshot import Snapshot, connect_snapshot, current_snapshot, publish_snapshot
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "warehouse"  # warehouse/schema.sql, views.sql, queries/
+# Shipped inside the package, so a non-editable install can open a warehouse: schema.sql, views.sql, queries/.
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 SQL_FORMATS = ("table", "csv", "json")
 
 
 def sql_file(name: str) -> Path:
     path = SQL_DIR / name
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the warehouse SQL lives in the repository's warehouse/ folder")
+        raise FileNotFoundError(f"{path} is missing: the warehouse SQL ships in tamiyo_models/warehouse/sql/ (a broken install?)")
     return path
+
+
+def saved_queries() -> dict[str, Path]:
+    """The saved analyses shipped with the package, by name (best_episodes, ...)."""
+    return {p.stem: p for p in sorted((SQL_DIR / "queries").glob("*.sql"))}
 
 
 def open_warehouse(path: str | Path) -> duckdb.DuckDBPyConnection:

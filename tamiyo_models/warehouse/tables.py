@@ -1,6 +1,6 @@
 """Column names and polars dtypes of every warehouse table, in one place.
 
-`warehouse/schema.sql` holds the DuckDB definitions (with a comment on every column); this module holds the
+`sql/schema.sql` holds the DuckDB definitions (with a comment on every column); this module holds the
 same columns as polars dtypes, because ingestion builds polars frames, validates them with pandera and inserts
 them by name. `tests/test_warehouse_schema.py` checks that the two agree, so neither can drift alone.
 

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 
 from ..actions import COARSE_ACTIONS, FINE_ACTIONS, FINE_INDEX
-from ..policies.data import arrays
-from ..policies.metrics import balanced_accuracy, confusion_matrix, distribution, per_class_accuracy
+from .data import arrays
+from .metrics import balanced_accuracy, confusion_matrix, distribution, per_class_accuracy
 
 COARSE_OF_FINE = np.array([COARSE_ACTIONS.index(a.split("_")[0]) for a in FINE_ACTIONS])
 
@@ -54,8 +54,8 @@ def evaluate_offline(model, feature_names: tuple[str, ...], frame: pl.DataFrame)
     legal set is known (`load_decisions_with_legal`); without it every action counts as legal."""
     import torch
 
-    from ..policies.imitation import predict_heads
-    from ..policies.network import fine_log_scores
+    from .imitation import predict_heads
+    from .network import fine_log_scores
 
     data = arrays(frame, feature_names)
     if hasattr(model, "heads"):  # the imitation network: its coarse head is what it was selected on
@@ -87,7 +87,7 @@ def evaluate_offline(model, feature_names: tuple[str, ...], frame: pl.DataFrame)
 
 def load_legal_actions(warehouse_path, run_ids) -> pl.DataFrame:
     """(run_id, step, legal_actions) of the given runs, to join onto a decision frame."""
-    from ..policies.data import _quote
+    from .data import _quote
     from ..warehouse import query
 
     ids = ", ".join(_quote(r) for r in sorted(set(run_ids)))
