@@ -21,17 +21,29 @@ class CoverageAssetConfig(dg.Config):
     model_dir: str = "var/coverage"  # the saved k-means abstraction and the holes file the generator reads
 
 
-@dg.asset(
-    deps=["steps", "observations", "branches"],
+_COVERAGE_DEPS = ["steps", "observations", "branches"]
+
+
+@dg.multi_asset(
+    name="counterfactual_coverage",
     group_name=GROUP,
-    kinds={"duckdb", "sklearn"},
     pool="duckdb_writer",
-    description="Share of abstract states (k-means clusters) where at least two actions each have >= m "
-    "samples, with per-cluster action outcomes; tables coverage_clusters, coverage_actions, coverage_summary.",
+    specs=[
+        dg.AssetSpec("counterfactual_coverage", deps=_COVERAGE_DEPS, kinds={"sklearn"},
+                     description="The coverage report: share of abstract states (k-means clusters) where at least "
+                     "two actions each have >= m samples, with per-cluster action outcomes (Markdown/HTML)."),
+        dg.AssetSpec("coverage_clusters", deps=_COVERAGE_DEPS, kinds={"duckdb"},
+                     description="Warehouse table: one row per abstract state, its actions and whether it is covered."),
+        dg.AssetSpec("coverage_actions", deps=_COVERAGE_DEPS, kinds={"duckdb"},
+                     description="Warehouse table: per cluster and action, the samples and their outcome over the horizon."),
+        dg.AssetSpec("coverage_summary", deps=_COVERAGE_DEPS, kinds={"duckdb"},
+                     description="Warehouse table: coverage overall and per slice (controller, dataset, date, branch)."),
+        dg.AssetSpec("coverage_holes", deps=_COVERAGE_DEPS, kinds={"file"},
+                     description="holes.json: the clusters with a single action tried, where the next night's "
+                     "generation forks branch runs (read by generated_runs when its spec branches)."),
+    ],  # fmt: skip
 )
-def counterfactual_coverage(
-    context: dg.AssetExecutionContext, config: CoverageAssetConfig, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+def counterfactual_coverage(context: dg.AssetExecutionContext, config: CoverageAssetConfig, warehouse: WarehouseResource):
     run_config = CoverageRunConfig.from_settings(
         abstraction=config.abstraction, k=config.k, feature_set=config.feature_set, min_samples=config.min_samples,
         action_level=config.action_level, horizon=config.horizon, out_dir=config.out_dir, model_dir=config.model_dir,
@@ -39,9 +51,12 @@ def counterfactual_coverage(
     run = analyse_warehouse(warehouse.path, run_config, title=f"warehouse {warehouse.path}")
     with warehouse.write() as con:
         store_coverage(con, run, context.run_id)
+        rows = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                for name in ("coverage_clusters", "coverage_actions", "coverage_summary")}  # fmt: skip
     s = run.result.summary
     context.log.info(f"coverage {100 * s['coverage_clusters']:.1f}% of {s['clusters']} clusters, {run.states} states")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="counterfactual_coverage",
         metadata={
             "coverage_clusters_pct": round(100 * s["coverage_clusters"], 2),
             "coverage_states_pct": round(100 * s["coverage_states"], 2),
@@ -50,8 +65,13 @@ def counterfactual_coverage(
             "single_action_share_pct": round(100 * s["single_action_share"], 2),
             "report": dg.MetadataValue.path(str(run.files["html"])),
             "summary": dg.MetadataValue.md(run.files["markdown"].read_text().split("![")[0]),
-        }
+        },
     )
+    for name, count in rows.items():
+        yield dg.MaterializeResult(asset_key=name, metadata={"rows": count, "analysis_id": context.run_id})
+    holes = run.files.get("holes")
+    yield dg.MaterializeResult(asset_key="coverage_holes", metadata={
+        "path": dg.MetadataValue.path(str(holes)) if holes else "not written (reference-buckets abstraction)"})
 
 
 class HeadroomAssetConfig(dg.Config):

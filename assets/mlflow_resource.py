@@ -14,8 +14,11 @@ import dagster as dg
 from tamiyo_models.tracking import Tracker, TrackingConfig
 
 
+DEFAULT_MLFLOW_ROOT = "var/mlflow"
+
+
 class MlflowTrackingResource(dg.ConfigurableResource):
-    root: str = os.environ.get("TAMIYO_MLFLOW_ROOT", "var/mlflow")
+    root: str = os.environ.get("TAMIYO_MLFLOW_ROOT", DEFAULT_MLFLOW_ROOT)
     tracking_uri: str | None = os.environ.get("TAMIYO_MLFLOW_URI") or None
     experiment: str = "tamiyo-policies"
 

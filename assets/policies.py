@@ -96,34 +96,67 @@ def _run_metadata(run, prefix: str = "") -> dict:
     }
 
 
-@dg.asset(group_name=GROUP, deps=["steps", "observations", "episodes", "runs"], kinds={"pytorch", "mlflow"})
+POLICY_CHECKS = ("weights_finite", "acts_legally_on_held_out")
+
+
+def _check_specs(asset: str) -> list:
+    return [
+        dg.AssetCheckSpec("weights_finite", asset=asset, description="every floating-point tensor of the policy is finite"),
+        dg.AssetCheckSpec("acts_legally_on_held_out", asset=asset,
+                          description="on the held-out test episodes' states, the policy's distribution is finite, sums "
+                          "to 1, gives illegal actions no probability, and its greedy action is legal"),
+    ]  # fmt: skip
+
+
+def _check_results(runs: dict, warehouse: WarehouseResource) -> list:
+    """The two policy checks over every policy the asset trained (all must pass)."""
+    from tamiyo_models.agents.checks import check_policy_file
+
+    checks = {label: check_policy_file(run.policy_path, warehouse.path, run.test_runs) for label, run in runs.items()}
+    return [
+        dg.AssetCheckResult(check_name="weights_finite", passed=all(c.finite_weights for c in checks.values()),
+                            metadata={label: ", ".join(c.non_finite_tensors) or "all finite" for label, c in checks.items()}),
+        dg.AssetCheckResult(check_name="acts_legally_on_held_out", passed=all(c.acts_legally for c in checks.values()),
+                            metadata={label: f"{c.legal_actions_chosen}/{c.states} legal, {c.valid_distributions} valid distributions"
+                                      for label, c in checks.items()}),
+    ]  # fmt: skip
+
+
+@dg.asset(group_name=GROUP, deps=["steps", "observations", "episodes", "runs"], kinds={"pytorch", "mlflow"},
+          check_specs=_check_specs("phase1_imitation_policy"))  # fmt: skip
 def phase1_imitation_policy(
     context: dg.AssetExecutionContext, config: PolicyTrainingConfig, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
-) -> dg.MaterializeResult:
-    """Phase 1: imitation of the heuristic, class-weighted, selected on balanced accuracy; reported on test episodes."""
+):
+    """Phase 1: imitation of the heuristic, class-weighted, selected on balanced accuracy; reported on test episodes.
+    Its value (what Phase 2 starts from): the policy file and, when registered, its exact model version."""
     tracker = mlflow.tracker()
     run = _train(context, _run_config(config, "phase1"), warehouse, mlflow, tracker, config.out_dir)
-    return dg.MaterializeResult(metadata=_run_metadata(run))
+    model_ref = f"{registered_name('phase1')}/{run.model_version}" if run.model_version else None
+    yield dg.Output({"policy_file": str(run.policy_path), "model_ref": model_ref}, metadata=_run_metadata(run))
+    yield from _check_results({"phase1": run}, warehouse)
 
 
-@dg.asset(group_name=GROUP, deps=[phase1_imitation_policy], kinds={"pytorch", "mlflow"})
+@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, check_specs=_check_specs("phase2_weighted_policy"))
 def phase2_weighted_policy(
-    context: dg.AssetExecutionContext, config: Phase2Config, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
-) -> dg.MaterializeResult:
-    """Phase 2: reward-weighted imitation, one policy per variant (A, B, C), each from the Phase 1 candidate."""
+    context: dg.AssetExecutionContext, config: Phase2Config, warehouse: WarehouseResource, mlflow: MlflowTrackingResource,
+    phase1_imitation_policy: dict,
+):
+    """Phase 2: reward-weighted imitation, one policy per variant (A, B, C), each starting from the policy the
+    Phase 1 asset produced upstream (its registered version, or its file when it was not registered)."""
     from tamiyo_models.policies.reward_weighted import VARIANTS
 
     unknown = sorted(set(config.variants) - set(VARIANTS))
     if unknown or not config.variants:  # said before any variant trains, not after the first
         raise dg.Failure(f"phase2_weighted_policy: variants must be a non-empty subset of A, B, C; got {config.variants}")
-    parent = "tamiyo-phase1-imitation@candidate" if config.start_from_phase1 else None
+    parent = (phase1_imitation_policy.get("model_ref") or phase1_imitation_policy["policy_file"]) if config.start_from_phase1 else None
     tracker = mlflow.tracker()
-    metadata = {"variants": ", ".join(config.variants)}
-    trained, notes = {}, []
+    metadata = {"variants": ", ".join(config.variants), "parent": parent or "none"}
+    trained, notes, runs = {}, [], {}
     for variant in config.variants:
         run = _train(context, _run_config(config, "phase2", parent, variant), warehouse, mlflow, tracker, config.out_dir,
                      compare_with=trained)  # fmt: skip
         trained[f"variant {variant}"] = run.result.model
+        runs[f"variant_{variant}"] = run
         metadata.update(_run_metadata(run, prefix=f"{variant}_"))
         if run.weighting_note:
             notes.append(f"- **{variant}**: {run.weighting_note}")
@@ -131,7 +164,14 @@ def phase2_weighted_policy(
             notes.append(f"- **{variant}** is identical to {run.identical_to}: not registered as a new version")
     if notes:
         metadata["warnings"] = dg.MetadataValue.md("\n".join(notes))
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.Output({label: str(run.policy_path) for label, run in runs.items()}, metadata=metadata)
+    yield from _check_results(runs, warehouse)
+
+
+def registered_name(phase: str) -> str:
+    from tamiyo_models.agents.phases import phase as registered_phase
+
+    return registered_phase(phase).registered_name
 
 
 POLICY_ASSETS = [phase1_imitation_policy, phase2_weighted_policy]

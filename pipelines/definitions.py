@@ -7,6 +7,8 @@ dagster.yaml at the repository root: run `DAGSTER_HOME=$PWD dagster dev` from th
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets.analysis import ANALYSIS_ASSETS
@@ -15,8 +17,10 @@ from assets.policies import POLICY_ASSETS
 from assets.reports import REPORT_ASSETS
 from assets.warehouse import WAREHOUSE_ASSETS
 from pipelines.automation import SCHEDULES, SENSORS
-from assets.mlflow_resource import MlflowTrackingResource
-from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
+from assets.mlflow_resource import DEFAULT_MLFLOW_ROOT, MlflowTrackingResource
+from assets.resources import (
+    DEFAULT_DATASET_ROOT, DEFAULT_RAW_DIR, DEFAULT_WAREHOUSE, DatasetRootResource, RawLandingResource, WarehouseResource,
+)  # fmt: skip
 
 ingest_job = dg.define_asset_job(
     "ingest_raw_runs",
@@ -41,12 +45,22 @@ policies_job = dg.define_asset_job(
 )
 
 
-def resources() -> dict:
+def resources(resolved: bool = False) -> dict:
+    """The resources. Settings come from the environment through dg.EnvVar (so the UI shows where they came
+    from) when the variable is set, else repository-relative defaults; `resolved` gives plain values instead,
+    for code outside a run that prints where things are."""
+
+    def _env(name: str, default: str | None):
+        if not os.environ.get(name):
+            return default
+        return os.environ[name] if resolved else dg.EnvVar(name)
+
     return {
-        "warehouse": WarehouseResource(),
-        "raw_runs": RawLandingResource(),
-        "dataset_root": DatasetRootResource(),
-        "mlflow": MlflowTrackingResource(),
+        "warehouse": WarehouseResource(path=_env("TAMIYO_WAREHOUSE", DEFAULT_WAREHOUSE)),
+        "raw_runs": RawLandingResource(folder=_env("TAMIYO_RAW_DIR", DEFAULT_RAW_DIR)),
+        "dataset_root": DatasetRootResource(root=_env("TAMIYO_DATASET_ROOT", DEFAULT_DATASET_ROOT)),
+        "mlflow": MlflowTrackingResource(root=_env("TAMIYO_MLFLOW_ROOT", DEFAULT_MLFLOW_ROOT),
+                                         tracking_uri=_env("TAMIYO_MLFLOW_URI", None)),
     }
 
 

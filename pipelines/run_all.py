@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 done.set()
                 watcher.join()
-        res = resources()
+        res = resources(resolved=True)
     minutes = (time.perf_counter() - started) / 60
     if not result.success:
         print(f"the run failed after {minutes:.1f} min; see {log_path} and the run {run_id} in the UI (make ui)")
