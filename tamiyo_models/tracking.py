@@ -107,6 +107,33 @@ class Tracker:
     # ----- what a training run logs --------------------------------------------------------------------
     def log_training(self, run_id: str, result, params: dict, *, dataset_digest: str, dataset_source: str,
                      dataset_name: str, raw_runs: list[dict], dataset_rows: int) -> None:  # fmt: skip
+        """An imitation run (Phases 1 and 2): per-epoch curves, the best epoch, class weights."""
+        curves = []
+        for m in result.history:
+            curves.append({
+                "train_loss": m.train_loss, "val_loss": m.val_loss, "val_balanced_accuracy": m.val_balanced_accuracy,
+                "val_blueprint_accuracy": m.val_blueprint_accuracy, "updates_per_second": m.updates_per_second,
+                **{f"val_accuracy_{k.lower()}": v for k, v in m.val_per_class_accuracy.items()},
+                **{f"val_mix_{k.lower()}": v for k, v in m.val_action_mix.items()},
+            })  # fmt: skip
+        best = result.best
+        summary = {
+            "best_epoch": result.best_epoch, "best_val_balanced_accuracy": best.val_balanced_accuracy,
+            "n_train_decisions": result.n_train, "n_val_decisions": result.n_val,
+            "train_seconds": result.train_seconds, "mean_updates_per_second": result.updates_per_second,
+            **{f"class_weight_{k.lower()}": v for k, v in result.class_weights.items()},
+        }  # fmt: skip
+        self.log_run(run_id, params, curves, summary, dataset_digest=dataset_digest, dataset_source=dataset_source,
+                     dataset_name=dataset_name, raw_runs=raw_runs, dataset_rows=dataset_rows,
+                     steps=[m.epoch for m in result.history])  # fmt: skip
+        self._log_json(run_id, "training/history.json", [m.__dict__ for m in result.history])
+        self._log_json(run_id, "training/val_confusion.json", result.val_confusion.tolist())
+
+    def log_run(self, run_id: str, params: dict, curves: list[dict], summary: dict, *, dataset_digest: str,
+                dataset_source: str, dataset_name: str, raw_runs: list[dict], dataset_rows: int,
+                steps: list[int] | None = None) -> None:  # fmt: skip
+        """Any training run: its parameters, learning curves (one dict of metrics per step), summary metrics, the
+        data set as an MLflow dataset input (name, SHA-256 digest, rows) and the raw runs behind it."""
         import mlflow
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
@@ -116,21 +143,8 @@ class Tracker:
         now = get_current_time_millis()
         flat = {k: str(v)[:6000] for k, v in _flatten(params).items()}
         metrics = []
-        for m in result.history:
-            values = {
-                "train_loss": m.train_loss, "val_loss": m.val_loss, "val_balanced_accuracy": m.val_balanced_accuracy,
-                "val_blueprint_accuracy": m.val_blueprint_accuracy, "updates_per_second": m.updates_per_second,
-                **{f"val_accuracy_{k.lower()}": v for k, v in m.val_per_class_accuracy.items()},
-                **{f"val_mix_{k.lower()}": v for k, v in m.val_action_mix.items()},
-            }  # fmt: skip
-            metrics += [Metric(k, float(v), now, m.epoch) for k, v in values.items() if v == v]  # NaN left out
-        best = result.best
-        summary = {
-            "best_epoch": result.best_epoch, "best_val_balanced_accuracy": best.val_balanced_accuracy,
-            "n_train_decisions": result.n_train, "n_val_decisions": result.n_val,
-            "train_seconds": result.train_seconds, "mean_updates_per_second": result.updates_per_second,
-            **{f"class_weight_{k.lower()}": v for k, v in result.class_weights.items()},
-        }  # fmt: skip
+        for step, values in zip(steps or range(len(curves)), curves):
+            metrics += [Metric(k, float(v), now, int(step)) for k, v in values.items() if v == v]  # NaN left out
         metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v == v]
         params_list = [Param(k, v) for k, v in flat.items()]
         for start in range(0, len(params_list), 100):  # log_batch takes at most 100 params / 1000 metrics
@@ -144,8 +158,6 @@ class Tracker:
         mlflow.log_input(dataset, context="training", tags={"rows": str(dataset_rows), "sha256": dataset_digest})
         self.client.set_tag(run_id, "tamiyo.dataset_sha256", dataset_digest)
         self._log_json(run_id, RAW_RUNS_ARTIFACT, raw_runs)
-        self._log_json(run_id, "training/history.json", [m.__dict__ for m in result.history])
-        self._log_json(run_id, "training/val_confusion.json", result.val_confusion.tolist())
 
     def log_policy(self, run_id: str, policy_file: str | Path, model, input_example, phase: str, variant: str = "") -> str:
         """Log the policy file and the MLflow model, register it for the phase, alias it `candidate` (and, for

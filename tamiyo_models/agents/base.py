@@ -114,6 +114,10 @@ class PolicyModule(nn.Module):
         raise NotImplementedError
 
     # ----- shared behaviour ---------------------------------------------------------------------------
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Unmasked scores (what MLflow's pyfunc flavour serves)."""
+        return self.raw_logits(obs)
+
     def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """[N, A] scores in FINE_ACTIONS order, -inf on illegal actions."""
         return mask_logits(self.raw_logits(obs), mask)

@@ -30,6 +30,7 @@ _BUILTIN_NETWORK_MODULES = {
     "q-network": "tamiyo_models.agents.networks",
     "mlp-actor": "tamiyo_models.agents.networks",
     "actor-critic": "tamiyo_models.agents.networks",
+    "bcq": "tamiyo_models.offline_rl.bcq",
 }
 
 

@@ -36,8 +36,11 @@ class LearnedPolicyController(Controller):
         greedy: bool = True,
         temperature: float = 1.0,
         metadata: dict | None = None,
+        masked_score: Callable[[Sequence[float], Sequence[bool]], Sequence[float]] | None = None,
     ):
-        self.score, self.feature_names = score, tuple(feature_names)
+        # masked_score(features, legal): scores with -inf where the policy itself rules an action out (illegal,
+        # or outside a support constraint); when given it is what the controller acts on.
+        self.score, self.feature_names, self.masked_score = score, tuple(feature_names), masked_score
         self.name, self.greedy, self.temperature = name, greedy, temperature
         self.metadata = metadata or {}
 
@@ -51,7 +54,11 @@ class LearnedPolicyController(Controller):
         }
 
     def probabilities(self, observation: Observation) -> tuple[float, ...]:
-        scores = list(self.score([observation.features[n] for n in self.feature_names]))
+        values = [observation.features[n] for n in self.feature_names]
+        if self.masked_score is not None:
+            scores = list(self.masked_score(values, observation.legal))
+        else:
+            scores = list(self.score(values))
         legal_scores = [s / self.temperature for s, ok in zip(scores, observation.legal) if ok]
         top = max(legal_scores)
         weights = [math.exp(s / self.temperature - top) if ok else 0.0 for s, ok in zip(scores, observation.legal)]

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-FEATURE_SETS = ("base", "base+telemetry", "base+lifecycle", "full")  # as features.FEATURE_SETS, without importing it
+FEATURE_SETS = ("base", "base+telemetry", "base+lifecycle", "base+lifecycle+task", "full")  # as features.FEATURE_SETS, without importing it
 
 
 def tracking_args(parser: argparse.ArgumentParser) -> None:
@@ -22,19 +22,34 @@ def tracking_args(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
-        help="train a Phase 1 (imitation) or Phase 2 (reward-weighted) policy from the warehouse",
-        description="Decisions come from the warehouse (SQL), split by episode; the policy is saved as one file "
-        "and, unless --no-mlflow, tracked in MLflow and registered as `candidate` for its phase.",
+        help="train a Phase 1 (imitation), Phase 2 (reward-weighted) or Phase 3 (offline RL) policy from the warehouse",
+        description="Decisions come from the warehouse (SQL), split by episode (Phase 3: by episode family, a parent "
+        "with its branches); the policy is saved as one file and, unless --no-mlflow, tracked in MLflow and "
+        "registered as `candidate` for its phase (Phase 2 and 3: `candidate-<variant or algorithm>`).",
     )
     train.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file to read decisions from")
-    train.add_argument("--phase", choices=("phase1", "phase2"), default="phase1",
-                       help="phase1: imitation (default); phase2: reward-weighted, from a --parent")  # fmt: skip
+    train.add_argument("--phase", choices=("phase1", "phase2", "phase3"), default="phase1",
+                       help="phase1: imitation (default); phase2: reward-weighted, from a --parent; phase3: offline RL")  # fmt: skip
+    train.add_argument("--algorithm", choices=("cql", "iql", "bcq"), default="cql",
+                       help="phase 3: discrete CQL (default), IQL (expectile V, advantage-weighted actor) or BCQ")
+    train.add_argument("--updates", type=int, default=20_000, help="phase 3: gradient updates (default 20000)")
+    train.add_argument("--alpha", type=float, default=1.0, help="phase 3 CQL: weight of the conservative term (default 1)")
+    train.add_argument("--tau", type=float, default=0.7, help="phase 3 IQL: expectile of V (default 0.7)")
+    train.add_argument("--awr-beta", type=float, default=3.0, help="phase 3 IQL: inverse temperature of the actor's weights (default 3)")
+    train.add_argument("--bcq-threshold", type=float, default=0.3, help="phase 3 BCQ: support threshold (default 0.3)")
+    train.add_argument("--reward-scale", type=float, default=0.1, help="phase 3: rewards (pp) are multiplied by this (default 0.1)")
+    train.add_argument("--regimes", default="", help="phase 3: comma-separated arena regimes to learn from (default all)")
+    train.add_argument("--held-out", type=float, default=0.2,
+                       help="phase 3: share of episode families for checkpoint selection and the off-policy report (default 0.2)")
     train.add_argument("--variant", choices=("A", "B", "C"), default="A", help="phase 2: A episode weights, B decision weights, C filter")
     train.add_argument("--threshold", type=float, help="phase 2 C: keep episodes with final accuracy >= this (pp)")
-    train.add_argument("--parent", help="phase 2: start from this policy (file, or MLflow MODEL@alias / MODEL/version)")
-    train.add_argument("--feature-set", choices=FEATURE_SETS, default="base+lifecycle",
-                       help="base+lifecycle (default: the heuristic reads seed_total_improvement, outside base), base, base+telemetry, full")
-    train.add_argument("--controllers", default="heuristic", help="comma-separated controller kinds to imitate")
+    train.add_argument("--parent", help="phase 2: start from this policy; phase 3: IQL's initial actor and the lineage "
+                       "parent (a file, or MLflow MODEL@alias / MODEL/version)")
+    train.add_argument("--feature-set", choices=FEATURE_SETS, default=None,
+                       help="phase 1 and 2 default base+lifecycle (the heuristic reads seed_total_improvement, outside "
+                       "base); phase 3 default base+lifecycle+task (the task tells regimes apart); also base, base+telemetry, full")
+    train.add_argument("--controllers", default=None,
+                       help="comma-separated controller kinds to learn from (phase 1 and 2 default: heuristic; phase 3: all)")
     train.add_argument("--epochs", type=int, default=150, help="training epochs; the best on validation is kept (default 150)")
     train.add_argument("--batch-size", type=int, default=256, help="decisions per gradient step (default 256)")
     train.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 0.001)")
@@ -77,6 +92,8 @@ def tracker_from_args(args, read_only: bool = False):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.phase == "phase3":
+        return _run_offline(args)
     from .imitation import ImitationConfig
     from .network import NetworkConfig
     from .reward_weighted import RewardWeightingConfig
@@ -85,15 +102,40 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         config = PolicyRunConfig(
             phase=args.phase,
-            imitation=ImitationConfig(feature_set=args.feature_set, epochs=args.epochs, batch_size=args.batch_size,
+            imitation=ImitationConfig(feature_set=args.feature_set or "base+lifecycle", epochs=args.epochs, batch_size=args.batch_size,
                                       learning_rate=args.lr, beta=args.beta, seed=args.seed,
                                       network=NetworkConfig(one_hot_categorical=not args.ordinal_stage)),
             weighting=RewardWeightingConfig(variant=args.variant, threshold=args.threshold),
-            controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()), labels=args.labels,
+            controllers=tuple(c.strip() for c in (args.controllers or "heuristic").split(",") if c.strip()), labels=args.labels,
             val_fraction=args.val_fraction, split_seed=args.seed, group_by=args.group_by, parent_policy=args.parent,
         )  # fmt: skip
         tracker = None if args.no_mlflow else tracker_from_args(args)
         run = train_policy(args.warehouse, config, args.out, tracker=tracker)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"tamiyo train: {exc}", file=sys.stderr)
+        return 2
+    print(f"policy: {run.policy_path}")
+    return 0
+
+
+def _run_offline(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..offline_rl.workflow import OfflineRunConfig, train_offline
+
+    split = lambda text: tuple(x.strip() for x in (text or "").split(",") if x.strip())  # noqa: E731
+    try:
+        base = OfflineRunConfig()
+        config = OfflineRunConfig(
+            algorithm=args.algorithm, feature_set=args.feature_set or "base+lifecycle+task",
+            behaviours=split(args.controllers), regimes=split(args.regimes), held_out=args.held_out, split_seed=args.seed,
+            parent_policy=args.parent,
+            cql=dataclasses.replace(base.cql, alpha=args.alpha, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
+            iql=dataclasses.replace(base.iql, tau=args.tau, beta=args.awr_beta, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
+            bcq=dataclasses.replace(base.bcq, threshold=args.bcq_threshold, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
+        )  # fmt: skip
+        tracker = None if args.no_mlflow else tracker_from_args(args)
+        run = train_offline(args.warehouse, config, args.out, tracker=tracker)
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo train: {exc}", file=sys.stderr)
         return 2

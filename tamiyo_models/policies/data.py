@@ -87,14 +87,9 @@ def load_decisions(
 
 def raw_runs(warehouse_path: str | Path, run_ids: list[str]) -> pl.DataFrame:
     """The raw runs behind a training set, with their generation configuration (for lineage)."""
-    from ..warehouse import query
+    from ..warehouse import lineage_runs
 
-    ids = ", ".join(_quote(r) for r in sorted(set(run_ids)))
-    return query(
-        warehouse_path,
-        f"SELECT run_id, source_file, content_sha256, controller_kind, dataset, seed, config_json "
-        f"FROM runs WHERE run_id IN ({ids}) ORDER BY run_id",
-    )
+    return lineage_runs(warehouse_path, run_ids)
 
 
 def frame_digest(frame: pl.DataFrame, feature_set: str) -> str:

@@ -25,12 +25,19 @@ def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None
         with torch.no_grad():
             return model.raw_logits(torch.tensor([list(features)], dtype=torch.float32))[0].tolist()
 
+    def masked_score(features, legal):
+        # The module's own masked logits, exactly as it acted in training and off-policy evaluation.
+        with torch.no_grad():
+            x = torch.tensor([list(features)], dtype=torch.float32)
+            return model.logits(x, torch.tensor([list(legal)], dtype=torch.bool))[0].tolist()
+
     metadata = {k: v for k, v in payload["metadata"].items() if isinstance(v, (str, int, float, bool))}
     return LearnedPolicyController(
         score,
         payload["feature_names"],
         name=name or f"policy:{Path(path).name}",
         greedy=greedy,
+        masked_score=masked_score,
         metadata={"policy_file": str(Path(path).resolve()), "format": payload["format"], "algorithm": payload.get("algorithm"),
                   "phase": payload.get("phase"), **metadata},
     )

@@ -29,6 +29,7 @@ _EXPORTS = {
     "connect_snapshot": "snapshot",
     "current_snapshot": "snapshot",
     "export_parquet": "store",
+    "lineage_runs": "store",
     "open_warehouse": "store",
     "publish_snapshot": "snapshot",
     "query": "store",

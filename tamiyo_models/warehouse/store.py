@@ -182,3 +182,14 @@ def table_counts(path: str | Path, *, live: bool = False) -> dict[str, int]:
 
     with connect(path, live=live) as con:
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ALL_TABLES}
+
+
+def lineage_runs(path: str | Path, run_ids) -> pl.DataFrame:
+    """The raw runs behind a training set, with their generation configuration (what a training run records
+    as its lineage, so a policy can be traced back to the episodes it learned from)."""
+    ids = ", ".join("'" + str(r).replace("'", "''") + "'" for r in sorted(set(run_ids)))
+    return query(
+        path,
+        f"SELECT run_id, source_file, content_sha256, controller_kind, dataset, seed, config_json "
+        f"FROM runs WHERE run_id IN ({ids}) ORDER BY run_id",
+    )

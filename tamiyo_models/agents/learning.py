@@ -1,0 +1,81 @@
+"""What every learner shares (offline RL, off-policy evaluation, online RL): the transition dataset as tensors,
+minibatches from a seeded generator, and masked maxima / log-sum-exps that never let an illegal action in.
+
+Rewards are the environment's (the validation accuracy change that followed each action, in pp), scaled by
+`reward_scale` so values stay near 1; gamma defaults to 1, because the objective is the final accuracy of an
+episode, which is the undiscounted sum of its rewards (a discount would favour early gains over the final one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..transitions.dataset import TransitionDataset
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Tensors:
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminal: torch.Tensor  # 1.0 where the episode ended (no bootstrap); truncations bootstrap
+    legal: torch.Tensor
+    next_legal: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def batch(self, size: int, generator: torch.Generator) -> "Tensors":
+        idx = torch.randint(len(self), (size,), generator=generator)
+        return Tensors(*(getattr(self, f)[idx] for f in ("obs", "actions", "rewards", "next_obs", "terminal", "legal", "next_legal")))
+
+
+def tensors(data: TransitionDataset, reward_scale: float = 1.0) -> Tensors:
+    next_legal = data.next_legal.copy()
+    # A final state has no decision; its legal set only matters where we bootstrap, which we never do there.
+    # WAIT stands in so masked maxima stay finite.
+    next_legal[~next_legal.any(axis=1), 0] = True
+    return Tensors(
+        obs=torch.as_tensor(data.observations, dtype=torch.float32),
+        actions=torch.as_tensor(data.actions, dtype=torch.long),
+        rewards=torch.as_tensor(data.rewards * reward_scale, dtype=torch.float32),
+        next_obs=torch.as_tensor(data.next_observations, dtype=torch.float32),
+        terminal=torch.as_tensor(data.terminated, dtype=torch.float32),
+        legal=torch.as_tensor(data.legal, dtype=torch.bool),
+        next_legal=torch.as_tensor(next_legal, dtype=torch.bool),
+    )
+
+
+def masked_max(q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(max over legal actions, its argmax)."""
+    values, index = q.masked_fill(~mask, NEG_INF).max(dim=-1)
+    return values, index
+
+
+def masked_logsumexp(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(q.masked_fill(~mask, NEG_INF), dim=-1)
+
+
+def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for t, s in zip(target.parameters(), source.parameters()):
+            t.lerp_(s, tau)
+
+
+def fit_encoders(obs: np.ndarray, *modules) -> None:
+    """Fit the normaliser of every module's feature encoder on the training observations (only)."""
+    for module in modules:
+        encoder = getattr(module, "encoder", None)
+        if encoder is not None:
+            encoder.fit(obs)
+
+
+def optimiser(params, lr: float) -> torch.optim.Optimizer:
+    # fused/foreach AdamW: one kernel for all parameters instead of one per tensor (small MLPs on one thread)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0, foreach=True)

@@ -1,0 +1,120 @@
+"""Discrete Batch-Constrained Q-learning (Fujimoto et al. 2019): Q-learning restricted to the actions the data
+makes plausible. The simple support-constrained bar CQL and IQL must clear.
+
+A behaviour model G(a|s) is fitted by cross-entropy on the logged actions; an action counts as supported in s
+when G(a|s) / max_legal G(.|s) > threshold. Targets and the policy maximise Q over supported legal actions only:
+
+    y = r + gamma (1 - terminal) Q_target(s', argmax_{a' supported and legal in s'} Q(s', a'))
+
+At threshold 0 it is (double) Q-learning over legal actions; near 1 it is behaviour cloning.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..agents.base import PolicyModule, categorical_columns, mask_logits
+from ..agents.networks import QNetwork
+from ..transitions.dataset import TransitionDataset
+from ..agents.learning import NEG_INF, fit_encoders, masked_max, optimiser, soft_update, tensors
+from .cql import OfflineResult
+from .selection import CheckpointKeeper
+
+
+@dataclass(frozen=True)
+class BCQConfig:
+    threshold: float = 0.3
+    hidden: tuple[int, ...] = (256, 256)
+    learning_rate: float = 3e-4
+    batch_size: int = 256
+    updates: int = 20_000
+    gamma: float = 1.0
+    reward_scale: float = 0.1
+    target_tau: float = 0.005
+    checkpoints: int = 5
+    seed: int = 0
+    layer_norm: bool = True
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+
+class BCQPolicy(PolicyModule):
+    """Q over the supported legal actions: unsupported or illegal actions score -inf."""
+
+    kind = "bcq"
+
+    def __init__(self, q: QNetwork, behaviour: QNetwork, threshold: float):
+        super().__init__()
+        self.q, self.behaviour, self.threshold = q, behaviour, threshold
+
+    def supported(self, obs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        probs = torch.softmax(mask_logits(self.behaviour.raw_logits(obs), mask), dim=-1)
+        keep = probs / probs.max(dim=-1, keepdim=True).values > self.threshold
+        return keep if mask is None else keep & mask.to(torch.bool)
+
+    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q.raw_logits(obs).masked_fill(~self.supported(obs, None), NEG_INF)
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # Support is judged among the legal actions: the most plausible legal action is always supported.
+        return self.q.raw_logits(obs).masked_fill(~self.supported(obs, mask), NEG_INF)
+
+    def q_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits(obs, mask)
+
+    def spec(self) -> dict:
+        return {"q": self.q.spec(), "behaviour": self.behaviour.spec(), "threshold": self.threshold}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "BCQPolicy":
+        return cls(QNetwork.from_spec(spec["q"]), QNetwork.from_spec(spec["behaviour"]), float(spec["threshold"]))
+
+
+def train_bcq(train: TransitionDataset, config: BCQConfig = BCQConfig(), *, selector=None, log=print) -> OfflineResult:
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    t = tensors(train, config.reward_scale)
+    cats = categorical_columns(train.feature_names)
+    q = QNetwork(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
+    g = QNetwork(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
+    fit_encoders(train.observations, q, g)
+    policy = BCQPolicy(q, g, config.threshold)
+    target = copy.deepcopy(q)
+    opt = optimiser([*q.parameters(), *g.parameters()], config.learning_rate)
+    keeper = CheckpointKeeper(selector, log)
+    every = max(1, config.updates // max(1, config.checkpoints))
+    chunk, sums, losses = max(1, config.updates // 10), {"td": 0.0, "bc": 0.0}, []
+    started = time.perf_counter()
+    for update in range(1, config.updates + 1):
+        b = t.batch(config.batch_size, generator)
+        with torch.no_grad():
+            allowed = policy.supported(b.next_obs, b.next_legal)
+            _, best_next = masked_max(q.raw_logits(b.next_obs), allowed)
+            y = b.rewards + config.gamma * (1.0 - b.terminal) * target.raw_logits(b.next_obs).gather(-1, best_next[:, None]).squeeze(-1)
+        td = torch.nn.functional.mse_loss(q.raw_logits(b.obs).gather(-1, b.actions[:, None]).squeeze(-1), y)
+        bc = torch.nn.functional.cross_entropy(mask_logits(g.raw_logits(b.obs), b.legal), b.actions)
+        loss = td + bc
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        soft_update(target, q, config.target_tau)
+        sums["td"] += float(td.detach())
+        sums["bc"] += float(bc.detach())
+        if update % chunk == 0:
+            losses.append({k: s / chunk for k, s in sums.items()})
+            sums = dict.fromkeys(sums, 0.0)
+        if update % every == 0 or update == config.updates:
+            keeper.offer(update, policy)
+    seconds = time.perf_counter() - started
+    best = keeper.best()
+    policy.load_state_dict(best.state)
+    policy.eval()
+    log(f"BCQ threshold {config.threshold}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); "
+        f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
+    return OfflineResult(policy, "bcq", config.to_dict(), best.update, [(c.update, c.estimate) for c in keeper.checkpoints],
+                         losses, config.updates / seconds)  # fmt: skip

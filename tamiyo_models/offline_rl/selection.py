@@ -1,0 +1,51 @@
+"""Checkpoint selection for offline learners: an off-policy estimate on held-out episode families, never the
+learner's own Q-values (the reference system picked the checkpoint with the largest Q it predicted for itself,
+and so selected its most over-optimistic one).
+
+At each checkpoint the learner's greedy policy is evaluated by FQE on transitions of families it never trained
+on; the checkpoint with the highest estimate wins. Without held-out data the last checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..ope.fqe import FQEConfig, fit_fqe
+from ..transitions.dataset import TransitionDataset
+
+
+@dataclass
+class Checkpoint:
+    update: int
+    estimate: float  # FQE value of the greedy policy on held-out starts (pp); nan without held-out data
+    state: dict = field(repr=False, default_factory=dict)
+
+
+def fqe_selector(held_out: TransitionDataset | None, config: FQEConfig = FQEConfig(updates=1_500)) -> Callable | None:
+    """A function module -> FQE estimate on `held_out` (None: no selection data)."""
+    if held_out is None or len(held_out) == 0:
+        return None
+
+    def estimate(module) -> float:
+        return fit_fqe(module, held_out, config).value
+
+    return estimate
+
+
+class CheckpointKeeper:
+    def __init__(self, selector: Callable | None, log=None):
+        self.selector, self.log = selector, log
+        self.checkpoints: list[Checkpoint] = []
+
+    def offer(self, update: int, module) -> None:
+        estimate = self.selector(module) if self.selector else float("nan")
+        self.checkpoints.append(Checkpoint(update, estimate, copy.deepcopy(module.state_dict())))
+        if self.log:
+            self.log(f"checkpoint at update {update}: held-out FQE estimate {estimate:+.2f} pp")
+        module.train()
+
+    def best(self) -> Checkpoint:
+        scored = [c for c in self.checkpoints if c.estimate == c.estimate]
+        return max(scored, key=lambda c: c.estimate) if scored else self.checkpoints[-1]
