@@ -1,4 +1,5 @@
-"""Policies stage: Phase 1 imitation and Phase 2 reward-weighted imitation, trained from the warehouse tables.
+"""Policies stage: Phase 1 imitation, Phase 2 reward-weighted imitation and Phase 3 offline RL, trained from the
+warehouse tables.
 
 Thin wrappers around `tamiyo_models.policies.workflow.train_policy`: read config, call the library, attach
 metadata. Each run is an MLflow child run under the Dagster run's parent run, registered as `candidate`.
@@ -174,4 +175,84 @@ def registered_name(phase: str) -> str:
     return registered_phase(phase).registered_name
 
 
-POLICY_ASSETS = [phase1_imitation_policy, phase2_weighted_policy]
+
+
+class Phase3Config(dg.Config):
+    # Each algorithm is its own MLflow child run and registered version, aliased `candidate-<algorithm>`; the
+    # report evaluates them live beside Phase 1 and 2 on the same paired episodes.
+    algorithms: list[str] = ["cql", "iql", "bcq"]
+    feature_set: str = "base+lifecycle+task"
+    regimes: list[str] = []  # empty: every regime's transitions (and runs outside regimes)
+    updates: int = 5_000
+    alpha: float = 0.1  # CQL: in reward units x 0.1, action values differ by a few hundredths; 1.0 copies the data
+    tau: float = 0.7
+    awr_beta: float = 3.0
+    bcq_threshold: float = 0.3
+    held_out: float = 0.2
+    start_from_phase1: bool = True  # IQL's actor starts as the Phase 1 policy (when it reads the same features)
+    seed: int = 0
+    out_dir: str = POLICY_DIR
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, check_specs=_check_specs("phase3_offline_policy"))
+def phase3_offline_policy(
+    context: dg.AssetExecutionContext, config: Phase3Config, warehouse: WarehouseResource, mlflow: MlflowTrackingResource,
+    phase1_imitation_policy: dict,
+):
+    """Phase 3: offline RL (discrete CQL, IQL, BCQ) on every controller's transitions and branch runs, each
+    checkpoint chosen by FQE on held-out episode families; the off-policy report per algorithm."""
+    import dataclasses
+
+    from tamiyo_models.offline_rl.workflow import ALGORITHMS, OfflineRunConfig, train_offline
+
+    unknown = sorted(set(config.algorithms) - set(ALGORITHMS))
+    if unknown or not config.algorithms:
+        raise dg.Failure(f"phase3_offline_policy: algorithms must be a non-empty subset of {', '.join(ALGORITHMS)}; got {config.algorithms}")
+    parent = (phase1_imitation_policy.get("model_ref") or phase1_imitation_policy["policy_file"]) if config.start_from_phase1 else None
+    tracker = mlflow.tracker()
+    base = OfflineRunConfig()
+    runs, metadata = {}, {"algorithms": ", ".join(config.algorithms), "parent": parent or "none"}
+    for algorithm in config.algorithms:
+        run_config = OfflineRunConfig(
+            algorithm=algorithm, feature_set=config.feature_set, regimes=tuple(config.regimes), held_out=config.held_out,
+            split_seed=config.seed, parent_policy=parent,
+            cql=dataclasses.replace(base.cql, alpha=config.alpha, updates=config.updates, seed=config.seed),
+            iql=dataclasses.replace(base.iql, tau=config.tau, beta=config.awr_beta, updates=config.updates, seed=config.seed),
+            bcq=dataclasses.replace(base.bcq, threshold=config.bcq_threshold, updates=config.updates, seed=config.seed),
+        )  # fmt: skip
+        run = train_offline(warehouse.path, run_config, config.out_dir, tracker=tracker,
+                            parent_run_id=mlflow.parent_run_id(context, tracker),
+                            tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info)  # fmt: skip
+        runs[algorithm] = run
+        metadata.update({
+            f"{algorithm}_policy_file": dg.MetadataValue.path(str(run.policy_path)),
+            f"{algorithm}_model_version": run.model_version, f"{algorithm}_selected_update": run.result.selected_update,
+            f"{algorithm}_updates_per_second": round(run.result.updates_per_second),
+            f"{algorithm}_dataset_sha256": run.dataset_digest,
+        })  # fmt: skip
+        if run.ope:
+            metadata[f"{algorithm}_heldout_fqe_pp"] = round(run.ope["fqe"]["value"], 3)
+    yield dg.Output({algorithm: str(run.policy_path) for algorithm, run in runs.items()}, metadata=metadata)
+    yield from _phase3_checks(runs, warehouse)
+
+
+def _phase3_checks(runs: dict, warehouse: WarehouseResource) -> list:
+    from tamiyo_models.agents.checks import check_policy_file
+
+    checks = {name: check_policy_file(run.policy_path, warehouse.path, _held_out_runs(run.policy_path)) for name, run in runs.items()}
+    return [
+        dg.AssetCheckResult(check_name="weights_finite", passed=all(c.finite_weights for c in checks.values()),
+                            metadata={n: ", ".join(c.non_finite_tensors) or "all finite" for n, c in checks.items()}),
+        dg.AssetCheckResult(check_name="acts_legally_on_held_out", passed=all(c.acts_legally for c in checks.values()),
+                            metadata={n: f"{c.legal_actions_chosen}/{c.states} legal, {c.valid_distributions} valid distributions"
+                                      for n, c in checks.items()}),
+    ]  # fmt: skip
+
+
+def _held_out_runs(policy_path) -> list[str]:
+    from tamiyo_models.agents.saved import load_policy
+
+    return list(load_policy(policy_path)[1]["metadata"].get("held_out_runs") or [])
+
+
+POLICY_ASSETS = [phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy]

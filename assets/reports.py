@@ -1,13 +1,15 @@
-"""Reports stage: the policy evaluation report. Every candidate (Phase 1 and each Phase 2 variant) is evaluated
-offline on its held-out episodes and live against the heuristic on the same paired episodes; the reports and a
-side-by-side comparison are attached to the asset's metadata and to each policy's MLflow run; each champion
-alias moves only when the live evaluation says so.
+"""Reports stage: the policy evaluation report and the off-policy report. Every candidate (Phase 1, each Phase 2
+variant, each Phase 3 algorithm: whatever the phase registry lists) is evaluated offline on its held-out
+episodes and live against the heuristic on the same paired episodes, beside reference controllers and the null
+control's noise floor; the reports and a side-by-side comparison are attached to the asset's metadata and to
+each policy's MLflow run; each champion alias moves only when the live evaluation says so. The off-policy
+report estimates the same policies from logged data alone and says how far that estimate agreed with live.
 (No `from __future__ import annotations`: Dagster reads the config annotations at runtime.)
 """
 
 import dagster as dg
 
-from assets.policies import phase1_imitation_policy, phase2_weighted_policy
+from assets.policies import phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy
 from assets.mlflow_resource import MlflowTrackingResource
 from assets.resources import WarehouseResource
 
@@ -15,17 +17,21 @@ GROUP = "reports"
 
 
 class EvaluationRunConfig(dg.Config):
-    # Empty: every current candidate (Phase 1's `candidate`, Phase 2's `candidate-a/-b/-c`); or MLflow refs.
+    # Empty: every current candidate of every registered phase (Phase 1's `candidate`, Phase 2's and 3's
+    # `candidate-<variant>`); or MLflow refs.
     models: list[str] = []
     episodes: int = 20  # live pairs, shared by every model
     spec: str = "nightly"
     batch_seed: int = 7_700_001  # must differ from the training batches' seeds (checked per episode seed)
     workers: int = 1
+    references: list[str] = ["never", "fixed:conv_heavy@3"]  # judged on the same pairs: the bars to clear
+    null_orders: int = 1  # the heuristic rerun on fresh data orders: the noise floor beside every difference
+    replicate: int = 0  # K fresh data orders for every pair; a champion then needs the win on both
     out_dir: str = "var/reports"
     promote: bool = True
 
 
-@dg.asset(group_name=GROUP, deps=[phase1_imitation_policy, phase2_weighted_policy], kinds={"mlflow"})
+@dg.asset(group_name=GROUP, deps=[phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy], kinds={"mlflow"})
 def policy_evaluation_report(
     context: dg.AssetExecutionContext, config: EvaluationRunConfig, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
 ) -> dg.MaterializeResult:
@@ -45,7 +51,8 @@ def policy_evaluation_report(
     for ref in refs:
         name, version, policies[name] = tracker.fetch_policy(ref, out / "policies")
         versions[name] = (ref, version)
-    evaluation = EvaluationConfig(episodes=config.episodes, spec=config.spec, batch_seed=config.batch_seed, workers=config.workers)
+    evaluation = EvaluationConfig(episodes=config.episodes, spec=config.spec, batch_seed=config.batch_seed, workers=config.workers,
+                                  references=tuple(config.references), null_orders=config.null_orders, replicate=config.replicate)  # fmt: skip
     results = evaluate_policies(policies, warehouse.path, out, evaluation, log=context.log.info,
                                 titles={name: f"Evaluation of {name} ({ref})" for name, (ref, _) in versions.items()})  # fmt: skip
     metadata, decisions, rows = {}, [], []
@@ -98,4 +105,51 @@ def summary_table(rows) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-REPORT_ASSETS = [policy_evaluation_report]
+class OffPolicyReportConfig(dg.Config):
+    models: list[str] = []  # empty: every current candidate
+    references: list[str] = ["never", "fixed:conv_heavy@3"]
+    regimes: list[str] = []  # empty: every transition in the warehouse
+    updates: int = 3_000  # FQE updates per policy
+    out_dir: str = "var/reports/ope"
+    live_comparison: str = "var/reports/comparison.json"  # the evaluation report's, for the calibration
+
+
+@dg.asset(group_name=GROUP, deps=[policy_evaluation_report], kinds={"pytorch"})
+def off_policy_report(
+    context: dg.AssetExecutionContext, config: OffPolicyReportConfig, warehouse: WarehouseResource, mlflow: MlflowTrackingResource
+) -> dg.MaterializeResult:
+    """FQE, PDWIS and WDR of every candidate and reference controller from the warehouse's transitions, beside
+    the heuristic's; calibrated against the live report (rank correlation, error in pp) when it exists."""
+    import json
+    from pathlib import Path
+
+    from tamiyo_models.ope.fqe import FQEConfig
+    from tamiyo_models.ope.report import calibration, off_policy_table, write_ope_report
+    from tamiyo_models.tracking import candidate_refs
+    from tamiyo_models.transitions.dataset import load_transitions
+
+    tracker = mlflow.tracker()
+    out = Path(config.out_dir)
+    policies = {}
+    for ref in list(config.models) or candidate_refs(tracker):
+        name, _, path = tracker.fetch_policy(ref, out / "policies")
+        policies[name] = path
+    policies.update({name: name for name in config.references})
+    data = load_transitions(warehouse.path, "full", regimes=tuple(config.regimes) or None)
+    rows = off_policy_table(policies, data, FQEConfig(updates=config.updates), log=context.log.info)
+    live = {}
+    comparison = Path(config.live_comparison)
+    if comparison.exists():
+        live = {row["name"]: row["live"]["live_mean_difference"] for row in json.loads(comparison.read_text())}
+    paths = write_ope_report(rows, out, title="Off-policy estimates", data_summary=data.summary(), live=live)
+    calib = calibration(rows, live) if live else {}
+    return dg.MaterializeResult(metadata={
+        "report": dg.MetadataValue.md(paths["markdown"].read_text()),
+        "report_html": dg.MetadataValue.path(str(paths["html"].resolve())),
+        **{f"{r.name}_fqe_vs_heuristic_pp": round(r.versus_heuristic, 3) for r in rows},
+        **({"calibration_spearman": round(calib["spearman"], 3), "calibration_mean_abs_error_pp": round(calib["mean_abs_error_pp"], 3)}
+           if calib and calib["spearman"] == calib["spearman"] else {}),
+    })  # fmt: skip
+
+
+REPORT_ASSETS = [policy_evaluation_report, off_policy_report]

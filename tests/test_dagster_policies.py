@@ -3,8 +3,8 @@ real MLflow on sqlite in tmp, real live paired episodes; lineage tags carry the 
 
 import dagster as dg
 
-from assets.policies import phase1_imitation_policy, phase2_weighted_policy
-from assets.reports import policy_evaluation_report
+from assets.policies import phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy
+from assets.reports import off_policy_report, policy_evaluation_report
 from assets.mlflow_resource import MlflowTrackingResource
 from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 from policy_fixtures import build_warehouse
@@ -33,11 +33,22 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     run_config = {"ops": {
         "phase1_imitation_policy": {"config": quick},
         "phase2_weighted_policy": {"config": {**quick, "variants": ["B", "C"]}},
-        "policy_evaluation_report": {"config": {"episodes": 2, "spec": str(spec), "out_dir": str(tmp_path / "reports")}},
+        "phase3_offline_policy": {"config": {"algorithms": ["cql"], "updates": 200, "out_dir": str(tmp_path / "policies")}},
+        "policy_evaluation_report": {"config": {"episodes": 2, "spec": str(spec), "out_dir": str(tmp_path / "reports"),
+                                                "references": ["never"]}},
+        "off_policy_report": {"config": {"updates": 100, "references": ["never"], "out_dir": str(tmp_path / "ope"),
+                                         "live_comparison": str(tmp_path / "reports" / "comparison.json")}},
     }}  # fmt: skip
-    result = dg.materialize([phase1_imitation_policy, phase2_weighted_policy, policy_evaluation_report],
-                            resources=resources, run_config=run_config)  # fmt: skip
+    result = dg.materialize([phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy, policy_evaluation_report,
+                             off_policy_report], resources=resources, run_config=run_config)  # fmt: skip
     assert result.success
+    # Phase 3 starts from what the Phase 1 asset produced, and its checks ran on held-out states
+    phase3 = result.asset_materializations_for_node("phase3_offline_policy")[0].metadata
+    assert phase3["parent"].value.startswith("tamiyo-phase1-imitation/") and phase3["cql_model_version"].value
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"weights_finite": True, "acts_legally_on_held_out": True}
+    ope = result.asset_materializations_for_node("off_policy_report")[0].metadata
+    assert "phase3_cql" in ope["report"].value or "tamiyo-phase3-offline" in ope["report"].value
     phase1 = result.asset_materializations_for_node("phase1_imitation_policy")[0].metadata
     assert 0 <= phase1["val_balanced_accuracy"].value <= 1
     phase2_meta = result.asset_materializations_for_node("phase2_weighted_policy")[0].metadata
@@ -47,7 +58,7 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     # The asset page's table: one row per candidate, four short columns, rounded numbers, no image to break.
     text = report["report"].value
     rows = [line for line in text.splitlines() if line.startswith("| phase")]
-    assert [r.split(" | ")[0] for r in rows] == ["| phase1", "| phase2_B", "| phase2_C"]
+    assert [r.split(" | ")[0] for r in rows] == ["| phase1", "| phase2_B", "| phase2_C", "| phase3_cql"]
     assert "vs heuristic" in text and "![" not in text and max(len(line) for line in text.splitlines()) <= 80
     floats = {k: v.value for k, v in report.items() if isinstance(v.value, float)}
     assert floats and {k: v for k, v in floats.items() if v == v and round(v, 4) != v} == {}  # no 16-digit floats (NaN: a class absent)

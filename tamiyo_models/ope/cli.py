@@ -1,0 +1,65 @@
+"""`tamiyo ope`: off-policy estimates of saved policies and reference controllers from the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    o = subparsers.add_parser(
+        "ope",
+        help="estimate policies' values from logged data alone: FQE, and PDWIS / WDR where the behaviour drew at random",
+        description="Fit FQE for each policy (policy files of any phase, and reference controllers by name) on the "
+        "warehouse's transitions, with per-decision weighted importance sampling and weighted doubly robust "
+        "estimates on the episodes whose behaviour drew its actions at random (elsewhere: 'not identified'). "
+        "Every estimate stands beside the heuristic's; with --live, beside the live paired results too.",
+    )
+    o.add_argument("policy", nargs="*", help="policy files (any phase)")
+    o.add_argument("--warehouse", type=Path, required=True, help="the DuckDB warehouse (its read snapshot)")
+    o.add_argument("--references", default="never", help="reference controllers by name, comma-separated (default never)")
+    o.add_argument("--regimes", default="", help="only transitions of these arena regimes (comma-separated)")
+    o.add_argument("--behaviours", default="", help="only transitions of these controllers (labels or kinds)")
+    o.add_argument("--updates", type=int, default=4_000, help="FQE gradient updates per policy (default 4000)")
+    o.add_argument("--live", type=Path, help="a comparison.json of `tamiyo evaluate`: adds the live paired results "
+                   "and the calibration (rank correlation, error in pp)")
+    o.add_argument("--out", type=Path, default=Path("var/reports/ope"), help="report folder (default var/reports/ope)")
+    o.set_defaults(func=run_ope)
+
+
+def run_ope(args: argparse.Namespace) -> int:
+    from ..transitions.dataset import load_transitions
+    from .fqe import FQEConfig
+    from .report import off_policy_table, write_ope_report
+
+    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) or None  # noqa: E731
+    policies = {}
+    for path in args.policy:
+        if not Path(path).exists():
+            print(f"tamiyo ope: no policy file {path}", file=sys.stderr)
+            return 2
+        policies[Path(path).name] = path
+    for name in split(args.references) or ():
+        policies[name] = name
+    live = {}
+    if args.live:
+        try:
+            live = {row["name"]: row["live"]["live_mean_difference"] for row in json.loads(args.live.read_text())}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"tamiyo ope: {args.live}: not a comparison.json of tamiyo evaluate ({exc})", file=sys.stderr)
+            return 2
+    try:
+        from ..controllers import reference_controller
+
+        for name in split(args.references) or ():
+            reference_controller(name)
+        data = load_transitions(args.warehouse, "full", behaviours=split(args.behaviours), regimes=split(args.regimes))
+        rows = off_policy_table(policies, data, FQEConfig(updates=args.updates), log=print)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"tamiyo ope: {exc}", file=sys.stderr)
+        return 2
+    paths = write_ope_report(rows, args.out, title="Off-policy estimates", data_summary=data.summary(), live=live)
+    print(f"report: {paths['markdown']} and {paths['html']}")
+    return 0

@@ -1,0 +1,158 @@
+"""The off-policy report: FQE, PDWIS and WDR for any set of policies (saved policy files of any phase, and
+reference controllers by name) on the same logged transitions, each beside the heuristic's own estimate;
+and, where a live paired evaluation of the same policies exists, how far the off-policy numbers can be trusted
+(rank correlation across policies, error in pp).
+
+Estimates are in pp of *validation* accuracy gained over an episode (the reward's units); a difference between
+a policy's estimate and the heuristic's is what a live paired evaluation measures on the validation split. Live
+results are scored on the test split; the gap between the two splits is part of what the calibration shows.
+
+Reference controllers act on feature vectors here, without their per-episode state: the heuristic's blueprint
+round-robin always starts at its first blueprint, so its off-policy value is that of a heuristic that always
+grafts its first blueprint (live, it cycles).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..actions import FINE_ACTIONS
+from ..agents.base import PolicyModule
+from .fqe import FQEConfig, fit_fqe, policy_probabilities
+from .importance import estimate_is
+
+
+class ControllerPolicy(PolicyModule):
+    """A controller (heuristic, fixed schedule, random, ...) seen as a policy over feature vectors: its logits
+    are the log of the distribution it draws from (one-hot for a deterministic controller)."""
+
+    kind = "controller"
+
+    def __init__(self, controller, feature_names):
+        super().__init__()
+        self.controller, self.feature_names = controller, tuple(feature_names)
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        from ..controllers import Observation
+
+        out = torch.full((len(obs), len(FINE_ACTIONS)), float("-inf"))
+        legal = torch.ones_like(out, dtype=torch.bool) if mask is None else mask.bool()
+        for i, (row, ok) in enumerate(zip(obs.tolist(), legal.tolist())):
+            self.controller.reset(np.random.default_rng(i))
+            decision = self.controller.decide(Observation({}, dict(zip(self.feature_names, row)), tuple(ok)))
+            probs = torch.tensor(decision.probabilities)
+            out[i] = torch.where(probs > 0, probs.log(), out[i])
+        return out
+
+    def raw_logits(self, obs):
+        return self.logits(obs, None)
+
+
+@dataclass
+class OPERow:
+    name: str
+    kind: str  # policy file or reference controller
+    fqe: float
+    fqe_low: float
+    fqe_high: float
+    versus_heuristic: float  # fqe - the heuristic's fqe (pp of validation accuracy)
+    pdwis: dict = field(default_factory=dict)
+    wdr: dict = field(default_factory=dict)
+    greedy: bool = True
+
+
+def _policies(policies: dict, feature_names) -> dict:
+    """name -> (PolicyModule, its feature names, greedy?, kind)."""
+    from ..agents.saved import load_policy
+    from ..controllers import build_controller, reference_controller
+
+    out = {}
+    for name, what in policies.items():
+        if isinstance(what, (str, Path)) and Path(what).exists():
+            module, payload = load_policy(what)
+            out[name] = (module, tuple(payload["feature_names"]), True, "policy file")
+        else:
+            controller = build_controller(reference_controller(str(what)))
+            out[name] = (ControllerPolicy(controller, feature_names), tuple(feature_names), False, "reference controller")
+    return out
+
+
+def off_policy_table(policies: dict, data, config: FQEConfig = FQEConfig(), log=print) -> list[OPERow]:
+    """Every policy (name -> policy file or reference name) estimated on `data` (a TransitionDataset with the
+    "full" feature set); the heuristic is always estimated too, as the baseline of every difference."""
+    resolved = _policies({"heuristic": "heuristic", **policies}, data.feature_names)
+    obs, legal = torch.as_tensor(data.observations), torch.as_tensor(data.legal)
+    rows = []
+    for name, (module, features, greedy, kind) in resolved.items():
+        index = [data.feature_names.index(n) for n in features]
+        fqe = fit_fqe(module, data, config, policy_features=features, greedy=greedy)
+        interval = fqe.interval()
+        pi = policy_probabilities(module, obs[:, index], legal, greedy).numpy()
+        pi_taken = pi[np.arange(len(data)), data.actions]
+        with torch.no_grad():
+            q = fqe.q_network.raw_logits(obs).masked_fill(~legal, 0.0).numpy() / config.reward_scale
+        estimates = {e.method: e for e in estimate_is(data, pi_taken, gamma=config.gamma, q_taken=q[np.arange(len(data)), data.actions],
+                                                     v=(pi * q).sum(axis=1))}  # fmt: skip
+        rows.append(OPERow(name, kind, fqe.value, interval.low, interval.high, math.nan,
+                           asdict(estimates["PDWIS"]), asdict(estimates["WDR"]), greedy))  # fmt: skip
+        log(f"{name}: FQE {fqe.value:+.2f} pp [{interval.low:+.2f}, {interval.high:+.2f}]; {estimates['PDWIS']}; {estimates['WDR']}")
+    base = rows[0].fqe
+    for row in rows:
+        row.versus_heuristic = row.fqe - base
+    return rows
+
+
+def calibration(rows: list[OPERow], live: dict[str, float]) -> dict:
+    """OPE against live: for the policies with a live paired difference vs the heuristic (name -> pp), the
+    Spearman rank correlation of FQE's difference vs the heuristic with the live one, and the mean absolute
+    error in pp."""
+    from scipy.stats import spearmanr
+
+    pairs = [(r.versus_heuristic, live[r.name]) for r in rows if r.name in live and r.name != "heuristic"]
+    if len(pairs) < 2:
+        return {"policies": len(pairs), "spearman": math.nan, "mean_abs_error_pp": math.nan}
+    ope, measured = map(np.array, zip(*pairs))
+    rho = spearmanr(ope, measured).statistic if np.ptp(ope) > 0 and np.ptp(measured) > 0 else math.nan
+    return {"policies": len(pairs), "spearman": float(rho), "mean_abs_error_pp": float(np.mean(np.abs(ope - measured)))}
+
+
+def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None) -> dict:
+    from ..html_report import markdown_page
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    live = live or {}
+    md = [f"# {title}", "",
+          f"Logged data: {data_summary['transitions']} transitions of {data_summary['episodes']} runs "
+          f"({data_summary['families']} families); {data_summary['stochastic_share']:.0%} of steps were random draws "
+          f"(where importance sampling is identified). Values: pp of validation accuracy gained over an episode; "
+          f"intervals: FQE over episode starts, PDWIS/WDR bootstrap over episodes.", "",
+          "| policy | kind | FQE [interval] | vs heuristic (FQE) | PDWIS | WDR | live vs heuristic (test) |",
+          "|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def fmt(e: dict) -> str:
+        if not e.get("identified"):
+            return "not identified"
+        return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}] (ESS {e['effective_sample_size']:.0f})"
+
+    for r in rows:
+        measured = f"{live[r.name]:+.2f}" if r.name in live else "-"
+        md.append(f"| {r.name} | {r.kind} | {r.fqe:+.2f} [{r.fqe_low:+.2f}, {r.fqe_high:+.2f}] | {r.versus_heuristic:+.2f} | "
+                  f"{fmt(r.pdwis)} | {fmt(r.wdr)} | {measured} |")  # fmt: skip
+    calib = calibration(rows, live) if live else None
+    if calib:
+        md += ["", f"**OPE against live** over {calib['policies']} policies: Spearman rank correlation "
+               f"{calib['spearman']:+.2f}, mean absolute error {calib['mean_abs_error_pp']:.2f} pp."]  # fmt: skip
+    markdown = "\n".join(md) + "\n"
+    (out / "ope.md").write_text(markdown)
+    (out / "ope.html").write_text(markdown_page(markdown, title, out))
+    (out / "ope.json").write_text(json.dumps({"rows": [asdict(r) for r in rows], "calibration": calib, "data": data_summary},
+                                             indent=1, default=str))  # fmt: skip
+    return {"markdown": out / "ope.md", "html": out / "ope.html", "json": out / "ope.json"}
+
