@@ -10,8 +10,6 @@ Prints medians of several runs and the machine they ran on.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -19,20 +17,11 @@ import time
 
 import torch
 
+from _common import machine  # benchmarks/_common.py (the script's folder is on sys.path)
 from tamiyo_models.datasets import DatasetConfig, load_task_data
 from tamiyo_models.episode import EpisodeConfig, run_episode
 from tamiyo_models.generation import generate
 from tamiyo_models.telemetry import TelemetryConfig
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{platform.node()} | {cpu} | {len(os.sched_getaffinity(0))} usable cores | torch {torch.__version__} | Python {platform.python_version()}"
 
 
 def episode_seconds(config: EpisodeConfig, out: str) -> float:

@@ -12,23 +12,11 @@ dependency (`pip install d3rlpy==2.8.1 -c requirements.lock`).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs visible, torch {torch.__version__}, 1 thread, Python {platform.python_version()}"
+from _common import machine  # benchmarks/_common.py (the script's folder is on sys.path)
 
 
 def ours(train, val, updates: int, seed: int):

@@ -63,9 +63,38 @@ def masked_logsumexp(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    with torch.no_grad():  # one fused call for every tensor (a Python loop cost as much as a small update)
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+@dataclass
+class Encoded:
+    """The data set through a network's (fixed) encoder, once: training then runs only the layers after it."""
+
+    obs: torch.Tensor
+    next_obs: torch.Tensor
+
+
+def encode(encoder: torch.nn.Module, t: Tensors) -> Encoded:
     with torch.no_grad():
-        for t, s in zip(target.parameters(), source.parameters()):
-            t.lerp_(s, tau)
+        return Encoded(encoder(t.obs), encoder(t.next_obs))
+
+
+class Accumulator:
+    """Loss parts summed as tensors and read once per reporting chunk (a float() per update is Python overhead)."""
+
+    def __init__(self, *names: str):
+        self.names, self.sums, self.count, self.rows = names, {n: torch.zeros(()) for n in names}, 0, []
+
+    def add(self, **values: torch.Tensor) -> None:
+        for name, value in values.items():
+            self.sums[name] += value.detach()
+        self.count += 1
+
+    def flush(self) -> None:
+        if self.count:
+            self.rows.append({n: float(v) / self.count for n, v in self.sums.items()})
+        self.sums, self.count = {n: torch.zeros(()) for n in self.names}, 0
 
 
 def fit_encoders(obs: np.ndarray, *modules) -> None:

@@ -29,6 +29,11 @@ class QNetwork(PolicyModule):
     def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self.encoder(obs))
 
+    def from_encoded(self, z: torch.Tensor) -> torch.Tensor:
+        """The outputs for features already through the encoder: learners encode their whole data set once,
+        as the encoder's statistics do not move while the weights learn."""
+        return self.net(z)
+
     def q_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return mask_logits(self.raw_logits(obs), mask)
 
@@ -61,6 +66,9 @@ class ValueNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self.encoder(obs)).squeeze(-1)
+
+    def from_encoded(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
 
     def spec(self) -> dict:
         return {"n_features": self.encoder.n_features, "hidden": list(self.hidden),

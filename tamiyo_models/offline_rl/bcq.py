@@ -20,7 +20,7 @@ import torch
 from ..agents.base import PolicyModule, categorical_columns, mask_logits
 from ..agents.networks import QNetwork
 from ..transitions.dataset import TransitionDataset
-from ..agents.learning import NEG_INF, fit_encoders, masked_max, optimiser, soft_update, tensors
+from ..agents.learning import NEG_INF, Accumulator, encode, fit_encoders, masked_max, optimiser, soft_update, tensors
 from .cql import OfflineResult
 from .selection import CheckpointKeeper
 
@@ -83,31 +83,33 @@ def train_bcq(train: TransitionDataset, config: BCQConfig = BCQConfig(), *, sele
     q = QNetwork(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
     g = QNetwork(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
     fit_encoders(train.observations, q, g)
+    z = encode(q.encoder, t)  # Q and the behaviour model fit the same statistics: one encoding serves both
     policy = BCQPolicy(q, g, config.threshold)
     target = copy.deepcopy(q)
     opt = optimiser([*q.parameters(), *g.parameters()], config.learning_rate)
     keeper = CheckpointKeeper(selector, log)
     every = max(1, config.updates // max(1, config.checkpoints))
-    chunk, sums, losses = max(1, config.updates // 10), {"td": 0.0, "bc": 0.0}, []
+    chunk, parts = max(1, config.updates // 10), Accumulator("td", "bc")
+    n = len(t)
     started = time.perf_counter()
     for update in range(1, config.updates + 1):
-        b = t.batch(config.batch_size, generator)
+        idx = torch.randint(n, (config.batch_size,), generator=generator)
+        obs, next_obs, actions, next_legal = z.obs[idx], z.next_obs[idx], t.actions[idx], t.next_legal[idx]
         with torch.no_grad():
-            allowed = policy.supported(b.next_obs, b.next_legal)
-            _, best_next = masked_max(q.raw_logits(b.next_obs), allowed)
-            y = b.rewards + config.gamma * (1.0 - b.terminal) * target.raw_logits(b.next_obs).gather(-1, best_next[:, None]).squeeze(-1)
-        td = torch.nn.functional.mse_loss(q.raw_logits(b.obs).gather(-1, b.actions[:, None]).squeeze(-1), y)
-        bc = torch.nn.functional.cross_entropy(mask_logits(g.raw_logits(b.obs), b.legal), b.actions)
+            probs = torch.softmax(mask_logits(g.from_encoded(next_obs), next_legal), dim=-1)
+            allowed = (probs / probs.max(dim=-1, keepdim=True).values > config.threshold) & next_legal
+            _, best_next = masked_max(q.from_encoded(next_obs), allowed)
+            y = t.rewards[idx] + config.gamma * (1.0 - t.terminal[idx]) * target.from_encoded(next_obs).gather(-1, best_next[:, None]).squeeze(-1)
+        td = torch.nn.functional.mse_loss(q.from_encoded(obs).gather(-1, actions[:, None]).squeeze(-1), y)
+        bc = torch.nn.functional.cross_entropy(mask_logits(g.from_encoded(obs), t.legal[idx]), actions)
         loss = td + bc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         soft_update(target, q, config.target_tau)
-        sums["td"] += float(td.detach())
-        sums["bc"] += float(bc.detach())
+        parts.add(td=td, bc=bc)
         if update % chunk == 0:
-            losses.append({k: s / chunk for k, s in sums.items()})
-            sums = dict.fromkeys(sums, 0.0)
+            parts.flush()
         if update % every == 0 or update == config.updates:
             keeper.offer(update, policy)
     seconds = time.perf_counter() - started
@@ -117,4 +119,4 @@ def train_bcq(train: TransitionDataset, config: BCQConfig = BCQConfig(), *, sele
     log(f"BCQ threshold {config.threshold}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); "
         f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
     return OfflineResult(policy, "bcq", config.to_dict(), best.update, [(c.update, c.estimate) for c in keeper.checkpoints],
-                         losses, config.updates / seconds)  # fmt: skip
+                         parts.rows, config.updates / seconds)  # fmt: skip

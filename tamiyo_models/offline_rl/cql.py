@@ -20,7 +20,7 @@ import torch
 from ..agents.base import categorical_columns
 from ..agents.networks import QNetwork
 from ..transitions.dataset import TransitionDataset
-from ..agents.learning import fit_encoders, masked_logsumexp, masked_max, optimiser, soft_update, tensors
+from ..agents.learning import Accumulator, encode, fit_encoders, masked_logsumexp, masked_max, optimiser, soft_update, tensors
 from .selection import CheckpointKeeper
 
 
@@ -60,33 +60,33 @@ def train_cql(train: TransitionDataset, config: CQLConfig = CQLConfig(), *, sele
     q = QNetwork(len(train.feature_names), config.hidden, categorical=categorical_columns(train.feature_names),
                  layer_norm=config.layer_norm)  # fmt: skip
     fit_encoders(train.observations, q)
+    z = encode(q.encoder, t)  # the target shares the encoder's statistics, so one encoding serves both
     target = copy.deepcopy(q)
     opt = optimiser(q.parameters(), config.learning_rate)
     keeper = CheckpointKeeper(selector, log)
     every = max(1, config.updates // max(1, config.checkpoints))
-    chunk, sums, losses = max(1, config.updates // 10), {"td": 0.0, "cql": 0.0, "q": 0.0}, []
+    chunk, parts = max(1, config.updates // 10), Accumulator("td", "cql", "q")
+    n = len(t)
     started = time.perf_counter()
     for update in range(1, config.updates + 1):
-        b = t.batch(config.batch_size, generator)
+        idx = torch.randint(n, (config.batch_size,), generator=generator)
+        obs, next_obs, actions = z.obs[idx], z.next_obs[idx], t.actions[idx]
         with torch.no_grad():
-            _, best_next = masked_max(q.raw_logits(b.next_obs), b.next_legal)
-            next_q = target.raw_logits(b.next_obs).gather(-1, best_next[:, None]).squeeze(-1)
-            y = b.rewards + config.gamma * (1.0 - b.terminal) * next_q
-        values = q.raw_logits(b.obs)
-        taken = values.gather(-1, b.actions[:, None]).squeeze(-1)
+            _, best_next = masked_max(q.from_encoded(next_obs), t.next_legal[idx])
+            next_q = target.from_encoded(next_obs).gather(-1, best_next[:, None]).squeeze(-1)
+            y = t.rewards[idx] + config.gamma * (1.0 - t.terminal[idx]) * next_q
+        values = q.from_encoded(obs)
+        taken = values.gather(-1, actions[:, None]).squeeze(-1)
         td = torch.nn.functional.mse_loss(taken, y)
-        conservative = (masked_logsumexp(values, b.legal) - taken).mean()
+        conservative = (masked_logsumexp(values, t.legal[idx]) - taken).mean()
         loss = td + config.alpha * conservative
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         soft_update(target, q, config.target_tau)
-        sums["td"] += float(td.detach())
-        sums["cql"] += float(conservative.detach())
-        sums["q"] += float(taken.detach().mean())
+        parts.add(td=td, cql=conservative, q=taken.mean())
         if update % chunk == 0:
-            losses.append({k: v / chunk for k, v in sums.items()})
-            sums = dict.fromkeys(sums, 0.0)
+            parts.flush()
         if update % every == 0 or update == config.updates:
             keeper.offer(update, q)
     seconds = time.perf_counter() - started
@@ -96,4 +96,4 @@ def train_cql(train: TransitionDataset, config: CQLConfig = CQLConfig(), *, sele
     log(f"CQL alpha {config.alpha}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); "
         f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
     return OfflineResult(q, "cql", config.to_dict(), best.update, [(c.update, c.estimate) for c in keeper.checkpoints],
-                         losses, config.updates / seconds)  # fmt: skip
+                         parts.rows, config.updates / seconds)  # fmt: skip

@@ -24,7 +24,7 @@ import torch
 from ..agents.base import PolicyModule, categorical_columns
 from ..agents.networks import MLPActor, QNetwork, ValueNetwork
 from ..transitions.dataset import TransitionDataset
-from ..agents.learning import fit_encoders, optimiser, soft_update, tensors
+from ..agents.learning import Accumulator, encode, fit_encoders, optimiser, soft_update, tensors
 from .cql import OfflineResult
 from .selection import CheckpointKeeper
 
@@ -68,28 +68,31 @@ def train_iql(train: TransitionDataset, config: IQLConfig = IQLConfig(), *, acto
         actor = MLPActor(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
         fit_encoders(train.observations, actor)
     fit_encoders(train.observations, q1, q2, v)
+    z = encode(q1.encoder, t)  # Q1, Q2 and V fit the same statistics on the same data: one encoding serves all
     q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)
     opt_q = optimiser([*q1.parameters(), *q2.parameters()], config.learning_rate)
     opt_v = optimiser(v.parameters(), config.learning_rate)
     opt_a = optimiser(actor.parameters(), config.learning_rate)
     keeper = CheckpointKeeper(selector, log)
     every = max(1, config.updates // max(1, config.checkpoints))
-    chunk, sums, losses = max(1, config.updates // 10), {"v": 0.0, "q": 0.0, "actor": 0.0, "weight": 0.0}, []
+    chunk, parts = max(1, config.updates // 10), Accumulator("v", "q", "actor", "weight")
     actor.train()
+    n = len(t)
     started = time.perf_counter()
     for update in range(1, config.updates + 1):
-        b = t.batch(config.batch_size, generator)
+        idx = torch.randint(n, (config.batch_size,), generator=generator)
+        obs, actions = z.obs[idx], t.actions[idx, None]
         with torch.no_grad():
-            q_target = torch.min(q1_t.raw_logits(b.obs), q2_t.raw_logits(b.obs)).gather(-1, b.actions[:, None]).squeeze(-1)
-        value = v(b.obs)
+            q_target = torch.min(q1_t.from_encoded(obs), q2_t.from_encoded(obs)).gather(-1, actions).squeeze(-1)
+        value = v.from_encoded(obs)
         v_loss = expectile_loss(q_target - value, config.tau)
         opt_v.zero_grad(set_to_none=True)
         v_loss.backward()
         opt_v.step()
 
         with torch.no_grad():
-            y = b.rewards + config.gamma * (1.0 - b.terminal) * v(b.next_obs)
-        q_loss = sum(torch.nn.functional.mse_loss(q.raw_logits(b.obs).gather(-1, b.actions[:, None]).squeeze(-1), y) for q in (q1, q2))
+            y = t.rewards[idx] + config.gamma * (1.0 - t.terminal[idx]) * v.from_encoded(z.next_obs[idx])
+        q_loss = sum(torch.nn.functional.mse_loss(q.from_encoded(obs).gather(-1, actions).squeeze(-1), y) for q in (q1, q2))
         opt_q.zero_grad(set_to_none=True)
         q_loss.backward()
         opt_q.step()
@@ -98,16 +101,14 @@ def train_iql(train: TransitionDataset, config: IQLConfig = IQLConfig(), *, acto
 
         with torch.no_grad():
             weight = torch.exp(config.beta * (q_target - value.detach())).clamp(max=config.max_weight)
-        actor_loss = -(weight * actor.log_prob(b.obs, b.legal, b.actions)).mean()
+        actor_loss = -(weight * actor.log_prob(t.obs[idx], t.legal[idx], t.actions[idx])).mean()
         opt_a.zero_grad(set_to_none=True)
         actor_loss.backward()
         opt_a.step()
 
-        for key, val in (("v", v_loss), ("q", q_loss), ("actor", actor_loss), ("weight", weight.mean())):
-            sums[key] += float(val.detach())
+        parts.add(v=v_loss, q=q_loss, actor=actor_loss, weight=weight.mean())
         if update % chunk == 0:
-            losses.append({k: s / chunk for k, s in sums.items()})
-            sums = dict.fromkeys(sums, 0.0)
+            parts.flush()
         if update % every == 0 or update == config.updates:
             actor.eval()
             keeper.offer(update, actor)
@@ -118,4 +119,4 @@ def train_iql(train: TransitionDataset, config: IQLConfig = IQLConfig(), *, acto
     log(f"IQL tau {config.tau} beta {config.beta}: {config.updates} updates in {seconds:.1f} s "
         f"({config.updates / seconds:.0f}/s); kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
     return OfflineResult(actor, "iql", {**config.to_dict(), "actor_init": "fresh" if fresh_actor else "given"},
-                         best.update, [(c.update, c.estimate) for c in keeper.checkpoints], losses, config.updates / seconds)  # fmt: skip
+                         best.update, [(c.update, c.estimate) for c in keeper.checkpoints], parts.rows, config.updates / seconds)  # fmt: skip

@@ -21,7 +21,7 @@ import torch
 
 from ..agents.base import categorical_columns
 from ..agents.networks import QNetwork
-from ..agents.learning import fit_encoders, optimiser, soft_update, tensors
+from ..agents.learning import Accumulator, encode, fit_encoders, optimiser, soft_update, tensors
 from ..transitions.dataset import TransitionDataset
 
 
@@ -83,25 +83,28 @@ def fit_fqe(policy, data: TransitionDataset, config: FQEConfig = FQEConfig(), *,
         q = QNetwork(len(data.feature_names), config.hidden, categorical=categorical_columns(data.feature_names),
                      layer_norm=config.layer_norm)  # fmt: skip
     fit_encoders(data.observations, q)
+    z = encode(q.encoder, t)
     target = copy.deepcopy(q)
     opt = optimiser(q.parameters(), config.learning_rate)
-    errors, chunk = [], max(1, config.updates // 10)
-    running, started = 0.0, time.perf_counter()
+    chunk, parts = max(1, config.updates // 10), Accumulator("td")
+    # pi is fixed: its expected next value only needs the target's Q, masked, weighted by pi(.|s').
+    next_weights = next_pi.masked_fill(~t.next_legal, 0.0)
+    started = time.perf_counter()
     for update in range(config.updates):
         idx = torch.randint(len(t), (config.batch_size,), generator=generator)
         with torch.no_grad():
-            next_v = (next_pi[idx] * target.raw_logits(t.next_obs[idx]).masked_fill(~t.next_legal[idx], 0.0)).sum(dim=-1)
+            next_v = (next_weights[idx] * target.from_encoded(z.next_obs[idx]).masked_fill(~t.next_legal[idx], 0.0)).sum(dim=-1)
             y = t.rewards[idx] + config.gamma * (1.0 - t.terminal[idx]) * next_v
-        pred = q.raw_logits(t.obs[idx]).gather(-1, t.actions[idx, None]).squeeze(-1)
+        pred = q.from_encoded(z.obs[idx]).gather(-1, t.actions[idx, None]).squeeze(-1)
         loss = torch.nn.functional.mse_loss(pred, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         soft_update(target, q, config.target_tau)
-        running += float(loss.detach())
+        parts.add(td=loss)
         if (update + 1) % chunk == 0:
-            errors.append(running / chunk)
-            running = 0.0
+            parts.flush()
+    errors = [row["td"] for row in parts.rows]
     seconds = time.perf_counter() - started
     starts = episode_starts(data)
     pi0 = policy_probabilities(policy, t.obs[starts][:, index], t.legal[starts], greedy)
