@@ -139,9 +139,11 @@ class PolicyModule(nn.Module):
         return torch.log_softmax(self.logits(obs, mask), dim=-1).gather(-1, actions.long()[:, None]).squeeze(-1)
 
     def entropy(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        logp = torch.log_softmax(self.logits(obs, mask), dim=-1)
-        p = logp.exp()
-        return -(p * torch.where(torch.isfinite(logp), logp, torch.zeros_like(logp))).sum(dim=-1)
+        logits = self.logits(obs, mask)
+        legal = torch.isfinite(logits)
+        # -inf (illegal) zeroed before the product, so no NaN reaches the gradient
+        logp = torch.where(legal, torch.log_softmax(logits, dim=-1), torch.zeros(()))
+        return -(logp.exp() * logp * legal).sum(dim=-1)
 
     @property
     def has_value(self) -> bool:

@@ -34,6 +34,7 @@ import numpy as np
 from ..actions import FINE_ACTIONS, WAIT, Action
 from ..episode import Episode, EpisodeConfig
 from ..features import FEATURE_SETS, feature_bounds
+from ..lifecycle import Stage
 
 ILLEGAL_ACTION_RULES = ("wait", "raise")
 
@@ -76,6 +77,7 @@ class TamiyoEnv(gym.Env):
         self.config: EpisodeConfig | None = None
         self.steps = 0
         self.episode_return = 0.0
+        self.culls_positive = 0  # culls of a seed whose measured contribution was positive (a hacking symptom)
         self.last_transition: dict | None = None  # for wrappers (RecordRawRun): the step just taken
         self._state: tuple[dict, dict, tuple[bool, ...]] | None = None
 
@@ -94,7 +96,7 @@ class TamiyoEnv(gym.Env):
         self.config = config
         self.episode = Episode(config, load_task_data(config.dataset), config.run_id())
         self.episode.measure(initial=True)
-        self.steps, self.episode_return, self.last_transition = 0, 0.0, None
+        self.steps, self.episode_return, self.last_transition, self.culls_positive = 0, 0.0, None, 0
         self._state = self.episode.decision_state()
         return self._observation(), self._info()
 
@@ -113,6 +115,8 @@ class TamiyoEnv(gym.Env):
                 raise ValueError(f"{chosen.fine} is not legal at step {self.steps + 1} (legal: "
                                  f"{', '.join(a for a, ok in zip(FINE_ACTIONS, legal) if ok)})")  # fmt: skip
             chosen = WAIT
+        if chosen.coarse == "CULL" and features.get("seed_contribution", 0.0) > 0:
+            self.culls_positive += 1
         outcome, reward, timing = self.episode.transition(chosen)
         self.steps += 1
         self.episode_return += reward
@@ -128,7 +132,8 @@ class TamiyoEnv(gym.Env):
                                        "final_val_accuracy": self.episode.val_accuracy_history[-1],
                                        "seeds_created": self.episode.seeds_created,
                                        "seeds_fossilized": self.episode.seeds_fossilized,
-                                       "seeds_culled": self.episode.seeds_culled}  # fmt: skip
+                                       "seeds_culled": self.episode.seeds_culled, "culls_positive": self.culls_positive,
+                                       "final_stage": Stage(int(self._state[1]["seed_stage"])).name}  # fmt: skip
         return self._observation(), float(reward), terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
