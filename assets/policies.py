@@ -256,3 +256,48 @@ def _held_out_runs(policy_path) -> list[str]:
 
 
 POLICY_ASSETS = [phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy]
+
+
+class Phase4Config(dg.Config):
+    algorithm: str = "ppo"  # reinforce | a2c | ppo
+    spec: str = "arena"
+    regime: str = ""  # empty: every regime of the spec that can run here
+    episodes: int = 64
+    episodes_per_iteration: int = 4
+    workers: int = 2
+    initial_policy: str = ""  # empty: the newest Phase 1 candidate (tamiyo-phase1-imitation@candidate); "none": fresh
+    record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
+    out_dir: str = POLICY_DIR
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"},
+          check_specs=[dg.AssetCheckSpec("no_reward_hacking", asset="phase4_online_policy",
+                                         description="germinate/cull churn, seeds waiting in TRAINING at the end, "
+                                         "unfinished blends, culls of helping seeds, entropy collapse")])  # fmt: skip
+def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config, mlflow: MlflowTrackingResource):
+    """Phase 4: online RL (REINFORCE, A2C or PPO) in live episodes on worker processes, from the Phase 1 candidate;
+    every rollout episode lands as a raw run. On demand (hundreds of episodes): not part of the nightly job."""
+    from tamiyo_models.online_rl.workflow import OnlineRunConfig, train_online_policy
+
+    import dataclasses
+
+    tracker = mlflow.tracker()
+    initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
+    base = OnlineRunConfig()
+    learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes,
+                                  episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
+    run_config = OnlineRunConfig(algorithm=config.algorithm, spec=config.spec, regime=config.regime or None, workers=config.workers,
+                                 initial_policy=initial, record_dir=config.record_dir or None, **{config.algorithm: learner})  # fmt: skip
+    run = train_online_policy(run_config, config.out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
+                              tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info)  # fmt: skip
+    last = run.history[-1] if run.history else {}
+    yield dg.Output(str(run.policy_path), metadata={
+        "policy_file": dg.MetadataValue.path(str(run.policy_path)), "model_version": run.model_version,
+        "episodes": int(last.get("episodes_used", 0)), "mean_return_last": round(float(last.get("mean_return", 0.0)), 3),
+        "learner_share": round(float(last.get("learner_share", 0.0)), 4),
+    })  # fmt: skip
+    yield dg.AssetCheckResult(check_name="no_reward_hacking", passed=not run.alerts,
+                              metadata={"alerts": "; ".join(run.alerts) or "none"})
+
+
+POLICY_ASSETS = [*POLICY_ASSETS, phase4_online_policy]

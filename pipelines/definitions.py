@@ -22,6 +22,8 @@ from assets.resources import (
     DEFAULT_DATASET_ROOT, DEFAULT_RAW_DIR, DEFAULT_WAREHOUSE, DatasetRootResource, RawLandingResource, WarehouseResource,
 )  # fmt: skip
 
+ON_DEMAND = ("headroom_report", "phase4_online_policy")
+
 ingest_job = dg.define_asset_job(
     "ingest_raw_runs",
     selection=dg.AssetSelection.groups("warehouse"),
@@ -30,8 +32,8 @@ ingest_job = dg.define_asset_job(
 
 everything_job = dg.define_asset_job(
     "nightly",
-    # The headroom report runs hundreds of episodes: a study materialized on demand, not every night.
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("headroom_report"),
+    # The headroom report and online RL run hundreds of episodes: materialized on demand, not every night.
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*ON_DEMAND),
     description="Generate a batch of episodes, ingest them, and run every analysis, training and report downstream "
     "(all but the on-demand headroom study).",
 )
@@ -40,7 +42,7 @@ ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS, *POLICY_A
 
 policies_job = dg.define_asset_job(
     "train_and_evaluate_policies",
-    selection=dg.AssetSelection.groups("policies", "reports"),
+    selection=dg.AssetSelection.groups("policies", "reports") - dg.AssetSelection.assets(*ON_DEMAND),
     description="Retrain the Phase 1 and 2 policies from the warehouse and evaluate them live against the heuristic.",
 )
 

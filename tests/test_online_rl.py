@@ -179,3 +179,33 @@ def test_the_hacking_watch_fires_on_a_policy_trained_against_a_germination_bonus
     heuristic_like = {"germinations_per_episode": 1.0, "culls_per_episode": 0.1, "ended_in_training_share": 0.2,
                       "unfinished_blend_share": 0.1, "positive_culls_per_episode": 0.0, "entropy": 0.5}  # fmt: skip
     assert watch.check(heuristic_like) == []
+
+
+def test_phase4_workflow_records_runs_that_ingest_and_registers_the_policy(tmp_path):
+    """Real TamiyoEnv episodes on 2 worker processes, starting from a saved actor; every rollout lands as a raw run
+    whose propensities are the sampled probabilities; the policy is registered as candidate-ppo."""
+    from tamiyo_models.agents import MLPActor, load_policy, save_policy
+    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.online_rl.ppo import PPOConfig
+    from tamiyo_models.online_rl.workflow import OnlineRunConfig, train_online_policy
+    from tamiyo_models.tracking import Tracker, TrackingConfig
+    from tamiyo_models.warehouse import ingest_folder, query
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "p4"\n[base]\nmax_epochs = 4\ntelemetry = { enabled = false }\n[base.dataset]\nname = "synthetic"\n')
+    features = FEATURE_SETS["base+lifecycle"]
+    initial = save_policy(MLPActor(len(features), (16,)), features, tmp_path / "initial.pt", algorithm="test", phase="phase1")
+    config = OnlineRunConfig(algorithm="ppo", spec=str(spec), workers=2, initial_policy=str(initial), hidden=(16,),
+                             record_dir=str(tmp_path / "raw"), ppo=PPOConfig(episodes=8, episodes_per_iteration=4))  # fmt: skip
+    tracker = Tracker(TrackingConfig(root=str(tmp_path / "mlflow")))
+    run = train_online_policy(config, tmp_path / "out", tracker=tracker, log=lambda *_: None)
+    assert [row["episodes_used"] for row in run.history] == [4, 8] and run.history[0].get("warmup") == 1.0
+    module, payload = load_policy(run.policy_path)
+    assert payload["phase"] == "phase4" and payload["parent"] == str(initial) and module.has_value
+    assert str(tracker.resolve("tamiyo-phase4-online@candidate-ppo").version) == str(run.model_version)
+    summary = ingest_folder(tmp_path / "raw", tmp_path / "w.duckdb")
+    assert summary.runs_loaded == 8, summary.line()
+    steps = query(tmp_path / "w.duckdb", "SELECT s.stochastic, s.propensity, r.controller_kind, r.controller_label "
+                  "FROM steps s JOIN runs r USING (run_id)")  # fmt: skip
+    assert set(steps["controller_kind"]) == {"agent"} and set(steps["controller_label"]) == {"phase4-ppo"}
+    assert steps["propensity"].min() > 0 and steps.filter(steps["stochastic"]).height > 0

@@ -4,7 +4,8 @@ A wrapper rather than part of the environment, so an online learner can play wit
 with every rollout landing in the warehouse's landing folder (and Phase 3 learning from it the next night).
 
 The behaviour distribution: before a step, the agent may say what distribution its action was drawn from
-(`set_behaviour(probabilities)`, or on a vector env `envs.set_attr("next_behaviour", [...])`). Then the step
+(`set_behaviour(probabilities)`, or on a vector env `envs.set_attr("next_behaviour", [...])`, which Gymnasium
+1.0 delivers to the innermost environment: the value is kept on TamiyoEnv, where this wrapper reads it). Then the step
 logs those probabilities, the propensity mu(a|s) of the action taken and `stochastic=True`; without it the
 action is logged as a deterministic choice (one-hot, `stochastic=False`), so off-policy estimators never
 mistake a greedy action for a draw. An illegal action the environment replaced by WAIT is logged as what
@@ -29,14 +30,13 @@ class RecordRawRun(gym.Wrapper):
         super().__init__(env)
         self.out_dir = Path(out_dir)
         self.writer: RawRunWriter | None = None
-        self.next_behaviour = None  # probabilities over FINE_ACTIONS the next action is drawn from
         self.next_reason = ""
         self.results: list[EpisodeResult] = []  # every finished run, in order
         self._started = 0.0
 
     def set_behaviour(self, probabilities, reason: str = "") -> None:
         """The distribution the agent's next action is drawn from (over FINE_ACTIONS, zero on illegal ones)."""
-        self.next_behaviour, self.next_reason = probabilities, reason
+        self.env.unwrapped.next_behaviour, self.next_reason = probabilities, reason
 
     def reset(self, **kwargs):
         self._finish("truncated")  # a reset in the middle of an episode ends it
@@ -52,11 +52,11 @@ class RecordRawRun(gym.Wrapper):
     def step(self, action):
         if self.writer is None:
             raise RuntimeError("call reset() before step()")
-        probabilities, reason = self.next_behaviour, self.next_reason
-        self.next_behaviour, self.next_reason = None, ""
+        base = self.env.unwrapped
+        probabilities, reason = base.next_behaviour, self.next_reason
+        base.next_behaviour, self.next_reason = None, ""
         t0 = time.perf_counter()
         obs, reward, terminated, truncated, info = self.env.step(action)
-        base = self.env.unwrapped
         t = base.last_transition
         record = self._action_record(t, probabilities, reason, base.agent)
         self.writer.write_step(step_record(t["record"], t["features"], record, t["outcome"],

@@ -78,6 +78,8 @@ class TamiyoEnv(gym.Env):
         self.steps = 0
         self.episode_return = 0.0
         self.culls_positive = 0  # culls of a seed whose measured contribution was positive (a hacking symptom)
+        # The distribution the agent's next action is drawn from, when it says (RecordRawRun logs it as mu).
+        self.next_behaviour = None
         self.last_transition: dict | None = None  # for wrappers (RecordRawRun): the step just taken
         self._state: tuple[dict, dict, tuple[bool, ...]] | None = None
 

@@ -95,6 +95,7 @@ def train_online(update: UpdateFn, name: str, envs, agent, config, *, lam: float
     for p in initial.parameters():
         p.requires_grad_(False)
     optimiser = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, foreach=True)
+    agent.eval()
     watch = watch or HackingWatch()
     result = OnlineResult(agent)
     iteration, kl_coef = 0, config.kl_coef
@@ -118,7 +119,8 @@ def train_online(update: UpdateFn, name: str, envs, agent, config, *, lam: float
         critic = agent.value if agent.has_value else None
         batch = build_batch(episodes, critic, gamma=config.gamma, lam=lam, reward_scale=config.reward_scale)
         t0 = time.perf_counter()
-        agent.train()
+        # Updates run in eval mode too: an actor that starts as Phase 1's network has dropout and BatchNorm,
+        # and the probabilities it is updated through must be the ones it drew its actions from.
         if iteration == 0 and config.critic_warmup_epochs > 0 and agent.has_value:
             losses = warm_up_critic(agent, batch, config)
         else:
@@ -147,7 +149,6 @@ def train_online(update: UpdateFn, name: str, envs, agent, config, *, lam: float
             tmp.replace(ckpt)  # a crash while saving leaves the previous checkpoint whole
         if on_iteration:
             on_iteration(row)
-    agent.eval()
     return result
 
 

@@ -68,7 +68,6 @@ def collect_episodes(envs, policy, episodes: int, *, seed: int, generator: torch
     current = [Episode() for _ in range(n_envs)]
     resetting = np.zeros(n_envs, dtype=bool)
     done: list[Episode] = []
-    policy.eval()
     while len(done) < episodes:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         if obs_index is not None:

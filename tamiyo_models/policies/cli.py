@@ -27,11 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with its branches); the policy is saved as one file and, unless --no-mlflow, tracked in MLflow and "
         "registered as `candidate` for its phase (Phase 2 and 3: `candidate-<variant or algorithm>`).",
     )
-    train.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file to read decisions from")
-    train.add_argument("--phase", choices=("phase1", "phase2", "phase3"), default="phase1",
-                       help="phase1: imitation (default); phase2: reward-weighted, from a --parent; phase3: offline RL")  # fmt: skip
-    train.add_argument("--algorithm", choices=("cql", "iql", "bcq"), default="cql",
-                       help="phase 3: discrete CQL (default), IQL (expectile V, advantage-weighted actor) or BCQ")
+    train.add_argument("--warehouse", type=Path, help="DuckDB warehouse file to read decisions from (phases 1-3)")
+    train.add_argument("--phase", choices=("phase1", "phase2", "phase3", "phase4"), default="phase1",
+                       help="phase1: imitation (default); phase2: reward-weighted, from a --parent; phase3: offline RL; "
+                       "phase4: online RL in live episodes")  # fmt: skip
+    train.add_argument("--algorithm", choices=("cql", "iql", "bcq", "reinforce", "a2c", "ppo"), default=None,
+                       help="phase 3: cql (default), iql or bcq; phase 4: ppo (default), a2c or reinforce")
+    train.add_argument("--episodes", type=int, default=64,
+                       help="phase 4: the budget in episodes, the critic's warm-up included (default 64)")
+    train.add_argument("--episodes-per-iteration", type=int, default=4, help="phase 4: episodes per update (default 4)")
+    train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
+    train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
+    train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
+    train.add_argument("--record-dir", default="var/raw",
+                       help="phase 4: landing folder the rollouts are written to as raw runs ('' for none; default var/raw)")
     train.add_argument("--updates", type=int, default=20_000, help="phase 3: gradient updates (default 20000)")
     train.add_argument("--alpha", type=float, default=1.0, help="phase 3 CQL: weight of the conservative term (default 1)")
     train.add_argument("--tau", type=float, default=0.7, help="phase 3 IQL: expectile of V (default 0.7)")
@@ -43,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="phase 3: share of episode families for checkpoint selection and the off-policy report (default 0.2)")
     train.add_argument("--variant", choices=("A", "B", "C"), default="A", help="phase 2: A episode weights, B decision weights, C filter")
     train.add_argument("--threshold", type=float, help="phase 2 C: keep episodes with final accuracy >= this (pp)")
-    train.add_argument("--parent", help="phase 2: start from this policy; phase 3: IQL's initial actor and the lineage "
-                       "parent (a file, or MLflow MODEL@alias / MODEL/version)")
+    train.add_argument("--parent", help="phase 2: start from this policy; phase 3: IQL's initial actor; phase 4: the "
+                       "initial actor; and the lineage parent (a file, or MLflow MODEL@alias / MODEL/version)")
     train.add_argument("--feature-set", choices=FEATURE_SETS, default=None,
                        help="phase 1 and 2 default base+lifecycle (the heuristic reads seed_total_improvement, outside "
                        "base); phase 3 default base+lifecycle+task (the task tells regimes apart); also base, base+telemetry, full")
@@ -92,8 +101,18 @@ def tracker_from_args(args, read_only: bool = False):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    online, offline = ("reinforce", "a2c", "ppo"), ("cql", "iql", "bcq")
+    if args.algorithm and args.phase in ("phase3", "phase4") and args.algorithm not in (offline if args.phase == "phase3" else online):
+        print(f"tamiyo train: --algorithm {args.algorithm} is not a {args.phase} algorithm "
+              f"({', '.join(offline if args.phase == 'phase3' else online)})", file=sys.stderr)  # fmt: skip
+        return 2
     if args.phase == "phase3":
         return _run_offline(args)
+    if args.phase == "phase4":
+        return _run_online(args)
+    if args.warehouse is None:
+        print(f"tamiyo train: {args.phase} learns from the warehouse: give --warehouse", file=sys.stderr)
+        return 2
     from .imitation import ImitationConfig
     from .network import NetworkConfig
     from .reward_weighted import RewardWeightingConfig
@@ -127,7 +146,7 @@ def _run_offline(args: argparse.Namespace) -> int:
     try:
         base = OfflineRunConfig()
         config = OfflineRunConfig(
-            algorithm=args.algorithm, feature_set=args.feature_set or "base+lifecycle+task",
+            algorithm=args.algorithm or "cql", feature_set=args.feature_set or "base+lifecycle+task",
             behaviours=split(args.controllers), regimes=split(args.regimes), held_out=args.held_out, split_seed=args.seed,
             parent_policy=args.parent,
             cql=dataclasses.replace(base.cql, alpha=args.alpha, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
@@ -136,6 +155,37 @@ def _run_offline(args: argparse.Namespace) -> int:
         )  # fmt: skip
         tracker = None if args.no_mlflow else tracker_from_args(args)
         run = train_offline(args.warehouse, config, args.out, tracker=tracker)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"tamiyo train: {exc}", file=sys.stderr)
+        return 2
+    print(f"policy: {run.policy_path}")
+    return 0
+
+
+def _run_online(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from ..online_rl.workflow import OnlineRunConfig, train_online_policy
+
+    algorithm = args.algorithm or "ppo"
+    try:
+        base = OnlineRunConfig()
+        learner = dataclasses.replace(getattr(base, algorithm), episodes=args.episodes, seed=args.seed,
+                                      episodes_per_iteration=args.episodes_per_iteration)  # fmt: skip
+        config = OnlineRunConfig(algorithm=algorithm, spec=args.spec, regime=args.regime, workers=args.workers,
+                                 initial_policy=args.parent, feature_set=args.feature_set or "base+lifecycle+task",
+                                 record_dir=args.record_dir or None, **{algorithm: learner})  # fmt: skip
+        tracker = None if args.no_mlflow else tracker_from_args(args)
+        bar = tqdm(total=args.episodes, unit="episode", desc=f"phase 4 {algorithm}", file=sys.stderr)
+
+        def progress(row: dict) -> None:
+            bar.update(row["episodes_used"] - bar.n)
+            bar.set_postfix(iteration=row["iteration"], mean_return=f"{row['mean_return']:+.2f}")
+
+        run = train_online_policy(config, args.out, tracker=tracker, log=bar.write, on_iteration=progress)
+        bar.close()
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo train: {exc}", file=sys.stderr)
         return 2

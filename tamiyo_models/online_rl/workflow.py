@@ -1,0 +1,148 @@
+"""Phase 4 end to end: TamiyoEnv episodes on worker processes (one torch thread each), every one written as a
+raw run into the landing folder (so the next night's offline phases learn from it, with the probabilities
+actions were really drawn with), REINFORCE / A2C / PPO from an initial policy file (Phase 1 or 3) or from
+scratch, a checkpoint every iteration, and the result tracked in MLflow with its learning curve.
+
+The actor starts as the initial policy (its network, its features); a fresh value network beside it reads the
+same features. Reward: the environment's (validation accuracy change, optional potential-based shaping); the
+test split stays out of the learner's reach, in the raw runs' footers only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .a2c import A2CConfig
+from .hacking import HackingWatch
+from .ppo import PPOConfig
+from .reinforce import ReinforceConfig
+
+ALGORITHMS = ("reinforce", "a2c", "ppo")
+
+
+@dataclass(frozen=True)
+class OnlineRunConfig:
+    algorithm: str = "ppo"
+    spec: str = "arena"  # episodes' configurations are drawn from this generation spec
+    regime: str | None = None  # or from one of its regimes
+    workers: int = 2
+    initial_policy: str | None = None  # a policy file or MLflow ref (Phase 1 or 3); None: a fresh MLP actor
+    feature_set: str = "base+lifecycle+task"  # for a fresh actor (an initial policy brings its own)
+    hidden: tuple[int, ...] = (128, 128)
+    record_dir: str | None = "var/raw"  # the landing folder; None: no raw runs
+    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
+    a2c: A2CConfig = field(default_factory=A2CConfig)
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(kl_coef=0.1))
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown online algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
+
+    @property
+    def learner(self):
+        return {"reinforce": self.reinforce, "a2c": self.a2c, "ppo": self.ppo}[self.algorithm]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("reinforce", "a2c", "ppo"):
+            d[key] = getattr(self, key).to_dict()
+        return {**d, "hidden": list(self.hidden)}
+
+
+@dataclass
+class OnlineRun:
+    config: OnlineRunConfig
+    policy_path: Path
+    history: list
+    alerts: list
+    mlflow_run_id: str | None = None
+    model_version: str | None = None
+
+
+def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = None):
+    """(ActorCritic, its feature names, the parent reference or None)."""
+    from ..agents.base import categorical_columns
+    from ..agents.networks import ActorCritic, MLPActor, ValueNetwork
+    from ..features import FEATURE_SETS
+
+    if config.initial_policy:
+        from ..agents.saved import load_policy
+
+        path, ref = Path(config.initial_policy), config.initial_policy
+        if not path.exists():
+            if tracker is None:
+                raise ValueError(f"initial policy {ref!r} is not a file and no MLflow tracker was given")
+            version = tracker.resolve(ref)
+            ref = f"{version.name}/{version.version}"
+            path = tracker.download_policy(ref, (out_dir or Path("var/policies")) / "initial")
+        actor, payload = load_policy(path)
+        features = tuple(payload["feature_names"])
+        if getattr(actor, "has_value", False) and isinstance(actor, ActorCritic):
+            return actor, features, ref
+    else:
+        features, ref = FEATURE_SETS[config.feature_set], None
+        actor = MLPActor(len(features), config.hidden, categorical=categorical_columns(features))
+    critic = ValueNetwork(len(features), config.hidden, categorical_columns(features))
+    return ActorCritic(actor, critic), features, ref
+
+
+def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, parent_run_id: str | None = None,
+                        tags: dict | None = None, log=print, on_iteration=None) -> OnlineRun:  # fmt: skip
+    from ..agents.saved import save_policy
+    from ..env.vector import make_vector_env
+    from ..features import ALL_FEATURES
+    from .a2c import train_a2c
+    from .ppo import train_ppo
+    from .reinforce import train_reinforce
+
+    out = Path(out_dir)
+    agent, features, parent_ref = build_agent(config, tracker, out)
+    envs = make_vector_env(config.workers, spec=config.spec, regime=config.regime, feature_set="full",
+                           record_dir=config.record_dir, agent=f"phase4-{config.algorithm}")  # fmt: skip
+    train = {"reinforce": train_reinforce, "a2c": train_a2c, "ppo": train_ppo}[config.algorithm]
+    watch = HackingWatch()
+    try:
+        result = train(envs, agent, config.learner, checkpoint_dir=out / f"phase4-{config.algorithm}-checkpoint",
+                       record=config.record_dir is not None, obs_index=[ALL_FEATURES.index(n) for n in features],
+                       watch=watch, log=log, on_iteration=on_iteration)  # fmt: skip
+    finally:
+        envs.close()
+    policy_path = save_policy(
+        agent, features, out / f"phase4-{config.algorithm}.pt", algorithm=config.algorithm, phase="phase4", parent=parent_ref,
+        metadata={"phase": "phase4", "variant": config.algorithm, "spec": config.spec, "regime": config.regime or "",
+                  "episodes": result.episodes_used, "alerts": result.alerts, "config": json.dumps(config.to_dict()),
+                  "history": json.dumps(result.history), "parent_policy": parent_ref or "",
+                  "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+    )  # fmt: skip
+    run = OnlineRun(config, policy_path, result.history, result.alerts)
+    log(f"policy: {policy_path}" + (f"; reward-hacking alerts: {'; '.join(result.alerts)}" if result.alerts else ""))
+    if tracker is not None:
+        _track(run, agent, features, tracker, parent_run_id, parent_ref, tags, log)
+    return run
+
+
+def _track(run: OnlineRun, agent, features, tracker, parent_run_id, parent_ref, tags, log) -> None:
+    import mlflow
+    import numpy as np
+
+    from .. import tracking
+
+    parent_run_id = parent_run_id or tracker.parent_run_id(f"local-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_tags = {"tamiyo.phase": "phase4", "tamiyo.algorithm": run.config.algorithm, **(tags or {})}
+    if parent_ref:
+        run_tags[tracking.PARENT_POLICY] = parent_ref
+    if run.alerts:
+        run_tags["tamiyo.reward_hacking_alerts"] = "; ".join(run.alerts)[:5000]
+    with tracker.child_run(parent_run_id, f"phase4-{run.config.algorithm}", run_tags) as run_id:
+        mlflow.log_params({k: str(v)[:500] for k, v in run.config.to_dict().items() if not isinstance(v, dict)})
+        for row in run.history:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and v == v},
+                               step=int(row["episodes_used"]))  # fmt: skip
+        run.mlflow_run_id = run_id
+        run.model_version = tracker.log_policy(run_id, run.policy_path, agent, np.zeros((1, len(features)), np.float32),
+                                               "phase4", variant=run.config.algorithm)  # fmt: skip
+    log(f"MLflow run {run.mlflow_run_id}, registered {tracking.registered_phase('phase4').registered_name} "
+        f"v{run.model_version} as candidate-{run.config.algorithm}")  # fmt: skip
