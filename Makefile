@@ -12,7 +12,8 @@ WORKERS  ?= 2
 SPEC     ?= nightly
 PAIRS    ?= 10
 
-.PHONY: run test venv ui bench clean
+.PHONY: run test venv ui bench clean datasets
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 venv: $(STAMP)
 
@@ -23,7 +24,21 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[test,ray,bench]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+# The arena's regimes train on Fashion-MNIST (Debian's dataset-fashion-mnist). Found, or installed where this
+# user may (root with apt-get); otherwise the arena regimes are skipped with a message and digits runs alone.
+datasets:
+	@if [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || [ -n "$$TAMIYO_DATA_ROOT" ]; then \
+		echo "Fashion-MNIST: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		echo "Fashion-MNIST: apt-get could not install dataset-fashion-mnist; the arena regimes will be skipped"; \
+	else \
+		echo "Fashion-MNIST: not found. Install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist)" \
+		     "or put the four idx files in a folder named by TAMIYO_DATA_ROOT; until then the arena regimes are skipped."; \
+	fi
+
+run: $(STAMP) datasets
 	$(PY) -m pipelines.run_all --spec $(SPEC) --episodes $(EPISODES) --workers $(WORKERS) --pairs $(PAIRS)
 
 test: $(STAMP)
@@ -34,6 +49,9 @@ ui: $(STAMP)
 	$(PY) -m pipelines.ui
 
 bench: $(STAMP)
+	$(PY) benchmarks/bench_test_split.py
+	$(PY) benchmarks/bench_env.py
+	$(PY) benchmarks/bench_offline_rl.py
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_branching.py
 	$(PY) benchmarks/bench_ingest.py
