@@ -36,7 +36,9 @@ def episode_story(path: str | Path) -> str:
         lines.append("\n(no footer: the generator died before finishing this run)")
     else:
         lines.append(
-            f"\n{footer['status']}: final {footer['final_val_accuracy']:.2f}%, best {footer['best_val_accuracy']:.2f}%, "
+            f"\n{footer['status']}: "
+            + (f"test {footer['final_test_accuracy']:.2f}% (the split no decision saw), " if footer.get("final_test_accuracy") is not None else "")
+            + f"final val {footer['final_val_accuracy']:.2f}%, best val {footer['best_val_accuracy']:.2f}%, "
             f"seeds {footer['seeds_created']} created / {footer['seeds_fossilized']} fossilized / "
             f"{footer['seeds_culled']} culled, parameters {run.header['host_parameters']} -> {footer['final_parameters']}, "
             f"{footer['wall_seconds']:.1f}s"

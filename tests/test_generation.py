@@ -119,7 +119,7 @@ def test_generate_and_story_commands(tmp_path, capsys):
     assert header["config"]["controller"]["kind"] == "epsilon-heuristic" and header["config"]["max_epochs"] == 3
     assert main(["story", str(runs[0])]) == 0
     story = capsys.readouterr().out
-    assert header["run_id"] in story and "complete: final" in story
+    assert header["run_id"] in story and "complete: test" in story
 
 
 def test_generate_command_with_branching(tmp_path, capsys):
