@@ -47,6 +47,8 @@ def generated_runs(
     context: dg.AssetExecutionContext, config: GenerationConfig, raw_runs: RawLandingResource
 ) -> dg.MaterializeResult:
     spec = GenerationSpec.load(config.spec)
+    for regime, why in spec.unavailable.items():
+        context.log.warning(f"regime {regime} of spec {spec.name} skipped: {why}")
     night = context.partition_key if context.has_partition_key else dt.date.today().isoformat()
     seed = config.seed if config.seed >= 0 else int(night.replace("-", ""))
     configs = spec.sample(config.episodes, seed)

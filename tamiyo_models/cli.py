@@ -49,6 +49,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         if args.spec:
             spec = GenerationSpec.load(args.spec)
+            for regime, why in spec.unavailable.items():
+                print(f"tamiyo generate: regime {regime} of spec {spec.name} skipped: {why}", file=sys.stderr)
             configs, branching = spec.sample(args.episodes, args.seed), spec.branching
         else:
             base = EpisodeConfig(
