@@ -109,11 +109,12 @@ def _check_specs(asset: str) -> list:
     ]  # fmt: skip
 
 
-def _check_results(runs: dict, warehouse: WarehouseResource) -> list:
-    """The two policy checks over every policy the asset trained (all must pass)."""
+def _check_results(policies: dict, warehouse: WarehouseResource) -> list:
+    """The two policy checks over every policy the asset trained (label -> (policy file, held-out run ids)): all
+    must pass."""
     from tamiyo_models.agents.checks import check_policy_file
 
-    checks = {label: check_policy_file(run.policy_path, warehouse.path, run.test_runs) for label, run in runs.items()}
+    checks = {label: check_policy_file(path, warehouse.path, runs) for label, (path, runs) in policies.items()}
     return [
         dg.AssetCheckResult(check_name="weights_finite", passed=all(c.finite_weights for c in checks.values()),
                             metadata={label: ", ".join(c.non_finite_tensors) or "all finite" for label, c in checks.items()}),
@@ -134,7 +135,7 @@ def phase1_imitation_policy(
     run = _train(context, _run_config(config, "phase1"), warehouse, mlflow, tracker, config.out_dir)
     model_ref = f"{registered_name('phase1')}/{run.model_version}" if run.model_version else None
     yield dg.Output({"policy_file": str(run.policy_path), "model_ref": model_ref}, metadata=_run_metadata(run))
-    yield from _check_results({"phase1": run}, warehouse)
+    yield from _check_results({"phase1": (run.policy_path, run.test_runs)}, warehouse)
 
 
 @dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, check_specs=_check_specs("phase2_weighted_policy"))
@@ -166,7 +167,7 @@ def phase2_weighted_policy(
     if notes:
         metadata["warnings"] = dg.MetadataValue.md("\n".join(notes))
     yield dg.Output({label: str(run.policy_path) for label, run in runs.items()}, metadata=metadata)
-    yield from _check_results(runs, warehouse)
+    yield from _check_results({label: (run.policy_path, run.test_runs) for label, run in runs.items()}, warehouse)
 
 
 def registered_name(phase: str) -> str:
@@ -233,20 +234,7 @@ def phase3_offline_policy(
         if run.ope:
             metadata[f"{algorithm}_heldout_fqe_pp"] = round(run.ope["fqe"]["value"], 3)
     yield dg.Output({algorithm: str(run.policy_path) for algorithm, run in runs.items()}, metadata=metadata)
-    yield from _phase3_checks(runs, warehouse)
-
-
-def _phase3_checks(runs: dict, warehouse: WarehouseResource) -> list:
-    from tamiyo_models.agents.checks import check_policy_file
-
-    checks = {name: check_policy_file(run.policy_path, warehouse.path, _held_out_runs(run.policy_path)) for name, run in runs.items()}
-    return [
-        dg.AssetCheckResult(check_name="weights_finite", passed=all(c.finite_weights for c in checks.values()),
-                            metadata={n: ", ".join(c.non_finite_tensors) or "all finite" for n, c in checks.items()}),
-        dg.AssetCheckResult(check_name="acts_legally_on_held_out", passed=all(c.acts_legally for c in checks.values()),
-                            metadata={n: f"{c.legal_actions_chosen}/{c.states} legal, {c.valid_distributions} valid distributions"
-                                      for n, c in checks.items()}),
-    ]  # fmt: skip
+    yield from _check_results({name: (run.policy_path, _held_out_runs(run.policy_path)) for name, run in runs.items()}, warehouse)
 
 
 def _held_out_runs(policy_path) -> list[str]:

@@ -43,7 +43,7 @@ def main() -> int:
     from tamiyo_models.evaluation import evaluate_live_many
     from tamiyo_models.generation import GenerationSpec
     from tamiyo_models.offline_rl import CQLConfig, IQLConfig, train_cql, train_iql
-    from tamiyo_models.offline_rl.selection import fqe_selector
+    from tamiyo_models.offline_rl.base import fqe_selector
     from tamiyo_models.transitions import load_transitions
     from tamiyo_models.warehouse import ingest_folder
 

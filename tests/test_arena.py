@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from tamiyo_models.actions import FINE_ACTIONS
-from tamiyo_models.controllers import Controller, ControllerConfig, HeuristicController, build_controller, reference_controller
+from tamiyo_models.controllers import (
+    Controller,
+    ControllerConfig,
+    HeuristicController,
+    build_controller,
+    reference_controller,
+)
 from tamiyo_models.datasets import DatasetConfig, load_task_data
 from tamiyo_models.episode import Episode, EpisodeConfig, EpisodeResult, EpisodeRun, run_episode
 from tamiyo_models.rawrun import read_raw_run

@@ -12,8 +12,14 @@ import torch
 
 from tamiyo_models.actions import FINE_ACTIONS, Action
 from tamiyo_models.controllers import (
-    ControllerConfig, EpsilonGreedy, HeuristicController, LearnedPolicyController, Observation, RandomController,
-    SoftmaxHeuristic, build_controller,
+    ControllerConfig,
+    EpsilonGreedy,
+    HeuristicController,
+    LearnedPolicyController,
+    Observation,
+    RandomController,
+    SoftmaxHeuristic,
+    build_controller,
 )  # fmt: skip
 from tamiyo_models.datasets import DatasetConfig
 from tamiyo_models.env import RecordRawRun, TamiyoEnv, make_vector_env

@@ -173,9 +173,9 @@ def test_phase3_from_a_real_warehouse_to_a_registered_policy_that_drives_an_epis
     from tamiyo_models.datasets import DatasetConfig
     from tamiyo_models.episode import EpisodeConfig, run_episode
     from tamiyo_models.generation import GenerationSpec, generate
+    from tamiyo_models.offline_rl.iql import IQLConfig
     from tamiyo_models.offline_rl.workflow import OfflineRunConfig, train_offline
     from tamiyo_models.ope.fqe import FQEConfig
-    from tamiyo_models.offline_rl.iql import IQLConfig
     from tamiyo_models.policies import ImitationConfig
     from tamiyo_models.policies.workflow import PolicyRunConfig, train_policy
     from tamiyo_models.tracking import Tracker, TrackingConfig

@@ -71,14 +71,18 @@ class FeatureEncoder(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.normaliser(x)
-        if not self.categorical:
-            return z
-        blocks = [z]
-        for column, n in self.categorical:
-            code = x[:, column].round().long().clamp(0, n - 1)
-            blocks.append(nn.functional.one_hot(code, n).to(z.dtype))
-        return torch.cat(blocks, dim=-1)
+        return with_one_hot(self.normaliser(x), x, self.categorical)
+
+
+def with_one_hot(z: torch.Tensor, x: torch.Tensor, categorical: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """Normalised features `z`, then one one-hot block per categorical column of the raw features `x`."""
+    if not categorical:
+        return z
+    blocks = [z]
+    for column, n in categorical:
+        code = x[:, column].round().long().clamp(0, n - 1)
+        blocks.append(nn.functional.one_hot(code, n).to(z.dtype))
+    return torch.cat(blocks, dim=-1)
 
 
 def mlp(width: int, hidden: tuple[int, ...], out: int, *, layer_norm: bool = False) -> nn.Sequential:

@@ -8,7 +8,7 @@ episode, which is the undiscounted sum of its rewards (a discount would favour e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -16,6 +16,24 @@ import torch
 from ..transitions.dataset import TransitionDataset
 
 NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """What every value-based learner of logged transitions shares (FQE, CQL, IQL, BCQ); each adds its own."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    learning_rate: float = 3e-4
+    batch_size: int = 256
+    updates: int = 20_000
+    gamma: float = 1.0
+    reward_scale: float = 0.1
+    target_tau: float = 0.005  # soft target updates
+    seed: int = 0
+    layer_norm: bool = True
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden)}
 
 
 @dataclass

@@ -66,10 +66,10 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
     from ..generation import GenerationSpec
     from ..policies.data import load_decisions
     from ..policies.imitation import TrainingSummary
+    from ..policies.offline_metrics import evaluate_offline, load_legal_actions
     from ..policies.relabel import relabel_with_heuristic
     from ..policies.saved import load_policy_file
     from .live import evaluate_live_many
-    from ..policies.offline_metrics import evaluate_offline, load_legal_actions
     from .report import write_comparison, write_report
 
     out = Path(out_dir)

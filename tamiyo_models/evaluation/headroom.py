@@ -31,8 +31,15 @@ import numpy as np
 
 from .paired import PairedRuns, run_paired
 from .stats import (
-    Interval, expected_best_of, iqm, mean_ci, noise_floor, pairs_needed, probability_of_improvement,
-    stratified_mean_ci, win_tie_loss,
+    Interval,
+    expected_best_of,
+    iqm,
+    mean_ci,
+    noise_floor,
+    pairs_needed,
+    probability_of_improvement,
+    stratified_mean_ci,
+    win_tie_loss,
 )  # fmt: skip
 
 

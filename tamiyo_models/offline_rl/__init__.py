@@ -9,7 +9,7 @@
 from ..lazy import lazy_exports
 
 _EXPORTS = {
-    "CQLConfig": "cql", "train_cql": "cql", "OfflineResult": "cql",
+    "CQLConfig": "cql", "train_cql": "cql", "OfflineResult": "base", "OfflineConfig": "base",
     "IQLConfig": "iql", "train_iql": "iql",
     "BCQConfig": "bcq", "BCQPolicy": "bcq", "train_bcq": "bcq",
     "OfflineRunConfig": "workflow", "train_offline": "workflow", "off_policy_report": "workflow",

@@ -13,34 +13,20 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..agents.base import PolicyModule, categorical_columns, mask_logits
+from ..agents.learning import NEG_INF, Accumulator, encode, fit_encoders, masked_max, optimiser, soft_update, tensors
 from ..agents.networks import QNetwork
 from ..transitions.dataset import TransitionDataset
-from ..agents.learning import NEG_INF, Accumulator, encode, fit_encoders, masked_max, optimiser, soft_update, tensors
-from .cql import OfflineResult
-from .selection import CheckpointKeeper
+from .base import CheckpointKeeper, OfflineConfig, OfflineResult, finish
 
 
 @dataclass(frozen=True)
-class BCQConfig:
+class BCQConfig(OfflineConfig):
     threshold: float = 0.3
-    hidden: tuple[int, ...] = (256, 256)
-    learning_rate: float = 3e-4
-    batch_size: int = 256
-    updates: int = 20_000
-    gamma: float = 1.0
-    reward_scale: float = 0.1
-    target_tau: float = 0.005
-    checkpoints: int = 5
-    seed: int = 0
-    layer_norm: bool = True
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "hidden": list(self.hidden)}
 
 
 class BCQPolicy(PolicyModule):
@@ -112,11 +98,4 @@ def train_bcq(train: TransitionDataset, config: BCQConfig = BCQConfig(), *, sele
             parts.flush()
         if update % every == 0 or update == config.updates:
             keeper.offer(update, policy)
-    seconds = time.perf_counter() - started
-    best = keeper.best()
-    policy.load_state_dict(best.state)
-    policy.eval()
-    log(f"BCQ threshold {config.threshold}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); "
-        f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
-    return OfflineResult(policy, "bcq", config.to_dict(), best.update, [(c.update, c.estimate) for c in keeper.checkpoints],
-                         parts.rows, config.updates / seconds)  # fmt: skip
+    return finish(policy, "bcq", f"BCQ threshold {config.threshold}", config, keeper, parts, time.perf_counter() - started, log)

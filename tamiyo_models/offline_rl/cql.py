@@ -13,44 +13,29 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..agents.base import categorical_columns
+from ..agents.learning import (
+    Accumulator,
+    encode,
+    fit_encoders,
+    masked_logsumexp,
+    masked_max,
+    optimiser,
+    soft_update,
+    tensors,
+)
 from ..agents.networks import QNetwork
 from ..transitions.dataset import TransitionDataset
-from ..agents.learning import Accumulator, encode, fit_encoders, masked_logsumexp, masked_max, optimiser, soft_update, tensors
-from .selection import CheckpointKeeper
+from .base import CheckpointKeeper, OfflineConfig, OfflineResult, finish
 
 
 @dataclass(frozen=True)
-class CQLConfig:
+class CQLConfig(OfflineConfig):
     alpha: float = 1.0  # weight of the conservative term
-    hidden: tuple[int, ...] = (256, 256)
-    learning_rate: float = 3e-4
-    batch_size: int = 256
-    updates: int = 20_000
-    gamma: float = 1.0
-    reward_scale: float = 0.1
-    target_tau: float = 0.005
-    checkpoints: int = 5  # evaluated for selection, evenly spaced
-    seed: int = 0
-    layer_norm: bool = True
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "hidden": list(self.hidden)}
-
-
-@dataclass
-class OfflineResult:
-    module: torch.nn.Module  # a PolicyModule (the selected checkpoint)
-    algorithm: str
-    config: dict
-    selected_update: int
-    checkpoints: list = field(default_factory=list)  # (update, held-out estimate)
-    losses: list = field(default_factory=list)  # per tenth of training: dict of loss parts
-    updates_per_second: float = 0.0
 
 
 def train_cql(train: TransitionDataset, config: CQLConfig = CQLConfig(), *, selector=None, log=print) -> OfflineResult:
@@ -89,11 +74,4 @@ def train_cql(train: TransitionDataset, config: CQLConfig = CQLConfig(), *, sele
             parts.flush()
         if update % every == 0 or update == config.updates:
             keeper.offer(update, q)
-    seconds = time.perf_counter() - started
-    best = keeper.best()
-    q.load_state_dict(best.state)
-    q.eval()
-    log(f"CQL alpha {config.alpha}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); "
-        f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
-    return OfflineResult(q, "cql", config.to_dict(), best.update, [(c.update, c.estimate) for c in keeper.checkpoints],
-                         parts.rows, config.updates / seconds)  # fmt: skip
+    return finish(q, "cql", f"CQL alpha {config.alpha}", config, keeper, parts, time.perf_counter() - started, log)

@@ -17,36 +17,22 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..agents.base import PolicyModule, categorical_columns
+from ..agents.learning import Accumulator, encode, fit_encoders, optimiser, soft_update, tensors
 from ..agents.networks import MLPActor, QNetwork, ValueNetwork
 from ..transitions.dataset import TransitionDataset
-from ..agents.learning import Accumulator, encode, fit_encoders, optimiser, soft_update, tensors
-from .cql import OfflineResult
-from .selection import CheckpointKeeper
+from .base import CheckpointKeeper, OfflineConfig, OfflineResult, finish
 
 
 @dataclass(frozen=True)
-class IQLConfig:
+class IQLConfig(OfflineConfig):
     tau: float = 0.7  # expectile of V
     beta: float = 3.0  # AWR inverse temperature
     max_weight: float = 100.0
-    hidden: tuple[int, ...] = (256, 256)
-    learning_rate: float = 3e-4
-    batch_size: int = 256
-    updates: int = 20_000
-    gamma: float = 1.0
-    reward_scale: float = 0.1
-    target_tau: float = 0.005
-    checkpoints: int = 5
-    seed: int = 0
-    layer_norm: bool = True
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "hidden": list(self.hidden)}
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -112,11 +98,7 @@ def train_iql(train: TransitionDataset, config: IQLConfig = IQLConfig(), *, acto
         if update % every == 0 or update == config.updates:
             actor.eval()
             keeper.offer(update, actor)
-    seconds = time.perf_counter() - started
-    best = keeper.best()
-    actor.load_state_dict(best.state)
-    actor.eval()
-    log(f"IQL tau {config.tau} beta {config.beta}: {config.updates} updates in {seconds:.1f} s "
-        f"({config.updates / seconds:.0f}/s); kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
-    return OfflineResult(actor, "iql", {**config.to_dict(), "actor_init": "fresh" if fresh_actor else "given"},
-                         best.update, [(c.update, c.estimate) for c in keeper.checkpoints], parts.rows, config.updates / seconds)  # fmt: skip
+    result = finish(actor, "iql", f"IQL tau {config.tau} beta {config.beta}", config, keeper, parts,
+                    time.perf_counter() - started, log)  # fmt: skip
+    result.config["actor_init"] = "fresh" if fresh_actor else "given"
+    return result

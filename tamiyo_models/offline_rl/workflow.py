@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..ope.fqe import FQEConfig
+from .base import OfflineResult
 from .bcq import BCQConfig
-from .cql import CQLConfig, OfflineResult
+from .cql import CQLConfig
 from .iql import IQLConfig
 
 ALGORITHMS = ("cql", "iql", "bcq")
@@ -93,10 +94,10 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
                   tags: dict | None = None, log=print) -> OfflineRun:  # fmt: skip
     from ..agents.saved import save_policy
     from ..transitions.dataset import load_transitions
+    from .base import fqe_selector
     from .bcq import train_bcq
     from .cql import train_cql
     from .iql import train_iql
-    from .selection import fqe_selector
 
     out = Path(out_dir)
     data = load_transitions(warehouse_path, config.feature_set, behaviours=config.behaviours or None,

@@ -163,6 +163,19 @@ def warm_up_critic(agent, batch, config: OnlineConfig) -> dict:
     return {"value_loss": float(loss.detach()), "warmup": 1.0}
 
 
+def policy_gradient_update(agent, batch, optimiser, initial, config, kl_coef: float) -> dict:
+    """One vanilla policy-gradient step on a batch whose advantages are filled in (REINFORCE: return - V;
+    A2C: GAE): -log pi(a|s) A, the critic regressed on the returns, the regularisers."""
+    adv = batch.advantages
+    if config.normalise_advantages and len(adv) > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    policy_loss = -(agent.log_prob(batch.obs, batch.masks, batch.actions) * adv).mean()
+    value_loss = torch.nn.functional.mse_loss(agent.value(batch.obs), batch.returns)
+    extra, parts = regularisers(agent, initial, batch.obs, batch.masks, config, kl_coef)
+    clip_and_step(agent, optimiser, policy_loss + config.value_coef * value_loss + extra, config)
+    return {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()), **parts}
+
+
 def clip_and_step(agent, optimiser, loss, config: OnlineConfig) -> None:
     optimiser.zero_grad(set_to_none=True)
     loss.backward()

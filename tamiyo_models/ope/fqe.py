@@ -14,31 +14,20 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..agents.base import categorical_columns
+from ..agents.learning import Accumulator, LearnerConfig, encode, fit_encoders, optimiser, soft_update, tensors
 from ..agents.networks import QNetwork
-from ..agents.learning import Accumulator, encode, fit_encoders, optimiser, soft_update, tensors
 from ..transitions.dataset import TransitionDataset
 
 
 @dataclass(frozen=True)
-class FQEConfig:
-    hidden: tuple[int, ...] = (256, 256)
-    learning_rate: float = 3e-4
-    batch_size: int = 256
+class FQEConfig(LearnerConfig):
     updates: int = 5_000
-    gamma: float = 1.0
-    reward_scale: float = 0.1
-    target_tau: float = 0.005
-    seed: int = 0
-    layer_norm: bool = True
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "hidden": list(self.hidden)}
 
 
 @dataclass

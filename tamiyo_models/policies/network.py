@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..actions import COARSE_ACTIONS, FINE_ACTIONS
-from ..agents.base import CATEGORICAL_FEATURES, NORMALISED_CLIP, FeatureNormaliser, PolicyModule  # noqa: F401 (re-exported)
+from ..agents.base import CATEGORICAL_FEATURES, NORMALISED_CLIP, FeatureNormaliser, PolicyModule, with_one_hot  # noqa: F401 (re-exported)
 from ..agents.base import categorical_columns as _categorical_columns
 from ..blueprints import BLUEPRINTS
 
@@ -90,14 +90,7 @@ class PolicyNetwork(PolicyModule):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised features, then a one-hot block per categorical feature (values past the ends share the
         first or last category)."""
-        z = self.normaliser(x)
-        if not self.categorical:
-            return z
-        blocks = [z]
-        for column, n in self.categorical:
-            code = x[:, column].round().long().clamp(0, n - 1)
-            blocks.append(nn.functional.one_hot(code, n).to(z.dtype))
-        return torch.cat(blocks, dim=-1)
+        return with_one_hot(self.normaliser(x), x, self.categorical)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fine log-scores [N, 8] in FINE_ACTIONS order (what the controller and MLflow's pyfunc see)."""

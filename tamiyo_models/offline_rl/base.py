@@ -1,6 +1,6 @@
-"""Checkpoint selection for offline learners: an off-policy estimate on held-out episode families, never the
-learner's own Q-values (the reference system picked the checkpoint with the largest Q it predicted for itself,
-and so selected its most over-optimistic one).
+"""What the offline learners share: their common settings, their result, and checkpoint selection by an
+off-policy estimate on held-out episode families, never the learner's own Q-values (the reference system
+picked the checkpoint with the largest Q it predicted for itself, and so its most over-optimistic one).
 
 At each checkpoint the learner's greedy policy is evaluated by FQE on transitions of families it never trained
 on; the checkpoint with the highest estimate wins. Without held-out data the last checkpoint is kept.
@@ -12,8 +12,27 @@ import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
+
+from ..agents.learning import LearnerConfig
 from ..ope.fqe import FQEConfig, fit_fqe
 from ..transitions.dataset import TransitionDataset
+
+
+@dataclass(frozen=True)
+class OfflineConfig(LearnerConfig):
+    checkpoints: int = 5  # evaluated for selection (held-out FQE), evenly spaced
+
+
+@dataclass
+class OfflineResult:
+    module: torch.nn.Module  # a PolicyModule (the selected checkpoint)
+    algorithm: str
+    config: dict
+    selected_update: int
+    checkpoints: list = field(default_factory=list)  # (update, held-out estimate)
+    losses: list = field(default_factory=list)  # per tenth of training: dict of loss parts
+    updates_per_second: float = 0.0
 
 
 @dataclass
@@ -49,3 +68,14 @@ class CheckpointKeeper:
     def best(self) -> Checkpoint:
         scored = [c for c in self.checkpoints if c.estimate == c.estimate]
         return max(scored, key=lambda c: c.estimate) if scored else self.checkpoints[-1]
+
+
+def finish(module, algorithm: str, title: str, config: OfflineConfig, keeper, parts, seconds: float, log) -> OfflineResult:
+    """Keep the checkpoint the held-out estimate chose, say so, and package the run."""
+    best = keeper.best()
+    module.load_state_dict(best.state)
+    module.eval()
+    log(f"{title}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); "
+        f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
+    return OfflineResult(module, algorithm, config.to_dict(), best.update, [(c.update, c.estimate) for c in keeper.checkpoints],
+                         parts.rows, config.updates / seconds)  # fmt: skip
