@@ -153,6 +153,22 @@ def test_importance_sampling_is_not_identified_on_deterministic_behaviour():
     assert all(not e.identified and "not identified" in str(e) for e in estimates)
 
 
+def test_importance_sampling_is_not_identified_when_no_random_episode_followed_the_policy():
+    """A policy that always takes A, on data where every episode took B: its reweighted return would be a sum
+    truncated at the first step, so it is not a number but a reason."""
+    from tamiyo_models.ope.importance import estimate_is
+
+    data = tiny_mdp(episodes=60, p_a=0.2, seed=1)
+    took_b = {str(r) for r, a, t in zip(data.run_ids, data.actions, data.steps) if t == 1 and a == B}
+    keep = np.array([str(r) in took_b for r in data.run_ids])
+    only_b = data.subset(keep)
+    assert len(only_b) == len(took_b) > 0
+    always_a = np.where(only_b.steps == 1, (only_b.actions == A).astype(float), 1.0)  # 0 on every row
+    estimates = estimate_is(only_b, always_a, q_taken=np.zeros(len(only_b)), v=np.zeros(len(only_b)))
+    assert all(not e.identified and e.effective_sample_size == 0.0 and "effective sample size 0" in str(e)
+               for e in estimates)  # fmt: skip
+
+
 def test_doubly_robust_with_an_exact_model_has_no_variance_left():
     """With the true Q and V, per-decision WDR returns the true value whatever the reweighting."""
     from tamiyo_models.ope.importance import estimate_is

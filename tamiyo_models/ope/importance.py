@@ -74,13 +74,17 @@ def _matrices(data: TransitionDataset, episodes: list[slice], pi_taken: np.ndarr
 
 def _pdwis(weights, rewards, gamma) -> float:
     totals = weights.sum(axis=0)
-    per_t = np.where(totals > 0, (weights * rewards).sum(axis=0) / np.where(totals > 0, totals, 1.0), 0.0)
+    if not (totals > 0).all():
+        return math.nan  # no episode agrees with pi up to some step: what follows is not identified
+    per_t = (weights * rewards).sum(axis=0) / totals
     return float((gamma ** np.arange(weights.shape[1]) * per_t).sum())
 
 
 def _wdr(weights, rewards, q_taken, v, gamma) -> float:
     totals = weights.sum(axis=0)
-    w = np.where(totals > 0, weights / np.where(totals > 0, totals, 1.0), 0.0)
+    if not (totals > 0).all():
+        return math.nan
+    w = weights / totals
     previous = np.concatenate([np.full((weights.shape[0], 1), 1.0 / weights.shape[0]), w[:, :-1]], axis=1)
     discounts = gamma ** np.arange(weights.shape[1])
     return float((discounts * (w * (rewards - q_taken) + previous * v)).sum())
@@ -90,7 +94,8 @@ def _bootstrap(estimator, n: int, resamples: int, confidence: float, seed: int) 
     rng = np.random.default_rng(seed)
     draws = [estimator(rng.integers(0, n, size=n)) for _ in range(resamples)]
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    # A resample may hold no episode that agrees with pi to the end; it says nothing, rather than a truncated sum.
+    low, high = np.nanquantile(draws, [alpha, 1 - alpha]) if np.isfinite(draws).any() else (math.nan, math.nan)
     return float(low), float(high)
 
 
@@ -108,7 +113,11 @@ def estimate_is(data: TransitionDataset, pi_taken: np.ndarray, *, gamma: float =
     if not np.isfinite(weights).all():
         return [ISEstimate(m, False, reason="importance weights overflowed") for m in methods]
     final = weights[:, -1]
-    ess = float(final.sum() ** 2 / (final**2).sum()) if final.sum() > 0 else 0.0
+    if not final.sum() > 0:
+        reason = (f"none of the {len(episodes)} episodes drawn at random took the policy's actions at every step "
+                  f"(effective sample size 0)")  # fmt: skip
+        return [ISEstimate(m, False, episodes=len(episodes), effective_sample_size=0.0, reason=reason) for m in methods]
+    ess = float(final.sum() ** 2 / (final**2).sum())
     out = []
     pdwis = _pdwis(weights, rewards, gamma)
     low, high = _bootstrap(lambda i: _pdwis(weights[i], rewards[i], gamma), len(episodes), resamples, confidence, seed)

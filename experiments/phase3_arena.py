@@ -1,0 +1,120 @@
+"""Phase 3 on the arena: offline RL from the headroom study's episodes, judged off-policy and then live on
+held-out arena configurations (docs/offline-rl.md).
+
+1. The headroom study's episodes (eight controllers on the very same configurations of four Fashion-MNIST
+   regimes, plus the null and fresh-order reruns) are ingested into a warehouse of their own.
+2. Phase 1 imitates the heuristic on it (the heuristic's decision in every logged state).
+3. Phase 3: CQL, IQL (actor starting from Phase 1) and BCQ, each with its checkpoint chosen by FQE on held-out
+   episode families. The learner to take live is chosen by the same held-out FQE estimate (never by a live
+   result on the evaluation configurations).
+4. Off-policy estimates of every policy and reference controller on the held-out families.
+5. Live, on configurations drawn from the shipped `arena` spec with a batch seed used nowhere else: the chosen
+   Phase 3 policy, Phase 1, never grow and the best fixed schedules against the heuristic, replicated on 2 fresh
+   data orders; the two other Phase 3 learners on the original orders only.
+
+    .venv/bin/python experiments/phase3_arena.py [--pairs 24] [--updates 20000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--updates", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-seed", type=int, default=20_261_201)
+    parser.add_argument("--study", default="var/headroom-screen/episodes", help="the episodes to learn from")
+    parser.add_argument("--out", default="var/arena")
+    parser.add_argument("--spec", default="arena", help="the spec the live configurations are drawn from")
+    parser.add_argument("--fqe-updates", type=int, default=4_000)
+    parser.add_argument("--imitation-epochs", type=int, default=60)
+    args = parser.parse_args()
+    ROOT, STUDY = Path(args.out), Path(args.study)
+    import dataclasses
+
+    import torch
+
+    torch.set_num_threads(1)
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.evaluation import evaluate_live_many
+    from tamiyo_models.generation import GenerationSpec
+    from tamiyo_models.offline_rl.workflow import OfflineRunConfig, train_offline
+    from tamiyo_models.ope.fqe import FQEConfig
+    from tamiyo_models.ope.report import off_policy_table, write_ope_report
+    from tamiyo_models.policies.imitation import ImitationConfig
+    from tamiyo_models.policies.workflow import PolicyRunConfig, train_policy
+    from tamiyo_models.transitions import load_transitions
+    from tamiyo_models.warehouse import ingest_folder
+
+    ROOT.mkdir(parents=True, exist_ok=True)
+    warehouse = ROOT / "warehouse.duckdb"
+    print(ingest_folder(STUDY, warehouse).line(), flush=True)
+
+    phase1 = train_policy(warehouse, PolicyRunConfig(
+        labels="heuristic", imitation=ImitationConfig(feature_set="base+lifecycle+task", epochs=args.imitation_epochs)),
+        ROOT / "policies", log=print)  # fmt: skip
+    base = OfflineRunConfig(feature_set="base+lifecycle+task", held_out=0.2, split_seed=0, parent_policy=str(phase1.policy_path),
+                            selection_fqe=FQEConfig(updates=min(1_500, args.fqe_updates)),
+                            report_fqe=FQEConfig(updates=args.fqe_updates))  # fmt: skip
+    runs = {}
+    for algorithm, learner in (("cql", dataclasses.replace(base.cql, alpha=0.1, updates=args.updates)),
+                               ("iql", dataclasses.replace(base.iql, updates=args.updates)),
+                               ("bcq", dataclasses.replace(base.bcq, updates=args.updates))):  # fmt: skip
+        config = dataclasses.replace(base, algorithm=algorithm, **{algorithm: learner})
+        runs[algorithm] = train_offline(warehouse, config, ROOT / "policies", log=print)
+    chosen = max(runs, key=lambda a: runs[a].ope["fqe"]["value"])
+    print(f"chosen by held-out FQE: {chosen} ({runs[chosen].ope['fqe']['value']:+.2f} pp)", flush=True)
+
+    # Off-policy estimates on the held-out families (the same for every policy: those of the chosen learner's split).
+    data = load_transitions(warehouse, "full")
+    _, held = data.split_by_family(0.2, seed=0)
+    policies = {"phase1": str(phase1.policy_path), **{f"phase3-{a}": str(r.policy_path) for a, r in runs.items()},
+                "never": "never", "fixed:conv_heavy@3": "fixed:conv_heavy@3", "fixed:conv_heavy@6": "fixed:conv_heavy@6"}  # fmt: skip
+    rows = off_policy_table(policies, held, FQEConfig(updates=args.fqe_updates), log=print)
+
+    configs = GenerationSpec.load(args.spec).sample(args.pairs, seed=args.batch_seed)
+    # Every arm was trained on (or selected with) the study's configurations: none of them may be evaluated here.
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        study_seeds = [row[0] for row in con.execute("select distinct seed from runs").fetchall()]
+    main_arms = {"phase1": phase1.policy_path, f"phase3-{chosen}": runs[chosen].policy_path}
+    references = {name: reference_controller(name) for name in ("never", "fixed:conv_heavy@3", "fixed:conv_heavy@6")}
+    live = evaluate_live_many(main_arms, configs, ROOT / "live", workers=args.workers, replicate=2, references=references,
+                              training_seeds={name: study_seeds for name in main_arms})  # fmt: skip
+    others = {f"phase3-{a}": r.policy_path for a, r in runs.items() if a != chosen}
+    live.update(evaluate_live_many(others, configs, ROOT / "live", workers=args.workers,
+                                   training_seeds={name: study_seeds for name in others}))  # fmt: skip
+
+    live_diff = {name: result.mean_difference for name, result in live.items()}
+    write_ope_report(rows, ROOT / "ope", title="Off-policy estimates on held-out arena families",
+                     data_summary=held.summary(), live=live_diff)  # fmt: skip
+    out = {name: {**result.summary(), "action_distribution": result.action_distribution["policy"],
+                  "seeds": result.seeds["policy"], "regimes": _by_regime(result, configs)} for name, result in live.items()}  # fmt: skip
+    out["_meta"] = {"chosen": chosen, "held_out_fqe": {a: r.ope["fqe"] for a, r in runs.items()},
+                    "configs": len(configs), "batch_seed": args.batch_seed}  # fmt: skip
+    (ROOT / "results.json").write_text(json.dumps(out, indent=1, default=float))
+    for name, result in live.items():
+        fresh = f"; fresh orders {result.fresh}" if result.fresh_orders else ""
+        print(f"{name}: {result.mean_difference:+.2f} [{result.ci_low:+.2f}, {result.ci_high:+.2f}] pp vs heuristic, "
+              f"W/T/L {result.wins}/{result.ties}/{result.losses}{fresh}; noise floor {result.noise_floor:.2f}")  # fmt: skip
+    return 0
+
+
+def _by_regime(result, configs) -> dict:
+    by_seed = {c.seed: c.regime() for c in configs}
+    out = {}
+    for pair in result.pairs:
+        out.setdefault(by_seed.get(pair.seed), []).append(pair.difference)
+    return {k: {"pairs": len(v), "mean_difference": sum(v) / len(v)} for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
