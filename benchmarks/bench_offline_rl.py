@@ -8,6 +8,8 @@ Without --warehouse, a small warehouse of synthetic exploration episodes (with b
 Target (issue 12): >= 2x d3rlpy's updates/s at equal or better held-out TD error. The TD error of both is
 computed by the same function here: squared error of Q(s, a) against r + gamma * max over the legal actions
 of s' of the model's own Q (d3rlpy's models know nothing of legal actions; the max is masked for both).
+And the two FQEs' estimates of one policy whose actions are always legal (never grow), which must agree within
+d3rlpy's own run-to-run spread.
 """
 
 from __future__ import annotations
@@ -118,6 +120,51 @@ def d3rlpy_fqe(algo, train, updates, seed):
     return updates / (time.perf_counter() - t0)
 
 
+def fqe_never_estimates(train, updates, seed) -> tuple[float, float]:
+    """V(s0) of never-grow (WAIT at every decision, always legal) by our FQE and by d3rlpy's DiscreteFQE on the
+    same data, in pp. d3rlpy evaluates one of its own algorithms: a DiscreteBC fitted to WAIT everywhere."""
+    import d3rlpy
+    from d3rlpy.dataset import MDPDataset
+
+    from tamiyo_models.actions import FINE_ACTIONS
+    from tamiyo_models.controllers import build_controller, reference_controller
+    from tamiyo_models.ope.fqe import FQEConfig, episode_starts, fit_fqe
+    from tamiyo_models.ope.report import ControllerPolicy
+    from tamiyo_models.transitions import to_d3rlpy
+
+    wait = FINE_ACTIONS.index("WAIT")
+    config = FQEConfig(hidden=HIDDEN, learning_rate=LR, batch_size=BATCH, updates=updates, gamma=GAMMA,
+                       reward_scale=REWARD_SCALE, seed=seed, layer_norm=False)  # fmt: skip
+    ours = fit_fqe(ControllerPolicy(build_controller(reference_controller("never")), train.feature_names), train, config).value
+
+    d3rlpy.seed(seed)
+    exported = to_d3rlpy(train)
+    all_wait = MDPDataset(observations=train.observations.astype(np.float32), actions=np.full((len(train), 1), wait),
+                          rewards=train.rewards.reshape(-1, 1).astype(np.float32),
+                          terminals=np.zeros(len(train), np.float32), timeouts=_ends(train))  # fmt: skip
+    never = d3rlpy.algos.DiscreteBCConfig(batch_size=BATCH).create(device="cpu:0")
+    never.fit(all_wait, n_steps=300, n_steps_per_epoch=300, show_progress=False, save_interval=10**9,
+              logger_adapter=d3rlpy.logging.NoopAdapterFactory())  # fmt: skip
+    assert (never.predict(train.observations.astype(np.float32)) == wait).all(), "the d3rlpy stand-in must always WAIT"
+    fqe = d3rlpy.ope.DiscreteFQE(algo=never, config=d3rlpy.ope.FQEConfig(
+        batch_size=BATCH, gamma=GAMMA, learning_rate=LR, target_update_interval=200,
+        observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
+        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(REWARD_SCALE),
+        encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(HIDDEN))), device="cpu:0")  # fmt: skip
+    fqe.fit(exported, n_steps=updates, n_steps_per_epoch=updates, show_progress=False, save_interval=10**9,
+            logger_adapter=d3rlpy.logging.NoopAdapterFactory())  # fmt: skip
+    starts = train.observations[episode_starts(train)].astype(np.float32)
+    theirs = float(fqe.predict_value(starts, np.full(len(starts), wait)).mean()) / REWARD_SCALE
+    return ours, theirs
+
+
+def _ends(data) -> np.ndarray:
+    ends = np.zeros(len(data), np.float32)
+    for rows in data.episode_slices():
+        ends[rows.stop - 1] = 1.0
+    return ends
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", type=Path)
@@ -134,6 +181,7 @@ def main() -> int:
         train, held = data.split_by_family(0.2, seed=0)
         speed = {k: [] for k in ("ours_cql", "d3_cql", "ours_fqe", "d3_fqe")}
         errors = {k: [] for k in ("ours_cql", "d3_cql")}
+        never = {"ours": [], "d3rlpy": []}
         for r in range(args.repeats):  # interleaved
             s, e, q = ours_cql(train, held, args.updates, r)
             speed["ours_cql"].append(s), errors["ours_cql"].append(e)
@@ -141,10 +189,15 @@ def main() -> int:
             speed["d3_cql"].append(s), errors["d3_cql"].append(e)
             speed["ours_fqe"].append(ours_fqe(q, train, held, args.updates, r))
             speed["d3_fqe"].append(d3rlpy_fqe(algo, train, args.updates, r))
+            ours, theirs = fqe_never_estimates(train, args.updates, r)
+            never["ours"].append(ours), never["d3rlpy"].append(theirs)
     med = {k: statistics.median(v) for k, v in speed.items()}
     cql_ratio = statistics.median(a / b for a, b in zip(speed["ours_cql"], speed["d3_cql"]))
     fqe_ratio = statistics.median(a / b for a, b in zip(speed["ours_fqe"], speed["d3_fqe"]))
     e_ours, e_d3 = statistics.median(errors["ours_cql"]), statistics.median(errors["d3_cql"])
+    # The estimates' agreement: medians apart by no more than d3rlpy's own spread over seeds (max - min).
+    gap = abs(statistics.median(never["ours"]) - statistics.median(never["d3rlpy"]))
+    d3_range = max(never["d3rlpy"]) - min(never["d3rlpy"])
     rows = [
         ("CQL updates/s, ours", f"{med['ours_cql']:.0f}", "", None),
         ("CQL updates/s, d3rlpy DiscreteCQL", f"{med['d3_cql']:.0f}", "", None),
@@ -155,11 +208,18 @@ def main() -> int:
         ("FQE updates/s, ours", f"{med['ours_fqe']:.0f}", "", None),
         ("FQE updates/s, d3rlpy DiscreteFQE", f"{med['d3_fqe']:.0f}", "", None),
         ("FQE speed, ours / d3rlpy", f"{fqe_ratio:.2f}x", ">= 2x", fqe_ratio >= 2),
+        ("FQE V(s0) of never-grow, ours (pp)", _spread(never["ours"]), "", None),
+        ("FQE V(s0) of never-grow, d3rlpy (pp)", _spread(never["d3rlpy"]), "", None),
+        ("|ours - d3rlpy| within d3rlpy's run-to-run range", f"{gap:.2f} vs {d3_range:.2f}", "<=", gap <= d3_range),
     ]
     print(f"machine: {machine()}")
     print_table(rows, f"data: {len(train)} training / {len(held)} held-out transitions ({args.feature_set}); "
                 f"{args.updates} updates, batch {BATCH}, MLP {HIDDEN}; repeats {args.repeats} (medians)\n")  # fmt: skip
     return 0
+
+
+def _spread(values) -> str:
+    return f"{statistics.median(values):+.2f} ({min(values):+.2f}..{max(values):+.2f})"
 
 
 if __name__ == "__main__":
