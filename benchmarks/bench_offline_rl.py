@@ -99,7 +99,7 @@ def ours_fqe(policy, train, held, updates, seed):
     config = FQEConfig(hidden=HIDDEN, learning_rate=LR, batch_size=BATCH, updates=updates, gamma=GAMMA,
                        reward_scale=REWARD_SCALE, seed=seed, layer_norm=False)  # fmt: skip
     t0 = time.perf_counter()
-    result = fit_fqe(policy, train, config)
+    fit_fqe(policy, train, config)
     return updates / (time.perf_counter() - t0)
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo_models.actions import FINE_ACTIONS
 from tamiyo_models.controllers import (
     Controller,
     ControllerConfig,

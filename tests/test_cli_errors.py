@@ -3,7 +3,6 @@ the options listed in issue 15 have help text."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

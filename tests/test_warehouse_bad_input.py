@@ -4,7 +4,6 @@ the batch still land, and what the warehouse already held is intact. Legacy file
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path

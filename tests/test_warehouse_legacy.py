@@ -5,8 +5,6 @@ histories are `loss_history_5` / `accuracy_history_5`."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pytest

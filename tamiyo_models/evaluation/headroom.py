@@ -357,8 +357,8 @@ def markdown_report(result: HeadroomResult) -> str:
         if r.failures:
             md += [f"- {len(r.failures)} episodes failed (left out of their pairs): {r.failures[0]}", ""]
     if len(result.regimes) > 1:
-        md += ["## Across regimes", "", f"Mean over regimes of each controller's mean paired difference (each regime weighs "
-               f"the same; pairs resampled within regimes).", "", "| controller | vs heuristic [CI] |", "|---|---|"]  # fmt: skip
+        md += ["## Across regimes", "", "Mean over regimes of each controller's mean paired difference (each regime weighs "
+               "the same; pairs resampled within regimes).", "", "| controller | vs heuristic [CI] |", "|---|---|"]  # fmt: skip
         md += [f"| {arm} | {interval} |" for arm, interval in sorted(result.aggregate.items(), key=lambda kv: -kv[1].mean)]
         md.append("")
     return "\n".join(md)
