@@ -130,7 +130,8 @@ class HeadroomResult:
     aggregate: dict[str, Interval]  # arm -> mean over regimes of the paired difference (stratified bootstrap)
     skipped: dict[str, str]
     episodes: int
-    seconds: float
+    seconds: float  # this invocation's wall time (a resumed study reuses episodes run earlier)
+    episode_seconds: float = 0.0  # the episodes' own wall time, summed: what the whole study cost
     files: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -141,6 +142,7 @@ class HeadroomResult:
             "skipped": self.skipped,
             "episodes": self.episodes,
             "seconds": self.seconds,
+            "episode_seconds": self.episode_seconds,
         }
 
 
@@ -305,8 +307,9 @@ def summarise(runs: PairedRuns, config: HeadroomConfig, skipped: dict[str, str] 
     for arm in alternatives:
         groups = {r.regime: list(runs.differences(arm, runs.indices(r.regime))) for r in regimes}
         aggregate[arm] = stratified_mean_ci(groups, config.confidence, config.resamples)
-    episodes = sum(1 for o in runs.outcomes.values())
-    return HeadroomResult(config, regimes, aggregate, dict(skipped or {}), episodes, seconds)
+    episodes = len(runs.outcomes)
+    cost = float(np.nansum([o.result.wall_seconds for o in runs.outcomes.values()]))
+    return HeadroomResult(config, regimes, aggregate, dict(skipped or {}), episodes, seconds, cost)
 
 
 def _nanmean(x) -> float:
@@ -320,7 +323,8 @@ def markdown_report(result: HeadroomResult) -> str:
     level = int(round(c.confidence * 100))
     md = ["# Headroom: reference controllers against the heuristic", "",
           f"Spec `{c.spec}`, {c.configs_per_regime} paired configurations per regime (batch seed {c.batch_seed}), "
-          f"{result.episodes} episodes, {result.seconds / 60:.0f} min. Score: **final accuracy on the test split** "
+          f"{result.episodes} episodes ({result.episode_seconds / 3600:.1f} h of episode time; this run "
+          f"{result.seconds / 60:.0f} min). Score: **final accuracy on the test split** "
           f"(no controller saw it), in pp; paired difference = controller - {c.reference} on the same configuration "
           f"and seed, mean with its {level}% bootstrap interval. *Fresh orders*: the same pairs rerun on "
           f"{c.replicate} new data orders (same initial weights). **Reproducible** = interval above 0 on both.", ""]  # fmt: skip
