@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,11 +101,36 @@ def main() -> int:
     write_ope_report(rows, ROOT / "ope", title="Off-policy estimates on held-out arena families",
                      data_summary=held.summary(), live=live_diff)  # fmt: skip
     _write_results(ROOT, live, configs, chosen, runs, args)
+    versus = head_to_head(configs, ROOT / "live", f"phase3-{chosen}", runs[chosen].policy_path, "fixed:conv_heavy@3")
+    (ROOT / "versus-best-reference.json").write_text(json.dumps(versus, indent=1, default=float))
+    print(f"phase3-{chosen} vs fixed:conv_heavy@3 on the same pairs: {versus['mean']:+.2f} "
+          f"[{versus['low']:+.2f}, {versus['high']:+.2f}] pp, W/T/L {versus['wins']}/{versus['ties']}/{versus['losses']}")  # fmt: skip
     for name, result in live.items():
         fresh = f"; fresh orders {result.fresh}" if result.fresh_orders else ""
         print(f"{name}: {result.mean_difference:+.2f} [{result.ci_low:+.2f}, {result.ci_high:+.2f}] pp vs heuristic, "
               f"W/T/L {result.wins}/{result.ties}/{result.losses}{fresh}; noise floor {result.noise_floor:.2f}")  # fmt: skip
     return 0
+
+
+def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str) -> dict:
+    """The chosen policy against a reference controller on the same pairs (original data orders): both were
+    paired with the heuristic, so policy - reference = (policy - heuristic) - (reference - heuristic) per
+    configuration. Reads the episodes back from disk; runs nothing."""
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.evaluation.live import policy_controller
+    from tamiyo_models.evaluation.paired import run_paired
+    from tamiyo_models.evaluation.stats import mean_ci, win_tie_loss
+
+    arms = {"heuristic": reference_controller("heuristic"), name: policy_controller(policy_path),
+            reference: reference_controller(reference)}  # fmt: skip
+    runs = run_paired(configs, arms, live_dir, execute=False)
+    idx = list(range(len(configs)))
+    diff = runs.differences(name, idx) - runs.differences(reference, idx)
+    diff = diff[np.isfinite(diff)]
+    ci = mean_ci(diff)
+    wins, ties, losses = win_tie_loss(diff)
+    return {"policy": name, "reference": reference, "pairs": int(diff.size), "mean": ci.mean, "low": ci.low,
+            "high": ci.high, "wins": wins, "ties": ties, "losses": losses}  # fmt: skip
 
 
 def _write_results(root: Path, live: dict, configs, chosen: str, runs: dict, args) -> None:
