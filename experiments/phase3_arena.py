@@ -119,7 +119,7 @@ def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str
     from tamiyo_models.controllers import reference_controller
     from tamiyo_models.evaluation.live import policy_controller
     from tamiyo_models.evaluation.paired import run_paired
-    from tamiyo_models.evaluation.stats import mean_ci, win_tie_loss
+    from tamiyo_models.stats import mean_ci, win_tie_loss
 
     arms = {"heuristic": reference_controller("heuristic"), name: policy_controller(policy_path),
             reference: reference_controller(reference)}  # fmt: skip

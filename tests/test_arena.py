@@ -183,7 +183,7 @@ def _result(test: float, val: float | None = None) -> EpisodeResult:
 def test_headroom_summary_reproduces_hand_computed_numbers():
     from tamiyo_models.evaluation.headroom import HeadroomConfig, summarise
     from tamiyo_models.evaluation.paired import EpisodeOutcome, PairedRuns
-    from tamiyo_models.evaluation.stats import expected_best_of, pairs_needed
+    from tamiyo_models.stats import expected_best_of, pairs_needed
 
     configs = [dataclasses.replace(_config(seed=s), tags={"regime": "r1"}) for s in range(4)]
     arms = {"heuristic": ControllerConfig(), "never": reference_controller("never"), "fixed": reference_controller("fixed:conv_heavy@6")}

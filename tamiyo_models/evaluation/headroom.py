@@ -29,8 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from .paired import PairedRuns, run_paired
-from .stats import (
+from ..stats import (
     Interval,
     expected_best_of,
     iqm,
@@ -41,6 +40,7 @@ from .stats import (
     stratified_mean_ci,
     win_tie_loss,
 )  # fmt: skip
+from .paired import PairedRuns, run_paired
 
 
 @dataclass(frozen=True)

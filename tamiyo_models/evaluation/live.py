@@ -35,7 +35,7 @@ from ..episode import EpisodeConfig
 from ..features import observation_features
 from ..policies.metrics import distribution
 from ..rawrun import read_raw_run
-from .stats import Interval, mean_ci, noise_floor, pairs_needed, win_tie_loss
+from ..stats import Interval, mean_ci, noise_floor, pairs_needed, win_tie_loss
 
 
 @dataclass
