@@ -103,8 +103,7 @@ def main() -> int:
     _write_results(ROOT, live, configs, chosen, runs, args)
     versus = head_to_head(configs, ROOT / "live", f"phase3-{chosen}", runs[chosen].policy_path, "fixed:conv_heavy@3")
     (ROOT / "versus-best-reference.json").write_text(json.dumps(versus, indent=1, default=float))
-    print(f"phase3-{chosen} vs fixed:conv_heavy@3 on the same pairs: {versus['mean']:+.2f} "
-          f"[{versus['low']:+.2f}, {versus['high']:+.2f}] pp, W/T/L {versus['wins']}/{versus['ties']}/{versus['losses']}")  # fmt: skip
+    print(versus_line(versus))
     for name, result in live.items():
         fresh = f"; fresh orders {result.fresh}" if result.fresh_orders else ""
         print(f"{name}: {result.mean_difference:+.2f} [{result.ci_low:+.2f}, {result.ci_high:+.2f}] pp vs heuristic, "
@@ -113,24 +112,36 @@ def main() -> int:
 
 
 def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str) -> dict:
-    """The chosen policy against a reference controller on the same pairs (original data orders): both were
-    paired with the heuristic, so policy - reference = (policy - heuristic) - (reference - heuristic) per
-    configuration. Reads the episodes back from disk; runs nothing."""
-    from tamiyo_models.controllers import reference_controller
+    """A policy against a reference controller on the same pairs: both were paired with the heuristic, so
+    policy - reference = (policy - heuristic) - (reference - heuristic) per configuration, on the original
+    data orders and, where both were rerun, on the fresh ones. Reads the episodes back from disk; runs nothing."""
+    from tamiyo_models.controllers import ControllerConfig, reference_controller
     from tamiyo_models.evaluation.live import policy_controller
     from tamiyo_models.evaluation.paired import run_paired
     from tamiyo_models.stats import mean_ci, win_tie_loss
 
-    arms = {"heuristic": reference_controller("heuristic"), name: policy_controller(policy_path),
+    # The heuristic arm exactly as live evaluation builds it (its run ids are those of the episodes on disk).
+    arms = {"heuristic": ControllerConfig(kind="heuristic"), name: policy_controller(policy_path),
             reference: reference_controller(reference)}  # fmt: skip
     runs = run_paired(configs, arms, live_dir, execute=False)
     idx = list(range(len(configs)))
-    diff = runs.differences(name, idx) - runs.differences(reference, idx)
-    diff = diff[np.isfinite(diff)]
-    ci = mean_ci(diff)
-    wins, ties, losses = win_tie_loss(diff)
-    return {"policy": name, "reference": reference, "pairs": int(diff.size), "mean": ci.mean, "low": ci.low,
-            "high": ci.high, "wins": wins, "ties": ties, "losses": losses}  # fmt: skip
+    out = {"policy": name, "reference": reference}
+    for label, diff in (("original", runs.differences(name, idx) - runs.differences(reference, idx)),
+                        ("fresh", runs.fresh_differences(name, idx) - runs.fresh_differences(reference, idx))):  # fmt: skip
+        diff = diff[np.isfinite(diff)]
+        if diff.size == 0:
+            continue
+        ci = mean_ci(diff)
+        wins, ties, losses = win_tie_loss(diff)
+        out[label] = {"pairs": int(diff.size), "mean": ci.mean, "low": ci.low, "high": ci.high, "wins": wins,
+                      "ties": ties, "losses": losses}  # fmt: skip
+    return out
+
+
+def versus_line(versus: dict) -> str:
+    parts = [f"{k} orders {v['mean']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}] pp, W/T/L {v['wins']}/{v['ties']}/{v['losses']}"
+             for k, v in versus.items() if isinstance(v, dict)]  # fmt: skip
+    return f"{versus['policy']} vs {versus['reference']} on the same pairs: " + "; ".join(parts)
 
 
 def _write_results(root: Path, live: dict, configs, chosen: str, runs: dict, args) -> None:
