@@ -123,7 +123,7 @@ def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str
     # The heuristic arm exactly as live evaluation builds it (its run ids are those of the episodes on disk).
     arms = {"heuristic": ControllerConfig(kind="heuristic"), name: policy_controller(policy_path),
             reference: reference_controller(reference)}  # fmt: skip
-    runs = run_paired(configs, arms, live_dir, execute=False)
+    runs = run_paired(configs, arms, live_dir, replicate=2, execute=False)  # whichever fresh orders ran
     idx = list(range(len(configs)))
     out = {"policy": name, "reference": reference}
     for label, diff in (("original", runs.differences(name, idx) - runs.differences(reference, idx)),
