@@ -113,3 +113,26 @@ def test_phases_are_a_registry():
     with pytest.raises(ValueError, match="unknown phase"):
         phase("phase9")
     assert np.array_equal(np.sort([p.key for p in all_phases()]), np.sort(list({p.key for p in all_phases()})))
+
+
+def test_an_actor_critic_around_a_bcq_policy_keeps_its_support_among_legal_actions():
+    """Phase 4 may start from a BCQ file: its support must be judged among the legal actions, or a state whose
+    most plausible action overall is illegal has no finite logit left (NaN probabilities, a crashed rollout)."""
+    from tamiyo_models.offline_rl.bcq import BCQPolicy
+
+    torch.manual_seed(0)
+    q, behaviour = QNetwork(len(FEATURES), (16,)), QNetwork(len(FEATURES), (16,))
+    with torch.no_grad():  # the behaviour all but always took action 1, which the mask below forbids
+        behaviour.net[-1].weight.zero_()
+        behaviour.net[-1].bias.fill_(-10.0)
+        behaviour.net[-1].bias[1] = 10.0
+    agent = ActorCritic(BCQPolicy(q, behaviour, threshold=0.3), ValueNetwork(len(FEATURES), (16,)))
+    x = _x(50, seed=4)
+    mask = torch.ones(50, len(FINE_ACTIONS), dtype=torch.bool)
+    mask[:, 1] = False
+    probs = agent.probabilities(x, mask)
+    assert torch.isfinite(probs).all() and torch.allclose(probs.sum(-1), torch.ones(50))
+    assert torch.all(probs[~mask] == 0)
+    actions, _ = agent.act(x, mask, generator=torch.Generator().manual_seed(0))
+    assert mask[torch.arange(50), actions].all()
+    assert torch.isfinite(agent.log_prob(x, mask, actions)).all()

@@ -90,6 +90,11 @@ class ActorCritic(PolicyModule):
     def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor.raw_logits(obs)
 
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # The actor's own masking: a BCQ actor judges support among the *legal* actions, so masking its
+        # unmasked scores afterwards could leave a state with no finite logit (NaN probabilities).
+        return self.actor.logits(obs, mask)
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs)
 
