@@ -136,3 +136,30 @@ def test_an_actor_critic_around_a_bcq_policy_keeps_its_support_among_legal_actio
     actions, _ = agent.act(x, mask, generator=torch.Generator().manual_seed(0))
     assert mask[torch.arange(50), actions].all()
     assert torch.isfinite(agent.log_prob(x, mask, actions)).all()
+
+
+def test_the_kl_penalty_stays_finite_for_an_actor_with_unsupported_legal_actions():
+    """Phase 4's KL to the initial policy, for a BCQ actor: its legal but unsupported actions score -inf, and
+    the penalty (and its gradient) must stay finite, or one update turns every weight into NaN."""
+    import copy
+
+    from tamiyo_models.offline_rl.bcq import BCQPolicy
+    from tamiyo_models.online_rl.loop import kl_to
+
+    torch.manual_seed(0)
+    q, behaviour = QNetwork(len(FEATURES), (16,)), QNetwork(len(FEATURES), (16,))
+    with torch.no_grad():  # only action 0 (WAIT) and 2 are supported anywhere
+        behaviour.net[-1].weight.zero_()
+        behaviour.net[-1].bias.fill_(-10.0)
+        behaviour.net[-1].bias[0] = 10.0
+        behaviour.net[-1].bias[2] = 10.0
+    agent = ActorCritic(BCQPolicy(q, behaviour, threshold=0.3), ValueNetwork(len(FEATURES), (16,)))
+    initial = copy.deepcopy(agent)
+    x, mask = _x(40, seed=5), torch.ones(40, len(FINE_ACTIONS), dtype=torch.bool)
+    assert abs(float(kl_to(initial, agent, x, mask))) < 1e-6
+    with torch.no_grad():
+        q.net[-1].bias[2] += 1.0  # the actor moves away from its initial self
+    kl = kl_to(initial, agent, x, mask)
+    assert torch.isfinite(kl) and float(kl) > 0
+    kl.backward()
+    assert all(torch.isfinite(p.grad).all() for p in q.parameters() if p.grad is not None)

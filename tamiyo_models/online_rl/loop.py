@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,14 +65,20 @@ def masked_entropy(agent, obs, masks) -> torch.Tensor:
 
 
 def kl_to(initial, agent, obs, masks) -> torch.Tensor:
-    """Mean KL(pi || pi_initial) over the batch's states, legal actions only."""
+    """Mean KL(pi || pi_initial) over the batch's states, over the actions pi can take.
+
+    Those are the actions with a finite logit, not merely the legal ones: a BCQ actor also gives -inf to legal
+    actions its data does not support (its support does not move during training, so pi_initial has them too).
+    Every -inf is zeroed *before* the product: a NaN there would poison the gradient even through a
+    torch.where that discards it."""
     zero = torch.zeros(())
-    # Illegal actions (-inf) are zeroed *before* the product: a NaN there would poison the gradient even
-    # through a torch.where that discards it.
-    logp = torch.where(masks, torch.log_softmax(agent.logits(obs, masks), dim=-1), zero)
+    logits = agent.logits(obs, masks)
+    support = torch.isfinite(logits)
+    logp = torch.where(support, torch.log_softmax(logits, dim=-1), zero)
     with torch.no_grad():
-        logq = torch.where(masks, torch.log_softmax(initial.logits(obs, masks), dim=-1), zero)
-    return (logp.exp() * (logp - logq) * masks).sum(dim=-1).mean()
+        initial_logits = initial.logits(obs, masks)
+        logq = torch.where(torch.isfinite(initial_logits), torch.log_softmax(initial_logits, dim=-1), zero)
+    return (logp.exp() * (logp - logq) * support).sum(dim=-1).mean()
 
 
 def regularisers(agent, initial, obs, masks, config: OnlineConfig, kl_coef: float) -> tuple[torch.Tensor, dict]:
@@ -126,6 +133,11 @@ def train_online(update: UpdateFn, name: str, envs, agent, config, *, lam: float
         else:
             losses = update(agent, batch, optimiser, initial, config, kl_coef)
         learn_seconds = time.perf_counter() - t0
+        bad = [k for k, v in losses.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad or not all(torch.isfinite(p).all() for p in agent.parameters()):
+            # Stop before the checkpoint: the last one on disk holds the weights from before this update.
+            raise FloatingPointError(f"{name} iteration {iteration}: non-finite {', '.join(bad) or 'weights'} after the "
+                                     f"update; the last checkpoint ({ckpt or 'none'}) is the state before it")  # fmt: skip
         result.episodes_used += len(episodes)
         behaviour = episode_behaviour(episodes)
         row = {"iteration": iteration, "episodes_used": result.episodes_used, "mean_return": float(np.mean([e.total_return for e in episodes])),
