@@ -144,9 +144,14 @@ def versus_line(versus: dict) -> str:
     return f"{versus['policy']} vs {versus['reference']} on the same pairs: " + "; ".join(parts)
 
 
+def live_rows(live: dict, configs) -> dict:
+    """name -> its live summary, action mix, seeds created / fossilized / culled and mean difference per regime."""
+    return {name: {**result.summary(), "action_distribution": result.action_distribution["policy"],
+                   "seeds": result.seeds["policy"], "regimes": _by_regime(result, configs)} for name, result in live.items()}  # fmt: skip
+
+
 def _write_results(root: Path, live: dict, configs, chosen: str, runs: dict, args) -> None:
-    out = {name: {**result.summary(), "action_distribution": result.action_distribution["policy"],
-                  "seeds": result.seeds["policy"], "regimes": _by_regime(result, configs)} for name, result in live.items()}  # fmt: skip
+    out = live_rows(live, configs)
     out["_meta"] = {"chosen": chosen, "held_out_fqe": {a: r.ope["fqe"] for a, r in runs.items()},
                     "configs": len(configs), "batch_seed": args.batch_seed}  # fmt: skip
     (root / "results.json").write_text(json.dumps(out, indent=1, default=float))

@@ -34,7 +34,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from phase3_arena import _by_regime, head_to_head, versus_line
+    from phase3_arena import head_to_head, live_rows, versus_line
 
     from tamiyo_models.controllers import reference_controller
     from tamiyo_models.evaluation import evaluate_live_many
@@ -52,8 +52,7 @@ def main() -> int:
                               references={args.reference: reference_controller(args.reference)},
                               training_seeds={name: seen})  # fmt: skip
     versus = head_to_head(configs, out / "live", name, args.policy, args.reference)
-    result = {label: {**r.summary(), "action_distribution": r.action_distribution["policy"], "seeds": r.seeds["policy"],
-                      "regimes": _by_regime(r, configs)} for label, r in live.items()}  # fmt: skip
+    result = live_rows(live, configs)
     result["_versus"] = versus
     result["_meta"] = {"batch_seed": args.batch_seed, "excluded_batch_seeds": args.exclude_batch_seed, "pairs": len(configs)}
     out.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,13 @@ def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return logits.masked_fill(~mask, float("-inf"))
 
 
+def finite_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log pi, the actions pi can take): log-probabilities with every -inf logit (illegal, or unsupported by a
+    BCQ actor) set to 0 *before* any product, so no NaN reaches a gradient even through a where that drops it."""
+    possible = torch.isfinite(logits)
+    return torch.where(possible, torch.log_softmax(logits, dim=-1), torch.zeros(())), possible
+
+
 class PolicyModule(nn.Module):
     """The policy interface of every phase. Subclasses implement `raw_logits` (and optionally `value`,
     `q_values`) and `spec`; `kind` names them in the saved format's registry."""
@@ -143,11 +150,8 @@ class PolicyModule(nn.Module):
         return torch.log_softmax(self.logits(obs, mask), dim=-1).gather(-1, actions.long()[:, None]).squeeze(-1)
 
     def entropy(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.logits(obs, mask)
-        legal = torch.isfinite(logits)
-        # -inf (illegal) zeroed before the product, so no NaN reaches the gradient
-        logp = torch.where(legal, torch.log_softmax(logits, dim=-1), torch.zeros(()))
-        return -(logp.exp() * logp * legal).sum(dim=-1)
+        logp, possible = finite_log_probs(self.logits(obs, mask))
+        return -(logp.exp() * logp * possible).sum(dim=-1)
 
     @property
     def has_value(self) -> bool:

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..agents.base import finite_log_probs
 from .hacking import HackingWatch, episode_behaviour
 from .rollout import build_batch, collect_episodes
 
@@ -68,17 +69,11 @@ def kl_to(initial, agent, obs, masks) -> torch.Tensor:
     """Mean KL(pi || pi_initial) over the batch's states, over the actions pi can take.
 
     Those are the actions with a finite logit, not merely the legal ones: a BCQ actor also gives -inf to legal
-    actions its data does not support (its support does not move during training, so pi_initial has them too).
-    Every -inf is zeroed *before* the product: a NaN there would poison the gradient even through a
-    torch.where that discards it."""
-    zero = torch.zeros(())
-    logits = agent.logits(obs, masks)
-    support = torch.isfinite(logits)
-    logp = torch.where(support, torch.log_softmax(logits, dim=-1), zero)
+    actions its data does not support (its support does not move during training, so pi_initial has them too)."""
+    logp, possible = finite_log_probs(agent.logits(obs, masks))
     with torch.no_grad():
-        initial_logits = initial.logits(obs, masks)
-        logq = torch.where(torch.isfinite(initial_logits), torch.log_softmax(initial_logits, dim=-1), zero)
-    return (logp.exp() * (logp - logq) * support).sum(dim=-1).mean()
+        logq, _ = finite_log_probs(initial.logits(obs, masks))
+    return (logp.exp() * (logp - logq) * possible).sum(dim=-1).mean()
 
 
 def regularisers(agent, initial, obs, masks, config: OnlineConfig, kl_coef: float) -> tuple[torch.Tensor, dict]:
