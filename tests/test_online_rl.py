@@ -5,6 +5,8 @@ rollouts; the reward-hacking watch fires on a policy trained against a hackable 
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -203,9 +205,14 @@ def test_phase4_workflow_records_runs_that_ingest_and_registers_the_policy(tmp_p
     module, payload = load_policy(run.policy_path)
     assert payload["phase"] == "phase4" and payload["parent"] == str(initial) and module.has_value
     assert str(tracker.resolve("tamiyo-phase4-online@candidate-ppo").version) == str(run.model_version)
+    # A second training with the same learner seed draws the same configurations: its episodes must land under
+    # their own run ids (they once collided with the first training's and were quarantined as conflicts).
+    again = train_online_policy(dataclasses.replace(config, initial_policy=None), tmp_path / "out2", log=lambda *_: None)
+    assert again.history[-1]["episodes_used"] == 8
     summary = ingest_folder(tmp_path / "raw", tmp_path / "w.duckdb")
-    assert summary.runs_loaded == 8, summary.line()
+    assert summary.runs_loaded == 16 and summary.records_quarantined == 0, summary.line()
     steps = query(tmp_path / "w.duckdb", "SELECT s.stochastic, s.propensity, r.controller_kind, r.controller_label "
                   "FROM steps s JOIN runs r USING (run_id)")  # fmt: skip
-    assert set(steps["controller_kind"]) == {"agent"} and set(steps["controller_label"]) == {"phase4-ppo"}
+    labels = set(steps["controller_label"])
+    assert set(steps["controller_kind"]) == {"agent"} and len(labels) == 2 and all(x.startswith("phase4-ppo-") for x in labels)
     assert steps["propensity"].min() > 0 and steps.filter(steps["stochastic"]).height > 0

@@ -10,6 +10,7 @@ test split stays out of the learner's reach, in the raw runs' footers only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -62,6 +63,18 @@ class OnlineRun:
     model_version: str | None = None
 
 
+def online_run_label(config: OnlineRunConfig, out_dir) -> str:
+    """The behaviour label of a training run's episodes, e.g. `phase4-ppo-1a2b3c4d`.
+
+    Episode run ids hash the configuration, the acting label included, and iteration k of every run with the
+    same learner seed draws the same configurations: with the bare algorithm as label, two trainings (another
+    initial policy, another algorithm's seed 0) would write different episodes under one run id, and the
+    warehouse would quarantine the second as a run id conflict, losing its experience. The digest names the
+    training (its whole configuration and its output folder); a resumed run keeps it, so its ids stay stable."""
+    key = json.dumps({"config": config.to_dict(), "out": str(Path(out_dir).resolve())}, sort_keys=True)
+    return f"phase4-{config.algorithm}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
 def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = None):
     """(ActorCritic, its feature names, the parent reference or None)."""
     from ..agents.base import categorical_columns
@@ -101,7 +114,7 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     out = Path(out_dir)
     agent, features, parent_ref = build_agent(config, tracker, out)
     envs = make_vector_env(config.workers, spec=config.spec, regime=config.regime, feature_set="full",
-                           record_dir=config.record_dir, agent=f"phase4-{config.algorithm}")  # fmt: skip
+                           record_dir=config.record_dir, agent=online_run_label(config, out))  # fmt: skip
     train = {"reinforce": train_reinforce, "a2c": train_a2c, "ppo": train_ppo}[config.algorithm]
     watch = HackingWatch()
     try:
