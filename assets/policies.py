@@ -252,7 +252,10 @@ class Phase4Config(dg.Config):
     regime: str = ""  # empty: every regime of the spec that can run here
     episodes: int = 64
     episodes_per_iteration: int = 4
-    workers: int = 2
+    workers: int = 2  # environments stepped at once: worker processes, or Ray actors with ray_address
+    ray_address: str = ""  # a Ray cluster for the rollouts (docs/scaling.md); empty: local worker processes
+    cpus_per_episode: float = 1.0  # what each Ray actor reserves
+    entropy_floor: float = 0.0
     initial_policy: str = ""  # empty: the newest Phase 1 candidate (tamiyo-phase1-imitation@candidate); "none": fresh
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR
@@ -272,10 +275,11 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
     tracker = mlflow.tracker()
     initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
     base = OnlineRunConfig()
-    learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes,
+    learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
                                   episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
     run_config = OnlineRunConfig(algorithm=config.algorithm, spec=config.spec, regime=config.regime or None, workers=config.workers,
-                                 initial_policy=initial, record_dir=config.record_dir or None, **{config.algorithm: learner})  # fmt: skip
+                                 initial_policy=initial, record_dir=config.record_dir or None, ray_address=config.ray_address or None,
+                                 cpus_per_episode=config.cpus_per_episode, **{config.algorithm: learner})  # fmt: skip
     run = train_online_policy(run_config, config.out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
                               tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info)  # fmt: skip
     last = run.history[-1] if run.history else {}

@@ -111,10 +111,11 @@ def main() -> int:
     return 0
 
 
-def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str) -> dict:
+def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str, reference_arm=None) -> dict:
     """A policy against a reference controller on the same pairs: both were paired with the heuristic, so
     policy - reference = (policy - heuristic) - (reference - heuristic) per configuration, on the original
-    data orders and, where both were rerun, on the fresh ones. Reads the episodes back from disk; runs nothing."""
+    data orders and, where both were rerun, on the fresh ones. Reads the episodes back from disk; runs nothing.
+    `reference_arm`: the other arm's ControllerConfig when it is not a named reference controller (a policy)."""
     from tamiyo_models.controllers import ControllerConfig, reference_controller
     from tamiyo_models.evaluation.live import policy_controller
     from tamiyo_models.evaluation.paired import run_paired
@@ -122,7 +123,7 @@ def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str
 
     # The heuristic arm exactly as live evaluation builds it (its run ids are those of the episodes on disk).
     arms = {"heuristic": ControllerConfig(kind="heuristic"), name: policy_controller(policy_path),
-            reference: reference_controller(reference)}  # fmt: skip
+            reference: reference_arm or reference_controller(reference)}  # fmt: skip
     runs = run_paired(configs, arms, live_dir, replicate=2, execute=False)  # whichever fresh orders ran
     idx = list(range(len(configs)))
     out = {"policy": name, "reference": reference}

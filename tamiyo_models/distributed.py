@@ -93,7 +93,7 @@ def _is_loopback(host: str | None) -> bool:
 
 
 @contextmanager
-def _ray_session(address: str) -> Iterator:
+def ray_session(address: str) -> Iterator:
     import ray
     from ray._private import ray_constants
 
@@ -155,7 +155,7 @@ def generate_on_ray(
     attempts = ray_config.max_retries + 1
     threads = max(1, int(ray_config.cpus_per_episode))
     results: list[EpisodeResult | None] = [None] * len(configs)
-    with _ray_session(ray_config.address) as ray:
+    with ray_session(ray_config.address) as ray:
         task = ray.remote(_episode_task)
         pending = {}
         for i, config in enumerate(configs):

@@ -29,7 +29,9 @@ class OnlineRunConfig:
     algorithm: str = "ppo"
     spec: str = "arena"  # episodes' configurations are drawn from this generation spec
     regime: str | None = None  # or from one of its regimes
-    workers: int = 2
+    workers: int = 2  # sub-environments stepped at once (worker processes, or Ray actors with ray_address)
+    ray_address: str | None = None  # a Ray cluster (distributed.RayConfig's addresses): rollouts on Ray actors
+    cpus_per_episode: float = 1.0  # what each Ray actor reserves
     initial_policy: str | None = None  # a policy file or MLflow ref (Phase 1 or 3); None: a fresh MLP actor
     feature_set: str = "base+lifecycle+task"  # for a fresh actor (an initial policy brings its own)
     hidden: tuple[int, ...] = (128, 128)
@@ -113,8 +115,14 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
 
     out = Path(out_dir)
     agent, features, parent_ref = build_agent(config, tracker, out)
+    ray = None
+    if config.ray_address:
+        from ..distributed import RayConfig
+
+        ray = RayConfig(config.ray_address, cpus_per_episode=config.cpus_per_episode)
+        log(f"rollouts on {config.workers} Ray actors on the cluster at {config.ray_address}")
     envs = make_vector_env(config.workers, spec=config.spec, regime=config.regime, feature_set="full",
-                           record_dir=config.record_dir, agent=online_run_label(config, out))  # fmt: skip
+                           record_dir=config.record_dir, agent=online_run_label(config, out), ray=ray)  # fmt: skip
     train = {"reinforce": train_reinforce, "a2c": train_a2c, "ppo": train_ppo}[config.algorithm]
     watch = HackingWatch()
     try:

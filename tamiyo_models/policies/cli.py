@@ -39,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
     train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
     train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
+    train.add_argument("--entropy-floor", type=float, default=0.0,
+                       help="phase 4: mean policy entropy (nats) below which a penalty pushes it back up (default 0)")
+    train.add_argument("--kl-coef", type=float, default=None,
+                       help="phase 4: weight of the KL penalty towards the initial policy, decaying 0.9x per iteration "
+                       "(default 0.1 for PPO, 0 otherwise)")
+    train.add_argument("--ray-address", default=None,
+                       help="phase 4: run the --workers environments as Ray actors on this cluster ('local', 'auto', "
+                       "HOST:PORT, ray://HOST:PORT; docs/scaling.md) instead of local worker processes")
+    train.add_argument("--cpus-per-episode", type=float, default=1.0, help="phase 4 with Ray: CPUs each actor reserves")
     train.add_argument("--record-dir", default="var/raw",
                        help="phase 4: landing folder the rollouts are written to as raw runs ('' for none; default var/raw)")
     train.add_argument("--updates", type=int, default=20_000, help="phase 3: gradient updates (default 20000)")
@@ -172,11 +181,14 @@ def _run_online(args: argparse.Namespace) -> int:
     algorithm = args.algorithm or "ppo"
     try:
         base = OnlineRunConfig()
-        learner = dataclasses.replace(getattr(base, algorithm), episodes=args.episodes, seed=args.seed,
-                                      episodes_per_iteration=args.episodes_per_iteration)  # fmt: skip
+        learner = getattr(base, algorithm)
+        learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
+                                      episodes_per_iteration=args.episodes_per_iteration,
+                                      kl_coef=learner.kl_coef if args.kl_coef is None else args.kl_coef)  # fmt: skip
         config = OnlineRunConfig(algorithm=algorithm, spec=args.spec, regime=args.regime, workers=args.workers,
                                  initial_policy=args.parent, feature_set=args.feature_set or "base+lifecycle+task",
-                                 record_dir=args.record_dir or None, **{algorithm: learner})  # fmt: skip
+                                 record_dir=args.record_dir or None, ray_address=args.ray_address,
+                                 cpus_per_episode=args.cpus_per_episode, **{algorithm: learner})  # fmt: skip
         tracker = None if args.no_mlflow else tracker_from_args(args)
         bar = tqdm(total=args.episodes, unit="episode", desc=f"phase 4 {algorithm}", file=sys.stderr)
 

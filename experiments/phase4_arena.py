@@ -1,0 +1,158 @@
+"""Phase 4 on the arena: online RL in live Fashion-MNIST episodes, then the policy live on held-out configurations.
+
+1. Train one online learner (PPO by default) in episodes drawn from the shipped `arena` spec, starting from a
+   saved policy (default: the Phase 3 IQL actor of docs/offline-rl.md, the least deterministic of the offline
+   policies), with an entropy floor so that it keeps trying actions its initialisation rarely takes. A copy
+   of the checkpoint is kept every `--snapshot-every` episodes for the sample-efficiency curve. The run
+   resumes from its last checkpoint when restarted.
+2. Live, on the 24 configurations of batch seed 20261202 (drawn by `phase3_arena_confirm.py`, which no
+   Phase 4 choice was made on): every snapshot paired with the heuristic on the original data orders; the
+   final policy (the pre-registered one: the last, whatever the snapshots score) also rerun on 2 fresh data
+   orders, and head to head with the best fixed schedule and the Phase 3 BCQ policy on the same pairs.
+   Episodes already on disk for these configurations (heuristic, fixed schedule, BCQ, null reruns) are reused.
+
+    .venv/bin/python experiments/phase4_arena.py [--episodes 320] [--eval-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", default="ppo", choices=("reinforce", "a2c", "ppo"))
+    parser.add_argument("--initial", default="var/arena/policies/phase3-iql.pt", help="initial actor (policy file)")
+    parser.add_argument("--episodes", type=int, default=320)
+    parser.add_argument("--episodes-per-iteration", type=int, default=16)
+    parser.add_argument("--entropy-floor", type=float, default=0.3)
+    parser.add_argument("--kl-coef", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--snapshot-every", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--batch-seed", type=int, default=20_261_202)
+    parser.add_argument("--live-dir", default="var/arena/confirm/live", help="episodes of these configurations (reused)")
+    parser.add_argument("--warehouse", default="var/arena/warehouse.duckdb", help="the initial policy's training data")
+    parser.add_argument("--reference", default="fixed:conv_heavy@3")
+    parser.add_argument("--phase3", default="var/arena/policies/phase3-bcq.pt", help="the best Phase 3 policy")
+    parser.add_argument("--out", default=None, help="default var/phase4-arena-ALGORITHM-sSEED")
+    parser.add_argument("--eval-only", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(args.out or f"var/phase4-arena-{args.algorithm}-s{args.seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.eval_only:
+        train(args, out)
+    evaluate(args, out)
+    return 0
+
+
+def _config(args, out: Path):
+    import dataclasses
+
+    from tamiyo_models.online_rl.workflow import OnlineRunConfig
+
+    run = OnlineRunConfig(algorithm=args.algorithm, spec="arena", workers=args.workers, initial_policy=args.initial,
+                          record_dir=str(out / "raw"))  # fmt: skip
+    learner = dataclasses.replace(run.learner, episodes=args.episodes, episodes_per_iteration=args.episodes_per_iteration,
+                                  entropy_floor=args.entropy_floor, kl_coef=args.kl_coef, seed=args.seed)  # fmt: skip
+    return dataclasses.replace(run, **{args.algorithm: learner})
+
+
+def train(args, out: Path) -> None:
+    from tamiyo_models.online_rl.workflow import train_online_policy
+
+    config = _config(args, out)
+    checkpoint = out / f"phase4-{args.algorithm}-checkpoint" / "checkpoint.pt"
+    snapshots = out / "snapshots"
+    snapshots.mkdir(exist_ok=True)
+
+    def snapshot(row: dict) -> None:
+        if row["episodes_used"] % args.snapshot_every == 0 or row["episodes_used"] >= args.episodes:
+            shutil.copy(checkpoint, snapshots / f"checkpoint-e{row['episodes_used']:04d}.pt")
+
+    with open(out / "train.log", "a") as log_file:
+        def log(line: str) -> None:
+            print(line, flush=True)
+            print(line, file=log_file, flush=True)
+
+        train_online_policy(config, out, log=log, on_iteration=snapshot)
+
+
+def snapshot_policies(args, out: Path) -> dict[str, Path]:
+    """Each kept checkpoint as a policy file (episodes used -> path); the initial policy as 0 episodes."""
+    import torch
+
+    from tamiyo_models.agents.saved import save_policy
+    from tamiyo_models.online_rl.workflow import build_agent
+
+    config = _config(args, out)
+    policies = {}
+    for ckpt in sorted((out / "snapshots").glob("checkpoint-e*.pt")):
+        episodes = int(ckpt.stem.split("-e")[1])
+        path = out / "snapshots" / f"{args.algorithm}-e{episodes:04d}.pt"
+        if not path.exists():
+            agent, features, parent = build_agent(config)
+            agent.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["agent"])
+            save_policy(agent, features, path, algorithm=args.algorithm, phase="phase4", parent=parent,
+                        metadata={"episodes": episodes, "snapshot_of": str(ckpt)})  # fmt: skip
+        policies[f"{args.algorithm}-e{episodes:04d}"] = path
+    return policies
+
+
+def training_seeds(args, out: Path) -> list[int]:
+    import duckdb
+
+    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+
+    seeds = [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(out / "raw")]
+    with duckdb.connect(args.warehouse, read_only=True) as con:
+        seeds += [row[0] for row in con.execute("select distinct seed from runs").fetchall()]
+    return seeds
+
+
+def evaluate(args, out: Path) -> None:
+    from phase3_arena import head_to_head, live_rows, versus_line
+
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.evaluation import evaluate_live_many
+    from tamiyo_models.evaluation.live import policy_controller
+    from tamiyo_models.generation import GenerationSpec
+
+    configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
+    snapshots = snapshot_policies(args, out)
+    if not snapshots:
+        raise SystemExit(f"no snapshots under {out / 'snapshots'}: train first")
+    final = max(snapshots)
+    seeds = training_seeds(args, out)
+    live_dir = Path(args.live_dir)
+    # The curve: every snapshot on the original orders (the final one also on fresh orders, below).
+    curve = evaluate_live_many({k: v for k, v in snapshots.items() if k != final}, configs, live_dir,
+                               workers=args.workers, training_seeds={k: seeds for k in snapshots}) if len(snapshots) > 1 else {}  # fmt: skip
+    live = evaluate_live_many({final: snapshots[final], "phase3-bcq": args.phase3}, configs, live_dir,
+                              workers=args.workers, replicate=2, training_seeds={final: seeds},
+                              references={args.reference: reference_controller(args.reference)})  # fmt: skip
+    result = live_rows({**curve, **live}, configs)
+    result["_versus"] = [head_to_head(configs, live_dir, final, snapshots[final], args.reference),
+                         head_to_head(configs, live_dir, final, snapshots[final], "phase3-bcq", policy_controller(args.phase3))]  # fmt: skip
+    result["_meta"] = {"batch_seed": args.batch_seed, "pairs": len(configs), "final": final,
+                       "config": _config(args, out).to_dict(), "training_seeds": len(seeds)}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    for label, r in {**curve, **live}.items():
+        fresh = f"; fresh orders {r.fresh}" if r.fresh else ""
+        print(f"{label}: {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] pp vs heuristic, "
+              f"W/T/L {r.wins}/{r.ties}/{r.losses}{fresh}; noise floor {r.noise_floor:.2f}")  # fmt: skip
+    for versus in result["_versus"]:
+        print(versus_line(versus))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    sys.exit(main())
