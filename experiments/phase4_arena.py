@@ -87,14 +87,14 @@ def train(args, out: Path) -> None:
 
 
 def snapshot_policies(args, out: Path) -> dict[str, Path]:
-    """Each kept checkpoint as a policy file (episodes used -> path); the initial policy as 0 episodes."""
+    """Each kept checkpoint as a policy file (label ALGORITHM-eEPISODES -> path); the initial policy is e0000."""
     import torch
 
     from tamiyo_models.agents.saved import save_policy
     from tamiyo_models.online_rl.workflow import build_agent
 
     config = _config(args, out)
-    policies = {}
+    policies = {f"{args.algorithm}-e0000": Path(args.initial)}  # the starting point of the curve
     for ckpt in sorted((out / "snapshots").glob("checkpoint-e*.pt")):
         episodes = int(ckpt.stem.split("-e")[1])
         path = out / "snapshots" / f"{args.algorithm}-e{episodes:04d}.pt"
@@ -128,14 +128,14 @@ def evaluate(args, out: Path) -> None:
 
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
     snapshots = snapshot_policies(args, out)
-    if not snapshots:
+    if len(snapshots) < 2:
         raise SystemExit(f"no snapshots under {out / 'snapshots'}: train first")
     final = max(snapshots)
     seeds = training_seeds(args, out)
     live_dir = Path(args.live_dir)
     # The curve: every snapshot on the original orders (the final one also on fresh orders, below).
     curve = evaluate_live_many({k: v for k, v in snapshots.items() if k != final}, configs, live_dir,
-                               workers=args.workers, training_seeds={k: seeds for k in snapshots}) if len(snapshots) > 1 else {}  # fmt: skip
+                               workers=args.workers, training_seeds={k: seeds for k in snapshots})  # fmt: skip
     live = evaluate_live_many({final: snapshots[final], "phase3-bcq": args.phase3}, configs, live_dir,
                               workers=args.workers, replicate=2, training_seeds={final: seeds},
                               references={args.reference: reference_controller(args.reference)})  # fmt: skip
@@ -144,13 +144,60 @@ def evaluate(args, out: Path) -> None:
                          head_to_head(configs, live_dir, final, snapshots[final], "phase3-bcq", policy_controller(args.phase3))]  # fmt: skip
     result["_meta"] = {"batch_seed": args.batch_seed, "pairs": len(configs), "final": final,
                        "config": _config(args, out).to_dict(), "training_seeds": len(seeds)}  # fmt: skip
+    result["_training"] = training_summary(out / f"phase4-{args.algorithm}.pt")
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    plot_curve({**curve, **live}, final, args, out / "sample-efficiency.png")
     for label, r in {**curve, **live}.items():
         fresh = f"; fresh orders {r.fresh}" if r.fresh else ""
         print(f"{label}: {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] pp vs heuristic, "
               f"W/T/L {r.wins}/{r.ties}/{r.losses}{fresh}; noise floor {r.noise_floor:.2f}")  # fmt: skip
     for versus in result["_versus"]:
         print(versus_line(versus))
+
+
+def training_summary(policy_path: Path) -> dict:
+    """The learning curve and the reward-hacking watch, per iteration, from the trained policy's metadata."""
+    from tamiyo_models.agents.saved import load_policy
+
+    if not policy_path.exists():
+        return {}
+    meta = load_policy(policy_path)[1]["metadata"]
+    keys = ("episodes_used", "mean_return", "entropy", "kl_initial", "approx_kl", "clip_fraction", "germinations_per_episode",
+            "culls_per_episode", "ended_in_training_share", "unfinished_blend_share", "positive_culls_per_episode",
+            "steps_per_second", "learner_share")  # fmt: skip
+    history = [{k: row.get(k) for k in keys} for row in json.loads(meta.get("history") or "[]")]
+    return {"alerts": meta.get("alerts") or [], "history": history}
+
+
+def plot_curve(live: dict, final: str, args, path: Path) -> None:
+    """Paired test-score difference vs the heuristic against training episodes, with its interval, the null
+    control's spread as a band, and the fixed schedule's and the Phase 3 policy's levels on the same pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted((int(name.rsplit("-e", 1)[1]), r) for name, r in live.items() if name.startswith(f"{args.algorithm}-e"))
+    if not points:
+        return
+    x = [e for e, _ in points]
+    y = [r.mean_difference for _, r in points]
+    err = [[r.mean_difference - r.ci_low for _, r in points], [r.ci_high - r.mean_difference for _, r in points]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    floor = live[final].noise_floor
+    ax.axhspan(-floor, floor, color="0.85", label=f"null control (heuristic, new data order): +-{floor:.2f} pp RMS")
+    ax.axhline(0, color="k", lw=1, label="heuristic")
+    for name, style in ((args.reference, "--"), ("phase3-bcq", ":")):
+        if name in live:
+            ax.axhline(live[name].mean_difference, ls=style, color="C1" if style == "--" else "C2", label=f"{name} (same pairs)")
+    ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color="C0", label=f"{args.algorithm.upper()} snapshot, 95% CI")
+    ax.set_xlabel("training episodes consumed")
+    ax.set_ylabel("test accuracy - heuristic (pp, paired)")
+    ax.set_title(f"Phase 4 {args.algorithm.upper()} on the arena: {live[final].summary()['live_pairs']} held-out configurations")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ rollouts; the reward-hacking watch fires on a policy trained against a hackable 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import gymnasium as gym
@@ -216,3 +217,28 @@ def test_phase4_workflow_records_runs_that_ingest_and_registers_the_policy(tmp_p
     labels = set(steps["controller_label"])
     assert set(steps["controller_kind"]) == {"agent"} and len(labels) == 2 and all(x.startswith("phase4-ppo-") for x in labels)
     assert steps["propensity"].min() > 0 and steps.filter(steps["stochastic"]).height > 0
+
+
+def test_ppo_splits_each_epoch_into_exactly_the_configured_minibatches():
+    """10 samples in 4 minibatches are 3+3+2+2, not 2+2+2+2+2 (a remainder once made an extra, noisy update whose
+    entropy was the one the hacking watch saw); the entropy reported is the mean over the minibatches."""
+    from tamiyo_models.online_rl.loop import masked_entropy
+    from tamiyo_models.online_rl.ppo import PPOConfig, update
+    from tamiyo_models.online_rl.rollout import Batch
+
+    agent = _agent(4)
+    g = torch.Generator().manual_seed(0)
+    obs, masks = torch.randn(10, 4, generator=g), torch.ones(10, 8, dtype=torch.bool)
+    masks[:5, 1:] = False  # half the states have one legal action: their entropy is 0
+    actions = torch.zeros(10, dtype=torch.long)
+    with torch.no_grad():
+        log_probs = agent.log_prob(obs, masks, actions)
+        entropy = float(masked_entropy(agent, obs, masks))
+    batch = Batch(obs=obs, masks=masks, actions=actions, log_probs=log_probs, returns=torch.ones(10),
+                  advantages=torch.randn(10, generator=g), values=torch.zeros(10), episodes=[])  # fmt: skip
+    config = PPOConfig(epochs=2, minibatches=4, target_kl=None, learning_rate=0.0)  # lr 0: the policy stays put
+    optimiser = torch.optim.Adam(agent.parameters(), lr=0.0)
+    initial = copy.deepcopy(agent)
+    parts = update(agent, batch, optimiser, initial, config, kl_coef=0.0)
+    assert parts["minibatch_updates"] == 8
+    assert parts["entropy"] == pytest.approx(entropy, abs=0.05)  # minibatch means of unequal sizes, averaged

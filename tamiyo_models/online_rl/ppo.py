@@ -31,15 +31,15 @@ class PPOConfig(OnlineConfig):
 
 def update(agent, batch, optimiser, initial, config: PPOConfig, kl_coef: float) -> dict:
     n = len(batch.actions)
-    size = max(1, n // config.minibatches)
     generator = torch.Generator().manual_seed(int(batch.actions.sum()) + n)  # deterministic given the batch
     stats = {"policy_loss": 0.0, "value_loss": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0, "updates": 0}
-    parts = {}
+    parts: dict[str, float] = {}
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=generator)
         stop = False
-        for start in range(0, n, size):
-            idx = order[start : start + size]
+        # Exactly `minibatches` parts of near-equal size: slicing by n // minibatches left a remainder of a few
+        # samples as an extra minibatch, a noisy update of its own whose entropy was the one reported.
+        for idx in torch.tensor_split(order, min(config.minibatches, n)):
             obs, masks, actions = batch.obs[idx], batch.masks[idx], batch.actions[idx]
             new_logp = agent.log_prob(obs, masks, actions)
             log_ratio = new_logp - batch.log_probs[idx]
@@ -54,7 +54,9 @@ def update(agent, batch, optimiser, initial, config: PPOConfig, kl_coef: float) 
                 value_loss = torch.max((value - batch.returns[idx]) ** 2, (clipped - batch.returns[idx]) ** 2).mean()
             else:
                 value_loss = torch.nn.functional.mse_loss(value, batch.returns[idx])
-            extra, parts = regularisers(agent, initial, obs, masks, config, kl_coef)
+            extra, minibatch_parts = regularisers(agent, initial, obs, masks, config, kl_coef)
+            for key, amount in minibatch_parts.items():  # reported as the mean over the minibatches
+                parts[key] = parts.get(key, 0.0) + amount
             clip_and_step(agent, optimiser, policy_loss + config.value_coef * value_loss + extra, config)
             with torch.no_grad():
                 approx_kl = ((ratio - 1) - log_ratio).mean()  # the unbiased low-variance estimator (Schulman)
@@ -69,7 +71,7 @@ def update(agent, batch, optimiser, initial, config: PPOConfig, kl_coef: float) 
         if stop:
             break
     updates = max(1, stats.pop("updates"))
-    return {**{k: v / updates for k, v in stats.items()}, "minibatch_updates": updates, **parts}
+    return {**{k: v / updates for k, v in {**stats, **parts}.items()}, "minibatch_updates": updates}
 
 
 def train_ppo(envs, agent, config: PPOConfig = PPOConfig(), **kwargs):
