@@ -12,6 +12,7 @@ import os
 import dagster as dg
 
 from assets.analysis import ANALYSIS_ASSETS
+from assets.curriculum import CURRICULUM_ASSETS
 from assets.generation import GENERATION_ASSETS
 from assets.policies import POLICY_ASSETS
 from assets.reports import REPORT_ASSETS
@@ -22,7 +23,7 @@ from assets.resources import (
     DEFAULT_DATASET_ROOT, DEFAULT_RAW_DIR, DEFAULT_WAREHOUSE, DatasetRootResource, RawLandingResource, WarehouseResource,
 )  # fmt: skip
 
-ON_DEMAND = ("headroom_report", "phase4_online_policy")
+ON_DEMAND = ("headroom_report", "phase4_online_policy", "curriculum_policy", "transfer_report")
 
 ingest_job = dg.define_asset_job(
     "ingest_raw_runs",
@@ -38,7 +39,7 @@ everything_job = dg.define_asset_job(
     "(all but the on-demand headroom study).",
 )
 
-ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS, *POLICY_ASSETS, *REPORT_ASSETS]
+ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS, *POLICY_ASSETS, *REPORT_ASSETS, *CURRICULUM_ASSETS]
 
 policies_job = dg.define_asset_job(
     "train_and_evaluate_policies",

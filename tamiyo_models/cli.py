@@ -13,7 +13,7 @@ from pathlib import Path
 # Subcommand groups contributed by other parts of the library: module -> its `register(subparsers)`.
 _COMMAND_MODULES = (
     "tamiyo_models.warehouse.cli", "tamiyo_models.policies.cli", "tamiyo_models.coverage.cli", "tamiyo_models.evaluation.cli",
-    "tamiyo_models.transitions.cli", "tamiyo_models.ope.cli",
+    "tamiyo_models.transitions.cli", "tamiyo_models.ope.cli", "tamiyo_models.curriculum.cli",
 )  # fmt: skip
 
 

@@ -1,0 +1,85 @@
+"""Phase 5: the curriculum policy (Phase 4 online RL through a curriculum of tasks) and its transfer report
+(zero-shot on tasks it never trained on). Thin wrappers around tamiyo_models.curriculum; both on demand
+(a curriculum runs hundreds of episodes), both tracked in MLflow (each round is a child run).
+(No `from __future__ import annotations`: Dagster reads the config annotations at runtime.)
+"""
+
+import dagster as dg
+
+from assets.mlflow_resource import MlflowTrackingResource
+
+GROUP_POLICIES, GROUP_REPORTS = "policies", "reports"
+
+
+class CurriculumAssetConfig(dg.Config):
+    curriculum: str = "default"  # a shipped curriculum (tamiyo_models/curricula/) or a TOML file
+    order: str = "manual"  # manual | weakest | progress
+    budget_episodes: int = 256
+    algorithm: str = "ppo"
+    initial_policy: str = ""  # a policy file or MLflow ref; empty: a fresh MLP actor
+    workers: int = 2
+    entropy_floor: float = 0.0
+    record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder
+    out_dir: str = "var/curriculum"
+
+
+@dg.asset(group_name=GROUP_POLICIES, kinds={"pytorch", "mlflow"})
+def curriculum_policy(context: dg.AssetExecutionContext, config: CurriculumAssetConfig, mlflow: MlflowTrackingResource):
+    """Online RL through the curriculum's stages (promoted by each stage's rule, or picked by the automatic
+    curriculum), the policy carried from round to round; the margin over the heuristic per round."""
+    from tamiyo_models.curriculum import CurriculumRunConfig, CurriculumSpec, run_curriculum
+
+    spec = CurriculumSpec.load(config.curriculum)
+    run_config = CurriculumRunConfig(order=config.order, budget_episodes=config.budget_episodes, algorithm=config.algorithm,
+                                     initial_policy=config.initial_policy or None, workers=config.workers,
+                                     entropy_floor=config.entropy_floor, record_dir=config.record_dir or None)  # fmt: skip
+    tracker = mlflow.tracker()
+    result = run_curriculum(spec, run_config, config.out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
+                            log=context.log.info)  # fmt: skip
+    table = ["| round | stage | episodes | margin (pp) | 95% CI | promoted |", "|---|---|---|---|---|---|"]
+    table += [f"| {r.round} | {r.stage} | {r.episodes_total} | {r.margin:+.2f} | [{r.low:+.2f}, {r.high:+.2f}] | "
+              f"{'yes' if r.promoted else ''} |" for r in result.rounds]  # fmt: skip
+    return dg.MaterializeResult(metadata={
+        "policy_file": dg.MetadataValue.path(str(result.policy_path)), "rounds": dg.MetadataValue.md("\n".join(table)),
+        "episodes": result.episodes_used, "skipped_stages": dg.MetadataValue.md("\n".join(f"- {k}: {v}" for k, v in result.skipped.items()) or "none"),
+    })  # fmt: skip
+
+
+class TransferAssetConfig(dg.Config):
+    policy: str = ""  # a policy file; empty: the curriculum_policy asset's latest file
+    curriculum: str = "digits-only"  # whose [[transfer]] tasks are evaluated
+    datasets: list[str] = []  # more tasks: any dataset name, e.g. imagefolder:/data/pets
+    replicate: int = 0
+    workers: int = 2
+    out_dir: str = "var/reports/transfer"
+
+
+@dg.asset(group_name=GROUP_REPORTS, deps=[curriculum_policy], kinds={"mlflow"})
+def transfer_report(context: dg.AssetExecutionContext, config: TransferAssetConfig, mlflow: MlflowTrackingResource):
+    """The policy zero-shot on tasks it never trained on, paired with the heuristic (test split); bar: not worse
+    by more than 0.25 pp. The report is logged to an MLflow run of its own."""
+    from pathlib import Path
+
+    from tamiyo_models.curriculum import CurriculumSpec, dataset_task, write_transfer_report, zero_shot
+
+    policy = config.policy
+    if not policy:  # the curriculum_policy asset's latest policy file
+        event = context.instance.get_latest_materialization_event(dg.AssetKey("curriculum_policy"))
+        if event is None or event.asset_materialization is None:
+            raise dg.Failure("transfer_report: no policy configured and curriculum_policy was never materialized")
+        policy = event.asset_materialization.metadata["policy_file"].path
+    spec = CurriculumSpec.load(config.curriculum)
+    tasks = [*spec.transfer, *(dataset_task(d) for d in config.datasets)]
+    out = Path(config.out_dir)
+    results = [zero_shot(policy, t, out / "live" / t.name, workers=config.workers, replicate=config.replicate, log=context.log.info)
+               for t in tasks]  # fmt: skip
+    report = write_transfer_report(results, [], out / "transfer.md")
+    tracker = mlflow.tracker()
+    with tracker.child_run(mlflow.parent_run_id(context, tracker), "transfer-report", {"tamiyo.policy": str(policy)}) as run_id:
+        tracker.client.log_artifact(run_id, str(report), artifact_path="transfer")
+        tracker.client.log_artifact(run_id, str(report.with_suffix(".json")), artifact_path="transfer")
+    return dg.MaterializeResult(metadata={"report": dg.MetadataValue.md(report.read_text()), "policy": str(policy),
+                                          **{f"{r.task}_margin_pp": round(r.margin, 3) for r in results if not r.skipped}})  # fmt: skip
+
+
+CURRICULUM_ASSETS = [curriculum_policy, transfer_report]

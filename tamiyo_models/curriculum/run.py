@@ -1,0 +1,162 @@
+"""Training through a curriculum: rounds of online RL (Phase 4) on one stage at a time, each followed by the
+policy's paired margin over the heuristic on that stage's held-out configurations (test split).
+
+- `order="manual"`: the stages in curriculum order; a stage is left when its promotion rule says so (margin
+  interval above the threshold, or its episode budget spent), and the run ends after the last stage or when
+  the total budget is spent.
+- `order="weakest"` / `"progress"`: each round trains on the stage `auto.pick_task` chooses from the margins
+  measured so far, until the total budget is spent.
+
+The policy is carried forward: each round starts from the previous round's file (its critic included, so
+only the first round warms the critic up) and is its parent in MLflow; each round is an MLflow child run
+of the curriculum's run when a tracker is given. Stages whose data is missing here are skipped with the
+message naming the files. Every rollout lands as a raw run in `record_dir`, as for any Phase 4 training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .auto import STRATEGIES, Measurement, pick_task
+from .spec import CurriculumSpec, Stage
+
+ORDERS = ("manual", *STRATEGIES)
+
+
+@dataclass(frozen=True)
+class CurriculumRunConfig:
+    order: str = "manual"  # manual | weakest | progress
+    budget_episodes: int = 256  # training episodes in all (evaluation episodes not counted)
+    algorithm: str = "ppo"
+    initial_policy: str | None = None  # a policy file or MLflow reference; None: a fresh MLP actor
+    workers: int = 2
+    episodes_per_iteration: int = 8
+    entropy_floor: float = 0.0
+    record_dir: str | None = "var/raw"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.order not in ORDERS:
+            raise ValueError(f"unknown curriculum order {self.order!r}; known: {', '.join(ORDERS)}")
+        if self.budget_episodes < 1:
+            raise ValueError("budget_episodes must be >= 1")
+
+
+@dataclass
+class RoundResult:
+    round: int
+    stage: str
+    episodes: int  # training episodes of this round
+    episodes_total: int  # training episodes of the whole run so far
+    margin: float
+    low: float
+    high: float
+    noise_floor: float
+    policy: str
+    promoted: bool = False
+    reason: str = ""
+
+
+@dataclass
+class CurriculumResult:
+    curriculum: str
+    config: CurriculumRunConfig
+    rounds: list[RoundResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # stage -> why it could not run here
+    policy_path: Path | None = None
+
+    @property
+    def episodes_used(self) -> int:
+        return self.rounds[-1].episodes_total if self.rounds else 0
+
+    def to_dict(self) -> dict:
+        return {"curriculum": self.curriculum, "config": dataclasses.asdict(self.config), "skipped": self.skipped,
+                "policy": str(self.policy_path) if self.policy_path else None,
+                "rounds": [dataclasses.asdict(r) for r in self.rounds]}  # fmt: skip
+
+
+def stage_margin(policy_path, stage: Stage, out_dir: Path, *, workers: int, exclude_seeds=()) -> tuple[float, float, float, float]:
+    """(mean, low, high, noise floor) of the policy's paired test-score difference from the heuristic on the
+    stage's held-out configurations. The heuristic's episodes are kept in `out_dir` and reused by later rounds."""
+    from ..evaluation import evaluate_live_many
+
+    configs = stage.eval_configs_list()
+    live = evaluate_live_many({"policy": policy_path}, configs, out_dir, workers=workers,
+                              training_seeds={"policy": list(exclude_seeds)})  # fmt: skip
+    r = live["policy"]
+    return r.mean_difference, r.ci_low, r.ci_high, r.noise_floor
+
+
+def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_dir, *, tracker=None,
+                   parent_run_id: str | None = None, log=print) -> CurriculumResult:  # fmt: skip
+    from ..online_rl.workflow import OnlineRunConfig, train_online_policy
+    from ..rawrun import list_raw_runs, read_raw_run
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = CurriculumResult(curriculum.name, config)
+    stages = []
+    for stage in curriculum.stages:
+        missing = stage.unavailable()
+        if missing:
+            result.skipped[stage.name] = missing
+            log(f"stage {stage.name}: skipped, its data is missing here: {missing}")
+        else:
+            stages.append(stage)
+    if not stages:
+        raise ValueError(f"curriculum {curriculum.name!r}: no stage can run on this machine: "
+                         + "; ".join(f"{k}: {v}" for k, v in result.skipped.items()))  # fmt: skip
+    if tracker is not None and parent_run_id is None:
+        parent_run_id = tracker.parent_run_id(f"curriculum-{curriculum.name}-{config.order}-{time.strftime('%Y%m%d-%H%M%S')}")
+    policy, current, spent_on = config.initial_policy, 0, {s.name: 0 for s in stages}
+    history: list[Measurement] = []
+    seen: list[int] = []
+    started = time.perf_counter()
+    round_no = 0
+    while result.episodes_used < config.budget_episodes and current < len(stages):
+        stage = stages[current] if config.order == "manual" else _by_name(stages, pick_task([s.name for s in stages], history, config.order))
+        episodes = min(stage.episodes_per_round, config.budget_episodes - result.episodes_used)
+        round_dir = out / "rounds" / f"{round_no:03d}-{stage.name}"
+        base = OnlineRunConfig()
+        learner = dataclasses.replace(getattr(base, config.algorithm), episodes=episodes, seed=config.seed + round_no,
+                                      episodes_per_iteration=min(config.episodes_per_iteration, episodes),
+                                      entropy_floor=config.entropy_floor,
+                                      # the critic comes with the policy after the first round: no second warm-up
+                                      critic_warmup_epochs=getattr(base, config.algorithm).critic_warmup_epochs if round_no == 0 else 0)  # fmt: skip
+        run_config = OnlineRunConfig(algorithm=config.algorithm, spec=str(stage.write_spec(out / "stages")), workers=config.workers,
+                                     initial_policy=policy, record_dir=config.record_dir, **{config.algorithm: learner})  # fmt: skip
+        log(f"round {round_no}: stage {stage.name}, {episodes} episodes from {policy or 'a fresh actor'}")
+        before = set(list_raw_runs(config.record_dir)) if config.record_dir else set()
+        run = train_online_policy(run_config, round_dir, tracker=tracker, parent_run_id=parent_run_id,
+                                  tags={"tamiyo.curriculum": curriculum.name, "tamiyo.curriculum_stage": stage.name,
+                                        "tamiyo.curriculum_round": str(round_no)}, log=log)  # fmt: skip
+        policy = str(run.policy_path)
+        spent_on[stage.name] += episodes
+        if config.record_dir:  # the configurations trained on so far: evaluation refuses to score on any of them
+            seen += [read_raw_run(p).header["config"]["seed"] for p in set(list_raw_runs(config.record_dir)) - before]
+        mean, low, high, floor = stage_margin(policy, stage, out / "live" / stage.name, workers=config.workers, exclude_seeds=seen)
+        total = result.episodes_used + episodes
+        history.append(Measurement(stage.name, total, mean, low, high))
+        row = RoundResult(round_no, stage.name, episodes, total, mean, low, high, floor, policy)
+        if config.order == "manual":
+            row.promoted, row.reason = stage.promotion.decide(low, spent_on[stage.name])
+            current += int(row.promoted)
+        result.rounds.append(row)
+        log(f"round {round_no}: {stage.name} margin {mean:+.2f} [{low:+.2f}, {high:+.2f}] pp vs heuristic (null "
+            f"{floor:.2f}), {total}/{config.budget_episodes} episodes" + (f"; promoted: {row.reason}" if row.promoted else
+            (f"; stays: {row.reason}" if config.order == "manual" else "")))  # fmt: skip
+        (out / "curriculum.json").write_text(json.dumps({**result.to_dict(), "policy": policy}, indent=1, default=float))
+        round_no += 1
+    result.policy_path = Path(policy) if policy else None
+    (out / "curriculum.json").write_text(json.dumps(result.to_dict(), indent=1, default=float))
+    log(f"curriculum {curriculum.name} ({config.order}): {len(result.rounds)} rounds, {result.episodes_used} training "
+        f"episodes, {time.perf_counter() - started:.0f} s; policy {result.policy_path}")  # fmt: skip
+    return result
+
+
+def _by_name(stages: list[Stage], name: str) -> Stage:
+    return next(s for s in stages if s.name == name)

@@ -1,0 +1,190 @@
+"""Phase 5: curriculum specs, promotion, the automatic curriculum's choice, missing data, and transfer to an
+imagefolder dataset, on real (tiny) training and real live evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tamiyo_models.curriculum import (
+    CurriculumError,
+    CurriculumRunConfig,
+    CurriculumSpec,
+    Measurement,
+    PromotionRule,
+    dataset_task,
+    pick_task,
+    run_curriculum,
+    write_transfer_report,
+    zero_shot,
+)
+
+TINY = {"base": {"max_epochs": 3, "telemetry": {"enabled": False}, "dataset": {"name": "synthetic"}}}
+
+
+def _curriculum(tmp_path, extra_stage: str = "", **defaults) -> CurriculumSpec:
+    settings = {"episodes_per_round": 4, "eval_configs": 3, "eval_batch_seed": 99} | defaults
+    text = "name = \"tiny\"\n[defaults]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    text += "promotion = { min_margin_low = -0.25, max_episodes = 8 }\n"
+    # "short" can only be left by spending its budget (no margin clears +50 pp); "long" by the default rule.
+    for name, epochs, rule in (("short", 2, "promotion = { min_margin_low = 50.0 }\n"), ("long", 4, "")):
+        text += (f'[[stages]]\nname = "{name}"\n{rule}spec = {{ base = {{ max_epochs = {epochs}, telemetry = {{ enabled = false }}, '
+                 'dataset = { name = "synthetic" } } }\n')  # fmt: skip
+    text += extra_stage
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return CurriculumSpec.load(path)
+
+
+def test_the_shipped_curricula_load_and_say_which_stages_need_missing_data():
+    for name in ("default", "digits-only"):
+        spec = CurriculumSpec.load(name)
+        assert [s.name for s in spec.stages][:2] == ["digits-short", "digits-hard"]
+        assert spec.stage("digits-short").unavailable() is None  # digits ship with scikit-learn
+        assert len(spec.stage("digits-hard").eval_configs_list()) == 16
+    assert "fashion-mnist" in [t.name for t in CurriculumSpec.load("digits-only").transfer]
+
+
+def test_bad_curricula_are_refused_naming_the_file_and_entry(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[stages]]\nname = "a"\nspec = "no-such-spec"\n')
+    with pytest.raises(CurriculumError, match=r"bad.toml: stages\[0\]: no shipped generation spec 'no-such-spec'"):
+        CurriculumSpec.load(bad)
+    bad.write_text('name = "x"\n[[stages]]\nname = "a"\nspec = "arena"\npromotion = { min_margin = 0 }\n')
+    with pytest.raises(CurriculumError, match=r"stages\[0\]: promotion: .*min_margin"):
+        CurriculumSpec.load(bad)
+    bad.write_text('name = "x"\n')
+    with pytest.raises(CurriculumError, match="at least one"):
+        CurriculumSpec.load(bad)
+
+
+@pytest.mark.parametrize(
+    ("low", "episodes", "promote"),
+    [(None, 0, False), (-0.30, 4, False), (-0.25, 4, False), (-0.24, 4, True), (float("nan"), 4, False),
+     (-1.0, 7, False), (-1.0, 8, True), (None, 8, True)],
+)  # fmt: skip
+def test_the_promotion_rule_is_exactly_its_two_conditions(low, episodes, promote):
+    ok, why = PromotionRule(min_margin_low=-0.25, max_episodes=8).decide(low, episodes)
+    assert ok is promote, why
+
+
+def test_the_automatic_curriculum_picks_the_weakest_task_and_the_fastest_moving_one():
+    tasks = ["a", "b", "c"]
+    table = [Measurement("a", 16, +0.3), Measurement("b", 32, -0.4), Measurement("c", 48, +0.1)]
+    assert pick_task(tasks, table, "weakest") == "b"
+    assert pick_task(tasks, table[:2], "weakest") == "c"  # never measured: weakest by definition
+    assert pick_task(tasks, [*table, Measurement("b", 64, +0.5)], "weakest") == "c"  # b improved; c is now lowest
+    assert pick_task(tasks, [*table, Measurement("a", 64, -0.4), Measurement("c", 64, -0.4)], "weakest") == "a"  # tie: order
+    # Progress: |margin change| per episode between each task's last two measurements.
+    table2 = [*table, Measurement("a", 64, +0.4), Measurement("b", 80, -0.2), Measurement("c", 96, -0.7)]
+    assert pick_task(tasks, table2, "progress") == "c"  # 0.8 pp over 48 episodes beats 0.6/48 and 0.1/48
+    assert pick_task(tasks, table, "progress") == "a"  # not every task measured twice: the first such one
+    with pytest.raises(ValueError, match="unknown curriculum strategy"):
+        pick_task(tasks, table, "easiest")
+
+
+def test_manual_curriculum_promotes_exactly_when_the_rule_says_and_skips_a_stage_without_data(tmp_path):
+    missing = (f'[[stages]]\nname = "cifar"\nspec = {{ base = {{ max_epochs = 2, dataset = {{ name = "cifar10", '
+               f'root = "{tmp_path / "nowhere"}" }} }} }}\n')  # fmt: skip
+    spec = _curriculum(tmp_path, missing)
+    lines = []
+    config = CurriculumRunConfig(order="manual", budget_episodes=24, workers=2, record_dir=str(tmp_path / "raw"),
+                                 episodes_per_iteration=4)  # fmt: skip
+    result = run_curriculum(spec, config, tmp_path / "out", log=lines.append)
+    assert "cifar" in result.skipped and "cifar-10-batches-py" in result.skipped["cifar"]
+    assert any("stage cifar: skipped" in line and "cifar-10-batches-py" in line for line in lines)
+    rules = {"short": PromotionRule(50.0, 8), "long": PromotionRule(-0.25, 8)}
+    spent: dict[str, int] = {}
+    stage_index = 0
+    for r in result.rounds:
+        assert r.stage == ["short", "long"][stage_index]  # stages in order, never one before its predecessor's promotion
+        spent[r.stage] = spent.get(r.stage, 0) + r.episodes
+        expected, _ = rules[r.stage].decide(r.low, spent[r.stage])
+        assert r.promoted is expected, r
+        stage_index += int(r.promoted)
+    first, second = result.rounds[:2]
+    assert (first.stage, first.promoted) == ("short", False) and "0/8" not in first.reason and "4/8 episodes" in first.reason
+    assert (second.stage, second.promoted) == ("short", True) and "budget spent" in second.reason
+    assert result.rounds[2].stage == "long"
+    assert result.rounds[-1].episodes_total <= 24 and result.policy_path.exists()
+    saved = json.loads((tmp_path / "out" / "curriculum.json").read_text())
+    assert len(saved["rounds"]) == len(result.rounds) and "cifar" in saved["skipped"]
+
+
+def test_zero_shot_transfer_runs_offline_on_a_generated_imagefolder_and_skips_missing_data(tmp_path):
+    from PIL import Image
+
+    from tamiyo_models.agents import MLPActor, save_policy
+    from tamiyo_models.features import FEATURE_SETS
+
+    root = tmp_path / "images"
+    for cls, colour in (("red", (240, 20, 20)), ("blue", (20, 20, 240)), ("green", (20, 240, 20))):
+        (root / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.new("RGB", (10 + i % 3, 10), tuple(max(0, c - 9 * i) for c in colour)).save(root / cls / f"{i}.png")
+    features = FEATURE_SETS["base+lifecycle+task"]
+    policy = save_policy(MLPActor(len(features), (16,)), features, tmp_path / "p.pt", algorithm="test", phase="phase1")
+    task = dataset_task(f"imagefolder:{root}", max_epochs=2, widths=(2, 4, 8), eval_configs=2, image_size=8)
+    result = zero_shot(policy, task, tmp_path / "live", workers=1, log=lambda *_: None)
+    assert result.pairs == 2 and not result.skipped and result.meets_bar in (True, False)
+    gone = zero_shot(policy, dataset_task(f"imagefolder:{tmp_path / 'absent'}"), tmp_path / "live2", log=lambda *_: None)
+    assert gone.skipped and str(tmp_path / "absent") in gone.skipped and gone.meets_bar is None
+    report = write_transfer_report([result, gone], [], tmp_path / "transfer.md")
+    text = report.read_text()
+    assert "| 2 |" in text and "skipped" in text and report.with_suffix(".json").exists()
+
+
+def test_the_command_line_shows_a_curriculum_and_reports_transfer_to_an_imagefolder(tmp_path, capsys):
+    from PIL import Image
+
+    from tamiyo_models.agents import MLPActor, save_policy
+    from tamiyo_models.cli import main
+    from tamiyo_models.features import FEATURE_SETS
+
+    assert main(["curriculum", "show", "--curriculum", "default"]) == 0
+    shown = capsys.readouterr().out
+    assert "stage digits-short" in shown and "transfer cifar10" in shown and "SKIPPED here: cifar10" in shown
+    assert main(["curriculum", "show", "--curriculum", str(tmp_path / "none.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+    root = tmp_path / "images"
+    for cls, colour in (("a", (240, 20, 20)), ("b", (20, 20, 240))):
+        (root / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (9, 9), tuple(max(0, c - 11 * i) for c in colour)).save(root / cls / f"{i}.png")
+    features = FEATURE_SETS["base+lifecycle+task"]
+    policy = save_policy(MLPActor(len(features), (16,)), features, tmp_path / "p.pt", algorithm="test", phase="phase1")
+    code = main(["curriculum", "transfer", str(policy), "--task", "cifar10", "--dataset", f"imagefolder:{root}", "--configs", "2",
+                 "--workers", "1", "--out", str(tmp_path / "t")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "cifar10: skipped" in out and "2 pairs" in out
+    assert "| cifar10 | - | skipped" in (tmp_path / "t" / "transfer.md").read_text()
+
+
+def test_curriculum_and_transfer_assets_materialize_with_mlflow(tmp_path):
+    import dagster as dg
+
+    from assets.curriculum import curriculum_policy, transfer_report
+    from assets.mlflow_resource import MlflowTrackingResource
+
+    _curriculum(tmp_path)  # writes tiny.toml
+    text = (tmp_path / "tiny.toml").read_text()
+    text += '[[transfer]]\nname = "synthetic-long"\nspec = { base = { max_epochs = 5, telemetry = { enabled = false }, dataset = { name = "synthetic" } } }\n'
+    (tmp_path / "tiny.toml").write_text(text)
+    resources = {"mlflow": MlflowTrackingResource(root=str(tmp_path / "mlflow"))}
+    run_config = {"ops": {
+        "curriculum_policy": {"config": {"curriculum": str(tmp_path / "tiny.toml"), "budget_episodes": 8, "workers": 1,
+                                         "record_dir": str(tmp_path / "raw"), "out_dir": str(tmp_path / "cur")}},
+        "transfer_report": {"config": {"curriculum": str(tmp_path / "tiny.toml"), "workers": 1, "out_dir": str(tmp_path / "tr")}},
+    }}  # fmt: skip
+    result = dg.materialize([curriculum_policy, transfer_report], resources=resources, run_config=run_config)
+    assert result.success
+    meta = result.asset_materializations_for_node("curriculum_policy")[0].metadata
+    assert meta["episodes"].value == 8 and "| 1 | short |" in meta["rounds"].value
+    report = result.asset_materializations_for_node("transfer_report")[0].metadata
+    assert "synthetic-long" in report["report"].value and meta["policy_file"].value == report["policy"].value
+    client = resources["mlflow"].tracker().client
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    stages = {r.data.tags.get("tamiyo.curriculum_stage") for r in runs}
+    assert {"short"} <= stages and any(r.info.run_name == "transfer-report" for r in runs)
