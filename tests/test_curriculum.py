@@ -98,16 +98,19 @@ def test_manual_curriculum_promotes_exactly_when_the_rule_says_and_skips_a_stage
     spent: dict[str, int] = {}
     stage_index = 0
     for r in result.rounds:
-        assert r.stage == ["short", "long"][stage_index]  # stages in order, never one before its predecessor's promotion
+        # Stages in order, never one before its predecessor's promotion; after the last promotion, the rest of the
+        # budget goes to the last stage (every order spends the same budget).
+        assert r.stage == ["short", "long"][min(stage_index, 1)]
         spent[r.stage] = spent.get(r.stage, 0) + r.episodes
-        expected, _ = rules[r.stage].decide(r.low, spent[r.stage])
+        expected = rules[r.stage].decide(r.low, spent[r.stage])[0] if stage_index < 2 else False
         assert r.promoted is expected, r
         stage_index += int(r.promoted)
+    assert result.episodes_used == 24
     first, second = result.rounds[:2]
     assert (first.stage, first.promoted) == ("short", False) and "0/8" not in first.reason and "4/8 episodes" in first.reason
     assert (second.stage, second.promoted) == ("short", True) and "budget spent" in second.reason
     assert result.rounds[2].stage == "long"
-    assert result.rounds[-1].episodes_total <= 24 and result.policy_path.exists()
+    assert result.policy_path.exists()
     saved = json.loads((tmp_path / "out" / "curriculum.json").read_text())
     assert len(saved["rounds"]) == len(result.rounds) and "cifar" in saved["skipped"]
 

@@ -2,8 +2,8 @@
 policy's paired margin over the heuristic on that stage's held-out configurations (test split).
 
 - `order="manual"`: the stages in curriculum order; a stage is left when its promotion rule says so (margin
-  interval above the threshold, or its episode budget spent), and the run ends after the last stage or when
-  the total budget is spent.
+  interval above the threshold, or its episode budget spent); once the last stage is promoted, the rest of the
+  total budget is spent on it, so that manual and automatic orders compare at an equal budget.
 - `order="weakest"` / `"progress"`: each round trains on the stage `auto.pick_task` chooses from the margins
   measured so far, until the total budget is spent.
 
@@ -37,6 +37,8 @@ class CurriculumRunConfig:
     episodes_per_iteration: int = 8
     entropy_floor: float = 0.0
     record_dir: str | None = "var/raw"
+    live_dir: str | None = None  # where evaluation episodes are kept (default OUT/live); runs that share it share
+    #                              the heuristic's episodes on the same held-out configurations
     seed: int = 0
 
     def __post_init__(self):
@@ -117,8 +119,11 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
     seen: list[int] = []
     started = time.perf_counter()
     round_no = 0
-    while result.episodes_used < config.budget_episodes and current < len(stages):
-        stage = stages[current] if config.order == "manual" else _by_name(stages, pick_task([s.name for s in stages], history, config.order))
+    while result.episodes_used < config.budget_episodes:
+        # Manual: the current stage; once the last one is promoted, the rest of the budget goes to it (the hardest),
+        # so that every order spends the same budget.
+        stage = (stages[min(current, len(stages) - 1)] if config.order == "manual"
+                 else _by_name(stages, pick_task([s.name for s in stages], history, config.order)))  # fmt: skip
         episodes = min(stage.episodes_per_round, config.budget_episodes - result.episodes_used)
         round_dir = out / "rounds" / f"{round_no:03d}-{stage.name}"
         base = OnlineRunConfig()
@@ -138,21 +143,22 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
         spent_on[stage.name] += episodes
         if config.record_dir:  # the configurations trained on so far: evaluation refuses to score on any of them
             seen += [read_raw_run(p).header["config"]["seed"] for p in set(list_raw_runs(config.record_dir)) - before]
-        mean, low, high, floor = stage_margin(policy, stage, out / "live" / stage.name, workers=config.workers, exclude_seeds=seen)
+        live_dir = Path(config.live_dir) if config.live_dir else out / "live"
+        mean, low, high, floor = stage_margin(policy, stage, live_dir / stage.name, workers=config.workers, exclude_seeds=seen)
         total = result.episodes_used + episodes
         history.append(Measurement(stage.name, total, mean, low, high))
         row = RoundResult(round_no, stage.name, episodes, total, mean, low, high, floor, policy)
-        if config.order == "manual":
+        if config.order == "manual" and current < len(stages):
             row.promoted, row.reason = stage.promotion.decide(low, spent_on[stage.name])
             current += int(row.promoted)
         result.rounds.append(row)
         log(f"round {round_no}: {stage.name} margin {mean:+.2f} [{low:+.2f}, {high:+.2f}] pp vs heuristic (null "
             f"{floor:.2f}), {total}/{config.budget_episodes} episodes" + (f"; promoted: {row.reason}" if row.promoted else
-            (f"; stays: {row.reason}" if config.order == "manual" else "")))  # fmt: skip
-        (out / "curriculum.json").write_text(json.dumps({**result.to_dict(), "policy": policy}, indent=1, default=float))
+            (f"; stays: {row.reason}" if row.reason else "")))  # fmt: skip
+        (out / "curriculum.json").write_text(json.dumps({**result.to_dict(), "policy": policy, "finished": False}, indent=1, default=float))
         round_no += 1
     result.policy_path = Path(policy) if policy else None
-    (out / "curriculum.json").write_text(json.dumps(result.to_dict(), indent=1, default=float))
+    (out / "curriculum.json").write_text(json.dumps({**result.to_dict(), "finished": True}, indent=1, default=float))
     log(f"curriculum {curriculum.name} ({config.order}): {len(result.rounds)} rounds, {result.episodes_used} training "
         f"episodes, {time.perf_counter() - started:.0f} s; policy {result.policy_path}")  # fmt: skip
     return result
