@@ -145,6 +145,7 @@ def evaluate(args, out: Path) -> None:
     result["_meta"] = {"batch_seed": args.batch_seed, "pairs": len(configs), "final": final,
                        "config": _config(args, out).to_dict(), "training_seeds": len(seeds)}  # fmt: skip
     result["_training"] = training_summary(out / f"phase4-{args.algorithm}.pt")
+    result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(snapshots[final])}, out)
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     plot_curve({**curve, **live}, final, args, out / "sample-efficiency.png")
     for label, r in {**curve, **live}.items():
@@ -153,6 +154,55 @@ def evaluate(args, out: Path) -> None:
               f"W/T/L {r.wins}/{r.ties}/{r.losses}{fresh}; noise floor {r.noise_floor:.2f}")  # fmt: skip
     for versus in result["_versus"]:
         print(versus_line(versus))
+
+
+def behaviour(configs, live_dir: Path, arms: dict, out: Path) -> dict:
+    """What the policy did on the held-out configurations, next to the heuristic and the fixed schedule on the
+    same ones: per regime, seeds created / culled, the epoch of the first germination, the blueprints grafted,
+    and the paired difference; and the two episodes' stories, side by side, of the configuration where the
+    policy's choice differed most from the heuristic's in outcome."""
+    import numpy as np
+
+    from tamiyo_models.controllers import ControllerConfig, reference_controller
+    from tamiyo_models.evaluation.paired import run_paired
+    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.story import episode_story
+
+    arms = {"heuristic": ControllerConfig(kind="heuristic"), "fixed:conv_heavy@3": reference_controller("fixed:conv_heavy@3"), **arms}
+    runs = run_paired(configs, arms, live_dir, replicate=0, execute=False)
+    table: dict = {}
+    for (i, arm, order), outcome in runs.outcomes.items():
+        if order != 0 or outcome.result.status != "complete":
+            continue
+        steps = read_raw_run(outcome.result.path).steps
+        germinations = [(s["epoch"], s["action"]["blueprint"]) for s in steps if s["action"]["coarse"] == "GERMINATE"]
+        row = table.setdefault(arm, {}).setdefault(configs[i].regime(), {"episodes": 0, "seeds": 0, "culls": 0, "first_germination": [],
+                                                                        "blueprints": {}, "test": []})  # fmt: skip
+        row["episodes"] += 1
+        row["seeds"] += len(germinations)
+        row["culls"] += sum(s["action"]["coarse"] == "CULL" for s in steps)
+        row["test"].append(outcome.result.final_test_accuracy)
+        if germinations:
+            row["first_germination"].append(germinations[0][0])
+        for _, blueprint in germinations:
+            row["blueprints"][blueprint] = row["blueprints"].get(blueprint, 0) + 1
+    for arm_rows in table.values():
+        for row in arm_rows.values():
+            first = row.pop("first_germination")
+            row["median_first_germination_epoch"] = float(np.median(first)) if first else None
+            row["germinated_share"] = len(first) / row["episodes"]
+            row["mean_test"] = float(np.mean(row.pop("test")))
+    # The configuration with the largest |policy - heuristic| on test: both stories, side by side.
+    name = next(iter(a for a in arms if a not in ("heuristic", "fixed:conv_heavy@3")))
+    idx = list(range(len(configs)))
+    diff = runs.differences(name, idx)
+    if np.isfinite(diff).any():
+        i = int(np.nanargmax(np.abs(diff)))
+        stories = out / "stories.md"
+        stories.write_text(f"# Configuration {i} ({configs[i].regime()}): {name} - heuristic = {diff[i]:+.2f} pp on test\n\n"
+                           f"## {name}\n\n```\n{episode_story(runs.outcomes[(i, name, 0)].result.path)}\n```\n\n"
+                           f"## heuristic\n\n```\n{episode_story(runs.outcomes[(i, 'heuristic', 0)].result.path)}\n```\n")  # fmt: skip
+    return table
 
 
 def training_summary(policy_path: Path) -> dict:
