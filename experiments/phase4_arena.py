@@ -149,7 +149,7 @@ def evaluate(args, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     plot_curve({**curve, **live}, final, args, out / "sample-efficiency.png")
     for label, r in {**curve, **live}.items():
-        fresh = f"; fresh orders {r.fresh}" if r.fresh else ""
+        fresh = f"; fresh orders {r.fresh}" if r.fresh.n else ""
         print(f"{label}: {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] pp vs heuristic, "
               f"W/T/L {r.wins}/{r.ties}/{r.losses}{fresh}; noise floor {r.noise_floor:.2f}")  # fmt: skip
     for versus in result["_versus"]:

@@ -74,7 +74,7 @@ def zero_shot(policy_path, task: Stage, out_dir, *, workers: int = 2, replicate:
     r = live["policy"]
     result.pairs, result.margin, result.low, result.high = len(r.pairs), r.mean_difference, r.ci_low, r.ci_high
     result.noise_floor, result.wins, result.ties, result.losses = r.noise_floor, r.wins, r.ties, r.losses
-    result.fresh = str(r.fresh) if r.fresh else ""
+    result.fresh = str(r.fresh) if r.fresh.n else ""  # n = 0: not replicated
     log(result.line())
     return result
 
