@@ -9,8 +9,10 @@ margin per stage, and zero-shot transfer to Fashion-MNIST, which no policy here 
    heuristic, test split), so "through the curriculum" can be read against "no online training".
 3. Zero-shot on the curriculum's transfer tasks (Fashion-MNIST: the arena's four regimes; CIFAR-10 where its
    files exist): the manual curriculum's policy and the initial policy, paired with the heuristic.
+4. The same budget spent on the hardest digits stage alone (no curriculum), for "through the curriculum vs
+   that stage alone".
 
-    .venv/bin/python experiments/phase5_curriculum.py [--budget 64] [--orders manual,weakest,progress]
+    .venv/bin/python experiments/phase5_curriculum.py [--budget 64] [--orders manual,weakest,progress,alone:digits-hard]
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def main() -> int:
     parser.add_argument("--curriculum", default="digits-only")
     parser.add_argument("--initial", default="var/phase3-digits/policies/iql-tau0.7-exploration.pt")
     parser.add_argument("--budget", type=int, default=64)
-    parser.add_argument("--orders", default="manual,weakest,progress")
+    parser.add_argument("--orders", default="manual,weakest,progress,alone:digits-hard",
+                        help="comma-separated: manual, weakest, progress, alone:STAGE (the budget on one stage only)")
     parser.add_argument("--entropy-floor", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--transfer-configs", type=int, default=16)
@@ -52,15 +55,20 @@ def main() -> int:
     results = {"_meta": {"curriculum": spec.name, "initial": args.initial, "budget": args.budget}}
     policies = {"initial (no online training)": args.initial}
     for order in args.orders.split(","):
-        done = out / order / "curriculum.json"
+        # "alone:STAGE": the same budget on that one stage, without the curriculum (manual order of one stage).
+        alone = order.removeprefix("alone:") if order.startswith("alone:") else None
+        folder = out / (f"alone-{alone}" if alone else order)
+        done = folder / "curriculum.json"
         if done.exists() and json.loads(done.read_text()).get("finished"):  # resumable: a finished order is kept
             saved = json.loads(done.read_text())
         else:
-            config = CurriculumRunConfig(order=order, budget_episodes=args.budget, initial_policy=args.initial, workers=args.workers,
-                                         entropy_floor=args.entropy_floor, record_dir=str(out / order / "raw"), live_dir=str(live))  # fmt: skip
-            saved = run_curriculum(spec, config, out / order, log=lambda line: print(line, flush=True)).to_dict()
+            config = CurriculumRunConfig(order="manual" if alone else order, budget_episodes=args.budget, initial_policy=args.initial,
+                                         workers=args.workers, entropy_floor=args.entropy_floor, record_dir=str(folder / "raw"),
+                                         live_dir=str(live))  # fmt: skip
+            run_spec = dataclasses.replace(spec, stages=(spec.stage(alone),)) if alone else spec
+            saved = run_curriculum(run_spec, config, folder, log=lambda line: print(line, flush=True)).to_dict()
         results[order] = saved
-        policies[f"{order} curriculum"] = saved["policy"]
+        policies[f"{alone} alone" if alone else f"{order} curriculum"] = saved["policy"]
     table = {}
     for label, policy in policies.items():
         for stage in spec.stages:
