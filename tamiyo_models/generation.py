@@ -344,7 +344,7 @@ def generate(
     results: list[EpisodeResult | None] = [None] * len(configs)
     if reuse_existing:
         for i, config in enumerate(configs):
-            results[i] = stored_result(Path(out_dir), config.run_id())
+            results[i] = stored_result(Path(out_dir), config.run_id(), config)
             if results[i] is not None and on_result:
                 on_result(results[i])
         pending = [i for i, r in enumerate(results) if r is None]

@@ -40,17 +40,40 @@ def run_one(config_dict: dict, out_dir: str, branching: dict | None) -> EpisodeR
         return EpisodeResult.not_started(config, out_dir, f"{type(exc).__name__}: {exc}")
 
 
-def stored_result(out_dir: Path, run_id: str) -> EpisodeResult | None:
-    """The result recorded in a complete run file already in the folder, or None (absent, failed, unreadable)."""
+def stored_result(out_dir: Path, run_id: str, config=None) -> EpisodeResult | None:
+    """The result recorded in a complete run file already in the folder, or None (absent, failed, unreadable,
+    or, given the episode's `config`, played by a policy file that has changed since: see `_stale_policy`)."""
     from .rawrun import RawRunError, read_raw_run
 
     path = Path(out_dir) / f"{run_id}.jsonl"
     if not path.exists():
         return None
     try:
-        footer = read_raw_run(path).footer
+        run = read_raw_run(path)
     except (RawRunError, OSError):
         return None
+    footer = run.footer
     if not footer or footer.get("status") != "complete":
         return None
+    if config is not None and _stale_policy(config, run.header):
+        return None
     return EpisodeResult.from_footer(path, run_id, footer)
+
+
+def _stale_policy(config, header: dict) -> bool:
+    """Whether the run was played by other weights than the policy file now at the configured path. Run ids name
+    the file by path, so a policy retrained in place would otherwise be judged by its predecessor's episodes.
+    Runs recorded before headers carried the digest cannot be checked and are kept."""
+    spec = getattr(config.controller, "policy", None) or ""
+    if config.controller.kind not in ("policy", "epsilon-policy") or not spec.startswith("file:"):
+        return False
+    described = header.get("controller") or {}
+    recorded = described.get("policy_sha256") or (described.get("base") or {}).get("policy_sha256")
+    if not recorded:
+        return False
+    from .agents.saved import policy_file_digest
+
+    try:
+        return recorded != policy_file_digest(spec.removeprefix("file:"))
+    except OSError:
+        return False  # the file is gone: the episode on disk is all there is

@@ -132,3 +132,37 @@ def test_null_control_replication_and_references_share_the_pairs(policy, tmp_pat
     again = evaluate_live_many({"policy": run.policy_path}, configs, tmp_path, replicate=2,
                                references={"never": reference_controller("never")})  # fmt: skip
     assert again["policy"].mean_difference == live.mean_difference and len(list_raw_runs(tmp_path)) == 27
+
+
+def test_a_policy_retrained_in_place_is_evaluated_again_not_read_back(tmp_path):
+    """Run ids name a policy by its path; an episode on disk is reused only if its header's digest matches the
+    file now at that path (a curriculum once reported a retrained policy's margin from its predecessor's episodes)."""
+    import torch
+
+    from tamiyo_models.agents import MLPActor, save_policy
+    from tamiyo_models.agents.saved import policy_file_digest
+    from tamiyo_models.evaluation import evaluate_live_many
+    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+
+    features = FEATURE_SETS["base+lifecycle"]
+    path = tmp_path / "p.pt"
+    torch.manual_seed(0)
+    save_policy(MLPActor(len(features), (8,)), features, path, algorithm="test", phase="phase1")
+    configs = [tiny_config(seed, max_epochs=3) for seed in (401, 402)]
+    evaluate_live_many({"policy": path}, configs, tmp_path / "live", null_orders=0)
+
+    def policy_runs():
+        runs = [read_raw_run(p) for p in list_raw_runs(tmp_path / "live")]
+        return {r.run_id: (r.header["controller"].get("policy_sha256"), r.path.stat().st_mtime_ns) for r in runs
+                if r.header["controller"].get("policy_sha256")}  # fmt: skip
+
+    first = policy_runs()
+    assert len(first) == 2 and {d for d, _ in first.values()} == {policy_file_digest(path)}
+    evaluate_live_many({"policy": path}, configs, tmp_path / "live", null_orders=0)
+    assert policy_runs() == first  # unchanged weights: read back, not rerun
+    torch.manual_seed(1)
+    save_policy(MLPActor(len(features), (8,)), features, path, algorithm="test", phase="phase1")  # retrained in place
+    evaluate_live_many({"policy": path}, configs, tmp_path / "live", null_orders=0)
+    again = policy_runs()
+    assert set(again) == set(first) and {d for d, _ in again.values()} == {policy_file_digest(path)} != {first[k][0] for k in first}

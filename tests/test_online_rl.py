@@ -242,3 +242,21 @@ def test_ppo_splits_each_epoch_into_exactly_the_configured_minibatches():
     parts = update(agent, batch, optimiser, initial, config, kl_coef=0.0)
     assert parts["minibatch_updates"] == 8
     assert parts["entropy"] == pytest.approx(entropy, abs=0.05)  # minibatch means of unequal sizes, averaged
+
+
+def test_a_new_critic_depends_on_the_learner_seed_not_on_what_ran_before_in_the_process(tmp_path):
+    from tamiyo_models.agents import MLPActor, save_policy
+    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.online_rl.ppo import PPOConfig
+    from tamiyo_models.online_rl.workflow import OnlineRunConfig, build_agent
+
+    features = FEATURE_SETS["base+lifecycle"]
+    initial = save_policy(MLPActor(len(features), (16,)), features, tmp_path / "initial.pt", algorithm="test", phase="phase1")
+    config = OnlineRunConfig(initial_policy=str(initial), hidden=(16,), ppo=PPOConfig(seed=3))
+    first, _, _ = build_agent(config)
+    torch.randn(1000)  # anything else drawing from torch's global stream in between
+    second, _, _ = build_agent(config)
+    other, _, _ = build_agent(dataclasses.replace(config, ppo=PPOConfig(seed=4)))
+    same = all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    differs = any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), other.state_dict().values()))
+    assert same and differs

@@ -82,6 +82,13 @@ def save_policy(module, feature_names, path: str | Path, *, algorithm: str, phas
     return path
 
 
+def policy_file_digest(path: str | Path) -> str:
+    """Names the weights a policy file holds (the file's bytes), whatever its path."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def load_policy(path: str | Path):
     """(the PolicyModule in eval mode, the payload without its weights), for either format."""
     import torch

@@ -177,7 +177,7 @@ def run_paired(
     if execute:
         results = generate(episode_configs, Path(out_dir), workers=workers, on_result=on_result, reuse_existing=True)
     else:
-        results = [stored_result(Path(out_dir), c.run_id()) for c in episode_configs]
+        results = [stored_result(Path(out_dir), c.run_id(), c) for c in episode_configs]
     for (i, arm, order), result in zip(todo, results):
         if result is not None:
             runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, configs[i].regime() or "all", arm, order, result)

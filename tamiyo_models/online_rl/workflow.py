@@ -78,7 +78,17 @@ def online_run_label(config: OnlineRunConfig, out_dir) -> str:
 
 
 def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = None):
-    """(ActorCritic, its feature names, the parent reference or None)."""
+    """(ActorCritic, its feature names, the parent reference or None). New weights (a fresh actor, the critic
+    beside a loaded actor) are drawn from the learner's seed, not from torch's global stream: otherwise the
+    same training started second in a process (a curriculum's rounds, a comparison of orders) starts elsewhere."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.learner.seed)
+        return _build_agent(config, tracker, out_dir)
+
+
+def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None):
     from ..agents.base import categorical_columns
     from ..agents.networks import ActorCritic, MLPActor, ValueNetwork
     from ..features import FEATURE_SETS

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..agents.saved import load_policy
+from ..agents.saved import load_policy, policy_file_digest
 from ..controllers import LearnedPolicyController, register_policy_loader
 
 
@@ -32,6 +32,9 @@ def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None
             return model.logits(x, torch.tensor([list(legal)], dtype=torch.bool))[0].tolist()
 
     metadata = {k: v for k, v in payload["metadata"].items() if isinstance(v, (str, int, float, bool))}
+    # Recorded in every episode's header: an evaluation that finds an episode of this run id on disk reuses it
+    # only if it was played by these very weights (a policy retrained in place keeps its path, not its digest).
+    metadata["policy_sha256"] = policy_file_digest(path)
     return LearnedPolicyController(
         score,
         payload["feature_names"],
