@@ -148,7 +148,7 @@ def main() -> int:
         diffs = {"ours": [], "maskable": [], "ours-maskable": []}
         for seed in range(args.repeats):
             path, ours_s = train_ours(args, seed, out)
-            module, payload = load_policy(path)
+            module, _ = load_policy(path)
             module.eval()
 
             def ours_act(obs, mask, module=module):
