@@ -191,3 +191,17 @@ def test_curriculum_and_transfer_assets_materialize_with_mlflow(tmp_path):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     stages = {r.data.tags.get("tamiyo.curriculum_stage") for r in runs}
     assert {"short"} <= stages and any(r.info.run_name == "transfer-report" for r in runs)
+
+
+def test_fine_tuning_counts_the_episodes_to_the_bar_and_shares_the_heuristic_episodes(tmp_path):
+    from tamiyo_models.curriculum import Stage, fine_tune_efficiency
+    from tamiyo_models.curriculum.transfer import ZERO_SHOT_BAR
+
+    task = Stage(name="synthetic", spec=TINY, eval_configs=2, eval_batch_seed=5)
+    result = fine_tune_efficiency(task, None, tmp_path / "ft", budget_episodes=8, episodes_per_round=4, workers=1,
+                                  live_dir=tmp_path / "live", log=lambda *_: None)  # fmt: skip
+    rounds = result["rounds"]
+    assert result["initial_policy"] == "fresh" and 1 <= len(rounds) <= 2 and rounds[0]["episodes_total"] == 4
+    first_clear = next((r["episodes_total"] for r in rounds if r["low"] > ZERO_SHOT_BAR), None)
+    assert result["episodes_to_bar"] == first_clear  # stops at the first round whose interval clears the bar
+    assert (tmp_path / "live" / "synthetic").is_dir()  # evaluation episodes where the caller said

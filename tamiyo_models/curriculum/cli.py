@@ -127,7 +127,8 @@ def run_transfer(args: argparse.Namespace) -> int:
             starts = [args.policy] + ([None if args.fine_tune_baseline == "fresh" else args.fine_tune_baseline] if args.fine_tune_baseline else [])
             for i, start in enumerate(starts):
                 tuning.append(fine_tune_efficiency(task, start, args.out / "fine-tune" / f"{task.name}-{i}", budget_episodes=args.fine_tune,
-                                                   workers=args.workers, log=lambda line: print(line, flush=True)))  # fmt: skip
+                                                   workers=args.workers, live_dir=args.out / "live",
+                                                   log=lambda line: print(line, flush=True)))  # fmt: skip
     report = write_transfer_report(results, tuning, args.out / "transfer.md")
     print(f"report: {report}")
     return 0

@@ -80,7 +80,7 @@ def zero_shot(policy_path, task: Stage, out_dir, *, workers: int = 2, replicate:
 
 
 def fine_tune_efficiency(task: Stage, initial_policy: str | None, out_dir, *, budget_episodes: int = 96, episodes_per_round: int = 16,
-                         workers: int = 2, record_dir: str | None = None, seed: int = 0, log=print) -> dict:  # fmt: skip
+                         workers: int = 2, record_dir: str | None = None, seed: int = 0, live_dir=None, log=print) -> dict:  # fmt: skip
     """Episodes of online RL on `task`, starting from `initial_policy`, until the margin's interval has its low
     end above the zero-shot bar: {"episodes_to_bar": N or None, "rounds": [...]} (None: not within the budget)."""
     from .run import CurriculumRunConfig, run_curriculum
@@ -88,8 +88,9 @@ def fine_tune_efficiency(task: Stage, initial_policy: str | None, out_dir, *, bu
     stage = dataclasses.replace(task, episodes_per_round=episodes_per_round,
                                 promotion=PromotionRule(min_margin_low=ZERO_SHOT_BAR, max_episodes=budget_episodes))  # fmt: skip
     single = CurriculumSpec(name=f"fine-tune-{task.name}", stages=(stage,))
-    config = CurriculumRunConfig(order="manual", budget_episodes=budget_episodes, initial_policy=initial_policy,
-                                 workers=workers, record_dir=record_dir, seed=seed)  # fmt: skip
+    # live_dir: share the heuristic's episodes on the task's held-out configurations with the zero-shot run
+    config = CurriculumRunConfig(order="manual", budget_episodes=budget_episodes, initial_policy=initial_policy, workers=workers,
+                                 record_dir=record_dir, seed=seed, live_dir=str(live_dir) if live_dir else None)  # fmt: skip
     run = run_curriculum(single, config, out_dir, log=log)
     reached = next((r.episodes_total for r in run.rounds if r.low > ZERO_SHOT_BAR), None)
     return {"task": task.name, "initial_policy": initial_policy or "fresh", "episodes_to_bar": reached,
