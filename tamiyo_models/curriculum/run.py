@@ -112,6 +112,9 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
     if not stages:
         raise ValueError(f"curriculum {curriculum.name!r}: no stage can run on this machine: "
                          + "; ".join(f"{k}: {v}" for k, v in result.skipped.items()))  # fmt: skip
+    # Each stage's generation spec as a file, written once, for the environment workers to load.
+    spec_files = {s.name: str(s.write_spec(out / "stages")) for s in stages}
+    live_dir = Path(config.live_dir) if config.live_dir else out / "live"
     if tracker is not None and parent_run_id is None:
         parent_run_id = tracker.parent_run_id(f"curriculum-{curriculum.name}-{config.order}-{time.strftime('%Y%m%d-%H%M%S')}")
     policy, current, spent_on = config.initial_policy, 0, {s.name: 0 for s in stages}
@@ -132,7 +135,7 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
                                       entropy_floor=config.entropy_floor,
                                       # the critic comes with the policy after the first round: no second warm-up
                                       critic_warmup_epochs=getattr(base, config.algorithm).critic_warmup_epochs if round_no == 0 else 0)  # fmt: skip
-        run_config = OnlineRunConfig(algorithm=config.algorithm, spec=str(stage.write_spec(out / "stages")), workers=config.workers,
+        run_config = OnlineRunConfig(algorithm=config.algorithm, spec=spec_files[stage.name], workers=config.workers,
                                      initial_policy=policy, record_dir=config.record_dir, **{config.algorithm: learner})  # fmt: skip
         log(f"round {round_no}: stage {stage.name}, {episodes} episodes from {policy or 'a fresh actor'}")
         before = set(list_raw_runs(config.record_dir)) if config.record_dir else set()
@@ -143,7 +146,6 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
         spent_on[stage.name] += episodes
         if config.record_dir:  # the configurations trained on so far: evaluation refuses to score on any of them
             seen += [read_raw_run(p).header["config"]["seed"] for p in set(list_raw_runs(config.record_dir)) - before]
-        live_dir = Path(config.live_dir) if config.live_dir else out / "live"
         mean, low, high, floor = stage_margin(policy, stage, live_dir / stage.name, workers=config.workers, exclude_seeds=seen)
         total = result.episodes_used + episodes
         history.append(Measurement(stage.name, total, mean, low, high))
