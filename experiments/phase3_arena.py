@@ -37,6 +37,9 @@ def main() -> int:
     parser.add_argument("--fqe-updates", type=int, default=4_000)
     parser.add_argument("--imitation-epochs", type=int, default=60)
     args = parser.parse_args()
+    from tamiyo_models.shutdown import exit_on_sigterm
+
+    exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     ROOT, STUDY = Path(args.out), Path(args.study)
     import dataclasses
 

@@ -30,6 +30,9 @@ def main() -> int:
     parser.add_argument("--reference", default="fixed:conv_heavy@3", help="the fixed schedule to beat as well")
     parser.add_argument("--out", default="var/arena/confirm")
     args = parser.parse_args()
+    from tamiyo_models.shutdown import exit_on_sigterm
+
+    exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import duckdb
     import torch
 

@@ -35,6 +35,9 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    from tamiyo_models.shutdown import exit_on_sigterm
+
+    exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import torch
 
     torch.set_num_threads(1)

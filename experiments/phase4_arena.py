@@ -43,6 +43,9 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="default var/phase4-arena-ALGORITHM-sSEED")
     parser.add_argument("--eval-only", action="store_true")
     args = parser.parse_args()
+    from tamiyo_models.shutdown import exit_on_sigterm
+
+    exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import torch
 
     torch.set_num_threads(1)

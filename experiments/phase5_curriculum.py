@@ -35,6 +35,9 @@ def main() -> int:
     parser.add_argument("--transfer-configs", type=int, default=16)
     parser.add_argument("--out", default="var/phase5-curriculum")
     args = parser.parse_args()
+    from tamiyo_models.shutdown import exit_on_sigterm
+
+    exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import dataclasses
 
     import torch

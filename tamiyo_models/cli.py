@@ -210,7 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .shutdown import exit_on_sigterm
+
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()  # `kill PID` stops a long command the way Ctrl-C does: its workers are closed, not orphaned
     return args.func(args)
 
 

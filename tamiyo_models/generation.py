@@ -54,6 +54,7 @@ from .branching import BranchConfig
 from .datasets import dataset_unavailable
 from .episode import EpisodeConfig, EpisodeResult
 from .rollout import init_worker, run_one, stored_result
+from .shutdown import stop_pool
 
 if TYPE_CHECKING:  # Ray is imported only when used
     from .distributed import RayConfig
@@ -368,7 +369,8 @@ def generate(
     # server imports torch and the library once, so each worker starts in milliseconds instead of seconds.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "torch._dynamo", "tamiyo_models.episode", "sklearn.datasets"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
+    try:
         futures = {pool.submit(run_one, payload, out_dir, branch_dict): i for i, payload in enumerate(payloads)}
         for future in as_completed(futures):
             i = futures[future]
@@ -378,6 +380,10 @@ def generate(
                 results[i] = EpisodeResult.not_started(configs[i], out_dir, f"worker died: {type(exc).__name__}: {exc}")
             if on_result:
                 on_result(results[i])
+    except BaseException:  # Ctrl-C, SIGTERM (shutdown.exit_on_sigterm), a failing callback: stop, don't drain the queue
+        stop_pool(pool)
+        raise
+    pool.shutdown()
     return results
 
 
