@@ -1,6 +1,8 @@
 """Phase 5: the curriculum policy (Phase 4 online RL through a curriculum of tasks) and its transfer report
-(zero-shot on tasks it never trained on). Thin wrappers around tamiyo_models.curriculum; both on demand
-(a curriculum runs hundreds of episodes), both tracked in MLflow (each round is a child run).
+(zero-shot on tasks it never trained on). Thin wrappers around tamiyo_models.curriculum, both tracked in
+MLflow (each round is a child run). A curriculum runs hundreds of episodes, so `curriculum_policy` advances it
+by `rounds` rounds per materialization (default 1, resumed from its folder): the nightly job runs one round a
+night. The transfer report is on demand.
 (No `from __future__ import annotations`: Dagster reads the config annotations at runtime.)
 """
 
@@ -16,32 +18,39 @@ class CurriculumAssetConfig(dg.Config):
     order: str = "manual"  # manual | weakest | progress
     budget_episodes: int = 256
     algorithm: str = "ppo"
-    initial_policy: str = ""  # a policy file or MLflow ref; empty: a fresh MLP actor
+    initial_policy: str = ""  # a policy file or MLflow ref; empty: the newest Phase 1 candidate; "none": a fresh actor
+    rounds: int = 1  # rounds to run now, resuming the curriculum in out_dir; 0: to the end of the budget
     workers: int = 2
     entropy_floor: float = 0.0
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder
     out_dir: str = "var/curriculum"
 
 
-@dg.asset(group_name=GROUP_POLICIES, kinds={"pytorch", "mlflow"})
+@dg.asset(group_name=GROUP_POLICIES, deps=["phase1_imitation_policy"], kinds={"pytorch", "mlflow"})
 def curriculum_policy(context: dg.AssetExecutionContext, config: CurriculumAssetConfig, mlflow: MlflowTrackingResource):
     """Online RL through the curriculum's stages (promoted by each stage's rule, or picked by the automatic
-    curriculum), the policy carried from round to round; the margin over the heuristic per round."""
+    curriculum), the policy carried from round to round; the margin over the heuristic per round. Each
+    materialization runs `rounds` more rounds of the curriculum kept in `out_dir` (the first starts from the
+    Phase 1 candidate unless `initial_policy` says otherwise); a finished curriculum reports its result again."""
     from tamiyo_models.curriculum import CurriculumRunConfig, CurriculumSpec, run_curriculum
 
+    if config.rounds < 0:
+        raise dg.Failure(f"curriculum_policy: rounds must be >= 0, got {config.rounds}")
+    initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
     spec = CurriculumSpec.load(config.curriculum)
     run_config = CurriculumRunConfig(order=config.order, budget_episodes=config.budget_episodes, algorithm=config.algorithm,
-                                     initial_policy=config.initial_policy or None, workers=config.workers,
+                                     initial_policy=initial, workers=config.workers,
                                      entropy_floor=config.entropy_floor, record_dir=config.record_dir or None)  # fmt: skip
     tracker = mlflow.tracker()
     result = run_curriculum(spec, run_config, config.out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
-                            log=context.log.info)  # fmt: skip
+                            max_rounds=config.rounds or None, log=context.log.info)  # fmt: skip
     table = ["| round | stage | episodes | margin (pp) | 95% CI | promoted |", "|---|---|---|---|---|---|"]
     table += [f"| {r.round} | {r.stage} | {r.episodes_total} | {r.margin:+.2f} | [{r.low:+.2f}, {r.high:+.2f}] | "
               f"{'yes' if r.promoted else ''} |" for r in result.rounds]  # fmt: skip
     return dg.MaterializeResult(metadata={
         "policy_file": dg.MetadataValue.path(str(result.policy_path)), "rounds": dg.MetadataValue.md("\n".join(table)),
-        "episodes": result.episodes_used, "skipped_stages": dg.MetadataValue.md("\n".join(f"- {k}: {v}" for k, v in result.skipped.items()) or "none"),
+        "episodes": result.episodes_used, "new_rounds": result.new_rounds, "finished": result.finished,
+        "skipped_stages": dg.MetadataValue.md("\n".join(f"- {k}: {v}" for k, v in result.skipped.items()) or "none"),
     })  # fmt: skip
 
 

@@ -8,7 +8,8 @@ makes them start stopped (each can still be switched on in the UI).
 
 Configuration comes from the environment, so a deployment changes it without code:
   TAMIYO_NIGHTLY_CRON (default "0 2 * * *", UTC), TAMIYO_NIGHTLY_SPEC (nightly), TAMIYO_NIGHTLY_EPISODES (200),
-  TAMIYO_NIGHTLY_WORKERS (2), TAMIYO_RETRAIN_MIN_NEW_RUNS (100), TAMIYO_AUTOMATION (on).
+  TAMIYO_NIGHTLY_WORKERS (2), TAMIYO_NIGHTLY_CURRICULUM (default: the curriculum advanced one round a night),
+  TAMIYO_RETRAIN_MIN_NEW_RUNS (100), TAMIYO_AUTOMATION (on).
 (No `from __future__ import annotations`: Dagster inspects the decorated functions' signatures.)
 """
 
@@ -46,11 +47,15 @@ SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.Defaul
 def nightly_run_config() -> dict:
     """The nightly job's configuration. The batch seed comes from the night's partition key (its date), so a
     rerun of a night reproduces its batch."""
-    return {"ops": {"generated_runs": {"config": {
-        "spec": os.environ.get("TAMIYO_NIGHTLY_SPEC", "nightly"),
-        "episodes": _env_int("TAMIYO_NIGHTLY_EPISODES", 200),
-        "workers": _env_int("TAMIYO_NIGHTLY_WORKERS", 2),
-    }}}}  # fmt: skip
+    workers = _env_int("TAMIYO_NIGHTLY_WORKERS", 2)
+    curriculum = os.environ.get("TAMIYO_NIGHTLY_CURRICULUM", "default")
+    return {"ops": {
+        "generated_runs": {"config": {"spec": os.environ.get("TAMIYO_NIGHTLY_SPEC", "nightly"),
+                                      "episodes": _env_int("TAMIYO_NIGHTLY_EPISODES", 200), "workers": workers}},
+        # One round a night of a curriculum kept in its own folder, so that the nights add up to one curriculum.
+        "curriculum_policy": {"config": {"curriculum": curriculum, "rounds": 1, "workers": workers,
+                                         "out_dir": f"var/curriculum/nightly-{Path(curriculum).stem}"}},
+    }}  # fmt: skip
 
 
 @dg.schedule(cron_schedule=NIGHTLY_CRON, job_name="nightly", execution_timezone="UTC", default_status=SCHEDULE_STATUS,

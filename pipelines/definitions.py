@@ -23,7 +23,9 @@ from assets.resources import (
     DEFAULT_DATASET_ROOT, DEFAULT_RAW_DIR, DEFAULT_WAREHOUSE, DatasetRootResource, RawLandingResource, WarehouseResource,
 )  # fmt: skip
 
-ON_DEMAND = ("headroom_report", "phase4_online_policy", "curriculum_policy", "transfer_report")
+ON_DEMAND = ("headroom_report", "phase4_online_policy", "transfer_report")
+# In the nightly job, one round of the curriculum a night (the asset resumes it); not on every retraining.
+NIGHTLY_ONLY = ("curriculum_policy",)
 
 ingest_job = dg.define_asset_job(
     "ingest_raw_runs",
@@ -35,15 +37,15 @@ everything_job = dg.define_asset_job(
     "nightly",
     # The headroom report and online RL run hundreds of episodes: materialized on demand, not every night.
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*ON_DEMAND),
-    description="Generate a batch of episodes, ingest them, and run every analysis, training and report downstream "
-    "(all but the on-demand headroom study).",
+    description="Generate a batch of episodes, ingest them, run every analysis, training and report downstream, and "
+    "advance the curriculum by one round (all but the on-demand studies: headroom, Phase 4 online RL, transfer).",
 )
 
 ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS, *POLICY_ASSETS, *REPORT_ASSETS, *CURRICULUM_ASSETS]
 
 policies_job = dg.define_asset_job(
     "train_and_evaluate_policies",
-    selection=dg.AssetSelection.groups("policies", "reports") - dg.AssetSelection.assets(*ON_DEMAND),
+    selection=dg.AssetSelection.groups("policies", "reports") - dg.AssetSelection.assets(*ON_DEMAND, *NIGHTLY_ONLY),
     description="Retrain the Phase 1 and 2 policies from the warehouse and evaluate them live against the heuristic.",
 )
 

@@ -3,6 +3,7 @@ imagefolder dataset, on real (tiny) training and real live evaluation."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -176,15 +177,21 @@ def test_curriculum_and_transfer_assets_materialize_with_mlflow(tmp_path):
     text += '[[transfer]]\nname = "synthetic-long"\nspec = { base = { max_epochs = 5, telemetry = { enabled = false }, dataset = { name = "synthetic" } } }\n'
     (tmp_path / "tiny.toml").write_text(text)
     resources = {"mlflow": MlflowTrackingResource(root=str(tmp_path / "mlflow"))}
+    curriculum = {"curriculum": str(tmp_path / "tiny.toml"), "budget_episodes": 8, "workers": 1, "initial_policy": "none",
+                  "record_dir": str(tmp_path / "raw"), "out_dir": str(tmp_path / "cur")}  # fmt: skip
     run_config = {"ops": {
-        "curriculum_policy": {"config": {"curriculum": str(tmp_path / "tiny.toml"), "budget_episodes": 8, "workers": 1,
-                                         "record_dir": str(tmp_path / "raw"), "out_dir": str(tmp_path / "cur")}},
+        "curriculum_policy": {"config": curriculum},
         "transfer_report": {"config": {"curriculum": str(tmp_path / "tiny.toml"), "workers": 1, "out_dir": str(tmp_path / "tr")}},
     }}  # fmt: skip
+    # As the nightly job does: one round per materialization (the default), the next one resumed from the folder.
+    first = dg.materialize([curriculum_policy], resources=resources, run_config={"ops": {"curriculum_policy": {"config": curriculum}}})
+    meta = first.asset_materializations_for_node("curriculum_policy")[0].metadata
+    assert (meta["episodes"].value, meta["new_rounds"].value, meta["finished"].value) == (4, 1, False)
     result = dg.materialize([curriculum_policy, transfer_report], resources=resources, run_config=run_config)
     assert result.success
     meta = result.asset_materializations_for_node("curriculum_policy")[0].metadata
-    assert meta["episodes"].value == 8 and "| 1 | short |" in meta["rounds"].value
+    assert (meta["episodes"].value, meta["new_rounds"].value, meta["finished"].value) == (8, 1, True)
+    assert "| 0 | short |" in meta["rounds"].value and "| 1 | short |" in meta["rounds"].value
     report = result.asset_materializations_for_node("transfer_report")[0].metadata
     assert "synthetic-long" in report["report"].value and meta["policy_file"].value == report["policy"].value
     client = resources["mlflow"].tracker().client
@@ -205,3 +212,31 @@ def test_fine_tuning_counts_the_episodes_to_the_bar_and_shares_the_heuristic_epi
     first_clear = next((r["episodes_total"] for r in rounds if r["low"] > ZERO_SHOT_BAR), None)
     assert result["episodes_to_bar"] == first_clear  # stops at the first round whose interval clears the bar
     assert (tmp_path / "live" / "synthetic").is_dir()  # evaluation episodes where the caller said
+
+
+def test_a_curriculum_resumed_round_by_round_ends_where_the_uninterrupted_one_does(tmp_path):
+    """The nightly job runs one round at a time: two calls of one round each make the same rounds, margins and
+    policy as one call of two; other learner settings on the same folder are refused, naming the file and field;
+    a finished curriculum runs nothing more until its budget is raised."""
+    import torch
+
+    spec = _curriculum(tmp_path)
+    config = CurriculumRunConfig(order="manual", budget_episodes=8, workers=1, record_dir=None, episodes_per_iteration=4,
+                                 live_dir=str(tmp_path / "live"))  # fmt: skip
+    straight = run_curriculum(spec, config, tmp_path / "straight", log=lambda *_: None)
+    first = run_curriculum(spec, config, tmp_path / "nightly", max_rounds=1, log=lambda *_: None)
+    assert (first.new_rounds, first.episodes_used, first.finished) == (1, 4, False)
+    with pytest.raises(ValueError, match=r"curriculum.json: field config.order is 'manual', this run asks for 'weakest'"):
+        run_curriculum(spec, dataclasses.replace(config, order="weakest"), tmp_path / "nightly", max_rounds=1)
+    lines: list[str] = []
+    second = run_curriculum(spec, config, tmp_path / "nightly", max_rounds=1, log=lines.append)
+    assert any("resuming after round 0" in line for line in lines)
+    assert (second.new_rounds, second.episodes_used, second.finished) == (1, 8, True)
+    key = lambda r: (r.round, r.stage, r.episodes, r.episodes_total, r.margin, r.low, r.high, r.promoted)  # noqa: E731
+    assert [key(r) for r in second.rounds] == [key(r) for r in straight.rounds]
+    for a, b in zip(torch.load(straight.policy_path, weights_only=False)["state_dict"].values(),
+                    torch.load(second.policy_path, weights_only=False)["state_dict"].values()):  # fmt: skip
+        assert torch.equal(a, b)
+    assert run_curriculum(spec, config, tmp_path / "nightly", max_rounds=1, log=lambda *_: None).new_rounds == 0
+    more = run_curriculum(spec, dataclasses.replace(config, budget_episodes=12), tmp_path / "nightly", log=lambda *_: None)
+    assert (more.new_rounds, more.episodes_used, more.finished) == (1, 12, True)

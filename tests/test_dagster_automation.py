@@ -32,6 +32,18 @@ def test_schedule_produces_the_configured_run_request(monkeypatch):
     config = request.run_config["ops"]["generated_runs"]["config"]
     assert config == {"spec": "exploration", "episodes": 37, "workers": 2}
     assert request.run_key == "nightly-2026-11-26" and request.partition_key == "2026-11-26"  # seed 20261126
+    # One round of the shipped curriculum a night, always in the same folder, so the nights add up to one curriculum.
+    curriculum = request.run_config["ops"]["curriculum_policy"]["config"]
+    assert curriculum == {"curriculum": "default", "rounds": 1, "workers": 2, "out_dir": "var/curriculum/nightly-default"}
+
+
+def test_the_nightly_job_advances_the_curriculum_and_retraining_does_not():
+    nightly = {n.name for n in defs.resolve_job_def("nightly").graph.nodes}
+    retrain = {n.name for n in defs.resolve_job_def("train_and_evaluate_policies").graph.nodes}
+    assert "curriculum_policy" in nightly and "curriculum_policy" not in retrain
+    assert not {"phase4_online_policy", "transfer_report", "headroom_report"} & nightly  # hundreds of episodes: on demand
+    # The round comes after the Phase 1 policy it starts from.
+    assert dg.AssetKey("phase1_imitation_policy") in defs.resolve_assets_def("curriculum_policy").asset_deps[dg.AssetKey("curriculum_policy")]
 
 
 def test_landing_sensor_picks_up_new_files_once_and_only_once(tmp_path):

@@ -32,7 +32,9 @@ def register(subparsers) -> None:
     run.add_argument("--entropy-floor", type=float, default=0.0, help="mean entropy (nats) kept by a penalty (default 0)")
     run.add_argument("--record-dir", default="var/raw", help="landing folder for the rollouts ('' to keep none)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", type=Path, default=Path("var/curriculum"), help="folder for rounds, policies and curriculum.json")
+    run.add_argument("--out", type=Path, default=Path("var/curriculum"),
+                     help="folder for rounds, policies and curriculum.json; a curriculum there is resumed (default var/curriculum)")
+    run.add_argument("--rounds", type=int, default=0, help="run at most this many rounds now, then stop (resumable; default 0: to the budget)")
     run.add_argument("--no-mlflow", action="store_true", help="do not track the rounds in MLflow")
     tracking_args(run)
     run.set_defaults(func=run_run)
@@ -92,7 +94,10 @@ def run_run(args: argparse.Namespace) -> int:
                                      episodes_per_iteration=args.episodes_per_iteration, record_dir=args.record_dir or None,
                                      seed=args.seed)  # fmt: skip
         tracker = None if args.no_mlflow else tracker_from_args(args)
-        result = run_curriculum(spec, config, args.out, tracker=tracker, log=lambda line: print(line, flush=True))
+        if args.rounds < 0:
+            raise ValueError(f"--rounds must be >= 0, got {args.rounds}")
+        result = run_curriculum(spec, config, args.out, tracker=tracker, max_rounds=args.rounds or None,
+                                log=lambda line: print(line, flush=True))  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo curriculum run: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,10 @@ The policy is carried forward: each round starts from the previous round's file 
 only the first round warms the critic up) and is its parent in MLflow; each round is an MLflow child run
 of the curriculum's run when a tracker is given. Stages whose data is missing here are skipped with the
 message naming the files. Every rollout lands as a raw run in `record_dir`, as for any Phase 4 training.
+
+A curriculum resumes: `curriculum.json` in the output folder is rewritten after every round, and a later call
+with the same curriculum and learner settings continues from its last round (`max_rounds` bounds one call:
+the nightly job runs one round per night). Raising `budget_episodes` extends a finished curriculum.
 """
 
 from __future__ import annotations
@@ -70,15 +74,49 @@ class CurriculumResult:
     rounds: list[RoundResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why it could not run here
     policy_path: Path | None = None
+    training_seeds: list[int] = field(default_factory=list)  # configurations trained on: never scored on
+    new_rounds: int = 0  # rounds run by this call (the others were resumed from curriculum.json)
 
     @property
     def episodes_used(self) -> int:
         return self.rounds[-1].episodes_total if self.rounds else 0
 
+    @property
+    def finished(self) -> bool:
+        return self.episodes_used >= self.config.budget_episodes
+
     def to_dict(self) -> dict:
         return {"curriculum": self.curriculum, "config": dataclasses.asdict(self.config), "skipped": self.skipped,
-                "policy": str(self.policy_path) if self.policy_path else None,
-                "rounds": [dataclasses.asdict(r) for r in self.rounds]}  # fmt: skip
+                "policy": str(self.policy_path) if self.policy_path else None, "finished": self.finished,
+                "rounds": [dataclasses.asdict(r) for r in self.rounds], "training_seeds": self.training_seeds}  # fmt: skip
+
+
+# Settings a resumed curriculum must share with the one it continues: they shape what the rounds learn.
+# (The budget may grow; workers, folders and the initial policy, used by round 0 only, may differ.)
+_RESUME_KEYS = ("order", "algorithm", "episodes_per_iteration", "entropy_floor", "seed")
+
+
+def _resume(state_file: Path, curriculum: CurriculumSpec, config: CurriculumRunConfig, result: CurriculumResult) -> None:
+    """Fill `result` with the rounds recorded in `state_file`, refusing a file made by other settings."""
+    try:
+        state = json.loads(state_file.read_text())
+        rounds = [RoundResult(**r) for r in state["rounds"]]
+        recorded, seeds = state["config"], [int(x) for x in state.get("training_seeds", [])]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{state_file}: not a curriculum state file this version can resume ({type(exc).__name__}: {exc}); "
+                         "move it away or choose another output folder") from None  # fmt: skip
+    if state.get("curriculum") != curriculum.name:
+        raise ValueError(f"{state_file}: field curriculum is {state.get('curriculum')!r}, this run is {curriculum.name!r}: "
+                         "choose another output folder")  # fmt: skip
+    for key in _RESUME_KEYS:
+        if recorded.get(key) != getattr(config, key):
+            raise ValueError(f"{state_file}: field config.{key} is {recorded.get(key)!r}, this run asks for "
+                             f"{getattr(config, key)!r}: resume with the same settings or choose another output folder")  # fmt: skip
+    names = {s.name for s in curriculum.stages}
+    unknown = sorted({r.stage for r in rounds} - names)
+    if unknown:
+        raise ValueError(f"{state_file}: rounds on stages {unknown} that curriculum {curriculum.name!r} no longer has")
+    result.rounds, result.training_seeds = rounds, seeds
 
 
 def stage_margin(policy_path, stage: Stage, out_dir: Path, *, workers: int, exclude_seeds=()) -> tuple[float, float, float, float]:
@@ -94,7 +132,7 @@ def stage_margin(policy_path, stage: Stage, out_dir: Path, *, workers: int, excl
 
 
 def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_dir, *, tracker=None,
-                   parent_run_id: str | None = None, log=print) -> CurriculumResult:  # fmt: skip
+                   parent_run_id: str | None = None, max_rounds: int | None = None, log=print) -> CurriculumResult:  # fmt: skip
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
     from ..rawrun import list_raw_runs, read_raw_run
 
@@ -115,14 +153,24 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
     # Each stage's generation spec as a file, written once, for the environment workers to load.
     spec_files = {s.name: str(s.write_spec(out / "stages")) for s in stages}
     live_dir = Path(config.live_dir) if config.live_dir else out / "live"
-    if tracker is not None and parent_run_id is None:
-        parent_run_id = tracker.parent_run_id(f"curriculum-{curriculum.name}-{config.order}-{time.strftime('%Y%m%d-%H%M%S')}")
+    state_file = out / "curriculum.json"
     policy, current, spent_on = config.initial_policy, 0, {s.name: 0 for s in stages}
-    history: list[Measurement] = []
-    seen: list[int] = []
+    if state_file.exists():
+        _resume(state_file, curriculum, config, result)
+        for r in result.rounds:
+            spent_on[r.stage] = spent_on.get(r.stage, 0) + r.episodes
+            current += int(r.promoted)
+        if result.rounds:
+            policy = result.rounds[-1].policy
+            log(f"curriculum {curriculum.name} ({config.order}): resuming after round {result.rounds[-1].round} "
+                f"({result.episodes_used}/{config.budget_episodes} episodes) from {state_file}")  # fmt: skip
+    history = [Measurement(r.stage, r.episodes_total, r.margin, r.low, r.high) for r in result.rounds]
+    seen = result.training_seeds
+    if tracker is not None and parent_run_id is None and not result.finished:
+        parent_run_id = tracker.parent_run_id(f"curriculum-{curriculum.name}-{config.order}-{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.perf_counter()
-    round_no = 0
-    while result.episodes_used < config.budget_episodes:
+    round_no = len(result.rounds)
+    while result.episodes_used < config.budget_episodes and (max_rounds is None or result.new_rounds < max_rounds):
         # Manual: the current stage; once the last one is promoted, the rest of the budget goes to it (the hardest),
         # so that every order spends the same budget.
         stage = (stages[min(current, len(stages) - 1)] if config.order == "manual"
@@ -154,15 +202,19 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
             row.promoted, row.reason = stage.promotion.decide(low, spent_on[stage.name])
             current += int(row.promoted)
         result.rounds.append(row)
+        result.new_rounds += 1
         log(f"round {round_no}: {stage.name} margin {mean:+.2f} [{low:+.2f}, {high:+.2f}] pp vs heuristic (null "
             f"{floor:.2f}), {total}/{config.budget_episodes} episodes" + (f"; promoted: {row.reason}" if row.promoted else
             (f"; stays: {row.reason}" if row.reason else "")))  # fmt: skip
-        (out / "curriculum.json").write_text(json.dumps({**result.to_dict(), "policy": policy, "finished": False}, indent=1, default=float))
+        result.policy_path = Path(policy)
+        state_file.write_text(json.dumps(result.to_dict(), indent=1, default=float))
         round_no += 1
     result.policy_path = Path(policy) if policy else None
-    (out / "curriculum.json").write_text(json.dumps({**result.to_dict(), "finished": True}, indent=1, default=float))
-    log(f"curriculum {curriculum.name} ({config.order}): {len(result.rounds)} rounds, {result.episodes_used} training "
-        f"episodes, {time.perf_counter() - started:.0f} s; policy {result.policy_path}")  # fmt: skip
+    if result.rounds:
+        state_file.write_text(json.dumps(result.to_dict(), indent=1, default=float))
+    status = "finished" if result.finished else f"paused after {result.new_rounds} round(s) this call (resumes from {state_file})"
+    log(f"curriculum {curriculum.name} ({config.order}): {len(result.rounds)} rounds, {result.episodes_used}/"
+        f"{config.budget_episodes} training episodes, {status}, {time.perf_counter() - started:.0f} s; policy {result.policy_path}")  # fmt: skip
     return result
 
 
