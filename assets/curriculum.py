@@ -26,7 +26,11 @@ class CurriculumAssetConfig(dg.Config):
     out_dir: str = "var/curriculum"
 
 
-@dg.asset(group_name=GROUP_POLICIES, deps=["phase1_imitation_policy"], kinds={"pytorch", "mlflow"})
+@dg.asset(group_name=GROUP_POLICIES, deps=["phase1_imitation_policy"], kinds={"pytorch", "mlflow"},
+          check_specs=[dg.AssetCheckSpec("no_reward_hacking", asset="curriculum_policy",
+                                         description="the rounds of this materialization: germinate/cull churn, seeds "
+                                         "waiting in TRAINING at the end, unfinished blends, culls of helping seeds, "
+                                         "entropy collapse (online RL runs unattended every night)")])  # fmt: skip
 def curriculum_policy(context: dg.AssetExecutionContext, config: CurriculumAssetConfig, mlflow: MlflowTrackingResource):
     """Online RL through the curriculum's stages (promoted by each stage's rule, or picked by the automatic
     curriculum), the policy carried from round to round; the margin over the heuristic per round. Each
@@ -47,11 +51,15 @@ def curriculum_policy(context: dg.AssetExecutionContext, config: CurriculumAsset
     table = ["| round | stage | episodes | margin (pp) | 95% CI | promoted |", "|---|---|---|---|---|---|"]
     table += [f"| {r.round} | {r.stage} | {r.episodes_total} | {r.margin:+.2f} | [{r.low:+.2f}, {r.high:+.2f}] | "
               f"{'yes' if r.promoted else ''} |" for r in result.rounds]  # fmt: skip
-    return dg.MaterializeResult(metadata={
+    # The watch covers this materialization's rounds: the earlier ones were checked when they ran.
+    alerts = [f"round {r.round} ({r.stage}): {a}" for r in result.rounds[len(result.rounds) - result.new_rounds :] for a in r.alerts]
+    metadata = {
         "policy_file": dg.MetadataValue.path(str(result.policy_path)), "rounds": dg.MetadataValue.md("\n".join(table)),
         "episodes": result.episodes_used, "new_rounds": result.new_rounds, "finished": result.finished,
         "skipped_stages": dg.MetadataValue.md("\n".join(f"- {k}: {v}" for k, v in result.skipped.items()) or "none"),
-    })  # fmt: skip
+    }  # fmt: skip
+    check = dg.AssetCheckResult(check_name="no_reward_hacking", passed=not alerts, metadata={"alerts": "; ".join(alerts) or "none"})
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 class TransferAssetConfig(dg.Config):

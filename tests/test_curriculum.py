@@ -166,6 +166,10 @@ def test_the_command_line_shows_a_curriculum_and_reports_transfer_to_an_imagefol
     assert "| cifar10 | - | skipped" in (tmp_path / "t" / "transfer.md").read_text()
 
 
+def first_rounds_alerts(folder) -> list[str]:
+    return [a for r in json.loads((folder / "curriculum.json").read_text())["rounds"] for a in r["alerts"]]
+
+
 def test_curriculum_and_transfer_assets_materialize_with_mlflow(tmp_path):
     import dagster as dg
 
@@ -187,6 +191,8 @@ def test_curriculum_and_transfer_assets_materialize_with_mlflow(tmp_path):
     first = dg.materialize([curriculum_policy], resources=resources, run_config={"ops": {"curriculum_policy": {"config": curriculum}}})
     meta = first.asset_materializations_for_node("curriculum_policy")[0].metadata
     assert (meta["episodes"].value, meta["new_rounds"].value, meta["finished"].value) == (4, 1, False)
+    check = first.get_asset_check_evaluations()[0]
+    assert check.check_name == "no_reward_hacking" and check.passed is (not first_rounds_alerts(tmp_path / "cur"))
     result = dg.materialize([curriculum_policy, transfer_report], resources=resources, run_config=run_config)
     assert result.success
     meta = result.asset_materializations_for_node("curriculum_policy")[0].metadata

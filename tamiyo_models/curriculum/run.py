@@ -65,6 +65,7 @@ class RoundResult:
     policy: str
     promoted: bool = False
     reason: str = ""
+    alerts: list[str] = field(default_factory=list)  # the reward-hacking watch's, from the round's training
 
 
 @dataclass
@@ -197,7 +198,7 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
         mean, low, high, floor = stage_margin(policy, stage, live_dir / stage.name, workers=config.workers, exclude_seeds=seen)
         total = result.episodes_used + episodes
         history.append(Measurement(stage.name, total, mean, low, high))
-        row = RoundResult(round_no, stage.name, episodes, total, mean, low, high, floor, policy)
+        row = RoundResult(round_no, stage.name, episodes, total, mean, low, high, floor, policy, alerts=list(run.alerts))
         if config.order == "manual" and current < len(stages):
             row.promoted, row.reason = stage.promotion.decide(low, spent_on[stage.name])
             current += int(row.promoted)
