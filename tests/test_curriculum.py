@@ -204,6 +204,9 @@ def test_curriculum_and_transfer_assets_materialize_with_mlflow(tmp_path):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     stages = {r.data.tags.get("tamiyo.curriculum_stage") for r in runs}
     assert {"short"} <= stages and any(r.info.run_name == "transfer-report" for r in runs)
+    # Registered as Phase 5 (evaluated as such by the nightly report), not as tonight's Phase 4 candidate.
+    assert str(client.get_model_version_by_alias("tamiyo-phase5-curriculum", "candidate").version) == "2"
+    assert not any(m.name == "tamiyo-phase4-online" for m in client.search_registered_models())
 
 
 def test_fine_tuning_counts_the_episodes_to_the_bar_and_shares_the_heuristic_episodes(tmp_path):

@@ -190,7 +190,7 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
         before = set(list_raw_runs(config.record_dir)) if config.record_dir else set()
         run = train_online_policy(run_config, round_dir, tracker=tracker, parent_run_id=parent_run_id,
                                   tags={"tamiyo.curriculum": curriculum.name, "tamiyo.curriculum_stage": stage.name,
-                                        "tamiyo.curriculum_round": str(round_no)}, log=log)  # fmt: skip
+                                        "tamiyo.curriculum_round": str(round_no)}, log=log, phase="phase5")  # fmt: skip
         policy = str(run.policy_path)
         spent_on[stage.name] += episodes
         if config.record_dir:  # the configurations trained on so far: evaluation refuses to score on any of them

@@ -115,7 +115,9 @@ def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None):
 
 
 def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, parent_run_id: str | None = None,
-                        tags: dict | None = None, log=print, on_iteration=None) -> OnlineRun:  # fmt: skip
+                        tags: dict | None = None, log=print, on_iteration=None, phase: str = "phase4") -> OnlineRun:  # fmt: skip
+    """`phase`: the registered phase the policy belongs to (the curriculum's rounds are Phase 5 policies, registered
+    and evaluated as such, not as tonight's Phase 4 candidate)."""
     from ..agents.saved import save_policy
     from ..env.vector import make_vector_env
     from ..features import ALL_FEATURES
@@ -142,8 +144,8 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     finally:
         envs.close()
     policy_path = save_policy(
-        agent, features, out / f"phase4-{config.algorithm}.pt", algorithm=config.algorithm, phase="phase4", parent=parent_ref,
-        metadata={"phase": "phase4", "variant": config.algorithm, "spec": config.spec, "regime": config.regime or "",
+        agent, features, out / f"phase4-{config.algorithm}.pt", algorithm=config.algorithm, phase=phase, parent=parent_ref,
+        metadata={"phase": phase, "variant": config.algorithm, "spec": config.spec, "regime": config.regime or "",
                   "episodes": result.episodes_used, "alerts": result.alerts, "config": json.dumps(config.to_dict()),
                   "history": json.dumps(result.history), "parent_policy": parent_ref or "",
                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
@@ -151,29 +153,31 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     run = OnlineRun(config, policy_path, result.history, result.alerts)
     log(f"policy: {policy_path}" + (f"; reward-hacking alerts: {'; '.join(result.alerts)}" if result.alerts else ""))
     if tracker is not None:
-        _track(run, agent, features, tracker, parent_run_id, parent_ref, tags, log)
+        _track(run, agent, features, tracker, parent_run_id, parent_ref, tags, log, phase)
     return run
 
 
-def _track(run: OnlineRun, agent, features, tracker, parent_run_id, parent_ref, tags, log) -> None:
+def _track(run: OnlineRun, agent, features, tracker, parent_run_id, parent_ref, tags, log, phase: str) -> None:
     import mlflow
     import numpy as np
 
     from .. import tracking
 
+    # The algorithm is the alias's variant where the phase has one per algorithm (Phase 4); Phase 5 has one candidate.
+    variant = run.config.algorithm if run.config.algorithm in tracking.registered_phase(phase).variants else ""
     parent_run_id = parent_run_id or tracker.parent_run_id(f"local-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_tags = {"tamiyo.phase": "phase4", "tamiyo.algorithm": run.config.algorithm, **(tags or {})}
+    run_tags = {"tamiyo.phase": phase, "tamiyo.algorithm": run.config.algorithm, **(tags or {})}
     if parent_ref:
         run_tags[tracking.PARENT_POLICY] = parent_ref
     if run.alerts:
         run_tags["tamiyo.reward_hacking_alerts"] = "; ".join(run.alerts)[:5000]
-    with tracker.child_run(parent_run_id, f"phase4-{run.config.algorithm}", run_tags) as run_id:
+    with tracker.child_run(parent_run_id, f"{phase}-{run.config.algorithm}", run_tags) as run_id:
         mlflow.log_params({k: str(v)[:500] for k, v in run.config.to_dict().items() if not isinstance(v, dict)})
         for row in run.history:
             mlflow.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and v == v},
                                step=int(row["episodes_used"]))  # fmt: skip
         run.mlflow_run_id = run_id
         run.model_version = tracker.log_policy(run_id, run.policy_path, agent, np.zeros((1, len(features)), np.float32),
-                                               "phase4", variant=run.config.algorithm)  # fmt: skip
-    log(f"MLflow run {run.mlflow_run_id}, registered {tracking.registered_phase('phase4').registered_name} "
-        f"v{run.model_version} as candidate-{run.config.algorithm}")  # fmt: skip
+                                               phase, variant=variant)  # fmt: skip
+    log(f"MLflow run {run.mlflow_run_id}, registered {tracking.registered_phase(phase).registered_name} "
+        f"v{run.model_version} as {tracking.registered_phase(phase).candidate_alias(variant)}")  # fmt: skip
