@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--episodes-per-iteration", type=int, default=16)
     parser.add_argument("--entropy-floor", type=float, default=0.3)
     parser.add_argument("--kl-coef", type=float, default=0.1)
+    parser.add_argument("--learning-rate", type=float, default=None, help="the learner's (default: its config's, 3e-4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--snapshot-every", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
@@ -49,7 +50,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    out = Path(args.out or f"var/phase4-arena-{args.algorithm}-s{args.seed}")
+    tag = "" if args.learning_rate is None else f"-lr{args.learning_rate:g}"
+    out = Path(args.out or f"var/phase4-arena-{args.algorithm}{tag}-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
     if not args.eval_only:
         train(args, out)
@@ -66,6 +68,8 @@ def _config(args, out: Path):
                           record_dir=str(out / "raw"))  # fmt: skip
     learner = dataclasses.replace(run.learner, episodes=args.episodes, episodes_per_iteration=args.episodes_per_iteration,
                                   entropy_floor=args.entropy_floor, kl_coef=args.kl_coef, seed=args.seed)  # fmt: skip
+    if args.learning_rate is not None:
+        learner = dataclasses.replace(learner, learning_rate=args.learning_rate)
     return dataclasses.replace(run, **{args.algorithm: learner})
 
 

@@ -25,17 +25,21 @@ COLOURS = {"reinforce": "C2", "a2c": "C1", "ppo": "C0"}
 def load_runs(pattern: str) -> list[dict]:
     runs = []
     for folder in sorted(Path().glob(pattern)):
-        match = re.fullmatch(r".*-(reinforce|a2c|ppo)-s(\d+)", folder.name)
+        match = re.fullmatch(r".*-(reinforce|a2c|ppo)((?:-[^-]+)*)-s(\d+)", folder.name)  # ALGORITHM[-TAG]-sSEED
         results = folder / "results.json"
         if not match or not results.exists():
             continue
-        algorithm, seed = match.group(1), int(match.group(2))
+        algorithm, tag, seed = match.group(1), match.group(2).lstrip("-"), int(match.group(3))
         data = json.loads(results.read_text())
         points = sorted((int(k.rsplit("-e", 1)[1]), v) for k, v in data.items() if k.startswith(f"{algorithm}-e"))
-        runs.append({"folder": folder, "algorithm": algorithm, "seed": seed, "data": data,
+        runs.append({"folder": folder, "algorithm": algorithm, "tag": tag, "seed": seed, "data": data,
                      "points": [(e, v["live_mean_difference"], v["live_ci_low"], v["live_ci_high"]) for e, v in points],
                      "final": data["_meta"]["final"]})  # fmt: skip
     return runs
+
+
+def label(run: dict) -> str:
+    return run["algorithm"].upper() + (f" {run['tag']}" if run["tag"] else "")
 
 
 def first_episodes(points, low_bar: float, mean_bar: float | None) -> int | None:
@@ -62,9 +66,9 @@ def head_to_heads(runs: list[dict], budget: int, args) -> list[dict]:
     out = []
     for i, a in enumerate(runs):
         for b in runs[i + 1 :]:
-            if a["algorithm"] == b["algorithm"]:
+            if label(a) == label(b):
                 continue
-            name_a, name_b = f"{a['algorithm']}-s{a['seed']}-e{budget:04d}", f"{b['algorithm']}-s{b['seed']}-e{budget:04d}"
+            name_a, name_b = (f"{label(r).lower().replace(' ', '-')}-s{r['seed']}-e{budget:04d}" for r in (a, b))
             path_a, path_b = snapshot_path(a, budget), snapshot_path(b, budget)
             versus = head_to_head(configs, Path(args.live_dir), name_a, path_a, name_b, policy_controller(path_b))
             out.append(versus)
@@ -86,14 +90,12 @@ def plot(runs: list[dict], path: Path) -> None:
     for name, style, colour in (("fixed:conv_heavy@3", "--", "C3"), ("phase3-bcq", ":", "C4")):
         if name in reference:
             ax.axhline(reference[name]["live_mean_difference"], ls=style, color=colour, label=f"{name} (same pairs)")
-    seeds_seen: dict[str, int] = {}
-    for run in runs:
-        k = seeds_seen[run["algorithm"]] = seeds_seen.get(run["algorithm"], -1) + 1
-        x = [e + 3 * (k + list(COLOURS).index(run["algorithm"]) - 1) for e, *_ in run["points"]]  # dodge overlapping bars
+    for k, run in enumerate(runs):
+        x = [e + 2.5 * (k - (len(runs) - 1) / 2) for e, *_ in run["points"]]  # dodge: the bars would overlap
         y = [m for _, m, _, _ in run["points"]]
         err = [[m - lo for _, m, lo, _ in run["points"]], [hi - m for _, m, _, hi in run["points"]]]
-        ax.errorbar(x, y, yerr=err, marker="os^"[k % 3], capsize=3, color=COLOURS[run["algorithm"]],
-                    label=f"{run['algorithm'].upper()} seed {run['seed']}")  # fmt: skip
+        ax.errorbar(x, y, yerr=err, marker="os^D"[run["seed"] % 4], capsize=3, color=COLOURS[run["algorithm"]],
+                    ls="--" if run["tag"] else "-", label=f"{label(run)} seed {run['seed']}")  # fmt: skip
     ax.set_xlabel("training episodes consumed (critic warm-up included)")
     ax.set_ylabel("test accuracy - heuristic (pp, paired)")
     pairs = runs[0]["data"][runs[0]["final"]]["live_pairs"]
@@ -126,10 +128,10 @@ def main() -> int:
         by_episode = {e: (m, lo, hi) for e, m, lo, hi in run["points"]}
         cells = [f"{by_episode[e][0]:+.2f} [{by_episode[e][1]:+.2f}, {by_episode[e][2]:+.2f}]" if e in by_episode else "" for e in budgets]
         level, beats = first_episodes(run["points"], LEVEL_LOW, 0.0), first_episodes(run["points"], 0.0, None)
-        lines.append(f"| {run['algorithm'].upper()} | {run['seed']} | " + " | ".join(cells) +
+        lines.append(f"| {label(run)} | {run['seed']} | " + " | ".join(cells) +
                      f" | {'never' if level is None else level} | {'never' if beats is None else beats} |")  # fmt: skip
         final = run["data"][run["final"]]
-        summary.append({"algorithm": run["algorithm"], "seed": run["seed"], "points": run["points"], "episodes_to_level": level,
+        summary.append({"algorithm": run["algorithm"], "tag": run["tag"], "seed": run["seed"], "points": run["points"], "episodes_to_level": level,
                         "episodes_to_beat": beats, "final": run["final"], "final_fresh": [final["live_fresh_mean_difference"],
                         final["live_fresh_ci_low"], final["live_fresh_ci_high"]], "alerts": run["data"]["_training"].get("alerts", [])})  # fmt: skip
     common = min(max(e for e, *_ in r["points"]) for r in runs)
