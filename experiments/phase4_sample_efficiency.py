@@ -75,6 +75,37 @@ def head_to_heads(runs: list[dict], budget: int, args) -> list[dict]:
     return out
 
 
+def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
+    """Per algorithm with 2 or more training seeds, at every budget all its seeds reached: the paired difference
+    from the heuristic averaged over the seeds on each configuration, then its mean and bootstrap interval over
+    configurations (the configuration is the unit: seeds scored on the same one are not independent pairs)."""
+    import numpy as np
+
+    from tamiyo_models.controllers import ControllerConfig
+    from tamiyo_models.evaluation.live import policy_controller
+    from tamiyo_models.evaluation.paired import run_paired
+    from tamiyo_models.generation import GenerationSpec
+    from tamiyo_models.stats import mean_ci
+
+    configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
+    idx = list(range(len(configs)))
+    rows = []
+    for name in sorted({label(r) for r in runs}):
+        group = [r for r in runs if label(r) == name]
+        if len(group) < 2:
+            continue
+        budgets = sorted(set.intersection(*({e for e, *_ in r["points"]} for r in group)))
+        for budget in budgets:
+            arms = {"heuristic": ControllerConfig(kind="heuristic")}
+            arms.update({f"s{r['seed']}": policy_controller(snapshot_path(r, budget)) for r in group})
+            paired = run_paired(configs, arms, Path(args.live_dir), replicate=0, execute=False)
+            per_seed = np.array([paired.differences(f"s{r['seed']}", idx) for r in group])
+            ci = mean_ci(np.nanmean(per_seed, axis=0))
+            rows.append({"algorithm": name, "seeds": [r["seed"] for r in group], "episodes": budget, "mean": ci.mean,
+                         "low": ci.low, "high": ci.high})  # fmt: skip
+    return rows
+
+
 def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -134,6 +165,12 @@ def main() -> int:
         summary.append({"algorithm": run["algorithm"], "tag": run["tag"], "seed": run["seed"], "points": run["points"], "episodes_to_level": level,
                         "episodes_to_beat": beats, "final": run["final"], "final_fresh": [final["live_fresh_mean_difference"],
                         final["live_fresh_ci_low"], final["live_fresh_ci_high"]], "alerts": run["data"]["_training"].get("alerts", [])})  # fmt: skip
+    pooled = pooled_over_seeds(runs, args)
+    if pooled:
+        lines += ["", "Pooled over training seeds (seed-averaged difference per configuration; interval over configurations):", "",
+                  "| algorithm | seeds | episodes | vs heuristic (pp) |", "|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {r['algorithm']} | {', '.join(map(str, r['seeds']))} | {r['episodes']} | "
+                  f"{r['mean']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}] |" for r in pooled]  # fmt: skip
     common = min(max(e for e, *_ in r["points"]) for r in runs)
     versus = head_to_heads(runs, common, args)
     lines += ["", f"Head to head at {common} training episodes (same configurations; policy A - policy B, test split):", ""]
@@ -145,7 +182,7 @@ def main() -> int:
                          f"{o['wins']}/{o['ties']}/{o['losses']} |")  # fmt: skip
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
-    (out / "results.json").write_text(json.dumps({"runs": summary, "head_to_head": versus, "common_budget": common}, indent=1, default=float))
+    (out / "results.json").write_text(json.dumps({"runs": summary, "pooled": pooled, "head_to_head": versus, "common_budget": common}, indent=1, default=float))
     plot(runs, Path(args.plot))
     print(table)
     print(f"plot: {args.plot}; table and numbers: {out}/")
