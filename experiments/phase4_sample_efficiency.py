@@ -131,7 +131,7 @@ def plot(runs: list[dict], path: Path) -> None:
     ax.set_ylabel("test accuracy - heuristic (pp, paired)")
     pairs = runs[0]["data"][runs[0]["final"]]["live_pairs"]
     ax.set_title(f"Phase 4 on the arena from the Phase 3 IQL actor: {pairs} held-out configurations, 95% CIs")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower right")  # the curves live above 0 and at the left
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
