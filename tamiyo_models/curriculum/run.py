@@ -120,6 +120,13 @@ def _resume(state_file: Path, curriculum: CurriculumSpec, config: CurriculumRunC
     result.rounds, result.training_seeds = rounds, seeds
 
 
+def _save_state(state_file: Path, result: CurriculumResult) -> None:
+    # Written aside and renamed: a crash mid-write must not cost the rounds already recorded.
+    partial = state_file.with_name(f".{state_file.name}.partial")
+    partial.write_text(json.dumps(result.to_dict(), indent=1, default=float))
+    partial.replace(state_file)
+
+
 def stage_margin(policy_path, stage: Stage, out_dir: Path, *, workers: int, exclude_seeds=()) -> tuple[float, float, float, float]:
     """(mean, low, high, noise floor) of the policy's paired test-score difference from the heuristic on the
     stage's held-out configurations. The heuristic's episodes are kept in `out_dir` and reused by later rounds."""
@@ -208,11 +215,11 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
             f"{floor:.2f}), {total}/{config.budget_episodes} episodes" + (f"; promoted: {row.reason}" if row.promoted else
             (f"; stays: {row.reason}" if row.reason else "")))  # fmt: skip
         result.policy_path = Path(policy)
-        state_file.write_text(json.dumps(result.to_dict(), indent=1, default=float))
+        _save_state(state_file, result)
         round_no += 1
     result.policy_path = Path(policy) if policy else None
     if result.rounds:
-        state_file.write_text(json.dumps(result.to_dict(), indent=1, default=float))
+        _save_state(state_file, result)
     status = "finished" if result.finished else f"paused after {result.new_rounds} round(s) this call (resumes from {state_file})"
     log(f"curriculum {curriculum.name} ({config.order}): {len(result.rounds)} rounds, {result.episodes_used}/"
         f"{config.budget_episodes} training episodes, {status}, {time.perf_counter() - started:.0f} s; policy {result.policy_path}")  # fmt: skip
