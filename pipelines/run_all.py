@@ -93,15 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     run_config = {"ops": {
         "generated_runs": {"config": {"spec": args.spec, "episodes": args.episodes, "workers": args.workers, "seed": args.seed}},
         "policy_evaluation_report": {"config": {"workers": args.workers, "episodes": args.pairs}},
-        # the nightly schedule's curriculum round: one more round of the same curriculum each run
-        "curriculum_policy": {"config": {"rounds": 1, "workers": args.workers, "out_dir": "var/curriculum/nightly-default"}},
     }}  # fmt: skip
     night = time.strftime("%Y-%m-%d", time.gmtime())  # tonight's generation partition
     with _output_to(log_path) as terminal:
         import dagster as dg
         from dagster._core.utils import make_new_run_id
 
+        from pipelines.automation import nightly_run_config
         from pipelines.definitions import defs, resources
+
+        # The nightly schedule's curriculum round (same curriculum, folder and round count), at this run's workers.
+        curriculum = nightly_run_config()["ops"]["curriculum_policy"]["config"]
+        run_config["ops"]["curriculum_policy"] = {"config": {**curriculum, "workers": args.workers}}
 
         def say(line: str) -> None:
             print(line, file=terminal, flush=True)

@@ -164,7 +164,8 @@ def _track(run: OnlineRun, agent, features, tracker, parent_run_id, parent_ref, 
     from .. import tracking
 
     # The algorithm is the alias's variant where the phase has one per algorithm (Phase 4); Phase 5 has one candidate.
-    variant = run.config.algorithm if run.config.algorithm in tracking.registered_phase(phase).variants else ""
+    registered = tracking.registered_phase(phase)
+    variant = run.config.algorithm if run.config.algorithm in registered.variants else ""
     parent_run_id = parent_run_id or tracker.parent_run_id(f"local-{time.strftime('%Y%m%d-%H%M%S')}")
     run_tags = {"tamiyo.phase": phase, "tamiyo.algorithm": run.config.algorithm, **(tags or {})}
     if parent_ref:
@@ -179,5 +180,5 @@ def _track(run: OnlineRun, agent, features, tracker, parent_run_id, parent_ref, 
         run.mlflow_run_id = run_id
         run.model_version = tracker.log_policy(run_id, run.policy_path, agent, np.zeros((1, len(features)), np.float32),
                                                phase, variant=variant)  # fmt: skip
-    log(f"MLflow run {run.mlflow_run_id}, registered {tracking.registered_phase(phase).registered_name} "
-        f"v{run.model_version} as {tracking.registered_phase(phase).candidate_alias(variant)}")  # fmt: skip
+    log(f"MLflow run {run.mlflow_run_id}, registered {registered.registered_name} "
+        f"v{run.model_version} as {registered.candidate_alias(variant)}")  # fmt: skip
