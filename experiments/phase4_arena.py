@@ -12,6 +12,11 @@
    Episodes already on disk for these configurations (heuristic, fixed schedule, BCQ, null reruns) are reused.
 
     .venv/bin/python experiments/phase4_arena.py [--episodes 320] [--eval-only]
+
+Starting from BCQ instead (`--initial var/arena/policies/phase3-bcq.pt --distil 0.05`): BCQ gives probability 0 to
+every action its data does not support (94% of arena states have one supported action), so the run first
+distils it into a stochastic actor on the warehouse's states (online_rl/distil.py) and starts from that student;
+the curve's first point (e0000) is the student, live.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithm", default="ppo", choices=("reinforce", "a2c", "ppo"))
     parser.add_argument("--initial", default="var/arena/policies/phase3-iql.pt", help="initial actor (policy file)")
+    parser.add_argument("--distil", type=float, default=None, metavar="SMOOTHING",
+                        help="start from a stochastic student of --initial instead (label smoothing SMOOTHING, e.g. "
+                             "0.05), distilled on the warehouse's states: for a near-deterministic initial policy "
+                             "such as BCQ, whose unsupported actions have probability 0")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=320)
     parser.add_argument("--episodes-per-iteration", type=int, default=16)
     parser.add_argument("--entropy-floor", type=float, default=0.3)
@@ -51,12 +60,25 @@ def main() -> int:
 
     torch.set_num_threads(1)
     tag = "" if args.learning_rate is None else f"-lr{args.learning_rate:g}"
+    if args.distil is not None:
+        tag += f"-from-{Path(args.initial).stem.removeprefix('phase3-')}"
     out = Path(args.out or f"var/phase4-arena-{args.algorithm}{tag}-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
+    if args.distil is not None:
+        args.teacher, args.initial = args.initial, str(distilled_initial(args, out))
     if not args.eval_only:
         train(args, out)
     evaluate(args, out)
     return 0
+
+
+def distilled_initial(args, out: Path) -> Path:
+    """The student of --initial (made once; a resumed run reuses it), trained on the warehouse's states, the
+    data the teacher itself was trained on: no evaluation configuration is involved."""
+    from tamiyo_models.online_rl.distil import DistilConfig, distil_policy_file
+
+    return distil_policy_file(args.initial, args.warehouse, out / "initial-distilled.pt",
+                              DistilConfig(smoothing=args.distil, seed=args.seed))
 
 
 def _config(args, out: Path):

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .a2c import A2CConfig
+from .distil import DistilConfig
 from .hacking import HackingWatch
 from .ppo import PPOConfig
 from .reinforce import ReinforceConfig
@@ -33,6 +34,11 @@ class OnlineRunConfig:
     ray_address: str | None = None  # a Ray cluster (distributed.RayConfig's addresses): rollouts on Ray actors
     cpus_per_episode: float = 1.0  # what each Ray actor reserves
     initial_policy: str | None = None  # a policy file or MLflow ref (Phase 1 or 3); None: a fresh MLP actor
+    # Start from a stochastic student of the initial policy instead (distil.py), distilled on the states of
+    # `distil_warehouse`: for a near-deterministic actor such as BCQ's, whose unsupported actions have
+    # probability 0 and so could never be tried.
+    distil: DistilConfig | None = None
+    distil_warehouse: str | None = None
     feature_set: str = "base+lifecycle+task"  # for a fresh actor (an initial policy brings its own)
     hidden: tuple[int, ...] = (128, 128)
     record_dir: str | None = "var/raw"  # the landing folder; None: no raw runs
@@ -52,6 +58,7 @@ class OnlineRunConfig:
         d = asdict(self)
         for key in ("reinforce", "a2c", "ppo"):
             d[key] = getattr(self, key).to_dict()
+        d["distil"] = self.distil.to_dict() if self.distil else None
         return {**d, "hidden": list(self.hidden)}
 
 
@@ -77,7 +84,7 @@ def online_run_label(config: OnlineRunConfig, out_dir) -> str:
     return f"phase4-{config.algorithm}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = None):
+def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = None, log=print):
     """(ActorCritic, its feature names, the parent reference or None). New weights (a fresh actor, the critic
     beside a loaded actor) are drawn from the learner's seed, not from torch's global stream: otherwise the
     same training started second in a process (a curriculum's rounds, a comparison of orders) starts elsewhere."""
@@ -85,10 +92,10 @@ def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = No
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.learner.seed)
-        return _build_agent(config, tracker, out_dir)
+        return _build_agent(config, tracker, out_dir, log)
 
 
-def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None):
+def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
     from ..agents.base import categorical_columns
     from ..agents.networks import ActorCritic, MLPActor, ValueNetwork
     from ..features import FEATURE_SETS
@@ -103,11 +110,20 @@ def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None):
             version = tracker.resolve(ref)
             ref = f"{version.name}/{version.version}"
             path = tracker.download_policy(ref, (out_dir or Path("var/policies")) / "initial")
+        if config.distil is not None:
+            from .distil import distil_policy_file
+
+            if not config.distil_warehouse:
+                raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
+            path = distil_policy_file(path, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
+                                      config.distil, log=log)  # fmt: skip
         actor, payload = load_policy(path)
         features = tuple(payload["feature_names"])
         if getattr(actor, "has_value", False) and isinstance(actor, ActorCritic):
             return actor, features, ref
     else:
+        if config.distil is not None:
+            raise ValueError("distil: there is no initial policy to distil (initial_policy is empty)")
         features, ref = FEATURE_SETS[config.feature_set], None
         actor = MLPActor(len(features), config.hidden, categorical=categorical_columns(features))
     critic = ValueNetwork(len(features), config.hidden, categorical_columns(features))
@@ -126,7 +142,7 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     from .reinforce import train_reinforce
 
     out = Path(out_dir)
-    agent, features, parent_ref = build_agent(config, tracker, out)
+    agent, features, parent_ref = build_agent(config, tracker, out, log)
     ray = None
     if config.ray_address:
         from ..distributed import RayConfig

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with its branches); the policy is saved as one file and, unless --no-mlflow, tracked in MLflow and "
         "registered as `candidate` for its phase (Phase 2 and 3: `candidate-<variant or algorithm>`).",
     )
-    train.add_argument("--warehouse", type=Path, help="DuckDB warehouse file to read decisions from (phases 1-3)")
+    train.add_argument("--warehouse", type=Path, help="DuckDB warehouse file to read decisions from (phases 1-3; phase 4 "
+                       "with --distil: the states the student learns on)")
     train.add_argument("--phase", choices=("phase1", "phase2", "phase3", "phase4"), default="phase1",
                        help="phase1: imitation (default); phase2: reward-weighted, from a --parent; phase3: offline RL; "
                        "phase4: online RL in live episodes")  # fmt: skip
@@ -48,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="phase 4: run the --workers environments as Ray actors on this cluster ('local', 'auto', "
                        "HOST:PORT, ray://HOST:PORT; docs/scaling.md) instead of local worker processes")
     train.add_argument("--cpus-per-episode", type=float, default=1.0, help="phase 4 with Ray: CPUs each actor reserves")
+    train.add_argument("--distil", type=float, default=None, metavar="SMOOTHING",
+                       help="phase 4: start from a stochastic student of --parent (label smoothing, e.g. 0.05) distilled "
+                       "on --warehouse's states; for a near-deterministic parent such as BCQ (docs/online-rl.md)")
     train.add_argument("--record-dir", default="var/raw",
                        help="phase 4: landing folder the rollouts are written to as raw runs ('' for none; default var/raw)")
     train.add_argument("--updates", type=int, default=20_000, help="phase 3: gradient updates (default 20000)")
@@ -176,6 +180,7 @@ def _run_online(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from ..online_rl.distil import DistilConfig
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
 
     algorithm = args.algorithm or "ppo"
@@ -188,7 +193,9 @@ def _run_online(args: argparse.Namespace) -> int:
         config = OnlineRunConfig(algorithm=algorithm, spec=args.spec, regime=args.regime, workers=args.workers,
                                  initial_policy=args.parent, feature_set=args.feature_set or "base+lifecycle+task",
                                  record_dir=args.record_dir or None, ray_address=args.ray_address,
-                                 cpus_per_episode=args.cpus_per_episode, **{algorithm: learner})  # fmt: skip
+                                 cpus_per_episode=args.cpus_per_episode,
+                                 distil=None if args.distil is None else DistilConfig(smoothing=args.distil, seed=args.seed),
+                                 distil_warehouse=str(args.warehouse) if args.warehouse else None, **{algorithm: learner})  # fmt: skip
         tracker = None if args.no_mlflow else tracker_from_args(args)
         bar = tqdm(total=args.episodes, unit="episode", desc=f"phase 4 {algorithm}", file=sys.stderr)
 

@@ -1,0 +1,153 @@
+"""Policy distillation: a near-deterministic policy into a stochastic actor that online RL can start from.
+
+Phase 3's BCQ acts by the argmax of Q over the actions its data supports. At the shipped threshold (0.3) the
+arena's data supports 1.08 actions per state on average (94% of states have exactly one), so its softmax is
+near-deterministic (entropy 0.05 nats) and every action the data never took has probability 0: a policy-
+gradient learner started from it can only reweight what the logged controllers already did. The student
+here is a plain categorical actor trained on the teacher's greedy choices with label smoothing:
+
+    target(a | s) = 1 - smoothing          if a is the teacher's greedy legal action in s
+                    smoothing / (k - 1)    for each of the k - 1 other legal actions
+    loss          = cross-entropy(target, student(s)), illegal actions masked out
+
+on the states of the teacher's own training data. Where it fits, the student's greedy action is the teacher's
+(so it starts where the teacher acts), and every legal action keeps a probability the learner can raise.
+Agreement is reported on a held-out share of the *runs* (states of one episode are not independent).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..agents.base import PolicyModule, categorical_columns
+from ..agents.learning import fit_encoders, optimiser
+from ..agents.networks import MLPActor
+
+
+@dataclass(frozen=True)
+class DistilConfig:
+    smoothing: float = 0.05  # probability spread over the other legal actions (about 0.25 nats with 4 legal)
+    hidden: tuple[int, ...] = (256, 256)
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    updates: int = 10_000
+    held_out: float = 0.1  # share of runs kept out of training, for the agreement report
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"distil: smoothing must be in [0, 1), got {self.smoothing}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+
+@dataclass
+class DistilResult:
+    actor: MLPActor
+    agreement_train: float  # share of states where the student's greedy action is the teacher's
+    agreement_held_out: float  # the same on the held-out runs (nan when none were held out)
+    entropy: float  # the student's mean entropy (nats) over all states
+    history: list[dict] = field(default_factory=list)
+
+
+def teacher_actions(teacher: PolicyModule, obs: torch.Tensor, legal: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    teacher.eval()
+    with torch.no_grad():
+        return torch.cat([teacher.logits(obs[i : i + chunk], legal[i : i + chunk]).argmax(dim=-1) for i in range(0, len(obs), chunk)])
+
+
+def smoothed_targets(actions: torch.Tensor, legal: torch.Tensor, smoothing: float) -> torch.Tensor:
+    legal = legal.to(torch.float32)
+    others = legal.sum(dim=-1, keepdim=True) - 1
+    spread = torch.where(others > 0, smoothing / others.clamp(min=1), torch.zeros(()))
+    target = legal * spread
+    # A state with one legal action puts all its mass there (nothing to spread over).
+    keep = torch.where(others.squeeze(-1) > 0, torch.full_like(others.squeeze(-1), 1 - smoothing), torch.ones(()))
+    return target.scatter(1, actions[:, None], keep[:, None])
+
+
+def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.ndarray, feature_names,
+                  config: DistilConfig = DistilConfig(), *, groups: np.ndarray | None = None, log=print) -> DistilResult:  # fmt: skip
+    """Train a student actor on `observations` (the teacher's feature columns) and their legal masks.
+    `groups`: the run of each state, so the held-out share is whole runs."""
+    obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
+    mask = torch.as_tensor(np.asarray(legal), dtype=torch.bool)
+    if obs.ndim != 2 or obs.shape[1] != len(feature_names) or mask.shape != (len(obs), 8):
+        raise ValueError(f"observations {tuple(obs.shape)} and legal {tuple(mask.shape)} do not match "
+                         f"{len(feature_names)} features and 8 actions")  # fmt: skip
+    rng = np.random.default_rng(config.seed)
+    groups = np.arange(len(obs)) if groups is None else np.asarray(groups)
+    unique = np.unique(groups)
+    held = set(rng.choice(unique, size=int(round(config.held_out * len(unique))), replace=False).tolist())
+    test = torch.as_tensor(np.array([g in held for g in groups.tolist()]))
+    train = ~test
+    if not bool(train.any()):
+        raise ValueError("no training states left after holding out runs")
+
+    torch.manual_seed(config.seed)
+    student = MLPActor(len(feature_names), config.hidden, categorical=categorical_columns(feature_names))
+    fit_encoders(obs[train].numpy(), student)
+    greedy = teacher_actions(teacher, obs, mask)
+    targets = smoothed_targets(greedy, mask, config.smoothing)
+    x, m, y = obs[train], mask[train], targets[train]
+    opt = optimiser(student.parameters(), config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    history, started, report_every = [], time.perf_counter(), max(1, config.updates // 4)
+    student.train()
+    for update in range(1, config.updates + 1):
+        idx = torch.randint(len(x), (config.batch_size,), generator=generator)
+        logp = torch.log_softmax(student.logits(x[idx], m[idx]), dim=-1).masked_fill(~m[idx], 0.0)
+        loss = -(y[idx] * logp).sum(dim=-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if update % report_every == 0 or update == config.updates:
+            elapsed = time.perf_counter() - started
+            history.append({"update": update, "loss": float(loss.detach()), "updates_per_second": update / elapsed})
+            log(f"distil: update {update}/{config.updates}, loss {float(loss.detach()):.4f}, {update / elapsed:.0f} updates/s")
+    student.eval()
+    with torch.no_grad():
+        chosen = student.logits(obs, mask).argmax(dim=-1)
+        entropy = float(student.entropy(obs, mask).mean())
+    agree = (chosen == greedy).float()
+    result = DistilResult(student, float(agree[train].mean()), float(agree[test].mean()) if bool(test.any()) else float("nan"),
+                          entropy, history)  # fmt: skip
+    log(f"distil: greedy agreement with the teacher {result.agreement_train:.4f} on training runs, "
+        f"{result.agreement_held_out:.4f} on {len(held)} held-out runs; mean entropy {entropy:.3f} nats")
+    return result
+
+
+def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path: str | Path,
+                       config: DistilConfig = DistilConfig(), *, log=print) -> Path:  # fmt: skip
+    """Distil the policy file `teacher_path` on every state of `warehouse` (the data a Phase 3 policy was trained
+    on; nothing an evaluation scores) and save the student as a policy file whose parent is the teacher.
+    An existing student of the same teacher file and settings is reused, so a resumed run starts from it again."""
+    from ..agents.saved import load_policy, policy_file_digest, save_policy
+    from ..features import FEATURE_SETS
+    from ..transitions.dataset import load_transitions
+
+    out_path, teacher_path = Path(out_path), Path(teacher_path)
+    digest = policy_file_digest(teacher_path)
+    if out_path.exists():
+        meta = load_policy(out_path)[1]["metadata"]
+        if meta.get("teacher_sha256") == digest and meta.get("distil") == config.to_dict():
+            log(f"distil: reusing {out_path} (same teacher and settings)")
+            return out_path
+    teacher, payload = load_policy(teacher_path)
+    features = tuple(payload["feature_names"])
+    feature_set = next((name for name, names in FEATURE_SETS.items() if tuple(names) == features), None)
+    if feature_set is None:
+        raise ValueError(f"{teacher_path}: its feature columns are none of the known feature sets; cannot read its states")
+    data = load_transitions(warehouse, feature_set)
+    result = distil_policy(teacher, data.observations, data.legal, features, config, groups=data.run_ids, log=log)
+    return save_policy(result.actor, features, out_path, algorithm=f"distilled-{payload['algorithm']}", phase=payload["phase"],
+                       parent=str(teacher_path.resolve()),
+                       metadata={"distil": config.to_dict(), "teacher_sha256": digest, "agreement_train": result.agreement_train,
+                                 "agreement_held_out": result.agreement_held_out, "entropy": result.entropy,
+                                 "warehouse": str(Path(warehouse).resolve()), "states": len(data)})  # fmt: skip
