@@ -257,6 +257,10 @@ class Phase4Config(dg.Config):
     cpus_per_episode: float = 1.0  # what each Ray actor reserves
     entropy_floor: float = 0.0
     initial_policy: str = ""  # empty: the newest Phase 1 candidate (tamiyo-phase1-imitation@candidate); "none": fresh
+    # Start from a stochastic student of the initial policy, distilled on the warehouse's states with this label
+    # smoothing (e.g. 0.05): for a near-deterministic Phase 3 BCQ policy (tamiyo-phase3-offline@candidate-bcq),
+    # which gives its unsupported actions probability 0. Empty: the initial policy as it is.
+    distil_smoothing: Optional[float] = None
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR
 
@@ -265,21 +269,26 @@ class Phase4Config(dg.Config):
           check_specs=[dg.AssetCheckSpec("no_reward_hacking", asset="phase4_online_policy",
                                          description="germinate/cull churn, seeds waiting in TRAINING at the end, "
                                          "unfinished blends, culls of helping seeds, entropy collapse")])  # fmt: skip
-def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config, mlflow: MlflowTrackingResource):
-    """Phase 4: online RL (REINFORCE, A2C or PPO) in live episodes on worker processes, from the Phase 1 candidate;
-    every rollout episode lands as a raw run. On demand (hundreds of episodes): not part of the nightly job."""
+def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config, warehouse: WarehouseResource,
+                         mlflow: MlflowTrackingResource):  # fmt: skip
+    """Phase 4: online RL (REINFORCE, A2C or PPO) in live episodes on worker processes, from the Phase 1 candidate
+    (or any policy; a Phase 3 BCQ candidate through `distil_smoothing`); every rollout episode lands as a raw run.
+    On demand (hundreds of episodes): not part of the nightly job."""
+    from tamiyo_models.online_rl.distil import DistilConfig
     from tamiyo_models.online_rl.workflow import OnlineRunConfig, train_online_policy
 
     import dataclasses
 
     tracker = mlflow.tracker()
+    distil = None if config.distil_smoothing is None else DistilConfig(smoothing=config.distil_smoothing)
     initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
     base = OnlineRunConfig()
     learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
                                   episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
     run_config = OnlineRunConfig(algorithm=config.algorithm, spec=config.spec, regime=config.regime or None, workers=config.workers,
                                  initial_policy=initial, record_dir=config.record_dir or None, ray_address=config.ray_address or None,
-                                 cpus_per_episode=config.cpus_per_episode, **{config.algorithm: learner})  # fmt: skip
+                                 cpus_per_episode=config.cpus_per_episode, distil=distil, distil_warehouse=str(warehouse.path),
+                                 **{config.algorithm: learner})  # fmt: skip
     run = train_online_policy(run_config, config.out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
                               tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info)  # fmt: skip
     last = run.history[-1] if run.history else {}

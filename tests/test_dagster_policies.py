@@ -79,3 +79,37 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
         assert version.tags["tamiyo.variant"] == variant.upper()
         artifacts = [a.path for a in tracker.client.list_artifacts(version.run_id, "evaluation")]
         assert "evaluation/report.html" in artifacts and "evaluation/comparison.html" in artifacts
+
+
+def test_phase4_starts_from_the_distilled_phase3_bcq_candidate(tmp_path):
+    """Phase 3 BCQ, then Phase 4 PPO started from a stochastic student of it (distilled on the warehouse's
+    states), through real Dagster materializations: the Phase 4 policy's lineage names the BCQ candidate."""
+    from assets.policies import phase4_online_policy
+    from tamiyo_models.agents.saved import load_policy
+
+    warehouse = build_warehouse(tmp_path / "data")
+    spec = tmp_path / "live.toml"
+    spec.write_text(LIVE_SPEC)
+    mlflow = MlflowTrackingResource(root=str(tmp_path / "mlflow"))
+    resources = {"warehouse": WarehouseResource(path=str(warehouse)), "mlflow": mlflow}
+    policies = str(tmp_path / "policies")
+    run_config = {"ops": {
+        "phase1_imitation_policy": {"config": {"controllers": ["random"], "epochs": 2, "batch_size": 16, "out_dir": policies}},
+        "phase3_offline_policy": {"config": {"algorithms": ["bcq"], "updates": 200, "start_from_phase1": False,
+                                             "feature_set": "base+lifecycle", "out_dir": policies}},
+        "phase4_online_policy": {"config": {"initial_policy": "tamiyo-phase3-offline@candidate-bcq", "distil_smoothing": 0.05,
+                                            "spec": str(spec), "episodes": 4, "episodes_per_iteration": 2, "workers": 2,
+                                            "record_dir": str(tmp_path / "rollouts"), "out_dir": policies}},
+    }}  # fmt: skip
+    offline = {"ops": {k: v for k, v in run_config["ops"].items() if k != "phase4_online_policy"}}
+    assert dg.materialize([phase1_imitation_policy, phase3_offline_policy], resources=resources, run_config=offline).success
+    # On demand, as in use: a later run, reading the candidate the offline run registered.
+    result = dg.materialize([phase4_online_policy], resources=resources,
+                            run_config={"ops": {"phase4_online_policy": run_config["ops"]["phase4_online_policy"]}})  # fmt: skip
+    assert result.success
+    policy = result.asset_materializations_for_node("phase4_online_policy")[0].metadata["policy_file"].value
+    _, payload = load_policy(policy)
+    assert payload["parent"].startswith("tamiyo-phase3-offline/") and payload["phase"] == "phase4"
+    student, meta = load_policy(tmp_path / "policies" / "initial-distilled.pt")
+    assert meta["algorithm"] == "distilled-bcq" and 0 < meta["metadata"]["agreement_train"] <= 1
+    assert len(list((tmp_path / "rollouts").glob("*.jsonl"))) == 4  # every rollout landed as a raw run

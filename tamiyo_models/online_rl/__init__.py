@@ -7,6 +7,8 @@
                                                                    initial policy, checkpoint and resume)
     collect_episodes / gae / build_batch            rollout.py
     HackingWatch, ActionBonus                       hacking.py    (reward-hacking symptoms)
+    distil_policy / distil_policy_file              distil.py     (a near-deterministic start, e.g. BCQ, as a
+                                                                   stochastic actor, by label-smoothed imitation)
     train_online_policy(config, out)                workflow.py   (TamiyoEnv workers, raw runs, MLflow)
 """
 
@@ -19,6 +21,7 @@ _EXPORTS = {
     "OnlineConfig": "loop", "OnlineResult": "loop",
     "HackingWatch": "hacking", "ActionBonus": "hacking",
     "OnlineRunConfig": "workflow", "train_online_policy": "workflow",
+    "DistilConfig": "distil", "distil_policy": "distil", "distil_policy_file": "distil",
 }  # fmt: skip
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
