@@ -20,6 +20,7 @@ from pathlib import Path
 # the Phase 5 transfer bar (-0.25 pp); it "beats the heuristic" when the lower end is above 0.
 LEVEL_LOW = -0.25
 COLOURS = {"reinforce": "C2", "a2c": "C1", "ppo": "C0"}
+START_COLOURS = {"from-bcq": "C9"}  # a run tagged with another start than the IQL actor gets its own colour
 
 
 def load_runs(pattern: str) -> list[dict]:
@@ -112,7 +113,7 @@ def plot(runs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.8))
     floors = [v["live_noise_floor"] for r in runs for k, v in r["data"].items() if not k.startswith("_")]
     floor = float(sum(floors) / len(floors))
     ax.axhspan(-floor, floor, color="0.88", label=f"null control (heuristic, new data order): +-{floor:.2f} pp RMS")
@@ -125,13 +126,15 @@ def plot(runs: list[dict], path: Path) -> None:
         x = [e + 2.5 * (k - (len(runs) - 1) / 2) for e, *_ in run["points"]]  # dodge: the bars would overlap
         y = [m for _, m, _, _ in run["points"]]
         err = [[m - lo for _, m, lo, _ in run["points"]], [hi - m for _, m, _, hi in run["points"]]]
-        ax.errorbar(x, y, yerr=err, marker="os^D"[run["seed"] % 4], capsize=3, color=COLOURS[run["algorithm"]],
-                    ls="--" if run["tag"] else "-", label=f"{label(run)} seed {run['seed']}")  # fmt: skip
+        start = next((c for t, c in START_COLOURS.items() if t in run["tag"]), None)
+        ax.errorbar(x, y, yerr=err, marker="os^D"[run["seed"] % 4], capsize=3, color=start or COLOURS[run["algorithm"]],
+                    ls="--" if run["tag"] and not start else "-", label=f"{label(run)} seed {run['seed']}")  # fmt: skip
     ax.set_xlabel("training episodes consumed (critic warm-up included)")
     ax.set_ylabel("test accuracy - heuristic (pp, paired)")
     pairs = runs[0]["data"][runs[0]["final"]]["live_pairs"]
-    ax.set_title(f"Phase 4 on the arena from the Phase 3 IQL actor: {pairs} held-out configurations, 95% CIs")
-    ax.legend(fontsize=7, loc="lower right")  # the curves live above 0 and at the left
+    ax.set_title(f"Phase 4 on the arena (from the Phase 3 IQL actor unless tagged): {pairs} held-out configurations, 95% CIs",
+                 fontsize=10)  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves fill the axes
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
