@@ -203,7 +203,12 @@ def _run_online(args: argparse.Namespace) -> int:
             bar.update(row["episodes_used"] - bar.n)
             bar.set_postfix(iteration=row["iteration"], mean_return=f"{row['mean_return']:+.2f}")
 
-        run = train_online_policy(config, args.out, tracker=tracker, log=bar.write, on_iteration=progress)
+        def log(line: str) -> None:
+            bar.write(line)
+            if line.startswith("distil:"):
+                bar.reset()  # the episode rate and ETA start when the student is trained, not before
+
+        run = train_online_policy(config, args.out, tracker=tracker, log=log, on_iteration=progress)
         bar.close()
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo train: {exc}", file=sys.stderr)
