@@ -110,6 +110,6 @@ def test_phase4_starts_from_the_distilled_phase3_bcq_candidate(tmp_path):
     policy = result.asset_materializations_for_node("phase4_online_policy")[0].metadata["policy_file"].value
     _, payload = load_policy(policy)
     assert payload["parent"].startswith("tamiyo-phase3-offline/") and payload["phase"] == "phase4"
-    student, meta = load_policy(tmp_path / "policies" / "initial-distilled.pt")
+    _, meta = load_policy(tmp_path / "policies" / "initial-distilled.pt")
     assert meta["algorithm"] == "distilled-bcq" and 0 < meta["metadata"]["agreement_train"] <= 1
     assert len(list((tmp_path / "rollouts").glob("*.jsonl"))) == 4  # every rollout landed as a raw run

@@ -84,7 +84,7 @@ def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.nda
     rng = np.random.default_rng(config.seed)
     groups = np.arange(len(obs)) if groups is None else np.asarray(groups)
     unique = np.unique(groups)
-    held = set(rng.choice(unique, size=int(round(config.held_out * len(unique))), replace=False).tolist())
+    held = set(rng.choice(unique, size=round(config.held_out * len(unique)), replace=False).tolist())
     test = torch.as_tensor(np.array([g in held for g in groups.tolist()]))
     train = ~test
     if not bool(train.any()):
