@@ -65,7 +65,7 @@ def main() -> int:
     out = Path(args.out or f"var/phase4-arena-{args.algorithm}{tag}-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
     if args.distil is not None:
-        args.teacher, args.initial = args.initial, str(distilled_initial(args, out))
+        args.initial = str(distilled_initial(args, out))  # every later step (training, the e0000 point) uses the student
     if not args.eval_only:
         train(args, out)
     evaluate(args, out)

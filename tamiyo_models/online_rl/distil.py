@@ -65,11 +65,9 @@ def teacher_actions(teacher: PolicyModule, obs: torch.Tensor, legal: torch.Tenso
 def smoothed_targets(actions: torch.Tensor, legal: torch.Tensor, smoothing: float) -> torch.Tensor:
     legal = legal.to(torch.float32)
     others = legal.sum(dim=-1, keepdim=True) - 1
-    spread = torch.where(others > 0, smoothing / others.clamp(min=1), torch.zeros(()))
-    target = legal * spread
-    # A state with one legal action puts all its mass there (nothing to spread over).
-    keep = torch.where(others.squeeze(-1) > 0, torch.full_like(others.squeeze(-1), 1 - smoothing), torch.ones(()))
-    return target.scatter(1, actions[:, None], keep[:, None])
+    # A state with one legal action keeps all its mass there (nothing to spread over).
+    keep = 1 - smoothing * (others > 0).float()
+    return (legal * smoothing / others.clamp(min=1)).scatter(1, actions[:, None], keep)
 
 
 def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.ndarray, feature_names,
@@ -129,7 +127,6 @@ def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path
     on; nothing an evaluation scores) and save the student as a policy file whose parent is the teacher.
     An existing student of the same teacher file and settings is reused, so a resumed run starts from it again."""
     from ..agents.saved import load_policy, policy_file_digest, save_policy
-    from ..features import FEATURE_SETS
     from ..transitions.dataset import load_transitions
 
     out_path, teacher_path = Path(out_path), Path(teacher_path)
@@ -141,10 +138,7 @@ def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path
             return out_path
     teacher, payload = load_policy(teacher_path)
     features = tuple(payload["feature_names"])
-    feature_set = next((name for name, names in FEATURE_SETS.items() if tuple(names) == features), None)
-    if feature_set is None:
-        raise ValueError(f"{teacher_path}: its feature columns are none of the known feature sets; cannot read its states")
-    data = load_transitions(warehouse, feature_set)
+    data = load_transitions(warehouse, "full").select_features(features)
     result = distil_policy(teacher, data.observations, data.legal, features, config, groups=data.run_ids, log=log)
     return save_policy(result.actor, features, out_path, algorithm=f"distilled-{payload['algorithm']}", phase=payload["phase"],
                        parent=str(teacher_path.resolve()),

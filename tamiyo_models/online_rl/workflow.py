@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .a2c import A2CConfig
-from .distil import DistilConfig
+from .distil import DistilConfig, distil_policy_file
 from .hacking import HackingWatch
 from .ppo import PPOConfig
 from .reinforce import ReinforceConfig
@@ -111,8 +111,6 @@ def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
             ref = f"{version.name}/{version.version}"
             path = tracker.download_policy(ref, (out_dir or Path("var/policies")) / "initial")
         if config.distil is not None:
-            from .distil import distil_policy_file
-
             if not config.distil_warehouse:
                 raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
             path = distil_policy_file(path, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
