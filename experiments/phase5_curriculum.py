@@ -6,13 +6,15 @@ margin per stage, and zero-shot transfer to Fashion-MNIST, which no policy here 
    order (promotion rule), automatic `weakest` and automatic `progress`. Evaluation episodes are shared
    (same held-out configurations per stage, the heuristic's episodes run once).
 2. Every resulting policy, and the initial one, on every stage's held-out configurations (paired with the
-   heuristic, test split), so "through the curriculum" can be read against "no online training".
+   heuristic, test split; with --replicate K also rerun on K fresh data orders), so "through the curriculum"
+   can be read against "no online training".
 3. Zero-shot on the curriculum's transfer tasks (Fashion-MNIST: the arena's four regimes; CIFAR-10 where its
    files exist): the manual curriculum's policy and the initial policy, paired with the heuristic.
 4. The same budget spent on the hardest digits stage alone (no curriculum), for "through the curriculum vs
    that stage alone".
 
     .venv/bin/python experiments/phase5_curriculum.py [--budget 64] [--orders manual,weakest,progress,alone:digits-hard]
+        [--curriculum default --stages digits-short,digits-hard,fm-subset] [--replicate 2]
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def main() -> int:
     parser.add_argument("--entropy-floor", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--transfer-configs", type=int, default=16)
+    parser.add_argument("--stages", default="",
+                        help="comma-separated: train and measure only these stages, in curriculum order (default: all)")
+    parser.add_argument("--replicate", type=int, default=0, metavar="K",
+                        help="rerun every zero-shot transfer pair on K fresh data orders (default 0)")
     parser.add_argument("--out", default="var/phase5-curriculum")
     args = parser.parse_args()
     from tamiyo_models.shutdown import exit_on_sigterm
@@ -50,10 +56,13 @@ def main() -> int:
         write_transfer_report,
         zero_shot,
     )
-    from tamiyo_models.curriculum.run import stage_margin
+    from tamiyo_models.evaluation import evaluate_live_many
 
     out = Path(args.out)
     spec = CurriculumSpec.load(args.curriculum)
+    if args.stages:
+        # A sub-curriculum, for stages too costly to measure here (fm-wide: 30 epochs on 6,000 images).
+        spec = dataclasses.replace(spec, stages=tuple(spec.stage(name) for name in args.stages.split(",")))
     live = out / "live"
     results = {"_meta": {"curriculum": spec.name, "initial": args.initial, "budget": args.budget}}
     policies = {"initial (no online training)": args.initial}
@@ -75,16 +84,21 @@ def main() -> int:
     table = {}
     for label, policy in policies.items():
         for stage in spec.stages:
-            mean, low, high, floor = stage_margin(policy, stage, live / stage.name, workers=args.workers)
-            table.setdefault(label, {})[stage.name] = {"margin": mean, "low": low, "high": high, "null": floor}
-            print(f"{label} on {stage.name}: {mean:+.2f} [{low:+.2f}, {high:+.2f}] pp vs heuristic (null {floor:.2f})", flush=True)
+            r = evaluate_live_many({"policy": policy}, stage.eval_configs_list(), live / stage.name, workers=args.workers,
+                                   replicate=args.replicate)["policy"]  # fmt: skip
+            fresh = str(r.fresh) if r.fresh.n else ""
+            table.setdefault(label, {})[stage.name] = {"margin": r.mean_difference, "low": r.ci_low, "high": r.ci_high,
+                                                       "null": r.noise_floor, "wtl": [r.wins, r.ties, r.losses], "fresh": fresh}  # fmt: skip
+            print(f"{label} on {stage.name}: {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] pp vs heuristic "
+                  f"({r.wins}/{r.ties}/{r.losses}, null {r.noise_floor:.2f}){'; fresh orders ' + fresh if fresh else ''}", flush=True)
     results["per_stage"] = table
     transfer = []
     for task in spec.transfer:
         task = dataclasses.replace(task, eval_configs=args.transfer_configs)
         for label in ("initial (no online training)", "manual curriculum"):
             if label in policies:
-                r = zero_shot(policies[label], task, out / "transfer" / task.name, workers=args.workers, log=lambda line: print(line, flush=True))
+                r = zero_shot(policies[label], task, out / "transfer" / task.name, workers=args.workers, replicate=args.replicate,
+                              log=lambda line: print(line, flush=True))
                 r.task = f"{task.name} ({label})"
                 transfer.append(r)
     write_transfer_report(transfer, [], out / "transfer.md")

@@ -14,6 +14,7 @@ on the CPU (tests/test_branching.py), so differences between branches are caused
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from .episode import EpisodeConfig, EpisodeResult, EpisodeRun
 from .features import observation_features
 from .lifecycle import Stage
 
-FORK_RULES = ("decision-points", "holes", "every", "steps")
+FORK_RULES = ("decision-points", "holes", "every", "steps", "random")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class BranchConfig:
     fork_rule: str = "decision-points"  # see should_fork
     every: int = 5  # for fork_rule "every"
     steps: tuple[int, ...] = ()  # for fork_rule "steps"
-    max_forks: int = 3  # per parent episode
+    max_forks: int = 3  # per parent episode; for fork_rule "random", the steps drawn
+
     min_step: int = 2  # no forks on the untrained host
     coarse_only: bool = False  # one branch per coarse action (GERMINATE with a random blueprint) instead of per fine action
     holes_file: str | None = None  # for fork_rule "holes": written by the coverage analysis (coverage/holes.py)
@@ -84,6 +86,8 @@ def should_fork(config: BranchConfig, features, legal, step: int, forks_so_far: 
         return step in config.steps
     if config.fork_rule == "every":
         return (step - config.min_step) % config.every == 0
+    if config.fork_rule == "random":
+        raise ValueError("fork rule 'random' is resolved into steps per episode (see random_fork_steps)")
     if config.fork_rule == "holes":
         # Active filling: fork wherever the last coverage analysis found a cluster with one action only. The
         # predicate reading the holes file is injected (rollout.run_one builds it from coverage.holes).
@@ -125,6 +129,17 @@ def restore(snapshot: Snapshot, out_dir: str | Path, run_id: str, extra_header: 
     return run
 
 
+def random_fork_steps(config: BranchConfig, run_id: str, max_epochs: int) -> BranchConfig:
+    """Fork rule "random": `max_forks` distinct steps drawn uniformly from [min_step, max_epochs], a fixed draw
+    per run id. Unlike decision points, every kind of state gets measured in time, including those where a
+    controller that waits for a plateau would never think of acting (a step whose only legal action is WAIT
+    is passed over, so an episode can fork fewer times)."""
+    candidates = np.arange(max(config.min_step, 1), max_epochs + 1)
+    rng = np.random.default_rng(int(hashlib.sha256(f"{run_id}/fork-steps".encode()).hexdigest()[:8], 16))
+    steps = rng.choice(candidates, size=min(config.max_forks, len(candidates)), replace=False)
+    return dataclasses.replace(config, fork_rule="steps", steps=tuple(sorted(int(s) for s in steps)))
+
+
 def branch_actions(legal: tuple[bool, ...], coarse_only: bool, rng, taken: Action) -> list[Action]:
     """The actions to branch on: every legal action but the one the parent took (with `coarse_only`, one
     action per coarse kind other than the parent's, a random blueprint standing for GERMINATE)."""
@@ -164,6 +179,8 @@ def run_with_branches(
     if branching.fork_rule == "holes" and fork_filter is None:
         raise ValueError("fork rule 'holes' needs the holes predicate as fork_filter (see rollout.run_one)")
     parent = EpisodeRun(config, out_dir)
+    if branching.fork_rule == "random":
+        branching = random_fork_steps(branching, parent.run_id, config.max_epochs)
     result = BranchingResult(parent=None)  # type: ignore[arg-type]
     try:
         while not parent.done:

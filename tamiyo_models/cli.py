@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--branch-horizon", type=int, default=0,
                    help="fork branch runs (one per legal action) at decision points, each this many steps; 0 = off")  # fmt: skip
     g.add_argument("--max-forks", type=int, default=3, help="forks per episode when branching (default 3)")
-    g.add_argument("--fork-rule", default="decision-points", choices=["decision-points", "every"],
-                   help="where to fork: states where the action is in question (default), or every --fork-every steps")  # fmt: skip
+    g.add_argument("--fork-rule", default="decision-points", choices=["decision-points", "every", "random"],
+                   help="where to fork: states where the action is in question (default), every --fork-every "
+                   "steps, or --max-forks steps drawn at random per episode")  # fmt: skip
     g.add_argument("--fork-every", type=int, default=5)
     g.add_argument("--no-telemetry", action="store_true", help="skip the V2 research telemetry")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,6 +9,8 @@
     HackingWatch, ActionBonus                       hacking.py    (reward-hacking symptoms)
     distil_policy / distil_policy_file              distil.py     (a near-deterministic start, e.g. BCQ, as a
                                                                    stochastic actor, by label-smoothed imitation)
+    train_vine(policy, out, VineConfig)             vine.py       (branching policy iteration: every action tried
+                                                                   from the same state with common random numbers)
     train_online_policy(config, out)                workflow.py   (TamiyoEnv workers, raw runs, MLflow)
 """
 
@@ -22,6 +24,7 @@ _EXPORTS = {
     "HackingWatch": "hacking", "ActionBonus": "hacking",
     "OnlineRunConfig": "workflow", "train_online_policy": "workflow",
     "DistilConfig": "distil", "distil_policy": "distil", "distil_policy_file": "distil",
+    "VineConfig": "vine", "train_vine": "vine",
 }  # fmt: skip
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,101 @@
+"""Phase 4 on the arena with branching policy iteration (online_rl/vine.py), then the policy live on held-out
+configurations.
+
+1. Train: parent episodes drawn from the shipped `arena` spec (training batch seeds only), the current policy
+   acting greedily; at random steps every other legal action is branched to the end of the episode with the
+   same data order (common random numbers); the policy is fine-tuned towards the measured better action.
+   Default start: the stochastic student of Phase 3's BCQ (docs/online-rl.md), which PPO did not improve on
+   in 128 episodes.
+2. Live, on the 24 configurations of batch seed 20261202 (no choice here was made on them): the start and every
+   iteration's policy paired with the heuristic on the original data orders; the final policy (the last
+   iteration, fixed in advance, whatever the others score) also on 2 fresh data orders, and head to head with
+   the fixed schedule and BCQ on the same pairs. Episodes already on disk for these configurations are reused.
+
+    .venv/bin/python experiments/phase4_vine.py [--iterations 3] [--episodes-per-iteration 16] [--eval-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--initial", default="var/phase4-arena-ppo-from-bcq-s0/initial-distilled.pt",
+                        help="initial actor (policy file; default: BCQ's student)")  # fmt: skip
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--episodes-per-iteration", type=int, default=16)
+    parser.add_argument("--forks", type=int, default=2, help="forks per parent episode")
+    parser.add_argument("--margin", type=float, default=0.25, help="pp an alternative must win by to become the label")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--batch-seed", type=int, default=20_261_202)
+    parser.add_argument("--live-dir", default="var/arena/confirm/live", help="episodes of these configurations (reused)")
+    parser.add_argument("--reference", default="fixed:conv_heavy@3")
+    parser.add_argument("--phase3", default="var/arena/policies/phase3-bcq.pt", help="the best Phase 3 policy")
+    parser.add_argument("--out", default=None, help="default var/phase4-arena-vine-sSEED")
+    parser.add_argument("--eval-only", action="store_true")
+    args = parser.parse_args()
+    from tamiyo_models.shutdown import exit_on_sigterm
+
+    exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
+    import torch
+
+    torch.set_num_threads(1)
+    from tamiyo_models.online_rl.vine import VineConfig, train_vine
+
+    out = Path(args.out or f"var/phase4-arena-vine-s{args.seed}")
+    config = VineConfig(iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
+                        forks_per_episode=args.forks, margin=args.margin, seed=args.seed)  # fmt: skip
+    if not args.eval_only:
+        train_vine(args.initial, out, config, spec="arena", workers=args.workers, log=lambda line: print(line, flush=True))
+    evaluate(args, out, config)
+    return 0
+
+
+def evaluate(args, out: Path, config) -> None:
+    from phase3_arena import head_to_head, live_rows, versus_line
+    from phase4_arena import behaviour
+
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.evaluation import evaluate_live_many
+    from tamiyo_models.evaluation.live import policy_controller
+    from tamiyo_models.generation import GenerationSpec
+    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+
+    configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
+    iterations = {f"vine-i{k:02d}": out / "policies" / f"vine-iter-{k:02d}.pt" for k in range(1, config.iterations + 1)}
+    missing = [str(p) for p in iterations.values() if not p.exists()]
+    if missing:
+        raise SystemExit(f"not trained yet: {', '.join(missing)}")
+    final = max(iterations)
+    seeds = [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(out / "raw")]
+    live_dir = Path(args.live_dir)
+    curve = evaluate_live_many({"vine-i00": args.initial, **{k: v for k, v in iterations.items() if k != final}}, configs,
+                               live_dir, workers=args.workers, training_seeds={k: seeds for k in iterations})  # fmt: skip
+    live = evaluate_live_many({final: iterations[final], "phase3-bcq": args.phase3}, configs, live_dir,
+                              workers=args.workers, replicate=2, training_seeds={final: seeds},
+                              references={args.reference: reference_controller(args.reference)})  # fmt: skip
+    result = live_rows({**curve, **live}, configs)
+    result["_versus"] = [head_to_head(configs, live_dir, final, iterations[final], args.reference),
+                         head_to_head(configs, live_dir, final, iterations[final], "phase3-bcq", policy_controller(args.phase3)),
+                         head_to_head(configs, live_dir, final, iterations[final], "vine-i00 (start)", policy_controller(args.initial))]  # fmt: skip
+    result["_meta"] = {"batch_seed": args.batch_seed, "pairs": len(configs), "final": final, "initial": args.initial,
+                       "config": config.to_dict(), "training_seeds": len(seeds)}  # fmt: skip
+    result["_training"] = json.loads((out / "vine-history.json").read_text())["history"]
+    result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(iterations[final])}, out)
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    for label, r in {**curve, **live}.items():
+        fresh = f"; fresh orders {r.fresh}" if r.fresh.n else ""
+        print(f"{label}: {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] pp vs heuristic, "
+              f"W/T/L {r.wins}/{r.ties}/{r.losses}{fresh}; noise floor {r.noise_floor:.2f}")  # fmt: skip
+    for versus in result["_versus"]:
+        print(versus_line(versus))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

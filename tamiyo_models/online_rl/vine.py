@@ -1,0 +1,248 @@
+"""Branching policy iteration: improve a policy from the generator's exact branches (common random numbers).
+
+Why not another policy gradient: REINFORCE, A2C and PPO compare the returns of *different* episodes, and on the
+arena one episode's luck (its data order, its initialisation) moves the final accuracy by as much as any
+decision does; at 16 episodes per update the signal stayed below that noise and 128 episodes did not improve
+on the start (docs/online-rl.md). This generator can do what a real training run cannot: snapshot a whole
+episode and replay it from the same state under another action, with the same data order, initialisation and
+probe streams (branching.py). So at a state s the difference between two actions is measured, not estimated
+across episodes:
+
+    Q(s, a) = final validation accuracy after taking a in s and following the policy (greedy) to the end
+
+Each iteration:
+  1. Parent episodes on fresh training configurations, the current policy acting greedily (as it is judged).
+  2. At `forks_per_episode` random steps of each parent (branching.py's "random" rule), one branch per other
+     legal action, run to the end under the same policy. The parent supplies Q of its own action.
+  3. Policy improvement (rollout classification policy iteration, Lagoudakis & Parr 2003; the branches with
+     common random numbers are the "vine" of TRPO, Schulman et al. 2015): in each fork state where the best
+     action beats the policy's own by more than `margin` pp, that action becomes the label; everywhere else the
+     label is the current policy's own greedy action on every state the parents visited. The next actor is the
+     current one fine-tuned on those labels (fork labels of every iteration so far kept, weighted up).
+Only validation accuracy is read (the reward's own quantity); the test split stays in the run footers. Every
+parent and branch is written as a raw run, so the next night's offline phases learn from them as well.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..actions import FINE_ACTIONS, Action
+from ..agents.learning import optimiser
+from ..branching import BranchConfig
+from ..features import observation_features
+from .distil import smoothed_targets
+
+
+@dataclass(frozen=True)
+class VineConfig:
+    iterations: int = 3
+    episodes_per_iteration: int = 16  # parent episodes per iteration
+    forks_per_episode: int = 2  # random steps of each parent where every other legal action is branched
+    min_step: int = 2  # no forks on the untrained host
+    # An alternative must beat the policy's own action by more than this (pp of final validation accuracy) to
+    # become the label: one pair of branches is one sample, and the largest of several noisy differences is
+    # biased upward.
+    margin: float = 0.25
+    smoothing: float = 0.05  # label smoothing over the other legal actions (the actor stays stochastic)
+    fork_weight: float = 8.0  # a relabelled fork state's weight in the loss, against 1 for every other state
+    learning_rate: float = 3e-4
+    batch_size: int = 256
+    updates: int = 2000  # fine-tuning steps per iteration, from the current actor
+    seed: int = 0  # training configurations, minibatches
+
+    def __post_init__(self):
+        if self.iterations < 1 or self.episodes_per_iteration < 1 or self.forks_per_episode < 1:
+            raise ValueError("vine: iterations, episodes_per_iteration and forks_per_episode must be >= 1")
+        if self.margin < 0:
+            raise ValueError(f"vine: margin must be >= 0 pp, got {self.margin}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"vine: smoothing must be in [0, 1), got {self.smoothing}")
+
+    def branching(self) -> BranchConfig:
+        return BranchConfig(horizon=None, fork_rule="random", max_forks=self.forks_per_episode, min_step=self.min_step)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ForkState:
+    """One fork: the state's features (in the policy's order), its legal actions, the parent's action and the
+    final validation accuracy measured after each action tried there."""
+
+    run_id: str
+    step: int
+    features: list[float]
+    legal: list[bool]
+    taken: int
+    outcome: dict[int, float]  # fine action index -> final validation accuracy (pp)
+
+    def best(self) -> tuple[int, float]:
+        """The best action and its gain over the parent's own action (pp)."""
+        action = max(self.outcome, key=self.outcome.__getitem__)
+        return action, self.outcome[action] - self.outcome[self.taken]
+
+
+@dataclass
+class VineResult:
+    policy_path: Path
+    history: list[dict] = field(default_factory=list)
+    forks: list[ForkState] = field(default_factory=list)
+
+
+def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> tuple[list[ForkState], list[tuple]]:
+    """Read the parents and their branches back from the raw runs: the fork states with every measured outcome,
+    and every state the parents visited as (run_id, features, legal). A failed branch is left out (its action
+    is then simply not measured there); a failed parent contributes nothing."""
+    from ..rawrun import list_raw_runs, read_raw_run
+
+    raw_dir, parents = Path(raw_dir), set(parent_ids)
+    branches: dict[tuple[str, int], dict[int, float]] = {}
+    for path in list_raw_runs(raw_dir):
+        if not path.name.startswith(tuple(f"{p}-b" for p in parents)):
+            continue
+        run = read_raw_run(path)
+        info = run.header.get("branch") or {}
+        if info.get("parent_run_id") in parents and run.footer and run.footer.get("status") == "complete":
+            index = Action.from_fine(info["forced_action"]).index
+            branches.setdefault((info["parent_run_id"], int(info["fork_step"])), {})[index] = float(run.footer["final_val_accuracy"])
+    forks, visited = [], []
+    for run_id in parent_ids:
+        path = raw_dir / f"{run_id}.jsonl"
+        if not path.exists():
+            continue
+        run = read_raw_run(path)
+        if not run.footer or run.footer.get("status") != "complete":
+            continue
+        final = float(run.footer["final_val_accuracy"])
+        for record in run.steps:
+            features = observation_features(record["observation"])
+            vector = [float(features[name]) for name in feature_names]
+            names = set(record["action"]["legal"])  # the legal actions by name
+            legal = [name in names for name in FINE_ACTIONS]
+            visited.append((run_id, vector, legal))
+            measured = branches.get((run_id, int(record["step"])))
+            if measured:
+                taken = Action.from_fine(record["action"]["fine"]).index
+                forks.append(ForkState(run_id, int(record["step"]), vector, legal, taken, {taken: final, **measured}))
+    return forks, visited
+
+
+def improvement_labels(forks: list[ForkState], margin: float) -> list[tuple[list[float], list[bool], int]]:
+    """(features, legal, action) for every fork state where an action beat the parent's own by more than `margin`."""
+    labels = []
+    for fork in forks:
+        action, gain = fork.best()
+        if gain > margin:
+            labels.append((fork.features, fork.legal, action))
+    return labels
+
+
+def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: VineConfig, log=print):
+    """The next actor: a copy of `actor` fine-tuned to take its own greedy action on every visited state and the
+    improved action on every labelled fork state. Returns (actor, agreement on the labels, agreement elsewhere)."""
+    obs = torch.tensor([v[1] for v in visited] + [x[0] for x in labels], dtype=torch.float32)
+    mask = torch.tensor([v[2] for v in visited] + [x[1] for x in labels], dtype=torch.bool)
+    actor.eval()
+    with torch.no_grad():
+        own = actor.logits(obs, mask).argmax(dim=-1)
+    targets_idx = own.clone()
+    n_keep = len(visited)
+    if labels:
+        targets_idx[n_keep:] = torch.tensor([x[2] for x in labels])
+    targets = smoothed_targets(targets_idx, mask, config.smoothing)
+    weights = torch.ones(len(obs))
+    weights[n_keep:] = config.fork_weight
+    student = copy.deepcopy(actor)
+    opt = optimiser(student.parameters(), config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    started = time.perf_counter()
+    student.train()
+    for _ in range(config.updates):
+        idx = torch.multinomial(weights, config.batch_size, replacement=True, generator=generator)
+        logp = torch.log_softmax(student.logits(obs[idx], mask[idx]), dim=-1).masked_fill(~mask[idx], 0.0)
+        loss = -(targets[idx] * logp).sum(dim=-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    student.eval()
+    with torch.no_grad():
+        chosen = student.logits(obs, mask).argmax(dim=-1)
+    agree = (chosen == targets_idx).float()
+    on_labels = float(agree[n_keep:].mean()) if labels else float("nan")
+    elsewhere = float(agree[:n_keep].mean()) if n_keep else float("nan")
+    log(f"vine: improved actor, {config.updates / (time.perf_counter() - started):.0f} updates/s, takes the improved "
+        f"action in {on_labels:.2%} of {len(labels)} fork states and keeps its own in {elsewhere:.2%} of {n_keep} others")  # fmt: skip
+    return student, on_labels, elsewhere
+
+
+def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConfig = VineConfig(), *,
+               spec: str = "arena", regime: str | None = None, workers: int = 2, log=print) -> VineResult:  # fmt: skip
+    """Run `config.iterations` iterations from the policy file `initial_policy`; every iteration's policy is
+    saved as `out_dir/policies/vine-iter-KK.pt` (parent: the previous one) and the last as `out_dir/phase4-vine.pt`.
+    Resumable: the episodes are deterministic and read back when their run files exist, and a finished
+    iteration's policy file is reused."""
+    from ..agents.saved import load_policy, save_policy
+    from ..controllers import ControllerConfig
+    from ..generation import GenerationSpec, generate
+
+    out = Path(out_dir)
+    raw = out / "raw"
+    policies = out / "policies"
+    generation = GenerationSpec.load(spec)
+    current = Path(initial_policy).resolve()
+    result = VineResult(out / "phase4-vine.pt")
+    all_visited: list[tuple] = []
+    all_labels: list[tuple] = []
+    for iteration in range(config.iterations):
+        started = time.perf_counter()
+        actor, payload = load_policy(current)
+        features = tuple(payload["feature_names"])
+        batch_seed = 7_000_000 + 1_000 * config.seed + iteration  # training configurations only; never an evaluation batch
+        configs = generation.sample_regime(regime, config.episodes_per_iteration, batch_seed) if regime else \
+            generation.sample(config.episodes_per_iteration, batch_seed)  # fmt: skip
+        controller = ControllerConfig(kind="policy", policy=f"file:{current}")
+        configs = [dataclasses.replace(c, controller=controller) for c in configs]
+        parents = generate(configs, raw, workers=workers, branching=config.branching(), reuse_existing=True)
+        done = [p.run_id for p in parents if p.status == "complete"]
+        forks, visited = fork_states(raw, done, features)
+        result.forks.extend(forks)
+        labels = improvement_labels(forks, config.margin)
+        all_visited.extend(visited)
+        all_labels.extend(labels)
+        gains = [f.best()[1] for f in forks]
+        episodes = len(parents) + sum(p.branches for p in parents)
+        target = policies / f"vine-iter-{iteration + 1:02d}.pt"
+        if target.exists() and load_policy(target)[1]["metadata"].get("vine", {}).get("parent_policy") == str(current):
+            log(f"vine: iteration {iteration + 1}: reusing {target}")
+        else:
+            improved, on_labels, elsewhere = improve_actor(actor, all_visited, all_labels, dataclasses.replace(config, seed=config.seed + iteration), log=log)
+            save_policy(improved, features, target, algorithm="vine", phase="phase4", parent=str(current),
+                        metadata={"vine": {**config.to_dict(), "iteration": iteration + 1, "parent_policy": str(current),
+                                           "forks": len(forks), "labels": len(labels), "agreement_labels": on_labels,
+                                           "agreement_elsewhere": elsewhere}})  # fmt: skip
+        row = {"iteration": iteration + 1, "parents": len(done), "episodes_with_branches": episodes, "forks": len(forks),
+               "relabelled": len(labels), "relabelled_total": len(all_labels),
+               "mean_best_gain": float(np.mean(gains)) if gains else float("nan"),
+               "parent_final_val": float(np.mean([p.final_val_accuracy for p in parents if p.status == "complete"])),
+               "seconds": time.perf_counter() - started, "policy": str(target)}  # fmt: skip
+        result.history.append(row)
+        log(f"vine: iteration {row['iteration']}/{config.iterations}: {len(done)} parents, {episodes} runs with branches, "
+            f"{len(forks)} forks, {len(labels)} relabelled (best gain {row['mean_best_gain']:+.2f} pp on average), "
+            f"parents' final val {row['parent_final_val']:.2f}%, {row['seconds']:.0f} s")  # fmt: skip
+        current = target.resolve()
+    final_actor, payload = load_policy(current)
+    save_policy(final_actor, payload["feature_names"], result.policy_path, algorithm="vine", phase="phase4",
+                parent=str(current), metadata={"vine": config.to_dict(), "history": result.history})  # fmt: skip
+    (out / "vine-history.json").write_text(json.dumps({"config": config.to_dict(), "history": result.history,
+                                                       "forks": [asdict(f) for f in result.forks]}, indent=1))  # fmt: skip
+    return result

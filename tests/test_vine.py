@@ -1,0 +1,108 @@
+"""Branching policy iteration (online_rl/vine.py): the fork states read back from real branched episodes carry
+the measured outcome of every legal action, the improvement step learns the better action where it was
+measured and keeps the policy's own choice elsewhere, and a real run on synthetic episodes is resumable with
+its lineage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tamiyo_models.actions import Action
+from tamiyo_models.agents.base import categorical_columns
+from tamiyo_models.agents.networks import MLPActor
+from tamiyo_models.agents.saved import load_policy, save_policy
+from tamiyo_models.branching import branch_run_id
+from tamiyo_models.features import FEATURE_SETS
+from tamiyo_models.online_rl.vine import ForkState, VineConfig, improve_actor, improvement_labels, train_vine
+from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+
+SPEC = """name = "vine-test"
+[base]
+max_epochs = 6
+dataset = { name = "synthetic" }
+[vary]
+learning_rate = { min = 0.05, max = 0.1 }
+"""
+
+
+def actor_file(path, seed: int = 0):
+    features = FEATURE_SETS["base+lifecycle+task"]
+    torch.manual_seed(seed)
+    actor = MLPActor(len(features), (32, 32), categorical=categorical_columns(features))
+    return save_policy(actor, features, path, algorithm="test-actor", phase="phase1")
+
+
+def test_improvement_labels_take_the_best_action_only_past_the_margin():
+    fork = ForkState("r", 3, [0.0], [True] * 8, taken=0, outcome={0: 80.0, 1: 80.2, 5: 80.6})
+    assert improvement_labels([fork], margin=0.25) == [([0.0], [True] * 8, 5)]
+    assert improvement_labels([fork], margin=0.6) == []  # +0.6 is not more than 0.6
+    worse = ForkState("r", 4, [0.0], [True] * 8, taken=0, outcome={0: 80.0, 1: 79.0})
+    assert improvement_labels([worse], margin=0.0) == []
+    with pytest.raises(ValueError, match="margin"):
+        VineConfig(margin=-1)
+
+
+def test_improve_actor_learns_the_measured_action_and_keeps_its_own_elsewhere():
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    actor = MLPActor(3, (32, 32))
+    legal = [True, True, False, True, False, False, False, False]
+    visited = [("run", rng.normal(size=3).tolist(), legal) for _ in range(400)]
+    with torch.no_grad():
+        own = actor.logits(torch.tensor([v[1] for v in visited]), torch.tensor([v[2] for v in visited])).argmax(-1)
+    # The improved action: 3 wherever the first feature is above 1 (a region, as real fork states would form).
+    labels = [(v[1], v[2], 3) for v in visited if v[1][0] > 1.0][:40]
+    assert labels and any(int(own[i]) != 3 for i, v in enumerate(visited) if v[1][0] > 1.0)
+    config = VineConfig(updates=1500, learning_rate=3e-3, fork_weight=8.0)
+    student, on_labels, elsewhere = improve_actor(actor, visited, labels, config, log=lambda *_: None)
+    assert on_labels == 1.0
+    assert elsewhere > 0.85  # the visited states inside the relabelled region count as "elsewhere" too
+    with torch.no_grad():
+        new = student.logits(torch.tensor([v[1] for v in visited]), torch.tensor([v[2] for v in visited])).argmax(-1)
+    outside = [i for i, v in enumerate(visited) if v[1][0] < 0.5]
+    assert float((new[outside] == own[outside]).float().mean()) > 0.95  # far from the region: unchanged
+    with torch.no_grad():
+        probs = torch.softmax(student.logits(torch.tensor([visited[0][1]]), torch.tensor([legal])), -1)[0]
+        assert float(probs[2]) == 0.0 and float(probs[4:].sum()) == 0.0  # illegal actions: no probability
+
+
+def test_train_vine_measures_every_action_at_the_forks_and_is_resumable(tmp_path):
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC)
+    initial = actor_file(tmp_path / "initial.pt")
+    config = VineConfig(iterations=2, episodes_per_iteration=2, forks_per_episode=2, margin=0.0, updates=200)
+    result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
+
+    assert [row["iteration"] for row in result.history] == [1, 2]
+    assert result.forks, "no fork was measured"
+    raw = tmp_path / "out" / "raw"
+    for fork in result.forks:
+        parent = read_raw_run(raw / f"{fork.run_id}.jsonl")
+        record = next(s for s in parent.steps if s["step"] == fork.step)
+        legal = sorted(Action.from_fine(name).index for name in record["action"]["legal"])
+        assert sorted(fork.outcome) == legal  # every legal action measured, the parent's own from the parent
+        assert fork.outcome[fork.taken] == parent.footer["final_val_accuracy"]
+        for index, value in fork.outcome.items():
+            if index != fork.taken:
+                branch = read_raw_run(raw / f"{branch_run_id(fork.run_id, fork.step, Action.from_index(index))}.jsonl")
+                assert branch.footer["final_val_accuracy"] == value
+                # Run to the end of the episode, so the outcome is the final validation accuracy.
+                assert branch.steps[-1]["step"] == parent.steps[-1]["step"]
+    # The policies form a chain: iteration 1's parent is the initial file, iteration 2's is iteration 1's.
+    first, second = (load_policy(tmp_path / "out" / "policies" / f"vine-iter-0{k}.pt")[1] for k in (1, 2))
+    assert first["parent"] == str(initial.resolve())
+    assert second["parent"] == str((tmp_path / "out" / "policies" / "vine-iter-01.pt").resolve())
+    final = load_policy(result.policy_path)[1]
+    assert final["algorithm"] == "vine" and final["phase"] == "phase4"
+    # The test split is never read: a fork's outcomes are validation accuracies.
+    assert all(0.0 <= v <= 100.0 for f in result.forks for v in f.outcome.values())
+
+    # Resume: nothing is rerun (the run files are read back), the iteration policies are reused.
+    runs_before = {p.name: p.stat().st_mtime_ns for p in list_raw_runs(raw)}
+    lines = []
+    again = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lines.append)
+    assert {p.name: p.stat().st_mtime_ns for p in list_raw_runs(raw)} == runs_before
+    assert sum("reusing" in line for line in lines) == 2
+    assert [f.outcome for f in again.forks] == [f.outcome for f in result.forks]
