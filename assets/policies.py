@@ -247,7 +247,7 @@ POLICY_ASSETS = [phase1_imitation_policy, phase2_weighted_policy, phase3_offline
 
 
 class Phase4Config(dg.Config):
-    algorithm: str = "ppo"  # reinforce | a2c | ppo
+    algorithm: str = "ppo"  # reinforce | a2c | ppo | vine (branching policy iteration; episodes = parent episodes)
     spec: str = "arena"
     regime: str = ""  # empty: every regime of the spec that can run here
     episodes: int = 64
@@ -283,8 +283,12 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
     distil = None if config.distil_smoothing is None else DistilConfig(smoothing=config.distil_smoothing)
     initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
     base = OnlineRunConfig()
-    learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
-                                  episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
+    if config.algorithm == "vine":
+        learner = dataclasses.replace(base.vine, iterations=max(1, config.episodes // config.episodes_per_iteration),
+                                      episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
+    else:
+        learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
+                                      episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
     run_config = OnlineRunConfig(algorithm=config.algorithm, spec=config.spec, regime=config.regime or None, workers=config.workers,
                                  initial_policy=initial, record_dir=config.record_dir or None, ray_address=config.ray_address or None,
                                  cpus_per_episode=config.cpus_per_episode, distil=distil, distil_warehouse=str(warehouse.path),

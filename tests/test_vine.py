@@ -5,6 +5,8 @@ its lineage."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +108,34 @@ def test_train_vine_measures_every_action_at_the_forks_and_is_resumable(tmp_path
     assert {p.name: p.stat().st_mtime_ns for p in list_raw_runs(raw)} == runs_before
     assert sum("reusing" in line for line in lines) == 2
     assert [f.outcome for f in again.forks] == [f.outcome for f in result.forks]
+
+
+def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(tmp_path, capsys):
+    """The command line end to end: parents and their branches land in the landing folder and ingest as linked
+    runs (the measured counterfactuals the next night's Phase 3 learns from), and the policy is registered as
+    Phase 4's candidate-vine with the initial file as its lineage parent."""
+    from tamiyo_models.cli import main
+    from tamiyo_models.tracking import Tracker, TrackingConfig
+    from tamiyo_models.warehouse import ingest_folder, query
+
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC)
+    initial = actor_file(tmp_path / "initial.pt")
+    code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", str(initial), "--spec", str(spec),
+                 "--episodes", "4", "--episodes-per-iteration", "2", "--forks", "1", "--workers", "1",
+                 "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"),
+                 "--mlflow-root", str(tmp_path / "mlflow")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    policy = tmp_path / "out" / "phase4-vine.pt"
+    assert f"policy: {policy}" in capsys.readouterr().out
+    payload = load_policy(policy)[1]
+    assert payload["algorithm"] == "vine" and payload["parent"] == str(initial)
+    assert [row["episodes_used"] for row in json.loads(payload["metadata"]["history"])] == [2, 4]
+    tracker = Tracker(TrackingConfig(root=str(tmp_path / "mlflow")))
+    assert tracker.resolve("tamiyo-phase4-online@candidate-vine").version
+    summary = ingest_folder(tmp_path / "landing", tmp_path / "w.duckdb")
+    assert summary.records_quarantined == 0, summary.line()
+    runs = query(tmp_path / "w.duckdb", "SELECT run_id FROM runs")
+    branches = query(tmp_path / "w.duckdb", "SELECT run_id, parent_run_id, horizon FROM branches")
+    assert runs.height - branches.height == 4 and branches.height >= 1
+    assert set(branches["parent_run_id"]) <= set(runs["run_id"]) and branches["horizon"].is_null().all()  # to the end

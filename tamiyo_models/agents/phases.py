@@ -55,7 +55,7 @@ for _phase in (
     Phase("phase1", "tamiyo-phase1-imitation", "Phase 1: imitation of the heuristic"),
     Phase("phase2", "tamiyo-phase2-weighted", "Phase 2: reward-weighted imitation", ("A", "B", "C")),
     Phase("phase3", "tamiyo-phase3-offline", "Phase 3: offline RL", ("cql", "iql", "bcq")),
-    Phase("phase4", "tamiyo-phase4-online", "Phase 4: online RL", ("reinforce", "a2c", "ppo")),
+    Phase("phase4", "tamiyo-phase4-online", "Phase 4: online RL", ("reinforce", "a2c", "ppo", "vine")),
     Phase("phase5", "tamiyo-phase5-curriculum", "Phase 5: curriculum"),
 ):
     register_phase(_phase)

@@ -99,18 +99,30 @@ class VineResult:
     forks: list[ForkState] = field(default_factory=list)
 
 
-def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> tuple[list[ForkState], list[tuple]]:
+@dataclass
+class Forks:
+    """What one iteration's parents and branches measured, read back from their raw runs."""
+
+    forks: list[ForkState]
+    visited: list[tuple]  # (run_id, features, legal) of every state the parents visited
+    epochs: int  # epochs trained in all, parents and branches: the compute the iteration spent
+
+
+def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Forks:
     """Read the parents and their branches back from the raw runs: the fork states with every measured outcome,
-    and every state the parents visited as (run_id, features, legal). A failed branch is left out (its action
-    is then simply not measured there); a failed parent contributes nothing."""
+    and every state the parents visited. A failed branch is left out (its action is then simply not measured
+    there); a failed parent contributes nothing."""
     from ..rawrun import list_raw_runs, read_raw_run
 
     raw_dir, parents = Path(raw_dir), set(parent_ids)
     branches: dict[tuple[str, int], dict[int, float]] = {}
+    epochs = 0
+    prefixes = tuple(f"{p}-b" for p in parents)
     for path in list_raw_runs(raw_dir):
-        if not path.name.startswith(tuple(f"{p}-b" for p in parents)):
+        if not path.name.startswith(prefixes):
             continue
         run = read_raw_run(path)
+        epochs += len(run.steps)
         info = run.header.get("branch") or {}
         if info.get("parent_run_id") in parents and run.footer and run.footer.get("status") == "complete":
             index = Action.from_fine(info["forced_action"]).index
@@ -124,6 +136,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> tu
         if not run.footer or run.footer.get("status") != "complete":
             continue
         final = float(run.footer["final_val_accuracy"])
+        epochs += len(run.steps)
         for record in run.steps:
             features = observation_features(record["observation"])
             vector = [float(features[name]) for name in feature_names]
@@ -134,7 +147,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> tu
             if measured:
                 taken = Action.from_fine(record["action"]["fine"]).index
                 forks.append(ForkState(run_id, int(record["step"]), vector, legal, taken, {taken: final, **measured}))
-    return forks, visited
+    return Forks(forks, visited, epochs)
 
 
 def improvement_labels(forks: list[ForkState], margin: float) -> list[tuple[list[float], list[bool], int]]:
@@ -186,23 +199,26 @@ def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: Vine
 
 
 def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConfig = VineConfig(), *,
-               spec: str = "arena", regime: str | None = None, workers: int = 2, log=print) -> VineResult:  # fmt: skip
+               spec: str = "arena", regime: str | None = None, workers: int = 2, raw_dir: str | Path | None = None,
+               log=print, on_iteration=None) -> VineResult:  # fmt: skip
     """Run `config.iterations` iterations from the policy file `initial_policy`; every iteration's policy is
     saved as `out_dir/policies/vine-iter-KK.pt` (parent: the previous one) and the last as `out_dir/phase4-vine.pt`.
-    Resumable: the episodes are deterministic and read back when their run files exist, and a finished
-    iteration's policy file is reused."""
+    Parents and branches are written to `raw_dir` (default `out_dir/raw`; a landing folder puts them in the
+    warehouse). Resumable: the episodes are deterministic and read back when their run files exist, and a
+    finished iteration's policy file is reused. `on_iteration(row)` after each iteration (a progress bar)."""
     from ..agents.saved import load_policy, save_policy
     from ..controllers import ControllerConfig
     from ..generation import GenerationSpec, generate
 
     out = Path(out_dir)
-    raw = out / "raw"
+    raw = Path(raw_dir) if raw_dir else out / "raw"
     policies = out / "policies"
     generation = GenerationSpec.load(spec)
     current = Path(initial_policy).resolve()
     result = VineResult(out / "phase4-vine.pt")
     all_visited: list[tuple] = []
     all_labels: list[tuple] = []
+    epochs_total = 0
     for iteration in range(config.iterations):
         started = time.perf_counter()
         actor, payload = load_policy(current)
@@ -214,7 +230,9 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         configs = [dataclasses.replace(c, controller=controller) for c in configs]
         parents = generate(configs, raw, workers=workers, branching=config.branching(), reuse_existing=True)
         done = [p.run_id for p in parents if p.status == "complete"]
-        forks, visited = fork_states(raw, done, features)
+        measured = fork_states(raw, done, features)
+        forks, visited = measured.forks, measured.visited
+        epochs_total += measured.epochs
         result.forks.extend(forks)
         labels = improvement_labels(forks, config.margin)
         all_visited.extend(visited)
@@ -230,15 +248,20 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
                         metadata={"vine": {**config.to_dict(), "iteration": iteration + 1, "parent_policy": str(current),
                                            "forks": len(forks), "labels": len(labels), "agreement_labels": on_labels,
                                            "agreement_elsewhere": elsewhere}})  # fmt: skip
-        row = {"iteration": iteration + 1, "parents": len(done), "episodes_with_branches": episodes, "forks": len(forks),
+        row = {"iteration": iteration + 1, "parents": len(done), "episodes_used": config.episodes_per_iteration * (iteration + 1),
+               "runs_with_branches": episodes, "epochs": measured.epochs, "epochs_total": epochs_total,
+               "episode_equivalents_total": float(epochs_total / np.mean([c.max_epochs for c in configs])), "forks": len(forks),
                "relabelled": len(labels), "relabelled_total": len(all_labels),
                "mean_best_gain": float(np.mean(gains)) if gains else float("nan"),
                "parent_final_val": float(np.mean([p.final_val_accuracy for p in parents if p.status == "complete"])),
                "seconds": time.perf_counter() - started, "policy": str(target)}  # fmt: skip
         result.history.append(row)
-        log(f"vine: iteration {row['iteration']}/{config.iterations}: {len(done)} parents, {episodes} runs with branches, "
+        log(f"vine: iteration {row['iteration']}/{config.iterations}: {len(done)} parents, {episodes} runs with branches "
+            f"({measured.epochs} epochs, {row['episode_equivalents_total']:.0f} episode-equivalents so far), "
             f"{len(forks)} forks, {len(labels)} relabelled (best gain {row['mean_best_gain']:+.2f} pp on average), "
             f"parents' final val {row['parent_final_val']:.2f}%, {row['seconds']:.0f} s")  # fmt: skip
+        if on_iteration:
+            on_iteration(row)
         current = target.resolve()
     final_actor, payload = load_policy(current)
     save_policy(final_actor, payload["feature_names"], result.policy_path, algorithm="vine", phase="phase4",

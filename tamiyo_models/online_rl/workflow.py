@@ -21,8 +21,9 @@ from .distil import DistilConfig, distil_policy_file
 from .hacking import HackingWatch
 from .ppo import PPOConfig
 from .reinforce import ReinforceConfig
+from .vine import VineConfig
 
-ALGORITHMS = ("reinforce", "a2c", "ppo")
+ALGORITHMS = ("reinforce", "a2c", "ppo", "vine")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class OnlineRunConfig:
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     a2c: A2CConfig = field(default_factory=A2CConfig)
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(kl_coef=0.1))
+    vine: VineConfig = field(default_factory=VineConfig)  # branching policy iteration (vine.py): no env, no critic
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
@@ -52,11 +54,11 @@ class OnlineRunConfig:
 
     @property
     def learner(self):
-        return {"reinforce": self.reinforce, "a2c": self.a2c, "ppo": self.ppo}[self.algorithm]
+        return {"reinforce": self.reinforce, "a2c": self.a2c, "ppo": self.ppo, "vine": self.vine}[self.algorithm]
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("reinforce", "a2c", "ppo"):
+        for key in ("reinforce", "a2c", "ppo", "vine"):
             d[key] = getattr(self, key).to_dict()
         d["distil"] = self.distil.to_dict() if self.distil else None
         return {**d, "hidden": list(self.hidden)}
@@ -95,6 +97,24 @@ def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = No
         return _build_agent(config, tracker, out_dir, log)
 
 
+def initial_policy_file(config: OnlineRunConfig, tracker, out_dir: Path | None, log) -> tuple[Path, str]:
+    """(the file the learner starts from, the lineage reference): `initial_policy` itself, or the model version
+    it names in MLflow, downloaded; with `distil`, the student of either (distil.py)."""
+    path, ref = Path(config.initial_policy), config.initial_policy
+    if not path.exists():
+        if tracker is None:
+            raise ValueError(f"initial policy {ref!r} is not a file and no MLflow tracker was given")
+        version = tracker.resolve(ref)
+        ref = f"{version.name}/{version.version}"
+        path = tracker.download_policy(ref, (out_dir or Path("var/policies")) / "initial")
+    if config.distil is not None:
+        if not config.distil_warehouse:
+            raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
+        path = distil_policy_file(path, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
+                                  config.distil, log=log)  # fmt: skip
+    return path, ref
+
+
 def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
     from ..agents.base import categorical_columns
     from ..agents.networks import ActorCritic, MLPActor, ValueNetwork
@@ -103,18 +123,7 @@ def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
     if config.initial_policy:
         from ..agents.saved import load_policy
 
-        path, ref = Path(config.initial_policy), config.initial_policy
-        if not path.exists():
-            if tracker is None:
-                raise ValueError(f"initial policy {ref!r} is not a file and no MLflow tracker was given")
-            version = tracker.resolve(ref)
-            ref = f"{version.name}/{version.version}"
-            path = tracker.download_policy(ref, (out_dir or Path("var/policies")) / "initial")
-        if config.distil is not None:
-            if not config.distil_warehouse:
-                raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
-            path = distil_policy_file(path, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
-                                      config.distil, log=log)  # fmt: skip
+        path, ref = initial_policy_file(config, tracker, out_dir, log)
         actor, payload = load_policy(path)
         features = tuple(payload["feature_names"])
         if getattr(actor, "has_value", False) and isinstance(actor, ActorCritic):
@@ -140,6 +149,8 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     from .reinforce import train_reinforce
 
     out = Path(out_dir)
+    if config.algorithm == "vine":
+        return _train_vine(config, out, tracker, parent_run_id, tags, log, on_iteration, phase)
     agent, features, parent_ref = build_agent(config, tracker, out, log)
     ray = None
     if config.ray_address:
@@ -166,6 +177,47 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     )  # fmt: skip
     run = OnlineRun(config, policy_path, result.history, result.alerts)
     log(f"policy: {policy_path}" + (f"; reward-hacking alerts: {'; '.join(result.alerts)}" if result.alerts else ""))
+    if tracker is not None:
+        _track(run, agent, features, tracker, parent_run_id, parent_ref, tags, log, phase)
+    return run
+
+
+def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags, log, on_iteration, phase: str) -> OnlineRun:
+    """Branching policy iteration (vine.py) runs its episodes through the generator, not TamiyoEnv workers: it
+    forks whole episodes, which an environment stepped from outside cannot. Acting greedily on the final
+    validation accuracy, with no bonus to farm, it has no reward-hacking watch (docs/online-rl.md)."""
+    from ..agents.saved import load_policy, save_policy
+    from .vine import train_vine
+
+    if config.ray_address:
+        raise ValueError("vine: its episodes run on local worker processes (the generator's); Ray is not supported yet")
+    if config.initial_policy:
+        initial, parent_ref = initial_policy_file(config, tracker, out, log)
+    else:  # a fresh actor is a policy like any other: its greedy choices get improved
+        import torch
+
+        from ..agents.base import categorical_columns
+        from ..agents.networks import MLPActor
+        from ..features import FEATURE_SETS
+
+        features = FEATURE_SETS[config.feature_set]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.vine.seed)
+            actor = MLPActor(len(features), config.hidden, categorical=categorical_columns(features))
+        initial, parent_ref = save_policy(actor, features, out / "initial-fresh.pt", algorithm="fresh-actor", phase=phase), None
+    result = train_vine(initial, out, config.vine, spec=config.spec, regime=config.regime, workers=config.workers,
+                        raw_dir=config.record_dir, log=log, on_iteration=on_iteration)  # fmt: skip
+    agent, payload = load_policy(result.policy_path)
+    features = tuple(payload["feature_names"])
+    policy_path = save_policy(
+        agent, features, out / "phase4-vine.pt", algorithm="vine", phase=phase, parent=parent_ref,
+        metadata={"phase": phase, "variant": "vine", "spec": config.spec, "regime": config.regime or "",
+                  "episodes": config.vine.iterations * config.vine.episodes_per_iteration, "alerts": [],
+                  "config": json.dumps(config.to_dict()), "history": json.dumps(result.history), "parent_policy": parent_ref or "",
+                  "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+    )  # fmt: skip
+    run = OnlineRun(config, policy_path, result.history, [])
+    log(f"policy: {policy_path}")
     if tracker is not None:
         _track(run, agent, features, tracker, parent_run_id, parent_ref, tags, log, phase)
     return run

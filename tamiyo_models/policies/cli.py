@@ -32,11 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--phase", choices=("phase1", "phase2", "phase3", "phase4"), default="phase1",
                        help="phase1: imitation (default); phase2: reward-weighted, from a --parent; phase3: offline RL; "
                        "phase4: online RL in live episodes")  # fmt: skip
-    train.add_argument("--algorithm", choices=("cql", "iql", "bcq", "reinforce", "a2c", "ppo"), default=None,
-                       help="phase 3: cql (default), iql or bcq; phase 4: ppo (default), a2c or reinforce")
+    train.add_argument("--algorithm", choices=("cql", "iql", "bcq", "reinforce", "a2c", "ppo", "vine"), default=None,
+                       help="phase 3: cql (default), iql or bcq; phase 4: ppo (default), a2c, reinforce, or vine (branching "
+                       "policy iteration: every action tried from the same state, docs/online-rl.md)")
     train.add_argument("--episodes", type=int, default=64,
                        help="phase 4: the budget in episodes, the critic's warm-up included (default 64)")
     train.add_argument("--episodes-per-iteration", type=int, default=4, help="phase 4: episodes per update (default 4)")
+    train.add_argument("--forks", type=int, default=2,
+                       help="phase 4 vine: random steps of each episode where every other legal action is branched (default 2)")
+    train.add_argument("--margin", type=float, default=0.25,
+                       help="phase 4 vine: pp of final validation accuracy an action must win by to be learned (default 0.25)")
     train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
     train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
     train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
@@ -114,7 +119,7 @@ def tracker_from_args(args, read_only: bool = False):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    online, offline = ("reinforce", "a2c", "ppo"), ("cql", "iql", "bcq")
+    online, offline = ("reinforce", "a2c", "ppo", "vine"), ("cql", "iql", "bcq")
     if args.algorithm and args.phase in ("phase3", "phase4") and args.algorithm not in (offline if args.phase == "phase3" else online):
         print(f"tamiyo train: --algorithm {args.algorithm} is not a {args.phase} algorithm "
               f"({', '.join(offline if args.phase == 'phase3' else online)})", file=sys.stderr)  # fmt: skip
@@ -187,9 +192,14 @@ def _run_online(args: argparse.Namespace) -> int:
     try:
         base = OnlineRunConfig()
         learner = getattr(base, algorithm)
-        learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
-                                      episodes_per_iteration=args.episodes_per_iteration,
-                                      kl_coef=learner.kl_coef if args.kl_coef is None else args.kl_coef)  # fmt: skip
+        if algorithm == "vine":  # the budget in parent episodes; its branches come on top (counted in the log)
+            learner = dataclasses.replace(learner, iterations=max(1, args.episodes // args.episodes_per_iteration), seed=args.seed,
+                                          episodes_per_iteration=args.episodes_per_iteration, forks_per_episode=args.forks,
+                                          margin=args.margin)  # fmt: skip
+        else:
+            learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
+                                          episodes_per_iteration=args.episodes_per_iteration,
+                                          kl_coef=learner.kl_coef if args.kl_coef is None else args.kl_coef)  # fmt: skip
         config = OnlineRunConfig(algorithm=algorithm, spec=args.spec, regime=args.regime, workers=args.workers,
                                  initial_policy=args.parent, feature_set=args.feature_set or "base+lifecycle+task",
                                  record_dir=args.record_dir or None, ray_address=args.ray_address,
@@ -197,11 +207,15 @@ def _run_online(args: argparse.Namespace) -> int:
                                  distil=None if args.distil is None else DistilConfig(smoothing=args.distil, seed=args.seed),
                                  distil_warehouse=str(args.warehouse) if args.warehouse else None, **{algorithm: learner})  # fmt: skip
         tracker = None if args.no_mlflow else tracker_from_args(args)
-        bar = tqdm(total=args.episodes, unit="episode", desc=f"phase 4 {algorithm}", file=sys.stderr)
+        total = learner.iterations * learner.episodes_per_iteration if algorithm == "vine" else args.episodes
+        bar = tqdm(total=total, unit="episode", desc=f"phase 4 {algorithm}", file=sys.stderr)
 
         def progress(row: dict) -> None:
             bar.update(row["episodes_used"] - bar.n)
-            bar.set_postfix(iteration=row["iteration"], mean_return=f"{row['mean_return']:+.2f}")
+            if "mean_return" in row:
+                bar.set_postfix(iteration=row["iteration"], mean_return=f"{row['mean_return']:+.2f}")
+            else:  # vine: what the branches found
+                bar.set_postfix(iteration=row["iteration"], forks=row["forks"], relabelled=row["relabelled"])
 
         def log(line: str) -> None:
             bar.write(line)
