@@ -14,7 +14,6 @@ on the CPU (tests/test_branching.py), so differences between branches are caused
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -129,15 +128,15 @@ def restore(snapshot: Snapshot, out_dir: str | Path, run_id: str, extra_header: 
     return run
 
 
-def random_fork_steps(config: BranchConfig, run_id: str, max_epochs: int) -> BranchConfig:
+def random_fork_steps(config: BranchConfig, run_id: str, max_epochs: int) -> tuple[int, ...]:
     """Fork rule "random": `max_forks` distinct steps drawn uniformly from [min_step, max_epochs], a fixed draw
     per run id. Unlike decision points, every kind of state gets measured in time, including those where a
-    controller that waits for a plateau would never think of acting (a step whose only legal action is WAIT
-    is passed over, so an episode can fork fewer times)."""
+    controller that waits for a plateau would never think of acting. A drawn step whose only legal action is
+    WAIT (a seed mid-blend, say) moves the fork to the next step with a choice (see run_with_branches)."""
     candidates = np.arange(max(config.min_step, 1), max_epochs + 1)
     rng = np.random.default_rng(int(hashlib.sha256(f"{run_id}/fork-steps".encode()).hexdigest()[:8], 16))
     steps = rng.choice(candidates, size=min(config.max_forks, len(candidates)), replace=False)
-    return dataclasses.replace(config, fork_rule="steps", steps=tuple(sorted(int(s) for s in steps)))
+    return tuple(sorted(int(s) for s in steps))
 
 
 def branch_actions(legal: tuple[bool, ...], coarse_only: bool, rng, taken: Action) -> list[Action]:
@@ -179,15 +178,21 @@ def run_with_branches(
     if branching.fork_rule == "holes" and fork_filter is None:
         raise ValueError("fork rule 'holes' needs the holes predicate as fork_filter (see rollout.run_one)")
     parent = EpisodeRun(config, out_dir)
-    if branching.fork_rule == "random":
-        branching = random_fork_steps(branching, parent.run_id, config.max_epochs)
+    # Fork rule "random": the drawn steps still to fork at; each moves on to the next state with a choice.
+    pending = list(random_fork_steps(branching, parent.run_id, config.max_epochs)) if branching.fork_rule == "random" else None
     result = BranchingResult(parent=None)  # type: ignore[arg-type]
     try:
         while not parent.done:
             step = parent.episode.epoch + 1
             record = parent.episode.observation_record()
             features, legal = observation_features(record), parent.episode.legal_mask()
-            if not should_fork(branching, features, legal, step, len(result.fork_steps), fork_filter):
+            if pending is not None:
+                fork = bool(pending) and step >= pending[0] and sum(legal) >= 2
+                if fork:
+                    pending.pop(0)
+            else:
+                fork = should_fork(branching, features, legal, step, len(result.fork_steps), fork_filter)
+            if not fork:
                 parent.step()
                 continue
             snapshot = take_snapshot(parent)  # a copy: the parent moves on before its branches run

@@ -81,13 +81,22 @@ def test_random_fork_steps_are_a_fixed_draw_per_run_spread_over_the_episode(tmp_
     from tamiyo_models.branching import random_fork_steps
 
     rule = BranchConfig(fork_rule="random", max_forks=3, min_step=2, horizon=None)
-    drawn = {random_fork_steps(rule, f"run-{i}", 10).steps for i in range(40)}
+    drawn = {random_fork_steps(rule, f"run-{i}", 10) for i in range(40)}
     assert all(len(steps) == 3 and len(set(steps)) == 3 and min(steps) >= 2 and max(steps) <= 10 for steps in drawn)
     assert len(drawn) > 10  # not the same steps for every episode
     assert set().union(*drawn) == set(range(2, 11))  # every step gets its turn
     assert random_fork_steps(rule, "run-7", 10) == random_fork_steps(rule, "run-7", 10)
     result = run_with_branches(config, tmp_path, rule)
-    expected = random_fork_steps(rule, result.parent.run_id, config.max_epochs).steps
-    assert set(result.fork_steps) <= set(expected) and result.fork_steps
+    expected = random_fork_steps(rule, result.parent.run_id, config.max_epochs)
+    parent = read_raw_run(result.parent.path)
+    choice = [s["step"] for s in parent.steps if len(s["action"]["legal"]) >= 2]
+    # Each drawn step forks at the first state with a choice at or after it (and after the previous fork).
+    want, last = [], 0
+    for step in expected:
+        later = [s for s in choice if s >= max(step, last + 1)]
+        if later:
+            want.append(later[0])
+            last = later[0]
+    assert result.fork_steps == want and want
     for branch in result.branches:  # horizon None: every branch runs to the end of the episode
         assert read_raw_run(branch.path).steps[-1]["step"] == config.max_epochs
