@@ -30,6 +30,8 @@ def main() -> int:
     parser.add_argument("--episodes-per-iteration", type=int, default=16)
     parser.add_argument("--forks", type=int, default=2, help="forks per parent episode")
     parser.add_argument("--margin", type=float, default=0.25, help="pp an alternative must win by to become the label")
+    parser.add_argument("--val-subsample", type=int, default=None,
+                        help="training episodes' validation split size (default: the arena's 2,000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=24)
@@ -48,9 +50,10 @@ def main() -> int:
     torch.set_num_threads(1)
     from tamiyo_models.online_rl.vine import VineConfig, train_vine
 
-    out = Path(args.out or f"var/phase4-arena-vine-s{args.seed}")
+    tag = "" if args.val_subsample is None else f"-val{args.val_subsample}-margin{args.margin:g}"
+    out = Path(args.out or f"var/phase4-arena-vine{tag}-s{args.seed}")
     config = VineConfig(iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
-                        forks_per_episode=args.forks, margin=args.margin, seed=args.seed)  # fmt: skip
+                        forks_per_episode=args.forks, margin=args.margin, val_subsample=args.val_subsample, seed=args.seed)  # fmt: skip
     if not args.eval_only:
         train_vine(args.initial, out, config, spec="arena", workers=args.workers, log=lambda line: print(line, flush=True))
     evaluate(args, out, config)

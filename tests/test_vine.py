@@ -139,3 +139,18 @@ def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(t
     branches = query(tmp_path / "w.duckdb", "SELECT run_id, parent_run_id, horizon FROM branches")
     assert runs.height - branches.height == 4 and branches.height >= 1
     assert set(branches["parent_run_id"]) <= set(runs["run_id"]) and branches["horizon"].is_null().all()  # to the end
+
+
+def test_val_subsample_enlarges_only_the_training_episodes_validation_split(tmp_path):
+    """The learner's outcomes are validation accuracies; `val_subsample` sets that split's size in the training
+    episodes (drawn from the training pool, never the test split) and nothing else of their configuration."""
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC.replace('dataset = { name = "synthetic" }', 'dataset = { name = "synthetic", val_subsample = 40 }'))
+    initial = actor_file(tmp_path / "initial.pt")
+    config = VineConfig(iterations=1, episodes_per_iteration=1, forks_per_episode=1, updates=10, val_subsample=60)
+    train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
+    headers = [read_raw_run(p).header for p in list_raw_runs(tmp_path / "out" / "raw")]
+    assert headers and all(h["config"]["dataset"]["val_subsample"] == 60 for h in headers)
+    assert {h["config"]["dataset"]["test_subsample"] for h in headers} == {None}
+    with pytest.raises(ValueError, match="val_subsample"):
+        VineConfig(val_subsample=0)
