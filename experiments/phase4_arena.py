@@ -43,15 +43,8 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, default=None, help="the learner's (default: its config's, 3e-4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--snapshot-every", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=24)
-    parser.add_argument("--batch-seed", type=int, default=20_261_202)
-    parser.add_argument("--live-dir", default="var/arena/confirm/live", help="episodes of these configurations (reused)")
     parser.add_argument("--warehouse", default="var/arena/warehouse.duckdb", help="the initial policy's training data")
-    parser.add_argument("--reference", default="fixed:conv_heavy@3")
-    parser.add_argument("--phase3", default="var/arena/policies/phase3-bcq.pt", help="the best Phase 3 policy")
-    parser.add_argument("--out", default=None, help="default var/phase4-arena-ALGORITHM-sSEED")
-    parser.add_argument("--eval-only", action="store_true")
+    add_evaluation_args(parser, "var/phase4-arena-ALGORITHM-sSEED")
     args = parser.parse_args()
     from tamiyo_models.shutdown import exit_on_sigterm
 
@@ -70,6 +63,18 @@ def main() -> int:
         train(args, out)
     evaluate(args, out)
     return 0
+
+
+def add_evaluation_args(parser, default_out: str) -> None:
+    """The live evaluation's settings, shared by the Phase 4 arena experiments (this one and phase4_vine.py)."""
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--batch-seed", type=int, default=20_261_202)
+    parser.add_argument("--live-dir", default="var/arena/confirm/live", help="episodes of these configurations (reused)")
+    parser.add_argument("--reference", default="fixed:conv_heavy@3")
+    parser.add_argument("--phase3", default="var/arena/policies/phase3-bcq.pt", help="the best Phase 3 policy")
+    parser.add_argument("--out", default=None, help=f"default {default_out}")
+    parser.add_argument("--eval-only", action="store_true")
 
 
 def distilled_initial(args, out: Path) -> Path:
@@ -148,7 +153,7 @@ def training_seeds(args, out: Path) -> list[int]:
 
 
 def evaluate(args, out: Path) -> None:
-    from phase3_arena import head_to_head, live_rows, versus_line
+    from phase3_arena import head_to_head, live_rows
 
     from tamiyo_models.controllers import reference_controller
     from tamiyo_models.evaluation import evaluate_live_many
@@ -177,12 +182,18 @@ def evaluate(args, out: Path) -> None:
     result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(snapshots[final])}, out)
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     plot_curve({**curve, **live}, final, args, out / "sample-efficiency.png")
-    for label, r in {**curve, **live}.items():
+    print_live({**curve, **live}, result["_versus"])
+
+
+def print_live(live: dict, versus: list) -> None:
+    from phase3_arena import versus_line
+
+    for label, r in live.items():
         fresh = f"; fresh orders {r.fresh}" if r.fresh.n else ""
         print(f"{label}: {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] pp vs heuristic, "
               f"W/T/L {r.wins}/{r.ties}/{r.losses}{fresh}; noise floor {r.noise_floor:.2f}")  # fmt: skip
-    for versus in result["_versus"]:
-        print(versus_line(versus))
+    for line in versus:
+        print(versus_line(line))
 
 
 def behaviour(configs, live_dir: Path, arms: dict, out: Path) -> dict:

@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from phase4_arena import add_evaluation_args
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,14 +35,7 @@ def main() -> int:
     parser.add_argument("--val-subsample", type=int, default=None,
                         help="training episodes' validation split size (default: the arena's 2,000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=24)
-    parser.add_argument("--batch-seed", type=int, default=20_261_202)
-    parser.add_argument("--live-dir", default="var/arena/confirm/live", help="episodes of these configurations (reused)")
-    parser.add_argument("--reference", default="fixed:conv_heavy@3")
-    parser.add_argument("--phase3", default="var/arena/policies/phase3-bcq.pt", help="the best Phase 3 policy")
-    parser.add_argument("--out", default=None, help="default var/phase4-arena-vine-sSEED")
-    parser.add_argument("--eval-only", action="store_true")
+    add_evaluation_args(parser, "var/phase4-arena-vine[-valN-marginM]-sSEED")
     args = parser.parse_args()
     from tamiyo_models.shutdown import exit_on_sigterm
 
@@ -61,8 +56,8 @@ def main() -> int:
 
 
 def evaluate(args, out: Path, config) -> None:
-    from phase3_arena import head_to_head, live_rows, versus_line
-    from phase4_arena import behaviour
+    from phase3_arena import head_to_head, live_rows
+    from phase4_arena import behaviour, print_live
 
     from tamiyo_models.controllers import reference_controller
     from tamiyo_models.evaluation import evaluate_live_many
@@ -92,12 +87,7 @@ def evaluate(args, out: Path, config) -> None:
     result["_training"] = json.loads((out / "vine-history.json").read_text())["history"]
     result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(iterations[final])}, out)
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
-    for label, r in {**curve, **live}.items():
-        fresh = f"; fresh orders {r.fresh}" if r.fresh.n else ""
-        print(f"{label}: {r.mean_difference:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] pp vs heuristic, "
-              f"W/T/L {r.wins}/{r.ties}/{r.losses}{fresh}; noise floor {r.noise_floor:.2f}")  # fmt: skip
-    for versus in result["_versus"]:
-        print(versus_line(versus))
+    print_live({**curve, **live}, result["_versus"])
 
 
 if __name__ == "__main__":
