@@ -5,6 +5,7 @@ its lineage."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -108,6 +109,11 @@ def test_train_vine_measures_every_action_at_the_forks_and_is_resumable(tmp_path
     assert {p.name: p.stat().st_mtime_ns for p in list_raw_runs(raw)} == runs_before
     assert sum("reusing" in line for line in lines) == 2
     assert [f.outcome for f in again.forks] == [f.outcome for f in result.forks]
+    # Other settings on the same folder: the episodes are still read back, the policies are trained anew.
+    lines = []
+    train_vine(initial, tmp_path / "out", dataclasses.replace(config, margin=0.1), spec=str(spec), workers=1, log=lines.append)
+    assert not any("reusing" in line for line in lines)
+    assert load_policy(tmp_path / "out" / "policies" / "vine-iter-01.pt")[1]["metadata"]["vine"]["margin"] == 0.1
 
 
 def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(tmp_path, capsys):

@@ -249,13 +249,14 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         gains = [f.best()[1] for f in forks]
         episodes = len(parents) + sum(p.branches for p in parents)
         target = policies / f"vine-iter-{iteration + 1:02d}.pt"
-        if target.exists() and load_policy(target)[1]["metadata"].get("vine", {}).get("parent_policy") == str(current):
+        settings = {**config.to_dict(), "iteration": iteration + 1, "parent_policy": str(current)}
+        saved = load_policy(target)[1]["metadata"].get("vine", {}) if target.exists() else {}
+        if {k: saved.get(k) for k in settings} == settings:  # same parent and settings: reuse it
             log(f"vine: iteration {iteration + 1}: reusing {target}")
         else:
             improved, on_labels, elsewhere = improve_actor(actor, all_visited, all_labels, dataclasses.replace(config, seed=config.seed + iteration), log=log)
             save_policy(improved, features, target, algorithm="vine", phase="phase4", parent=str(current),
-                        metadata={"vine": {**config.to_dict(), "iteration": iteration + 1, "parent_policy": str(current),
-                                           "forks": len(forks), "labels": len(labels), "agreement_labels": on_labels,
+                        metadata={"vine": {**settings, "forks": len(forks), "labels": len(labels), "agreement_labels": on_labels,
                                            "agreement_elsewhere": elsewhere}})  # fmt: skip
         row = {"iteration": iteration + 1, "parents": len(done), "episodes_used": config.episodes_per_iteration * (iteration + 1),
                "runs_with_branches": episodes, "epochs": measured.epochs, "epochs_total": epochs_total,
