@@ -113,6 +113,7 @@ class Forks:
     forks: list[ForkState]
     visited: list[tuple]  # (run_id, features, legal) of every state the parents visited
     epochs: int  # epochs trained in all, parents and branches: the compute the iteration spent
+    runs: int  # parents and branches read back
 
 
 def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Forks:
@@ -123,13 +124,13 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
 
     raw_dir, parents = Path(raw_dir), set(parent_ids)
     branches: dict[tuple[str, int], dict[int, float]] = {}
-    epochs = 0
+    epochs = runs = 0
     prefixes = tuple(f"{p}-b" for p in parents)
     for path in list_raw_runs(raw_dir):
         if not path.name.startswith(prefixes):
             continue
         run = read_raw_run(path)
-        epochs += len(run.steps)
+        epochs, runs = epochs + len(run.steps), runs + 1
         info = run.header.get("branch") or {}
         if info.get("parent_run_id") in parents and run.footer and run.footer.get("status") == "complete":
             index = Action.from_fine(info["forced_action"]).index
@@ -143,7 +144,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
         if not run.footer or run.footer.get("status") != "complete":
             continue
         final = float(run.footer["final_val_accuracy"])
-        epochs += len(run.steps)
+        epochs, runs = epochs + len(run.steps), runs + 1
         for record in run.steps:
             features = observation_features(record["observation"])
             vector = [float(features[name]) for name in feature_names]
@@ -154,7 +155,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
             if measured:
                 taken = Action.from_fine(record["action"]["fine"]).index
                 forks.append(ForkState(run_id, int(record["step"]), vector, legal, taken, {taken: final, **measured}))
-    return Forks(forks, visited, epochs)
+    return Forks(forks, visited, epochs, runs)
 
 
 def improvement_labels(forks: list[ForkState], margin: float) -> list[tuple[list[float], list[bool], int]]:
@@ -247,7 +248,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         all_visited.extend(visited)
         all_labels.extend(labels)
         gains = [f.best()[1] for f in forks]
-        episodes = len(parents) + sum(p.branches for p in parents)
+        episodes = measured.runs  # read back, so a resumed iteration counts its branches too
         target = policies / f"vine-iter-{iteration + 1:02d}.pt"
         settings = {**config.to_dict(), "iteration": iteration + 1, "parent_policy": str(current)}
         saved = load_policy(target)[1]["metadata"].get("vine", {}) if target.exists() else {}
