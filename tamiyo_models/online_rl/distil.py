@@ -70,6 +70,29 @@ def smoothed_targets(actions: torch.Tensor, legal: torch.Tensor, smoothing: floa
     return (legal * smoothing / others.clamp(min=1)).scatter(1, actions[:, None], keep)
 
 
+def fit_targets(student, obs: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, *, updates: int, learning_rate: float,
+                batch_size: int, seed: int, weights: torch.Tensor | None = None, on_update=None) -> None:  # fmt: skip
+    """Cross-entropy steps of `student` towards the target distributions (illegal actions masked out), on
+    minibatches drawn uniformly or, with `weights`, in proportion to them; `on_update(update, loss)` after each.
+    Leaves the student in eval mode. Shared by distillation and vine.py's improvement step."""
+    opt = optimiser(student.parameters(), learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    student.train()
+    for update in range(1, updates + 1):
+        if weights is None:
+            idx = torch.randint(len(obs), (batch_size,), generator=generator)
+        else:
+            idx = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+        logp = torch.log_softmax(student.logits(obs[idx], mask[idx]), dim=-1).masked_fill(~mask[idx], 0.0)
+        loss = -(targets[idx] * logp).sum(dim=-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if on_update is not None:
+            on_update(update, float(loss.detach()))
+    student.eval()
+
+
 def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.ndarray, feature_names,
                   config: DistilConfig = DistilConfig(), *, groups: np.ndarray | None = None, log=print) -> DistilResult:  # fmt: skip
     """Train a student actor on `observations` (the teacher's feature columns) and their legal masks.
@@ -93,23 +116,16 @@ def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.nda
     fit_encoders(obs[train].numpy(), student)
     greedy = teacher_actions(teacher, obs, mask)
     targets = smoothed_targets(greedy, mask, config.smoothing)
-    x, m, y = obs[train], mask[train], targets[train]
-    opt = optimiser(student.parameters(), config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
     history, started, report_every = [], time.perf_counter(), max(1, config.updates // 4)
-    student.train()
-    for update in range(1, config.updates + 1):
-        idx = torch.randint(len(x), (config.batch_size,), generator=generator)
-        logp = torch.log_softmax(student.logits(x[idx], m[idx]), dim=-1).masked_fill(~m[idx], 0.0)
-        loss = -(y[idx] * logp).sum(dim=-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+
+    def report(update: int, loss: float) -> None:
         if update % report_every == 0 or update == config.updates:
             elapsed = time.perf_counter() - started
-            history.append({"update": update, "loss": float(loss.detach()), "updates_per_second": update / elapsed})
-            log(f"distil: update {update}/{config.updates}, loss {float(loss.detach()):.4f}, {update / elapsed:.0f} updates/s")
-    student.eval()
+            history.append({"update": update, "loss": loss, "updates_per_second": update / elapsed})
+            log(f"distil: update {update}/{config.updates}, loss {loss:.4f}, {update / elapsed:.0f} updates/s")
+
+    fit_targets(student, obs[train], mask[train], targets[train], updates=config.updates, learning_rate=config.learning_rate,
+                batch_size=config.batch_size, seed=config.seed, on_update=report)  # fmt: skip
     with torch.no_grad():
         chosen = student.logits(obs, mask).argmax(dim=-1)
         entropy = float(student.entropy(obs, mask).mean())

@@ -36,10 +36,9 @@ import numpy as np
 import torch
 
 from ..actions import FINE_ACTIONS, Action
-from ..agents.learning import optimiser
 from ..branching import BranchConfig
 from ..features import observation_features
-from .distil import smoothed_targets
+from .distil import fit_targets, smoothed_targets
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ class ForkState:
 
 @dataclass
 class VineResult:
-    policy_path: Path
+    policy_path: Path  # the last iteration's policy file
     history: list[dict] = field(default_factory=list)
     forks: list[ForkState] = field(default_factory=list)
 
@@ -184,18 +183,9 @@ def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: Vine
     weights = torch.ones(len(obs))
     weights[n_keep:] = config.fork_weight
     student = copy.deepcopy(actor)
-    opt = optimiser(student.parameters(), config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
     started = time.perf_counter()
-    student.train()
-    for _ in range(config.updates):
-        idx = torch.multinomial(weights, config.batch_size, replacement=True, generator=generator)
-        logp = torch.log_softmax(student.logits(obs[idx], mask[idx]), dim=-1).masked_fill(~mask[idx], 0.0)
-        loss = -(targets[idx] * logp).sum(dim=-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    student.eval()
+    fit_targets(student, obs, mask, targets, updates=config.updates, learning_rate=config.learning_rate,
+                batch_size=config.batch_size, seed=config.seed, weights=weights)  # fmt: skip
     with torch.no_grad():
         chosen = student.logits(obs, mask).argmax(dim=-1)
     agree = (chosen == targets_idx).float()
@@ -210,7 +200,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
                spec: str = "arena", regime: str | None = None, workers: int = 2, raw_dir: str | Path | None = None,
                log=print, on_iteration=None) -> VineResult:  # fmt: skip
     """Run `config.iterations` iterations from the policy file `initial_policy`; every iteration's policy is
-    saved as `out_dir/policies/vine-iter-KK.pt` (parent: the previous one) and the last as `out_dir/phase4-vine.pt`.
+    saved as `out_dir/policies/vine-iter-KK.pt` (parent: the previous one); `policy_path` is the last one.
     Parents and branches are written to `raw_dir` (default `out_dir/raw`; a landing folder puts them in the
     warehouse). Resumable: the episodes are deterministic and read back when their run files exist, and a
     finished iteration's policy file is reused. `on_iteration(row)` after each iteration (a progress bar)."""
@@ -223,7 +213,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     policies = out / "policies"
     generation = GenerationSpec.load(spec)
     current = Path(initial_policy).resolve()
-    result = VineResult(out / "phase4-vine.pt")
+    result = VineResult(current)
     all_visited: list[tuple] = []
     all_labels: list[tuple] = []
     epochs_total = 0
@@ -274,9 +264,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         if on_iteration:
             on_iteration(row)
         current = target.resolve()
-    final_actor, payload = load_policy(current)
-    save_policy(final_actor, payload["feature_names"], result.policy_path, algorithm="vine", phase="phase4",
-                parent=str(current), metadata={"vine": config.to_dict(), "history": result.history})  # fmt: skip
+    result.policy_path = current
     (out / "vine-history.json").write_text(json.dumps({"config": config.to_dict(), "history": result.history,
                                                        "forks": [asdict(f) for f in result.forks]}, indent=1))  # fmt: skip
     return result

@@ -141,7 +141,6 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
                         tags: dict | None = None, log=print, on_iteration=None, phase: str = "phase4") -> OnlineRun:  # fmt: skip
     """`phase`: the registered phase the policy belongs to (the curriculum's rounds are Phase 5 policies, registered
     and evaluated as such, not as tonight's Phase 4 candidate)."""
-    from ..agents.saved import save_policy
     from ..env.vector import make_vector_env
     from ..features import ALL_FEATURES
     from .a2c import train_a2c
@@ -168,18 +167,8 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
                        watch=watch, log=log, on_iteration=on_iteration)  # fmt: skip
     finally:
         envs.close()
-    policy_path = save_policy(
-        agent, features, out / f"phase4-{config.algorithm}.pt", algorithm=config.algorithm, phase=phase, parent=parent_ref,
-        metadata={"phase": phase, "variant": config.algorithm, "spec": config.spec, "regime": config.regime or "",
-                  "episodes": result.episodes_used, "alerts": result.alerts, "config": json.dumps(config.to_dict()),
-                  "history": json.dumps(result.history), "parent_policy": parent_ref or "",
-                  "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
-    )  # fmt: skip
-    run = OnlineRun(config, policy_path, result.history, result.alerts)
-    log(f"policy: {policy_path}" + (f"; reward-hacking alerts: {'; '.join(result.alerts)}" if result.alerts else ""))
-    if tracker is not None:
-        _track(run, agent, features, tracker, parent_run_id, parent_ref, tags, log, phase)
-    return run
+    return _save_and_track(config, out, agent, features, parent_ref, result.episodes_used, result.history, result.alerts,
+                           tracker, parent_run_id, tags, log, phase)  # fmt: skip
 
 
 def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags, log, on_iteration, phase: str) -> OnlineRun:
@@ -194,30 +183,30 @@ def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags
     if config.initial_policy:
         initial, parent_ref = initial_policy_file(config, tracker, out, log)
     else:  # a fresh actor is a policy like any other: its greedy choices get improved
-        import torch
-
-        from ..agents.base import categorical_columns
-        from ..agents.networks import MLPActor
-        from ..features import FEATURE_SETS
-
-        features = FEATURE_SETS[config.feature_set]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.vine.seed)
-            actor = MLPActor(len(features), config.hidden, categorical=categorical_columns(features))
-        initial, parent_ref = save_policy(actor, features, out / "initial-fresh.pt", algorithm="fresh-actor", phase=phase), None
+        agent, features, parent_ref = build_agent(config, tracker, out, log)
+        initial = save_policy(agent.actor, features, out / "initial-fresh.pt", algorithm="fresh-actor", phase=phase)
     result = train_vine(initial, out, config.vine, spec=config.spec, regime=config.regime, workers=config.workers,
                         raw_dir=config.record_dir, log=log, on_iteration=on_iteration)  # fmt: skip
     agent, payload = load_policy(result.policy_path)
-    features = tuple(payload["feature_names"])
+    return _save_and_track(config, out, agent, tuple(payload["feature_names"]), parent_ref,
+                           config.vine.iterations * config.vine.episodes_per_iteration, result.history, [],
+                           tracker, parent_run_id, tags, log, phase)  # fmt: skip
+
+
+def _save_and_track(config: OnlineRunConfig, out: Path, agent, features, parent_ref, episodes: int, history: list,
+                    alerts: list, tracker, parent_run_id, tags, log, phase: str) -> OnlineRun:  # fmt: skip
+    """The trained policy as `out/phase4-ALGORITHM.pt` with its lineage and history, then tracked in MLflow."""
+    from ..agents.saved import save_policy
+
     policy_path = save_policy(
-        agent, features, out / "phase4-vine.pt", algorithm="vine", phase=phase, parent=parent_ref,
-        metadata={"phase": phase, "variant": "vine", "spec": config.spec, "regime": config.regime or "",
-                  "episodes": config.vine.iterations * config.vine.episodes_per_iteration, "alerts": [],
-                  "config": json.dumps(config.to_dict()), "history": json.dumps(result.history), "parent_policy": parent_ref or "",
+        agent, features, out / f"phase4-{config.algorithm}.pt", algorithm=config.algorithm, phase=phase, parent=parent_ref,
+        metadata={"phase": phase, "variant": config.algorithm, "spec": config.spec, "regime": config.regime or "",
+                  "episodes": episodes, "alerts": alerts, "config": json.dumps(config.to_dict()),
+                  "history": json.dumps(history), "parent_policy": parent_ref or "",
                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )  # fmt: skip
-    run = OnlineRun(config, policy_path, result.history, [])
-    log(f"policy: {policy_path}")
+    run = OnlineRun(config, policy_path, history, alerts)
+    log(f"policy: {policy_path}" + (f"; reward-hacking alerts: {'; '.join(alerts)}" if alerts else ""))
     if tracker is not None:
         _track(run, agent, features, tracker, parent_run_id, parent_ref, tags, log, phase)
     return run
