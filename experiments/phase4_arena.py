@@ -73,6 +73,7 @@ def add_evaluation_args(parser, default_out: str) -> None:
     parser.add_argument("--live-dir", default="var/arena/confirm/live", help="episodes of these configurations (reused)")
     parser.add_argument("--reference", default="fixed:conv_heavy@3")
     parser.add_argument("--phase3", default="var/arena/policies/phase3-bcq.pt", help="the best Phase 3 policy")
+    parser.add_argument("--phase1", default="var/arena/policies/phase1-base+lifecycle+task.pt", help="the Phase 1 policy")
     parser.add_argument("--out", default=None, help=f"default {default_out}")
     parser.add_argument("--eval-only", action="store_true")
 

@@ -114,18 +114,38 @@ def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
         snapshots = set.intersection(*({p[4] for p in r["points"]} for r in group))
         x = {k: float(np.mean([next(p[0] for p in r["points"] if p[4] == k) for r in group])) for k in snapshots}
         for snapshot in sorted(snapshots, key=x.get):
-            arms = {"heuristic": ControllerConfig(kind="heuristic")}
+            arms = {"heuristic": ControllerConfig(kind="heuristic"), **references(args)}
             arms.update({f"s{r['seed']}": policy_controller(snapshot_path(r, snapshot)) for r in group})
             paired = run_paired(configs, arms, Path(args.live_dir), replicate=2, execute=False)
             row = {"algorithm": name, "seeds": [r["seed"] for r in group], "snapshot": snapshot, "episodes": x[snapshot]}  # fmt: skip
-            ci = mean_ci(np.nanmean([paired.differences(f"s{r['seed']}", idx) for r in group], axis=0))
+            original = np.nanmean([paired.differences(f"s{r['seed']}", idx) for r in group], axis=0)
+            ci = mean_ci(original)
             row.update(mean=ci.mean, low=ci.low, high=ci.high)
             fresh = np.array([paired.fresh_differences(f"s{r['seed']}", idx) for r in group])
-            if np.isfinite(fresh).all():
-                ci = mean_ci(fresh.mean(axis=0))
-                row.update(fresh_mean=ci.mean, fresh_low=ci.low, fresh_high=ci.high)
+            if np.isfinite(fresh).all():  # the final snapshots: every seed's ran on the fresh orders
+                fresh = fresh.mean(axis=0)
+                ci = mean_ci(fresh)
+                row.update(fresh_mean=ci.mean, fresh_low=ci.low, fresh_high=ci.high, versus={})
+                # policy - reference = (policy - heuristic) - (reference - heuristic), per configuration
+                for ref in arms:
+                    if ref in references(args):
+                        row["versus"][ref] = {
+                            order: {"mean": c.mean, "low": c.low, "high": c.high}
+                            for order, diff in (("original", original - paired.differences(ref, idx)),
+                                                ("fresh", fresh - paired.fresh_differences(ref, idx)))
+                            if np.isfinite(diff).all() and (c := mean_ci(diff))
+                        }  # fmt: skip
             rows.append(row)
     return rows
+
+
+def references(args) -> dict:
+    """What the pooled final policies are also compared with, on the same pairs and orders."""
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.evaluation.live import policy_controller
+
+    return {"fixed:conv_heavy@3": reference_controller("fixed:conv_heavy@3"), "phase3-bcq": policy_controller(args.phase3),
+            "phase1": policy_controller(args.phase1)}  # fmt: skip
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -208,6 +228,10 @@ def main() -> int:
     parser.add_argument("--live-dir", default="var/arena/confirm/live")
     parser.add_argument("--pairs", type=int, default=24)
     parser.add_argument("--batch-seed", type=int, default=20_261_202)
+    parser.add_argument("--phase3", default="var/arena/policies/phase3-bcq.pt", help="the best Phase 3 policy")
+    parser.add_argument(
+        "--phase1", default="var/arena/policies/phase1-base+lifecycle+task.pt", help="the Phase 1 policy"
+    )
     parser.add_argument("--plot", default="docs/images/phase4-sample-efficiency.png")
     parser.add_argument("--out", default="var/phase4-sample-efficiency", help="folder for table.md and results.json")
     args = parser.parse_args()
@@ -237,6 +261,14 @@ def main() -> int:
         lines += [f"| {r['algorithm']} | {', '.join(map(str, r['seeds']))} | {r['snapshot']} | {r['episodes']:.0f} | "
                   f"{cell(r['mean'], r['low'], r['high'])} | "
                   f"{cell(r['fresh_mean'], r['fresh_low'], r['fresh_high']) if 'fresh_mean' in r else ''} |" for r in pooled]  # fmt: skip
+        finals = [r for r in pooled if r.get("versus")]
+        if finals:
+            lines += ["", "The same pooled final policies against the references (policy - reference per configuration):", "",
+                      "| algorithm | seeds | snapshot | versus | original orders | fresh orders |", "|---|---|---|---|---|---|"]  # fmt: skip
+            for r in finals:
+                for ref, v in r["versus"].items():
+                    lines.append(f"| {r['algorithm']} | {', '.join(map(str, r['seeds']))} | {r['snapshot']} | {ref} | "
+                                 + " | ".join(cell(**v[o]) if o in v else "not run" for o in ("original", "fresh")) + " |")  # fmt: skip
     common = min(max(e for e, *_ in r["points"]) for r in episodic) if episodic else 0
     versus = head_to_heads(episodic, common, args)
     lines += ["", f"Head to head at {common} training episodes (same configurations; policy A - policy B, test split):", "",

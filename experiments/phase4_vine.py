@@ -9,7 +9,8 @@ configurations.
 2. Live, on the 24 configurations of batch seed 20261202 (no choice here was made on them): the start and every
    iteration's policy paired with the heuristic on the original data orders; the final policy (the last
    iteration, fixed in advance, whatever the others score) also on 2 fresh data orders, and head to head with
-   the fixed schedule and BCQ on the same pairs. Episodes already on disk for these configurations are reused.
+   the fixed schedule, BCQ (Phase 3) and the Phase 1 policy on the same pairs. Episodes already on disk for
+   these configurations are reused.
 
     .venv/bin/python experiments/phase4_vine.py [--iterations 3] [--episodes-per-iteration 16] [--eval-only]
 """
@@ -75,12 +76,13 @@ def evaluate(args, out: Path, config) -> None:
     live_dir = Path(args.live_dir)
     curve = evaluate_live_many({"vine-i00": args.initial, **{k: v for k, v in iterations.items() if k != final}}, configs,
                                live_dir, workers=args.workers, training_seeds={k: seeds for k in iterations})  # fmt: skip
-    live = evaluate_live_many({final: iterations[final], "phase3-bcq": args.phase3}, configs, live_dir,
+    live = evaluate_live_many({final: iterations[final], "phase3-bcq": args.phase3, "phase1": args.phase1}, configs, live_dir,
                               workers=args.workers, replicate=2, training_seeds={final: seeds},
                               references={args.reference: reference_controller(args.reference)})  # fmt: skip
     result = live_rows({**curve, **live}, configs)
     result["_versus"] = [head_to_head(configs, live_dir, final, iterations[final], args.reference),
                          head_to_head(configs, live_dir, final, iterations[final], "phase3-bcq", policy_controller(args.phase3)),
+                         head_to_head(configs, live_dir, final, iterations[final], "phase1", policy_controller(args.phase1)),
                          head_to_head(configs, live_dir, final, iterations[final], "vine-i00 (start)", policy_controller(args.initial))]  # fmt: skip
     result["_meta"] = {"batch_seed": args.batch_seed, "pairs": len(configs), "final": final, "initial": args.initial,
                        "config": config.to_dict(), "training_seeds": len(seeds)}  # fmt: skip
