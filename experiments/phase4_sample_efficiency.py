@@ -1,10 +1,11 @@
-"""Phase 4 sample efficiency across algorithms and training seeds: every `phase4_arena.py` run found, on one plot
-and one table, plus the algorithms head to head at the largest budget they all reached.
+"""Phase 4 sample efficiency across algorithms and training seeds: every `phase4_arena.py` and `phase4_vine.py`
+run found, on one plot and tables, pooled over seeds, plus the algorithms head to head at the largest budget
+they all reached.
 
 Reads each run's results.json (written by `experiments/phase4_arena.py` or `experiments/phase4_vine.py`: live
 test-score margins over the heuristic on the 24 held-out configurations of batch seed 20261202, one per kept
-snapshot or iteration) and the episodes in
-the shared live folder; runs no episode. Writes the plot, a Markdown table and a JSON of the same numbers.
+snapshot or iteration) and the episodes in the shared live folder; runs no episode. Writes the plot, a Markdown
+table and a JSON of the same numbers.
 
     .venv/bin/python experiments/phase4_sample_efficiency.py [--runs 'var/phase4-arena-*-s*']
 """
@@ -106,6 +107,7 @@ def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
 
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
     idx = list(range(len(configs)))
+    compared = references(args)
     rows = []
     for name in sorted({label(r) for r in runs}):
         group = [r for r in runs if label(r) == name]
@@ -114,7 +116,7 @@ def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
         snapshots = set.intersection(*({p[4] for p in r["points"]} for r in group))
         x = {k: float(np.mean([next(p[0] for p in r["points"] if p[4] == k) for r in group])) for k in snapshots}
         for snapshot in sorted(snapshots, key=x.get):
-            arms = {"heuristic": ControllerConfig(kind="heuristic"), **references(args)}
+            arms = {"heuristic": ControllerConfig(kind="heuristic"), **compared}
             arms.update({f"s{r['seed']}": policy_controller(snapshot_path(r, snapshot)) for r in group})
             paired = run_paired(configs, arms, Path(args.live_dir), replicate=2, execute=False)
             row = {"algorithm": name, "seeds": [r["seed"] for r in group], "snapshot": snapshot, "episodes": x[snapshot]}  # fmt: skip
@@ -127,14 +129,13 @@ def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
                 ci = mean_ci(fresh)
                 row.update(fresh_mean=ci.mean, fresh_low=ci.low, fresh_high=ci.high, versus={})
                 # policy - reference = (policy - heuristic) - (reference - heuristic), per configuration
-                for ref in arms:
-                    if ref in references(args):
-                        row["versus"][ref] = {
-                            order: {"mean": c.mean, "low": c.low, "high": c.high}
-                            for order, diff in (("original", original - paired.differences(ref, idx)),
-                                                ("fresh", fresh - paired.fresh_differences(ref, idx)))
-                            if np.isfinite(diff).all() and (c := mean_ci(diff))
-                        }  # fmt: skip
+                for ref in compared:
+                    row["versus"][ref] = {
+                        order: {"mean": c.mean, "low": c.low, "high": c.high}
+                        for order, diff in (("original", original - paired.differences(ref, idx)),
+                                            ("fresh", fresh - paired.fresh_differences(ref, idx)))
+                        if np.isfinite(diff).all() and (c := mean_ci(diff))
+                    }  # fmt: skip
             rows.append(row)
     return rows
 
