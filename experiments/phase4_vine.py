@@ -35,6 +35,7 @@ def main() -> int:
     parser.add_argument("--margin", type=float, default=0.25, help="pp an alternative must win by to become the label")
     parser.add_argument("--val-subsample", type=int, default=None,
                         help="training episodes' validation split size (default: the arena's 2,000)")
+    parser.add_argument("--fork-max-step", type=int, default=None, help="the last step a fork may start at (default: any)")
     parser.add_argument("--seed", type=int, default=0)
     add_evaluation_args(parser, "var/phase4-arena-vine[-valN-marginM]-sSEED")
     args = parser.parse_args()
@@ -47,9 +48,11 @@ def main() -> int:
     from tamiyo_models.online_rl.vine import VineConfig, train_vine
 
     tag = "" if args.val_subsample is None else f"-val{args.val_subsample}-margin{args.margin:g}"
+    tag += "" if args.fork_max_step is None else f"-forksto{args.fork_max_step}"
     out = Path(args.out or f"var/phase4-arena-vine{tag}-s{args.seed}")
     config = VineConfig(iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
-                        forks_per_episode=args.forks, margin=args.margin, val_subsample=args.val_subsample, seed=args.seed)  # fmt: skip
+                        forks_per_episode=args.forks, margin=args.margin, val_subsample=args.val_subsample, seed=args.seed,
+                        max_step=args.fork_max_step)  # fmt: skip
     if not args.eval_only:
         train_vine(args.initial, out, config, spec="arena", workers=args.workers, log=lambda line: print(line, flush=True))
     evaluate(args, out, config)

@@ -40,6 +40,9 @@ class BranchConfig:
     max_forks: int = 3  # per parent episode; for fork_rule "random", the steps drawn
 
     min_step: int = 2  # no forks on the untrained host
+    # The last step a fork may start at (None: any). Forks late in an episode mostly compare WAIT with ADVANCE on
+    # a seed already on its way, and tie; the decisions that move final accuracy come early.
+    max_step: int | None = None
     coarse_only: bool = False  # one branch per coarse action (GERMINATE with a random blueprint) instead of per fine action
     holes_file: str | None = None  # for fork_rule "holes": written by the coverage analysis (coverage/holes.py)
 
@@ -48,6 +51,8 @@ class BranchConfig:
             raise ValueError(f"unknown fork rule {self.fork_rule!r}; known: {', '.join(FORK_RULES)}")
         if self.horizon is not None and self.horizon < 1:
             raise ValueError("horizon must be >= 1 (or None for the rest of the episode)")
+        if self.max_step is not None and self.max_step < self.min_step:
+            raise ValueError(f"max_step ({self.max_step}) must be >= min_step ({self.min_step}) (or None)")
         if self.fork_rule == "holes" and not self.holes_file:
             raise ValueError("fork rule 'holes' needs a holes_file (written by the coverage analysis)")
 
@@ -80,6 +85,8 @@ def decision_point(features: Mapping[str, float], legal: tuple[bool, ...], step:
 
 def should_fork(config: BranchConfig, features, legal, step: int, forks_so_far: int, extra: ForkPredicate | None) -> bool:
     if forks_so_far >= config.max_forks or step < config.min_step or sum(legal) < 2:
+        return False
+    if config.max_step is not None and step > config.max_step:
         return False
     if config.fork_rule == "steps":
         return step in config.steps
@@ -129,11 +136,12 @@ def restore(snapshot: Snapshot, out_dir: str | Path, run_id: str, extra_header: 
 
 
 def random_fork_steps(config: BranchConfig, run_id: str, max_epochs: int) -> tuple[int, ...]:
-    """Fork rule "random": `max_forks` distinct steps drawn uniformly from [min_step, max_epochs], a fixed draw
-    per run id. Unlike decision points, every kind of state gets measured in time, including those where a
+    """Fork rule "random": `max_forks` distinct steps drawn uniformly from [min_step, max_step or max_epochs], a
+    fixed draw per run id. Unlike decision points, every kind of state gets measured in time, including those where a
     controller that waits for a plateau would never think of acting. A drawn step whose only legal action is
     WAIT (a seed mid-blend, say) moves the fork to the next step with a choice (see run_with_branches)."""
-    candidates = np.arange(max(config.min_step, 1), max_epochs + 1)
+    last = max_epochs if config.max_step is None else min(config.max_step, max_epochs)
+    candidates = np.arange(max(config.min_step, 1), last + 1)
     rng = np.random.default_rng(int(hashlib.sha256(f"{run_id}/fork-steps".encode()).hexdigest()[:8], 16))
     steps = rng.choice(candidates, size=min(config.max_forks, len(candidates)), replace=False)
     return tuple(sorted(int(s) for s in steps))
@@ -190,6 +198,8 @@ def run_with_branches(
                 fork = bool(pending) and step >= pending[0] and sum(legal) >= 2
                 if fork:
                     pending.pop(0)
+                if branching.max_step is not None and step > branching.max_step:
+                    fork = False  # a draw deferred past the window is dropped
             else:
                 fork = should_fork(branching, features, legal, step, len(result.fork_steps), fork_filter)
             if not fork:

@@ -73,7 +73,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                        for i in range(args.episodes)]  # fmt: skip
             if args.branch_horizon:
                 branching = BranchConfig(
-                    horizon=args.branch_horizon, max_forks=args.max_forks, fork_rule=args.fork_rule, every=args.fork_every
+                    horizon=args.branch_horizon, max_forks=args.max_forks, fork_rule=args.fork_rule, every=args.fork_every,
+                    max_step=args.fork_max_step,
                 )
         for dataset in {c.dataset for c in configs}:  # once, before any episode, not once per episode
             check_dataset_config(dataset)
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to fork: states where the action is in question (default), every --fork-every "
                    "steps, or --max-forks steps drawn at random per episode")  # fmt: skip
     g.add_argument("--fork-every", type=int, default=5)
+    g.add_argument("--fork-max-step", type=int, default=None, metavar="STEP",
+                   help="the last step a fork may start at (default: any)")  # fmt: skip
     g.add_argument("--no-telemetry", action="store_true", help="skip the V2 research telemetry")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--ray-address", metavar="ADDRESS",

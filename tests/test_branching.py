@@ -100,3 +100,20 @@ def test_random_fork_steps_are_a_fixed_draw_per_run_spread_over_the_episode(tmp_
     assert result.fork_steps == want and want
     for branch in result.branches:  # horizon None: every branch runs to the end of the episode
         assert read_raw_run(branch.path).steps[-1]["step"] == config.max_epochs
+
+
+def test_a_fork_window_keeps_every_fork_at_or_before_max_step(tmp_path, config):
+    from tamiyo_models.branching import random_fork_steps, should_fork
+
+    rule = BranchConfig(fork_rule="random", max_forks=2, min_step=2, max_step=5, horizon=None)
+    drawn = {random_fork_steps(rule, f"run-{i}", 10) for i in range(40)}
+    assert set().union(*drawn) == {2, 3, 4, 5}  # the window, all of it, nothing past it
+    # A draw deferred past the window (no choice at or before step 5) is dropped, not moved later.
+    result = run_with_branches(config, tmp_path, rule)
+    assert result.fork_steps and all(2 <= s <= 5 for s in result.fork_steps)
+    assert all(read_raw_run(b.path).header["branch"]["fork_step"] <= 5 for b in result.branches)
+    every = BranchConfig(fork_rule="every", every=1, max_forks=10, min_step=2, max_step=4)
+    legal = (True, True) + (False,) * (len(FINE_ACTIONS) - 2)
+    assert [s for s in range(1, 11) if should_fork(every, {}, legal, s, 0, None)] == [2, 3, 4]
+    with pytest.raises(ValueError, match="max_step"):
+        BranchConfig(min_step=4, max_step=3)

@@ -47,6 +47,7 @@ class VineConfig:
     episodes_per_iteration: int = 16  # parent episodes per iteration
     forks_per_episode: int = 2  # random steps of each parent where every other legal action is branched
     min_step: int = 2  # no forks on the untrained host
+    max_step: int | None = None  # the last step a fork may start at (None: any); see BranchConfig.max_step
     # An alternative must beat the policy's own action by more than this (pp of final validation accuracy) to
     # become the label: one pair of branches is one sample, and the largest of several noisy differences is
     # biased upward.
@@ -74,7 +75,8 @@ class VineConfig:
             raise ValueError(f"vine: val_subsample must be >= 1 (or None), got {self.val_subsample}")
 
     def branching(self) -> BranchConfig:
-        return BranchConfig(horizon=None, fork_rule="random", max_forks=self.forks_per_episode, min_step=self.min_step)
+        return BranchConfig(horizon=None, fork_rule="random", max_forks=self.forks_per_episode, min_step=self.min_step,
+                            max_step=self.max_step)  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)

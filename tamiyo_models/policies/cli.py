@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="phase 4 vine: random steps of each episode where every other legal action is branched (default 2)")
     train.add_argument("--margin", type=float, default=0.25,
                        help="phase 4 vine: pp of final validation accuracy an action must win by to be learned (default 0.25)")
+    train.add_argument("--fork-max-step", type=int, default=None, metavar="STEP",
+                       help="phase 4 vine: the last step a fork may start at (default: any; the early decisions matter most)")  # fmt: skip
     train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
     train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
     train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
@@ -195,7 +197,7 @@ def _run_online(args: argparse.Namespace) -> int:
         if algorithm == "vine":  # the budget in parent episodes; its branches come on top (counted in the log)
             learner = dataclasses.replace(learner, iterations=max(1, args.episodes // args.episodes_per_iteration), seed=args.seed,
                                           episodes_per_iteration=args.episodes_per_iteration, forks_per_episode=args.forks,
-                                          margin=args.margin)  # fmt: skip
+                                          margin=args.margin, max_step=args.fork_max_step)  # fmt: skip
         else:
             learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
                                           episodes_per_iteration=args.episodes_per_iteration,
