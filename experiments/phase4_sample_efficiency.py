@@ -95,8 +95,8 @@ def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
     """Per algorithm with 2 or more training seeds, at every snapshot all its seeds reached: the paired
     difference from the heuristic averaged over the seeds on each configuration, then its mean and bootstrap
     interval over configurations (the configuration is the unit: seeds scored on the same one are not
-    independent pairs). Where every seed's snapshot also ran on the fresh data orders (the final ones), the same
-    on those orders. `episodes` is the seeds' mean x (episode-equivalents differ between vine seeds)."""
+    independent pairs). At the final snapshots, which ran on the fresh data orders too, the same on those orders
+    and against the references. `episodes` is the seeds' mean x (episode-equivalents differ between vine seeds)."""
     import numpy as np
 
     from tamiyo_models.controllers import ControllerConfig
@@ -116,26 +116,27 @@ def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
         snapshots = set.intersection(*({p[4] for p in r["points"]} for r in group))
         x = {k: float(np.mean([next(p[0] for p in r["points"] if p[4] == k) for r in group])) for k in snapshots}
         for snapshot in sorted(snapshots, key=x.get):
-            arms = {"heuristic": ControllerConfig(kind="heuristic"), **compared}
+            # Only the final snapshots ran on the fresh orders; only they are compared with the references.
+            final = all(r["final"] == snapshot for r in group)
+            arms = {"heuristic": ControllerConfig(kind="heuristic"), **(compared if final else {})}
             arms.update({f"s{r['seed']}": policy_controller(snapshot_path(r, snapshot)) for r in group})
-            paired = run_paired(configs, arms, Path(args.live_dir), replicate=2, execute=False)
+            paired = run_paired(configs, arms, Path(args.live_dir), replicate=2 if final else 0, execute=False)
             row = {"algorithm": name, "seeds": [r["seed"] for r in group], "snapshot": snapshot, "episodes": x[snapshot]}  # fmt: skip
             original = np.nanmean([paired.differences(f"s{r['seed']}", idx) for r in group], axis=0)
             ci = mean_ci(original)
             row.update(mean=ci.mean, low=ci.low, high=ci.high)
             fresh = np.array([paired.fresh_differences(f"s{r['seed']}", idx) for r in group])
-            if np.isfinite(fresh).all():  # the final snapshots: every seed's ran on the fresh orders
+            if final and np.isfinite(fresh).all():
                 fresh = fresh.mean(axis=0)
                 ci = mean_ci(fresh)
                 row.update(fresh_mean=ci.mean, fresh_low=ci.low, fresh_high=ci.high, versus={})
-                # policy - reference = (policy - heuristic) - (reference - heuristic), per configuration
-                for ref in compared:
-                    row["versus"][ref] = {
-                        order: {"mean": c.mean, "low": c.low, "high": c.high}
-                        for order, diff in (("original", original - paired.differences(ref, idx)),
-                                            ("fresh", fresh - paired.fresh_differences(ref, idx)))
-                        if np.isfinite(diff).all() and (c := mean_ci(diff))
-                    }  # fmt: skip
+                for ref in compared:  # policy - reference = (policy - heuristic) - (reference - heuristic)
+                    versus = row["versus"][ref] = {}
+                    for order, diff in (("original", original - paired.differences(ref, idx)),
+                                        ("fresh", fresh - paired.fresh_differences(ref, idx))):  # fmt: skip
+                        if np.isfinite(diff).all():  # the reference ran on these orders
+                            ci = mean_ci(diff)
+                            versus[order] = {"mean": ci.mean, "low": ci.low, "high": ci.high}
             rows.append(row)
     return rows
 
