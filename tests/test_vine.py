@@ -75,7 +75,9 @@ def test_train_vine_measures_every_action_at_the_forks_and_is_resumable(tmp_path
     spec = tmp_path / "vine-test.toml"
     spec.write_text(SPEC)
     initial = actor_file(tmp_path / "initial.pt")
-    config = VineConfig(iterations=2, episodes_per_iteration=2, forks_per_episode=2, margin=0.0, updates=200)
+    # The run ids (which fix the drawn fork steps) hold the policy's path under tmp_path; the window 2..3 makes
+    # the forks certain: step 2 always has a choice.
+    config = VineConfig(iterations=2, episodes_per_iteration=2, forks_per_episode=2, max_step=3, margin=0.0, updates=200)
     result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
 
     assert [row["iteration"] for row in result.history] == [1, 2]
@@ -127,8 +129,11 @@ def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(t
     spec = tmp_path / "vine-test.toml"
     spec.write_text(SPEC)
     initial = actor_file(tmp_path / "initial.pt")
+    # The fork window pins the one fork to step 2, which always has a choice (a seed grafted at step 1 can be
+    # culled, else one can be grafted); a random step could land on WAIT-only states to the end of the episode
+    # (after a cull, during the embargo), and the run ids, hence the drawn steps, change with tmp_path.
     code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", str(initial), "--spec", str(spec),
-                 "--episodes", "4", "--episodes-per-iteration", "2", "--forks", "1", "--workers", "1",
+                 "--episodes", "4", "--episodes-per-iteration", "2", "--forks", "1", "--fork-max-step", "2", "--workers", "1",
                  "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"),
                  "--mlflow-root", str(tmp_path / "mlflow")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
@@ -142,8 +147,9 @@ def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(t
     summary = ingest_folder(tmp_path / "landing", tmp_path / "w.duckdb")
     assert summary.records_quarantined == 0, summary.line()
     runs = query(tmp_path / "w.duckdb", "SELECT run_id FROM runs")
-    branches = query(tmp_path / "w.duckdb", "SELECT run_id, parent_run_id, horizon FROM branches")
-    assert runs.height - branches.height == 4 and branches.height >= 1
+    branches = query(tmp_path / "w.duckdb", "SELECT run_id, parent_run_id, horizon, fork_step FROM branches")
+    assert runs.height - branches.height == 4 and branches["parent_run_id"].n_unique() == 4  # every parent forked
+    assert set(branches["fork_step"]) == {2}
     assert set(branches["parent_run_id"]) <= set(runs["run_id"]) and branches["horizon"].is_null().all()  # to the end
 
 
