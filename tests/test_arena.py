@@ -181,7 +181,7 @@ def _result(test: float, val: float | None = None) -> EpisodeResult:
 
 
 def test_headroom_summary_reproduces_hand_computed_numbers():
-    from tamiyo_models.evaluation.headroom import HeadroomConfig, summarise
+    from tamiyo_models.evaluation.headroom import HeadroomConfig, markdown_report, summarise
     from tamiyo_models.evaluation.paired import EpisodeOutcome, PairedRuns
     from tamiyo_models.stats import expected_best_of, pairs_needed
 
@@ -214,6 +214,15 @@ def test_headroom_summary_reproduces_hand_computed_numbers():
     assert regime.null_best_of_n == pytest.approx(floor / math.sqrt(2) / math.sqrt(math.pi), rel=1e-6)
     assert expected_best_of(1, 3.0) == 0.0
     assert regime.null_best_empirical == pytest.approx(np.mean([0.5, -1.0, 0.5, 0.0]))
+    report = markdown_report(result)
+    assert "against `heuristic`" in report and "| fixed | 82.75 | +1.25 [" in report
+    # Another reference: every difference and heading is against it (the headroom over a fixed schedule).
+    runs.reference = "fixed"
+    against_fixed = summarise(runs, HeadroomConfig(controllers=("heuristic", "never", "fixed"), reference="fixed",
+                                                   configs_per_regime=4, resamples=2000))  # fmt: skip
+    assert against_fixed.regimes[0].row("heuristic").difference.mean == pytest.approx(-1.25)
+    report = markdown_report(against_fixed)
+    assert "against `fixed`" in report and "vs fixed [95% CI]" in report and "heuristic rerun" not in report
 
 
 def test_headroom_runs_end_to_end_and_resumes(tmp_path):

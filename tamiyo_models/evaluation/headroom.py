@@ -2,7 +2,8 @@
 
 Reference controllers (never grow, fixed schedules, the heuristic restricted to a blueprint, an eager
 heuristic, random) run on paired configurations of a spec, regime by regime, and each is compared with the
-heuristic on the *test* split. Beside every difference stands what luck alone does:
+heuristic (or another reference, `--reference`) on the *test* split. Beside every difference stands what luck
+alone does:
 
 - the **null control** (the heuristic rerun on fresh data orders): its RMS is the noise floor, and from it the
   pairs needed to detect a 0.5 pp and a 1 pp effect;
@@ -321,7 +322,7 @@ def _nanmean(x) -> float:
 def markdown_report(result: HeadroomResult) -> str:
     c = result.config
     level = int(round(c.confidence * 100))
-    md = ["# Headroom: reference controllers against the heuristic", "",
+    md = [f"# Headroom: reference controllers against `{c.reference}`", "",
           f"Spec `{c.spec}`, {c.configs_per_regime} paired configurations per regime (batch seed {c.batch_seed}), "
           f"{result.episodes} episodes ({result.episode_seconds / 3600:.1f} h of episode time; this run "
           f"{result.seconds / 60:.0f} min). Score: **final accuracy on the test split** "
@@ -362,7 +363,7 @@ def markdown_report(result: HeadroomResult) -> str:
             md += [f"- {len(r.failures)} episodes failed (left out of their pairs): {r.failures[0]}", ""]
     if len(result.regimes) > 1:
         md += ["## Across regimes", "", "Mean over regimes of each controller's mean paired difference (each regime weighs "
-               "the same; pairs resampled within regimes).", "", "| controller | vs heuristic [CI] |", "|---|---|"]  # fmt: skip
+               "the same; pairs resampled within regimes).", "", f"| controller | vs {c.reference} [CI] |", "|---|---|"]  # fmt: skip
         md += [f"| {arm} | {interval} |" for arm, interval in sorted(result.aggregate.items(), key=lambda kv: -kv[1].mean)]
         md.append("")
     return "\n".join(md)
