@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 VINE = "var/phase4-arena-vine-val10000-margin0.25-s{seed}"
-REFERENCES = ("fixed:conv_heavy@3", "fixed:conv_heavy@2")
+REFERENCES = "fixed:conv_heavy@3,fixed:conv_heavy@2"  # the first is the one the others are also compared with
 
 
 def arms(args) -> dict[str, str]:
@@ -50,7 +50,7 @@ def training_seeds(vine_seeds) -> dict[str, list[int]]:
             for k in vine_seeds}  # fmt: skip
 
 
-def differences(configs, live_dir: Path, policies: dict[str, str]) -> dict[str, np.ndarray]:
+def differences(configs, live_dir: Path, policies: dict[str, str], references: list[str]) -> dict[str, np.ndarray]:
     """arm - heuristic per configuration and order: {arm: array (configurations, 3)}, order 0 = the original,
     then the 2 fresh orders (NaN where an episode is missing). Reads the episodes back; runs nothing."""
     from tamiyo_models.controllers import ControllerConfig, reference_controller
@@ -59,7 +59,7 @@ def differences(configs, live_dir: Path, policies: dict[str, str]) -> dict[str, 
 
     controllers = {"heuristic": ControllerConfig(kind="heuristic")}  # built as evaluate_live_many builds them
     controllers.update({name: policy_controller(path) for name, path in policies.items()})
-    controllers.update({name: reference_controller(name) for name in REFERENCES})
+    controllers.update({name: reference_controller(name) for name in references})
     runs = run_paired(configs, controllers, live_dir, replicate=2, execute=False)
     idx = list(range(len(configs)))
     return {
@@ -84,7 +84,7 @@ def summary(values: np.ndarray) -> dict:
     }
 
 
-def table(diffs: dict[str, np.ndarray], vine: list[str], title: str) -> tuple[list[str], dict]:
+def table(diffs: dict[str, np.ndarray], vine: list[str], title: str, references: list[str]) -> tuple[list[str], dict]:
     """Rows: each arm vs the heuristic, then the pooled vine finals vs each other arm, on the original order, the
     fresh orders (their mean per configuration) and all 3 orders."""
     pooled = np.mean([diffs[name] for name in vine], axis=0)
@@ -108,11 +108,10 @@ def table(diffs: dict[str, np.ndarray], vine: list[str], title: str) -> tuple[li
     for other in [n for n in diffs if n not in vine]:
         text, result[f"pooled vine - {other}"] = cells(pooled - diffs[other])
         lines.append(f"| pooled vine - {other} | " + " | ".join(text) + " |")
-    if all(name in diffs for name in REFERENCES):
-        text, result["fixed:conv_heavy@2 - fixed:conv_heavy@3"] = cells(
-            diffs["fixed:conv_heavy@2"] - diffs["fixed:conv_heavy@3"]
-        )
-        lines.append("| fixed:conv_heavy@2 - fixed:conv_heavy@3 | " + " | ".join(text) + " |")
+    first, *others = references
+    for other in [n for n in others if first in diffs and n in diffs]:
+        text, result[f"{other} - {first}"] = cells(diffs[other] - diffs[first])
+        lines.append(f"| {other} - {first} | " + " | ".join(text) + " |")
     return lines + [""], result
 
 
@@ -134,6 +133,9 @@ def main() -> int:
         action="store_true",
         help="also pool with the first held-out set (batch seed 20261202, its episodes in var/arena/confirm/live)",
     )
+    parser.add_argument("--references", default=REFERENCES,
+                        help="reference controllers, comma-separated; the others are also compared with the first "
+                        f"(default {REFERENCES})")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="var/phase4-second-heldout")
     args = parser.parse_args()
@@ -150,10 +152,11 @@ def main() -> int:
     if args.batch_seed == 20_261_202:
         parser.error("--batch-seed 20261202 is the first held-out set; the point here is another one")
     policies = arms(args)
+    references = args.references.split(",")
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
     live = evaluate_live_many(policies, configs, Path(args.live_dir), workers=args.workers, replicate=2,
                               training_seeds=training_seeds(args.vine_seeds),
-                              references={name: reference_controller(name) for name in REFERENCES})  # fmt: skip
+                              references={name: reference_controller(name) for name in references})  # fmt: skip
     vine = [f"vine-s{k}" for k in args.vine_seeds]
     regimes = sorted({c.regime() for c in configs})
     lines = [f"# Phase 4 finals on a second held-out set (arena, batch seed {args.batch_seed}, {len(configs)} pairs)", "",
@@ -161,8 +164,8 @@ def main() -> int:
              "differences paired per configuration and data order, 95% bootstrap intervals over configurations, "
              "(W/T/L). Fresh orders: 2 new data orders, same initial weights; their mean per configuration. Null "
              f"(heuristic rerun): {live[vine[0]].noise_floor:.2f} pp RMS."), ""]  # fmt: skip
-    diffs = differences(configs, Path(args.live_dir), policies)
-    text, result = table(diffs, vine, f"Second held-out set ({len(configs)} pairs)")
+    diffs = differences(configs, Path(args.live_dir), policies, references)
+    text, result = table(diffs, vine, f"Second held-out set ({len(configs)} pairs)", references)
     lines += text
     out = {
         "batch_seed": args.batch_seed,
@@ -172,12 +175,12 @@ def main() -> int:
     }
     if args.with_first:
         first = GenerationSpec.load("arena").sample(24, seed=20_261_202)
-        first_diffs = differences(first, Path("var/arena/confirm/live"), policies)
-        # Only the arms that ran all 3 orders on the first set too (conv_heavy@2 never ran there).
+        first_diffs = differences(first, Path("var/arena/confirm/live"), policies, references)
+        # Only the arms that ran all 3 orders on the first set too (the conv_heavy@2 and @1 schedules never ran there).
         common = [name for name in diffs if np.isfinite(first_diffs[name]).all()]
         both = {name: np.concatenate([first_diffs[name], diffs[name]]) for name in common}
         text, out["both"] = table(
-            both, vine, f"Both held-out sets ({len(first) + len(configs)} pairs; {', '.join(common)})"
+            both, vine, f"Both held-out sets ({len(first) + len(configs)} pairs; {', '.join(common)})", references
         )
         lines += text
     folder = Path(args.out)
