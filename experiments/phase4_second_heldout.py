@@ -50,23 +50,27 @@ def training_seeds(vine_seeds) -> dict[str, list[int]]:
             for k in vine_seeds}  # fmt: skip
 
 
-def differences(configs, live_dir: Path, policies: dict[str, str], references: list[str]) -> dict[str, np.ndarray]:
-    """arm - heuristic per configuration and order: {arm: array (configurations, 3)}, order 0 = the original,
-    then the 2 fresh orders (NaN where an episode is missing). Reads the episodes back; runs nothing."""
+def paired_runs(
+    configs, live_dir: Path, policies: dict[str, str], references: list[str], *, execute: bool = False, workers: int = 1
+):
+    """The design of the live evaluation (each arm paired with the heuristic; every arm and the heuristic on the
+    original and 2 fresh orders), run where `execute`, else read back from `live_dir`."""
     from tamiyo_models.controllers import ControllerConfig, reference_controller
     from tamiyo_models.evaluation.live import policy_controller
     from tamiyo_models.evaluation.paired import run_paired
 
-    controllers = {"heuristic": ControllerConfig(kind="heuristic")}  # built as evaluate_live_many builds them
+    controllers = {"heuristic": ControllerConfig(kind="heuristic")}  # as evaluate_live_many builds them: same run ids
     controllers.update({name: policy_controller(path) for name, path in policies.items()})
     controllers.update({name: reference_controller(name) for name in references})
-    runs = run_paired(configs, controllers, live_dir, replicate=2, execute=False)
-    idx = list(range(len(configs)))
-    return {
-        name: np.stack([runs.differences(name, idx, order) for order in range(3)], axis=1)
-        for name in controllers
-        if name != "heuristic"
-    }
+    return run_paired(configs, controllers, live_dir, replicate=2, workers=workers, execute=execute)
+
+
+def differences(runs) -> dict[str, np.ndarray]:
+    """arm - heuristic per configuration and order: {arm: array (configurations, 3)}, order 0 = the original,
+    then the 2 fresh orders (NaN where an episode is missing)."""
+    idx = list(range(len(runs.configs)))
+    return {name: np.stack([runs.differences(name, idx, order) for order in range(3)], axis=1)
+            for name in runs.arms if name != "heuristic"}  # fmt: skip
 
 
 def summary(values: np.ndarray) -> dict:
@@ -145,37 +149,41 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from tamiyo_models.controllers import reference_controller
-    from tamiyo_models.evaluation import evaluate_live_many
+    from tamiyo_models.evaluation.live import check_disjoint_seeds
     from tamiyo_models.generation import GenerationSpec
+    from tamiyo_models.stats import noise_floor
 
     if args.batch_seed == 20_261_202:
         parser.error("--batch-seed 20261202 is the first held-out set; the point here is another one")
     policies = arms(args)
     references = args.references.split(",")
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
-    live = evaluate_live_many(policies, configs, Path(args.live_dir), workers=args.workers, replicate=2,
-                              training_seeds=training_seeds(args.vine_seeds),
-                              references={name: reference_controller(name) for name in references})  # fmt: skip
+    for name, seeds in training_seeds(args.vine_seeds).items():
+        try:  # a held-out configuration must not be one the policy trained on
+            check_disjoint_seeds(configs, seeds)
+        except ValueError as exc:
+            raise SystemExit(f"{name}: {exc}") from None
+    runs = paired_runs(configs, Path(args.live_dir), policies, references, execute=True, workers=args.workers)
+    floor = noise_floor(runs.null_differences(list(range(len(configs)))))
     vine = [f"vine-s{k}" for k in args.vine_seeds]
     regimes = sorted({c.regime() for c in configs})
     lines = [f"# Phase 4 finals on a second held-out set (arena, batch seed {args.batch_seed}, {len(configs)} pairs)", "",
              (f"Regimes: {', '.join(f'{r} {sum(c.regime() == r for c in configs)}' for r in regimes)}. Test split; "
              "differences paired per configuration and data order, 95% bootstrap intervals over configurations, "
              "(W/T/L). Fresh orders: 2 new data orders, same initial weights; their mean per configuration. Null "
-             f"(heuristic rerun): {live[vine[0]].noise_floor:.2f} pp RMS."), ""]  # fmt: skip
-    diffs = differences(configs, Path(args.live_dir), policies, references)
+             f"(heuristic rerun): {floor:.2f} pp RMS."), ""]  # fmt: skip
+    diffs = differences(runs)
     text, result = table(diffs, vine, f"Second held-out set ({len(configs)} pairs)", references)
     lines += text
     out = {
         "batch_seed": args.batch_seed,
         "pairs": len(configs),
-        "noise_floor": live[vine[0]].noise_floor,
+        "noise_floor": floor,
         "second": result,
     }
     if args.with_first:
         first = GenerationSpec.load("arena").sample(24, seed=20_261_202)
-        first_diffs = differences(first, Path("var/arena/confirm/live"), policies, references)
+        first_diffs = differences(paired_runs(first, Path("var/arena/confirm/live"), policies, references))
         # Only the arms that ran all 3 orders on the first set too (the conv_heavy@2 and @1 schedules never ran there).
         common = [name for name in diffs if np.isfinite(first_diffs[name]).all()]
         both = {name: np.concatenate([first_diffs[name], diffs[name]]) for name in common}
