@@ -13,6 +13,11 @@ configurations.
    these configurations are reused.
 
     .venv/bin/python experiments/phase4_vine.py [--iterations 3] [--episodes-per-iteration 16] [--eval-only]
+
+Starting from the best reference controller instead (docs/online-rl.md, "Starting from the fixed schedule"):
+`--initial fixed:conv_heavy@1 --distil 0.05 --fork-min-step 1 --fork-max-step 12` distils the schedule into a
+stochastic actor on the warehouse's states (online_rl/distil.py's ScheduleTeacher) and lets the forks also try
+the graft's own step (1) as well as the lifecycle steps after it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from phase4_arena import add_evaluation_args
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--initial", default="var/phase4-arena-ppo-from-bcq-s0/initial-distilled.pt",
-                        help="initial actor (policy file; default: BCQ's student)")  # fmt: skip
+                        help="initial actor (policy file; default: BCQ's student), or with --distil a policy file or "
+                        "fixed schedule (fixed:conv_heavy@1) whose student starts")  # fmt: skip
+    parser.add_argument("--distil", type=float, default=None, metavar="SMOOTHING",
+                        help="start from a stochastic student of --initial (label smoothing, e.g. 0.05), distilled on "
+                        "--warehouse's states")  # fmt: skip
+    parser.add_argument("--warehouse", default="var/arena/warehouse.duckdb", help="the states a student learns on")
+    parser.add_argument("--fork-min-step", type=int, default=2, help="the first step a fork may start at (default 2)")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--episodes-per-iteration", type=int, default=16)
     parser.add_argument("--forks", type=int, default=2, help="forks per parent episode")
@@ -48,11 +59,17 @@ def main() -> int:
     from tamiyo_models.online_rl.vine import VineConfig, train_vine
 
     tag = "" if args.val_subsample is None else f"-val{args.val_subsample}-margin{args.margin:g}"
+    tag += "" if args.fork_min_step == 2 else f"-forksfrom{args.fork_min_step}"
     tag += "" if args.fork_max_step is None else f"-forksto{args.fork_max_step}"
+    tag += "" if args.distil is None or not args.initial.startswith("fixed:") else f"-from-{args.initial.removeprefix('fixed:')}"
     out = Path(args.out or f"var/phase4-arena-vine{tag}-s{args.seed}")
     config = VineConfig(iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
                         forks_per_episode=args.forks, margin=args.margin, val_subsample=args.val_subsample, seed=args.seed,
-                        max_step=args.fork_max_step)  # fmt: skip
+                        min_step=args.fork_min_step, max_step=args.fork_max_step)  # fmt: skip
+    if args.distil is not None:  # every later step (training, the vine-i00 point) uses the student
+        from phase4_arena import distilled_initial
+
+        args.initial = str(distilled_initial(args, out))
     if not args.eval_only:
         train_vine(args.initial, out, config, spec="arena", workers=args.workers, log=lambda line: print(line, flush=True))
     evaluate(args, out, config)

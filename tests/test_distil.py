@@ -146,3 +146,70 @@ def test_an_online_run_starts_from_the_distilled_student_of_a_bcq_policy(tmp_pat
     assert student_file.stat().st_mtime_ns != stamp
     with pytest.raises(ValueError, match="distil_warehouse"):
         build_agent(dataclasses.replace(config, distil_warehouse=None), out_dir=tmp_path / "other")
+
+
+def test_a_schedule_teacher_acts_as_the_fixed_schedule_on_every_state_of_its_episodes(tmp_path):
+    """ScheduleTeacher (the fixed schedule written over the observation features) takes the logged action of real
+    fixed-schedule episodes at every step; after a cull it waits, as the schedule (which grafts once) would."""
+    from test_arena import _config
+
+    from tamiyo_models.actions import FINE_ACTIONS
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.episode import run_episode
+    from tamiyo_models.features import FEATURE_SETS, observation_features
+    from tamiyo_models.online_rl.distil import ScheduleTeacher
+    from tamiyo_models.rawrun import read_raw_run
+
+    features = FEATURE_SETS["base+lifecycle"]
+    for name in ("fixed:conv_heavy@1", "fixed:norm@3"):
+        run = run_episode(_config(max_epochs=10, controller=reference_controller(name)), tmp_path)
+        steps = read_raw_run(run.path).steps
+        x = torch.tensor([[observation_features(s["observation"])[f] for f in features] for s in steps])
+        legal = torch.tensor([[a in s["action"]["legal"] for a in FINE_ACTIONS] for s in steps])
+        chosen = ScheduleTeacher(name, features).logits(x, legal).argmax(-1)
+        assert [FINE_ACTIONS[i] for i in chosen] == [s["action"]["fine"] for s in steps], name
+        assert any(s["action"]["fine"].startswith("GERMINATE") for s in steps)  # the graft is among them
+
+    teacher = ScheduleTeacher("fixed:conv_heavy@1", features)
+    graft, wait = FINE_ACTIONS.index("GERMINATE_conv_heavy"), FINE_ACTIONS.index("WAIT")
+    free = torch.zeros(3, len(features))
+    free[:, features.index("epoch")] = torch.tensor([0.0, 4.0, 4.0])
+    free[2, features.index("seeds_culled")] = 1.0  # the slot is free again after a cull
+    every = torch.ones(3, len(FINE_ACTIONS), dtype=torch.bool)
+    assert teacher.logits(free, every).argmax(-1).tolist() == [FINE_ACTIONS.index("ADVANCE"), graft, FINE_ACTIONS.index("ADVANCE")]
+    no_advance = every.clone()
+    no_advance[:, FINE_ACTIONS.index("ADVANCE")] = False
+    assert teacher.logits(free, no_advance).argmax(-1).tolist() == [wait, graft, wait]  # before the epoch; after a cull
+    with pytest.raises(ValueError, match="not a fixed schedule"):
+        ScheduleTeacher("heuristic", features)
+    with pytest.raises(ValueError, match="seeds_culled"):
+        ScheduleTeacher("fixed:conv_heavy@1", ("epoch", "seeds_fossilized"))
+
+
+def test_an_online_run_starts_from_the_distilled_student_of_a_fixed_schedule(tmp_path):
+    """`initial_policy = fixed:<blueprint>@<epoch>` with `distil`: the learner starts from a student of the
+    schedule, distilled on a real warehouse's states (the lineage names the schedule); without `distil` a schedule
+    is refused, since it has no network to start from."""
+    from policy_fixtures import build_warehouse
+
+    from tamiyo_models.agents.saved import load_policy
+    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.online_rl.distil import ScheduleTeacher
+    from tamiyo_models.online_rl.workflow import OnlineRunConfig, build_agent
+    from tamiyo_models.transitions.dataset import load_transitions
+
+    warehouse = build_warehouse(tmp_path / "data")
+    config = OnlineRunConfig(initial_policy="fixed:conv_heavy@1", feature_set="base+lifecycle", record_dir=None,
+                             distil=DistilConfig(smoothing=0.05, hidden=(32, 32), updates=1500), distil_warehouse=str(warehouse))  # fmt: skip
+    agent, features, parent = build_agent(config, out_dir=tmp_path / "out", log=lambda *_: None)
+    assert parent == "fixed:conv_heavy@1" and features == tuple(FEATURE_SETS["base+lifecycle"])
+    meta = load_policy(tmp_path / "out" / "initial-distilled.pt")[1]["metadata"]
+    assert meta["teacher_schedule"] == "fixed:conv_heavy@1" and meta["agreement_train"] > 0.97, meta
+    data = load_transitions(warehouse, "base+lifecycle")
+    x, m = torch.as_tensor(data.observations), torch.as_tensor(data.legal)
+    with torch.no_grad():
+        teacher = ScheduleTeacher("fixed:conv_heavy@1", features).logits(x, m).argmax(-1)
+        assert float((agent.logits(x, m).argmax(-1) == teacher).float().mean()) > 0.97
+        assert float(agent.entropy(x, m).mean()) > 0.05  # stochastic: every legal action keeps some mass
+    with pytest.raises(ValueError, match="fixed schedule, not an actor"):
+        build_agent(dataclasses.replace(config, distil=None), out_dir=tmp_path / "other")

@@ -13,6 +13,11 @@ here is a plain categorical actor trained on the teacher's greedy choices with l
 on the states of the teacher's own training data. Where it fits, the student's greedy action is the teacher's
 (so it starts where the teacher acts), and every legal action keeps a probability the learner can raise.
 Agreement is reported on a held-out share of the *runs* (states of one episode are not independent).
+
+The teacher can also be a fixed schedule (`fixed:<blueprint>@<epoch>`, controllers/reference.py): the best
+reference controller on the arena is one, and a learner that is to beat it should start from it rather than
+from a policy that trails it. `ScheduleTeacher` is that schedule written as a function of the observation
+features, so it labels any state, including the ones its own episodes never reach (a branch's culled seed).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..actions import ADVANCE, FINE_ACTIONS, WAIT, germinate
 from ..agents.base import PolicyModule, categorical_columns
 from ..agents.learning import fit_encoders, optimiser
 from ..agents.networks import MLPActor
@@ -54,6 +60,42 @@ class DistilResult:
     agreement_held_out: float  # the same on the held-out runs (nan when none were held out)
     entropy: float  # the student's mean entropy (nats) over all states
     history: list[dict] = field(default_factory=list)
+
+
+class ScheduleTeacher(PolicyModule):
+    """`fixed:<blueprint>@<epoch>` as scores over the observation features: graft the blueprint once the epoch
+    is reached and no seed was ever grafted (none fossilized or culled), otherwise ADVANCE, otherwise WAIT.
+    Masked and argmaxed, this is FixedSchedule.decide on every state (the host has one seed slot, so a graft is
+    legal only while the slot is free; ADVANCE only with an active seed): the fixed schedule never grafts again
+    after a cull, and neither does this. Not a learnable network and never saved; it only labels states."""
+
+    kind = "schedule-teacher"
+
+    def __init__(self, name: str, feature_names):
+        from ..controllers import reference_controller
+
+        super().__init__()
+        config = reference_controller(name)
+        if config.kind != "fixed-schedule":
+            raise ValueError(f"distil: {name!r} is not a fixed schedule (fixed:<blueprint>@<epoch>); only those can teach")
+        names = list(feature_names)
+        missing = [f for f in ("epoch", "seeds_fossilized", "seeds_culled") if f not in names]
+        if missing:
+            raise ValueError(f"distil: the schedule {name!r} reads features {missing} the feature set lacks")
+        self.name, self.germinate_epoch = name, config.germinate_epoch
+        self.columns = [names.index(f) for f in ("epoch", "seeds_fossilized", "seeds_culled")]
+        self.graft = germinate(config.blueprint).index
+        # Order of preference where legal: the due graft (3) > ADVANCE (2) > WAIT (1) > every other action (0).
+        base = torch.zeros(len(FINE_ACTIONS))
+        base[ADVANCE.index], base[WAIT.index] = 2.0, 1.0
+        self.register_buffer("base", base)
+
+    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        epoch, fossilized, culled = (obs[:, c] for c in self.columns)
+        due = (epoch >= self.germinate_epoch) & (fossilized + culled == 0)
+        scores = self.base.expand(len(obs), -1).clone()
+        scores[:, self.graft] = torch.where(due, 3.0, -1.0)
+        return scores
 
 
 def teacher_actions(teacher: PolicyModule, obs: torch.Tensor, legal: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -137,27 +179,44 @@ def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.nda
     return result
 
 
+def is_schedule(teacher: str | Path) -> bool:
+    """Whether a teacher reference names a fixed schedule rather than a policy file."""
+    return str(teacher).startswith("fixed:")
+
+
 def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path: str | Path,
-                       config: DistilConfig = DistilConfig(), *, log=print) -> Path:  # fmt: skip
-    """Distil the policy file `teacher_path` on every state of `warehouse` (the data a Phase 3 policy was trained
-    on; nothing an evaluation scores) and save the student as a policy file whose parent is the teacher.
-    An existing student of the same teacher file and settings is reused, so a resumed run starts from it again."""
+                       config: DistilConfig = DistilConfig(), *, feature_set: str = "base+lifecycle+task", log=print) -> Path:  # fmt: skip
+    """Distil the policy file `teacher_path` (or the fixed schedule it names, `fixed:<blueprint>@<epoch>`, whose
+    student reads `feature_set`) on every state of `warehouse` (the data a Phase 3 policy was trained on; nothing
+    an evaluation scores) and save the student as a policy file whose parent is the teacher.
+    An existing student of the same teacher and settings is reused, so a resumed run starts from it again."""
     from ..agents.saved import load_policy, policy_file_digest, save_policy
+    from ..features import FEATURE_SETS
     from ..transitions.dataset import load_transitions
 
-    out_path, teacher_path = Path(out_path), Path(teacher_path)
-    digest = policy_file_digest(teacher_path)
+    out_path = Path(out_path)
+    if is_schedule(teacher_path):
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"distil: unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+        features = tuple(FEATURE_SETS[feature_set])
+        teacher, parent = ScheduleTeacher(str(teacher_path), features), str(teacher_path)
+        identity = {"teacher_schedule": parent, "feature_set": feature_set}
+        algorithm, phase = f"distilled-{teacher_path}", "reference"
+    else:
+        teacher_path = Path(teacher_path)
+        identity, parent = {"teacher_sha256": policy_file_digest(teacher_path)}, str(teacher_path.resolve())
     if out_path.exists():
         meta = load_policy(out_path)[1]["metadata"]
-        if meta.get("teacher_sha256") == digest and meta.get("distil") == config.to_dict():
+        if all(meta.get(k) == v for k, v in identity.items()) and meta.get("distil") == config.to_dict():
             log(f"distil: reusing {out_path} (same teacher and settings)")
             return out_path
-    teacher, payload = load_policy(teacher_path)
-    features = tuple(payload["feature_names"])
+    if not is_schedule(teacher_path):
+        teacher, payload = load_policy(teacher_path)
+        features = tuple(payload["feature_names"])
+        algorithm, phase = f"distilled-{payload['algorithm']}", payload["phase"]
     data = load_transitions(warehouse, "full").select_features(features)
     result = distil_policy(teacher, data.observations, data.legal, features, config, groups=data.run_ids, log=log)
-    return save_policy(result.actor, features, out_path, algorithm=f"distilled-{payload['algorithm']}", phase=payload["phase"],
-                       parent=str(teacher_path.resolve()),
-                       metadata={"distil": config.to_dict(), "teacher_sha256": digest, "agreement_train": result.agreement_train,
+    return save_policy(result.actor, features, out_path, algorithm=algorithm, phase=phase, parent=parent,
+                       metadata={"distil": config.to_dict(), **identity, "agreement_train": result.agreement_train,
                                  "agreement_held_out": result.agreement_held_out, "entropy": result.entropy,
                                  "warehouse": str(Path(warehouse).resolve()), "states": len(data)})  # fmt: skip

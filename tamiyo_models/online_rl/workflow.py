@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .a2c import A2CConfig
-from .distil import DistilConfig, distil_policy_file
+from .distil import DistilConfig, distil_policy_file, is_schedule
 from .hacking import HackingWatch
 from .ppo import PPOConfig
 from .reinforce import ReinforceConfig
@@ -34,13 +34,13 @@ class OnlineRunConfig:
     workers: int = 2  # sub-environments stepped at once (worker processes, or Ray actors with ray_address)
     ray_address: str | None = None  # a Ray cluster (distributed.RayConfig's addresses): rollouts on Ray actors
     cpus_per_episode: float = 1.0  # what each Ray actor reserves
-    initial_policy: str | None = None  # a policy file or MLflow ref (Phase 1 or 3); None: a fresh MLP actor
+    initial_policy: str | None = None  # a policy file, MLflow ref (Phase 1 or 3) or fixed schedule (with distil); None: fresh
     # Start from a stochastic student of the initial policy instead (distil.py), distilled on the states of
     # `distil_warehouse`: for a near-deterministic actor such as BCQ's, whose unsupported actions have
     # probability 0 and so could never be tried.
     distil: DistilConfig | None = None
     distil_warehouse: str | None = None
-    feature_set: str = "base+lifecycle+task"  # for a fresh actor (an initial policy brings its own)
+    feature_set: str = "base+lifecycle+task"  # for a fresh actor or a schedule's student (a policy file brings its own)
     hidden: tuple[int, ...] = (128, 128)
     record_dir: str | None = "var/raw"  # the landing folder; None: no raw runs
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
@@ -99,8 +99,17 @@ def build_agent(config: OnlineRunConfig, tracker=None, out_dir: Path | None = No
 
 def initial_policy_file(config: OnlineRunConfig, tracker, out_dir: Path | None, log) -> tuple[Path, str]:
     """(the file the learner starts from, the lineage reference): `initial_policy` itself, or the model version
-    it names in MLflow, downloaded; with `distil`, the student of either (distil.py)."""
+    it names in MLflow, downloaded; with `distil`, the student of either (distil.py). A fixed schedule's name
+    (`fixed:conv_heavy@1`) is a teacher too: its student, distilled on `feature_set`."""
     path, ref = Path(config.initial_policy), config.initial_policy
+    if is_schedule(ref):  # a fixed schedule has no network: the learner starts from its student
+        if config.distil is None:
+            raise ValueError(f"initial policy {ref!r} is a fixed schedule, not an actor: distil it (--distil SMOOTHING)")
+        if not config.distil_warehouse:
+            raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
+        path = distil_policy_file(ref, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
+                                  config.distil, feature_set=config.feature_set, log=log)  # fmt: skip
+        return path, ref
     if not path.exists():
         if tracker is None:
             raise ValueError(f"initial policy {ref!r} is not a file and no MLflow tracker was given")

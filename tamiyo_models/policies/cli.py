@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="phase 4 vine: pp of final validation accuracy an action must win by to be learned (default 0.25)")
     train.add_argument("--fork-max-step", type=int, default=None, metavar="STEP",
                        help="phase 4 vine: the last step a fork may start at (default: any; the early decisions matter most)")  # fmt: skip
+    train.add_argument("--fork-min-step", type=int, default=2, metavar="STEP",
+                       help="phase 4 vine: the first step a fork may start at (default 2; 0 also tries the first decisions, "
+                       "e.g. the graft epoch of a fixed schedule's student)")
+    train.add_argument("--val-subsample", type=int, default=None, metavar="N",
+                       help="phase 4 vine: validation images of the training episodes (default: the spec's; 10000 makes a "
+                       "branch's outcome 5x less noisy on the arena, docs/online-rl.md)")  # fmt: skip
     train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
     train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
     train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
@@ -58,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--cpus-per-episode", type=float, default=1.0, help="phase 4 with Ray: CPUs each actor reserves")
     train.add_argument("--distil", type=float, default=None, metavar="SMOOTHING",
                        help="phase 4: start from a stochastic student of --parent (label smoothing, e.g. 0.05) distilled "
-                       "on --warehouse's states; for a near-deterministic parent such as BCQ (docs/online-rl.md)")
+                       "on --warehouse's states; for a near-deterministic parent such as BCQ, or a fixed schedule "
+                       "(--parent fixed:conv_heavy@1; the student reads --feature-set) (docs/online-rl.md)")
     train.add_argument("--record-dir", default="var/raw",
                        help="phase 4: landing folder the rollouts are written to as raw runs ('' for none; default var/raw)")
     train.add_argument("--updates", type=int, default=20_000, help="phase 3: gradient updates (default 20000)")
@@ -73,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--variant", choices=("A", "B", "C"), default="A", help="phase 2: A episode weights, B decision weights, C filter")
     train.add_argument("--threshold", type=float, help="phase 2 C: keep episodes with final accuracy >= this (pp)")
     train.add_argument("--parent", help="phase 2: start from this policy; phase 3: IQL's initial actor; phase 4: the "
-                       "initial actor; and the lineage parent (a file, or MLflow MODEL@alias / MODEL/version)")
+                       "initial actor (or, with --distil, a fixed schedule fixed:BLUEPRINT@EPOCH to distil); and the "
+                       "lineage parent (a file, or MLflow MODEL@alias / MODEL/version)")
     train.add_argument("--feature-set", choices=FEATURE_SETS, default=None,
                        help="phase 1 and 2 default base+lifecycle (the heuristic reads seed_total_improvement, outside "
                        "base); phase 3 default base+lifecycle+task (the task tells regimes apart); also base, base+telemetry, full")
@@ -197,7 +205,8 @@ def _run_online(args: argparse.Namespace) -> int:
         if algorithm == "vine":  # the budget in parent episodes; its branches come on top (counted in the log)
             learner = dataclasses.replace(learner, iterations=max(1, args.episodes // args.episodes_per_iteration), seed=args.seed,
                                           episodes_per_iteration=args.episodes_per_iteration, forks_per_episode=args.forks,
-                                          margin=args.margin, max_step=args.fork_max_step)  # fmt: skip
+                                          margin=args.margin, max_step=args.fork_max_step, min_step=args.fork_min_step,
+                                          val_subsample=args.val_subsample)  # fmt: skip
         else:
             learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
                                           episodes_per_iteration=args.episodes_per_iteration,
