@@ -180,7 +180,7 @@ def evaluate(args, out: Path) -> None:
     result["_meta"] = {"batch_seed": args.batch_seed, "pairs": len(configs), "final": final,
                        "config": _config(args, out).to_dict(), "training_seeds": len(seeds)}  # fmt: skip
     result["_training"] = training_summary(out / f"phase4-{args.algorithm}.pt")
-    result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(snapshots[final])}, out)
+    result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(snapshots[final])}, out, args.reference)
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     plot_curve({**curve, **live}, final, args, out / "sample-efficiency.png")
     print_live({**curve, **live}, result["_versus"])
@@ -197,9 +197,9 @@ def print_live(live: dict, versus: list) -> None:
         print(versus_line(line))
 
 
-def behaviour(configs, live_dir: Path, arms: dict, out: Path) -> dict:
-    """What the policy did on the held-out configurations, next to the heuristic and the fixed schedule on the
-    same ones: per regime, seeds created / culled, the epoch of the first germination, the blueprints grafted,
+def behaviour(configs, live_dir: Path, arms: dict, out: Path, reference: str = "fixed:conv_heavy@3") -> dict:
+    """What the policy did on the held-out configurations, next to the heuristic and the fixed schedule
+    `reference` on the same ones: per regime, seeds created / culled, the epoch of the first germination, the blueprints grafted,
     and the paired difference; and the two episodes' stories, side by side, of the configuration where the
     policy's choice differed most from the heuristic's in outcome."""
     import numpy as np
@@ -209,7 +209,7 @@ def behaviour(configs, live_dir: Path, arms: dict, out: Path) -> dict:
     from tamiyo_models.rawrun import read_raw_run
     from tamiyo_models.story import episode_story
 
-    arms = {"heuristic": ControllerConfig(kind="heuristic"), "fixed:conv_heavy@3": reference_controller("fixed:conv_heavy@3"), **arms}
+    arms = {"heuristic": ControllerConfig(kind="heuristic"), reference: reference_controller(reference), **arms}
     runs = run_paired(configs, arms, live_dir, replicate=0, execute=False)
     table: dict = {}
     for (i, arm, order), outcome in runs.outcomes.items():
@@ -234,7 +234,7 @@ def behaviour(configs, live_dir: Path, arms: dict, out: Path) -> dict:
             row["germinated_share"] = len(first) / row["episodes"]
             row["mean_test"] = float(np.mean(row.pop("test")))
     # The configuration with the largest |policy - heuristic| on test: both stories, side by side.
-    name = next(iter(a for a in arms if a not in ("heuristic", "fixed:conv_heavy@3")))
+    name = next(iter(a for a in arms if a not in ("heuristic", reference)))
     idx = list(range(len(configs)))
     diff = runs.differences(name, idx)
     if np.isfinite(diff).any():

@@ -107,7 +107,7 @@ def evaluate(args, out: Path, config) -> None:
     result["_meta"] = {"batch_seed": args.batch_seed, "pairs": len(configs), "final": final, "initial": args.initial,
                        "config": config.to_dict(), "training_seeds": len(seeds)}  # fmt: skip
     result["_training"] = json.loads((out / "vine-history.json").read_text())["history"]
-    result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(iterations[final])}, out)
+    result["_behaviour"] = behaviour(configs, live_dir, {final: policy_controller(iterations[final])}, out, args.reference)
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     print_live({**curve, **live}, result["_versus"])
 

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--replicate", type=int, default=0, metavar="K",
                           help="rerun every pair on K fresh data orders; a win counts only if it holds there too (default 0)")
     evaluate.add_argument("--references", default="",
-                          help="reference controllers judged on the same pairs, comma-separated (e.g. never,fixed:conv_heavy@6)")
+                          help="reference controllers judged on the same pairs, comma-separated (e.g. never,fixed:conv_heavy@1)")
     evaluate.add_argument("--out", type=Path, default=Path("var/evaluations"), help="folder for the reports (default var/evaluations)")
     evaluate.add_argument("--promote", action="store_true", help="move the champion alias if the candidate is better")
     tracking_args(evaluate)

@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..controllers.reference import DEFAULT_REFERENCES
 from ..stats import (
     Interval,
     expected_best_of,
@@ -49,9 +50,7 @@ class HeadroomConfig:
     spec: str = "arena"  # a generation spec with [[regimes]] (or without: one regime, "all")
     regimes: tuple[str, ...] = ()  # empty: every regime that can run on this machine
     configs_per_regime: int = 24
-    controllers: tuple[str, ...] = ("heuristic", "never", "fixed:conv_heavy@3", "fixed:conv_heavy@6",
-                                    "fixed:conv_heavy@10", "fixed:conv_light@6", "heuristic:conv_heavy", "eager",
-                                    "random")  # fmt: skip
+    controllers: tuple[str, ...] = DEFAULT_REFERENCES
     reference: str = "heuristic"
     null_orders: int = 1  # fresh data orders the reference reruns on, beyond those of the replication
     replicate: int = 2  # fresh data orders for the replication
