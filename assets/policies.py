@@ -259,8 +259,14 @@ class Phase4Config(dg.Config):
     initial_policy: str = ""  # empty: the newest Phase 1 candidate (tamiyo-phase1-imitation@candidate); "none": fresh
     # Start from a stochastic student of the initial policy, distilled on the warehouse's states with this label
     # smoothing (e.g. 0.05): for a near-deterministic Phase 3 BCQ policy (tamiyo-phase3-offline@candidate-bcq),
-    # which gives its unsupported actions probability 0. Empty: the initial policy as it is.
+    # which gives its unsupported actions probability 0, or a fixed schedule (initial_policy "fixed:conv_heavy@1",
+    # the best reference controller), which has no network. Empty: the initial policy as it is.
     distil_smoothing: Optional[float] = None
+    # vine only: the training episodes' validation images (empty: the spec's; 10000 makes a branch's outcome 5x less
+    # noisy on the arena) and the steps forks may start at (docs/online-rl.md)
+    val_subsample: Optional[int] = None
+    fork_min_step: int = 2
+    fork_max_step: Optional[int] = None
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR
 
@@ -271,8 +277,9 @@ class Phase4Config(dg.Config):
                                          "unfinished blends, culls of helping seeds, entropy collapse")])  # fmt: skip
 def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config, warehouse: WarehouseResource,
                          mlflow: MlflowTrackingResource):  # fmt: skip
-    """Phase 4: online RL (REINFORCE, A2C or PPO) in live episodes on worker processes, from the Phase 1 candidate
-    (or any policy; a Phase 3 BCQ candidate through `distil_smoothing`); every rollout episode lands as a raw run.
+    """Phase 4: online RL (REINFORCE, A2C, PPO or vine) in live episodes on worker processes, from the Phase 1
+    candidate (or any policy; a Phase 3 BCQ candidate or a fixed schedule through `distil_smoothing`); every
+    rollout episode lands as a raw run.
     On demand (hundreds of episodes): not part of the nightly job."""
     from tamiyo_models.online_rl.distil import DistilConfig
     from tamiyo_models.online_rl.workflow import OnlineRunConfig, train_online_policy
@@ -285,7 +292,8 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
     base = OnlineRunConfig()
     if config.algorithm == "vine":
         learner = dataclasses.replace(base.vine, iterations=max(1, config.episodes // config.episodes_per_iteration),
-                                      episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
+                                      episodes_per_iteration=config.episodes_per_iteration, val_subsample=config.val_subsample,
+                                      min_step=config.fork_min_step, max_step=config.fork_max_step)  # fmt: skip
     else:
         learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
                                       episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip

@@ -17,7 +17,8 @@ configurations.
 Starting from the best reference controller instead (docs/online-rl.md, "Starting from the fixed schedule"):
 `--initial fixed:conv_heavy@1 --distil 0.05 --fork-min-step 1 --fork-max-step 12` distils the schedule into a
 stochastic actor on the warehouse's states (online_rl/distil.py's ScheduleTeacher) and lets the forks also try
-the graft's own step (1) as well as the lifecycle steps after it.
+the first decision (step 1, epoch 0: a graft before any training) besides the graft's own step (2, epoch 1) and
+the lifecycle steps after it.
 """
 
 from __future__ import annotations

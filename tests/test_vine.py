@@ -166,3 +166,36 @@ def test_val_subsample_enlarges_only_the_training_episodes_validation_split(tmp_
     assert {h["config"]["dataset"]["test_subsample"] for h in headers} == {None}
     with pytest.raises(ValueError, match="val_subsample"):
         VineConfig(val_subsample=0)
+
+
+def test_tamiyo_train_vine_from_a_fixed_schedule_branches_its_graft(tmp_path, capsys):
+    """`--parent fixed:conv_heavy@1 --distil`: the learner starts from the schedule's student, which waits at the
+    first decision (step 1, epoch 0) and grafts conv_heavy at the second (epoch 1) like the schedule; with forks at
+    both (`--fork-min-step 1 --fork-max-step 2 --forks 2`) every other legal action is measured there (a graft at
+    epoch 0; waiting or another blueprint at epoch 1), in training episodes with their own validation size
+    (`--val-subsample`); the lineage names the schedule."""
+    from policy_fixtures import build_warehouse
+
+    from tamiyo_models.cli import main
+
+    warehouse = build_warehouse(tmp_path / "data")
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC)
+    code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", "fixed:conv_heavy@1", "--distil", "0.05",
+                 "--warehouse", str(warehouse), "--spec", str(spec), "--episodes", "2", "--episodes-per-iteration", "2",
+                 "--forks", "2", "--fork-min-step", "1", "--fork-max-step", "2", "--val-subsample", "60", "--workers", "1",
+                 "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"), "--no-mlflow"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert load_policy(tmp_path / "out" / "phase4-vine.pt")[1]["parent"] == "fixed:conv_heavy@1"
+    runs = [read_raw_run(p) for p in list_raw_runs(tmp_path / "landing")]
+    parents = [r for r in runs if not r.header.get("branch")]
+    branches = [r for r in runs if r.header.get("branch")]
+    assert len(parents) == 2 and all(r.header["config"]["dataset"]["val_subsample"] == 60 for r in runs)
+    for parent in parents:
+        assert [s["action"]["fine"] for s in parent.steps[:2]] == ["WAIT", "GERMINATE_conv_heavy"]  # the schedule's graft
+        forced: dict[int, set] = {}
+        for b in branches:
+            if b.header["branch"]["parent_run_id"] == parent.run_id:
+                forced.setdefault(b.header["branch"]["fork_step"], set()).add(b.header["branch"]["forced_action"])
+        others = {"GERMINATE_conv_light", "GERMINATE_attention", "GERMINATE_norm", "GERMINATE_depthwise"}
+        assert forced == {1: others | {"GERMINATE_conv_heavy"}, 2: others | {"WAIT"}}

@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--fork-max-step", type=int, default=None, metavar="STEP",
                        help="phase 4 vine: the last step a fork may start at (default: any; the early decisions matter most)")  # fmt: skip
     train.add_argument("--fork-min-step", type=int, default=2, metavar="STEP",
-                       help="phase 4 vine: the first step a fork may start at (default 2; 0 also tries the first decisions, "
-                       "e.g. the graft epoch of a fixed schedule's student)")
+                       help="phase 4 vine: the first step a fork may start at (default 2, the decision after epoch 1; 1 also "
+                       "tries the first decision, on the untrained host: a graft at epoch 0)")
     train.add_argument("--val-subsample", type=int, default=None, metavar="N",
                        help="phase 4 vine: validation images of the training episodes (default: the spec's; 10000 makes a "
                        "branch's outcome 5x less noisy on the arena, docs/online-rl.md)")  # fmt: skip
