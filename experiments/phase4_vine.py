@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--fork-max-step", type=int, default=None, help="the last step a fork may start at (default: any)")
     parser.add_argument("--seed", type=int, default=0)
     add_evaluation_args(parser, "var/phase4-arena-vine[-valN-marginM]-sSEED")
+    parser.add_argument("--train-only", action="store_true", help="no live evaluation (e.g. phase4_from_schedule.py's instead)")
     args = parser.parse_args()
     from tamiyo_models.shutdown import exit_on_sigterm
 
@@ -73,7 +74,8 @@ def main() -> int:
         args.initial = str(distilled_initial(args, out))
     if not args.eval_only:
         train_vine(args.initial, out, config, spec="arena", workers=args.workers, log=lambda line: print(line, flush=True))
-    evaluate(args, out, config)
+    if not args.train_only:
+        evaluate(args, out, config)
     return 0
 
 

@@ -1,0 +1,237 @@
+"""Branching policy iteration started from the best reference controller, live against that controller.
+
+The arena's best reference controller is a fixed schedule, conv_heavy grafted at epoch 1 (docs/arena.md), and
+no learned policy so far has beaten it: they start below it (BCQ's student) and branching holds their start's
+level. Here the learner starts *from* it (`experiments/phase4_vine.py --initial fixed:conv_heavy@1 --distil 0.05
+--fork-min-step 1 --fork-max-step 12 --val-subsample 10000 --margin 0.25 --seed K`), so whatever the branches find
+is on top of the bar. This script scores, on the test split:
+
+- the second held-out set (batch seed 20261204, 24 pairs; episodes in var/arena/second/live, where the heuristic,
+  BCQ, Phase 1 and the schedules at epochs 1 to 3 already ran on 3 data orders);
+- the third batch (the headroom study's, batch seed 20261205, 8 configurations per regime, 32 pairs; episodes in
+  var/headroom-earliest/episodes, the schedules at epochs 1 to 3 on 3 orders, no heuristic);
+
+with, on each: the schedule (the reference every difference is paired with), its student (the learner's start;
+the original order only, a check that it acts as the schedule), and each training seed's vine final (the last
+iteration, fixed in advance) on the original and 2 fresh data orders. Reported: final - schedule per seed and
+pooled over seeds (their mean per configuration), per set and over both, on the original order, the fresh orders
+(their mean) and all 3; per regime over both sets; the null control (the schedule rerun on a fresh order, RMS);
+and where the finals' actions first depart from the schedule's. Episodes already on disk are reused.
+
+    .venv/bin/python experiments/phase4_from_schedule.py [--seeds 0,1] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE = "fixed:conv_heavy@1"
+VINE = "var/phase4-arena-vine-val10000-margin0.25-forksfrom1-forksto12-from-conv_heavy@1-s{seed}"
+SETS = {  # name: (how the configurations are drawn, batch seed, the folder their episodes are in)
+    "second": ("sample", 20_261_204, "var/arena/second/live"),
+    "third": ("headroom", 20_261_205, "var/headroom-earliest/episodes"),
+}
+
+
+def set_configs(kind: str, batch_seed: int) -> list:
+    from tamiyo_models.evaluation.headroom import HeadroomConfig, headroom_configs
+    from tamiyo_models.generation import GenerationSpec
+
+    if kind == "sample":
+        return GenerationSpec.load("arena").sample(24, seed=batch_seed)
+    # The headroom study's own draw (tamiyo headroom --spec arena --configs-per-regime 8 --batch-seed 20261205).
+    return headroom_configs(HeadroomConfig(spec="arena", configs_per_regime=8, batch_seed=batch_seed))[0]
+
+
+def order_differences(runs, arm: str) -> np.ndarray:
+    """arm - reference per configuration (rows) and data order (3 columns; NaN where an episode did not run)."""
+    idx = list(range(len(runs.configs)))
+    return np.stack([runs.differences(arm, idx, order) for order in range(3)], axis=1)
+
+
+def summary(values: np.ndarray) -> dict:
+    """phase4_second_heldout's summary (mean, interval, W/T/L), or no pairs where no episode ran."""
+    from phase4_second_heldout import summary as paired_summary
+
+    return paired_summary(values) if np.isfinite(values).any() else {"pairs": 0}
+
+
+def cell(s: dict) -> str:
+    return "-" if not s.get("pairs") else f"{s['mean']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}] ({s['wtl']})"
+
+
+VIEWS = {
+    "original": lambda d: d[:, 0],
+    "fresh": lambda d: np.nanmean(d[:, 1:], axis=1),
+    "all 3": lambda d: np.nanmean(d, axis=1),
+}
+
+
+def departures(runs, arm: str) -> Counter:
+    """Where `arm`'s actions first differ from the reference's on the original order: "step N: REF -> ARM"."""
+    from tamiyo_models.rawrun import read_raw_run
+
+    found: Counter = Counter()
+    for i in range(len(runs.configs)):
+        mine, ref = runs.outcomes.get((i, arm, 0)), runs.outcomes.get((i, runs.reference, 0))
+        if mine is None or ref is None or mine.result.status != "complete":
+            continue
+        a = [s["action"]["fine"] for s in read_raw_run(mine.result.path).steps]
+        b = [s["action"]["fine"] for s in read_raw_run(ref.result.path).steps]
+        first = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), None)
+        found[
+            "same actions throughout"
+            if first is None
+            else f"step {first + 1} (epoch {first}): {b[first]} -> {a[first]}"
+        ] += 1
+    return found
+
+
+def label_quality(raw_dir: Path, margin: float = 0.25) -> dict:
+    """The training forks read back (a diagnostic on the *training* configurations, after the fact; nothing is
+    selected on it): every fork's best alternative by final validation accuracy, the labels (a win by more than
+    `margin` pp), and how many of those were better on the test split too."""
+    from collections import defaultdict
+
+    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+
+    parents, measured = {}, defaultdict(dict)
+    for path in list_raw_runs(raw_dir):
+        run = read_raw_run(path)
+        if not run.footer or run.footer.get("status") != "complete":
+            continue
+        info = run.header.get("branch")
+        scores = (float(run.footer["final_val_accuracy"]), float(run.footer["final_test_accuracy"]))
+        if info:
+            measured[(info["parent_run_id"], int(info["fork_step"]))][info["forced_action"]] = scores
+        else:
+            parents[run.run_id] = run
+    labels, forks = [], 0
+    for (parent_id, step), alternatives in measured.items():
+        parent = parents.get(parent_id)
+        if parent is None:
+            continue
+        forks += 1
+        own = parent.steps[step - 1]["action"]["fine"]
+        val, test = float(parent.footer["final_val_accuracy"]), float(parent.footer["final_test_accuracy"])
+        best = max(alternatives, key=lambda a: alternatives[a][0])
+        if alternatives[best][0] - val > margin:
+            labels.append({"step": step, "own": own, "best": best, "val_gain": alternatives[best][0] - val,
+                           "test_gain": alternatives[best][1] - test})  # fmt: skip
+    test_gains = np.array([x["test_gain"] for x in labels])
+    return {"forks": forks, "labels": labels, "better_on_test": float(np.mean(test_gains > 0)) if labels else float("nan"),
+            "mean_test_gain": float(test_gains.mean()) if labels else float("nan")}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--seeds", type=lambda s: [int(k) for k in s.split(",")], default=[0], help="vine training seeds"
+    )
+    parser.add_argument("--vine", default=VINE, help="the runs' folder, {seed} for the training seed")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="var/phase4-from-schedule")
+    args = parser.parse_args()
+    from tamiyo_models.shutdown import exit_on_sigterm
+
+    exit_on_sigterm()
+    import torch
+
+    torch.set_num_threads(1)
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.evaluation.live import check_disjoint_seeds, policy_controller
+    from tamiyo_models.evaluation.paired import run_paired
+    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.stats import noise_floor
+
+    folders = {k: Path(args.vine.format(seed=k)) for k in args.seeds}
+    finals = {f"vine-s{k}": folder / "policies" / "vine-iter-03.pt" for k, folder in folders.items()}
+    start = folders[args.seeds[0]] / "initial-distilled.pt"
+    missing = [str(p) for p in [start, *finals.values()] if not p.exists()]
+    if missing:
+        raise SystemExit(
+            f"not trained yet (experiments/phase4_vine.py --initial {REFERENCE} ...): {', '.join(missing)}"
+        )
+    seeds = {name: [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(folders[k] / "raw")]
+             for name, k in zip(finals, args.seeds)}  # fmt: skip
+    arms = {REFERENCE: reference_controller(REFERENCE), "start": policy_controller(start),
+            **{name: policy_controller(path) for name, path in finals.items()}}  # fmt: skip
+
+    per_set, regimes_of, floors, moves = {}, {}, {}, Counter()
+    for set_name, (kind, batch_seed, folder) in SETS.items():
+        configs = set_configs(kind, batch_seed)
+        for name, used in seeds.items():
+            try:  # a held-out configuration must not be one the learner trained on
+                check_disjoint_seeds(configs, used)
+            except ValueError as exc:
+                raise SystemExit(f"{name} on the {set_name} set: {exc}") from None
+        runs = run_paired(configs, arms, folder, reference=REFERENCE, replicate=2, replicate_arms=[REFERENCE, *finals],
+                          workers=args.workers)  # fmt: skip
+        floors[set_name] = noise_floor(runs.null_differences(list(range(len(configs)))))
+        diffs = {name: order_differences(runs, name) for name in ["start", *finals]}
+        diffs["pooled"] = np.mean([diffs[name] for name in finals], axis=0)
+        per_set[set_name] = diffs
+        regimes_of[set_name] = [c.regime() for c in configs]
+        for name in finals:
+            moves.update(departures(runs, name))
+
+    rows = ["start", *finals, "pooled"]
+    lines = [f"# Vine from {REFERENCE}, live against it (test split)", "",
+             "Differences paired per configuration and data order with the schedule, 95% bootstrap intervals over "
+             "configurations, (W/T/L). Fresh: 2 new data orders (same initial weights), their mean per configuration. "
+             "Null (the schedule rerun on a fresh order): " + ", ".join(f"{s} {v:.2f} pp RMS" for s, v in floors.items()) + ".",
+             ""]  # fmt: skip
+    result: dict = {"reference": REFERENCE, "seeds": args.seeds, "noise_floor": floors}
+    both = {name: np.concatenate([per_set[s][name] for s in SETS]) for name in rows}
+    for title, diffs in [
+        *((f"{s} set ({len(d['start'])} pairs)", d) for s, d in per_set.items()),
+        (f"both sets ({len(both['start'])} pairs)", both),
+    ]:
+        lines += [
+            f"## {title}",
+            "",
+            "| - " + REFERENCE + " | original order | fresh orders | all 3 orders |",
+            "|---|---|---|---|",
+        ]
+        result[title] = {}
+        for name in rows:
+            cells = {view: summary(pick(diffs[name])) for view, pick in VIEWS.items()}
+            result[title][name] = cells
+            lines.append(f"| {name} | " + " | ".join(cell(c) for c in cells.values()) + " |")
+        lines.append("")
+    regimes = np.array([r for s in SETS for r in regimes_of[s]])
+    lines += ["## Per regime, both sets, all 3 orders (pooled finals)", "", "| regime | pairs | pooled - " + REFERENCE + " |",
+              "|---|---|---|"]  # fmt: skip
+    result["per_regime"] = {}
+    for regime in sorted(set(regimes)):
+        s = summary(VIEWS["all 3"](both["pooled"][regimes == regime]))
+        result["per_regime"][regime] = s
+        lines.append(f"| {regime} | {s['pairs']} | {cell(s)} |")
+    lines += ["", "## Where the finals' actions first depart from the schedule's (original order, every seed)", ""]
+    lines += [f"- {what}: {n}" for what, n in moves.most_common()]
+    result["departures"] = dict(moves)
+    lines += ["", "## The training labels (training configurations; validation chose them, test judged them after)", ""]
+    result["labels"] = {}
+    for k, folder in folders.items():
+        q = label_quality(folder / "raw")
+        result["labels"][f"vine-s{k}"] = q
+        kinds = Counter(f"step {x['step']}: {x['own']} -> {x['best']}" for x in q["labels"])
+        lines.append(f"- vine-s{k}: {q['forks']} forks, {len(q['labels'])} labels, {q['better_on_test']:.0%} better on test "
+                     f"too (mean {q['mean_test_gain']:+.2f} pp): " + "; ".join(f"{what} x{n}" for what, n in sorted(kinds.items())))  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out / 'results.md'} and results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
