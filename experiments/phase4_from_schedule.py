@@ -136,6 +136,9 @@ def main() -> int:
     )
     parser.add_argument("--vine", default=VINE, help="the runs' folder, {seed} for the training seed")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--sets", default=",".join(SETS), help=f"held-out sets, comma-separated (default {','.join(SETS)})"
+    )
     parser.add_argument("--out", default="var/phase4-from-schedule")
     args = parser.parse_args()
     from tamiyo_models.shutdown import exit_on_sigterm
@@ -164,7 +167,12 @@ def main() -> int:
             **{name: policy_controller(path) for name, path in finals.items()}}  # fmt: skip
 
     per_set, regimes_of, floors, moves = {}, {}, {}, Counter()
-    for set_name, (kind, batch_seed, folder) in SETS.items():
+    sets = [name.strip() for name in args.sets.split(",")]
+    unknown = [name for name in sets if name not in SETS]
+    if unknown or not sets:
+        parser.error(f"unknown held-out set(s) {unknown}; known: {', '.join(SETS)}")
+    for set_name in sets:
+        kind, batch_seed, folder = SETS[set_name]
         configs = set_configs(kind, batch_seed)
         for name, used in seeds.items():
             try:  # a held-out configuration must not be one the learner trained on
@@ -188,11 +196,11 @@ def main() -> int:
              "Null (the schedule rerun on a fresh order): " + ", ".join(f"{s} {v:.2f} pp RMS" for s, v in floors.items()) + ".",
              ""]  # fmt: skip
     result: dict = {"reference": REFERENCE, "seeds": args.seeds, "noise_floor": floors}
-    both = {name: np.concatenate([per_set[s][name] for s in SETS]) for name in rows}
-    for title, diffs in [
-        *((f"{s} set ({len(d['start'])} pairs)", d) for s, d in per_set.items()),
-        (f"both sets ({len(both['start'])} pairs)", both),
-    ]:
+    both = {name: np.concatenate([per_set[s][name] for s in sets]) for name in rows}
+    sections = [(f"{s} set ({len(d['start'])} pairs)", d) for s, d in per_set.items()]
+    if len(sets) > 1:
+        sections.append((f"both sets ({len(both['start'])} pairs)", both))
+    for title, diffs in sections:
         lines += [
             f"## {title}",
             "",
@@ -205,8 +213,8 @@ def main() -> int:
             result[title][name] = cells
             lines.append(f"| {name} | " + " | ".join(cell(c) for c in cells.values()) + " |")
         lines.append("")
-    regimes = np.array([r for s in SETS for r in regimes_of[s]])
-    lines += ["## Per regime, both sets, all 3 orders (pooled finals)", "", "| regime | pairs | pooled - " + REFERENCE + " |",
+    regimes = np.array([r for s in sets for r in regimes_of[s]])
+    lines += [f"## Per regime, {' and '.join(sets)} set(s), all 3 orders (pooled finals)", "", "| regime | pairs | pooled - " + REFERENCE + " |",
               "|---|---|---|"]  # fmt: skip
     result["per_regime"] = {}
     for regime in sorted(set(regimes)):
