@@ -184,36 +184,40 @@ def is_schedule(teacher: str | Path) -> bool:
     return str(teacher).startswith("fixed:")
 
 
+def schedule_or_policy_teacher(teacher: str | Path, feature_set: str) -> tuple:
+    """(teacher module, its feature names, what identifies it, the lineage parent, the student's algorithm and
+    phase) for a policy file or a fixed schedule's name (whose student reads `feature_set`)."""
+    from ..agents.saved import load_policy, policy_file_digest
+    from ..features import FEATURE_SETS
+
+    if is_schedule(teacher):
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"distil: unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+        name, features = str(teacher), tuple(FEATURE_SETS[feature_set])
+        identity = {"teacher_schedule": name, "feature_set": feature_set}
+        return ScheduleTeacher(name, features), features, identity, name, f"distilled-{name}", "reference"
+    path = Path(teacher)
+    module, payload = load_policy(path)
+    return (module, tuple(payload["feature_names"]), {"teacher_sha256": policy_file_digest(path)}, str(path.resolve()),
+            f"distilled-{payload['algorithm']}", payload["phase"])  # fmt: skip
+
+
 def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path: str | Path,
                        config: DistilConfig = DistilConfig(), *, feature_set: str = "base+lifecycle+task", log=print) -> Path:  # fmt: skip
     """Distil the policy file `teacher_path` (or the fixed schedule it names, `fixed:<blueprint>@<epoch>`, whose
     student reads `feature_set`) on every state of `warehouse` (the data a Phase 3 policy was trained on; nothing
     an evaluation scores) and save the student as a policy file whose parent is the teacher.
     An existing student of the same teacher and settings is reused, so a resumed run starts from it again."""
-    from ..agents.saved import load_policy, policy_file_digest, save_policy
-    from ..features import FEATURE_SETS
+    from ..agents.saved import load_policy, save_policy
     from ..transitions.dataset import load_transitions
 
     out_path = Path(out_path)
-    if is_schedule(teacher_path):
-        if feature_set not in FEATURE_SETS:
-            raise ValueError(f"distil: unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
-        features = tuple(FEATURE_SETS[feature_set])
-        teacher, parent = ScheduleTeacher(str(teacher_path), features), str(teacher_path)
-        identity = {"teacher_schedule": parent, "feature_set": feature_set}
-        algorithm, phase = f"distilled-{teacher_path}", "reference"
-    else:
-        teacher_path = Path(teacher_path)
-        identity, parent = {"teacher_sha256": policy_file_digest(teacher_path)}, str(teacher_path.resolve())
+    teacher, features, identity, parent, algorithm, phase = schedule_or_policy_teacher(teacher_path, feature_set)
     if out_path.exists():
         meta = load_policy(out_path)[1]["metadata"]
         if all(meta.get(k) == v for k, v in identity.items()) and meta.get("distil") == config.to_dict():
             log(f"distil: reusing {out_path} (same teacher and settings)")
             return out_path
-    if not is_schedule(teacher_path):
-        teacher, payload = load_policy(teacher_path)
-        features = tuple(payload["feature_names"])
-        algorithm, phase = f"distilled-{payload['algorithm']}", payload["phase"]
     data = load_transitions(warehouse, "full").select_features(features)
     result = distil_policy(teacher, data.observations, data.legal, features, config, groups=data.run_ids, log=log)
     return save_policy(result.actor, features, out_path, algorithm=algorithm, phase=phase, parent=parent,
