@@ -58,12 +58,13 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
+    from tamiyo_models.online_rl.distil import is_schedule
     from tamiyo_models.online_rl.vine import VineConfig, train_vine
 
     tag = "" if args.val_subsample is None else f"-val{args.val_subsample}-margin{args.margin:g}"
     tag += "" if args.fork_min_step == 2 else f"-forksfrom{args.fork_min_step}"
     tag += "" if args.fork_max_step is None else f"-forksto{args.fork_max_step}"
-    tag += "" if args.distil is None or not args.initial.startswith("fixed:") else f"-from-{args.initial.removeprefix('fixed:')}"
+    tag += "" if args.distil is None or not is_schedule(args.initial) else f"-from-{args.initial.removeprefix('fixed:')}"
     out = Path(args.out or f"var/phase4-arena-vine{tag}-s{args.seed}")
     config = VineConfig(iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
                         forks_per_episode=args.forks, margin=args.margin, val_subsample=args.val_subsample, seed=args.seed,

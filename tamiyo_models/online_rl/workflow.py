@@ -101,16 +101,11 @@ def initial_policy_file(config: OnlineRunConfig, tracker, out_dir: Path | None, 
     """(the file the learner starts from, the lineage reference): `initial_policy` itself, or the model version
     it names in MLflow, downloaded; with `distil`, the student of either (distil.py). A fixed schedule's name
     (`fixed:conv_heavy@1`) is a teacher too: its student, distilled on `feature_set`."""
-    path, ref = Path(config.initial_policy), config.initial_policy
+    path, ref = config.initial_policy, config.initial_policy  # a file, an MLflow reference or a schedule's name
     if is_schedule(ref):  # a fixed schedule has no network: the learner starts from its student
         if config.distil is None:
             raise ValueError(f"initial policy {ref!r} is a fixed schedule, not an actor: distil it (--distil SMOOTHING)")
-        if not config.distil_warehouse:
-            raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
-        path = distil_policy_file(ref, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
-                                  config.distil, feature_set=config.feature_set, log=log)  # fmt: skip
-        return path, ref
-    if not path.exists():
+    elif not Path(path).exists():
         if tracker is None:
             raise ValueError(f"initial policy {ref!r} is not a file and no MLflow tracker was given")
         version = tracker.resolve(ref)
@@ -120,8 +115,8 @@ def initial_policy_file(config: OnlineRunConfig, tracker, out_dir: Path | None, 
         if not config.distil_warehouse:
             raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
         path = distil_policy_file(path, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
-                                  config.distil, log=log)  # fmt: skip
-    return path, ref
+                                  config.distil, feature_set=config.feature_set, log=log)  # fmt: skip
+    return Path(path), ref
 
 
 def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
