@@ -267,6 +267,8 @@ class Phase4Config(dg.Config):
     val_subsample: Optional[int] = None
     fork_min_step: int = 2
     fork_max_step: Optional[int] = None
+    # vine only: new data orders each candidate label is replayed on before it is learned (0: learned at once)
+    confirm_orders: int = 0
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR
 
@@ -293,7 +295,8 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
     if config.algorithm == "vine":
         learner = dataclasses.replace(base.vine, iterations=max(1, config.episodes // config.episodes_per_iteration),
                                       episodes_per_iteration=config.episodes_per_iteration, val_subsample=config.val_subsample,
-                                      min_step=config.fork_min_step, max_step=config.fork_max_step)  # fmt: skip
+                                      min_step=config.fork_min_step, max_step=config.fork_max_step,
+                                      confirm_orders=config.confirm_orders)  # fmt: skip
     else:
         learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
                                       episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
+import torch
 
 from .actions import Action
 from .configs import known_fields
@@ -45,6 +46,14 @@ class BranchConfig:
     max_step: int | None = None
     coarse_only: bool = False  # one branch per coarse action (GERMINATE with a random blueprint) instead of per fine action
     holes_file: str | None = None  # for fork_rule "holes": written by the coverage analysis (coverage/holes.py)
+    # Confirmation on fresh data orders (branches to the end only). Two branches of one fork share everything,
+    # the data order included, and after the fork their trajectories diverge: a difference in final accuracy is
+    # the action's effect plus that order's luck for each trajectory, which is as large as the effects to learn.
+    # So once the parent has ended, each fork where the best alternative beat the parent's final validation
+    # accuracy by more than `confirm_margin` pp is replayed from its snapshot on `confirm_orders` new data orders,
+    # the best alternative and the parent's own action on each (paired: both get the same new order).
+    confirm_orders: int = 0
+    confirm_margin: float = 0.0
 
     def __post_init__(self):
         if self.fork_rule not in FORK_RULES:
@@ -55,6 +64,10 @@ class BranchConfig:
             raise ValueError(f"max_step ({self.max_step}) must be >= min_step ({self.min_step}) (or None)")
         if self.fork_rule == "holes" and not self.holes_file:
             raise ValueError("fork rule 'holes' needs a holes_file (written by the coverage analysis)")
+        if self.confirm_orders < 0:
+            raise ValueError(f"confirm_orders must be >= 0, got {self.confirm_orders}")
+        if self.confirm_orders and self.horizon is not None:
+            raise ValueError("confirm_orders compares final accuracies: it needs branches to the end (horizon None)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -161,15 +174,25 @@ def branch_actions(legal: tuple[bool, ...], coarse_only: bool, rng, taken: Actio
     return [group[int(rng.integers(len(group)))] for group in by_coarse.values()]
 
 
-def branch_run_id(parent_run_id: str, step: int, action: Action) -> str:
+def branch_run_id(parent_run_id: str, step: int, action: Action, order: int = 0) -> str:
+    """Order 0: the parent's own data order; k >= 1: the k-th confirmation order (see BranchConfig.confirm_orders)."""
+    if order:
+        return f"{parent_run_id}-o{order}-b{step:03d}-{action.fine.lower()}"
     return f"{parent_run_id}-b{step:03d}-{action.fine.lower()}"
+
+
+def confirmation_order_seed(parent_run_id: str, step: int, order: int) -> int:
+    """The `order`-th new data-order seed of a fork: the same for every action of that fork and order, so the
+    actions stay paired. Only the data-order stream changes, as in the null control."""
+    return int(hashlib.sha256(f"{parent_run_id}/{step}/order-{order}".encode()).hexdigest()[:8], 16)
 
 
 @dataclass
 class BranchingResult:
     parent: EpisodeResult
-    branches: list[EpisodeResult] = field(default_factory=list)
+    branches: list[EpisodeResult] = field(default_factory=list)  # confirmation runs included
     fork_steps: list[int] = field(default_factory=list)
+    confirmed_steps: list[int] = field(default_factory=list)  # forks replayed on new data orders
     snapshot_seconds: list[float] = field(default_factory=list)
 
 
@@ -189,6 +212,7 @@ def run_with_branches(
     # Fork rule "random": the drawn steps still to fork at; each moves on to the next state with a choice.
     pending = list(random_fork_steps(branching, parent.run_id, config.max_epochs)) if branching.fork_rule == "random" else None
     result = BranchingResult(parent=None)  # type: ignore[arg-type]
+    kept: list[tuple[Snapshot, Action, dict[Action, EpisodeResult]]] = []  # for confirmation, once the parent ends
     try:
         while not parent.done:
             step = parent.episode.epoch + 1
@@ -212,6 +236,9 @@ def run_with_branches(
             last = config.max_epochs if branching.horizon is None else min(config.max_epochs, step + branching.horizon - 1)
             # Its own RNG: drawing from the parent's streams would change the parent's own trajectory.
             rng = np.random.default_rng(int(hashlib.sha256(f"{parent.run_id}/{step}".encode()).hexdigest()[:8], 16))
+            measured: dict[Action, EpisodeResult] = {}
+            if branching.confirm_orders:
+                kept.append((snapshot, taken, measured))
             for action in branch_actions(legal, branching.coarse_only, rng, taken):
                 run_id = branch_run_id(parent.run_id, step, action)
                 branch = restore(
@@ -224,9 +251,38 @@ def run_with_branches(
                 except Exception as exc:
                     result.branches.append(branch.finish(error=f"{type(exc).__name__}: {exc}"))
                     continue
-                result.branches.append(branch.run_to(last))
+                measured[action] = branch.run_to(last)
+                result.branches.append(measured[action])
     except Exception as exc:
         result.parent = parent.finish(error=f"{type(exc).__name__}: {exc}")
         return result
     result.parent = parent.finish()
+    for snapshot, taken, measured in kept:
+        confirm(snapshot, taken, measured, result, out_dir, branching, config.max_epochs)
     return result
+
+
+def confirm(snapshot: Snapshot, taken: Action, measured: dict[Action, EpisodeResult], result: BranchingResult,
+            out_dir: str | Path, branching: BranchConfig, max_epochs: int) -> None:  # fmt: skip
+    """Replay one fork on `branching.confirm_orders` new data orders, the best alternative and the parent's own
+    action each, if the best alternative beat the parent by more than `confirm_margin` pp (see BranchConfig)."""
+    finals = {a: r.final_val_accuracy for a, r in measured.items() if r.status == "complete"}
+    if result.parent.status != "complete" or not finals:
+        return
+    best = max(sorted(finals, key=lambda a: a.index), key=finals.__getitem__)  # of tied ones, the first by index
+    if finals[best] - result.parent.final_val_accuracy <= branching.confirm_margin:
+        return
+    result.confirmed_steps.append(snapshot.step)
+    for order in range(1, branching.confirm_orders + 1):
+        for action in (best, taken):
+            seed = confirmation_order_seed(snapshot.run_id, snapshot.step, order)
+            header = {"branch": {"parent_run_id": snapshot.run_id, "fork_step": snapshot.step, "forced_action": action.fine,
+                                 "horizon": None, "last_step": max_epochs, "data_order": order, "data_order_seed": seed}}  # fmt: skip
+            branch = restore(snapshot, out_dir, branch_run_id(snapshot.run_id, snapshot.step, action, order), header)
+            branch.episode.data_generator = torch.Generator().manual_seed(seed)
+            try:
+                branch.step(forced_action=action)
+            except Exception as exc:
+                result.branches.append(branch.finish(error=f"{type(exc).__name__}: {exc}"))
+                continue
+            result.branches.append(branch.run_to(max_epochs))

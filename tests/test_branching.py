@@ -117,3 +117,40 @@ def test_a_fork_window_keeps_every_fork_at_or_before_max_step(tmp_path, config):
     assert [s for s in range(1, 11) if should_fork(every, {}, legal, s, 0, None)] == [2, 3, 4]
     with pytest.raises(ValueError, match="max_step"):
         BranchConfig(min_step=4, max_step=3)
+
+
+def test_a_fork_that_beat_the_parent_is_replayed_on_new_data_orders_paired_by_order(tmp_path, config):
+    # confirm_margin -100: every fork counts as having beaten the parent, so each is replayed.
+    rule = BranchConfig(fork_rule="steps", steps=(4,), horizon=None, confirm_orders=2, confirm_margin=-100.0)
+    result = run_with_branches(config, tmp_path, rule)
+    parent = read_raw_run(result.parent.path)
+    taken = parent.steps[3]["action"]["fine"]
+    first = {b.run_id: read_raw_run(b.path) for b in result.branches if "-o" not in b.run_id[len(parent.run_id):]}
+    finals = {Action.from_fine(r.header["branch"]["forced_action"]).index: r.footer["final_val_accuracy"] for r in first.values()}
+    best = Action.from_index(max(sorted(finals), key=finals.__getitem__)).fine  # of tied ones, the first by index
+    replays = [read_raw_run(b.path) for b in result.branches if b.run_id.startswith(f"{parent.run_id}-o")]
+    assert result.confirmed_steps == [4]
+    # The best alternative and the parent's own action, on each of the 2 new orders: 4 runs to the episode's end.
+    assert sorted((r.header["branch"]["data_order"], r.header["branch"]["forced_action"]) for r in replays) == \
+        sorted((k, a) for k in (1, 2) for a in (best, taken))  # fmt: skip
+    for run in replays:
+        assert run.footer["status"] == "complete" and run.steps[0]["step"] == 4 and run.steps[-1]["step"] == config.max_epochs
+        assert run.steps[0]["observation"] == parent.steps[3]["observation"]  # the same state at the fork
+    # Paired: both actions of one order get the same order; the two orders differ.
+    seeds = {k: {r.header["branch"]["data_order_seed"] for r in replays if r.header["branch"]["data_order"] == k} for k in (1, 2)}
+    assert all(len(s) == 1 for s in seeds.values()) and seeds[1] != seeds[2]
+    # A new order really changes the trajectory: the parent's own action replayed there trains on other batches.
+    own = next(r for r in replays if r.header["branch"]["forced_action"] == taken and r.header["branch"]["data_order"] == 1)
+    assert own.steps[0]["outcome"] != parent.steps[3]["outcome"]
+    # Reproducible: the same fork and order give the same replay.
+    again = run_with_branches(config, tmp_path / "again", rule)
+    twin = read_raw_run(next(b.path for b in again.branches if b.run_id == own.header["run_id"]))
+    assert [_comparable(s) for s in twin.steps] == [_comparable(s) for s in own.steps]
+
+
+def test_no_replay_where_no_alternative_beat_the_parent_by_the_margin(tmp_path, config):
+    rule = BranchConfig(fork_rule="steps", steps=(4,), horizon=None, confirm_orders=2, confirm_margin=100.0)
+    result = run_with_branches(config, tmp_path, rule)
+    assert result.confirmed_steps == [] and not any(f"{result.parent.run_id}-o" in b.run_id for b in result.branches)
+    with pytest.raises(ValueError, match="horizon None"):
+        BranchConfig(horizon=3, confirm_orders=1)

@@ -47,6 +47,20 @@ def test_improvement_labels_take_the_best_action_only_past_the_margin():
         VineConfig(margin=-1)
 
 
+def test_with_confirmation_a_label_also_needs_its_gain_on_the_new_data_orders():
+    # +0.6 on the parent's order; on two new orders +0.5 and -0.1 (mean +0.2): below the margin, no label.
+    fork = ForkState("r", 3, [0.0], [True] * 8, taken=0, outcome={0: 80.0, 1: 80.2, 5: 80.6},
+                     fresh={1: {0: 81.0, 5: 81.5}, 2: {0: 80.4, 5: 80.3}})  # fmt: skip
+    assert fork.fresh_gains(5) == pytest.approx([0.5, -0.1])
+    assert improvement_labels([fork], margin=0.25) == [([0.0], [True] * 8, 5)]  # unconfirmed: the single pair decides
+    assert improvement_labels([fork], margin=0.25, confirm=True) == []
+    assert improvement_labels([fork], margin=0.15, confirm=True) == [([0.0], [True] * 8, 5)]  # mean +0.2 > 0.15
+    unreplayed = dataclasses.replace(fork, fresh={1: {0: 81.0}})  # the alternative's replay failed: no evidence
+    assert improvement_labels([unreplayed], margin=0.15, confirm=True) == []
+    with pytest.raises(ValueError, match="confirm_orders"):
+        VineConfig(confirm_orders=-1)
+
+
 def test_improve_actor_learns_the_measured_action_and_keeps_its_own_elsewhere():
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
@@ -118,6 +132,31 @@ def test_train_vine_measures_every_action_at_the_forks_and_is_resumable(tmp_path
     assert load_policy(tmp_path / "out" / "policies" / "vine-iter-01.pt")[1]["metadata"]["vine"]["margin"] == 0.1
 
 
+def test_train_vine_replays_its_candidate_labels_on_new_data_orders(tmp_path):
+    """With `confirm_orders`, exactly the forks whose best action beat the parent's own by more than the margin are
+    replayed (best and own action, each new order), read back per order, and only those whose mean gain there
+    also clears the margin become labels."""
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC)
+    initial = actor_file(tmp_path / "initial.pt")
+    config = VineConfig(iterations=1, episodes_per_iteration=3, forks_per_episode=2, max_step=3, margin=0.0, updates=50,
+                        confirm_orders=1)  # fmt: skip
+    result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
+    assert result.forks
+    for fork in result.forks:
+        best, gain = fork.best()
+        assert bool(fork.fresh) == (gain > 0.0)
+        if fork.fresh:
+            assert set(fork.fresh) == {1} and set(fork.fresh[1]) == {best, fork.taken}
+            replay = read_raw_run(tmp_path / "out" / "raw" / f"{branch_run_id(fork.run_id, fork.step, Action.from_index(best), 1)}.jsonl")
+            assert replay.footer["final_val_accuracy"] == fork.fresh[1][best]
+    row = result.history[0]
+    candidates = [f for f in result.forks if f.best()[1] > 0.0]
+    assert row["candidates"] == row["candidates_replayed"] == len(candidates)
+    assert row["relabelled"] == len(improvement_labels(result.forks, 0.0, confirm=True)) == \
+        sum(f.fresh_gains(f.best()[0])[0] > 0.0 for f in candidates)  # fmt: skip
+
+
 def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(tmp_path, capsys):
     """The command line end to end: parents and their branches land in the landing folder and ingest as linked
     runs (the measured counterfactuals the next night's Phase 3 learns from), and the policy is registered as
@@ -134,7 +173,7 @@ def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(t
     # (after a cull, during the embargo), and the run ids, hence the drawn steps, change with tmp_path.
     code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", str(initial), "--spec", str(spec),
                  "--episodes", "4", "--episodes-per-iteration", "2", "--forks", "1", "--fork-max-step", "2", "--workers", "1",
-                 "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"),
+                 "--confirm-orders", "1", "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"),
                  "--mlflow-root", str(tmp_path / "mlflow")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     policy = tmp_path / "out" / "phase4-vine.pt"

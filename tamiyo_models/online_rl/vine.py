@@ -19,6 +19,12 @@ Each iteration:
      action beats the policy's own by more than `margin` pp, that action becomes the label; everywhere else the
      label is the current policy's own greedy action on every state the parents visited. The next actor is the
      current one fine-tuned on those labels (fork labels of every iteration so far kept, weighted up).
+  2b. With `confirm_orders` K > 0, a candidate label (best action ahead by more than `margin`) is first replayed
+     from its fork on K new data orders, the best action and the policy's own on each (branching.py's
+     confirmation), and counts only if it is ahead by more than `margin` on their mean too. The common random
+     numbers stop at the fork: the two trajectories then meet different batches at different times, so one
+     pair's difference carries two draws of training luck, and the largest of several such differences is
+     mostly luck (docs/online-rl.md measures how much).
 Only validation accuracy is read (the reward's own quantity); the test split stays in the run footers. Every
 parent and branch is written as a raw run, so the next night's offline phases learn from them as well.
 """
@@ -62,6 +68,10 @@ class VineConfig:
     # the effects to learn. The validation split comes from the training pool (never the test split), so a
     # larger one costs only its scoring time; the policy then also watches a smoother validation curve.
     val_subsample: int | None = None
+    # Fresh data orders on which a candidate label is replayed before it counts (0: it counts at once). A fork's
+    # branches share the data order, yet their trajectories diverge after it, so one pair's difference carries
+    # each trajectory's luck; the label then needs its mean gain over these orders above `margin` as well.
+    confirm_orders: int = 0
     seed: int = 0  # training configurations, minibatches
 
     def __post_init__(self):
@@ -73,10 +83,12 @@ class VineConfig:
             raise ValueError(f"vine: smoothing must be in [0, 1), got {self.smoothing}")
         if self.val_subsample is not None and self.val_subsample < 1:
             raise ValueError(f"vine: val_subsample must be >= 1 (or None), got {self.val_subsample}")
+        if self.confirm_orders < 0:
+            raise ValueError(f"vine: confirm_orders must be >= 0, got {self.confirm_orders}")
 
     def branching(self) -> BranchConfig:
         return BranchConfig(horizon=None, fork_rule="random", max_forks=self.forks_per_episode, min_step=self.min_step,
-                            max_step=self.max_step)  # fmt: skip
+                            max_step=self.max_step, confirm_orders=self.confirm_orders, confirm_margin=self.margin)  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,11 +105,18 @@ class ForkState:
     legal: list[bool]
     taken: int
     outcome: dict[int, float]  # fine action index -> final validation accuracy (pp)
+    # Confirmation replays (BranchConfig.confirm_orders): data order k -> fine action index -> final val accuracy
+    fresh: dict[int, dict[int, float]] = field(default_factory=dict)
 
     def best(self) -> tuple[int, float]:
-        """The best action and its gain over the parent's own action (pp)."""
-        action = max(self.outcome, key=self.outcome.__getitem__)
+        """The best action (of tied ones, the first by index, as branching.confirm chooses) and its gain over the
+        parent's own action (pp)."""
+        action = max(sorted(self.outcome), key=self.outcome.__getitem__)
         return action, self.outcome[action] - self.outcome[self.taken]
+
+    def fresh_gains(self, action: int) -> list[float]:
+        """`action`'s gain over the parent's own action on each new data order where both were replayed (pp)."""
+        return [o[action] - o[self.taken] for o in self.fresh.values() if action in o and self.taken in o]
 
 
 @dataclass
@@ -125,8 +144,9 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
 
     raw_dir, parents = Path(raw_dir), set(parent_ids)
     branches: dict[tuple[str, int], dict[int, float]] = {}
+    fresh: dict[tuple[str, int], dict[int, dict[int, float]]] = {}  # confirmation replays, by data order
     epochs = runs = 0
-    prefixes = tuple(f"{p}-b" for p in parents)
+    prefixes = tuple(f"{p}-b" for p in parents) + tuple(f"{p}-o" for p in parents)
     for path in list_raw_runs(raw_dir):
         if not path.name.startswith(prefixes):
             continue
@@ -134,8 +154,12 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
         epochs, runs = epochs + len(run.steps), runs + 1
         info = run.header.get("branch") or {}
         if info.get("parent_run_id") in parents and run.footer and run.footer.get("status") == "complete":
-            index = Action.from_fine(info["forced_action"]).index
-            branches.setdefault((info["parent_run_id"], int(info["fork_step"])), {})[index] = float(run.footer["final_val_accuracy"])
+            index, key = Action.from_fine(info["forced_action"]).index, (info["parent_run_id"], int(info["fork_step"]))
+            final, order = float(run.footer["final_val_accuracy"]), int(info.get("data_order", 0))
+            if order:
+                fresh.setdefault(key, {}).setdefault(order, {})[index] = final
+            else:
+                branches.setdefault(key, {})[index] = final
     forks, visited = [], []
     for run_id in parent_ids:
         path = raw_dir / f"{run_id}.jsonl"
@@ -155,16 +179,20 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
             measured = branches.get((run_id, int(record["step"])))
             if measured:
                 taken = Action.from_fine(record["action"]["fine"]).index
-                forks.append(ForkState(run_id, int(record["step"]), vector, legal, taken, {taken: final, **measured}))
+                forks.append(ForkState(run_id, int(record["step"]), vector, legal, taken, {taken: final, **measured},
+                                       fresh.get((run_id, int(record["step"])), {})))  # fmt: skip
     return Forks(forks, visited, epochs, runs)
 
 
-def improvement_labels(forks: list[ForkState], margin: float) -> list[tuple[list[float], list[bool], int]]:
-    """(features, legal, action) for every fork state where an action beat the parent's own by more than `margin`."""
+def improvement_labels(forks: list[ForkState], margin: float, confirm: bool = False) -> list[tuple[list[float], list[bool], int]]:
+    """(features, legal, action) for every fork state where an action beat the parent's own by more than `margin`;
+    with `confirm`, also by more than `margin` on average over the new data orders it was replayed on (a
+    candidate whose replays all failed does not count)."""
     labels = []
     for fork in forks:
         action, gain = fork.best()
-        if gain > margin:
+        fresh = fork.fresh_gains(action)
+        if gain > margin and (not confirm or (fresh and float(np.mean(fresh)) > margin)):
             labels.append((fork.features, fork.legal, action))
     return labels
 
@@ -236,7 +264,9 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         forks, visited = measured.forks, measured.visited
         epochs_total += measured.epochs
         result.forks.extend(forks)
-        labels = improvement_labels(forks, config.margin)
+        labels = improvement_labels(forks, config.margin, confirm=config.confirm_orders > 0)
+        # How the candidates fared on new data orders: the selection-free estimate of what a label is worth.
+        replayed = [np.mean(f.fresh_gains(f.best()[0])) for f in forks if f.best()[1] > config.margin and f.fresh_gains(f.best()[0])]
         all_visited.extend(visited)
         all_labels.extend(labels)
         gains = [f.best()[1] for f in forks]
@@ -255,13 +285,16 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
                "runs_with_branches": episodes, "epochs": measured.epochs, "epochs_total": epochs_total,
                "episode_equivalents_total": float(epochs_total / np.mean([c.max_epochs for c in configs])), "forks": len(forks),
                "relabelled": len(labels), "relabelled_total": len(all_labels),
+               "candidates": sum(f.best()[1] > config.margin for f in forks), "candidates_replayed": len(replayed),
+               "candidates_fresh_gain": float(np.mean(replayed)) if replayed else float("nan"),
                "mean_best_gain": float(np.mean(gains)) if gains else float("nan"),
                "parent_final_val": float(np.mean([p.final_val_accuracy for p in parents if p.status == "complete"])),
                "seconds": time.perf_counter() - started, "policy": str(target)}  # fmt: skip
         result.history.append(row)
         log(f"vine: iteration {row['iteration']}/{config.iterations}: {len(done)} parents, {episodes} runs with branches "
             f"({measured.epochs} epochs, {row['episode_equivalents_total']:.0f} episode-equivalents so far), "
-            f"{len(forks)} forks, {len(labels)} relabelled (best gain {row['mean_best_gain']:+.2f} pp on average), "
+            f"{len(forks)} forks, {row['candidates']} candidates ({len(replayed)} replayed on new data orders, gaining "
+            f"{row['candidates_fresh_gain']:+.2f} pp there on average), {len(labels)} relabelled (best gain {row['mean_best_gain']:+.2f} pp on average), "
             f"parents' final val {row['parent_final_val']:.2f}%, {row['seconds']:.0f} s")  # fmt: skip
         if on_iteration:
             on_iteration(row)

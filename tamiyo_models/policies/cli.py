@@ -50,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--val-subsample", type=int, default=None, metavar="N",
                        help="phase 4 vine: validation images of the training episodes (default: the spec's; 10000 makes a "
                        "branch's outcome 5x less noisy on the arena, docs/online-rl.md)")  # fmt: skip
+    train.add_argument("--confirm-orders", type=int, default=0, metavar="K",
+                       help="phase 4 vine: replay each candidate label (an action that beat the policy's own by more than "
+                       "--margin) on K new data orders; it is learned only if it wins by the margin there too (default 0: "
+                       "learned at once)")  # fmt: skip
     train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
     train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
     train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
@@ -206,7 +210,7 @@ def _run_online(args: argparse.Namespace) -> int:
             learner = dataclasses.replace(learner, iterations=max(1, args.episodes // args.episodes_per_iteration), seed=args.seed,
                                           episodes_per_iteration=args.episodes_per_iteration, forks_per_episode=args.forks,
                                           margin=args.margin, max_step=args.fork_max_step, min_step=args.fork_min_step,
-                                          val_subsample=args.val_subsample)  # fmt: skip
+                                          val_subsample=args.val_subsample, confirm_orders=args.confirm_orders)  # fmt: skip
         else:
             learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
                                           episodes_per_iteration=args.episodes_per_iteration,
