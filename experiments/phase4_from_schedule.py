@@ -95,20 +95,24 @@ def departures(runs, arm: str) -> Counter:
 
 def label_quality(raw_dir: Path, margin: float = 0.25) -> dict:
     """The training forks read back (a diagnostic on the *training* configurations, after the fact; nothing is
-    selected on it): every fork's best alternative by final validation accuracy, the labels (a win by more than
-    `margin` pp), and how many of those were better on the test split too."""
+    selected on it): every fork's best alternative by final validation accuracy, the candidate labels (a win by
+    more than `margin` pp), and how many of those were better on the test split too. The test score of the same
+    branch shares that branch's training luck, so it cannot tell an effect from luck; where the candidates were
+    replayed on new data orders (vine's confirm_orders), their gains there can, and are reported beside it."""
     from collections import defaultdict
 
     from tamiyo_models.rawrun import list_raw_runs, read_raw_run
 
-    parents, measured = {}, defaultdict(dict)
+    parents, measured, replayed = {}, defaultdict(dict), defaultdict(lambda: defaultdict(dict))
     for path in list_raw_runs(raw_dir):
         run = read_raw_run(path)
         if not run.footer or run.footer.get("status") != "complete":
             continue
         info = run.header.get("branch")
         scores = (float(run.footer["final_val_accuracy"]), float(run.footer["final_test_accuracy"]))
-        if info:
+        if info and info.get("data_order"):  # a confirmation replay on a new data order
+            replayed[(info["parent_run_id"], int(info["fork_step"]))][int(info["data_order"])][info["forced_action"]] = scores
+        elif info:
             measured[(info["parent_run_id"], int(info["fork_step"]))][info["forced_action"]] = scores
         else:
             parents[run.run_id] = run
@@ -122,11 +126,36 @@ def label_quality(raw_dir: Path, margin: float = 0.25) -> dict:
         val, test = float(parent.footer["final_val_accuracy"]), float(parent.footer["final_test_accuracy"])
         best = max(alternatives, key=lambda a: alternatives[a][0])
         if alternatives[best][0] - val > margin:
+            orders = [o for o in replayed[(parent_id, step)].values() if best in o and own in o]
+            fresh_val = [o[best][0] - o[own][0] for o in orders]
             labels.append({"step": step, "own": own, "best": best, "val_gain": alternatives[best][0] - val,
-                           "test_gain": alternatives[best][1] - test})  # fmt: skip
+                           "test_gain": alternatives[best][1] - test, "fresh_val_gains": fresh_val,
+                           "fresh_test_gains": [o[best][1] - o[own][1] for o in orders],
+                           "confirmed": bool(fresh_val) and float(np.mean(fresh_val)) > margin})  # fmt: skip
     test_gains = np.array([x["test_gain"] for x in labels])
-    return {"forks": forks, "labels": labels, "better_on_test": float(np.mean(test_gains > 0)) if labels else float("nan"),
-            "mean_test_gain": float(test_gains.mean()) if labels else float("nan")}  # fmt: skip
+    fresh = [x for x in labels if x["fresh_val_gains"]]
+
+    def mean_of(key, rows):
+        return float(np.mean([np.mean(x[key]) for x in rows])) if rows else float("nan")
+
+    from tamiyo_models.stats import mean_ci
+
+    # Per candidate: its gain where it was selected, and its mean gain on the new orders (a selection-free
+    # estimate); the spread between two new orders' gains is one pair's noise (divided by sqrt 2).
+    two = [x["fresh_val_gains"][:2] for x in fresh if len(x["fresh_val_gains"]) >= 2]
+    replay_stats = {
+        "selected_val_gain": str(mean_ci([x["val_gain"] for x in fresh])),
+        "fresh_val_gain": str(mean_ci([np.mean(x["fresh_val_gains"]) for x in fresh])),
+        "fresh_test_gain": str(mean_ci([np.mean(x["fresh_test_gains"]) for x in fresh])),
+        "pair_noise_sd": float(np.std([a - b for a, b in two], ddof=1) / np.sqrt(2)) if len(two) > 1 else float("nan"),
+        "correlation_selected_fresh": float(np.corrcoef([x["val_gain"] for x in fresh], [np.mean(x["fresh_val_gains"]) for x in fresh])[0, 1])
+        if len(fresh) > 2 else float("nan"),
+    }  # fmt: skip
+    return {**replay_stats, "forks": forks, "labels": labels, "better_on_test": float(np.mean(test_gains > 0)) if labels else float("nan"),
+            "mean_test_gain": float(test_gains.mean()) if labels else float("nan"), "replayed": len(fresh),
+            "mean_fresh_val_gain": mean_of("fresh_val_gains", fresh), "mean_fresh_test_gain": mean_of("fresh_test_gains", fresh),
+            "confirmed": sum(x["confirmed"] for x in labels),
+            "confirmed_fresh_test_gain": mean_of("fresh_test_gains", [x for x in labels if x["confirmed"]])}  # fmt: skip
 
 
 def main() -> int:
@@ -140,6 +169,9 @@ def main() -> int:
         "--sets", default=",".join(SETS), help=f"held-out sets, comma-separated (default {','.join(SETS)})"
     )
     parser.add_argument("--out", default="var/phase4-from-schedule")
+    parser.add_argument("--no-start", action="store_true",
+                        help="do not run the start (the schedule's student) live; its agreement with the schedule is then "
+                        "only the distillation's, on the warehouse's states")  # fmt: skip
     args = parser.parse_args()
     from tamiyo_models.shutdown import exit_on_sigterm
 
@@ -163,7 +195,8 @@ def main() -> int:
         )
     seeds = {name: [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(folders[k] / "raw")]
              for name, k in zip(finals, args.seeds)}  # fmt: skip
-    arms = {REFERENCE: reference_controller(REFERENCE), "start": policy_controller(start),
+    starts = [] if args.no_start else ["start"]
+    arms = {REFERENCE: reference_controller(REFERENCE), **{name: policy_controller(start) for name in starts},
             **{name: policy_controller(path) for name, path in finals.items()}}  # fmt: skip
 
     per_set, regimes_of, floors, moves = {}, {}, {}, Counter()
@@ -182,14 +215,14 @@ def main() -> int:
         runs = run_paired(configs, arms, folder, reference=REFERENCE, replicate=2, replicate_arms=[REFERENCE, *finals],
                           workers=args.workers)  # fmt: skip
         floors[set_name] = noise_floor(runs.null_differences(list(range(len(configs)))))
-        diffs = {name: order_differences(runs, name) for name in ["start", *finals]}
+        diffs = {name: order_differences(runs, name) for name in [*starts, *finals]}
         diffs["pooled"] = np.mean([diffs[name] for name in finals], axis=0)
         per_set[set_name] = diffs
         regimes_of[set_name] = [c.regime() for c in configs]
         for name in finals:
             moves.update(departures(runs, name))
 
-    rows = ["start", *finals, "pooled"]
+    rows = [*starts, *finals, "pooled"]
     lines = [f"# Vine from {REFERENCE}, live against it (test split)", "",
              "Differences paired per configuration and data order with the schedule, 95% bootstrap intervals over "
              "configurations, (W/T/L). Fresh: 2 new data orders (same initial weights), their mean per configuration. "
@@ -197,9 +230,9 @@ def main() -> int:
              ""]  # fmt: skip
     result: dict = {"reference": REFERENCE, "seeds": args.seeds, "noise_floor": floors}
     both = {name: np.concatenate([per_set[s][name] for s in sets]) for name in rows}
-    sections = [(f"{s} set ({len(d['start'])} pairs)", d) for s, d in per_set.items()]
+    sections = [(f"{s} set ({len(d['pooled'])} pairs)", d) for s, d in per_set.items()]
     if len(sets) > 1:
-        sections.append((f"both sets ({len(both['start'])} pairs)", both))
+        sections.append((f"both sets ({len(both['pooled'])} pairs)", both))
     for title, diffs in sections:
         lines += [
             f"## {title}",
@@ -230,8 +263,14 @@ def main() -> int:
         q = label_quality(folder / "raw")
         result["labels"][f"vine-s{k}"] = q
         kinds = Counter(f"step {x['step']}: {x['own']} -> {x['best']}" for x in q["labels"])
-        lines.append(f"- vine-s{k}: {q['forks']} forks, {len(q['labels'])} labels, {q['better_on_test']:.0%} better on test "
-                     f"too (mean {q['mean_test_gain']:+.2f} pp): " + "; ".join(f"{what} x{n}" for what, n in sorted(kinds.items())))  # fmt: skip
+        lines.append(f"- vine-s{k}: {q['forks']} forks, {len(q['labels'])} candidate labels, {q['better_on_test']:.0%} better on "
+                     f"test too (mean {q['mean_test_gain']:+.2f} pp): " + "; ".join(f"{what} x{n}" for what, n in sorted(kinds.items())))  # fmt: skip
+        if q["replayed"]:
+            lines.append(f"  - replayed on new data orders: {q['replayed']} candidates, selected at {q['selected_val_gain']} pp on "
+                         f"validation, gaining {q['fresh_val_gain']} there on validation and {q['fresh_test_gain']} on test "
+                         f"(one pair's noise {q['pair_noise_sd']:.2f} pp SD; correlation of selected and new-order gain "
+                         f"{q['correlation_selected_fresh']:+.2f}); {q['confirmed']} confirmed (learned), gaining "
+                         f"{q['confirmed_fresh_test_gain']:+.2f} pp on test on those orders")  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
