@@ -132,30 +132,23 @@ def label_quality(raw_dir: Path, margin: float = 0.25) -> dict:
                            "test_gain": alternatives[best][1] - test, "fresh_val_gains": fresh_val,
                            "fresh_test_gains": [o[best][1] - o[own][1] for o in orders],
                            "confirmed": bool(fresh_val) and float(np.mean(fresh_val)) > margin})  # fmt: skip
-    test_gains = np.array([x["test_gain"] for x in labels])
-    fresh = [x for x in labels if x["fresh_val_gains"]]
-
-    def mean_of(key, rows):
-        return float(np.mean([np.mean(x[key]) for x in rows])) if rows else float("nan")
-
     from tamiyo_models.stats import mean_ci
 
+    test_gains = np.array([x["test_gain"] for x in labels])
+    fresh = [x for x in labels if x["fresh_val_gains"]]
     # Per candidate: its gain where it was selected, and its mean gain on the new orders (a selection-free
     # estimate); the spread between two new orders' gains is one pair's noise (divided by sqrt 2).
+    selected = [x["val_gain"] for x in fresh]
+    fresh_val, fresh_test = ([float(np.mean(x[key])) for x in fresh] for key in ("fresh_val_gains", "fresh_test_gains"))
     two = [x["fresh_val_gains"][:2] for x in fresh if len(x["fresh_val_gains"]) >= 2]
-    replay_stats = {
-        "selected_val_gain": str(mean_ci([x["val_gain"] for x in fresh])),
-        "fresh_val_gain": str(mean_ci([np.mean(x["fresh_val_gains"]) for x in fresh])),
-        "fresh_test_gain": str(mean_ci([np.mean(x["fresh_test_gains"]) for x in fresh])),
-        "pair_noise_sd": float(np.std([a - b for a, b in two], ddof=1) / np.sqrt(2)) if len(two) > 1 else float("nan"),
-        "correlation_selected_fresh": float(np.corrcoef([x["val_gain"] for x in fresh], [np.mean(x["fresh_val_gains"]) for x in fresh])[0, 1])
-        if len(fresh) > 2 else float("nan"),
-    }  # fmt: skip
-    return {**replay_stats, "forks": forks, "labels": labels, "better_on_test": float(np.mean(test_gains > 0)) if labels else float("nan"),
+    confirmed = [float(np.mean(x["fresh_test_gains"])) for x in fresh if x["confirmed"]]
+    return {"forks": forks, "labels": labels, "better_on_test": float(np.mean(test_gains > 0)) if labels else float("nan"),
             "mean_test_gain": float(test_gains.mean()) if labels else float("nan"), "replayed": len(fresh),
-            "mean_fresh_val_gain": mean_of("fresh_val_gains", fresh), "mean_fresh_test_gain": mean_of("fresh_test_gains", fresh),
-            "confirmed": sum(x["confirmed"] for x in labels),
-            "confirmed_fresh_test_gain": mean_of("fresh_test_gains", [x for x in labels if x["confirmed"]])}  # fmt: skip
+            "selected_val_gain": str(mean_ci(selected)), "fresh_val_gain": str(mean_ci(fresh_val)),
+            "fresh_test_gain": str(mean_ci(fresh_test)),
+            "pair_noise_sd": float(np.std([a - b for a, b in two], ddof=1) / np.sqrt(2)) if len(two) > 1 else float("nan"),
+            "correlation_selected_fresh": float(np.corrcoef(selected, fresh_val)[0, 1]) if len(fresh) > 2 else float("nan"),
+            "confirmed": len(confirmed), "confirmed_fresh_test_gain": float(np.mean(confirmed)) if confirmed else float("nan")}  # fmt: skip
 
 
 def main() -> int:

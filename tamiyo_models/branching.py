@@ -274,8 +274,8 @@ def confirm(snapshot: Snapshot, taken: Action, measured: dict[Action, EpisodeRes
         return
     result.confirmed_steps.append(snapshot.step)
     for order in range(1, branching.confirm_orders + 1):
+        seed = confirmation_order_seed(snapshot.run_id, snapshot.step, order)
         for action in (best, taken):
-            seed = confirmation_order_seed(snapshot.run_id, snapshot.step, order)
             header = {"branch": {"parent_run_id": snapshot.run_id, "fork_step": snapshot.step, "forced_action": action.fine,
                                  "horizon": None, "last_step": max_epochs, "data_order": order, "data_order_seed": seed}}  # fmt: skip
             branch = restore(snapshot, out_dir, branch_run_id(snapshot.run_id, snapshot.step, action, order), header)

@@ -146,7 +146,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
     branches: dict[tuple[str, int], dict[int, float]] = {}
     fresh: dict[tuple[str, int], dict[int, dict[int, float]]] = {}  # confirmation replays, by data order
     epochs = runs = 0
-    prefixes = tuple(f"{p}-b" for p in parents) + tuple(f"{p}-o" for p in parents)
+    prefixes = tuple(f"{p}-{kind}" for p in parents for kind in "bo")  # branches and their confirmation replays
     for path in list_raw_runs(raw_dir):
         if not path.name.startswith(prefixes):
             continue
@@ -266,7 +266,8 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         result.forks.extend(forks)
         labels = improvement_labels(forks, config.margin, confirm=config.confirm_orders > 0)
         # How the candidates fared on new data orders: the selection-free estimate of what a label is worth.
-        replayed = [np.mean(f.fresh_gains(f.best()[0])) for f in forks if f.best()[1] > config.margin and f.fresh_gains(f.best()[0])]
+        candidates = [f for f in forks if f.best()[1] > config.margin]
+        replayed = [np.mean(g) for g in (f.fresh_gains(f.best()[0]) for f in candidates) if g]
         all_visited.extend(visited)
         all_labels.extend(labels)
         gains = [f.best()[1] for f in forks]
@@ -285,7 +286,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
                "runs_with_branches": episodes, "epochs": measured.epochs, "epochs_total": epochs_total,
                "episode_equivalents_total": float(epochs_total / np.mean([c.max_epochs for c in configs])), "forks": len(forks),
                "relabelled": len(labels), "relabelled_total": len(all_labels),
-               "candidates": sum(f.best()[1] > config.margin for f in forks), "candidates_replayed": len(replayed),
+               "candidates": len(candidates), "candidates_replayed": len(replayed),
                "candidates_fresh_gain": float(np.mean(replayed)) if replayed else float("nan"),
                "mean_best_gain": float(np.mean(gains)) if gains else float("nan"),
                "parent_final_val": float(np.mean([p.final_val_accuracy for p in parents if p.status == "complete"])),
