@@ -16,9 +16,10 @@ the original order only, a check that it acts as the schedule), and each trainin
 iteration, fixed in advance) on the original and 2 fresh data orders. Reported: final - schedule per seed and
 pooled over seeds (their mean per configuration), per set and over both, on the original order, the fresh orders
 (their mean) and all 3; per regime over both sets; the null control (the schedule rerun on a fresh order, RMS);
-and where the finals' actions first depart from the schedule's. Episodes already on disk are reused.
+and where the finals' actions first depart from the schedule's. `--compare heuristic` runs other reference
+controllers beside them on all 3 orders and pairs the pooled finals with each. Episodes already on disk are reused.
 
-    .venv/bin/python experiments/phase4_from_schedule.py [--seeds 0,1] [--workers 2]
+    .venv/bin/python experiments/phase4_from_schedule.py [--seeds 0,1] [--workers 2] [--compare heuristic]
 """
 
 from __future__ import annotations
@@ -162,6 +163,9 @@ def main() -> int:
         "--sets", default=",".join(SETS), help=f"held-out sets, comma-separated (default {','.join(SETS)})"
     )
     parser.add_argument("--out", default="var/phase4-from-schedule")
+    parser.add_argument("--compare", default="",
+                        help="other reference controllers to run beside them on all 3 orders (comma-separated, e.g. "
+                        "heuristic); the pooled finals are paired with each")  # fmt: skip
     parser.add_argument("--no-start", action="store_true",
                         help="do not run the start (the schedule's student) live; its agreement with the schedule is then "
                         "only the distillation's, on the warehouse's states")  # fmt: skip
@@ -189,8 +193,10 @@ def main() -> int:
     seeds = {name: [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(folders[k] / "raw")]
              for name, k in zip(finals, args.seeds)}  # fmt: skip
     starts = [] if args.no_start else ["start"]
+    others = [name.strip() for name in args.compare.split(",") if name.strip()]
     arms = {REFERENCE: reference_controller(REFERENCE), **{name: policy_controller(start) for name in starts},
-            **{name: policy_controller(path) for name, path in finals.items()}}  # fmt: skip
+            **{name: policy_controller(path) for name, path in finals.items()},
+            **{name: reference_controller(name) for name in others}}  # fmt: skip
 
     per_set, regimes_of, floors, moves = {}, {}, {}, Counter()
     sets = [name.strip() for name in args.sets.split(",")]
@@ -205,24 +211,26 @@ def main() -> int:
                 check_disjoint_seeds(configs, used)
             except ValueError as exc:
                 raise SystemExit(f"{name} on the {set_name} set: {exc}") from None
-        runs = run_paired(configs, arms, folder, reference=REFERENCE, replicate=2, replicate_arms=[REFERENCE, *finals],
+        runs = run_paired(configs, arms, folder, reference=REFERENCE, replicate=2, replicate_arms=[REFERENCE, *finals, *others],
                           workers=args.workers)  # fmt: skip
         floors[set_name] = noise_floor(runs.null_differences(list(range(len(configs)))))
-        diffs = {name: order_differences(runs, name) for name in [*starts, *finals]}
+        diffs = {name: order_differences(runs, name) for name in [*starts, *finals, *others]}
         diffs["pooled"] = np.mean([diffs[name] for name in finals], axis=0)
+        for name in others:  # paired through the reference: (final - ref) - (other - ref), per configuration and order
+            diffs[f"pooled - {name}"] = diffs["pooled"] - diffs[name]
         per_set[set_name] = diffs
         regimes_of[set_name] = [c.regime() for c in configs]
         for name in finals:
             moves.update(departures(runs, name))
 
-    rows = [*starts, *finals, "pooled"]
+    rows = [*starts, *finals, "pooled", *others]
     lines = [f"# Vine from {REFERENCE}, live against it (test split)", "",
              "Differences paired per configuration and data order with the schedule, 95% bootstrap intervals over "
              "configurations, (W/T/L). Fresh: 2 new data orders (same initial weights), their mean per configuration. "
              "Null (the schedule rerun on a fresh order): " + ", ".join(f"{s} {v:.2f} pp RMS" for s, v in floors.items()) + ".",
              ""]  # fmt: skip
     result: dict = {"reference": REFERENCE, "seeds": args.seeds, "noise_floor": floors}
-    both = {name: np.concatenate([per_set[s][name] for s in sets]) for name in rows}
+    both = {name: np.concatenate([per_set[s][name] for s in sets]) for name in [*rows, *(f"pooled - {o}" for o in others)]}
     sections = [(f"{s} set ({len(d['pooled'])} pairs)", d) for s, d in per_set.items()]
     if len(sets) > 1:
         sections.append((f"both sets ({len(both['pooled'])} pairs)", both))
@@ -239,14 +247,25 @@ def main() -> int:
             result[title][name] = cells
             lines.append(f"| {name} | " + " | ".join(cell(c) for c in cells.values()) + " |")
         lines.append("")
+        if others:
+            lines += ["| pooled finals - | original order | fresh orders | all 3 orders |", "|---|---|---|---|"]
+            for name in others:
+                cells = {view: summary(pick(diffs[f"pooled - {name}"])) for view, pick in VIEWS.items()}
+                result[title][f"pooled - {name}"] = cells
+                lines.append(f"| {name} | " + " | ".join(cell(c) for c in cells.values()) + " |")
+            lines.append("")
     regimes = np.array([r for s in sets for r in regimes_of[s]])
-    lines += [f"## Per regime, {' and '.join(sets)} set(s), all 3 orders (pooled finals)", "", "| regime | pairs | pooled - " + REFERENCE + " |",
-              "|---|---|---|"]  # fmt: skip
+    columns = ["pooled", *(f"pooled - {o}" for o in others)]
+    lines += [f"## Per regime, {' and '.join(sets)} set(s), all 3 orders (pooled finals)", "",
+              "| regime | pairs | pooled - " + REFERENCE + " |" + "".join(f" {c} |" for c in columns[1:]),
+              "|---|---|---|" + "---|" * len(others)]  # fmt: skip
     result["per_regime"] = {}
     for regime in sorted(set(regimes)):
-        s = summary(VIEWS["all 3"](both["pooled"][regimes == regime]))
-        result["per_regime"][regime] = s
-        lines.append(f"| {regime} | {s['pairs']} | {cell(s)} |")
+        cells = {c: summary(VIEWS["all 3"](both[c][regimes == regime])) for c in columns}
+        result["per_regime"][regime] = cells["pooled"]
+        for o in others:
+            result["per_regime"][f"{regime}, pooled - {o}"] = cells[f"pooled - {o}"]
+        lines.append(f"| {regime} | {cells['pooled']['pairs']} | " + " | ".join(cell(c) for c in cells.values()) + " |")
     lines += ["", "## Where the finals' actions first depart from the schedule's (original order, every seed)", ""]
     lines += [f"- {what}: {n}" for what, n in moves.most_common()]
     result["departures"] = dict(moves)
