@@ -166,6 +166,9 @@ def main() -> int:
     parser.add_argument("--compare", default="",
                         help="other reference controllers to run beside them on all 3 orders (comma-separated, e.g. "
                         "heuristic); the pooled finals are paired with each")  # fmt: skip
+    parser.add_argument("--read-only", action="store_true",
+                        help="run no episode: report on the episodes already on disk (a look at an evaluation in progress; "
+                        "pairs whose episodes are missing are left out)")  # fmt: skip
     parser.add_argument("--no-start", action="store_true",
                         help="do not run the start (the schedule's student) live; its agreement with the schedule is then "
                         "only the distillation's, on the warehouse's states")  # fmt: skip
@@ -212,7 +215,7 @@ def main() -> int:
             except ValueError as exc:
                 raise SystemExit(f"{name} on the {set_name} set: {exc}") from None
         runs = run_paired(configs, arms, folder, reference=REFERENCE, replicate=2, replicate_arms=[REFERENCE, *finals, *others],
-                          workers=args.workers)  # fmt: skip
+                          workers=args.workers, execute=not args.read_only)  # fmt: skip
         floors[set_name] = noise_floor(runs.null_differences(list(range(len(configs)))))
         diffs = {name: order_differences(runs, name) for name in [*starts, *finals, *others]}
         diffs["pooled"] = np.mean([diffs[name] for name in finals], axis=0)
