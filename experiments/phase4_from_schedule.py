@@ -237,25 +237,19 @@ def main() -> int:
     sections = [(f"{s} set ({len(d['pooled'])} pairs)", d) for s, d in per_set.items()]
     if len(sets) > 1:
         sections.append((f"both sets ({len(both['pooled'])} pairs)", both))
+    # Each section: every arm - the schedule, then (with --compare) the pooled finals - each other controller.
+    tables = [(f"- {REFERENCE}", {name: name for name in rows})]
+    if others:
+        tables.append(("pooled finals -", {name: f"pooled - {name}" for name in others}))
     for title, diffs in sections:
-        lines += [
-            f"## {title}",
-            "",
-            "| - " + REFERENCE + " | original order | fresh orders | all 3 orders |",
-            "|---|---|---|---|",
-        ]
+        lines += [f"## {title}", ""]
         result[title] = {}
-        for name in rows:
-            cells = {view: summary(pick(diffs[name])) for view, pick in VIEWS.items()}
-            result[title][name] = cells
-            lines.append(f"| {name} | " + " | ".join(cell(c) for c in cells.values()) + " |")
-        lines.append("")
-        if others:
-            lines += ["| pooled finals - | original order | fresh orders | all 3 orders |", "|---|---|---|---|"]
-            for name in others:
-                cells = {view: summary(pick(diffs[f"pooled - {name}"])) for view, pick in VIEWS.items()}
-                result[title][f"pooled - {name}"] = cells
-                lines.append(f"| {name} | " + " | ".join(cell(c) for c in cells.values()) + " |")
+        for header, keys in tables:
+            lines += [f"| {header} | original order | fresh orders | all 3 orders |", "|---|---|---|---|"]
+            for label, key in keys.items():
+                cells = {view: summary(pick(diffs[key])) for view, pick in VIEWS.items()}
+                result[title][key] = cells
+                lines.append(f"| {label} | " + " | ".join(cell(c) for c in cells.values()) + " |")
             lines.append("")
     regimes = np.array([r for s in sets for r in regimes_of[s]])
     columns = ["pooled", *(f"pooled - {o}" for o in others)]
