@@ -17,9 +17,11 @@ iteration, fixed in advance) on the original and 2 fresh data orders. Reported: 
 pooled over seeds (their mean per configuration), per set and over both, on the original order, the fresh orders
 (their mean) and all 3; per regime over both sets; the null control (the schedule rerun on a fresh order, RMS);
 and where the finals' actions first depart from the schedule's. `--compare heuristic` runs other reference
-controllers beside them on all 3 orders and pairs the pooled finals with each. Episodes already on disk are reused.
+controllers beside them on all 3 orders and pairs the pooled finals with each; an entry NAME=FILE.pt runs a saved
+policy (Phase 1, Phase 3) under that name instead. Episodes already on disk are reused.
 
-    .venv/bin/python experiments/phase4_from_schedule.py [--seeds 0,1] [--workers 2] [--compare heuristic]
+    .venv/bin/python experiments/phase4_from_schedule.py [--seeds 0,1] [--workers 2] \
+        [--compare heuristic,phase3-bcq=var/phase3-from-vine/policies/phase3-bcq.pt]
 """
 
 from __future__ import annotations
@@ -164,8 +166,8 @@ def main() -> int:
     )
     parser.add_argument("--out", default="var/phase4-from-schedule")
     parser.add_argument("--compare", default="",
-                        help="other reference controllers to run beside them on all 3 orders (comma-separated, e.g. "
-                        "heuristic); the pooled finals are paired with each")  # fmt: skip
+                        help="other controllers to run beside them on all 3 orders (comma-separated): reference "
+                        "controllers (e.g. heuristic) or saved policies as NAME=FILE.pt; the pooled finals are paired with each")  # fmt: skip
     parser.add_argument("--read-only", action="store_true",
                         help="run no episode: report on the episodes already on disk (a look at an evaluation in progress; "
                         "pairs whose episodes are missing are left out)")  # fmt: skip
@@ -196,10 +198,14 @@ def main() -> int:
     seeds = {name: [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(folders[k] / "raw")]
              for name, k in zip(finals, args.seeds)}  # fmt: skip
     starts = [] if args.no_start else ["start"]
-    others = [name.strip() for name in args.compare.split(",") if name.strip()]
+    compared = dict(item.strip().partition("=")[::2] for item in args.compare.split(",") if item.strip())
+    others = list(compared)
+    not_found = [f"{name}={path}" for name, path in compared.items() if path and not Path(path).exists()]
+    if not_found:
+        parser.error(f"--compare: no such policy file: {', '.join(not_found)}")
     arms = {REFERENCE: reference_controller(REFERENCE), **{name: policy_controller(start) for name in starts},
             **{name: policy_controller(path) for name, path in finals.items()},
-            **{name: reference_controller(name) for name in others}}  # fmt: skip
+            **{name: policy_controller(Path(path)) if path else reference_controller(name) for name, path in compared.items()}}  # fmt: skip
 
     per_set, regimes_of, floors, moves = {}, {}, {}, Counter()
     sets = [name.strip() for name in args.sets.split(",")]
