@@ -18,7 +18,8 @@ pooled over seeds (their mean per configuration), per set and over both, on the 
 (their mean) and all 3; per regime over both sets; the null control (the schedule rerun on a fresh order, RMS);
 and where the finals' actions first depart from the schedule's. `--compare heuristic` runs other reference
 controllers beside them on all 3 orders and pairs the pooled finals with each; an entry NAME=FILE.pt runs a saved
-policy (Phase 1, Phase 3) under that name instead. Episodes already on disk are reused.
+policy (Phase 1, Phase 3) under that name instead, which is also paired with each other compared controller, and
+where its actions first depart from the schedule's is reported. Episodes already on disk are reused.
 
     .venv/bin/python experiments/phase4_from_schedule.py [--seeds 0,1] [--workers 2] \
         [--compare heuristic,phase3-bcq=var/phase3-from-vine/policies/phase3-bcq.pt]
@@ -200,6 +201,7 @@ def main() -> int:
     starts = [] if args.no_start else ["start"]
     compared = dict(item.strip().partition("=")[::2] for item in args.compare.split(",") if item.strip())
     others = list(compared)
+    crossed = [(a, b) for a in others if compared[a] for b in others if b != a]
     not_found = [f"{name}={path}" for name, path in compared.items() if path and not Path(path).exists()]
     if not_found:
         parser.error(f"--compare: no such policy file: {', '.join(not_found)}")
@@ -207,7 +209,7 @@ def main() -> int:
             **{name: policy_controller(path) for name, path in finals.items()},
             **{name: policy_controller(Path(path)) if path else reference_controller(name) for name, path in compared.items()}}  # fmt: skip
 
-    per_set, regimes_of, floors, moves = {}, {}, {}, Counter()
+    per_set, regimes_of, floors, moves, policy_moves = {}, {}, {}, Counter(), {}
     sets = [name.strip() for name in args.sets.split(",")]
     unknown = [name for name in sets if name not in SETS]
     if unknown or not sets:
@@ -227,10 +229,15 @@ def main() -> int:
         diffs["pooled"] = np.mean([diffs[name] for name in finals], axis=0)
         for name in others:  # paired through the reference: (final - ref) - (other - ref), per configuration and order
             diffs[f"pooled - {name}"] = diffs["pooled"] - diffs[name]
+        for a, b in crossed:  # a saved policy against each other compared controller, the same way
+            diffs[f"{a} - {b}"] = diffs[a] - diffs[b]
         per_set[set_name] = diffs
         regimes_of[set_name] = [c.regime() for c in configs]
         for name in finals:
             moves.update(departures(runs, name))
+        for name, path in compared.items():
+            if path:  # a saved policy: where it leaves the schedule says what it learned differently
+                policy_moves.setdefault(name, Counter()).update(departures(runs, name))
 
     rows = [*starts, *finals, "pooled", *others]
     lines = [f"# Vine from {REFERENCE}, live against it (test split)", "",
@@ -239,7 +246,8 @@ def main() -> int:
              "Null (the schedule rerun on a fresh order): " + ", ".join(f"{s} {v:.2f} pp RMS" for s, v in floors.items()) + ".",
              ""]  # fmt: skip
     result: dict = {"reference": REFERENCE, "seeds": args.seeds, "noise_floor": floors}
-    both = {name: np.concatenate([per_set[s][name] for s in sets]) for name in [*rows, *(f"pooled - {o}" for o in others)]}
+    paired = [*(f"pooled - {o}" for o in others), *(f"{a} - {b}" for a, b in crossed)]
+    both = {name: np.concatenate([per_set[s][name] for s in sets]) for name in [*rows, *paired]}
     sections = [(f"{s} set ({len(d['pooled'])} pairs)", d) for s, d in per_set.items()]
     if len(sets) > 1:
         sections.append((f"both sets ({len(both['pooled'])} pairs)", both))
@@ -247,6 +255,8 @@ def main() -> int:
     tables = [(f"- {REFERENCE}", {name: name for name in rows})]
     if others:
         tables.append(("pooled finals -", {name: f"pooled - {name}" for name in others}))
+    if crossed:
+        tables.append(("compared policy -", {f"{a} - {b}": f"{a} - {b}" for a, b in crossed}))
     for title, diffs in sections:
         lines += [f"## {title}", ""]
         result[title] = {}
@@ -272,6 +282,10 @@ def main() -> int:
     lines += ["", "## Where the finals' actions first depart from the schedule's (original order, every seed)", ""]
     lines += [f"- {what}: {n}" for what, n in moves.most_common()]
     result["departures"] = dict(moves)
+    for name, found in policy_moves.items():
+        lines += ["", f"## Where {name}'s actions first depart from the schedule's (original order)", ""]
+        lines += [f"- {what}: {n}" for what, n in found.most_common()]
+        result[f"departures {name}"] = dict(found)
     lines += ["", "## The training labels (training configurations; validation chose them, test judged them after)", ""]
     result["labels"] = {}
     for k, folder in folders.items():
