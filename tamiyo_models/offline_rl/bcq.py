@@ -62,6 +62,7 @@ class BCQPolicy(PolicyModule):
 
 
 def train_bcq(train: TransitionDataset, config: BCQConfig = BCQConfig(), *, selector=None, log=print) -> OfflineResult:
+    torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     t = tensors(train, config.reward_scale)

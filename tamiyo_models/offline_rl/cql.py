@@ -39,6 +39,7 @@ class CQLConfig(OfflineConfig):
 
 
 def train_cql(train: TransitionDataset, config: CQLConfig = CQLConfig(), *, selector=None, log=print) -> OfflineResult:
+    torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     t = tensors(train, config.reward_scale)

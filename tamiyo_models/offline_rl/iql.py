@@ -43,6 +43,7 @@ def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
 def train_iql(train: TransitionDataset, config: IQLConfig = IQLConfig(), *, actor: PolicyModule | None = None,
               selector=None, log=print) -> OfflineResult:  # fmt: skip
     """`actor`: an initial policy (e.g. Phase 1's network, loaded); otherwise a fresh MLP actor."""
+    torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     t = tensors(train, config.reward_scale)

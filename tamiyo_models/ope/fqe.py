@@ -63,6 +63,7 @@ def episode_starts(data: TransitionDataset) -> np.ndarray:
 def fit_fqe(policy, data: TransitionDataset, config: FQEConfig = FQEConfig(), *, policy_features=None,
             greedy: bool = True, log=None) -> FQEResult:  # fmt: skip
     """Fit Q^pi on `data` for `policy` (a PolicyModule reading `policy_features`, default the data's features)."""
+    torch.set_num_threads(config.threads)
     generator = torch.Generator().manual_seed(config.seed)
     t = tensors(data, config.reward_scale)
     index = [data.feature_names.index(n) for n in (policy_features or data.feature_names)]
