@@ -207,7 +207,7 @@ def main() -> int:
         parser.error(f"--compare: no such policy file: {', '.join(not_found)}")
     arms = {REFERENCE: reference_controller(REFERENCE), **{name: policy_controller(start) for name in starts},
             **{name: policy_controller(path) for name, path in finals.items()},
-            **{name: policy_controller(Path(path)) if path else reference_controller(name) for name, path in compared.items()}}  # fmt: skip
+            **{name: policy_controller(path) if path else reference_controller(name) for name, path in compared.items()}}  # fmt: skip
 
     per_set, regimes_of, floors, moves, policy_moves = {}, {}, {}, Counter(), {}
     sets = [name.strip() for name in args.sets.split(",")]
