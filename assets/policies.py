@@ -190,6 +190,10 @@ class Phase3Config(dg.Config):
     awr_beta: float = 3.0
     bcq_threshold: float = 0.3
     held_out: float = 0.2
+    # FQE on the held-out families: per checkpoint to choose it, then once more for the off-policy report. Most
+    # of a short run's time; fewer updates give a rougher choice and report, never a different data split.
+    selection_fqe_updates: int = 1_500
+    report_fqe_updates: int = 4_000
     start_from_phase1: bool = True  # IQL's actor starts as the Phase 1 policy (when it reads the same features)
     seed: int = 0
     out_dir: str = POLICY_DIR
@@ -220,6 +224,8 @@ def phase3_offline_policy(
             cql=dataclasses.replace(base.cql, alpha=config.alpha, updates=config.updates, seed=config.seed),
             iql=dataclasses.replace(base.iql, tau=config.tau, beta=config.awr_beta, updates=config.updates, seed=config.seed),
             bcq=dataclasses.replace(base.bcq, threshold=config.bcq_threshold, updates=config.updates, seed=config.seed),
+            selection_fqe=dataclasses.replace(base.selection_fqe, updates=config.selection_fqe_updates),
+            report_fqe=dataclasses.replace(base.report_fqe, updates=config.report_fqe_updates),
         )  # fmt: skip
         run = train_offline(warehouse.path, run_config, config.out_dir, tracker=tracker,
                             parent_run_id=mlflow.parent_run_id(context, tracker),
@@ -262,6 +268,7 @@ class Phase4Config(dg.Config):
     # which gives its unsupported actions probability 0, or a fixed schedule (initial_policy "fixed:conv_heavy@1",
     # the best reference controller), which has no network. Empty: the initial policy as it is.
     distil_smoothing: Optional[float] = None
+    distil_updates: int = 10_000  # the student's gradient steps (a minute on one core)
     # vine only: the training episodes' validation images (empty: the spec's; 10000 makes a branch's outcome 5x less
     # noisy on the arena) and the steps forks may start at (docs/online-rl.md)
     val_subsample: Optional[int] = None
@@ -289,7 +296,7 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
     import dataclasses
 
     tracker = mlflow.tracker()
-    distil = None if config.distil_smoothing is None else DistilConfig(smoothing=config.distil_smoothing)
+    distil = None if config.distil_smoothing is None else DistilConfig(smoothing=config.distil_smoothing, updates=config.distil_updates)
     initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
     base = OnlineRunConfig()
     if config.algorithm == "vine":

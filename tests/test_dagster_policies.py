@@ -1,6 +1,8 @@
 """The policy and report assets through a real Dagster materialization: a tiny real warehouse, real training,
 real MLflow on sqlite in tmp, real live paired episodes; lineage tags carry the Dagster run id."""
 
+import json
+
 import dagster as dg
 
 from assets.policies import phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy
@@ -8,6 +10,7 @@ from assets.reports import off_policy_report, policy_evaluation_report
 from assets.mlflow_resource import MlflowTrackingResource
 from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
 from policy_fixtures import build_warehouse
+from tamiyo_models.agents.saved import load_policy
 
 LIVE_SPEC = """
 name = "live-test"
@@ -16,6 +19,8 @@ max_epochs = 3
 [base.dataset]
 name = "synthetic"
 """
+# FQE's defaults (1,500 updates per checkpoint, 4,000 for the report) were most of this file's time
+QUICK_FQE = {"selection_fqe_updates": 150, "report_fqe_updates": 300}
 
 
 def test_policies_and_report_materialize_with_lineage(tmp_path):
@@ -33,7 +38,7 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     run_config = {"ops": {
         "phase1_imitation_policy": {"config": quick},
         "phase2_weighted_policy": {"config": {**quick, "variants": ["B", "C"]}},
-        "phase3_offline_policy": {"config": {"algorithms": ["cql"], "updates": 200, "out_dir": str(tmp_path / "policies")}},
+        "phase3_offline_policy": {"config": {"algorithms": ["cql"], "updates": 200, **QUICK_FQE, "out_dir": str(tmp_path / "policies")}},
         "policy_evaluation_report": {"config": {"episodes": 2, "spec": str(spec), "out_dir": str(tmp_path / "reports"),
                                                 "references": ["never"]}},
         "off_policy_report": {"config": {"updates": 100, "references": ["never"], "out_dir": str(tmp_path / "ope"),
@@ -45,6 +50,8 @@ def test_policies_and_report_materialize_with_lineage(tmp_path):
     # Phase 3 starts from what the Phase 1 asset produced, and its checks ran on held-out states
     phase3 = result.asset_materializations_for_node("phase3_offline_policy")[0].metadata
     assert phase3["parent"].value.startswith("tamiyo-phase1-imitation/") and phase3["cql_model_version"].value
+    learned = json.loads(load_policy(phase3["cql_policy_file"].value)[1]["metadata"]["config"])
+    assert (learned["selection_fqe"]["updates"], learned["report_fqe"]["updates"]) == (150, 300)  # the asset's FQE budget
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"weights_finite": True, "acts_legally_on_held_out": True}
     ope = result.asset_materializations_for_node("off_policy_report")[0].metadata
@@ -85,7 +92,6 @@ def test_phase4_starts_from_the_distilled_phase3_bcq_candidate(tmp_path):
     """Phase 3 BCQ, then Phase 4 PPO started from a stochastic student of it (distilled on the warehouse's
     states), through real Dagster materializations: the Phase 4 policy's lineage names the BCQ candidate."""
     from assets.policies import phase4_online_policy
-    from tamiyo_models.agents.saved import load_policy
 
     warehouse = build_warehouse(tmp_path / "data")
     spec = tmp_path / "live.toml"
@@ -95,9 +101,10 @@ def test_phase4_starts_from_the_distilled_phase3_bcq_candidate(tmp_path):
     policies = str(tmp_path / "policies")
     run_config = {"ops": {
         "phase1_imitation_policy": {"config": {"controllers": ["random"], "epochs": 2, "batch_size": 16, "out_dir": policies}},
-        "phase3_offline_policy": {"config": {"algorithms": ["bcq"], "updates": 200, "start_from_phase1": False,
+        "phase3_offline_policy": {"config": {"algorithms": ["bcq"], "updates": 200, "start_from_phase1": False, **QUICK_FQE,
                                              "feature_set": "base+lifecycle", "out_dir": policies}},
         "phase4_online_policy": {"config": {"initial_policy": "tamiyo-phase3-offline@candidate-bcq", "distil_smoothing": 0.05,
+                                            "distil_updates": 500,
                                             "spec": str(spec), "episodes": 4, "episodes_per_iteration": 2, "workers": 2,
                                             "record_dir": str(tmp_path / "rollouts"), "out_dir": policies}},
     }}  # fmt: skip
@@ -112,4 +119,5 @@ def test_phase4_starts_from_the_distilled_phase3_bcq_candidate(tmp_path):
     assert payload["parent"].startswith("tamiyo-phase3-offline/") and payload["phase"] == "phase4"
     _, meta = load_policy(tmp_path / "policies" / "initial-distilled.pt")
     assert meta["algorithm"] == "distilled-bcq" and 0 < meta["metadata"]["agreement_train"] <= 1
+    assert meta["metadata"]["distil"]["updates"] == 500  # the asset's distillation budget
     assert len(list((tmp_path / "rollouts").glob("*.jsonl"))) == 4  # every rollout landed as a raw run
