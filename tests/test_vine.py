@@ -221,11 +221,13 @@ def test_tamiyo_train_vine_from_a_fixed_schedule_branches_its_graft(tmp_path, ca
     spec = tmp_path / "vine-test.toml"
     spec.write_text(SPEC)
     code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", "fixed:conv_heavy@1", "--distil", "0.05",
+                 "--distil-updates", "1000",
                  "--warehouse", str(warehouse), "--spec", str(spec), "--episodes", "2", "--episodes-per-iteration", "2",
                  "--forks", "2", "--fork-min-step", "1", "--fork-max-step", "2", "--val-subsample", "60", "--workers", "1",
                  "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"), "--no-mlflow"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert load_policy(tmp_path / "out" / "phase4-vine.pt")[1]["parent"] == "fixed:conv_heavy@1"
+    assert load_policy(tmp_path / "out" / "initial-distilled.pt")[1]["metadata"]["distil"]["updates"] == 1000
     runs = [read_raw_run(p) for p in list_raw_runs(tmp_path / "landing")]
     parents = [r for r in runs if not r.header.get("branch")]
     branches = [r for r in runs if r.header.get("branch")]

@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="phase 4: start from a stochastic student of --parent (label smoothing, e.g. 0.05) distilled "
                        "on --warehouse's states; for a near-deterministic parent such as BCQ, or a fixed schedule "
                        "(--parent fixed:conv_heavy@1; the student reads --feature-set) (docs/online-rl.md)")
+    train.add_argument("--distil-updates", type=int, default=10_000,
+                       help="phase 4 with --distil: the student's gradient updates (default 10000, about a minute)")
     train.add_argument("--record-dir", default="var/raw",
                        help="phase 4: landing folder the rollouts are written to as raw runs ('' for none; default var/raw)")
     train.add_argument("--updates", type=int, default=20_000, help="phase 3: gradient updates (default 20000)")
@@ -219,7 +221,7 @@ def _run_online(args: argparse.Namespace) -> int:
                                  initial_policy=args.parent, feature_set=args.feature_set or "base+lifecycle+task",
                                  record_dir=args.record_dir or None, ray_address=args.ray_address,
                                  cpus_per_episode=args.cpus_per_episode,
-                                 distil=None if args.distil is None else DistilConfig(smoothing=args.distil, seed=args.seed),
+                                 distil=None if args.distil is None else DistilConfig(smoothing=args.distil, updates=args.distil_updates, seed=args.seed),
                                  distil_warehouse=str(args.warehouse) if args.warehouse else None, **{algorithm: learner})  # fmt: skip
         tracker = None if args.no_mlflow else tracker_from_args(args)
         total = learner.iterations * learner.episodes_per_iteration if algorithm == "vine" else args.episodes
