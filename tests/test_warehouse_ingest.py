@@ -177,6 +177,8 @@ BAD_INPUTS = {
     "accuracy above 100": (lambda p: _edit(p, lambda r: _set(r, 2, "outcome.val_accuracy_after", 150.0)), {"in_range"}),
     "accuracy below 0": (lambda p: _edit(p, lambda r: _set(r, 2, "observation.val_accuracy", -5.0)), {"in_range"}),
     "negative epoch": (lambda p: _edit(p, lambda r: (_set(r, 1, "epoch", -1))), {"epoch_sequence"}),
+    # The raw-run twin of the fuzz suite's legacy case (test_warehouse_legacy.py), which ran the ingest out of memory
+    "epoch far out of range": (lambda p: _edit(p, lambda r: _set(r, 2, "epoch", 9_214_055_445_031_988)), {"epoch_sequence"}),
     "gap in the steps": (lambda p: _edit(p, lambda r: _drop_step(r, 3)), {"consecutive_steps"}),
     "duplicate step": (lambda p: _edit(p, lambda r: _duplicate_step(r, 3)), {"consecutive_steps"}),
     "list where an object belongs": (lambda p: _edit(p, lambda r: _set(r, 2, "action", ["WAIT"])), {"type"}),

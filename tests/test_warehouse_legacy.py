@@ -100,3 +100,21 @@ def test_a_legacy_file_that_is_not_json_is_quarantined_whole(tmp_path):
     with connect_read_only(warehouse) as con:
         rows = dict(con.execute("SELECT rule, original_text FROM quarantine").fetchall())
     assert rows == {"json": '{"episode_id": 9, "decisions": [', "unknown_format": '{"hello": "world"}'}
+
+
+def test_an_epoch_far_out_of_range_is_quarantined_with_its_gap_in_words(tmp_path):
+    """Found by the fuzz suite: a legacy episode whose third decision says epoch 9.2e15. Describing the gap used
+    to build range(1, 9.2e15) and ran the ingest out of memory; now the reason counts what it cannot list."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    corrupt = _episode(7, [40.0, 50.0, 55.0, 56.0])
+    corrupt["decisions"][2]["observation"]["epoch"] = 9_214_055_445_031_988
+    _write(folder / "episode_0007.json", corrupt)
+    _write(folder / "episode_0008.json", _episode(8, [40.0, 50.0, 55.0, 56.0]))
+    warehouse = tmp_path / "w.duckdb"
+    summary = ingest_folder(folder, warehouse)
+    outcome = {Path(f.source_file).name: f.outcome for f in summary.files}
+    assert outcome == {"episode_0007.json": "quarantined", "episode_0008.json": "loaded"}
+    with connect_read_only(warehouse) as con:
+        reasons = [r for (r,) in con.execute("SELECT reason FROM quarantine").fetchall()]
+    assert any("steps: epoch 3 missing" in r and "9214055445031979 more missing" in r for r in reasons), reasons

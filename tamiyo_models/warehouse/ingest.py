@@ -518,8 +518,14 @@ def sequence_gaps(steps: pl.DataFrame) -> str:
     for column in ("epoch", "step"):
         values = steps[column].to_list()
         counts = Counter(values)
-        missing = sorted(set(range(min(values), max(values) + 1)) - set(values)) if values else []
-        parts += [f"{column} {v} missing" for v in missing[:5]] + ([f"{len(missing) - 5} more missing"] if len(missing) > 5 else [])
+        # From the gaps between the values present, never from range(min, max): a corrupt epoch of 9e15 must
+        # cost what a correct one does.
+        present = sorted(v for v in counts if v is not None)
+        missing, n_missing = [], 0
+        for low, high in zip(present, present[1:]):
+            n_missing += high - low - 1
+            missing += range(low + 1, min(high, low + 1 + 5 - len(missing)))
+        parts += [f"{column} {v} missing" for v in missing] + ([f"{n_missing - 5} more missing"] if n_missing > 5 else [])
         repeated = sorted(v for v, n in counts.items() if n > 1)
         words = {2: "twice", 3: "three times"}
         parts += [f"{column} {v} {words.get(counts[v], f'{counts[v]} times')}" for v in repeated[:5]]
