@@ -11,6 +11,8 @@ EPISODES ?= 8
 WORKERS  ?= 2
 SPEC     ?= nightly
 PAIRS    ?= 10
+# Test files spread over this many processes (pytest-xdist; each file stays in one, its fixtures shared).
+TEST_WORKERS ?= 2
 
 .PHONY: run test venv ui bench clean datasets
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -42,7 +44,7 @@ run: $(STAMP) datasets
 	$(PY) -m pipelines.run_all --spec $(SPEC) --episodes $(EPISODES) --workers $(WORKERS) --pairs $(PAIRS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The Dagster UI (127.0.0.1:3000, this project's instance) and the MLflow UI (127.0.0.1:5000); Ctrl-C stops both.
 ui: $(STAMP)

@@ -17,11 +17,32 @@ def tiny_config():
     return EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=6, seed=3)
 
 
-def pytest_terminal_summary(terminalreporter):
-    """Say how many cases the hypothesis fuzz suite tried (tests/test_warehouse_fuzz.py), when it ran."""
+def _fuzz_report() -> str | None:
     import sys
 
     module = sys.modules.get("test_warehouse_fuzz")
-    line = module.fuzz_report() if module else None
+    return module.fuzz_report() if module else None
+
+
+_WORKER_REPORTS: list[str] = []
+
+
+def pytest_sessionfinish(session):
+    """Under pytest-xdist (`make test`) the fuzz suite ran in a worker: hand its line to the controller."""
+    line = _fuzz_report()
+    if line and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["fuzz_report"] = line
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    line = getattr(node, "workeroutput", {}).get("fuzz_report")
     if line:
-        terminalreporter.write_line(line)
+        _WORKER_REPORTS.append(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many cases the hypothesis fuzz suite tried (tests/test_warehouse_fuzz.py), when it ran."""
+    for line in [*_WORKER_REPORTS, _fuzz_report()]:
+        if line:
+            terminalreporter.write_line(line)
