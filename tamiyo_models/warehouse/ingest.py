@@ -524,7 +524,7 @@ def sequence_gaps(steps: pl.DataFrame) -> str:
         missing, n_missing = [], 0
         for low, high in zip(present, present[1:]):
             n_missing += high - low - 1
-            missing += range(low + 1, min(high, low + 1 + 5 - len(missing)))
+            missing += range(low + 1, high)[: 5 - len(missing)]  # a range slices lazily
         parts += [f"{column} {v} missing" for v in missing] + ([f"{n_missing - 5} more missing"] if n_missing > 5 else [])
         repeated = sorted(v for v, n in counts.items() if n > 1)
         words = {2: "twice", 3: "three times"}
