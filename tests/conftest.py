@@ -28,7 +28,8 @@ _WORKER_REPORTS: list[str] = []
 
 
 def pytest_sessionfinish(session):
-    """Under pytest-xdist (`make test`) the fuzz suite ran in a worker: hand its line to the controller."""
+    """Under pytest-xdist (`pytest -n 2` on the whole suite) the fuzz suite ran in a worker: hand its line to the
+    controller. (`make test` runs it in a process of its own, Makefile.)"""
     line = _fuzz_report()
     if line and hasattr(session.config, "workeroutput"):
         session.config.workeroutput["fuzz_report"] = line

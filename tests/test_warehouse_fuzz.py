@@ -7,7 +7,9 @@ ingestion returns; each file is stored or quarantined, a quarantined record with
 and reason; the summary's counts add up to what the tables gained; and everything stored before is intact.
 
 Bounded for CI (FUZZ_BATCHES batches of up to 4 files; ~30-40 s on a 2-core machine); the number of files
-tried is printed at the end of the test session (conftest.py).
+tried is printed at the end of the test session (conftest.py). The cases depend on the project modules loaded in
+the process (Hypothesis draws constants from them too), so `make test` runs this file in a process of its own:
+CI tries the same cases as `pytest tests/test_warehouse_fuzz.py` on any machine, and a failure reproduces there.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def seeds(tmp_path_factory):
     for record in raw:
         # Wall-clock timings are all that differs between two generations of the run: fixed, so that the files
         # cut at drawn lengths do not move with them. The cases still depend on which project modules the process
-        # has loaded (Hypothesis also draws constants found in them): this file alone gives the same cases every
-        # run, the whole suite others (docs/warehouse.md).
+        # has loaded (Hypothesis also draws constants found in them): this file alone, as `make test` runs it,
+        # gives the same cases every run, the whole suite in one process others (docs/warehouse.md).
         if "timing" in record:
             record["timing"] = dict.fromkeys(record["timing"], 0.25)
         if "wall_seconds" in record:
