@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="var/raw", help="landing folder for raw run files (default var/raw)")
     g.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     g.add_argument("--seed", type=int, default=0, help="seed of the batch; episode i uses seed+i (default 0)")
-    g.add_argument("--spec", help="generation spec (TOML/JSON file, or a shipped name: nightly, exploration, imitation, smoke)")
+    shipped = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "specs").glob("*.toml")))
+    g.add_argument("--spec", help=f"generation spec (TOML/JSON file, or a shipped name: {shipped})")
     g.add_argument("--dataset", default="digits",
                    help="digits | fashion-mnist | cifar10 | cifar100 | synthetic | imagefolder:PATH")  # fmt: skip
     g.add_argument("--data-root", help="folder with downloaded datasets (torchvision layout)")
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-epochs", type=int, default=25, help="epochs per episode = decisions (default 25)")
     g.add_argument("--widths", type=_widths, default=(2, 4, 8), help="host channels per stage (default 2,4,8)")
     g.add_argument("--lr", type=float, default=0.05, help="host learning rate (default 0.05)")
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--batch-size", type=int, default=64, help="host training batch size (default 64)")
     g.add_argument("--controller", default="heuristic",
                    help="heuristic (default), never, eager, random, fixed:<blueprint>@<epoch> (e.g. fixed:conv_heavy@6), "
                    "heuristic:<blueprint>[+...], epsilon-heuristic, softmax-heuristic, perturbed-heuristic")  # fmt: skip
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fork-rule", default="decision-points", choices=["decision-points", "every", "random"],
                    help="where to fork: states where the action is in question (default), every --fork-every "
                    "steps, or --max-forks steps drawn at random per episode")  # fmt: skip
-    g.add_argument("--fork-every", type=int, default=5)
+    g.add_argument("--fork-every", type=int, default=5, help="with --fork-rule every: steps between forks (default 5)")
     g.add_argument("--fork-max-step", type=int, default=None, metavar="STEP",
                    help="the last step a fork may start at (default: any)")  # fmt: skip
     g.add_argument("--no-telemetry", action="store_true", help="skip the V2 research telemetry")

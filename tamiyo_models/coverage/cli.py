@@ -35,11 +35,15 @@ def register(subparsers) -> None:
         "two actions each have at least m samples, with the outcome of each action (Markdown + HTML report).",
     )
     p.add_argument("--warehouse", required=True, help="DuckDB warehouse file")
-    p.add_argument("--abstraction", default="kmeans", choices=["kmeans", "reference-buckets"])
+    p.add_argument("--abstraction", default="kmeans", choices=["kmeans", "reference-buckets"],
+                   help="abstract states: k-means clusters of the standardised features (default), or the "
+                   "reference system's (epoch // 5, plateau, has_active_seed) buckets")
     p.add_argument("--k", type=int, default=100, help="k-means clusters (default 100)")
-    p.add_argument("--feature-set", default="base", choices=["base", "base+telemetry", "full"])
+    p.add_argument("--feature-set", default="base", choices=["base", "base+telemetry", "full"],
+                   help="features the k-means clusters are fitted on (default base)")
     p.add_argument("--m", type=int, default=5, help="samples each of two actions needs in a cluster (default 5)")
-    p.add_argument("--action-level", default="coarse", choices=["coarse", "fine"])
+    p.add_argument("--action-level", default="coarse", choices=["coarse", "fine"],
+                   help="coarse: WAIT / GERMINATE / ADVANCE / CULL (default); fine: one GERMINATE per blueprint")
     p.add_argument("--horizon", type=int, default=5, help="epochs over which an action's outcome is measured")
     p.add_argument("--out", default="var/reports/coverage", help="report folder")
     p.add_argument("--model-dir", default="var/coverage", help="where the fitted k-means model is kept and reused")

@@ -25,13 +25,13 @@ def register(subparsers) -> None:
     run.add_argument("--order", choices=("manual", "weakest", "progress"), default="manual",
                      help="manual: stages in order, promoted by their rule; weakest / progress: automatic (default manual)")
     run.add_argument("--budget", type=int, default=256, help="training episodes in all (default 256)")
-    run.add_argument("--algorithm", choices=("reinforce", "a2c", "ppo"), default="ppo")
+    run.add_argument("--algorithm", choices=("reinforce", "a2c", "ppo"), default="ppo", help="online learner (default ppo)")
     run.add_argument("--parent", help="initial policy: a file or MLflow ref (default: a fresh MLP actor)")
     run.add_argument("--workers", type=int, default=2, help="environment worker processes (default 2)")
     run.add_argument("--episodes-per-iteration", type=int, default=8, help="episodes per learner update (default 8)")
     run.add_argument("--entropy-floor", type=float, default=0.0, help="mean entropy (nats) kept by a penalty (default 0)")
     run.add_argument("--record-dir", default="var/raw", help="landing folder for the rollouts ('' to keep none)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="the learner's seed: its episodes' configurations and sampling (default 0)")
     run.add_argument("--out", type=Path, default=Path("var/curriculum"),
                      help="folder for rounds, policies and curriculum.json; a curriculum there is resumed (default var/curriculum)")
     run.add_argument("--rounds", type=int, default=0, help="run at most this many rounds now, then stop (resumable; default 0: to the budget)")
@@ -52,7 +52,7 @@ def register(subparsers) -> None:
                           "this many episodes (default 0: off)")  # fmt: skip
     transfer.add_argument("--fine-tune-baseline", default="",
                           help="with --fine-tune: the other initial policy to compare with ('fresh' for a fresh actor)")
-    transfer.add_argument("--workers", type=int, default=2)
+    transfer.add_argument("--workers", type=int, default=2, help="episode worker processes (default 2)")
     transfer.add_argument("--out", type=Path, default=Path("var/transfer"), help="folder for the report (default var/transfer)")
     transfer.set_defaults(func=run_transfer)
 

@@ -22,10 +22,12 @@ def tracking_args(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
-        help="train a Phase 1 (imitation), Phase 2 (reward-weighted) or Phase 3 (offline RL) policy from the warehouse",
+        help="train a Phase 1 (imitation), 2 (reward-weighted) or 3 (offline RL) policy from the warehouse, or Phase 4 "
+        "(online RL) in live episodes",
         description="Decisions come from the warehouse (SQL), split by episode (Phase 3: by episode family, a parent "
         "with its branches); the policy is saved as one file and, unless --no-mlflow, tracked in MLflow and "
-        "registered as `candidate` for its phase (Phase 2 and 3: `candidate-<variant or algorithm>`).",
+        "registered as `candidate` for its phase (Phases 2 to 4: `candidate-<variant or algorithm>`). Phase 4 runs "
+        "episodes instead (--episodes, --workers) and reads the warehouse only to distil a --parent (--distil).",
     )
     train.add_argument("--warehouse", type=Path, help="DuckDB warehouse file to read decisions from (phases 1-3; phase 4 "
                        "with --distil: the states the student learns on)")
