@@ -50,13 +50,13 @@ def register(subparsers) -> None:
     h.add_argument("--configs-per-regime", type=int, default=24, help="paired configurations per regime (default 24)")
     h.add_argument("--controllers", default=",".join(DEFAULT_REFERENCES),
                    help="comma-separated controller names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>, "
-                   "heuristic:<blueprint>[+...] (default: %(default)s)")  # fmt: skip
-    h.add_argument("--reference", default="heuristic", help="the controller every other is paired against")
+                   f"heuristic:<blueprint>[+...] (default: {', '.join(DEFAULT_REFERENCES)})")  # fmt: skip
+    h.add_argument("--reference", default="heuristic", help="the controller every other is paired against (default heuristic)")
     h.add_argument("--replicate", type=int, default=2, metavar="K", help="fresh data orders for the replication (default 2)")
     h.add_argument("--replicate-arms", choices=("best", "all"), default="best",
                    help="rerun each regime's best controller and each configuration's hindsight winner (best), or all")
     h.add_argument("--null-orders", type=int, default=1, help="fresh data orders for the null control at least (default 1)")
-    h.add_argument("--batch-seed", type=int, default=20_261_129, help="draws the configurations (keep apart from training batches)")
+    h.add_argument("--batch-seed", type=int, default=20_261_129, help="draws the configurations (default %(default)s; keep apart from training batches)")
     h.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
     h.add_argument("--out", type=Path, default=Path("var/reports/headroom"), help="report and episodes folder")
     h.add_argument("--report-only", action="store_true",
