@@ -225,6 +225,50 @@ def test_headroom_summary_reproduces_hand_computed_numbers():
     assert "against `fixed`" in report and "vs fixed [95% CI]" in report and "heuristic rerun" not in report
 
 
+def test_fresh_orders_and_the_null_mean_are_resampled_by_configuration():
+    """Two claims the headroom report must not overstate: an arm rerun on fresh orders only where it won in
+    hindsight is not "reproducible" (its fresh interval covers a chosen subset), and the null mean's interval
+    resamples configurations, not the fresh orders that share a configuration's original run."""
+    from tamiyo_models.evaluation.headroom import HeadroomConfig, markdown_report, summarise
+    from tamiyo_models.evaluation.paired import EpisodeOutcome, PairedRuns
+
+    configs = [dataclasses.replace(_config(seed=s), tags={"regime": "r1"}) for s in range(4)]
+    arms = {"heuristic": ControllerConfig(), "fixed": reference_controller("fixed:conv_heavy@6")}
+    table = {
+        **{(i, "heuristic", 0): v for i, v in enumerate([80.0, 81.0, 82.0, 83.0])},
+        **{(i, "heuristic", 1): v for i, v in enumerate([80.5, 80.0, 82.5, 83.0])},  # null +.5, -1, +.5, 0
+        **{(i, "heuristic", 2): v for i, v in enumerate([80.5, 81.0, 81.5, 84.0])},  # null +.5, 0, -.5, +1
+        **{(i, "fixed", 0): v for i, v in enumerate([82.0, 82.0, 83.0, 84.0])},  # +2, +1, +1, +1
+        (0, "fixed", 1): 82.0, (1, "fixed", 1): 81.5,  # rerun on 2 configurations only: +1.5, +1.5
+    }
+    runs = PairedRuns(configs, arms, "heuristic")
+    for (i, arm, order), value in table.items():
+        runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, "r1", arm, order, _result(value))
+    assert runs.null_by_configuration([0, 1, 2, 3]).tolist() == [0.5, -0.5, 0.0, 0.5]
+    config = HeadroomConfig(controllers=("heuristic", "fixed"), configs_per_regime=4, resamples=2000)
+    result = summarise(runs, config)
+    (regime,) = result.regimes
+    fixed = regime.row("fixed")
+    assert fixed.difference.above_zero and fixed.fresh.above_zero and fixed.fresh.n == 2
+    assert not fixed.fresh_on_all and not fixed.reproducible
+    assert regime.null_mean.n == 4 and regime.null_mean.mean == pytest.approx(0.125)
+    report = markdown_report(result)
+    assert "+1.50 [+1.50, +1.50] on 2 of 4" in report and "✔" not in report.split("## Regime")[1]
+
+
+def test_a_difference_that_averages_to_zero_is_a_tie():
+    """Scores are float32 percentages: one policy a test image ahead of the reference and another one behind
+    pool to -3.8e-06 pp, not 0. That is a tie, not a loss; one image (0.01 pp) averaged over 6 episodes is not."""
+    from tamiyo_models.stats import TIE_TOLERANCE, probability_of_improvement, win_tie_loss
+
+    ref, ahead, behind = (float(np.float32(v)) for v in (80.12, 80.13, 80.11))
+    pooled = ((ahead - ref) + (behind - ref)) / 2
+    assert pooled != 0 and abs(pooled) < TIE_TOLERANCE
+    one_image_in_six = (float(np.float32(80.13)) - float(np.float32(80.12))) / 6
+    assert win_tie_loss([pooled, pooled, one_image_in_six, -one_image_in_six]) == (1, 2, 1)
+    assert probability_of_improvement([pooled, one_image_in_six], resamples=500).mean == pytest.approx(0.75)
+
+
 def test_headroom_runs_end_to_end_and_resumes(tmp_path):
     from tamiyo_models.evaluation.headroom import HeadroomConfig, analyse_headroom
 

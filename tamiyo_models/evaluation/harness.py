@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..stats import TIE_TOLERANCE
+
 
 @dataclass(frozen=True)
 class EvaluationConfig:
@@ -20,7 +22,7 @@ class EvaluationConfig:
     workers: int = 1
     resamples: int = 10_000
     confidence: float = 0.95
-    tie_tolerance: float = 0.0  # pp; episodes are deterministic, so identical trajectories tie exactly
+    tie_tolerance: float = TIE_TOLERANCE  # pp: identical trajectories tie, and so do averages truly 0 (stats.py)
     null_orders: int = 1  # the heuristic rerun on this many fresh data orders: the noise floor
     replicate: int = 0  # every pair rerun on K fresh data orders; a win counts only if it holds there too
     references: tuple[str, ...] = ()  # reference controllers evaluated on the same pairs (never, fixed:conv_heavy@6, ...)

@@ -35,7 +35,7 @@ from ..episode import EpisodeConfig
 from ..features import observation_features
 from ..policies.metrics import distribution
 from ..rawrun import read_raw_run
-from ..stats import Interval, mean_ci, noise_floor, pairs_needed, win_tie_loss
+from ..stats import TIE_TOLERANCE, Interval, mean_ci, noise_floor, pairs_needed, win_tie_loss
 
 
 @dataclass
@@ -75,7 +75,7 @@ class LiveEvaluation:
     seeds: dict[str, dict[str, float]]  # controller -> created/fossilized/culled (means per episode)
     agreement_coarse: float  # heuristic vs policy on the policy's own trajectories
     agreement_fine: float
-    tie_tolerance: float = 0.0
+    tie_tolerance: float = TIE_TOLERANCE
     score: str = "test"  # the split mean_* and the differences are measured on
     val_difference: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
     noise_floor: float = math.nan  # RMS of the null control's differences (pp)
@@ -152,7 +152,7 @@ def evaluate_live(
     workers: int = 1,
     resamples: int = 10_000,
     confidence: float = 0.95,
-    tie_tolerance: float = 0.0,
+    tie_tolerance: float = TIE_TOLERANCE,
     seed: int = 0,
     null_orders: int = 1,
     replicate: int = 0,
@@ -178,7 +178,7 @@ def evaluate_live_many(
     workers: int = 1,
     resamples: int = 10_000,
     confidence: float = 0.95,
-    tie_tolerance: float = 0.0,
+    tie_tolerance: float = TIE_TOLERANCE,
     seed: int = 0,
     null_orders: int = 1,
     replicate: int = 0,
@@ -224,10 +224,15 @@ def _paired_evaluation(runs, name: str, tie_tolerance: float, *, resamples: int,
     indices = list(range(len(runs.configs)))
     fresh = runs.fresh_differences(name, indices)
     for i, config in enumerate(runs.configs):
-        h, p = runs.outcomes[(i, REFERENCE, 0)].result, runs.outcomes[(i, name, 0)].result
-        bad = [r for r in (h, p) if r.status != "complete"]
+        sides = {arm: runs.outcomes.get((i, arm, 0)) for arm in (REFERENCE, name)}
+        missing = [arm for arm, o in sides.items() if o is None]
+        if missing:
+            failed += [f"{arm} on configuration {i} (seed {config.seed}): did not run" for arm in missing]
+            continue
+        h, p = sides[REFERENCE].result, sides[name].result
+        bad = [o.result for o in sides.values() if not o.ok]  # a complete run without a finite test score is no pair
         if bad:
-            failed += [f"{r.run_id}: {r.error}" for r in bad]
+            failed += [f"{r.run_id}: {r.error or 'no finite test score'}" for r in bad]
             continue
         pairs.append(
             Pair(
@@ -280,7 +285,7 @@ def _paired_evaluation(runs, name: str, tie_tolerance: float, *, resamples: int,
         tie_tolerance=tie_tolerance,
         val_difference=mean_ci([p.policy_val - p.heuristic_val for p in pairs], **ci),
         noise_floor=floor,
-        null_difference=mean_ci(null, **ci),
+        null_difference=mean_ci(runs.null_by_configuration(indices), **ci),
         pairs_for_half_pp=pairs_needed(floor, 0.5),
         pairs_for_one_pp=pairs_needed(floor, 1.0),
         fresh=mean_ci([p.fresh_difference for p in pairs], **ci) if fresh_orders else Interval(math.nan, math.nan, math.nan, 0),

@@ -119,6 +119,19 @@ class PairedRuns:
             values += [self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which) for i in indices]
         return np.array(values, dtype=np.float64)
 
+    def null_by_configuration(self, indices: list[int], which: str = "test") -> np.ndarray:
+        """The null differences averaged over the fresh orders, one per configuration (NaN: none ran). What an
+        interval of the null *mean* resamples: a configuration's orders share its order-0 run, so they are not
+        independent pairs, and resampling them apart would make the interval too narrow."""
+        orders = [o for o in self.orders(self.reference) if o > 0]
+        if not orders:
+            return np.full(len(indices), math.nan)
+        per_order = np.array([[self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which)
+                               for i in indices] for o in orders])  # fmt: skip
+        counts = np.isfinite(per_order).sum(axis=0)
+        sums = np.where(np.isfinite(per_order), per_order, 0.0).sum(axis=0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), math.nan)
+
     def failures(self, regime: str | None = None) -> list[str]:
         return [f"{o.arm} on configuration {o.config_index} (order {o.order}): {o.result.error}"
                 for o in self.outcomes.values()
