@@ -309,7 +309,8 @@ def main() -> int:
                          f"validation, gaining {q['fresh_val_gain']} there on validation and {q['fresh_test_gain']} on test "
                          f"(one pair's noise {q['pair_noise_sd']:.2f} pp SD; correlation of selected and new-order gain "
                          f"{q['correlation_selected_fresh']:+.2f}); {q['confirmed']} confirmed (learned), gaining "
-                         f"{q['confirmed_fresh_test_gain']:+.2f} pp on test on those orders")  # fmt: skip
+                         f"{q['confirmed_fresh_test_gain']:+.2f} pp on test on those orders (the orders whose validation confirmed "
+                         f"them, so this gain shares their selection: an upper bound, not an estimate)")  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
