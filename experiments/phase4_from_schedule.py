@@ -258,9 +258,13 @@ def main() -> int:
     result: dict = {"reference": REFERENCE, "seeds": args.seeds, "noise_floor": floors}
     paired = [*(f"pooled - {o}" for o in others), *(f"{a} - {b}" for a, b in crossed)]
     both = {name: np.concatenate([per_set[s][name] for s in sets]) for name in [*rows, *paired]}
-    sections = [(f"{s} set ({len(d['pooled'])} pairs)", d) for s, d in per_set.items()]
+    def pairs(d: dict) -> str:  # an evaluation in progress (--read-only) says how many of its pairs are whole yet
+        done = int(np.isfinite(d["pooled"][:, 0]).sum())
+        return f"{len(d['pooled'])} pairs" + ("" if done == len(d["pooled"]) else f", {done} run so far")
+
+    sections = [(f"{s} set ({pairs(d)})", d) for s, d in per_set.items()]
     if len(sets) > 1:
-        sections.append((f"both sets ({len(both['pooled'])} pairs)", both))
+        sections.append((f"both sets ({pairs(both)})", both))
     # Each section: every arm - the schedule, then (with --compare) the pooled finals - each other controller.
     tables = [(f"- {REFERENCE}", {name: name for name in rows})]
     if others:
