@@ -10,12 +10,15 @@ is on top of the bar. This script scores, on the test split:
   BCQ, Phase 1 and the schedules at epochs 1 to 3 already ran on 3 data orders);
 - the third batch (the headroom study's, batch seed 20261205, 8 configurations per regime, 32 pairs; episodes in
   var/headroom-earliest/episodes, the schedules at epochs 1 to 3 on 3 orders, no heuristic);
+- the fourth set (batch seed 20261206, 6 configurations per regime, 24 pairs; episodes in var/arena/fourth/live),
+  read by nothing before its evaluation: the second and third also chose the reference (epoch 1 was first tried on
+  the second and confirmed on the third), so a difference to the heuristic measured there carries that choice;
 
 with, on each: the schedule (the reference every difference is paired with), its student (the learner's start;
 the original order only, a check that it acts as the schedule), and each training seed's vine final (the last
 iteration, fixed in advance) on the original and 2 fresh data orders. Reported: final - schedule per seed and
 pooled over seeds (their mean per configuration), per set and over both, on the original order, the fresh orders
-(their mean) and all 3; per regime over both sets; the null control (the schedule rerun on a fresh order, RMS);
+(their mean) and all 3; per regime over the sets together; the null control (the schedule rerun on a fresh order, RMS);
 and where the finals' actions first depart from the schedule's. `--compare heuristic` runs other reference
 controllers beside them on all 3 orders and pairs the pooled finals with each; an entry NAME=FILE.pt runs a saved
 policy (Phase 1, Phase 3) under that name instead, which is also paired with each other compared controller, and
@@ -264,7 +267,7 @@ def main() -> int:
 
     sections = [(f"{s} set ({pairs(d)})", d) for s, d in per_set.items()]
     if len(sets) > 1:
-        sections.append((f"both sets ({pairs(both)})", both))
+        sections.append((f"{'both' if len(sets) == 2 else f'all {len(sets)}'} sets ({pairs(both)})", both))
     # Each section: every arm - the schedule, then (with --compare) the pooled finals - each other controller.
     tables = [(f"- {REFERENCE}", {name: name for name in rows})]
     if others:
