@@ -69,6 +69,13 @@ class EpisodeOutcome:
         return r.final_test_accuracy if which == "test" else r.final_val_accuracy
 
 
+def _mean_over_orders(per_order: np.ndarray) -> np.ndarray:
+    """Rows: data orders, columns: configurations. The mean of each column's finite values (NaN: none)."""
+    counts = np.isfinite(per_order).sum(axis=0)
+    sums = np.where(np.isfinite(per_order), per_order, 0.0).sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), math.nan)
+
+
 @dataclass
 class PairedRuns:
     """Every episode of a paired design, indexed by (configuration, arm, order)."""
@@ -105,10 +112,7 @@ class PairedRuns:
         orders = [o for o in self.orders(arm) if o > 0 and o in self.orders(self.reference)]
         if not orders:
             return np.full(len(indices), math.nan)
-        per_order = np.array([self.differences(arm, indices, o, which) for o in orders])
-        counts = np.isfinite(per_order).sum(axis=0)
-        sums = np.where(np.isfinite(per_order), per_order, 0.0).sum(axis=0)
-        return np.where(counts > 0, sums / np.maximum(counts, 1), math.nan)
+        return _mean_over_orders(np.array([self.differences(arm, indices, o, which) for o in orders]))
 
     def null_differences(self, indices: list[int], which: str = "test") -> np.ndarray:
         """reference(fresh order k) - reference(order 0), every k and configuration: luck alone."""
@@ -126,11 +130,8 @@ class PairedRuns:
         orders = [o for o in self.orders(self.reference) if o > 0]
         if not orders:
             return np.full(len(indices), math.nan)
-        per_order = np.array([[self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which)
-                               for i in indices] for o in orders])  # fmt: skip
-        counts = np.isfinite(per_order).sum(axis=0)
-        sums = np.where(np.isfinite(per_order), per_order, 0.0).sum(axis=0)
-        return np.where(counts > 0, sums / np.maximum(counts, 1), math.nan)
+        return _mean_over_orders(np.array([[self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which)
+                                            for i in indices] for o in orders]))  # fmt: skip
 
     def failures(self, regime: str | None = None) -> list[str]:
         return [f"{o.arm} on configuration {o.config_index} (order {o.order}): {o.result.error}"
