@@ -49,9 +49,11 @@ run: $(STAMP) datasets
 FUZZ_TESTS := tests/test_warehouse_fuzz.py
 
 test: $(STAMP)
+	@echo "$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=$(FUZZ_TESTS)"; \
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=$(FUZZ_TESTS); rest=$$?; \
+	echo "$(PY) -m pytest -q $(FUZZ_TESTS)"; \
 	$(PY) -m pytest -q $(FUZZ_TESTS); fuzz=$$?; \
-	echo "make test: rest of the suite exit $$rest, fuzz suite exit $$fuzz"; \
+	echo "make test: the suite exited $$rest, the fuzz suite $$fuzz"; \
 	exit $$(( rest != 0 ? rest : fuzz ))
 
 # The Dagster UI (127.0.0.1:3000, this project's instance) and the MLflow UI (127.0.0.1:5000); Ctrl-C stops both.
