@@ -103,7 +103,8 @@ def test_each_algorithm_finds_the_best_legal_arm(name):
     env = MaskedBandit()
     obs, info = env.reset(seed=0)
     assert _greedy(agent, obs, info["action_mask"]) == 2
-    probs = agent.probabilities(torch.as_tensor(obs)[None], torch.as_tensor(info["action_mask"])[None])[0]
+    with torch.no_grad():
+        probs = agent.probabilities(torch.as_tensor(obs)[None], torch.as_tensor(info["action_mask"])[None])[0]
     assert float(probs[~torch.as_tensor(info["action_mask"])].sum()) == 0.0  # masking: no mass on arm 7
     assert result.history[-1]["mean_return"] > 0.8
 
