@@ -47,12 +47,12 @@ run: $(STAMP) datasets
 # modules loaded in the process, so only there are its cases the same on every run and machine, those of
 # `pytest tests/test_warehouse_fuzz.py`, which reproduces any failure CI shows (docs/warehouse.md).
 FUZZ_TESTS := tests/test_warehouse_fuzz.py
+SUITE_CMD  = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=$(FUZZ_TESTS)
+FUZZ_CMD   = $(PY) -m pytest -q $(FUZZ_TESTS)
 
 test: $(STAMP)
-	@echo "$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=$(FUZZ_TESTS)"; \
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=$(FUZZ_TESTS); rest=$$?; \
-	echo "$(PY) -m pytest -q $(FUZZ_TESTS)"; \
-	$(PY) -m pytest -q $(FUZZ_TESTS); fuzz=$$?; \
+	@echo "$(SUITE_CMD)"; $(SUITE_CMD); rest=$$?; \
+	echo "$(FUZZ_CMD)"; $(FUZZ_CMD); fuzz=$$?; \
 	echo "make test: the suite exited $$rest, the fuzz suite $$fuzz"; \
 	exit $$(( rest != 0 ? rest : fuzz ))
 

@@ -72,7 +72,8 @@ def reference() -> str:
 
 
 def _anchor(words: str) -> str:
-    """The heading's anchor as GitHub and GitLab write it: lower case, spaces to hyphens, backticks dropped."""
+    """The heading's anchor as GitHub and GitLab write it (backticks dropped, spaces to hyphens; the command words
+    are lower case already)."""
     return "tamiyo-" + words.replace(" ", "-")
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 # A tie, in pp. Test accuracies are float32 percentages of 10,000 images: one image is 0.01 pp, so a true nonzero
 # difference averaged over up to 6 episodes (2 seeds x 3 data orders) is at least 0.0017 pp, while the float32
 # rounding of the scores leaves ~1e-5 pp in an average that is truly 0 (a +1 and a -1 image pooled). Comparing to

@@ -35,7 +35,7 @@ def test_every_command_and_option_is_in_the_reference_with_a_help_text():
     assert not missing_help, f"options without a help text: {missing_help}"
 
 
-def test_the_reference_is_the_same_whatever_the_terminal_width(tmp_path):
+def test_the_reference_is_the_same_whatever_the_terminal_width():
     """argparse wraps to COLUMNS: the reference fixes it, so a narrow terminal writes the same file."""
     code = "from tamiyo_models.cli_reference import reference; import sys; sys.stdout.write(reference())"
     narrow = subprocess.run([sys.executable, "-c", code], env={"COLUMNS": "40", "PATH": ""}, capture_output=True,

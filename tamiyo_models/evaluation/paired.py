@@ -114,24 +114,23 @@ class PairedRuns:
             return np.full(len(indices), math.nan)
         return _mean_over_orders(np.array([self.differences(arm, indices, o, which) for o in orders]))
 
+    def _null_per_order(self, indices: list[int], which: str) -> np.ndarray:
+        """reference(fresh order k) - reference(order 0): luck alone, one row per fresh order k, one column per
+        configuration."""
+        orders = [o for o in self.orders(self.reference) if o > 0]
+        values = [[self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which) for i in indices]
+                  for o in orders]  # fmt: skip
+        return np.array(values, dtype=np.float64).reshape(len(orders), len(indices))
+
     def null_differences(self, indices: list[int], which: str = "test") -> np.ndarray:
-        """reference(fresh order k) - reference(order 0), every k and configuration: luck alone."""
-        values = []
-        for o in self.orders(self.reference):
-            if o == 0:
-                continue
-            values += [self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which) for i in indices]
-        return np.array(values, dtype=np.float64)
+        """Every null difference, each fresh order and configuration (what the noise floor's RMS is taken over)."""
+        return self._null_per_order(indices, which).ravel()
 
     def null_by_configuration(self, indices: list[int], which: str = "test") -> np.ndarray:
         """The null differences averaged over the fresh orders, one per configuration (NaN: none ran). What an
         interval of the null *mean* resamples: a configuration's orders share its order-0 run, so they are not
         independent pairs, and resampling them apart would make the interval too narrow."""
-        orders = [o for o in self.orders(self.reference) if o > 0]
-        if not orders:
-            return np.full(len(indices), math.nan)
-        return _mean_over_orders(np.array([[self.score(i, self.reference, o, which) - self.score(i, self.reference, 0, which)
-                                            for i in indices] for o in orders]))  # fmt: skip
+        return _mean_over_orders(self._null_per_order(indices, which))
 
     def failures(self, regime: str | None = None) -> list[str]:
         return [f"{o.arm} on configuration {o.config_index} (order {o.order}): {o.result.error}"
