@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--fork-max-step", type=int, default=None, help="the last step a fork may start at (default: any)")
     parser.add_argument("--confirm-orders", type=int, default=0,
                         help="new data orders each candidate label is replayed on before it counts (default 0)")
+    parser.add_argument("--label-rule", choices=("fork", "region"), default="fork",
+                        help="fork: each fork's winner at that state; region: pooled evidence per region (fork_evidence.py)")
     parser.add_argument("--seed", type=int, default=0)
     add_evaluation_args(parser, "var/phase4-arena-vine[-valN-marginM]-sSEED")
     parser.add_argument("--train-only", action="store_true", help="no live evaluation (e.g. phase4_from_schedule.py's instead)")
@@ -67,11 +69,13 @@ def main() -> int:
     tag += "" if args.fork_min_step == 2 else f"-forksfrom{args.fork_min_step}"
     tag += "" if args.fork_max_step is None else f"-forksto{args.fork_max_step}"
     tag += "" if not args.confirm_orders else f"-confirm{args.confirm_orders}"
+    tag += "" if args.label_rule == "fork" else f"-{args.label_rule}"
     tag += "" if args.distil is None or not is_schedule(args.initial) else f"-from-{args.initial.removeprefix('fixed:')}"
     out = Path(args.out or f"var/phase4-arena-vine{tag}-s{args.seed}")
     config = VineConfig(iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
                         forks_per_episode=args.forks, margin=args.margin, val_subsample=args.val_subsample, seed=args.seed,
-                        min_step=args.fork_min_step, max_step=args.fork_max_step, confirm_orders=args.confirm_orders)  # fmt: skip
+                        min_step=args.fork_min_step, max_step=args.fork_max_step, confirm_orders=args.confirm_orders,
+                        label_rule=args.label_rule)  # fmt: skip
     if args.distil is not None:  # every later step (training, the vine-i00 point) uses the student
         from phase4_arena import distilled_initial
 

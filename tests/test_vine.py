@@ -240,3 +240,28 @@ def test_tamiyo_train_vine_from_a_fixed_schedule_branches_its_graft(tmp_path, ca
                 forced.setdefault(b.header["branch"]["fork_step"], set()).add(b.header["branch"]["forced_action"])
         others = {"GERMINATE_conv_light", "GERMINATE_attention", "GERMINATE_norm", "GERMINATE_depthwise"}
         assert forced == {1: others | {"GERMINATE_conv_heavy"}, 2: others | {"WAIT"}}
+
+
+def test_train_vine_with_the_region_rule_labels_every_state_of_a_region_the_pooled_forks_support(tmp_path):
+    """label_rule="region": each iteration pools every fork so far (fork_evidence.py), and its labels are exactly
+    the visited states of the regions whose alternative passed, recomputed from the runs on disk."""
+    from tamiyo_models.online_rl.fork_evidence import pooled_evidence, region_labels
+    from tamiyo_models.online_rl.vine import fork_states
+
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC)
+    initial = actor_file(tmp_path / "initial.pt")
+    # A lax test (any mean above 0 at a 90% false discovery rate, 2 forks) so that tiny synthetic runs label something.
+    config = VineConfig(iterations=2, episodes_per_iteration=3, forks_per_episode=2, max_step=3, margin=0.0, updates=50,
+                        label_rule="region", region_min_forks=2, region_fdr=0.9)  # fmt: skip
+    result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
+    features = load_policy(initial)[1]["feature_names"]
+    raw = tmp_path / "out" / "raw"
+    parents = [p.stem for p in list_raw_runs(raw) if not read_raw_run(p).header.get("branch")]
+    visited = fork_states(raw, parents, features).visited
+    cells = pooled_evidence(result.forks, features, config.evidence())
+    expected = region_labels(cells, visited, features, config.evidence())
+    row = result.history[-1]
+    assert row["relabelled"] == row["relabelled_total"] == len(expected)
+    assert any(c.label for c in cells) and expected, "nothing passed even the lax test; the check would be empty"
+    assert load_policy(result.policy_path)[1]["metadata"]["vine"]["label_rule"] == "region"

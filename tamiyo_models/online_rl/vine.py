@@ -25,6 +25,10 @@ Each iteration:
      numbers stop at the fork: the two trajectories then meet different batches at different times, so one
      pair's difference carries two draws of training luck, and the largest of several such differences is
      mostly luck (docs/online-rl.md measures how much).
+  3b. With `label_rule="region"`, labels come from every fork measured so far, pooled by region (the task, the
+     episode's length, the epoch bin, the seed's stage and the policy's own action; fork_evidence.py): an
+     alternative whose mean advantage over the region's forks is above 0 at a false discovery rate of
+     `region_fdr` and above `margin` labels every visited state of that region, and nothing outside it.
 Only validation accuracy is read (the reward's own quantity); the test split stays in the run footers. Every
 parent and branch is written as a raw run, so the next night's offline phases learn from them as well.
 """
@@ -45,6 +49,7 @@ from ..actions import FINE_ACTIONS, Action
 from ..branching import BranchConfig
 from ..features import observation_features
 from .distil import fit_targets, smoothed_targets
+from .fork_evidence import EvidenceConfig, pooled_evidence, region_labels
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,11 @@ class VineConfig:
     # branches share the data order, yet their trajectories diverge after it, so one pair's difference carries
     # each trajectory's luck; the label then needs its mean gain over these orders above `margin` as well.
     confirm_orders: int = 0
+    # "fork": a label per fork state where an alternative won (and, with confirm_orders, held on new orders);
+    # "region": a label per region where the pooled evidence of all forks so far says so (fork_evidence.py).
+    label_rule: str = "fork"
+    region_min_forks: int = 3  # "region": forks that measured an alternative before it is tested
+    region_fdr: float = 0.05  # "region": false discovery rate over every (region, alternative) tested
     seed: int = 0  # training configurations, minibatches
 
     def __post_init__(self):
@@ -85,6 +95,12 @@ class VineConfig:
             raise ValueError(f"vine: val_subsample must be >= 1 (or None), got {self.val_subsample}")
         if self.confirm_orders < 0:
             raise ValueError(f"vine: confirm_orders must be >= 0, got {self.confirm_orders}")
+        if self.label_rule not in ("fork", "region"):
+            raise ValueError(f"vine: label_rule must be 'fork' or 'region', got {self.label_rule!r}")
+        self.evidence()  # the region rule's settings are checked there
+
+    def evidence(self) -> EvidenceConfig:
+        return EvidenceConfig(min_forks=self.region_min_forks, fdr=self.region_fdr, margin=self.margin)
 
     def branching(self) -> BranchConfig:
         return BranchConfig(horizon=None, fork_rule="random", max_forks=self.forks_per_episode, min_step=self.min_step,
@@ -131,7 +147,7 @@ class Forks:
     """What one iteration's parents and branches measured, read back from their raw runs."""
 
     forks: list[ForkState]
-    visited: list[tuple]  # (run_id, features, legal) of every state the parents visited
+    visited: list[tuple]  # (run_id, features, legal, action taken) of every state the parents visited
     epochs: int  # epochs trained in all, parents and branches: the compute the iteration spent
     runs: int  # parents and branches read back
 
@@ -175,10 +191,10 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
             vector = [float(features[name]) for name in feature_names]
             names = set(record["action"]["legal"])  # the legal actions by name
             legal = [name in names for name in FINE_ACTIONS]
-            visited.append((run_id, vector, legal))
+            taken = Action.from_fine(record["action"]["fine"]).index
+            visited.append((run_id, vector, legal, taken))
             measured = branches.get((run_id, int(record["step"])))
             if measured:
-                taken = Action.from_fine(record["action"]["fine"]).index
                 forks.append(ForkState(run_id, int(record["step"]), vector, legal, taken, {taken: final, **measured},
                                        fresh.get((run_id, int(record["step"])), {})))  # fmt: skip
     return Forks(forks, visited, epochs, runs)
@@ -264,12 +280,18 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         forks, visited = measured.forks, measured.visited
         epochs_total += measured.epochs
         result.forks.extend(forks)
-        labels = improvement_labels(forks, config.margin, confirm=config.confirm_orders > 0)
+        if config.label_rule == "region":  # all the evidence so far decides, and its labels replace the last ones
+            cells = pooled_evidence(result.forks, features, config.evidence())
+            labels = region_labels(cells, all_visited + visited, features, config.evidence())
+            log(f"vine: region evidence from {len(result.forks)} forks: {sum(c.p_value == c.p_value for c in cells)} "
+                f"(region, action) cells tested, {sum(c.label for c in cells)} labelled, {len(labels)} states relabelled")
+        else:
+            labels = improvement_labels(forks, config.margin, confirm=config.confirm_orders > 0)
         # How the candidates fared on new data orders: the selection-free estimate of what a label is worth.
         candidates = [f for f in forks if f.best()[1] > config.margin]
         replayed = [np.mean(g) for g in (f.fresh_gains(f.best()[0]) for f in candidates) if g]
         all_visited.extend(visited)
-        all_labels.extend(labels)
+        all_labels = labels if config.label_rule == "region" else all_labels + labels
         gains = [f.best()[1] for f in forks]
         episodes = measured.runs  # read back, so a resumed iteration counts its branches too
         target = policies / f"vine-iter-{iteration + 1:02d}.pt"

@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="phase 4 vine: replay each candidate label (an action that beat the policy's own by more than "
                        "--margin) on K new data orders; it is learned only if it wins by the margin there too (default 0: "
                        "learned at once)")  # fmt: skip
+    train.add_argument("--label-rule", choices=("fork", "region"), default="fork",
+                       help="phase 4 vine: fork = learn each fork's winning action at that state; region = pool every fork "
+                       "by region (task, episode length, epoch bin, seed stage, own action) and learn an action for the "
+                       "whole region only where its mean advantage is above 0 at a 5%% false discovery rate and above "
+                       "--margin (default fork; docs/online-rl.md)")  # fmt: skip
     train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
     train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
     train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
@@ -214,7 +219,8 @@ def _run_online(args: argparse.Namespace) -> int:
             learner = dataclasses.replace(learner, iterations=max(1, args.episodes // args.episodes_per_iteration), seed=args.seed,
                                           episodes_per_iteration=args.episodes_per_iteration, forks_per_episode=args.forks,
                                           margin=args.margin, max_step=args.fork_max_step, min_step=args.fork_min_step,
-                                          val_subsample=args.val_subsample, confirm_orders=args.confirm_orders)  # fmt: skip
+                                          val_subsample=args.val_subsample, confirm_orders=args.confirm_orders,
+                                          label_rule=args.label_rule)  # fmt: skip
         else:
             learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
                                           episodes_per_iteration=args.episodes_per_iteration,
