@@ -60,6 +60,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=lambda s: [int(k) for k in s.split(",")], default=[0, 1], help="vine training seeds")
     parser.add_argument("--vine", default=VINE, help="the runs' folder, {seed} for the training seed")
+    parser.add_argument("--add", action="append", default=[], metavar="NAME=FOLDER",
+                        help="another finished vine run to pool with them (repeatable), e.g. a targeted fork study")
     parser.add_argument("--margin", type=float, default=None, help="pp a region's label must gain (default: the runs' own margin)")
     parser.add_argument("--fdr", type=float, default=0.05, help="false discovery rate over the cells tested")
     parser.add_argument("--min-forks", type=int, default=3, help="forks that measured an alternative before it is tested")
@@ -70,12 +72,18 @@ def main() -> int:
     from tamiyo_models.online_rl.fork_evidence import EvidenceConfig, forks_needed, pooled_evidence, task_names_of
     from tamiyo_models.online_rl.vine import improvement_labels
 
-    runs = {k: read_forks(Path(args.vine.format(seed=k))) for k in args.seeds}
+    folders = {f"seed {k}": Path(args.vine.format(seed=k)) for k in args.seeds}
+    for item in args.add:
+        name, _, folder = item.partition("=")
+        if not folder:
+            parser.error(f"--add {item!r}: expected NAME=FOLDER")
+        folders[name] = Path(folder)
+    runs = {name: read_forks(folder) for name, folder in folders.items()}
     names = {tuple(r[1]) for r in runs.values()}
     if len(names) != 1:
         raise SystemExit("the runs' policies read different feature sets; their forks cannot be pooled")
     names = names.pop()
-    margin = args.margin if args.margin is not None else runs[args.seeds[0]][3]["margin"]
+    margin = args.margin if args.margin is not None else next(iter(runs.values()))[3]["margin"]
     config = EvidenceConfig(min_forks=args.min_forks, fdr=args.fdr, margin=margin)
     regime_of = {run: reg for r in runs.values() for run, reg in r[2].items()}
     all_forks = [f for r in runs.values() for f in r[0]]
@@ -93,17 +101,17 @@ def main() -> int:
 
     tested = [c for c in pooled if np.isfinite(c.p_value)]
     lines = ["# The vine forks as pooled evidence, by region (training configurations, validation accuracy)", "",
-             (f"Runs: {', '.join(args.vine.format(seed=k) for k in args.seeds)}; {len(all_forks)} forks "
-             f"({', '.join(f'seed {k}: {len(r[0])}' for k, r in runs.items())}). A region: the task (its regime named "
+             (f"Runs: {', '.join(f'{k} {v}' for k, v in folders.items())}; {len(all_forks)} forks "
+             f"({', '.join(f'{k}: {len(r[0])}' for k, r in runs.items())}). A region: the task (its regime named "
              f"here), the episode's length, the epoch bin, the seed's stage, the policy's own action. Advantage: final "
              f"validation accuracy after the alternative minus the parent's (pp), one per fork, the parent's own data "
              f"order. Interval: 95% bootstrap over forks. q: one-sided t-test p after Benjamini-Hochberg over the "
              f"{len(tested)} cells with at least {config.min_forks} forks. A region label needs q <= {config.fdr} and a "
              f"mean above {config.margin} pp."), ""]  # fmt: skip
-    lines += ["| regime | where | alternative | forks | pooled mean [95%] | " + " | ".join(f"seed {k}" for k in args.seeds)
-              + " | sd | q | label |", "|---|---|---|---|---|" + "---|" * len(args.seeds) + "---|---|---|"]  # fmt: skip
+    lines += ["| regime | where | alternative | forks | pooled mean [95%] | " + " | ".join(runs)
+              + " | sd | q | label |", "|---|---|---|---|---|" + "---|" * len(runs) + "---|---|---|"]  # fmt: skip
     for cell in sorted(tested, key=lambda c: (regime(c), c.region.epochs, -c.interval.mean)):
-        seeds = [per_seed[k].get((cell.region, cell.action)) for k in args.seeds]
+        seeds = [per_seed[k].get((cell.region, cell.action)) for k in runs]
         lines.append(f"| {regime(cell)} | {short(cell.region)} | {FINE_ACTIONS[cell.action]} | {len(cell.gains)} | {cell.interval} | "
                      + " | ".join(f"{fmt(s.interval.mean)} ({len(s.gains)})" if s else "-" for s in seeds)
                      + f" | {fmt(cell.spread, False)} | {cell.adjusted:.2f} | {'**yes**' if cell.label else 'no'} |")  # fmt: skip
@@ -126,11 +134,11 @@ def main() -> int:
                 action = fork.best()[0]
                 cell = by_key.get((region_of(fork.features, names, fork.taken, config), action))
                 fresh = fork.fresh_gains(action)
-                row = {"seed": k, "regime": regime_of[fork.run_id], "step": fork.step, "own": FINE_ACTIONS[fork.taken],
+                row = {"run": k, "regime": regime_of[fork.run_id], "step": fork.step, "own": FINE_ACTIONS[fork.taken],
                        "label": FINE_ACTIONS[action], "gain": fork.best()[1], "fresh": fresh,
                        "region": str(cell.interval) if cell else "-", "region_forks": len(cell.gains) if cell else 0}  # fmt: skip
                 result_labels.append(row)
-                lines.append(f"- seed {k}, {row['regime']}, step {fork.step}: {row['own']} -> {row['label']}, +{row['gain']:.2f} at "
+                lines.append(f"- {k}, {row['regime']}, step {fork.step}: {row['own']} -> {row['label']}, +{row['gain']:.2f} at "
                              f"the fork, {', '.join(f'{g:+.2f}' for g in fresh)} on the new orders; its region's "
                              f"{row['region_forks']} forks: {row['region']} pp")  # fmt: skip
 
@@ -151,11 +159,11 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images = [out / "fork-evidence.png"] + ([Path(args.image)] if args.image else [])
-    forest_plot(tested, regime, per_seed, args.seeds, images)
-    result = {"config": config.to_dict(), "runs": [args.vine.format(seed=k) for k in args.seeds], "forks": len(all_forks),
+    forest_plot(tested, regime, per_seed, list(runs), images)
+    result = {"config": config.to_dict(), "runs": {k: str(v) for k, v in folders.items()}, "forks": len(all_forks),
               "cells": [{**c.row(task_names), "regime": regime(c),
-                         **{f"seed {k}": (per_seed[k][(c.region, c.action)].interval.mean if (c.region, c.action) in per_seed[k] else None)
-                            for k in args.seeds}} for c in pooled],
+                         **{k: (per_seed[k][(c.region, c.action)].interval.mean if (c.region, c.action) in per_seed[k] else None)
+                            for k in runs}} for c in pooled],
               "fork_rule_labels": result_labels, "power": power}  # fmt: skip
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -164,8 +172,11 @@ def main() -> int:
     return 0
 
 
+MARKERS, COLOURS = "^v<>sD", ("tab:blue", "tab:orange", "tab:purple", "tab:red", "tab:brown", "tab:olive")
+
+
 def forest_plot(cells, regime, per_seed, seeds, paths) -> None:
-    """One row per tested cell: the pooled mean and interval, each seed's mean beside it; the labels in colour."""
+    """One row per tested cell: the pooled mean and interval, each run's mean beside it; the labels in colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,11 +191,12 @@ def forest_plot(cells, regime, per_seed, seeds, paths) -> None:
         color = "tab:green" if c.label else "black"
         ax.errorbar(c.interval.mean, yi, xerr=[[c.interval.mean - c.interval.low], [c.interval.high - c.interval.mean]],
                     fmt="o", color=color, ms=4, capsize=2)  # fmt: skip
-        for k, marker in zip(seeds, "^v<>"):
+        for k, marker, col in zip(seeds, MARKERS, COLOURS):
             s = per_seed[k].get((c.region, c.action))
             if s is not None:
-                ax.plot(s.interval.mean, yi, marker, color="tab:blue" if marker == "^" else "tab:orange", ms=4, alpha=0.7)
+                ax.plot(s.interval.mean, yi, marker, color=col, ms=4, alpha=0.7)
     ax.axvline(0, color="grey", lw=0.8)
+
     def act(index: int) -> str:
         return FINE_ACTIONS[index].replace("GERMINATE_", "graft ").lower()
 
@@ -197,8 +209,7 @@ def forest_plot(cells, regime, per_seed, seeds, paths) -> None:
     ax.set_xlabel("advantage over the policy's own action, pp of final validation accuracy", fontsize=8)
     handles = [plt.Line2D([], [], marker="o", ls="-", color="black", label="pooled mean, 95% interval"),
                plt.Line2D([], [], marker="o", ls="-", color="tab:green", label="region label (q <= FDR, mean > margin)"),
-               *(plt.Line2D([], [], marker=m, ls="", color=col, label=f"seed {k} mean")
-                 for k, m, col in zip(seeds, "^v", ("tab:blue", "tab:orange")))]  # fmt: skip
+               *(plt.Line2D([], [], marker=m, ls="", color=col, label=f"{k}: mean") for k, m, col in zip(seeds, MARKERS, COLOURS))]
     ax.legend(handles=handles, fontsize=7, loc="lower left")
     ax.set_title("Vine forks pooled by region (training configurations)", fontsize=9)
     fig.tight_layout()
