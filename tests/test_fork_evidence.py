@@ -142,3 +142,16 @@ def test_cull_and_advance_regions_are_told_apart_by_the_own_action():
     assert {c.action for c in cells} == {WAIT.index, CULL.index}
     assert all(c.region.own == ADVANCE.index and c.region.stage == Stage.BLENDING for c in cells)
     assert "own ADVANCE" in cells[0].region.describe() and "epochs 3-4" in cells[0].region.describe()
+
+
+def test_advantages_can_be_measured_against_a_fixed_reference_policy():
+    """After a policy adopted a label its forks take the new action; against the start's action (every legal one
+    is branched) they still add to the same region's evidence, for or against."""
+    adopted = ForkState("p", 1, state(3.48, 0), legal_mask(EPOCH0_LEGAL), GRAFT, {GRAFT: 80.0, WAIT.index: 80.5,
+                                                                                GERMINATE_OWN: 79.0})  # fmt: skip
+    own = {c.action: c.gains for c in pooled_evidence([adopted], NAMES)}
+    assert own == {WAIT.index: [0.5], GERMINATE_OWN: [-1.0]} and pooled_evidence([adopted], NAMES)[0].region.own == GRAFT
+    cells = pooled_evidence([adopted], NAMES, reference=[WAIT.index])
+    assert {c.action: c.gains for c in cells} == {GRAFT: [-0.5], GERMINATE_OWN: [-1.5]}
+    assert all(c.region.own == WAIT.index for c in cells)
+    assert pooled_evidence([adopted], NAMES, reference=[CULL.index]) == []  # the reference was not measured there

@@ -243,10 +243,10 @@ def test_tamiyo_train_vine_from_a_fixed_schedule_branches_its_graft(tmp_path, ca
 
 
 def test_train_vine_with_the_region_rule_labels_every_state_of_a_region_the_pooled_forks_support(tmp_path):
-    """label_rule="region": each iteration pools every fork so far (fork_evidence.py), and its labels are exactly
-    the visited states of the regions whose alternative passed, recomputed from the runs on disk."""
-    from tamiyo_models.online_rl.fork_evidence import pooled_evidence, region_labels
-    from tamiyo_models.online_rl.vine import fork_states
+    """label_rule="region": each iteration pools every fork so far against the initial policy's action
+    (fork_evidence.py), its labels are exactly the visited states of the regions whose alternative passed,
+    recomputed from the runs on disk, and every iteration's actor is the initial one fine-tuned on them."""
+    from tamiyo_models.online_rl.vine import fork_states, reference_actions, region_rule_labels
 
     spec = tmp_path / "vine-test.toml"
     spec.write_text(SPEC)
@@ -259,9 +259,15 @@ def test_train_vine_with_the_region_rule_labels_every_state_of_a_region_the_pool
     raw = tmp_path / "out" / "raw"
     parents = [p.stem for p in list_raw_runs(raw) if not read_raw_run(p).header.get("branch")]
     visited = fork_states(raw, parents, features).visited
-    cells = pooled_evidence(result.forks, features, config.evidence())
-    expected = region_labels(cells, visited, features, config.evidence())
+    start = load_policy(initial)[0]
+    expected, cells = region_rule_labels(start, result.forks, visited, features, config)
     row = result.history[-1]
     assert row["relabelled"] == row["relabelled_total"] == len(expected)
     assert any(c.label for c in cells) and expected, "nothing passed even the lax test; the check would be empty"
-    assert load_policy(result.policy_path)[1]["metadata"]["vine"]["label_rule"] == "region"
+    assert {c.region.own for c in cells} <= set(reference_actions(start, result.forks))  # measured against the start
+    final = load_policy(result.policy_path)[1]
+    assert final["metadata"]["vine"]["label_rule"] == "region"
+    # Each iteration's actor is the start fine-tuned (its lineage parent is still the last iteration's, whose
+    # episodes it learned from): a label the later forks drop is not carried on by the actor that learned it.
+    assert final["metadata"]["vine"]["fine_tuned_from"] == str(initial.resolve())
+    assert final["parent"] == str((tmp_path / "out" / "policies" / "vine-iter-01.pt").resolve())

@@ -131,20 +131,22 @@ def region_of(features, feature_names, own: int, config: EvidenceConfig) -> Regi
     return Region(task, length, bin_, stage, int(own))
 
 
-def pooled_evidence(forks, feature_names, config: EvidenceConfig = EvidenceConfig()) -> list[Cell]:
+def pooled_evidence(forks, feature_names, config: EvidenceConfig = EvidenceConfig(), reference=None) -> list[Cell]:
     """Every (region, alternative) measured by `forks` (vine.ForkState: features in `feature_names` order, the
     parent's action `taken`, `outcome` per action), with its interval, test and label decision; sorted by region
-    then by mean advantage, best first."""
+    then by mean advantage, best first. Advantages are over the parent's own action, or over `reference[i]` for
+    fork i (a fixed policy's action there, measured like every legal action; a fork that lacks it is skipped)."""
     from scipy import stats
 
     cells: dict[tuple[Region, int], Cell] = {}
-    for fork in forks:
-        if fork.taken not in fork.outcome:
+    for i, fork in enumerate(forks):
+        base = fork.taken if reference is None else int(reference[i])
+        if base not in fork.outcome:
             continue
-        region = region_of(fork.features, feature_names, fork.taken, config)
-        own = fork.outcome[fork.taken]
+        region = region_of(fork.features, feature_names, base, config)
+        own = fork.outcome[base]
         for action, final in fork.outcome.items():
-            if action != fork.taken:
+            if action != base:
                 cell = cells.setdefault((region, action), Cell(region, action, [], []))
                 cell.gains.append(float(final) - float(own))
                 cell.runs.append(fork.run_id)
@@ -175,7 +177,8 @@ def region_winners(cells: list[Cell]) -> dict[Region, Cell]:
 
 def region_labels(cells: list[Cell], visited, feature_names, config: EvidenceConfig = EvidenceConfig()) -> list[tuple]:
     """(features, legal, action) for every visited state (run_id, features, legal, own action) whose region has a
-    label that is legal there: the region's decision applied to all its states, and to nothing outside it."""
+    label that is legal there: the region's decision applied to all its states, and to nothing outside it. "Own"
+    is the action the cells' advantages were measured against (pooled_evidence's reference)."""
     winners = region_winners(cells)
     labels = []
     for _run, features, legal, own in visited:

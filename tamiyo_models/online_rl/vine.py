@@ -26,9 +26,12 @@ Each iteration:
      pair's difference carries two draws of training luck, and the largest of several such differences is
      mostly luck (docs/online-rl.md measures how much).
   3b. With `label_rule="region"`, labels come from every fork measured so far, pooled by region (the task, the
-     episode's length, the epoch bin, the seed's stage and the policy's own action; fork_evidence.py): an
-     alternative whose mean advantage over the region's forks is above 0 at a false discovery rate of
-     `region_fdr` and above `margin` labels every visited state of that region, and nothing outside it.
+     episode's length, the epoch bin, the seed's stage and the initial policy's action; fork_evidence.py): an
+     alternative whose mean advantage over the initial policy's action, over the region's forks, is above 0 at a
+     false discovery rate of `region_fdr` and above `margin` labels every visited state of that region, and
+     nothing outside it. Each iteration's actor is then the *initial* one fine-tuned on those labels and on its
+     own choices elsewhere: the policy is the start changed only where the pooled evidence says so, and a label
+     the later forks no longer support is dropped rather than carried on by the actor that learned it.
 Only validation accuracy is read (the reward's own quantity); the test split stays in the run footers. Every
 parent and branch is written as a raw run, so the next night's offline phases learn from them as well.
 """
@@ -213,6 +216,26 @@ def improvement_labels(forks: list[ForkState], margin: float, confirm: bool = Fa
     return labels
 
 
+def reference_actions(actor, states) -> list[int]:
+    """`actor`'s greedy legal action in each state (anything with `features` and `legal`, or a visited tuple)."""
+    if not states:
+        return []
+    rows = [(s.features, s.legal) if hasattr(s, "features") else (s[1], s[2]) for s in states]
+    actor.eval()
+    with torch.no_grad():
+        obs = torch.tensor([r[0] for r in rows], dtype=torch.float32)
+        return actor.logits(obs, torch.tensor([r[1] for r in rows], dtype=torch.bool)).argmax(dim=-1).tolist()
+
+
+def region_rule_labels(start, forks: list[ForkState], visited: list[tuple], feature_names, config: VineConfig) -> tuple[list, list]:
+    """The region rule (fork_evidence.py): every fork pooled by region against `start`'s action there, and the
+    labels: every visited state whose region (with `start`'s action as its own) has one. Returns (labels, cells)."""
+    cells = pooled_evidence(forks, feature_names, config.evidence(), reference_actions(start, forks))
+    own = reference_actions(start, visited)
+    labels = region_labels(cells, [(v[0], v[1], v[2], a) for v, a in zip(visited, own)], feature_names, config.evidence())
+    return labels, cells
+
+
 def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: VineConfig, log=print):
     """The next actor: a copy of `actor` fine-tuned to take its own greedy action on every visited state and the
     improved action on every labelled fork state. Returns (actor, agreement on the labels, agreement elsewhere)."""
@@ -263,6 +286,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     all_visited: list[tuple] = []
     all_labels: list[tuple] = []
     epochs_total = 0
+    start, start_path = load_policy(current)[0], str(current)  # the region rule measures and improves against it
     for iteration in range(config.iterations):
         started = time.perf_counter()
         actor, payload = load_policy(current)
@@ -281,9 +305,8 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         epochs_total += measured.epochs
         result.forks.extend(forks)
         if config.label_rule == "region":  # all the evidence so far decides, and its labels replace the last ones
-            cells = pooled_evidence(result.forks, features, config.evidence())
-            labels = region_labels(cells, all_visited + visited, features, config.evidence())
-            log(f"vine: region evidence from {len(result.forks)} forks: {sum(c.p_value == c.p_value for c in cells)} "
+            labels, cells = region_rule_labels(start, result.forks, all_visited + visited, features, config)
+            log(f"vine: region evidence from {len(result.forks)} forks: {sum(np.isfinite(c.p_value) for c in cells)} "
                 f"(region, action) cells tested, {sum(c.label for c in cells)} labelled, {len(labels)} states relabelled")
         else:
             labels = improvement_labels(forks, config.margin, confirm=config.confirm_orders > 0)
@@ -300,10 +323,12 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         if {k: saved.get(k) for k in settings} == settings:  # same parent and settings: reuse it
             log(f"vine: iteration {iteration + 1}: reusing {target}")
         else:
-            improved, on_labels, elsewhere = improve_actor(actor, all_visited, all_labels, dataclasses.replace(config, seed=config.seed + iteration), log=log)
+            base = start if config.label_rule == "region" else actor
+            improved, on_labels, elsewhere = improve_actor(base, all_visited, all_labels, dataclasses.replace(config, seed=config.seed + iteration), log=log)
             save_policy(improved, features, target, algorithm="vine", phase="phase4", parent=str(current),
                         metadata={"vine": {**settings, "forks": len(forks), "labels": len(labels), "agreement_labels": on_labels,
-                                           "agreement_elsewhere": elsewhere}})  # fmt: skip
+                                           "agreement_elsewhere": elsewhere,
+                                           "fine_tuned_from": start_path if config.label_rule == "region" else str(current)}})  # fmt: skip
         row = {"iteration": iteration + 1, "parents": len(done), "episodes_used": config.episodes_per_iteration * (iteration + 1),
                "runs_with_branches": episodes, "epochs": measured.epochs, "epochs_total": epochs_total,
                "episode_equivalents_total": float(epochs_total / np.mean([c.max_epochs for c in configs])), "forks": len(forks),
