@@ -270,4 +270,7 @@ def test_train_vine_with_the_region_rule_labels_every_state_of_a_region_the_pool
     # Each iteration's actor is the start fine-tuned (its lineage parent is still the last iteration's, whose
     # episodes it learned from): a label the later forks drop is not carried on by the actor that learned it.
     assert final["metadata"]["vine"]["fine_tuned_from"] == str(initial.resolve())
+    # The evidence as it stood at the end is in the run's history, one row per (region, alternative).
+    written = json.loads((tmp_path / "out" / "vine-history.json").read_text())["region_evidence"]
+    assert len(written) == len(cells) and sum(row["label"] for row in written) == sum(c.label for c in cells)
     assert final["parent"] == str((tmp_path / "out" / "policies" / "vine-iter-01.pt").resolve())

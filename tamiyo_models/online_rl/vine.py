@@ -52,7 +52,7 @@ from ..actions import FINE_ACTIONS, Action
 from ..branching import BranchConfig
 from ..features import observation_features
 from .distil import fit_targets, smoothed_targets
-from .fork_evidence import EvidenceConfig, pooled_evidence, region_labels
+from .fork_evidence import EvidenceConfig, pooled_evidence, region_labels, task_names_of
 
 
 @dataclass(frozen=True)
@@ -285,6 +285,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     result = VineResult(current)
     all_visited: list[tuple] = []
     all_labels: list[tuple] = []
+    cells: list = []  # the region rule's evidence, as of the last iteration
     epochs_total = 0
     start, start_path = load_policy(current)[0], str(current)  # the region rule measures and improves against it
     for iteration in range(config.iterations):
@@ -348,6 +349,8 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
             on_iteration(row)
         current = target.resolve()
     result.policy_path = current
+    # The region rule's evidence as it stood at the end: what was tested, what passed (fork_evidence.Cell.row).
+    evidence = {"region_evidence": [c.row(task_names_of(features)) for c in cells]} if config.label_rule == "region" else {}
     (out / "vine-history.json").write_text(json.dumps({"config": config.to_dict(), "history": result.history,
-                                                       "forks": [asdict(f) for f in result.forks]}, indent=1))  # fmt: skip
+                                                       "forks": [asdict(f) for f in result.forks], **evidence}, indent=1))  # fmt: skip
     return result
