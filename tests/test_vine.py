@@ -124,6 +124,7 @@ def test_train_vine_measures_every_action_at_the_forks_and_is_resumable(tmp_path
     again = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lines.append)
     assert {p.name: p.stat().st_mtime_ns for p in list_raw_runs(raw)} == runs_before
     assert sum("reusing" in line for line in lines) == 2
+    assert sum(f"parent {k}/2 complete" in line for line in lines for k in (1, 2)) == 4  # each parent said, per iteration
     assert [f.outcome for f in again.forks] == [f.outcome for f in result.forks]
     # Other settings on the same folder: the episodes are still read back, the policies are trained anew.
     lines = []

@@ -265,6 +265,19 @@ def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: Vine
     return student, on_labels, elsewhere
 
 
+def parent_reporter(iteration: int, total: int, started: float, log):
+    """A parent and its branches take minutes on the arena and an iteration hours: a line as each parent ends."""
+    done = 0
+
+    def report(episode) -> None:
+        nonlocal done
+        done += 1
+        log(f"vine: iteration {iteration}: parent {done}/{total} {episode.status}, {episode.branches} branch runs, "
+            f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+
+    return report
+
+
 def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConfig = VineConfig(), *,
                spec: str = "arena", regime: str | None = None, workers: int = 2, raw_dir: str | Path | None = None,
                log=print, on_iteration=None) -> VineResult:  # fmt: skip
@@ -299,7 +312,8 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         configs = [dataclasses.replace(c, controller=controller) for c in configs]
         if config.val_subsample is not None:
             configs = [dataclasses.replace(c, dataset=dataclasses.replace(c.dataset, val_subsample=config.val_subsample)) for c in configs]
-        parents = generate(configs, raw, workers=workers, branching=config.branching(), reuse_existing=True)
+        report = parent_reporter(iteration + 1, len(configs), started, log)
+        parents = generate(configs, raw, workers=workers, branching=config.branching(), reuse_existing=True, on_result=report)
         done = [p.run_id for p in parents if p.status == "complete"]
         measured = fork_states(raw, done, features)
         forks, visited = measured.forks, measured.visited
