@@ -126,11 +126,13 @@ def main() -> int:
     by_key = {(c.region, c.action): c for c in pooled}
     from tamiyo_models.online_rl.fork_evidence import region_of
 
-    lines += ["", "## The fork rule's labels (vine's own: a win above the margin, confirmed on 2 new data orders)", ""]
+    lines += ["", ("## The fork rule's labels (a win above the margin at one fork; in a run that replays its candidates on "
+                   "new data orders, only those that held there) against their region's pooled forks"), ""]
     result_labels = []
-    for k, (forks, *_rest) in runs.items():
+    for k, (forks, _names, _regimes, run_config) in runs.items():
+        confirm = run_config.get("confirm_orders", 0) > 0
         for fork in forks:
-            if improvement_labels([fork], margin, confirm=bool(fork.fresh)):
+            if improvement_labels([fork], margin, confirm=confirm):
                 action = fork.best()[0]
                 cell = by_key.get((region_of(fork.features, names, fork.taken, config), action))
                 fresh = fork.fresh_gains(action)
@@ -138,9 +140,9 @@ def main() -> int:
                        "label": FINE_ACTIONS[action], "gain": fork.best()[1], "fresh": fresh,
                        "region": str(cell.interval) if cell else "-", "region_forks": len(cell.gains) if cell else 0}  # fmt: skip
                 result_labels.append(row)
+                replays = f"{', '.join(f'{g:+.2f}' for g in fresh)} on the new orders" if fresh else "not replayed"
                 lines.append(f"- {k}, {row['regime']}, step {fork.step}: {row['own']} -> {row['label']}, +{row['gain']:.2f} at "
-                             f"the fork, {', '.join(f'{g:+.2f}' for g in fresh)} on the new orders; its region's "
-                             f"{row['region_forks']} forks: {row['region']} pp")  # fmt: skip
+                             f"the fork, {replays}; its region's {row['region_forks']} forks: {row['region']} pp")  # fmt: skip
 
     # Spread of one fork's advantage, and the forks a region needs.
     spreads = defaultdict(list)
