@@ -102,6 +102,10 @@ def test_a_real_but_small_gain_stays_below_the_margin_and_config_is_checked():
     # A region is the epoch bin, not the exact epoch: epochs 3 and 4 share [3, 5).
     bins = {region_of(state(3.48, e), NAMES, ADVANCE.index, EvidenceConfig()).epochs for e in (3, 4, 5, 12)}
     assert bins == {(3, 5), (5, 10), (10, None)}
+    # A run without a task description (NaN task features) still pools with others like it.
+    unknown = [v if not n.startswith("task_") else float("nan") for n, v in zip(NAMES, state(3.48, 0))]
+    assert region_of(unknown, NAMES, WAIT.index, EvidenceConfig()) == region_of(list(unknown), NAMES, WAIT.index, EvidenceConfig())
+    assert "train_size ?" in region_of(unknown, NAMES, WAIT.index, EvidenceConfig()).describe(TASK_FEATURES)
     assert forks_needed(0.57, 0.2) == 64 and forks_needed(0.57, 0.3) > 25
     for bad in ({"epoch_edges": (1, 2)}, {"min_forks": 1}, {"fdr": 0.0}, {"margin": -0.1}):
         with pytest.raises(ValueError, match="fork evidence"):

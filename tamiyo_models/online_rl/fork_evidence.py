@@ -67,7 +67,7 @@ class EvidenceConfig:
 
 @dataclass(frozen=True)
 class Region:
-    task: tuple[float, ...]  # the task features present in the policy's feature set, rounded (empty: none)
+    task: tuple[float | None, ...]  # the task features in the policy's feature set, rounded (None: unknown)
     length: int  # the episode's length in epochs (epoch + epochs remaining)
     epochs: tuple[int, int | None]  # the epoch bin [low, high), high None: open
     stage: int  # the seed's stage (lifecycle.Stage value; 0 without the feature)
@@ -80,7 +80,7 @@ class Region:
     def describe(self, task_names: tuple[str, ...] = ()) -> str:
         low, high = self.epochs
         epochs = f"epoch {low}" if high == low + 1 else f"epochs {low}-{high - 1}" if high else f"epochs {low}+"
-        task = ", ".join(f"{_short(n)} {v:g}" for n, v in zip(task_names, self.task))
+        task = ", ".join(f"{_short(n)} {'?' if v is None else f'{v:g}'}" for n, v in zip(task_names, self.task))
         return f"{task + ', ' if task else ''}{self.length} epochs, {epochs}, {self.stage_name}, own {FINE_ACTIONS[self.own]}"
 
 
@@ -126,7 +126,10 @@ def region_of(features, feature_names, own: int, config: EvidenceConfig) -> Regi
     edges = list(config.epoch_edges)
     k = max(i for i, edge in enumerate(edges) if edge <= epoch)
     bin_ = (edges[k], edges[k + 1] if k + 1 < len(edges) else None)
-    task = tuple(round(float(features[index[n]]), config.decimals) for n in task_names_of(feature_names))
+    # A run without a task description has NaN task features (features.py); NaN never equals itself, so it would
+    # put every such state in a region of its own: None stands for "unknown" and pools them.
+    task = tuple(None if math.isnan(v) else round(v, config.decimals)
+                 for v in (float(features[index[n]]) for n in task_names_of(feature_names)))  # fmt: skip
     stage = round(float(features[index["seed_stage"]])) if "seed_stage" in index else 0
     return Region(task, length, bin_, stage, int(own))
 
