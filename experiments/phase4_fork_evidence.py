@@ -69,7 +69,13 @@ def main() -> int:
     parser.add_argument("--image", default=None, help="also write the forest plot here (e.g. docs/images/...)")
     args = parser.parse_args()
     from tamiyo_models.actions import FINE_ACTIONS
-    from tamiyo_models.online_rl.fork_evidence import EvidenceConfig, forks_needed, pooled_evidence, task_names_of
+    from tamiyo_models.online_rl.fork_evidence import (
+        EvidenceConfig,
+        forks_needed,
+        pooled_evidence,
+        region_of,
+        task_names_of,
+    )
     from tamiyo_models.online_rl.vine import improvement_labels
 
     folders = {f"seed {k}": Path(args.vine.format(seed=k)) for k in args.seeds}
@@ -95,10 +101,6 @@ def main() -> int:
         found = sorted({regime_of[r] for r in cell.runs})
         return "/".join(found)
 
-    def short(region) -> str:  # the regime names the task; the rest is the decision's place
-        d = region.describe(task_names)
-        return d.split(", ", len(task_names))[-1] if task_names else d
-
     tested = [c for c in pooled if np.isfinite(c.p_value)]
     lines = ["# The vine forks as pooled evidence, by region (training configurations, validation accuracy)", "",
              (f"Runs: {', '.join(f'{k} {v}' for k, v in folders.items())}; {len(all_forks)} forks "
@@ -112,19 +114,18 @@ def main() -> int:
               + " | sd | q | label |", "|---|---|---|---|---|" + "---|" * len(runs) + "---|---|---|"]  # fmt: skip
     for cell in sorted(tested, key=lambda c: (regime(c), c.region.epochs, -c.interval.mean)):
         seeds = [per_seed[k].get((cell.region, cell.action)) for k in runs]
-        lines.append(f"| {regime(cell)} | {short(cell.region)} | {FINE_ACTIONS[cell.action]} | {len(cell.gains)} | {cell.interval} | "
+        lines.append(f"| {regime(cell)} | {cell.region.describe()} | {FINE_ACTIONS[cell.action]} | {len(cell.gains)} | {cell.interval} | "
                      + " | ".join(f"{fmt(s.interval.mean)} ({len(s.gains)})" if s else "-" for s in seeds)
                      + f" | {fmt(cell.spread, False)} | {cell.adjusted:.2f} | {'**yes**' if cell.label else 'no'} |")  # fmt: skip
     labelled = [c for c in pooled if c.label]
     lines += ["", f"**Region labels from the pooled forks: {len(labelled)}**" + (":" if labelled else "."), ""]
-    lines += [f"- {regime(c)}, {short(c.region)}: {FINE_ACTIONS[c.action]} {c.interval} pp" for c in labelled]
+    lines += [f"- {regime(c)}, {c.region.describe()}: {FINE_ACTIONS[c.action]} {c.interval} pp" for c in labelled]
     lowest = sorted(tested, key=lambda c: c.p_value)[:3]
     lines += ["", "The smallest p-values before the correction: " + "; ".join(
-        f"{regime(c)}, {short(c.region)}, {FINE_ACTIONS[c.action]}: {c.interval} pp, p {c.p_value:.3f}, q {c.adjusted:.2f}" for c in lowest) + "."]  # fmt: skip
+        f"{regime(c)}, {c.region.describe()}, {FINE_ACTIONS[c.action]}: {c.interval} pp, p {c.p_value:.3f}, q {c.adjusted:.2f}" for c in lowest) + "."]  # fmt: skip
 
     # The fork rule's own labels (vine's), where they fall and what their region's pooled evidence says.
     by_key = {(c.region, c.action): c for c in pooled}
-    from tamiyo_models.online_rl.fork_evidence import region_of
 
     lines += ["", ("## The fork rule's labels (a win above the margin at one fork; in a run that replays its candidates on "
                    "new data orders, only those that held there) against their region's pooled forks"), ""]
@@ -203,9 +204,7 @@ def forest_plot(cells, regime, per_seed, seeds, paths) -> None:
         return FINE_ACTIONS[index].replace("GERMINATE_", "graft ").lower()
 
     def where(c) -> str:
-        low, high = c.region.epochs
-        epochs = f"epoch {low}" if high == low + 1 else f"epochs {low}-{high - 1}" if high else f"epochs {low}+"
-        return f"{regime(c)}, {epochs}, {c.region.stage_name.lower()}: {act(c.region.own)} -> {act(c.action)}"
+        return f"{regime(c)}, {c.region.epochs_text}, {c.region.stage_name.lower()}: {act(c.region.own)} -> {act(c.action)}"
 
     ax.set_yticks(y, [where(c) for c in cells], fontsize=7)
     ax.set_xlabel("advantage over the policy's own action, pp of final validation accuracy", fontsize=8)

@@ -77,11 +77,15 @@ class Region:
     def stage_name(self) -> str:
         return Stage(self.stage).name
 
-    def describe(self, task_names: tuple[str, ...] = ()) -> str:
+    @property
+    def epochs_text(self) -> str:
         low, high = self.epochs
-        epochs = f"epoch {low}" if high == low + 1 else f"epochs {low}-{high - 1}" if high else f"epochs {low}+"
+        return f"epoch {low}" if high == low + 1 else f"epochs {low}-{high - 1}" if high else f"epochs {low}+"
+
+    def describe(self, task_names: tuple[str, ...] = ()) -> str:
+        """The region in words; the task only where `task_names` (task_names_of) are given."""
         task = ", ".join(f"{_short(n)} {'?' if v is None else f'{v:g}'}" for n, v in zip(task_names, self.task))
-        return f"{task + ', ' if task else ''}{self.length} epochs, {epochs}, {self.stage_name}, own {FINE_ACTIONS[self.own]}"
+        return f"{task + ', ' if task else ''}{self.length} epochs, {self.epochs_text}, {self.stage_name}, own {FINE_ACTIONS[self.own]}"
 
 
 def _short(name: str) -> str:

@@ -51,7 +51,7 @@ import torch
 from ..actions import FINE_ACTIONS, Action
 from ..branching import BranchConfig
 from ..features import observation_features
-from .distil import fit_targets, smoothed_targets
+from .distil import fit_targets, smoothed_targets, teacher_actions
 from .fork_evidence import EvidenceConfig, pooled_evidence, region_labels, task_names_of
 
 
@@ -150,7 +150,7 @@ class Forks:
     """What one iteration's parents and branches measured, read back from their raw runs."""
 
     forks: list[ForkState]
-    visited: list[tuple]  # (run_id, features, legal, action taken) of every state the parents visited
+    visited: list[tuple]  # (run_id, features, legal) of every state the parents visited
     epochs: int  # epochs trained in all, parents and branches: the compute the iteration spent
     runs: int  # parents and branches read back
 
@@ -194,10 +194,10 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
             vector = [float(features[name]) for name in feature_names]
             names = set(record["action"]["legal"])  # the legal actions by name
             legal = [name in names for name in FINE_ACTIONS]
-            taken = Action.from_fine(record["action"]["fine"]).index
-            visited.append((run_id, vector, legal, taken))
+            visited.append((run_id, vector, legal))
             measured = branches.get((run_id, int(record["step"])))
             if measured:
+                taken = Action.from_fine(record["action"]["fine"]).index
                 forks.append(ForkState(run_id, int(record["step"]), vector, legal, taken, {taken: final, **measured},
                                        fresh.get((run_id, int(record["step"])), {})))  # fmt: skip
     return Forks(forks, visited, epochs, runs)
@@ -221,10 +221,8 @@ def reference_actions(actor, states) -> list[int]:
     if not states:
         return []
     rows = [(s.features, s.legal) if hasattr(s, "features") else (s[1], s[2]) for s in states]
-    actor.eval()
-    with torch.no_grad():
-        obs = torch.tensor([r[0] for r in rows], dtype=torch.float32)
-        return actor.logits(obs, torch.tensor([r[1] for r in rows], dtype=torch.bool)).argmax(dim=-1).tolist()
+    obs = torch.tensor([r[0] for r in rows], dtype=torch.float32)
+    return teacher_actions(actor, obs, torch.tensor([r[1] for r in rows], dtype=torch.bool)).tolist()
 
 
 def region_rule_labels(start, forks: list[ForkState], visited: list[tuple], feature_names, config: VineConfig) -> tuple[list, list]:
@@ -338,12 +336,13 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         if {k: saved.get(k) for k in settings} == settings:  # same parent and settings: reuse it
             log(f"vine: iteration {iteration + 1}: reusing {target}")
         else:
-            base = start if config.label_rule == "region" else actor
+            # The region rule improves the start every time; the fork rule the last iteration's actor.
+            base, base_path = (start, start_path) if config.label_rule == "region" else (actor, str(current))
             improved, on_labels, elsewhere = improve_actor(base, all_visited, all_labels, dataclasses.replace(config, seed=config.seed + iteration), log=log)
             save_policy(improved, features, target, algorithm="vine", phase="phase4", parent=str(current),
                         metadata={"vine": {**settings, "forks": len(forks), "labels": len(labels), "agreement_labels": on_labels,
                                            "agreement_elsewhere": elsewhere,
-                                           "fine_tuned_from": start_path if config.label_rule == "region" else str(current)}})  # fmt: skip
+                                           "fine_tuned_from": base_path}})  # fmt: skip
         row = {"iteration": iteration + 1, "parents": len(done), "episodes_used": config.episodes_per_iteration * (iteration + 1),
                "runs_with_branches": episodes, "epochs": measured.epochs, "epochs_total": epochs_total,
                "episode_equivalents_total": float(epochs_total / np.mean([c.max_epochs for c in configs])), "forks": len(forks),
