@@ -31,25 +31,20 @@ VINE = "var/phase4-arena-vine-val10000-margin0.25-forksfrom1-forksto12-confirm2-
 
 def read_forks(folder: Path):
     """The forks of a finished vine run, the policy's feature names, and the regime of each parent (for display)."""
-    from tamiyo_models.agents.saved import load_policy
-    from tamiyo_models.online_rl.vine import ForkState
+    from tamiyo_models.online_rl.vine import read_vine_run
     from tamiyo_models.rawrun import read_raw_run
 
-    history = folder / "vine-history.json"
-    if not history.exists():
-        raise SystemExit(f"{history}: not found (a vine run writes it when it finishes: experiments/phase4_vine.py)")
-    data = json.loads(history.read_text())
-    forks = [ForkState(f["run_id"], f["step"], f["features"], f["legal"], f["taken"],
-                       {int(a): v for a, v in f["outcome"].items()},
-                       {int(o): {int(a): v for a, v in d.items()} for o, d in f.get("fresh", {}).items()}) for f in data["forks"]]  # fmt: skip
-    names = tuple(load_policy(folder / "policies" / "vine-iter-01.pt")[1]["feature_names"])
+    try:
+        run = read_vine_run(folder)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc} (experiments/phase4_vine.py or tamiyo train --algorithm vine)") from None
     regimes = {}
-    for fork in forks:
-        if fork.run_id not in regimes:  # the run's own raw folder, else the landing folder `tamiyo train` records to
-            path = next((p for p in (folder / "raw" / f"{fork.run_id}.jsonl", Path("var/raw") / f"{fork.run_id}.jsonl") if p.exists()),
-                        folder / "raw" / f"{fork.run_id}.jsonl")  # fmt: skip
+    for fork in run.forks:
+        if fork.run_id not in regimes:  # the run's raw folder, else the landing folder `tamiyo train` records to
+            path = next((p for p in (run.raw_dir / f"{fork.run_id}.jsonl", Path("var/raw") / f"{fork.run_id}.jsonl") if p.exists()),
+                        run.raw_dir / f"{fork.run_id}.jsonl")  # fmt: skip
             regimes[fork.run_id] = read_raw_run(path).header["config"].get("tags", {}).get("regime", "?") if path.exists() else "?"
-    return forks, names, regimes, data["config"]
+    return run.forks, run.feature_names, regimes, run.config
 
 
 def fmt(x: float, sign: bool = True) -> str:

@@ -275,3 +275,48 @@ def test_train_vine_with_the_region_rule_labels_every_state_of_a_region_the_pool
     written = json.loads((tmp_path / "out" / "vine-history.json").read_text())["region_evidence"]
     assert len(written) == len(cells) and sum(row["label"] for row in written) == sum(c.label for c in cells)
     assert final["parent"] == str((tmp_path / "out" / "policies" / "vine-iter-01.pt").resolve())
+
+
+def test_region_rule_pools_the_evidence_of_earlier_runs(tmp_path):
+    """evidence_from: a second region-rule run pools the first run's forks and visited states with its own, so
+    its labels are exactly those of both runs' evidence together, while its history keeps only its own forks
+    (pooling it later does not count the first run's twice). A run with another rule, or an earlier run whose
+    policy reads other features, is refused with the folder named."""
+    from tamiyo_models.online_rl.fork_evidence import task_names_of
+    from tamiyo_models.online_rl.vine import fork_states, read_vine_run, region_rule_labels
+
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC)
+    initial = actor_file(tmp_path / "initial.pt")
+    # Any mean above 0 passes (false discovery rate 1): this test is about what is pooled, not the statistics.
+    config = VineConfig(iterations=1, episodes_per_iteration=3, forks_per_episode=2, max_step=3, margin=0.0, updates=50,
+                        label_rule="region", region_min_forks=2, region_fdr=1.0)  # fmt: skip
+    first = train_vine(initial, tmp_path / "first", config, spec=str(spec), workers=1, log=lambda *_: None)
+    lines: list[str] = []
+    pooled = dataclasses.replace(config, seed=1, evidence_from=(str(tmp_path / "first"),))
+    second = train_vine(initial, tmp_path / "second", pooled, spec=str(spec), workers=1, log=lines.append)
+    assert any(line.startswith(f"vine: pooling {len(first.forks)} forks") for line in lines)
+
+    features = load_policy(initial)[1]["feature_names"]
+    runs = [read_vine_run(tmp_path / name) for name in ("first", "second")]
+    assert [len(r.forks) for r in runs] == [len(first.forks), len(second.forks)]  # each history: its own forks
+    assert {f.run_id for f in runs[0].forks}.isdisjoint(f.run_id for f in runs[1].forks)  # new configurations
+    visited = [v for r in runs for v in fork_states(r.raw_dir, r.parents, features).visited]
+    assert len({v[0] for v in visited}) == 6  # both runs' parents
+    expected, cells = region_rule_labels(load_policy(initial)[0], runs[0].forks + runs[1].forks, visited, features, pooled)
+    assert any(c.label for c in cells), "nothing passed even the lax test; the check would be empty"
+    own_cells = region_rule_labels(load_policy(initial)[0], runs[1].forks, visited, features, pooled)[1]
+    assert sum(len(c.gains) for c in cells) > sum(len(c.gains) for c in own_cells)  # the first run's forks count too
+    written = json.loads((tmp_path / "second" / "vine-history.json").read_text())
+    rows = [c.row(task_names_of(features)) for c in cells]
+    keys = ("region", "action", "forks", "label")
+    assert [tuple(r[k] for k in keys) for r in written["region_evidence"]] == [tuple(r[k] for k in keys) for r in rows]
+    assert second.history[-1]["relabelled"] == len(expected)
+    assert load_policy(second.policy_path)[1]["metadata"]["vine"]["evidence_from"] == (str(tmp_path / "first"),)
+
+    with pytest.raises(ValueError, match="needs label_rule='region'"):
+        dataclasses.replace(pooled, label_rule="fork")
+    other = MLPActor(len(FEATURE_SETS["base"]), (32, 32), categorical=categorical_columns(FEATURE_SETS["base"]))
+    save_policy(other, FEATURE_SETS["base"], tmp_path / "other.pt", algorithm="test-actor", phase="phase1")
+    with pytest.raises(ValueError, match="evidence from .*first.*other features"):
+        train_vine(tmp_path / "other.pt", tmp_path / "third", pooled, spec=str(spec), workers=1, log=lambda *_: None)

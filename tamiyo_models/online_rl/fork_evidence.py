@@ -56,8 +56,8 @@ class EvidenceConfig:
             raise ValueError(f"fork evidence: epoch_edges must rise strictly from 0, got {self.epoch_edges}")
         if self.min_forks < 2:
             raise ValueError(f"fork evidence: min_forks must be >= 2 (a test needs a spread), got {self.min_forks}")
-        if not 0.0 < self.fdr < 1.0:
-            raise ValueError(f"fork evidence: fdr must be in (0, 1), got {self.fdr}")
+        if not 0.0 < self.fdr <= 1.0:  # 1: any mean above the margin passes (no false discovery control)
+            raise ValueError(f"fork evidence: fdr must be in (0, 1], got {self.fdr}")
         if self.margin < 0:
             raise ValueError(f"fork evidence: margin must be >= 0 pp, got {self.margin}")
 

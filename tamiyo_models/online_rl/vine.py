@@ -31,7 +31,9 @@ Each iteration:
      false discovery rate of `region_fdr` and above `margin` labels every visited state of that region, and
      nothing outside it. Each iteration's actor is then the *initial* one fine-tuned on those labels and on its
      own choices elsewhere: the policy is the start changed only where the pooled evidence says so, and a label
-     the later forks no longer support is dropped rather than carried on by the actor that learned it.
+     the later forks no longer support is dropped rather than carried on by the actor that learned it. With
+     `evidence_from`, the forks and visited states of earlier runs (targeted fork studies, other regimes) join
+     the pool, so separate studies make one policy.
 Only validation accuracy is read (the reward's own quantity); the test split stays in the run footers. Every
 parent and branch is written as a raw run, so the next night's offline phases learn from them as well.
 """
@@ -85,6 +87,10 @@ class VineConfig:
     label_rule: str = "fork"
     region_min_forks: int = 3  # "region": forks that measured an alternative before it is tested
     region_fdr: float = 0.05  # "region": false discovery rate over every (region, alternative) tested
+    # "region": folders of earlier vine runs (same feature set) whose forks and visited states join this run's
+    # evidence, e.g. targeted fork studies in other regimes; a region never spans two tasks, so each keeps its
+    # own evidence and only the false discovery control counts them together.
+    evidence_from: tuple[str, ...] = ()
     seed: int = 0  # training configurations, minibatches
 
     def __post_init__(self):
@@ -100,6 +106,8 @@ class VineConfig:
             raise ValueError(f"vine: confirm_orders must be >= 0, got {self.confirm_orders}")
         if self.label_rule not in ("fork", "region"):
             raise ValueError(f"vine: label_rule must be 'fork' or 'region', got {self.label_rule!r}")
+        if self.evidence_from and self.label_rule != "region":
+            raise ValueError("vine: evidence_from pools earlier runs' forks by region; it needs label_rule='region'")
         self.evidence()  # the region rule's settings are checked there
 
     def evidence(self) -> EvidenceConfig:
@@ -203,6 +211,51 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
     return Forks(forks, visited, epochs, runs)
 
 
+@dataclass
+class VineRun:
+    """A finished vine run as its vine-history.json tells it: its own forks, the policy's feature names, and
+    where its parents' raw runs are."""
+
+    folder: Path
+    forks: list[ForkState]
+    feature_names: tuple[str, ...]
+    raw_dir: Path
+    parents: list[str]
+    config: dict
+
+
+def read_vine_run(folder: str | Path) -> VineRun:
+    """Read a finished vine run back (no episode runs). Runs written before the history kept its feature names,
+    raw folder and parents fall back to the first policy's features, `folder/raw` and the parents with a fork."""
+    from ..agents.saved import load_policy
+
+    folder = Path(folder)
+    history = folder / "vine-history.json"
+    if not history.exists():
+        raise FileNotFoundError(f"{history}: not found (a vine run writes it when it finishes)")
+    data = json.loads(history.read_text())
+    forks = [ForkState(f["run_id"], int(f["step"]), f["features"], f["legal"], int(f["taken"]),
+                       {int(a): v for a, v in f["outcome"].items()},
+                       {int(o): {int(a): v for a, v in d.items()} for o, d in f.get("fresh", {}).items()})
+             for f in data["forks"]]  # fmt: skip
+    names = data.get("feature_names") or load_policy(folder / "policies" / "vine-iter-01.pt")[1]["feature_names"]
+    parents = data.get("parents") or list(dict.fromkeys(f.run_id for f in forks))
+    return VineRun(folder, forks, tuple(names), Path(data.get("raw_dir") or folder / "raw"), parents, data["config"])
+
+
+def prior_evidence(folders, feature_names) -> tuple[list[ForkState], list[tuple]]:
+    """The forks and visited states of earlier vine runs, for the region rule to pool with a run's own."""
+    forks, visited = [], []
+    for folder in folders:
+        run = read_vine_run(folder)
+        if run.feature_names != tuple(feature_names):
+            raise ValueError(f"vine: evidence from {folder}: its policy reads other features than this run's start "
+                             f"({len(run.feature_names)} vs {len(feature_names)}); regions would not line up")  # fmt: skip
+        forks.extend(run.forks)
+        visited.extend(fork_states(run.raw_dir, run.parents, feature_names).visited)
+    return forks, visited
+
+
 def improvement_labels(forks: list[ForkState], margin: float, confirm: bool = False) -> list[tuple[list[float], list[bool], int]]:
     """(features, legal, action) for every fork state where an action beat the parent's own by more than `margin`;
     with `confirm`, also by more than `margin` on average over the new data orders it was replayed on (a
@@ -298,7 +351,12 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     all_labels: list[tuple] = []
     cells: list = []  # the region rule's evidence, as of the last iteration
     epochs_total = 0
-    start, start_path = load_policy(current)[0], str(current)  # the region rule measures and improves against it
+    start, payload = load_policy(current)
+    start_path, start_features = str(current), tuple(payload["feature_names"])  # the region rule measures and improves against it
+    prior_forks, prior_visited = prior_evidence(config.evidence_from, start_features)
+    if config.evidence_from:
+        log(f"vine: pooling {len(prior_forks)} forks and {len(prior_visited)} visited states of {len(config.evidence_from)} earlier run(s)")
+    parents_done: list[str] = []
     for iteration in range(config.iterations):
         started = time.perf_counter()
         actor, payload = load_policy(current)
@@ -313,13 +371,14 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         report = parent_reporter(iteration + 1, len(configs), started, log)
         parents = generate(configs, raw, workers=workers, branching=config.branching(), reuse_existing=True, on_result=report)
         done = [p.run_id for p in parents if p.status == "complete"]
+        parents_done.extend(done)
         measured = fork_states(raw, done, features)
         forks, visited = measured.forks, measured.visited
         epochs_total += measured.epochs
         result.forks.extend(forks)
         if config.label_rule == "region":  # all the evidence so far decides, and its labels replace the last ones
-            labels, cells = region_rule_labels(start, result.forks, all_visited + visited, features, config)
-            log(f"vine: region evidence from {len(result.forks)} forks: {sum(np.isfinite(c.p_value) for c in cells)} "
+            labels, cells = region_rule_labels(start, prior_forks + result.forks, prior_visited + all_visited + visited, features, config)
+            log(f"vine: region evidence from {len(prior_forks) + len(result.forks)} forks: {sum(np.isfinite(c.p_value) for c in cells)} "
                 f"(region, action) cells tested, {sum(c.label for c in cells)} labelled, {len(labels)} states relabelled")
         else:
             labels = improvement_labels(forks, config.margin, confirm=config.confirm_orders > 0)
@@ -364,6 +423,9 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     result.policy_path = current
     # The region rule's evidence as it stood at the end: what was tested, what passed (fork_evidence.Cell.row).
     evidence = {"region_evidence": [c.row(task_names_of(features)) for c in cells]} if config.label_rule == "region" else {}
+    # Its own forks only (an earlier run's stay in its folder), and what read_vine_run needs to pool them later.
     (out / "vine-history.json").write_text(json.dumps({"config": config.to_dict(), "history": result.history,
-                                                       "forks": [asdict(f) for f in result.forks], **evidence}, indent=1))  # fmt: skip
+                                                       "feature_names": list(start_features), "raw_dir": str(raw),
+                                                       "parents": parents_done, "forks": [asdict(f) for f in result.forks],
+                                                       **evidence}, indent=1))  # fmt: skip
     return result

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "by region (task, episode length, epoch bin, seed stage, own action) and learn an action for the "
                        "whole region only where its mean advantage is above 0 at a 5%% false discovery rate and above "
                        "--margin (default fork; docs/online-rl.md)")  # fmt: skip
+    train.add_argument("--evidence-from", action="append", default=[], metavar="DIR",
+                       help="phase 4 vine, --label-rule region: a finished vine run's folder whose forks and visited states "
+                       "join this run's evidence (repeatable; e.g. a fork study in another regime)")  # fmt: skip
     train.add_argument("--workers", type=int, default=2, help="phase 4: environment worker processes (default 2)")
     train.add_argument("--spec", default="arena", help="phase 4: generation spec the episodes are drawn from (default arena)")
     train.add_argument("--regime", help="phase 4: one regime of the spec (default: all that can run here)")
@@ -220,7 +223,7 @@ def _run_online(args: argparse.Namespace) -> int:
                                           episodes_per_iteration=args.episodes_per_iteration, forks_per_episode=args.forks,
                                           margin=args.margin, max_step=args.fork_max_step, min_step=args.fork_min_step,
                                           val_subsample=args.val_subsample, confirm_orders=args.confirm_orders,
-                                          label_rule=args.label_rule)  # fmt: skip
+                                          label_rule=args.label_rule, evidence_from=tuple(args.evidence_from))  # fmt: skip
         else:
             learner = dataclasses.replace(learner, episodes=args.episodes, seed=args.seed, entropy_floor=args.entropy_floor,
                                           episodes_per_iteration=args.episodes_per_iteration,
