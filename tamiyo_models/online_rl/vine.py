@@ -316,6 +316,22 @@ def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: Vine
     return student, on_labels, elsewhere
 
 
+def iteration_configs(generation, regime: str | None, config: VineConfig, iteration: int, policy: Path) -> list:
+    """The parent episodes of one iteration: training configurations (batch seeds no evaluation set uses), the
+    policy file `policy` acting. Their run ids are fixed by these configurations, so the episodes can be run
+    anywhere first (experiments/vine_episodes.py) and `train_vine` reads them back."""
+    from ..controllers import ControllerConfig
+
+    batch_seed = 7_000_000 + 1_000 * config.seed + iteration  # training configurations only; never an evaluation batch
+    configs = generation.sample_regime(regime, config.episodes_per_iteration, batch_seed) if regime else \
+        generation.sample(config.episodes_per_iteration, batch_seed)  # fmt: skip
+    controller = ControllerConfig(kind="policy", policy=f"file:{policy}")  # as given: the path is part of the run id
+    configs = [dataclasses.replace(c, controller=controller) for c in configs]
+    if config.val_subsample is not None:
+        configs = [dataclasses.replace(c, dataset=dataclasses.replace(c.dataset, val_subsample=config.val_subsample)) for c in configs]
+    return configs
+
+
 def parent_reporter(iteration: int, total: int, started: float, log):
     """A parent and its branches take minutes on the arena and an iteration hours: a line as each parent ends."""
     done = 0
@@ -338,7 +354,6 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     warehouse). Resumable: the episodes are deterministic and read back when their run files exist, and a
     finished iteration's policy file is reused. `on_iteration(row)` after each iteration (a progress bar)."""
     from ..agents.saved import load_policy, save_policy
-    from ..controllers import ControllerConfig
     from ..generation import GenerationSpec, generate
 
     out = Path(out_dir)
@@ -361,13 +376,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         started = time.perf_counter()
         actor, payload = load_policy(current)
         features = tuple(payload["feature_names"])
-        batch_seed = 7_000_000 + 1_000 * config.seed + iteration  # training configurations only; never an evaluation batch
-        configs = generation.sample_regime(regime, config.episodes_per_iteration, batch_seed) if regime else \
-            generation.sample(config.episodes_per_iteration, batch_seed)  # fmt: skip
-        controller = ControllerConfig(kind="policy", policy=f"file:{current}")
-        configs = [dataclasses.replace(c, controller=controller) for c in configs]
-        if config.val_subsample is not None:
-            configs = [dataclasses.replace(c, dataset=dataclasses.replace(c.dataset, val_subsample=config.val_subsample)) for c in configs]
+        configs = iteration_configs(generation, regime, config, iteration, current)
         report = parent_reporter(iteration + 1, len(configs), started, log)
         parents = generate(configs, raw, workers=workers, branching=config.branching(), reuse_existing=True, on_result=report)
         done = [p.run_id for p in parents if p.status == "complete"]
