@@ -9,7 +9,10 @@ early (Ctrl-C, SIGINT from `timeout -s INT`) leaves no half-measured fork behind
     .venv/bin/python experiments/vine_episodes.py --parent POLICY.pt --regime fm-short --episodes 24 --forks 1 \
         --fork-min-step 1 --fork-max-step 1 --val-subsample 10000 --seed 3 --workers 16 --raw /tmp/raw --done /tmp/done.txt
 
-The policy path is part of every run id: give it exactly as `tamiyo train` will see it (an absolute path).
+The policy path is part of every run id: give it exactly as `tamiyo train` will see it (an absolute path). So are
+the sampled hyperparameters, and another numpy build can round one in its last bit (seen: 1 configuration of 24
+between the development VM and the H200 machine, a learning rate 0.055575356957106685 vs ...668): `tamiyo train`
+then runs that family itself, and the stray one is best moved out of the raw folder.
 """
 
 from __future__ import annotations

@@ -312,6 +312,7 @@ def test_region_rule_pools_the_evidence_of_earlier_runs(tmp_path):
     keys = ("region", "action", "forks", "label")
     assert [tuple(r[k] for k in keys) for r in written["region_evidence"]] == [tuple(r[k] for k in keys) for r in rows]
     assert second.history[-1]["relabelled"] == len(expected)
+    assert any(f"of {len(visited)} others" in line for line in lines)  # the student keeps its own on both runs' states
     assert load_policy(second.policy_path)[1]["metadata"]["vine"]["evidence_from"] == (str(tmp_path / "first"),)
 
     with pytest.raises(ValueError, match="needs label_rule='region'"):
