@@ -49,6 +49,9 @@ SETS = {  # name: (how drawn, how many, batch seed, the folder their episodes ar
     "fourth": ("headroom", 6, 20_261_206, "var/arena/fourth/live"),
     # fm-noisy only: the test of the hypothesis the three sets above raised (docs/online-rl.md, "A fifth set").
     "fifth": ("headroom", 24, 20_261_207, "var/arena/fifth/live", ("fm-noisy",)),
+    # fm-small-data and fm-short only: the test of the epoch-0 fork study's label (docs/online-rl.md, "Grafting at
+    # epoch 0").
+    "sixth": ("headroom", 12, 20_261_208, "var/arena/sixth/live", ("fm-small-data", "fm-short")),
 }
 
 
@@ -61,6 +64,21 @@ def set_configs(kind: str, count: int, batch_seed: int, regimes: tuple[str, ...]
     if kind == "sample":
         return GenerationSpec.load("arena").sample(count, seed=batch_seed)
     return headroom_configs(HeadroomConfig(spec="arena", regimes=regimes, configs_per_regime=count, batch_seed=batch_seed))[0]
+
+
+def training_seeds(folder: Path) -> list[int]:
+    """The configuration seeds a vine run trained on, those of the runs it pooled evidence from (--evidence-from)
+    included: a held-out configuration must be none of them."""
+    from tamiyo_models.online_rl.vine import read_vine_run
+    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+
+    run = read_vine_run(folder)
+    own = folder / "raw"  # a run's own raw folder holds only its episodes; a landing folder holds everyone's
+    paths = list_raw_runs(own) if own.exists() else [run.raw_dir / f"{p}.jsonl" for p in run.parents]
+    seeds = [read_raw_run(p).header["config"]["seed"] for p in paths]
+    for earlier in run.config.get("evidence_from", []):
+        seeds += training_seeds(Path(earlier))
+    return seeds
 
 
 def order_differences(runs, arm: str) -> np.ndarray:
@@ -177,6 +195,7 @@ def main() -> int:
     parser.add_argument(
         "--sets", default=",".join(SETS), help=f"held-out sets, comma-separated (default {','.join(SETS)})"
     )
+    parser.add_argument("--final-iteration", type=int, default=3, help="the iteration whose policy is each seed's final (default 3)")
     parser.add_argument("--out", default="var/phase4-from-schedule")
     parser.add_argument("--compare", default="",
                         help="other controllers to run beside them on all 3 orders (comma-separated): reference "
@@ -197,19 +216,17 @@ def main() -> int:
     from tamiyo_models.controllers import reference_controller
     from tamiyo_models.evaluation.live import check_disjoint_seeds, policy_controller
     from tamiyo_models.evaluation.paired import run_paired
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
     from tamiyo_models.stats import noise_floor
 
     folders = {k: Path(args.vine.format(seed=k)) for k in args.seeds}
-    finals = {f"vine-s{k}": folder / "policies" / "vine-iter-03.pt" for k, folder in folders.items()}
+    finals = {f"vine-s{k}": folder / "policies" / f"vine-iter-{args.final_iteration:02d}.pt" for k, folder in folders.items()}
     start = folders[args.seeds[0]] / "initial-distilled.pt"
-    missing = [str(p) for p in [start, *finals.values()] if not p.exists()]
+    missing = [str(p) for p in [*([] if args.no_start else [start]), *finals.values()] if not p.exists()]
     if missing:
         raise SystemExit(
             f"not trained yet (experiments/phase4_vine.py --initial {REFERENCE} ...): {', '.join(missing)}"
         )
-    seeds = {name: [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(folders[k] / "raw")]
-             for name, k in zip(finals, args.seeds)}  # fmt: skip
+    seeds = {name: training_seeds(folders[k]) for name, k in zip(finals, args.seeds)}
     starts = [] if args.no_start else ["start"]
     compared = dict(item.strip().partition("=")[::2] for item in args.compare.split(",") if item.strip())
     others = list(compared)
@@ -308,6 +325,9 @@ def main() -> int:
     lines += ["", "## The training labels (training configurations; validation chose them, test judged them after)", ""]
     result["labels"] = {}
     for k, folder in folders.items():
+        if not (folder / "raw").exists():  # recorded to a landing folder: its region evidence is in vine-history.json
+            lines.append(f"- vine-s{k}: the labels and their evidence are in {folder / 'vine-history.json'}")
+            continue
         q = label_quality(folder / "raw")
         result["labels"][f"vine-s{k}"] = q
         kinds = Counter(f"step {x['step']}: {x['own']} -> {x['best']}" for x in q["labels"])
