@@ -6,7 +6,7 @@ metadata. Each run is an MLflow child run under the Dagster run's parent run, re
 (No `from __future__ import annotations`: Dagster reads the config annotations at runtime.)
 """
 
-from typing import Optional
+from typing import List, Optional
 
 import dagster as dg
 
@@ -276,6 +276,12 @@ class Phase4Config(dg.Config):
     fork_max_step: Optional[int] = None
     # vine only: new data orders each candidate label is replayed on before it is learned (0: learned at once)
     confirm_orders: int = 0
+    forks: int = 2  # vine only: random steps of each parent where every other legal action is branched
+    margin: float = 0.25  # vine only: pp an alternative must gain to be learned
+    # vine only: "fork" (each fork's winner) or "region" (pooled evidence per region at a 5% false discovery rate),
+    # and with "region", earlier vine runs' folders whose forks and visited states join the evidence
+    label_rule: str = "fork"
+    evidence_from: List[str] = []
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR
 
@@ -303,7 +309,8 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
         learner = dataclasses.replace(base.vine, iterations=max(1, config.episodes // config.episodes_per_iteration),
                                       episodes_per_iteration=config.episodes_per_iteration, val_subsample=config.val_subsample,
                                       min_step=config.fork_min_step, max_step=config.fork_max_step,
-                                      confirm_orders=config.confirm_orders)  # fmt: skip
+                                      confirm_orders=config.confirm_orders, forks_per_episode=config.forks, margin=config.margin,
+                                      label_rule=config.label_rule, evidence_from=tuple(config.evidence_from))  # fmt: skip
     else:
         learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
                                       episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip

@@ -121,3 +121,36 @@ def test_phase4_starts_from_the_distilled_phase3_bcq_candidate(tmp_path):
     assert meta["algorithm"] == "distilled-bcq" and 0 < meta["metadata"]["agreement_train"] <= 1
     assert meta["metadata"]["distil"]["updates"] == 500  # the asset's distillation budget
     assert len(list((tmp_path / "rollouts").glob("*.jsonl"))) == 4  # every rollout landed as a raw run
+
+
+def test_phase4_vine_with_the_region_rule_pools_an_earlier_run_through_dagster(tmp_path):
+    """The Phase 4 asset runs vine with the region rule, and a second materialization pools the first one's forks
+    (evidence_from): its policy records the pooled folder, its history keeps only its own forks."""
+    from assets.policies import phase4_online_policy
+    from tamiyo_models.agents.base import categorical_columns
+    from tamiyo_models.agents.networks import MLPActor
+    from tamiyo_models.agents.saved import save_policy
+    from tamiyo_models.features import FEATURE_SETS
+
+    spec = tmp_path / "live.toml"
+    spec.write_text(LIVE_SPEC)
+    features = FEATURE_SETS["base+lifecycle+task"]
+    initial = save_policy(MLPActor(len(features), (32, 32), categorical=categorical_columns(features)), features,
+                          tmp_path / "initial.pt", algorithm="test-actor", phase="phase1")  # fmt: skip
+    resources = {"warehouse": WarehouseResource(path=str(tmp_path / "unused.duckdb")),
+                 "mlflow": MlflowTrackingResource(root=str(tmp_path / "mlflow"))}  # fmt: skip
+    vine = {"algorithm": "vine", "initial_policy": str(initial), "spec": str(spec), "episodes": 2, "episodes_per_iteration": 2,
+            "workers": 1, "forks": 1, "fork_min_step": 1, "fork_max_step": 1, "label_rule": "region",
+            "record_dir": str(tmp_path / "rollouts")}  # fmt: skip
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out, earlier in ((first, []), (second, [str(first)])):
+        config = {**vine, "out_dir": str(out), "evidence_from": earlier}
+        result = dg.materialize([phase4_online_policy], resources=resources,
+                                run_config={"ops": {"phase4_online_policy": {"config": config}}})  # fmt: skip
+        assert result.success
+    policy = result.asset_materializations_for_node("phase4_online_policy")[0].metadata["policy_file"].value
+    vine_config = json.loads(load_policy(policy)[1]["metadata"]["config"])["vine"]
+    assert vine_config["label_rule"] == "region" and vine_config["evidence_from"] == [str(first)]
+    histories = [json.loads((out / "vine-history.json").read_text()) for out in (first, second)]
+    assert [len(h["forks"]) for h in histories] == [2, 2]  # one fork per parent, each run its own
+    assert sum(row["forks"] for row in histories[1]["region_evidence"]) >= sum(row["forks"] for row in histories[0]["region_evidence"])
