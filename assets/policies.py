@@ -6,7 +6,7 @@ metadata. Each run is an MLflow child run under the Dagster run's parent run, re
 (No `from __future__ import annotations`: Dagster reads the config annotations at runtime.)
 """
 
-from typing import List, Optional
+from typing import Optional
 
 import dagster as dg
 
@@ -281,7 +281,7 @@ class Phase4Config(dg.Config):
     # vine only: "fork" (each fork's winner) or "region" (pooled evidence per region at a 5% false discovery rate),
     # and with "region", earlier vine runs' folders whose forks and visited states join the evidence
     label_rule: str = "fork"
-    evidence_from: List[str] = []
+    evidence_from: list[str] = []
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR
 
