@@ -280,7 +280,7 @@ class Phase4Config(dg.Config):
     margin: float = 0.25  # vine only: pp an alternative must gain to be learned
     # vine only: "fork" (each fork's winner) or "region" (pooled evidence per region at a 5% false discovery rate),
     # and with "region", earlier vine runs' folders whose forks and visited states join the evidence
-    label_rule: str = "fork"
+    label_rule: str = "region"
     evidence_from: list[str] = []
     record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR

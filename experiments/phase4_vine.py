@@ -51,7 +51,9 @@ def main() -> int:
     parser.add_argument("--confirm-orders", type=int, default=0,
                         help="new data orders each candidate label is replayed on before it counts (default 0)")
     parser.add_argument("--label-rule", choices=("fork", "region"), default="fork",
-                        help="fork: each fork's winner at that state; region: pooled evidence per region (fork_evidence.py)")
+                        help="fork: each fork's winner at that state; region: pooled evidence per region (fork_evidence.py). "
+                        "The default stays fork here so the commands in docs/online-rl.md reproduce their runs; the "
+                        "library's and `tamiyo train`'s default is region")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     add_evaluation_args(parser, "var/phase4-arena-vine[-valN-marginM]-sSEED")
     parser.add_argument("--train-only", action="store_true", help="no live evaluation (e.g. phase4_from_schedule.py's instead)")

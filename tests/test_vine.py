@@ -91,7 +91,8 @@ def test_train_vine_measures_every_action_at_the_forks_and_is_resumable(tmp_path
     initial = actor_file(tmp_path / "initial.pt")
     # The run ids (which fix the drawn fork steps) hold the policy's path under tmp_path; the window 2..3 makes
     # the forks certain: step 2 always has a choice.
-    config = VineConfig(iterations=2, episodes_per_iteration=2, forks_per_episode=2, max_step=3, margin=0.0, updates=200)
+    config = VineConfig(iterations=2, episodes_per_iteration=2, forks_per_episode=2, max_step=3, margin=0.0, updates=200,
+                        label_rule="fork")  # fmt: skip
     result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
 
     assert [row["iteration"] for row in result.history] == [1, 2]
@@ -141,7 +142,7 @@ def test_train_vine_replays_its_candidate_labels_on_new_data_orders(tmp_path):
     spec.write_text(SPEC)
     initial = actor_file(tmp_path / "initial.pt")
     config = VineConfig(iterations=1, episodes_per_iteration=3, forks_per_episode=2, max_step=3, margin=0.0, updates=50,
-                        confirm_orders=1)  # fmt: skip
+                        confirm_orders=1, label_rule="fork")  # fmt: skip
     result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
     assert result.forks
     for fork in result.forks:
@@ -174,7 +175,7 @@ def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(t
     # (after a cull, during the embargo), and the run ids, hence the drawn steps, change with tmp_path.
     code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", str(initial), "--spec", str(spec),
                  "--episodes", "4", "--episodes-per-iteration", "2", "--forks", "1", "--fork-max-step", "2", "--workers", "1",
-                 "--confirm-orders", "1", "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"),
+                 "--confirm-orders", "1", "--label-rule", "fork", "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"),
                  "--mlflow-root", str(tmp_path / "mlflow")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     policy = tmp_path / "out" / "phase4-vine.pt"
@@ -317,6 +318,8 @@ def test_region_rule_pools_the_evidence_of_earlier_runs(tmp_path):
 
     with pytest.raises(ValueError, match="needs label_rule='region'"):
         dataclasses.replace(pooled, label_rule="fork")
+    with pytest.raises(ValueError, match="needs label_rule='fork'"):  # the default rule pools forks, it replays none
+        VineConfig(confirm_orders=2)
     other = MLPActor(len(FEATURE_SETS["base"]), (32, 32), categorical=categorical_columns(FEATURE_SETS["base"]))
     save_policy(other, FEATURE_SETS["base"], tmp_path / "other.pt", algorithm="test-actor", phase="phase1")
     with pytest.raises(ValueError, match="evidence from .*first.*other features"):

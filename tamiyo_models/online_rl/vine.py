@@ -82,9 +82,11 @@ class VineConfig:
     # branches share the data order, yet their trajectories diverge after it, so one pair's difference carries
     # each trajectory's luck; the label then needs its mean gain over these orders above `margin` as well.
     confirm_orders: int = 0
-    # "fork": a label per fork state where an alternative won (and, with confirm_orders, held on new orders);
-    # "region": a label per region where the pooled evidence of all forks so far says so (fork_evidence.py).
-    label_rule: str = "fork"
+    # "region": a label per region where the pooled evidence of all forks so far says so (fork_evidence.py); the
+    # default since its policy beat the best fixed schedule on held-out configurations (docs/online-rl.md), where
+    # every fork-rule policy tied it. "fork": a label per fork state where an alternative won (and, with
+    # confirm_orders, held on new orders): one fork is mostly luck at the arena's noise.
+    label_rule: str = "region"
     region_min_forks: int = 3  # "region": forks that measured an alternative before it is tested
     region_fdr: float = 0.05  # "region": false discovery rate over every (region, alternative) tested
     # "region": folders of earlier vine runs (same feature set) whose forks and visited states join this run's
@@ -106,6 +108,8 @@ class VineConfig:
             raise ValueError(f"vine: confirm_orders must be >= 0, got {self.confirm_orders}")
         if self.label_rule not in ("fork", "region"):
             raise ValueError(f"vine: label_rule must be 'fork' or 'region', got {self.label_rule!r}")
+        if self.confirm_orders and self.label_rule != "fork":  # the region rule pools forks instead of replaying them
+            raise ValueError("vine: confirm_orders replays the fork rule's candidates; it needs label_rule='fork'")
         if self.evidence_from and self.label_rule != "region":
             raise ValueError("vine: evidence_from pools earlier runs' forks by region; it needs label_rule='region'")
         self.evidence()  # the region rule's settings are checked there

@@ -54,13 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "branch's outcome 5x less noisy on the arena, docs/online-rl.md)")  # fmt: skip
     train.add_argument("--confirm-orders", type=int, default=0, metavar="K",
                        help="phase 4 vine: replay each candidate label (an action that beat the policy's own by more than "
-                       "--margin) on K new data orders; it is learned only if it wins by the margin there too (default 0: "
-                       "learned at once)")  # fmt: skip
-    train.add_argument("--label-rule", choices=("fork", "region"), default="fork",
-                       help="phase 4 vine: fork = learn each fork's winning action at that state; region = pool every fork "
-                       "by region (task, episode length, epoch bin, seed stage, own action) and learn an action for the "
-                       "whole region only where its mean advantage is above 0 at a 5%% false discovery rate and above "
-                       "--margin (default fork; docs/online-rl.md)")  # fmt: skip
+                       "--margin) on K new data orders; it is learned only if it wins by the margin there too (with --label-rule "
+                       "fork; default 0: learned at once)")  # fmt: skip
+    train.add_argument("--label-rule", choices=("fork", "region"), default="region",
+                       help="phase 4 vine: region = pool every fork by region (task, episode length, epoch bin, seed stage, "
+                       "own action) and learn an action for the whole region only where its mean advantage is above 0 at a "
+                       "5%% false discovery rate and above --margin; fork = learn each fork's winning action at that state "
+                       "(with --confirm-orders) (default region; docs/online-rl.md)")  # fmt: skip
     train.add_argument("--evidence-from", action="append", default=[], metavar="DIR",
                        help="phase 4 vine, --label-rule region: a finished vine run's folder whose forks and visited states "
                        "join this run's evidence (repeatable; e.g. a fork study in another regime)")  # fmt: skip
