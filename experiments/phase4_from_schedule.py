@@ -52,6 +52,8 @@ SETS = {  # name: (how drawn, how many, batch seed, the folder their episodes ar
     # fm-small-data and fm-short only: the test of the epoch-0 fork study's label (docs/online-rl.md, "Grafting at
     # epoch 0").
     "sixth": ("headroom", 12, 20_261_208, "var/arena/sixth/live", ("fm-small-data", "fm-short")),
+    # fm-short only: the replication of the sixth set's gain on new configurations (docs/online-rl.md).
+    "seventh": ("headroom", 24, 20_261_209, "var/arena/seventh/live", ("fm-short",)),
 }
 
 
