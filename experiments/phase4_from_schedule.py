@@ -197,6 +197,8 @@ def main() -> int:
     parser.add_argument(
         "--sets", default=",".join(SETS), help=f"held-out sets, comma-separated (default {','.join(SETS)})"
     )
+    parser.add_argument("--regimes", type=lambda s: [r.strip() for r in s.split(",") if r.strip()], default=[],
+                        help="only the sets' configurations of these regimes (comma-separated; default all)")
     parser.add_argument("--final-iteration", type=int, default=3, help="the iteration whose policy is each seed's final (default 3)")
     parser.add_argument("--out", default="var/phase4-from-schedule")
     parser.add_argument("--compare", default="",
@@ -248,6 +250,10 @@ def main() -> int:
     for set_name in sets:
         kind, count, batch_seed, folder, *only = SETS[set_name]
         configs = set_configs(kind, count, batch_seed, *only)
+        if args.regimes:  # a screen of some regimes: the other configurations are left out (not drawn anew)
+            configs = [c for c in configs if c.regime() in args.regimes]
+            if not configs:
+                parser.error(f"--regimes {','.join(args.regimes)}: none of the {set_name} set's configurations")
         for name, used in seeds.items():
             try:  # a held-out configuration must not be one the learner trained on
                 check_disjoint_seeds(configs, used)
