@@ -37,6 +37,16 @@ def actor_file(path, seed: int = 0):
     return save_policy(actor, features, path, algorithm="test-actor", phase="phase1")
 
 
+def region_run_setup(tmp_path, **settings):
+    """The synthetic spec, an initial actor and a region-rule config on small runs (3 parents, forks at steps 1-3,
+    margin 0, 2 forks per tested cell) for `settings` to adjust."""
+    spec = tmp_path / "vine-test.toml"
+    spec.write_text(SPEC)
+    config = VineConfig(**{"episodes_per_iteration": 3, "forks_per_episode": 2, "max_step": 3, "margin": 0.0, "updates": 50,
+                           "label_rule": "region", "region_min_forks": 2, **settings})  # fmt: skip
+    return spec, actor_file(tmp_path / "initial.pt"), config
+
+
 def test_improvement_labels_take_the_best_action_only_past_the_margin():
     fork = ForkState("r", 3, [0.0], [True] * 8, taken=0, outcome={0: 80.0, 1: 80.2, 5: 80.6})
     assert improvement_labels([fork], margin=0.25) == [([0.0], [True] * 8, 5)]
@@ -250,12 +260,8 @@ def test_train_vine_with_the_region_rule_labels_every_state_of_a_region_the_pool
     recomputed from the runs on disk, and every iteration's actor is the initial one fine-tuned on them."""
     from tamiyo_models.online_rl.vine import fork_states, reference_actions, region_rule_labels
 
-    spec = tmp_path / "vine-test.toml"
-    spec.write_text(SPEC)
-    initial = actor_file(tmp_path / "initial.pt")
     # A lax test (any mean above 0 at a 90% false discovery rate, 2 forks) so that tiny synthetic runs label something.
-    config = VineConfig(iterations=2, episodes_per_iteration=3, forks_per_episode=2, max_step=3, margin=0.0, updates=50,
-                        label_rule="region", region_min_forks=2, region_fdr=0.9)  # fmt: skip
+    spec, initial, config = region_run_setup(tmp_path, iterations=2, region_fdr=0.9)
     result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lambda *_: None)
     features = load_policy(initial)[1]["feature_names"]
     raw = tmp_path / "out" / "raw"
@@ -286,12 +292,8 @@ def test_region_rule_pools_the_evidence_of_earlier_runs(tmp_path):
     from tamiyo_models.online_rl.fork_evidence import task_names_of
     from tamiyo_models.online_rl.vine import fork_states, read_vine_run, region_rule_labels
 
-    spec = tmp_path / "vine-test.toml"
-    spec.write_text(SPEC)
-    initial = actor_file(tmp_path / "initial.pt")
     # Any mean above 0 passes (false discovery rate 1): this test is about what is pooled, not the statistics.
-    config = VineConfig(iterations=1, episodes_per_iteration=3, forks_per_episode=2, max_step=3, margin=0.0, updates=50,
-                        label_rule="region", region_min_forks=2, region_fdr=1.0)  # fmt: skip
+    spec, initial, config = region_run_setup(tmp_path, iterations=1, region_fdr=1.0)
     first = train_vine(initial, tmp_path / "first", config, spec=str(spec), workers=1, log=lambda *_: None)
     lines: list[str] = []
     pooled = dataclasses.replace(config, seed=1, evidence_from=(str(tmp_path / "first"),))
