@@ -410,9 +410,9 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         else:
             # The region rule improves the start every time; the fork rule the last iteration's actor.
             base, base_path = (start, start_path) if config.label_rule == "region" else (actor, str(current))
-            # The earlier runs' states anchor the student too: it keeps its own choices in their tasks where no label says otherwise.
-            kept = prior_visited + all_visited if config.label_rule == "region" else all_visited
-            improved, on_labels, elsewhere = improve_actor(base, kept, all_labels, dataclasses.replace(config, seed=config.seed + iteration), log=log)
+            # The earlier runs' states (region rule only; none otherwise) anchor the student too: it keeps its own
+            # choices in their tasks where no label says otherwise.
+            improved, on_labels, elsewhere = improve_actor(base, prior_visited + all_visited, all_labels, dataclasses.replace(config, seed=config.seed + iteration), log=log)
             save_policy(improved, features, target, algorithm="vine", phase="phase4", parent=str(current),
                         metadata={"vine": {**settings, "forks": len(forks), "labels": len(labels), "agreement_labels": on_labels,
                                            "agreement_elsewhere": elsewhere,
