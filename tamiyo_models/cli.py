@@ -15,6 +15,11 @@ _COMMAND_MODULES = (
     "tamiyo_models.warehouse.cli", "tamiyo_models.policies.cli", "tamiyo_models.coverage.cli", "tamiyo_models.evaluation.cli",
     "tamiyo_models.transitions.cli", "tamiyo_models.ope.cli", "tamiyo_models.curriculum.cli",
 )  # fmt: skip
+# Commands whose module alone is registered when they are run: registering every module imports torch (some
+# modules read defaults from the controllers while adding their flags), which costs `tamiyo sql` ~2 s for a
+# query DuckDB answers in milliseconds. tests/test_warehouse_schema_and_cli.py checks this against `register`.
+_FAST_COMMANDS = {"ingest": "tamiyo_models.warehouse.cli", "sql": "tamiyo_models.warehouse.cli",
+                  "export": "tamiyo_models.warehouse.cli"}  # fmt: skip
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -145,7 +150,8 @@ def cmd_story(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command` one of _FAST_COMMANDS, only that command's module is registered."""
     parser = argparse.ArgumentParser(prog="tamiyo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -203,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="a raw run file (.jsonl)")
     s.set_defaults(func=cmd_story)
 
-    for module_name in _COMMAND_MODULES:
+    for module_name in (_FAST_COMMANDS[command],) if command in _FAST_COMMANDS else _COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -217,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .shutdown import exit_on_sigterm
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     exit_on_sigterm()  # `kill PID` stops a long command the way Ctrl-C does: its workers are closed, not orphaned
     return args.func(args)
 

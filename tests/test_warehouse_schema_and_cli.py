@@ -124,3 +124,38 @@ def test_saved_queries_run_by_name(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("run_id,")
     assert main(["sql", "--warehouse", str(warehouse), "--saved", "nope"]) == 2
     assert "no saved query 'nope'" in capsys.readouterr().err
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_fast_commands_are_what_their_module_registers_with_the_same_flags():
+    from tamiyo_models import cli as main_cli
+
+    full = _subcommands(main_cli.build_parser())
+    for module_name in set(main_cli._FAST_COMMANDS.values()):
+        parser = argparse.ArgumentParser()
+        __import__(module_name, fromlist=["register"]).register(parser.add_subparsers())
+        owned = {c for c, m in main_cli._FAST_COMMANDS.items() if m == module_name}
+        assert set(_subcommands(parser)) == owned, module_name
+    for command in main_cli._FAST_COMMANDS:
+        fast = _subcommands(main_cli.build_parser(command))[command]
+        flags = lambda p: sorted((tuple(a.option_strings), a.dest, str(a.default), a.help) for a in p._actions)  # noqa: E731
+        assert flags(fast) == flags(full[command]), command
+
+
+def test_sql_command_imports_neither_torch_nor_polars(warehouse):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tamiyo_models.cli import main; "
+        f"status = main(['sql', '--warehouse', {str(warehouse)!r}, '--format', 'csv', 'SELECT count(*) AS n FROM runs']); "
+        "heavy = sorted(m for m in ('torch', 'polars', 'pandera', 'dagster', 'numpy') if m in sys.modules); "
+        "print(status, heavy, file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "n\n3\n", done.stderr
+    assert done.stderr.splitlines()[-1] == "0 []", done.stderr

@@ -14,10 +14,12 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import duckdb
-import polars as pl
+
+if TYPE_CHECKING:  # polars costs `tamiyo sql` ~0.2 s of start-up, and only `query` returns a frame
+    import polars as pl
 
 from .snapshot import Snapshot, connect_snapshot, current_snapshot, publish_snapshot
 
