@@ -15,7 +15,7 @@ from .reference import DEFAULT_REFERENCES, EAGER_HEURISTIC, FixedSchedule, Never
 
 CONTROLLER_KINDS = (
     "heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic", "never", "fixed-schedule",
-    "policy", "epsilon-policy", "agent",
+    "epsilon-fixed-schedule", "policy", "epsilon-policy", "agent",
 )  # fmt: skip
 
 
@@ -36,7 +36,7 @@ class ControllerConfig:
             raise ValueError(f"unknown controller {self.kind!r}; known: {', '.join(CONTROLLER_KINDS)}")
         if self.kind.endswith("policy") and not self.policy:
             raise ValueError(f"controller {self.kind!r} needs a policy (scheme:PATH)")
-        if self.kind == "fixed-schedule":
+        if self.kind.endswith("fixed-schedule"):
             FixedSchedule(self.blueprint, self.germinate_epoch)  # validates, naming the bad setting
 
     def display_name(self) -> str:
@@ -52,7 +52,7 @@ class ControllerConfig:
             "policy": self.policy,
         }
         # Written only where they mean something: a heuristic run's header does not list a schedule it ignores.
-        if self.kind == "fixed-schedule":
+        if self.kind.endswith("fixed-schedule"):
             d.update(blueprint=self.blueprint, germinate_epoch=self.germinate_epoch)
         if self.label is not None:
             d["label"] = self.label
@@ -82,6 +82,8 @@ def _build(config: ControllerConfig) -> Controller:
         return NeverGrow()
     if config.kind == "fixed-schedule":
         return FixedSchedule(config.blueprint, config.germinate_epoch)
+    if config.kind == "epsilon-fixed-schedule":  # a schedule's stochastic version, when it is the nightly champion
+        return EpsilonGreedy(FixedSchedule(config.blueprint, config.germinate_epoch), config.epsilon)
     if config.kind == "random":
         return RandomController(config.random_weights)
     if config.kind == "epsilon-heuristic":

@@ -1,0 +1,424 @@
+"""One night of the improvement loop: generate around the champion, ingest, train challengers, evaluate them
+on held-out configurations drawn fresh for the night, promote or keep, report.
+
+Each stage is a plain function of (night, config, paths), called in turn by `run_night` and, one asset per
+stage, by the Dagster `nightly` job (assets/nightly.py). Every stage resumes: episodes already on disk are read
+back (they are deterministic), a challenger whose policy file exists is not retrained, and the decision is
+rewritten whole. A night killed anywhere picks up where it stopped when it is run again.
+
+    generate   training configurations of the spec, drawn from the night's batch seed, seeds registered as
+               training seeds; a share run by the champion's stochastic version (epsilon around it, its
+               propensities logged), the rest by the reference grid in turn. Raw runs land in
+               <landing>/night-<night>/, where ingestion picks them up.
+    ingest     the landing folder into the warehouse (every night's runs: the learners read them all).
+    train      Phase 3 challengers (BCQ, CQL, IQL) on every night's transitions, their update budget scaled to
+               the data; IQL's actor starts from the champion when the champion is a learned policy. Each is an
+               MLflow model version whose lineage names the nights it learned from.
+    evaluate   held-out configurations (the night's own draw, seeds registered once as evaluation seeds) on the
+               test split: the champion, every challenger, the reference grid and the heuristic on the original
+               data order and `fresh_orders` fresh ones; the champion's reruns are the null control.
+    decide     each arm against the champion by the rule fixed beforehand (champion.PromotionRule); one row per
+               arm in `champion_history`; a promotion registers the new champion in MLflow.
+    report     Markdown with the night's table and the trend plot (champion vs heuristic vs best fixed schedule,
+               night by night), in <nights>/<night>/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+from ..controllers import ControllerConfig, reference_controller
+from .champion import Champion, Comparison, PromotionRule, choose, compare, current_champion, record_night
+from .seeds import EVALUATION, TRAINING, claim_seeds
+
+STAGES = ("generate", "ingest", "train", "evaluate", "decide", "report")
+CHALLENGER_PREFIX = "phase3-"
+# The reference grid: every fixed schedule that was ever the arena's bar, never growing, and the heuristic.
+DEFAULT_GRID = ("never", "fixed:conv_heavy@0", "fixed:conv_heavy@1", "fixed:conv_heavy@3", "fixed:conv_light@1")
+
+
+@dataclass(frozen=True)
+class NightConfig:
+    """What one night does. The defaults are the arena night (about 1,800 episodes, ~2 hours on 2 cores);
+    `mini_night()` is the quick demo's."""
+
+    spec: str = "arena"
+    training_episodes: int = 1_150
+    champion_share: float = 0.5  # of the training episodes: the champion's stochastic version; the rest the grid
+    epsilon: float = 0.2  # exploration around the champion (uniform over legal actions with this probability)
+    reference_grid: tuple[str, ...] = DEFAULT_GRID  # compared every night (the heuristic always is)
+    challengers: tuple[str, ...] = ("bcq", "cql", "iql")
+    passes_over_data: float = 40.0  # offline updates = passes x transitions / batch size, within the bounds below
+    min_updates: int = 200
+    max_updates: int = 20_000
+    heldout_per_regime: int = 6
+    fresh_orders: int = 2
+    max_epochs: int = 0  # 0: the spec's episode length; more: every episode is cut to this many epochs
+    workers: int = 2
+    score: str = "test"
+    rule: PromotionRule = field(default_factory=PromotionRule)
+
+    def __post_init__(self):
+        from ..offline_rl.workflow import ALGORITHMS
+
+        unknown = [a for a in self.challengers if a not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown challenger algorithm(s) {', '.join(unknown)}; known: {', '.join(ALGORITHMS)}")
+        for name in self.reference_grid:
+            reference_controller(name)  # a typo fails here, naming the controller
+        if not 0.0 <= self.champion_share <= 1.0:
+            raise ValueError(f"champion_share must be in [0, 1], got {self.champion_share}")
+        if self.training_episodes < 1 or self.heldout_per_regime < 2 or self.fresh_orders < 1:
+            raise ValueError("a night needs training_episodes >= 1, heldout_per_regime >= 2 and fresh_orders >= 1")
+        if self.score != "test":
+            raise ValueError(f"score {self.score!r}: the nightly loop decides on the test split's accuracy ('test')")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {**d, "reference_grid": list(self.reference_grid), "challengers": list(self.challengers)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NightConfig":
+        d = dict(d)
+        if "rule" in d and isinstance(d["rule"], dict):
+            d["rule"] = PromotionRule(**d["rule"])
+        for key in ("reference_grid", "challengers"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def mini_night(**overrides) -> NightConfig:
+    """A night of every stage on a tiny budget (`make run`, tests): short digits episodes, 3 held-out
+    configurations per regime, the rule asking for 3 pairs."""
+    settings = dict(spec="smoke", training_episodes=12, max_epochs=8, heldout_per_regime=4, fresh_orders=2,
+                    reference_grid=("never", "fixed:conv_heavy@1"), passes_over_data=20.0, min_updates=100,
+                    rule=PromotionRule(min_pairs=3, resamples=2_000))  # fmt: skip
+    return NightConfig(**{**settings, **overrides})
+
+
+@dataclass(frozen=True)
+class NightPaths:
+    """Where a night reads and writes: its own folder under `nights`, its raw runs under `landing`."""
+
+    nights: Path = Path("var/nights")
+    landing: Path = Path("var/raw")
+    warehouse: Path = Path("warehouse/tamiyo.duckdb")
+    mlflow_root: str = "var/mlflow"
+    mlflow_uri: str | None = None
+
+    def night_dir(self, night: str) -> Path:
+        return Path(self.nights) / night
+
+    def raw_dir(self, night: str) -> Path:
+        return Path(self.landing) / f"night-{night}"
+
+    @property
+    def tracking(self):
+        from ..tracking import TrackingConfig
+
+        return TrackingConfig(root=self.mlflow_root, tracking_uri=self.mlflow_uri)
+
+
+def check_night(night: str) -> str:
+    try:
+        date.fromisoformat(night)
+    except ValueError:
+        raise ValueError(f"night {night!r} must be a date, YYYY-MM-DD (the Dagster partition key)") from None
+    return night
+
+
+def batch_seed(night: str, purpose: str) -> int:
+    """The night's batch seeds: one for its training configurations, another for its held-out ones."""
+    return int(check_night(night).replace("-", "")) * 10 + (1 if purpose == EVALUATION else 0)
+
+
+# ----- generate ----------------------------------------------------------------------------------------------
+def stochastic_version(champion: Champion, epsilon: float) -> ControllerConfig:
+    """The champion with epsilon-greedy exploration around it (propensities logged with every decision)."""
+    c = champion.controller
+    kind = {"heuristic": "epsilon-heuristic", "fixed-schedule": "epsilon-fixed-schedule", "policy": "epsilon-policy"}.get(c.kind)
+    if kind is None:
+        raise ValueError(f"the champion {champion.name} ({c.kind}) has no stochastic version")
+    return dataclasses.replace(c, kind=kind, epsilon=epsilon, label=f"explore:{champion.name}")
+
+
+def training_configs(night: str, config: NightConfig, champion: Champion) -> list:
+    """The night's training configurations, each with its controller (before seed registration)."""
+    from ..generation import GenerationSpec
+
+    spec = GenerationSpec.load(config.spec)
+    configs = spec.sample(config.training_episodes, seed=batch_seed(night, TRAINING))
+    explore = stochastic_version(champion, config.epsilon)
+    grid = [reference_controller(n) for n in ("heuristic", *config.reference_grid) if n != champion.name]
+    n_explore = round(config.champion_share * len(configs))
+    out = []
+    for i, c in enumerate(configs):
+        controller = explore if i < n_explore or not grid else grid[(i - n_explore) % len(grid)]
+        c = dataclasses.replace(c, controller=controller, tags={**c.tags, "night": night, "night_role": "training"})
+        out.append(_cut(c, config))
+    return out
+
+
+def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
+                   on_result=None) -> dict:  # fmt: skip
+    from ..generation import generate
+    from ..warehouse import writing
+
+    champion = champion_of(night, paths)
+    configs = training_configs(night, config, champion)
+    with writing(paths.warehouse) as con:
+        configs = claim_seeds(con, configs, TRAINING, night, "generation")
+    started = time.perf_counter()
+    results = generate(configs, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True)
+    done = sum(r.status == "complete" for r in results)
+    log(f"night {night}: {done}/{len(results)} training episodes complete around champion {champion.name} "
+        f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    return _write_stage(paths, night, "generate", {
+        "champion": champion.name, "episodes": len(results), "complete": done,
+        "by_controller": _count(c.controller.display_name() for c in configs), "raw_dir": str(paths.raw_dir(night)),
+        "batch_seed": batch_seed(night, TRAINING)})  # fmt: skip
+
+
+# ----- ingest ------------------------------------------------------------------------------------------------
+def ingest_night(night: str, paths: NightPaths, *, log: Callable[[str], None] = print) -> dict:
+    from ..warehouse import ingest_folder
+
+    summary = ingest_folder(paths.landing, paths.warehouse)
+    counts = {"files": len(summary.files), "runs_loaded": summary.runs_loaded, "steps_loaded": summary.steps_loaded,
+              "records_quarantined": summary.records_quarantined, "seconds": round(summary.seconds, 2)}
+    log(f"night {night}: ingested the landing folder into {paths.warehouse}: {counts['runs_loaded']} new runs, "
+        f"{counts['steps_loaded']} steps, {counts['records_quarantined']} records quarantined")  # fmt: skip
+    return _write_stage(paths, night, "ingest", {"warehouse": str(paths.warehouse), **counts})
+
+
+# ----- train -------------------------------------------------------------------------------------------------
+def scaled_updates(transitions: int, config: NightConfig, batch_size: int) -> int:
+    """Offline updates for this much data: `passes_over_data` passes, within [min_updates, max_updates]."""
+    wanted = math.ceil(config.passes_over_data * transitions / batch_size)
+    return int(min(config.max_updates, max(config.min_updates, wanted)))
+
+
+def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
+                      tags: dict | None = None) -> dict:  # fmt: skip
+    """Train (or find, when resuming) tonight's Phase 3 challengers. Returns name -> {policy, version, ...}."""
+    from ..offline_rl.workflow import OfflineRunConfig, train_offline
+    from ..tracking import Tracker
+    from ..transitions.dataset import load_transitions
+
+    out = paths.night_dir(night) / "challengers"
+    champion = champion_of(night, paths)
+    nights = learned_nights(paths.warehouse)
+    data = load_transitions(paths.warehouse, OfflineRunConfig().feature_set)
+    previous = _read_stage(paths, night, "train") or {}
+    tracker = None
+    found: dict = {}
+    for algorithm in config.challengers:
+        name = CHALLENGER_PREFIX + algorithm
+        policy = out / f"phase3-{algorithm}.pt"
+        if policy.exists() and name in previous.get("challengers", {}):
+            found[name] = previous["challengers"][name]
+            log(f"night {night}: {name} already trained ({policy}), kept")
+            continue
+        fqe_updates = scaled_updates(len(data), config, 256)
+        learner_updates = scaled_updates(len(data), config, 256)
+        run_config = OfflineRunConfig(algorithm=algorithm, parent_policy=_policy_file(champion),
+                                      split_seed=int(batch_seed(night, TRAINING) % 1000))  # fmt: skip
+        learner = dataclasses.replace(run_config.learner, updates=learner_updates)
+        run_config = dataclasses.replace(run_config, **{algorithm: learner},
+                                         selection_fqe=dataclasses.replace(run_config.selection_fqe, updates=fqe_updates),
+                                         report_fqe=dataclasses.replace(run_config.report_fqe, updates=fqe_updates))  # fmt: skip
+        log(f"night {night}: {name} on {len(data)} transitions from nights {', '.join(nights) or 'none'} "
+            f"(and earlier runs): {learner_updates} updates ({config.passes_over_data:g} passes over the data, "
+            f"within [{config.min_updates}, {config.max_updates}])")  # fmt: skip
+        tracker = tracker or Tracker(paths.tracking)
+        run = train_offline(paths.warehouse, run_config, out, tracker=tracker, log=log,
+                            tags={"tamiyo.night": night, "tamiyo.nights_learned": ",".join(nights),
+                                  "tamiyo.champion": champion.name, **(tags or {})})  # fmt: skip
+        found[name] = {"policy": str(run.policy_path), "model_version": run.model_version,
+                       "mlflow_run_id": run.mlflow_run_id, "transitions": len(data), "updates": learner_updates,
+                       "nights_learned": nights}  # fmt: skip
+        _write_stage(paths, night, "train", {"challengers": found})  # after each, so a kill keeps the finished ones
+    return _write_stage(paths, night, "train", {"challengers": found})
+
+
+def learned_nights(warehouse: Path) -> list[str]:
+    """The nights whose training episodes are in the warehouse (what tonight's learners read)."""
+    from ..warehouse import query
+
+    try:
+        frame = query(warehouse, "SELECT DISTINCT json_extract_string(config_json, '$.tags.night') AS night FROM runs "
+                                 "WHERE json_extract_string(config_json, '$.tags.night') IS NOT NULL ORDER BY 1", live=True)  # fmt: skip
+    except Exception:  # noqa: BLE001 - no warehouse yet: nothing learned from
+        return []
+    return [n for n in frame["night"].to_list() if n]
+
+
+# ----- evaluate ----------------------------------------------------------------------------------------------
+def heldout_configs(night: str, config: NightConfig, paths: NightPaths) -> list:
+    """The night's held-out configurations: `heldout_per_regime` of each regime, from the night's evaluation
+    batch seed, their seeds registered once as evaluation seeds (odd, never used before)."""
+    from ..evaluation.headroom import HeadroomConfig, headroom_configs
+    from ..warehouse import writing
+
+    draw = HeadroomConfig(spec=config.spec, configs_per_regime=config.heldout_per_regime,
+                          batch_seed=batch_seed(night, EVALUATION))  # fmt: skip
+    configs, skipped = headroom_configs(draw)
+    if not configs:
+        raise ValueError(f"spec {config.spec!r}: no regime can run here ({'; '.join(skipped.values())})")
+    configs = [_cut(dataclasses.replace(c, tags={**c.tags, "night": night, "night_role": "evaluation"}), config)
+               for c in configs]  # fmt: skip
+    with writing(paths.warehouse) as con:
+        return claim_seeds(con, configs, EVALUATION, night, "evaluation")
+
+
+def night_arms(night: str, config: NightConfig, paths: NightPaths, challengers: dict) -> tuple[Champion, dict, dict]:
+    """(champion, name -> controller, name -> role) of the night's evaluation."""
+    champion = champion_of(night, paths)
+    arms = {champion.name: champion.controller}
+    roles = {champion.name: "champion"}
+    for name in ("heuristic", *config.reference_grid):
+        if name not in arms:
+            arms[name], roles[name] = reference_controller(name), ("heuristic" if name == "heuristic" else "reference")
+    for name, info in challengers.items():
+        arms[name] = ControllerConfig(kind="policy", policy=f"file:{Path(info['policy']).resolve()}", label=name)
+        roles[name] = "challenger"
+    return champion, arms, roles
+
+
+def evaluate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
+                   on_result=None):  # fmt: skip
+    """Run (or read back) the night's paired design; returns (champion, PairedRuns, roles)."""
+    from ..agents.saved import load_policy
+    from ..evaluation.paired import run_paired
+
+    challengers = (_read_stage(paths, night, "train") or {}).get("challengers", {})
+    configs = heldout_configs(night, config, paths)
+    champion, arms, roles = night_arms(night, config, paths, challengers)
+    seeds = {c.seed for c in configs}
+    for name, controller in arms.items():  # no policy is graded on a configuration it learned from
+        if controller.kind == "policy":
+            learned = set((load_policy(controller.policy.removeprefix("file:"))[1].get("metadata") or {}).get("data_seeds") or [])
+            if learned & seeds:
+                raise RuntimeError(f"{name} learned from held-out seeds {sorted(learned & seeds)[:5]}: the seed registry was bypassed")
+    started = time.perf_counter()
+    runs = run_paired(configs, arms, paths.night_dir(night) / "evaluation", reference=champion.name,
+                      null_orders=config.fresh_orders, replicate=config.fresh_orders, workers=config.workers,
+                      on_result=on_result)  # fmt: skip
+    log(f"night {night}: evaluated {len(arms)} controllers on {len(configs)} held-out configurations x "
+        f"{1 + config.fresh_orders} data orders ({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    _write_stage(paths, night, "evaluate", {"configurations": len(configs), "arms": list(arms), "champion": champion.name,
+                                            "batch_seed": batch_seed(night, EVALUATION), "failures": runs.failures()})  # fmt: skip
+    return champion, runs, roles
+
+
+# ----- decide ------------------------------------------------------------------------------------------------
+@dataclass
+class NightDecision:
+    night: str
+    champion: str
+    champion_after: str
+    promoted: Comparison | None
+    comparisons: list[Comparison]
+    model_version: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"night": self.night, "champion": self.champion, "champion_after": self.champion_after,
+                "promoted": self.promoted.arm if self.promoted else None, "model_version": self.model_version,
+                "comparisons": [dataclasses.asdict(c) for c in self.comparisons]}  # fmt: skip
+
+
+def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: Champion, runs, roles: dict, *,
+                 log: Callable[[str], None] = print) -> NightDecision:  # fmt: skip
+    from ..warehouse import writing
+
+    comparisons = [compare(runs, arm, roles[arm], controller, config.rule, config.score)
+                   for arm, controller in runs.arms.items() if arm != champion.name]  # fmt: skip
+    promoted = choose(comparisons)
+    version = None
+    if promoted is not None:
+        from .champion import register_champion
+
+        version = register_champion(paths.tracking, config.score, night, promoted, _policy_file_of(promoted.controller))
+    with writing(paths.warehouse) as con:
+        record_night(con, night, config.score, champion, comparisons, promoted, batch_seed(night, EVALUATION),
+                     config.rule, version)  # fmt: skip
+    decision = NightDecision(night, champion.name, promoted.arm if promoted else champion.name, promoted, comparisons, version)
+    log(f"night {night}: " + (f"promoted {promoted.arm} over {champion.name} ({promoted.reason})" if promoted
+                              else f"kept {champion.name}: no controller passed the rule"))  # fmt: skip
+    _write_stage(paths, night, "decide", decision.to_dict())
+    return decision
+
+
+def champion_of(night: str, paths: NightPaths) -> Champion:
+    """The champion a night starts with: the last one recorded before it."""
+    from ..warehouse import open_warehouse
+
+    con = open_warehouse(paths.warehouse)
+    try:
+        return current_champion(con, before=night)
+    finally:
+        con.close()
+
+
+# ----- the whole night ---------------------------------------------------------------------------------------
+def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print) -> NightDecision:
+    """Every stage in turn (each resumes; see the module docstring)."""
+    from .report import write_night_report
+
+    check_night(night)
+    started = time.perf_counter()
+    _write_stage(paths, night, "config", config.to_dict())
+    generate_night(night, config, paths, log=log)
+    ingest_night(night, paths, log=log)
+    train_challengers(night, config, paths, log=log)
+    champion, runs, roles = evaluate_night(night, config, paths, log=log)
+    decision = decide_night(night, config, paths, champion, runs, roles, log=log)
+    report = write_night_report(night, paths, config)
+    log(f"night {night} done in {(time.perf_counter() - started) / 60:.1f} min; report {report}")
+    return decision
+
+
+# ----- helpers -----------------------------------------------------------------------------------------------
+def _cut(config, night_config: NightConfig):
+    if night_config.max_epochs and config.max_epochs > night_config.max_epochs:
+        return dataclasses.replace(config, max_epochs=night_config.max_epochs)
+    return config
+
+
+def _policy_file(champion: Champion) -> str | None:
+    return _policy_file_of(champion.controller.to_dict())
+
+
+def _policy_file_of(controller: dict) -> str | None:
+    policy = controller.get("policy")
+    return policy.removeprefix("file:") if policy and policy.startswith("file:") else None
+
+
+def _count(names) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in names:
+        out[n] = out.get(n, 0) + 1
+    return out
+
+
+def _write_stage(paths: NightPaths, night: str, stage: str, payload: dict) -> dict:
+    """The stage's record, written atomically (a reader or a resumed night never sees half of one)."""
+    folder = paths.night_dir(night)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{stage}.json.partial"
+    tmp.write_text(json.dumps({"night": night, "stage": stage, **payload}, indent=1, default=str) + "\n")
+    tmp.replace(folder / f"{stage}.json")
+    return payload
+
+
+def _read_stage(paths: NightPaths, night: str, stage: str) -> dict | None:
+    path = paths.night_dir(night) / f"{stage}.json"
+    return json.loads(path.read_text()) if path.exists() else None
