@@ -19,7 +19,7 @@ _COMMAND_MODULES = (
 # modules read defaults from the controllers while adding their flags), which costs `tamiyo sql` ~2 s for a
 # query DuckDB answers in milliseconds. tests/test_warehouse_schema_and_cli.py checks this against `register`.
 _FAST_COMMANDS = {"ingest": "tamiyo_models.warehouse.cli", "sql": "tamiyo_models.warehouse.cli",
-                  "export": "tamiyo_models.warehouse.cli"}  # fmt: skip
+                  "export": "tamiyo_models.warehouse.cli", "disk": "tamiyo_models.warehouse.cli"}  # fmt: skip
 
 
 def _widths(text: str) -> tuple[int, ...]:

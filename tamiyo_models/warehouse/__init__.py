@@ -5,6 +5,7 @@
     query(warehouse_file, sql)               SQL on the read snapshot into polars; live=True: the file (store.py)
     current_snapshot(warehouse_file)         the published snapshot: Parquet by table, views, manifest (snapshot.py)
     export_parquet(warehouse_file, out_dir)  every table as one Parquet file (store.py)
+    RetentionPolicy, archive_landing         stored raw files zstd-compressed into <landing>/.archive (archive.py)
 
 Tables and views: tamiyo_models/warehouse/sql/schema.sql and views.sql; how-to: docs/warehouse.md. No dagster here:
 the Dagster assets in assets/warehouse.py are thin wrappers around these functions.
@@ -16,6 +17,10 @@ and pandera.
 from ..lazy import lazy_exports
 
 _EXPORTS = {
+    "ArchiveSummary": "archive",
+    "RetentionPolicy": "archive",
+    "archivable": "archive",
+    "archive_landing": "archive",
     "IngestConfig": "ingest",
     "IngestSummary": "ingest",
     "discover": "ingest",

@@ -1,9 +1,9 @@
-"""`tamiyo ingest`, `tamiyo sql` and `tamiyo export`: the warehouse without the Dagster UI.
+"""`tamiyo ingest`, `tamiyo sql`, `tamiyo disk` and `tamiyo export`: the warehouse without the Dagster UI.
 
 `tamiyo sql` and `tamiyo export` read the warehouse's published snapshot, so they answer while a writer holds
 the file; `--live` reads the file itself (only when no writer has it).
 
-`register(subparsers)` adds the three subcommands to the main `tamiyo` parser (tamiyo_models/cli.py); each
+`register(subparsers)` adds the four subcommands to the main `tamiyo` parser (tamiyo_models/cli.py); each
 sets `func(args) -> int` (the exit status).
 """
 
@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="parse again every quarantined file still in the folder (files quarantined by an older parser "
         "version are always parsed again)",
     )  # fmt: skip
+    ingest.add_argument(
+        "--archive-after", type=int, metavar="NIGHTS",
+        help="after the ingestion, move every landing file whose runs have been stored for NIGHTS nights or more "
+        "(0: at once) and that has nothing quarantined, zstd-compressed, into RAW/.archive/NIGHT/ (bit for bit; "
+        "`tamiyo ingest --raw RAW/.archive` reads it back); default: the landing folder is left as it is",
+    )  # fmt: skip
+    ingest.add_argument("--archive-level", type=int, default=9, help="zstd level of the archives, 1..22 (default 9)")
     ingest.set_defaults(func=run_ingest)
 
     sql = subparsers.add_parser(
@@ -59,6 +66,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sql.add_argument("query", nargs="?", help="SQL text (or use --file / --saved)")
     sql.set_defaults(func=run_sql_command)
 
+    disk = subparsers.add_parser(
+        "disk",
+        help="disk use of the warehouse per table and per night (DuckDB file, snapshot, landing folder, archive)",
+        description="Report the disk each store takes, per table and per night, and the free disk; with --compact, "
+        "rewrite the DuckDB file without its free blocks when they are at least --min-free of it. Reads the "
+        "file itself read-only for the per-table estimates (skipped, with a note, while a writer holds it).",
+    )
+    disk.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file")
+    disk.add_argument("--raw", type=Path, help="landing folder, to count its raw files and their archive")
+    disk.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    disk.add_argument("--compact", action="store_true", help="compact the DuckDB file first, when worth it (takes the writer's lock)")
+    disk.add_argument("--min-free", type=float, default=0.25, metavar="SHARE",
+                      help="compact only when at least this share of the file's blocks is free (default 0.25; 0: always)")  # fmt: skip
+    disk.set_defaults(func=run_disk)
+
     export = subparsers.add_parser("export", help="write every warehouse table to Parquet files")
     export.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file (opened read-only)")
     export.add_argument("--out", type=Path, required=True, help="folder for <table>.parquet")
@@ -69,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_ingest(args: argparse.Namespace) -> int:
     import duckdb
 
+    from .archive import RetentionPolicy, archivable, archive_landing
     from .ingest import IngestConfig, discover, ingest_files
     from .snapshot import SnapshotError, snapshot_dir
     from .store import writing
@@ -91,8 +114,16 @@ def run_ingest(args: argparse.Namespace) -> int:
         return 2
     config = IngestConfig(batch_files=args.batch_files, workers=args.workers, retry_quarantined=args.retry_quarantined)
     try:
+        retention = RetentionPolicy(args.archive_after, args.archive_level)
+    except ValueError as exc:
+        print(f"tamiyo ingest: {exc}", file=sys.stderr)
+        return 2
+    eligible = None
+    try:
         with writing(args.warehouse) as con:
             summary = ingest_files(con, paths, config, progress)
+            if retention.archive_raw_after_nights is not None:
+                eligible = archivable(con, retention.archive_raw_after_nights)
     except SnapshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -118,6 +149,13 @@ def run_ingest(args: argparse.Namespace) -> int:
     if summary.non_finite:
         print(summary.non_finite_line())
     print(f"read snapshot published: {snapshot_dir(args.warehouse) / 'current'}")
+    if eligible is not None:  # only now: the runs are committed and readers can see them
+        try:
+            print(archive_landing(args.raw, eligible, retention.compression_level).line())
+        except OSError as exc:
+            print(f"tamiyo ingest: archival stopped, nothing lost (originals are removed only once their archive "
+                  f"is written and read back): {exc}", file=sys.stderr)  # fmt: skip
+            return 1
     if summary.all_quarantined:
         read = sum(1 for f in summary.files if f.outcome != "unchanged")
         print(f"tamiyo ingest: all {read} files read were quarantined, nothing stored (see the quarantine table)", file=sys.stderr)
@@ -165,6 +203,40 @@ def run_sql_command(args: argparse.Namespace) -> int:
     # stderr, so that csv and json output stay machine-readable
     where = result.snapshot.freshness() if result.snapshot else f"live: {args.warehouse} itself"
     print(f"-- {where}", file=sys.stderr)
+    return 0
+
+
+def run_disk(args: argparse.Namespace) -> int:
+    import json
+
+    import duckdb
+
+    from .disk import compact, disk_report
+    from .store import WarehouseBusy, connect_read_only
+
+    if not args.warehouse.exists():
+        print(f"tamiyo disk: no warehouse at {args.warehouse}", file=sys.stderr)
+        return 2
+    if args.compact:
+        try:
+            done = compact(args.warehouse, min_free_share=args.min_free)
+        except duckdb.Error as exc:
+            print(f"tamiyo disk: cannot compact {args.warehouse}: {_first_line(exc)}", file=sys.stderr)
+            return 3
+        what = "compacted" if done.done else "not compacted (below --min-free)"
+        print(f"{what}: {done.free_share:.0%} of the blocks were free; {done.bytes_before / 1e6:.1f} MB -> "
+              f"{done.bytes_after / 1e6:.1f} MB", file=sys.stderr)  # fmt: skip
+    try:
+        con = connect_read_only(args.warehouse)
+    except WarehouseBusy as exc:
+        print(f"note: {exc}; per-table DuckDB sizes are left out", file=sys.stderr)
+        con = None
+    try:
+        report = disk_report(args.warehouse, con, args.raw)
+    finally:
+        if con is not None:
+            con.close()
+    sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n" if args.format == "json" else report.text())
     return 0
 
 

@@ -12,7 +12,8 @@ above `IngestConfig.pool_min_files` files it runs in worker processes while this
 the previous batch (DuckDB allows one writer). Results come back in file order, so the stored rows, the
 quarantine and the log do not depend on which worker finished first.
 
-Raw files are only ever read.
+Raw files are only ever read here; archival (archive.py) moves stored ones away afterwards, and archives
+(`.jsonl.zst`) are read as the bytes they hold.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import numpy as np
 import polars as pl
 
 from . import schemas
+from .archive import SUFFIX as ARCHIVE_SUFFIX
+from .archive import ArchiveError, ArchiveSummary, RetentionPolicy, archivable, archive_landing, read_source
 from .sniff import parse_file, parse_source
 from .tables import ALL_TABLES, EPISODE_TABLES, PROVENANCE
 from .units import PARSER_VERSION, ParsedFile, Problem, Unit
@@ -78,6 +81,7 @@ class IngestSummary:
     files: list[FileOutcome] = field(default_factory=list)
     seconds: float = 0.0
     parsed_in_workers: int = 0  # files whose parse came from a worker process (the rest: this process)
+    archive: ArchiveSummary | None = None  # what archival moved out of the landing folder afterwards, if asked
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
@@ -136,7 +140,7 @@ def discover(folder: str | Path) -> list[Path]:
         p
         for p in folder.rglob("*")
         if p.is_file()
-        and p.suffix in SOURCE_SUFFIXES
+        and (p.suffix in SOURCE_SUFFIXES or (p.suffix == ARCHIVE_SUFFIX and Path(p.stem).suffix in SOURCE_SUFFIXES))
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
@@ -146,13 +150,19 @@ def ingest_folder(
     warehouse: str | Path,
     config: IngestConfig = IngestConfig(),
     progress: Callable[[int, int, Path], None] | None = None,
+    retention: RetentionPolicy = RetentionPolicy(),
 ) -> IngestSummary:
-    """Ingest a landing folder, then publish the warehouse's read snapshot (see store.writing)."""
+    """Ingest a landing folder, publish the warehouse's read snapshot (see store.writing), then archive the
+    landing files the retention policy lets go (archive.py; only once the publication succeeded)."""
     from .store import writing
 
     paths = discover(raw_dir)
     with writing(warehouse) as con:
-        return ingest_files(con, paths, config, progress)
+        summary = ingest_files(con, paths, config, progress)
+        eligible = archivable(con, retention.archive_raw_after_nights) if retention.archive_raw_after_nights is not None else None
+    if eligible is not None:
+        summary.archive = archive_landing(raw_dir, eligible, retention.compression_level)
+    return summary
 
 
 def ingest_files(
@@ -228,9 +238,13 @@ class _Parser:
     def read(self, paths: list[Path], known: set[str]) -> list["_Pending"]:
         items = []
         for path in paths:
-            data = path.read_bytes()
-            items.append(_Pending(path, data, hashlib.sha256(data).hexdigest(), FileOutcome(str(path), "", None, [])))
-        todo = [item for item in items if item.sha256 not in known]
+            try:  # an archive (.zst) is read as the original bytes: same hash, same rows
+                data, unreadable = read_source(path), None
+            except ArchiveError as exc:
+                data, unreadable = path.read_bytes(), Problem("file", "archive", str(exc))
+            items.append(_Pending(path, data, hashlib.sha256(data).hexdigest(), FileOutcome(str(path), "", None, []),
+                                 unreadable=unreadable))  # fmt: skip
+        todo = [item for item in items if item.sha256 not in known and item.unreadable is None]
         if self.pool is None and self.workers > 1 and len(todo) >= self.min_files:
             # forkserver, not fork: the caller (a Dagster process, a test run) may hold threads (polars, DuckDB,
             # torch) that a forked child would inherit in a locked state. The server imports the parser once;
@@ -274,6 +288,8 @@ class _Parser:
                 item.future.cancel()
 
     def parsed(self, item: "_Pending") -> ParsedFile:
+        if item.unreadable is not None:
+            return ParsedFile("unknown", [], [item.unreadable])
         with self._lock:
             if item.claim is None:
                 item.claim = "here"
@@ -305,6 +321,7 @@ class _Pending:
     error: BaseException | None = None
     units: list[tuple[int, Unit]] = field(default_factory=list)  # (batch unit id, unit)
     reparsed: ParsedFile | None = None  # only when a cleanly parsed run must be quarantined after all
+    unreadable: Problem | None = None  # an archive that does not decompress: quarantined whole, with why
 
     @property
     def size(self) -> int:
