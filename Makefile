@@ -11,10 +11,12 @@ EPISODES ?= 8
 WORKERS  ?= 2
 SPEC     ?= nightly
 PAIRS    ?= 10
+PRESET   ?= mini
+NIGHT    ?=
 # Test files spread over this many processes (pytest-xdist; each file stays in one, its fixtures shared).
 TEST_WORKERS ?= 2
 
-.PHONY: run test venv ui bench clean datasets
+.PHONY: run full-refresh test venv ui bench clean datasets
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 venv: $(STAMP)
@@ -40,8 +42,14 @@ datasets:
 		     "or put the four idx files in a folder named by TAMIYO_DATA_ROOT; until then the arena regimes are skipped."; \
 	fi
 
+# One night of the improvement loop (the `nightly` job): a mini-night by default; PRESET=arena for the real one,
+# NIGHT=YYYY-MM-DD for another night (a rerun of a night resumes it).
 run: $(STAMP) datasets
-	$(PY) -m pipelines.run_all --spec $(SPEC) --episodes $(EPISODES) --workers $(WORKERS) --pairs $(PAIRS)
+	$(PY) -m pipelines.run_all --preset $(PRESET) --workers $(WORKERS) $(if $(NIGHT),--night $(NIGHT))
+
+# Every Phase 1-3 asset, the reports and a curriculum round on a fresh batch (the former nightly job), on demand.
+full-refresh: $(STAMP) datasets
+	$(PY) -m pipelines.run_all --job full_refresh --spec $(SPEC) --episodes $(EPISODES) --workers $(WORKERS) --pairs $(PAIRS)
 
 # The fuzz suite runs in a process of its own after the rest: Hypothesis also draws constants from the project
 # modules loaded in the process, so only there are its cases the same on every run and machine, those of

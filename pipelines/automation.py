@@ -1,15 +1,18 @@
-"""The nightly loop: a schedule that generates a batch and runs everything downstream, a sensor that ingests
-raw runs as they land (from the generator, by hand, or from other machines), and a sensor that retrains the
-policies only once enough new episodes have arrived (not on every file).
+"""The nightly loop: a schedule that runs one night of the improvement loop (the `nightly` job: generate around
+the champion, ingest, train challengers, evaluate, promote or keep), a sensor that ingests raw runs as they
+land (from the generator, by hand, or from other machines), and a sensor that retrains the policies only once
+enough new episodes have arrived (not on every file).
 
 The schedule and both sensors are ON by default: a nightly tool that waits for someone to switch it on in the
 UI is not nightly. They run whenever the Dagster daemon runs (`make ui` starts one); TAMIYO_AUTOMATION=off
 makes them start stopped (each can still be switched on in the UI).
 
 Configuration comes from the environment, so a deployment changes it without code:
-  TAMIYO_NIGHTLY_CRON (default "0 2 * * *", UTC), TAMIYO_NIGHTLY_SPEC (nightly), TAMIYO_NIGHTLY_EPISODES (200),
-  TAMIYO_NIGHTLY_WORKERS (2), TAMIYO_NIGHTLY_CURRICULUM (default: the curriculum advanced one round a night),
-  TAMIYO_RETRAIN_MIN_NEW_RUNS (100), TAMIYO_AUTOMATION (on).
+  TAMIYO_NIGHTLY_CRON (default "0 2 * * *", UTC), TAMIYO_NIGHT_PRESET (arena, or mini), TAMIYO_NIGHT_SETTINGS
+  (JSON overrides of NightConfig's fields, e.g. {"workers": 8, "training_episodes": 3000}), TAMIYO_RETRAIN_MIN_NEW_RUNS
+  (100), TAMIYO_AUTOMATION (on). The full_refresh job (every Phase 1-3 asset, the curriculum round) runs on
+  demand with `full_refresh_run_config()`: TAMIYO_NIGHTLY_SPEC (nightly), TAMIYO_NIGHTLY_EPISODES (200),
+  TAMIYO_NIGHTLY_WORKERS (2), TAMIYO_NIGHTLY_CURRICULUM (default).
 (No `from __future__ import annotations`: Dagster inspects the decorated functions' signatures.)
 """
 
@@ -44,9 +47,9 @@ SCHEDULE_STATUS = dg.DefaultScheduleStatus.RUNNING if automation_on() else dg.De
 SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
 
 
-def nightly_run_config() -> dict:
-    """The nightly job's configuration. The batch seed comes from the night's partition key (its date), so a
-    rerun of a night reproduces its batch."""
+def full_refresh_run_config() -> dict:
+    """The full_refresh job's configuration. The batch seed comes from the partition key (its date), so a rerun
+    reproduces its batch."""
     workers = _env_int("TAMIYO_NIGHTLY_WORKERS", 2)
     curriculum = os.environ.get("TAMIYO_NIGHTLY_CURRICULUM", "default")
     return {"ops": {
@@ -59,11 +62,13 @@ def nightly_run_config() -> dict:
 
 
 @dg.schedule(cron_schedule=NIGHTLY_CRON, job_name="nightly", execution_timezone="UTC", default_status=SCHEDULE_STATUS,
-             description="Every night: generate a batch, ingest it, analyse coverage, retrain and evaluate policies.")  # fmt: skip
+             description="Every night: one night of the improvement loop (generate around the champion, ingest, train "
+             "challengers, evaluate on held-out configurations, promote or keep the champion).")  # fmt: skip
 def nightly_schedule(context: dg.ScheduleEvaluationContext):
+    # The night's settings live in the `nightly` resource (TAMIYO_NIGHT_PRESET / TAMIYO_NIGHT_SETTINGS); the
+    # partition key is the night, which fixes its batch seeds, so a rerun or a backfill replays that night.
     night = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return dg.RunRequest(run_key=f"nightly-{night}", partition_key=night, run_config=nightly_run_config(),
-                         tags={"tamiyo/night": night})  # fmt: skip
+    return dg.RunRequest(run_key=f"nightly-{night}", partition_key=night, tags={"tamiyo/night": night})
 
 
 def landing_files(folder: Path) -> dict[str, int]:

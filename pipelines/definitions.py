@@ -13,7 +13,8 @@ import dagster as dg
 
 from assets.analysis import ANALYSIS_ASSETS
 from assets.curriculum import CURRICULUM_ASSETS
-from assets.generation import GENERATION_ASSETS
+from assets.generation import GENERATION_ASSETS, NIGHTS
+from assets.nightly import NIGHTLY_ASSETS, NightlyResource
 from assets.policies import POLICY_ASSETS
 from assets.reports import REPORT_ASSETS
 from assets.warehouse import WAREHOUSE_ASSETS
@@ -24,7 +25,7 @@ from assets.resources import (
 )  # fmt: skip
 
 ON_DEMAND = ("headroom_report", "phase4_online_policy", "transfer_report")
-# In the nightly job, one round of the curriculum a night (the asset resumes it); not on every retraining.
+# In the full_refresh job, one round of the curriculum per run (the asset resumes it); not on every retraining.
 NIGHTLY_ONLY = ("curriculum_policy",)
 
 ingest_job = dg.define_asset_job(
@@ -33,15 +34,25 @@ ingest_job = dg.define_asset_job(
     description="Ingest the landing folder into the warehouse, check the tables, export Parquet.",
 )
 
-everything_job = dg.define_asset_job(
+nightly_job = dg.define_asset_job(
     "nightly",
-    # The headroom report and online RL run hundreds of episodes: materialized on demand, not every night.
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*ON_DEMAND),
-    description="Generate a batch of episodes, ingest them, run every analysis, training and report downstream, and "
-    "advance the curriculum by one round (all but the on-demand studies: headroom, Phase 4 online RL, transfer).",
+    selection=dg.AssetSelection.groups("nightly"),
+    partitions_def=NIGHTS,
+    description="One night of the improvement loop (tamiyo_models/nightly): generate around the champion, ingest, "
+    "train challengers, evaluate them on held-out configurations drawn for the night, promote or keep the champion.",
 )
 
-ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS, *POLICY_ASSETS, *REPORT_ASSETS, *CURRICULUM_ASSETS]
+everything_job = dg.define_asset_job(
+    "full_refresh",
+    # The headroom report and online RL run hundreds of episodes: materialized on demand, not every night.
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*ON_DEMAND) - dg.AssetSelection.groups("nightly"),
+    description="Generate a batch of episodes, ingest them, run every analysis, training and report downstream, and "
+    "advance the curriculum by one round (all but the nightly loop and the on-demand studies: headroom, Phase 4 "
+    "online RL, transfer). On demand: the nightly schedule runs the `nightly` loop.",
+)
+
+ALL_ASSETS = [*GENERATION_ASSETS, *WAREHOUSE_ASSETS, *ANALYSIS_ASSETS, *POLICY_ASSETS, *REPORT_ASSETS, *CURRICULUM_ASSETS,
+              *NIGHTLY_ASSETS]  # fmt: skip
 
 policies_job = dg.define_asset_job(
     "train_and_evaluate_policies",
@@ -66,12 +77,14 @@ def resources(resolved: bool = False) -> dict:
         "dataset_root": DatasetRootResource(root=_env("TAMIYO_DATASET_ROOT", DEFAULT_DATASET_ROOT)),
         "mlflow": MlflowTrackingResource(root=_env("TAMIYO_MLFLOW_ROOT", DEFAULT_MLFLOW_ROOT),
                                          tracking_uri=_env("TAMIYO_MLFLOW_URI", None)),
+        "nightly": NightlyResource(preset=_env("TAMIYO_NIGHT_PRESET", "arena"), settings_json=_env("TAMIYO_NIGHT_SETTINGS", "{}"),
+                                   nights_dir=_env("TAMIYO_NIGHTS_DIR", "var/nights")),
     }
 
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[ingest_job, everything_job, policies_job],
+    jobs=[ingest_job, nightly_job, everything_job, policies_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
     resources=resources(),

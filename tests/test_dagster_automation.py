@@ -6,7 +6,7 @@ import time
 
 import dagster as dg
 
-from pipelines.automation import landing_folder_sensor, nightly_schedule, retraining_sensor
+from pipelines.automation import full_refresh_run_config, landing_folder_sensor, nightly_schedule, retraining_sensor
 from pipelines.definitions import defs
 from assets.resources import RawLandingResource, WarehouseResource
 
@@ -24,24 +24,32 @@ def test_schedule_and_sensors_are_on_by_default():
     assert {s.default_status for s in (landing_folder_sensor, retraining_sensor)} == {dg.DefaultSensorStatus.RUNNING}
 
 
-def test_schedule_produces_the_configured_run_request(monkeypatch):
-    monkeypatch.setenv("TAMIYO_NIGHTLY_EPISODES", "37")
-    monkeypatch.setenv("TAMIYO_NIGHTLY_SPEC", "exploration")
+def test_the_schedule_runs_one_night_of_the_loop_on_its_partition():
     context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.timezone.utc))
     request = nightly_schedule(context)
-    config = request.run_config["ops"]["generated_runs"]["config"]
-    assert config == {"spec": "exploration", "episodes": 37, "workers": 2}
-    assert request.run_key == "nightly-2026-11-26" and request.partition_key == "2026-11-26"  # seed 20261126
-    # One round of the shipped curriculum a night, always in the same folder, so the nights add up to one curriculum.
-    curriculum = request.run_config["ops"]["curriculum_policy"]["config"]
+    # The night is the partition (it fixes the night's batch seeds); its settings are the `nightly` resource's.
+    assert request.run_key == "nightly-2026-11-26" and request.partition_key == "2026-11-26"
+    assert not request.run_config
+
+
+def test_full_refresh_run_config_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("TAMIYO_NIGHTLY_EPISODES", "37")
+    monkeypatch.setenv("TAMIYO_NIGHTLY_SPEC", "exploration")
+    config = full_refresh_run_config()
+    assert config["ops"]["generated_runs"]["config"] == {"spec": "exploration", "episodes": 37, "workers": 2}
+    # One round of the shipped curriculum a run, always in the same folder, so the rounds add up to one curriculum.
+    curriculum = config["ops"]["curriculum_policy"]["config"]
     assert curriculum == {"curriculum": "default", "rounds": 1, "workers": 2, "out_dir": "var/curriculum/nightly-default"}
 
 
-def test_the_nightly_job_advances_the_curriculum_and_retraining_does_not():
+def test_the_nightly_job_is_the_improvement_loop_and_full_refresh_the_rest():
     nightly = {n.name for n in defs.resolve_job_def("nightly").graph.nodes}
+    full = {n.name for n in defs.resolve_job_def("full_refresh").graph.nodes}
     retrain = {n.name for n in defs.resolve_job_def("train_and_evaluate_policies").graph.nodes}
-    assert "curriculum_policy" in nightly and "curriculum_policy" not in retrain
-    assert not {"phase4_online_policy", "transfer_report", "headroom_report"} & nightly  # hundreds of episodes: on demand
+    assert nightly == {"night_training_runs", "night_ingestion", "night_challengers", "night_evaluation", "champion"}
+    assert defs.resolve_job_def("nightly").partitions_def is not None  # one partition a night: backfills work
+    assert "curriculum_policy" in full and "curriculum_policy" not in retrain and not nightly & full
+    assert not {"phase4_online_policy", "transfer_report", "headroom_report"} & (nightly | full)  # on demand
     # The round comes after the Phase 1 policy it starts from.
     assert dg.AssetKey("phase1_imitation_policy") in defs.resolve_assets_def("curriculum_policy").asset_deps[dg.AssetKey("curriculum_policy")]
 

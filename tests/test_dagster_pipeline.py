@@ -34,7 +34,7 @@ def test_every_asset_job_and_check_resolves():
     assert {"generated_runs", "steps", "branches", "counterfactual_coverage"} <= keys
     upstream = {k.to_user_string() for k in graph.get(dg.AssetKey("steps")).parent_keys}
     assert upstream == {"generated_runs"}
-    for job in ("ingest_raw_runs", "nightly"):
+    for job in ("ingest_raw_runs", "nightly", "full_refresh"):
         assert defs.resolve_job_def(job) is not None
 
 

@@ -221,7 +221,7 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
     tracker = None
     found: dict = {}
     for algorithm in config.challengers:
-        name = CHALLENGER_PREFIX + algorithm
+        name = challenger_name(algorithm, night)
         policy = out / f"phase3-{algorithm}.pt"
         if policy.exists() and name in previous.get("challengers", {}):
             found[name] = previous["challengers"][name]
@@ -247,6 +247,12 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
                        "nights_learned": nights}  # fmt: skip
         _write_stage(paths, night, "train", {"challengers": found})  # after each, so a kill keeps the finished ones
     return _write_stage(paths, night, "train", {"challengers": found})
+
+
+def challenger_name(algorithm: str, night: str) -> str:
+    """A challenger's name carries its night: a champion promoted from an earlier night keeps its own name
+    beside tonight's challenger of the same algorithm."""
+    return f"{CHALLENGER_PREFIX}{algorithm}-{night}"
 
 
 def learned_nights(warehouse: Path) -> list[str]:

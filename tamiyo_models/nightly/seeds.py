@@ -73,7 +73,7 @@ def claim_seeds(con, configs: Sequence, purpose: str, night: str, source: str) -
     for config in configs:
         seed = seed_class(config.seed, purpose)
         if purpose == EVALUATION:
-            while seed not in mine and (seed in registered or seed in used_by_runs or seed in taken_now):
+            while seed in taken_now or (seed not in mine and (seed in registered or seed in used_by_runs)):
                 seed += 2
         elif seed in registered and registered[seed][0] != TRAINING:
             raise SeedRegistryError(f"seed {seed} is registered as {registered[seed][0]} ({registered[seed][1]}), "
@@ -90,8 +90,7 @@ def claim_seeds(con, configs: Sequence, purpose: str, night: str, source: str) -
 
 def overlapping_seeds(con) -> list[int]:
     """Evaluation seeds that any training run in the warehouse also carries: what must always be empty."""
-    ensure_registry(con)
-    if not _has_table(con, "runs"):
+    if not _has_table(con, "runs") or not _has_table(con, "seed_registry"):
         return []
     return [int(s) for (s,) in con.execute(
         "SELECT DISTINCT r.seed FROM runs r JOIN seed_registry g ON r.seed = g.seed "
