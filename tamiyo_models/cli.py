@@ -13,7 +13,7 @@ from pathlib import Path
 # Subcommand groups contributed by other parts of the library: module -> its `register(subparsers)`.
 _COMMAND_MODULES = (
     "tamiyo_models.warehouse.cli", "tamiyo_models.policies.cli", "tamiyo_models.coverage.cli", "tamiyo_models.evaluation.cli",
-    "tamiyo_models.transitions.cli", "tamiyo_models.ope.cli", "tamiyo_models.curriculum.cli",
+    "tamiyo_models.transitions.cli", "tamiyo_models.ope.cli", "tamiyo_models.curriculum.cli", "tamiyo_models.nightly.cli",
 )  # fmt: skip
 # Commands whose module alone is registered when they are run: registering every module imports torch (some
 # modules read defaults from the controllers while adding their flags), which costs `tamiyo sql` ~2 s for a

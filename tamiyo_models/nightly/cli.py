@@ -1,0 +1,107 @@
+"""`tamiyo night` (run or resume one night of the improvement loop without Dagster) and `tamiyo champion` (the
+champion table and its trend, from the warehouse)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    night = subparsers.add_parser(
+        "night",
+        help="run (or resume) one night of the improvement loop: generate, ingest, train, evaluate, promote or keep",
+        description="The stages of the Dagster `nightly` job, in one process. Run again on the same night, it resumes "
+        "where it stopped (episodes on disk are read back, finished challengers kept). Settings: a preset "
+        "(arena: the real night, ~1,800 Fashion-MNIST episodes; mini: the quick demo) and NightConfig fields "
+        "as --set FIELD=JSON (e.g. --set training_episodes=300 --set 'challengers=[\"bcq\"]').",
+    )
+    night.add_argument("night", help="the night, YYYY-MM-DD (its batch seeds follow from it)")
+    night.add_argument("--preset", choices=("arena", "mini"), default="arena", help="the night's settings (default arena)")
+    night.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override one NightConfig field")
+    night.add_argument("--workers", type=int, help="episode worker processes (default: the preset's, 2)")
+    _paths_args(night)
+    night.add_argument("--mlflow-root", default="var/mlflow", help="MLflow sqlite + artifacts folder (default var/mlflow)")
+    night.add_argument("--mlflow-uri", default=None, help="an MLflow tracking URI instead of the local folder")
+    night.add_argument("--nights", type=Path, default=Path("var/nights"), help="the nights' own folders (default var/nights)")
+    night.add_argument("--landing", type=Path, default=Path("var/raw"), help="the landing folder of raw runs (default var/raw)")
+    night.add_argument("--show-config", action="store_true", help="print the night's settings and stop")
+    night.set_defaults(func=run_night_command)
+
+    champion = subparsers.add_parser(
+        "champion",
+        help="the champion night by night, and one night's comparisons (from champion_history)",
+        description="Reads champion_history from the warehouse file (not the snapshot, so it also answers right "
+        "after a night while no ingestion has published one).",
+    )
+    _paths_args(champion)
+    champion.add_argument("--night", help="show this night's comparisons (default: the last night)")
+    champion.add_argument("--plot", type=Path, help="also write the trend plot to this PNG")
+    champion.set_defaults(func=run_champion_command)
+
+
+def _paths_args(parser) -> None:
+    parser.add_argument("--warehouse", type=Path, default=Path("warehouse/tamiyo.duckdb"),
+                        help="DuckDB warehouse (default warehouse/tamiyo.duckdb)")  # fmt: skip
+
+
+def night_config_from_args(args):
+    from .night import NightConfig, mini_night
+
+    base = (NightConfig() if args.preset == "arena" else mini_night()).to_dict()
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep or field not in base:
+            raise SystemExit(f"--set {item!r}: expected FIELD=JSON with FIELD one of {', '.join(sorted(base))}")
+        try:
+            base[field] = json.loads(value)
+        except json.JSONDecodeError:
+            base[field] = value  # a bare word (a spec name)
+    if args.workers is not None:
+        base["workers"] = args.workers
+    return NightConfig.from_dict(base)
+
+
+def run_night_command(args: argparse.Namespace) -> int:
+    from .night import NightPaths, check_night, run_night
+
+    try:
+        check_night(args.night)
+        config = night_config_from_args(args)
+    except (TypeError, ValueError) as exc:
+        print(f"tamiyo night: {exc}", file=sys.stderr)
+        return 2
+    if args.show_config:
+        print(json.dumps(config.to_dict(), indent=1))
+        return 0
+    paths = NightPaths(nights=args.nights, landing=args.landing, warehouse=args.warehouse, mlflow_root=args.mlflow_root,
+                       mlflow_uri=args.mlflow_uri)  # fmt: skip
+    decision = run_night(args.night, config, paths, log=lambda line: print(line, flush=True))
+    print(f"night {args.night}: champion {decision.champion} -> {decision.champion_after}")
+    return 0
+
+
+def run_champion_command(args: argparse.Namespace) -> int:
+    from .report import champion_table, champion_trend, format_table, plot_trend
+
+    if not args.warehouse.exists():
+        print(f"tamiyo champion: no warehouse at {args.warehouse}", file=sys.stderr)
+        return 2
+    trend = champion_trend(args.warehouse)
+    if trend.is_empty():
+        print("no night recorded yet (run one: make run, or tamiyo night YYYY-MM-DD)")
+        return 0
+    night = args.night or trend["night"][-1]
+    print("night        champion at start            -> at end                     champion  heuristic  best fixed")
+    for r in trend.iter_rows(named=True):
+        h = f"{r['heuristic_score']:.2f}" if r["heuristic_score"] is not None else "-"
+        b = f"{r['best_fixed_score']:.2f} ({r['best_fixed']})" if r["best_fixed_score"] is not None else "-"
+        c = f"{r['champion_score']:.2f}" if r["champion_score"] is not None else "-"
+        print(f"{r['night']}   {r['champion']:<28} -> {r['champion_after']:<28} {c:>8}  {h:>9}  {b}")
+    print()
+    print(format_table(champion_table(args.warehouse, night=night)))
+    if args.plot:
+        print(f"trend plot: {plot_trend(trend, args.plot)}")
+    return 0
