@@ -78,7 +78,13 @@ def run_night_command(args: argparse.Namespace) -> int:
         return 0
     paths = NightPaths(nights=args.nights, landing=args.landing, warehouse=args.warehouse, mlflow_root=args.mlflow_root,
                        mlflow_uri=args.mlflow_uri)  # fmt: skip
-    decision = run_night(args.night, config, paths, log=lambda line: print(line, flush=True))
+    done = [0]
+
+    def progress(result) -> None:  # one line per finished episode: a real night runs for hours
+        done[0] += 1
+        print(f"  [{done[0]}] {result.summary_line()}", flush=True)
+
+    decision = run_night(args.night, config, paths, log=lambda line: print(line, flush=True), on_result=progress)
     print(f"night {args.night}: champion {decision.champion} -> {decision.champion_after}")
     return 0
 

@@ -375,17 +375,18 @@ def champion_of(night: str, paths: NightPaths) -> Champion:
 
 
 # ----- the whole night ---------------------------------------------------------------------------------------
-def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print) -> NightDecision:
-    """Every stage in turn (each resumes; see the module docstring)."""
+def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
+              on_result=None) -> NightDecision:  # fmt: skip
+    """Every stage in turn (each resumes; see the module docstring). `on_result` sees every finished episode."""
     from .report import write_night_report
 
     check_night(night)
     started = time.perf_counter()
     _write_stage(paths, night, "config", config.to_dict())
-    generate_night(night, config, paths, log=log)
+    generate_night(night, config, paths, log=log, on_result=on_result)
     ingest_night(night, paths, log=log)
     train_challengers(night, config, paths, log=log)
-    champion, runs, roles = evaluate_night(night, config, paths, log=log)
+    champion, runs, roles = evaluate_night(night, config, paths, log=log, on_result=on_result)
     decision = decide_night(night, config, paths, champion, runs, roles, log=log)
     report = write_night_report(night, paths, config)
     log(f"night {night} done in {(time.perf_counter() - started) / 60:.1f} min; report {report}")
