@@ -18,8 +18,8 @@ from tamiyo_models.warehouse.store import SQL_DIR, apply_schema
 from tamiyo_models.warehouse.tables import ALL_TABLES
 from test_warehouse_helpers import copy_runs, generated_runs
 
-DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN",
-                pl.List(pl.String): "VARCHAR[]"}  # fmt: skip
+DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Float32: "FLOAT",
+                pl.Boolean: "BOOLEAN", pl.List(pl.String): "VARCHAR[]"}  # fmt: skip
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:

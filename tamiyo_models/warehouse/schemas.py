@@ -15,7 +15,7 @@ from pandera.api.polars.types import PolarsData
 from ..actions import COARSE_ACTIONS, FINE_ACTIONS
 from ..features import ALL_FEATURES
 from ..lifecycle import Stage
-from .tables import ALL_TABLES, PROBABILITY_COLUMNS
+from .tables import ALL_TABLES, PERCENTILES, PROBABILITY_COLUMNS
 from .units import MAX_TEXT_CHARS
 
 ACCURACY = dict(ge=0.0, le=100.0)  # percentage points
@@ -179,9 +179,12 @@ LAYER_GRADIENTS = pa.DataFrameSchema(
         "run_id": _col(pl.String, nullable=False),
         "step": _col(pl.Int64, pa.Check.ge(1), nullable=False),
         "layer": _col(pl.String, pa.Check.str_length(1, 500), nullable=False),
-        "norm": _col(pl.Float64, pa.Check.ge(0.0)),
-        "vanishing_share": _col(pl.Float64, pa.Check.in_range(0.0, 1.0)),
-        "exploding_share": _col(pl.Float64, pa.Check.in_range(0.0, 1.0)),
+        # finite: a value beyond float32's range (~3.4e38, which torch cannot produce) would be stored as
+        # Infinity; this quarantines it, with the column and value named, instead.
+        "norm": _col(pl.Float32, pa.Check.ge(0.0), _FINITE),
+        "vanishing_share": _col(pl.Float32, pa.Check.in_range(0.0, 1.0)),
+        "exploding_share": _col(pl.Float32, pa.Check.in_range(0.0, 1.0)),
+        **{c: _col(pl.Float32, _FINITE) for c in ("norm_std", "mean", "std", *(f"p{p}" for p in PERCENTILES))},
     },
     checks=[pa.Check(_unique_key("run_id", "step", "layer"), name="unique_run_step_layer")],
     name="layer_gradients",

@@ -77,12 +77,35 @@ def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     # schema behind if a statement fails.
     con.execute("BEGIN TRANSACTION")
     try:
+        old_layout = _old_layer_gradients(con)
+        if old_layout:
+            con.execute(f"ALTER TABLE layer_gradients RENAME TO {old_layout}")
         con.execute(sql_file("schema.sql").read_text())
+        if old_layout:
+            migrate_layer_gradients(con, old_layout)
         con.execute(sql_file("views.sql").read_text())
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _old_layer_gradients(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The name to move a layer_gradients table of the first layout (DOUBLE, a primary key) aside to, or None."""
+    rows = con.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND table_name = 'layer_gradients' AND column_name = 'norm'"
+    ).fetchall()
+    return "_layer_gradients_double" if rows and rows[0][0] == "DOUBLE" else None
+
+
+def migrate_layer_gradients(con: duckdb.DuckDBPyConnection, old: str) -> None:
+    """Move the rows of an older layer_gradients table into the compact one (schema.sql), in the caller's
+    transaction: a failure leaves the old table as it was. Values of raw runs are float32 measurements, so
+    they come back exactly; a legacy value with more digits than float32 holds is rounded to 7 significant
+    digits. The file's freed blocks are given back by `tamiyo disk --compact`."""
+    con.execute(f"INSERT INTO layer_gradients BY NAME SELECT * FROM {old}")
+    con.execute(f"DROP TABLE {old}")
 
 
 def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:

@@ -394,26 +394,31 @@ COMMENT ON COLUMN observations.task_num_classes IS 'feature (task): number of cl
 COMMENT ON COLUMN observations.task_input_channels IS 'feature (task): input image channels; null for runs recorded before feature schema 4';
 COMMENT ON COLUMN observations.task_input_size IS 'feature (task): input image height in pixels; null for runs recorded before feature schema 4';
 
+-- The widest table (~11 rows per decision), so the compact one: FLOAT, the precision the generator measures
+-- in (torch float32; a raw run's values read back exactly), and no primary key, whose index took more than
+-- half the table's bytes (measured: 495,000 rows, 106 MB with DOUBLE and the key, 27 MB without). The key
+-- is still checked: per batch by pandera (unique_run_step_layer) and on the stored table by the Dagster
+-- check, and a run's rows are only ever inserted whole, once (see ingest.py). Older files are rebuilt in
+-- this layout when opened (store.py, migrate_layer_gradients).
 CREATE TABLE IF NOT EXISTS layer_gradients (
     run_id          VARCHAR NOT NULL,
     step            BIGINT NOT NULL,
     layer           VARCHAR NOT NULL,
-    norm            DOUBLE,
-    norm_std        DOUBLE,
-    mean            DOUBLE,
-    std             DOUBLE,
-    vanishing_share DOUBLE,
-    exploding_share DOUBLE,
-    p1              DOUBLE,
-    p5              DOUBLE,
-    p10             DOUBLE,
-    p25             DOUBLE,
-    p50             DOUBLE,
-    p75             DOUBLE,
-    p90             DOUBLE,
-    p95             DOUBLE,
-    p99             DOUBLE,
-    PRIMARY KEY (run_id, step, layer)
+    norm            FLOAT,
+    norm_std        FLOAT,
+    mean            FLOAT,
+    std             FLOAT,
+    vanishing_share FLOAT,
+    exploding_share FLOAT,
+    p1              FLOAT,
+    p5              FLOAT,
+    p10             FLOAT,
+    p25             FLOAT,
+    p50             FLOAT,
+    p75             FLOAT,
+    p90             FLOAT,
+    p95             FLOAT,
+    p99             FLOAT
 );
 COMMENT ON TABLE layer_gradients IS 'per host weight tensor gradient telemetry of the epoch before each decision (empty at epoch 0)';
 COMMENT ON COLUMN layer_gradients.run_id IS 'the run (runs.run_id)';
