@@ -14,6 +14,7 @@ from pathlib import Path
 _COMMAND_MODULES = (
     "tamiyo_models.warehouse.cli", "tamiyo_models.policies.cli", "tamiyo_models.coverage.cli", "tamiyo_models.evaluation.cli",
     "tamiyo_models.transitions.cli", "tamiyo_models.ope.cli", "tamiyo_models.curriculum.cli", "tamiyo_models.nightly.cli",
+    "tamiyo_models.studies.cli",
 )  # fmt: skip
 # Commands whose module alone is registered when they are run: registering every module imports torch (some
 # modules read defaults from the controllers while adding their flags), which costs `tamiyo sql` ~2 s for a

@@ -1,0 +1,77 @@
+"""`tamiyo study run FILE` and `tamiyo study results`: studies instead of scripts (study.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_WAREHOUSE = Path("warehouse/tamiyo.duckdb")
+
+
+def register(subparsers) -> None:
+    study = subparsers.add_parser(
+        "study",
+        help="run a study file (claim, held-out configurations, arms, rule) or write the results table",
+        description="A study file under studies/ states a claim and how it is tested before any episode runs; "
+        "`run` runs (or resumes) its paired design on the test split with the null control and fresh data orders, "
+        "and records the rows in the warehouse's study_results table (and MLflow); `results` writes docs/results.md "
+        "from that table.",
+    )
+    commands = study.add_subparsers(dest="study_command", required=True)
+    run = commands.add_parser("run", help="run or resume one study and record its results")
+    run.add_argument("file", type=Path, help="the study file (studies/<name>.toml)")
+    run.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help="where results and seeds are recorded (default warehouse/tamiyo.duckdb)")
+    run.add_argument("--out", type=Path, default=Path("var/studies"), help="the studies' episodes (default var/studies)")
+    run.add_argument("--workers", type=int, help="episode worker processes (default: the study file's)")
+    run.add_argument("--mlflow-root", default="var/mlflow", help="MLflow sqlite + artifacts folder (default var/mlflow)")
+    run.add_argument("--no-mlflow", action="store_true", help="record in the warehouse only")
+    run.add_argument("--check", action="store_true", help="read and check the study file, print its design, run nothing")
+    run.set_defaults(func=run_study_command)
+    results = commands.add_parser("results", help="print docs/results.md from the warehouses' study_results and champion_history")
+    results.add_argument("--warehouse", type=Path, action="append",
+                         help="a warehouse to read (repeatable; default warehouse/tamiyo.duckdb)")
+    results.add_argument("--write", type=Path, help="write the Markdown to this file (e.g. docs/results.md)")
+    results.set_defaults(func=results_command)
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    from .study import StudyError, load_study, run_study
+
+    try:
+        config = load_study(args.file)
+    except StudyError as exc:
+        print(f"tamiyo study: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        arms = ", ".join(config.arms)
+        print(f"{config.name}: {config.claim}\n  held-out: {config.heldout_text()}\n  {arms} against {config.reference}, "
+              f"{config.fresh_orders} fresh orders; holds when both {config.confidence:.0%} intervals are above 0 on "
+              f">= {config.min_pairs} pairs")  # fmt: skip
+        return 0
+    tracking = None
+    if not args.no_mlflow:
+        from ..tracking import TrackingConfig
+
+        tracking = TrackingConfig(root=args.mlflow_root)
+    done = [0]
+
+    def progress(result) -> None:
+        done[0] += 1
+        print(f"  [{done[0]}] {result.summary_line()}", flush=True)
+
+    run_study(args.file, warehouse=args.warehouse, out_root=args.out, tracking=tracking, workers=args.workers,
+              log=lambda line: print(line, flush=True), on_result=progress)  # fmt: skip
+    return 0
+
+
+def results_command(args: argparse.Namespace) -> int:
+    from .study import results_markdown
+
+    text = results_markdown(args.warehouse or [DEFAULT_WAREHOUSE])
+    if args.write:
+        args.write.write_text(text)
+        print(f"wrote {args.write}")
+    else:
+        print(text)
+    return 0
