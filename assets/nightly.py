@@ -146,6 +146,19 @@ def champion(context: dg.AssetExecutionContext, nightly: NightlyResource, wareho
     return dg.MaterializeResult(metadata=metadata)
 
 
+@dg.asset_check(asset=night_evaluation, description="No evaluation seed (any night's, any study's) is the seed of a "
+                "run in the warehouse: the held-out configurations were never trained on.")  # fmt: skip
+def held_out_seeds_never_trained_on(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from tamiyo_models.nightly.seeds import overlapping_seeds
+    from tamiyo_models.warehouse import connect_read_only
+
+    with connect_read_only(warehouse.path) as con:
+        overlap = overlapping_seeds(con)
+        registered = con.execute("SELECT purpose, count(*) FROM seed_registry GROUP BY purpose").fetchall() if not overlap else []
+    return dg.AssetCheckResult(passed=not overlap, metadata={"overlapping_seeds": dg.MetadataValue.json(overlap[:20]),
+                                                            "registered": dg.MetadataValue.json(dict(registered))})  # fmt: skip
+
+
 def _trend_markdown(trend, plot: Path) -> str:
     """The trend as a table (always readable) and the plot inline (a data URI: a file path means nothing to
     the UI)."""
@@ -154,10 +167,12 @@ def _trend_markdown(trend, plot: Path) -> str:
     for r in trend.iter_rows(named=True):
         best = f"{r['best_fixed_score']:.2f} ({r['best_fixed']})" if r["best_fixed_score"] is not None else "-"
         heuristic = f"{r['heuristic_score']:.2f}" if r["heuristic_score"] is not None else "-"
-        lines.append(f"| {r['night']} | {r['champion']} | {r['champion_score']:.2f} | {heuristic} | {best} | {r['champion_after']} |")
+        score = f"{r['champion_score']:.2f}" if r["champion_score"] is not None else "-"
+        lines.append(f"| {r['night']} | {r['champion']} | {score} | {heuristic} | {best} | {r['champion_after']} |")
     if plot.exists():
         lines += ["", f"![trend](data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()})"]
     return "\n".join(lines)
 
 
 NIGHTLY_ASSETS = [night_training_runs, night_ingestion, night_challengers, night_evaluation, champion]
+NIGHTLY_CHECKS = [held_out_seeds_never_trained_on]

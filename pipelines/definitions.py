@@ -14,10 +14,10 @@ import dagster as dg
 from assets.analysis import ANALYSIS_ASSETS
 from assets.curriculum import CURRICULUM_ASSETS
 from assets.generation import GENERATION_ASSETS, NIGHTS
-from assets.nightly import NIGHTLY_ASSETS, NightlyResource
+from assets.nightly import NIGHTLY_ASSETS, NIGHTLY_CHECKS, NightlyResource
 from assets.policies import POLICY_ASSETS
 from assets.reports import REPORT_ASSETS
-from assets.warehouse import WAREHOUSE_ASSETS
+from assets.warehouse import WAREHOUSE_ASSETS, WAREHOUSE_CHECKS
 from pipelines.automation import SCHEDULES, SENSORS
 from assets.mlflow_resource import DEFAULT_MLFLOW_ROOT, MlflowTrackingResource
 from assets.resources import (
@@ -84,6 +84,7 @@ def resources(resolved: bool = False) -> dict:
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
+    asset_checks=[*WAREHOUSE_CHECKS, *NIGHTLY_CHECKS],
     jobs=[ingest_job, nightly_job, everything_job, policies_job],
     schedules=SCHEDULES,
     sensors=SENSORS,

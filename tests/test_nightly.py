@@ -213,7 +213,9 @@ def test_three_nights_record_every_decision_and_the_champion_moves_only_by_the_r
 
 
 def test_no_training_seed_ever_equals_an_evaluation_seed(three_nights):
-    paths, _, _ = three_nights
+    paths, _, result = three_nights
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"held_out_seeds_never_trained_on": True}
     from tamiyo_models.rawrun import list_raw_runs, read_raw_run
 
     con = duckdb.connect(str(paths.warehouse), read_only=True)
@@ -233,6 +235,16 @@ def test_no_training_seed_ever_equals_an_evaluation_seed(three_nights):
     for policy in paths.nights.glob("*/challengers/*.pt"):
         assert not set(load_policy(policy)[1]["metadata"]["data_seeds"]) & evaluated
     assert batch_seed(NIGHTS[0], TRAINING) != batch_seed(NIGHTS[0], EVALUATION)
+
+
+def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(three_nights):
+    paths, _, _ = three_nights
+    generated = json.loads((paths.night_dir(NIGHTS[0]) / "generate.json").read_text())
+    assert generated["fork_parents"] == NIGHT.fork_parents == 1 and generated["branches"] >= 2
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    # The branches are in the warehouse beside their parent, which the champion (the heuristic, that night) ran.
+    (branches, parents), = con.execute("SELECT count(*), count(DISTINCT parent_run_id) FROM branches").fetchall()
+    assert branches >= generated["branches"] and parents >= 1
 
 
 def test_a_night_killed_halfway_resumes_without_redoing_what_finished(three_nights):

@@ -52,6 +52,12 @@ class NightConfig:
     spec: str = "arena"
     training_episodes: int = 1_150
     champion_share: float = 0.5  # of the training episodes: the champion's stochastic version; the rest the grid
+    # Fork studies at the champion's decisions: this many more training configurations run by the champion itself,
+    # each forked once at a step drawn in [1, fork_max_step], every legal action branched to the end of the
+    # episode with the same data order (about one extra episode per legal action: the costliest data, and the
+    # only data with exact counterfactuals).
+    fork_parents: int = 24
+    fork_max_step: int = 6
     epsilon: float = 0.2  # exploration around the champion (uniform over legal actions with this probability)
     reference_grid: tuple[str, ...] = DEFAULT_GRID  # compared every night (the heuristic always is)
     challengers: tuple[str, ...] = ("bcq", "cql", "iql")
@@ -98,7 +104,7 @@ class NightConfig:
 def mini_night(**overrides) -> NightConfig:
     """A night of every stage on a tiny budget (`make run`, tests): short digits episodes, 3 held-out
     configurations per regime, the rule asking for 3 pairs."""
-    settings = dict(spec="smoke", training_episodes=12, max_epochs=8, heldout_per_regime=4, fresh_orders=2,
+    settings = dict(spec="smoke", training_episodes=12, fork_parents=1, max_epochs=8, heldout_per_regime=4, fresh_orders=2,
                     reference_grid=("never", "fixed:conv_heavy@1"), passes_over_data=20.0, min_updates=100,
                     rule=PromotionRule(min_pairs=3, resamples=2_000))  # fmt: skip
     return NightConfig(**{**settings, **overrides})
@@ -150,12 +156,14 @@ def stochastic_version(champion: Champion, epsilon: float) -> ControllerConfig:
     return dataclasses.replace(c, kind=kind, epsilon=epsilon, label=f"explore:{champion.name}")
 
 
-def training_configs(night: str, config: NightConfig, champion: Champion) -> list:
-    """The night's training configurations, each with its controller (before seed registration)."""
+def training_configs(night: str, config: NightConfig, champion: Champion) -> tuple[list, list]:
+    """The night's training configurations, each with its controller (before seed registration): the plain
+    ones, and the fork parents (run by the champion itself, branched)."""
     from ..generation import GenerationSpec
 
     spec = GenerationSpec.load(config.spec)
-    configs = spec.sample(config.training_episodes, seed=batch_seed(night, TRAINING))
+    drawn = spec.sample(config.training_episodes + config.fork_parents, seed=batch_seed(night, TRAINING))
+    configs, parents = drawn[: config.training_episodes], drawn[config.training_episodes :]
     explore = stochastic_version(champion, config.epsilon)
     grid = [reference_controller(n) for n in ("heuristic", *config.reference_grid) if n != champion.name]
     n_explore = round(config.champion_share * len(configs))
@@ -164,7 +172,16 @@ def training_configs(night: str, config: NightConfig, champion: Champion) -> lis
         controller = explore if i < n_explore or not grid else grid[(i - n_explore) % len(grid)]
         c = dataclasses.replace(c, controller=controller, tags={**c.tags, "night": night, "night_role": "training"})
         out.append(_cut(c, config))
-    return out
+    forks = [_cut(dataclasses.replace(c, controller=champion.controller, tags={**c.tags, "night": night, "night_role": "fork"}), config)
+             for c in parents]  # fmt: skip
+    return out, forks
+
+
+def fork_branching(config: NightConfig):
+    """Every legal action at one early decision of the champion's, to the end of the episode."""
+    from ..branching import BranchConfig
+
+    return BranchConfig(horizon=None, fork_rule="random", max_forks=1, min_step=1, max_step=config.fork_max_step)
 
 
 def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
@@ -173,18 +190,22 @@ def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
     from ..warehouse import writing
 
     champion = champion_of(night, paths)
-    configs = training_configs(night, config, champion)
+    configs, parents = training_configs(night, config, champion)
     with writing(paths.warehouse) as con:
         configs = claim_seeds(con, configs, TRAINING, night, "generation")
+        parents = claim_seeds(con, parents, TRAINING, night, "forks")
     started = time.perf_counter()
     results = generate(configs, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True)
-    done = sum(r.status == "complete" for r in results)
-    log(f"night {night}: {done}/{len(results)} training episodes complete around champion {champion.name} "
-        f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    forked = generate(parents, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True,
+                      branching=fork_branching(config)) if parents else []  # fmt: skip
+    done = sum(r.status == "complete" for r in [*results, *forked])
+    branches = sum(r.branches for r in forked)
+    log(f"night {night}: {done}/{len(results) + len(forked)} training episodes complete around champion {champion.name}, "
+        f"{len(forked)} of them forked into {branches} branches ({time.perf_counter() - started:.0f} s)")  # fmt: skip
     return _write_stage(paths, night, "generate", {
-        "champion": champion.name, "episodes": len(results), "complete": done,
-        "by_controller": _count(c.controller.display_name() for c in configs), "raw_dir": str(paths.raw_dir(night)),
-        "batch_seed": batch_seed(night, TRAINING)})  # fmt: skip
+        "champion": champion.name, "episodes": len(results) + len(forked), "complete": done, "fork_parents": len(forked),
+        "branches": branches, "by_controller": _count(c.controller.display_name() for c in [*configs, *parents]),
+        "raw_dir": str(paths.raw_dir(night)), "batch_seed": batch_seed(night, TRAINING)})  # fmt: skip
 
 
 # ----- ingest ------------------------------------------------------------------------------------------------
