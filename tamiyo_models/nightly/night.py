@@ -46,11 +46,12 @@ DEFAULT_GRID = ("never", "fixed:conv_heavy@0", "fixed:conv_heavy@1", "fixed:conv
 
 @dataclass(frozen=True)
 class NightConfig:
-    """What one night does. The defaults are the arena night (about 1,800 episodes, ~2 hours on 2 cores);
-    `mini_night()` is the quick demo's."""
+    """What one night does. The defaults are the arena night: about 1,800 episodes (`planned_episodes`); on 2
+    cores, at 8 to 30 s per arena episode, that is 2 to 7 hours, so a 2-hour night wants about 8 cores (workers)
+    or a smaller budget. `mini_night()` is the quick demo's."""
 
     spec: str = "arena"
-    training_episodes: int = 1_150
+    training_episodes: int = 950
     champion_share: float = 0.5  # of the training episodes: the champion's stochastic version; the rest the grid
     # Fork studies at the champion's decisions: this many more training configurations run by the champion itself,
     # each forked once at a step drawn in [1, fork_max_step], every legal action branched to the end of the
@@ -89,6 +90,14 @@ class NightConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         return {**d, "reference_grid": list(self.reference_grid), "challengers": list(self.challengers)}
+
+    def planned_episodes(self, regimes: int) -> dict[str, int]:
+        """The night's budget in episodes, before it runs (a fork parent counts itself and up to 6 branches: the
+        legal alternatives at an early step, when no seed is active, are WAIT and the five blueprints)."""
+        arms = 1 + 1 + len(self.reference_grid) + len(self.challengers)  # champion, heuristic, grid, challengers
+        evaluation = regimes * self.heldout_per_regime * arms * (1 + self.fresh_orders)
+        return {"training": self.training_episodes, "forks": self.fork_parents * 7, "evaluation": evaluation,
+                "total": self.training_episodes + self.fork_parents * 7 + evaluation}
 
     @classmethod
     def from_dict(cls, d: dict) -> "NightConfig":
@@ -401,9 +410,17 @@ def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callab
     """Every stage in turn (each resumes; see the module docstring). `on_result` sees every finished episode."""
     from .report import write_night_report
 
+    from ..generation import GenerationSpec
+
     check_night(night)
     started = time.perf_counter()
-    _write_stage(paths, night, "config", config.to_dict())
+    spec = GenerationSpec.load(config.spec)
+    regimes = max(1, len([r for r in spec.regimes if r["name"] not in spec.unavailable]))
+    budget = config.planned_episodes(regimes)
+    log(f"night {night}: at most {budget['total']} episodes planned ({budget['training']} training, up to "
+        f"{budget['forks']} in fork studies, {budget['evaluation']} in the evaluation, over {regimes} regime(s) of "
+        f"spec {config.spec}); episodes already on disk are read back")  # fmt: skip
+    _write_stage(paths, night, "config", {**config.to_dict(), "planned_episodes": budget})
     generate_night(night, config, paths, log=log, on_result=on_result)
     ingest_night(night, paths, log=log)
     train_challengers(night, config, paths, log=log)
