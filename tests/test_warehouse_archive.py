@@ -197,3 +197,16 @@ def test_retention_policy_refuses_nonsense():
         RetentionPolicy(archive_raw_after_nights=-1)
     with pytest.raises(ValueError, match="compression_level"):
         RetentionPolicy(archive_raw_after_nights=0, compression_level=40)
+
+
+def test_ingest_command_archives_on_request(landing, tmp_path, capsys):
+    from tamiyo_models.cli import main
+
+    warehouse = tmp_path / "w.duckdb"
+    assert main(["ingest", "--raw", str(landing), "--warehouse", str(warehouse), "--quiet", "--archive-after", "-1"]) == 2
+    assert "archive_raw_after_nights must be 0 or more" in capsys.readouterr().err
+    assert main(["ingest", "--raw", str(landing), "--warehouse", str(warehouse), "--quiet"]) == 0
+    assert "archived" not in capsys.readouterr().out and len(list(landing.rglob("*.jsonl"))) == 3
+    assert main(["ingest", "--raw", str(landing), "--warehouse", str(warehouse), "--quiet", "--archive-after", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "archived 3 raw files" in out and "x)" in out and not list(landing.rglob("*.jsonl"))
