@@ -74,6 +74,7 @@ def episode_tables(
 ):
     """Ingest the landing folder (raw runs, legacy episodes and packs) into the warehouse tables."""
     from tamiyo_models.warehouse import IngestConfig, RetentionPolicy, archivable, archive_landing
+    from tamiyo_models.warehouse.archive import ArchiveError
     from tamiyo_models.warehouse.disk import compact, disk_report
 
     retention = RetentionPolicy(config.archive_raw_after_nights, config.archive_level)
@@ -94,9 +95,14 @@ def episode_tables(
     snapshot = current_snapshot(warehouse.path)  # published as the write connection closed
     # Both after the publication, still inside the writer pool: archival only removes files whose runs readers
     # can already see, and compaction takes the writer's lock for the time of a copy.
-    archived = archive_landing(raw_runs.path, eligible, retention.compression_level) if eligible is not None else None
-    if archived is not None:
-        context.log.info(archived.line())
+    archived, archive_error = None, ""
+    if eligible is not None:
+        try:
+            archived = archive_landing(raw_runs.path, eligible, retention.compression_level)
+            context.log.info(archived.line())
+        except (OSError, ArchiveError) as exc:  # the night's data is stored: a full disk here must not hide that
+            archive_error = f"archival stopped, nothing lost (an original goes only once its archive reads back): {exc}"
+            context.log.warning(archive_error)
     compaction = compact(warehouse.path, min_free_share=config.compact_when_free) if config.compact_when_free <= 1 else None
     if compaction is not None and compaction.done:
         context.log.info(f"compacted {warehouse.path}: {compaction.bytes_before / 1e6:.1f} MB -> {compaction.bytes_after / 1e6:.1f} MB")
@@ -114,6 +120,7 @@ def episode_tables(
                 **({"ingest_summary": summary.line(), "snapshot": str(snapshot.path), **outcome_counts,
                     "non_finite_values": summary.non_finite, "non_finite_unexpected": summary.non_finite_unexpected,
                     "archived_files": len(archived.archived) if archived else 0,
+                    **({"archive_error": archive_error} if archive_error else {}),
                     "compacted": bool(compaction and compaction.done), **_disk_metadata(disk)}
                    if table == "ingest_log" else {}),
             },

@@ -53,3 +53,21 @@ def test_the_disk_space_check_warns_when_the_coming_nights_would_not_fit(resourc
     assert result.success  # a warning, not a failure: the night's data is stored
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert "GB free" in evaluation.description
+
+
+def test_a_full_disk_during_archival_keeps_the_files_and_the_materialization(resources, monkeypatch):
+    from tamiyo_models.warehouse import archive as archive_module
+
+    def full_disk(target, data):
+        raise OSError(28, "No space left on device", str(target))
+
+    monkeypatch.setattr(archive_module, "_write_durably", full_disk)
+    landing = resources["raw_runs"].path
+    before = {p: p.read_bytes() for p in landing.glob("*.jsonl")}
+    config = {"ops": {"episode_tables": {"config": {"archive_raw_after_nights": 0}}}}
+    result = dg.materialize([episode_tables], resources=resources, run_config=config)
+    assert result.success  # the night's data is stored and published; archival waits for the next run
+    log = {m.asset_key.to_user_string(): m for m in result.asset_materializations_for_node("episode_tables")}
+    assert "No space left on device" in log["ingest_log"].metadata["archive_error"].value
+    assert {p: p.read_bytes() for p in landing.glob("*.jsonl")} == before
+    assert table_counts(resources["warehouse"].path)["runs"] == 3

@@ -91,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_ingest(args: argparse.Namespace) -> int:
     import duckdb
 
-    from .archive import RetentionPolicy, archivable, archive_landing
+    from .archive import ArchiveError, RetentionPolicy, archivable, archive_landing
     from .ingest import IngestConfig, discover, ingest_files
     from .snapshot import SnapshotError, snapshot_dir
     from .store import writing
@@ -152,7 +152,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     if eligible is not None:  # only now: the runs are committed and readers can see them
         try:
             print(archive_landing(args.raw, eligible, retention.compression_level).line())
-        except OSError as exc:
+        except (OSError, ArchiveError) as exc:
             print(f"tamiyo ingest: archival stopped, nothing lost (originals are removed only once their archive "
                   f"is written and read back): {exc}", file=sys.stderr)  # fmt: skip
             return 1
