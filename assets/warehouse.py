@@ -48,7 +48,7 @@ class IngestRunConfig(dg.Config):
     # Retention (tamiyo_models/warehouse/archive.py): after the write, landing files stored this many nights
     # ago or more move zstd-compressed into <landing>/.archive/; None leaves the landing folder as it is.
     archive_raw_after_nights: Optional[int] = None
-    archive_level: int = 9
+    archive_level: int = 13  # zstd; see archive.DEFAULT_LEVEL
     # Compact the DuckDB file after the write once this share of its blocks is free (> 1: never).
     compact_when_free: float = 0.25
 
@@ -134,11 +134,11 @@ def _disk_metadata(disk) -> dict:
     nights += [f"| {night} | {n['runs']} | {n['steps']} | {n['snapshot_bytes'] / 1e6:.1f} | {n['landing_bytes'] / 1e6:.1f} "
                f"| {n['archive_bytes'] / 1e6:.1f} |" for night, n in sorted(disk.nights.items())]  # fmt: skip
     return {
-        "disk_total_mb": round(disk.total_bytes / 1e6, 1),
-        "disk_duckdb_mb": round(disk.duckdb_bytes / 1e6, 1),
-        "disk_snapshot_mb": round(disk.snapshot_bytes / 1e6, 1),
-        "disk_landing_mb": round(disk.landing_bytes / 1e6, 1),
-        "disk_archive_mb": round(disk.archive_bytes / 1e6, 1),
+        "disk_total_mb": round(disk.total_bytes / 1e6, 3),
+        "disk_duckdb_mb": round(disk.duckdb_bytes / 1e6, 3),
+        "disk_snapshot_mb": round(disk.snapshot_bytes / 1e6, 3),
+        "disk_landing_mb": round(disk.landing_bytes / 1e6, 3),
+        "disk_archive_mb": round(disk.archive_bytes / 1e6, 3),
         "disk_free_gb": round(disk.disk_free / 1e9, 2),
         "duckdb_free_block_share": round(disk.free_share, 3),
         "disk_by_night": dg.MetadataValue.md("\n".join(nights)),

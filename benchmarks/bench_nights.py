@@ -264,9 +264,11 @@ def summarize(config: Config, rows: list[dict]) -> None:
         # On a shared machine one slow night says more about the neighbours than about the warehouse: the
         # trend (last three nights' median over the first three's, nights 2..) is what growth would move.
         later = [r[key] for r in rows[1:]]
-        trend = statistics.median(later[-3:]) / statistics.median(later[:3]) if len(later) >= 6 else float("nan")
+        trend = (f"{statistics.median(later[-3:]) / statistics.median(later[:3]):4.2f}: "
+                 f"{'met' if abs(statistics.median(later[-3:]) / statistics.median(later[:3]) - 1) <= 0.2 else 'NOT met'}"
+                 if len(later) >= 6 else "n/a (fewer than 7 nights)")  # fmt: skip
         print(f"  {name:<28} {low:6.2f}-{high:6.2f} s  max/min {high / low:4.2f}  flat within 20%: {'met' if met else 'NOT met'}; "
-              f"trend (last 3 / first 3 medians) {trend:4.2f}: {'met' if abs(trend - 1) <= 0.2 else 'NOT met'}")  # fmt: skip
+              f"trend (last 3 / first 3 medians) {trend}")  # fmt: skip
     disk = per_night * scale / 1e6
     print(f"  {'disk per night, all stores':<28} {per_night / 1e6:8.1f} MB per night (x{scale:.1f} = {disk:.0f} MB per "
           f"1,800 episodes)  <= 150 MB: {'met' if disk <= 150 else 'NOT met'}")  # fmt: skip

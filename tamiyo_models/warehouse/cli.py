@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(0: at once) and that has nothing quarantined, zstd-compressed, into RAW/.archive/NIGHT/ (bit for bit; "
         "`tamiyo ingest --raw RAW/.archive` reads it back); default: the landing folder is left as it is",
     )  # fmt: skip
-    ingest.add_argument("--archive-level", type=int, default=9, help="zstd level of the archives, 1..22 (default 9)")
+    ingest.add_argument("--archive-level", type=int, default=13,  # archive.DEFAULT_LEVEL, not imported for --help
+                        help="zstd level of the archives, 1..22 (default 13)")
     ingest.set_defaults(func=run_ingest)
 
     sql = subparsers.add_parser(
