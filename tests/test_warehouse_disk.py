@@ -133,3 +133,10 @@ def test_the_disk_warning_says_when_the_nights_ahead_would_not_fit(stored):
     warning = report.disk_warning(min_free_bytes=0, nights_ahead=6)
     assert warning and "6 nights" in warning and "--archive-after" in warning
     assert "at least" in report.disk_warning(min_free_bytes=report.disk_free + 1, nights_ahead=0)
+
+
+def test_without_a_connection_a_night_still_counts_its_share_of_the_duckdb_file(stored):
+    landing, warehouse = stored
+    report = disk_report(warehouse, None, landing)  # what the Dagster check sees: no connection to the file
+    (night,) = [n for n, e in report.nights.items() if e["snapshot_bytes"]]
+    assert report.night_bytes(night) >= report.duckdb_bytes * 0.5  # the only night holds most of the file

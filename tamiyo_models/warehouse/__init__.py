@@ -6,6 +6,7 @@
     current_snapshot(warehouse_file)         the published snapshot: Parquet by table, views, manifest (snapshot.py)
     export_parquet(warehouse_file, out_dir)  every table as one Parquet file (store.py)
     RetentionPolicy, archive_landing         stored raw files zstd-compressed into <landing>/.archive (archive.py)
+    disk_report, compact                     disk use per table and night; the file without free blocks (disk.py)
 
 Tables and views: tamiyo_models/warehouse/sql/schema.sql and views.sql; how-to: docs/warehouse.md. No dagster here:
 the Dagster assets in assets/warehouse.py are thin wrappers around these functions.
@@ -21,6 +22,8 @@ _EXPORTS = {
     "RetentionPolicy": "archive",
     "archivable": "archive",
     "archive_landing": "archive",
+    "compact": "disk",
+    "disk_report": "disk",
     "IngestConfig": "ingest",
     "IngestSummary": "ingest",
     "discover": "ingest",

@@ -52,11 +52,13 @@ class DiskReport:
         return self.free_share >= COMPACT_WHEN_FREE
 
     def night_bytes(self, night: str) -> int:
-        """Disk a night takes in every store; its DuckDB share estimated by its share of the steps."""
+        """Disk a night takes in every store; its DuckDB share estimated by its share of the steps (without a
+        connection to the file, by its share of the snapshot: the same rows, in Parquet)."""
         n = self.nights[night]
         steps = sum(x["steps"] for x in self.nights.values())
-        duckdb_share = self.duckdb_bytes * n["steps"] / steps if steps else 0
-        return int(n["snapshot_bytes"] + n["landing_bytes"] + n["archive_bytes"] + duckdb_share)
+        snapshot = sum(x["snapshot_bytes"] for x in self.nights.values())
+        share = n["steps"] / steps if steps else (n["snapshot_bytes"] / snapshot if snapshot else 0)
+        return int(n["snapshot_bytes"] + n["landing_bytes"] + n["archive_bytes"] + self.duckdb_bytes * share)
 
     def disk_warning(self, min_free_bytes: int, nights_ahead: int = 7, recent: int = 3) -> str | None:
         """Why the disk will not last (None when it will): less than `min_free_bytes` free, or less than
