@@ -171,6 +171,9 @@ def training_configs(night: str, config: NightConfig, champion: Champion) -> tup
     from ..generation import GenerationSpec
 
     spec = GenerationSpec.load(config.spec)
+    if spec.regimes and all(r["name"] in spec.unavailable for r in spec.regimes):
+        raise ValueError(f"spec {config.spec!r}: no regime can run on this machine "
+                         f"({'; '.join(sorted(set(spec.unavailable.values())))}); the mini preset runs on digits")  # fmt: skip
     drawn = spec.sample(config.training_episodes + config.fork_parents, seed=batch_seed(night, TRAINING))
     configs, parents = drawn[: config.training_episodes], drawn[config.training_episodes :]
     explore = stochastic_version(champion, config.epsilon)

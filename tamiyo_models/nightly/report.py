@@ -97,8 +97,8 @@ def format_table(frame) -> str:
         if r["role"] == "champion":
             lines.append(f"| {r['night']} | **{r['arm']}** | champion | | | | | → {r['champion_after']} |")
             continue
-        lines.append(f"| {r['night']} | {r['arm']} | {r['role']} | {r['pairs']} | {_ci(r['difference'], r['low'], r['high'])} | "
-                     f"{_ci(r['fresh_difference'], r['fresh_low'], r['fresh_high'])} | {_num(r['null_rms'])} | {r['decision']} |")  # fmt: skip
+        lines.append(f"| {r['night']} | {r['arm']} | {r['role']} | {r['pairs']} | {ci_text(r['difference'], r['low'], r['high'])} | "
+                     f"{ci_text(r['fresh_difference'], r['fresh_low'], r['fresh_high'])} | {num_text(r['null_rms'])} | {r['decision']} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -130,11 +130,12 @@ def _has(con) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'champion_history'").fetchall()[0][0])
 
 
-def _num(value) -> str:
+def num_text(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def _ci(mean, low, high) -> str:
+def ci_text(mean, low, high) -> str:
+    """`+0.12 [-0.03, +0.30]`: a mean difference and its interval (`-` for none)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
     if low is None or high is None:

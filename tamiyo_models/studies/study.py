@@ -345,7 +345,9 @@ def results_markdown(warehouses: list) -> str:
     study recorded in several, the first one's rows)."""
     import polars as pl
 
+    from ..nightly.report import ci_text as _ci
     from ..nightly.report import champion_trend
+    from ..nightly.report import num_text as _num
 
     frames = [f for f in (study_results(w) for w in warehouses if Path(w).exists()) if not f.is_empty()]
     frame = pl.concat(frames, how="diagonal_relaxed").unique(["study", "arm", "regime"], keep="first", maintain_order=True) if frames else pl.DataFrame()
@@ -388,13 +390,3 @@ def results_markdown(warehouses: list) -> str:
                          f"{_num(r['heuristic_score'])} | {best} | {r['pairs']} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
-
-
-def _num(value) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _ci(mean, low, high) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]" if low is not None and high is not None else f"{mean:+.2f}"
