@@ -4,6 +4,9 @@ warehouse tables.
 Thin wrappers around `tamiyo_models.policies.workflow.train_policy`: read config, call the library, attach
 metadata. Each run is an MLflow child run under the Dagster run's parent run, registered as `candidate`.
 (No `from __future__ import annotations`: Dagster reads the config annotations at runtime.)
+
+The configs' defaults are the library's, read from its config dataclasses as `tamiyo train` reads them, except
+the few the nightly graph chooses on purpose, all in NIGHTLY_DEFAULTS (tests/test_config_defaults.py checks both).
 """
 
 from typing import Optional
@@ -12,48 +15,67 @@ import dagster as dg
 
 from assets.mlflow_resource import MlflowTrackingResource
 from assets.resources import WarehouseResource
+from tamiyo_models.offline_rl.workflow import ALGORITHMS as OFFLINE_ALGORITHMS
+from tamiyo_models.offline_rl.workflow import OfflineRunConfig
+from tamiyo_models.online_rl.distil import DistilConfig
+from tamiyo_models.online_rl.workflow import OnlineRunConfig
+from tamiyo_models.policies.imitation import ImitationConfig
+from tamiyo_models.policies.reward_weighted import VARIANTS, RewardWeightingConfig
+from tamiyo_models.policies.workflow import IMITATION_FEATURE_SET, PolicyRunConfig
 
 GROUP = "policies"
 POLICY_DIR = "var/policies"
 
+_IMITATION, _POLICY_RUN, _WEIGHTING = ImitationConfig(), PolicyRunConfig(), RewardWeightingConfig()
+_OFFLINE, _ONLINE, _DISTIL = OfflineRunConfig(), OnlineRunConfig(), DistilConfig()
+
+# Where the nightly graph departs from the library's defaults on purpose, and only here:
+NIGHTLY_DEFAULTS = {
+    # Nightly data mixes controllers: Phase 1 learns the heuristic's decision in every logged state of every
+    # controller (empty: all; the heuristic labels any state, branches included: relabel.py), not the logged
+    # actions of the heuristic's own runs (PolicyRunConfig: labels "logged", controllers heuristic).
+    "phase1": {"labels": "heuristic", "controllers": []},
+    # Outcome weighting needs the actions whose outcomes were logged: every controller's (empty: all), weighted by
+    # how well they turned out (the way past the teacher). It fine-tunes the Phase 1 policy, so 60 epochs, not
+    # 150: the lowest weighted validation loss came at epochs 11-30 of 60 (docs/policies.md).
+    "phase2": {"controllers": [], "epochs": 60},
+    # A night's budget: 5,000 updates per algorithm, not 20,000. And CQL at alpha 0.1, not 1.0: in reward units
+    # (pp x 0.1) action values differ by a few hundredths, and at 1.0 the conservative term copies the data
+    # (docs/offline-rl.md runs `--alpha 0.1` too).
+    "phase3": {"updates": 5_000, "alpha": 0.1},
+}
+
 
 class PolicyTrainingConfig(dg.Config):
-    # base+lifecycle (39): the heuristic judges seeds on seed_total_improvement, a lifecycle feature outside
-    # base (27) and base+telemetry (54): without it imitation tops out near 0.8 balanced accuracy; the noisy
-    # telemetry columns of "full" (66) cost ~1 pp on held-out episodes (docs/policies.md).
-    feature_set: str = "base+lifecycle"
-    # Nightly data mixes controllers. Phase 1 learns the heuristic's decision in every logged state (the
-    # heuristic labels states of any controller, branches included: relabel.py); "logged" imitates the
-    # actions actually taken by the `controllers` listed (empty: all).
-    labels: str = "heuristic"
-    controllers: list[str] = []
-    epochs: int = 150
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    beta: float = 0.999
-    val_fraction: float = 0.2
-    group_by: Optional[str] = None  # e.g. dataset_config: hold out whole configurations
-    seed: int = 0
+    # IMITATION_FEATURE_SET (base+lifecycle, 39): the heuristic judges seeds on seed_total_improvement, a lifecycle
+    # feature outside base (27) and base+telemetry (54): without it imitation tops out near 0.8 balanced accuracy.
+    feature_set: str = IMITATION_FEATURE_SET
+    # "heuristic": the heuristic's decision in every logged state; "logged": the actions actually taken by the
+    # `controllers` listed (empty: all).
+    labels: str = NIGHTLY_DEFAULTS["phase1"]["labels"]
+    controllers: list[str] = NIGHTLY_DEFAULTS["phase1"]["controllers"]
+    epochs: int = _IMITATION.epochs
+    batch_size: int = _IMITATION.batch_size
+    learning_rate: float = _IMITATION.learning_rate
+    beta: float = _IMITATION.beta
+    val_fraction: float = _POLICY_RUN.val_fraction
+    group_by: Optional[str] = _POLICY_RUN.group_by  # e.g. dataset_config: hold out whole configurations
+    seed: int = _IMITATION.seed  # the episode split's too
     out_dir: str = POLICY_DIR
 
 
 class Phase2Config(PolicyTrainingConfig):
-    # Outcome weighting needs the actions whose outcomes were logged: every controller's, weighted by how
-    # well they turned out (the way past the teacher).
-    labels: str = "logged"
+    labels: str = _POLICY_RUN.labels
+    controllers: list[str] = NIGHTLY_DEFAULTS["phase2"]["controllers"]
     # Each variant is its own MLflow child run and model version, aliased `candidate-<variant>`; the report
     # evaluates them side by side on the same paired episodes (A episode weights, B decision weights, C filter).
-    variants: list[str] = ["A", "B", "C"]
-    threshold: Optional[float] = None  # C: absolute final accuracy (pp); default: the top share per configuration
-    epochs: int = 60
+    variants: list[str] = list(VARIANTS)
+    threshold: Optional[float] = _WEIGHTING.threshold  # C: absolute final accuracy (pp); default: the top share per configuration
+    epochs: int = NIGHTLY_DEFAULTS["phase2"]["epochs"]
     start_from_phase1: bool = True
 
 
 def _run_config(config: PolicyTrainingConfig, phase: str, parent: Optional[str] = None, variant: str = "A"):
-    from tamiyo_models.policies.imitation import ImitationConfig
-    from tamiyo_models.policies.reward_weighted import RewardWeightingConfig
-    from tamiyo_models.policies.workflow import PolicyRunConfig
-
     weighting = RewardWeightingConfig(variant=variant, threshold=config.threshold) if phase == "phase2" else RewardWeightingConfig()
     return PolicyRunConfig(
         phase=phase,
@@ -145,8 +167,6 @@ def phase2_weighted_policy(
 ):
     """Phase 2: reward-weighted imitation, one policy per variant (A, B, C), each starting from the policy the
     Phase 1 asset produced upstream (its registered version, or its file when it was not registered)."""
-    from tamiyo_models.policies.reward_weighted import VARIANTS
-
     unknown = sorted(set(config.variants) - set(VARIANTS))
     if unknown or not config.variants:  # said before any variant trains, not after the first
         raise dg.Failure(f"phase2_weighted_policy: variants must be a non-empty subset of A, B, C; got {config.variants}")
@@ -181,21 +201,21 @@ def registered_name(phase: str) -> str:
 class Phase3Config(dg.Config):
     # Each algorithm is its own MLflow child run and registered version, aliased `candidate-<algorithm>`; the
     # report evaluates them live beside Phase 1 and 2 on the same paired episodes.
-    algorithms: list[str] = ["cql", "iql", "bcq"]
-    feature_set: str = "base+lifecycle+task"
-    regimes: list[str] = []  # empty: every regime's transitions (and runs outside regimes)
-    updates: int = 5_000
-    alpha: float = 0.1  # CQL: in reward units x 0.1, action values differ by a few hundredths; 1.0 copies the data
-    tau: float = 0.7
-    awr_beta: float = 3.0
-    bcq_threshold: float = 0.3
-    held_out: float = 0.2
+    algorithms: list[str] = list(OFFLINE_ALGORITHMS)
+    feature_set: str = _OFFLINE.feature_set
+    regimes: list[str] = list(_OFFLINE.regimes)  # empty: every regime's transitions (and runs outside regimes)
+    updates: int = NIGHTLY_DEFAULTS["phase3"]["updates"]
+    alpha: float = NIGHTLY_DEFAULTS["phase3"]["alpha"]  # CQL
+    tau: float = _OFFLINE.iql.tau
+    awr_beta: float = _OFFLINE.iql.beta
+    bcq_threshold: float = _OFFLINE.bcq.threshold
+    held_out: float = _OFFLINE.held_out
     # FQE on the held-out families: per checkpoint to choose it, then once more for the off-policy report. Most
     # of a short run's time; fewer updates give a rougher choice and report, never a different data split.
-    selection_fqe_updates: int = 1_500
-    report_fqe_updates: int = 4_000
+    selection_fqe_updates: int = _OFFLINE.selection_fqe.updates
+    report_fqe_updates: int = _OFFLINE.report_fqe.updates
     start_from_phase1: bool = True  # IQL's actor starts as the Phase 1 policy (when it reads the same features)
-    seed: int = 0
+    seed: int = _OFFLINE.split_seed
     out_dir: str = POLICY_DIR
 
 
@@ -206,27 +226,16 @@ def phase3_offline_policy(
 ):
     """Phase 3: offline RL (discrete CQL, IQL, BCQ) on every controller's transitions and branch runs, each
     checkpoint chosen by FQE on held-out episode families; the off-policy report per algorithm."""
-    import dataclasses
-
-    from tamiyo_models.offline_rl.workflow import ALGORITHMS, OfflineRunConfig, train_offline
+    from tamiyo_models.offline_rl.workflow import ALGORITHMS, train_offline
 
     unknown = sorted(set(config.algorithms) - set(ALGORITHMS))
     if unknown or not config.algorithms:
         raise dg.Failure(f"phase3_offline_policy: algorithms must be a non-empty subset of {', '.join(ALGORITHMS)}; got {config.algorithms}")
     parent = (phase1_imitation_policy.get("model_ref") or phase1_imitation_policy["policy_file"]) if config.start_from_phase1 else None
     tracker = mlflow.tracker()
-    base = OfflineRunConfig()
     runs, metadata = {}, {"algorithms": ", ".join(config.algorithms), "parent": parent or "none"}
     for algorithm in config.algorithms:
-        run_config = OfflineRunConfig(
-            algorithm=algorithm, feature_set=config.feature_set, regimes=tuple(config.regimes), held_out=config.held_out,
-            split_seed=config.seed, parent_policy=parent,
-            cql=dataclasses.replace(base.cql, alpha=config.alpha, updates=config.updates, seed=config.seed),
-            iql=dataclasses.replace(base.iql, tau=config.tau, beta=config.awr_beta, updates=config.updates, seed=config.seed),
-            bcq=dataclasses.replace(base.bcq, threshold=config.bcq_threshold, updates=config.updates, seed=config.seed),
-            selection_fqe=dataclasses.replace(base.selection_fqe, updates=config.selection_fqe_updates),
-            report_fqe=dataclasses.replace(base.report_fqe, updates=config.report_fqe_updates),
-        )  # fmt: skip
+        run_config = _offline_run_config(config, algorithm, parent)
         run = train_offline(warehouse.path, run_config, config.out_dir, tracker=tracker,
                             parent_run_id=mlflow.parent_run_id(context, tracker),
                             tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info)  # fmt: skip
@@ -243,6 +252,21 @@ def phase3_offline_policy(
     yield from _check_results({name: (run.policy_path, _held_out_runs(run.policy_path)) for name, run in runs.items()}, warehouse)
 
 
+def _offline_run_config(config: Phase3Config, algorithm: str, parent: Optional[str]) -> OfflineRunConfig:
+    import dataclasses
+
+    base = OfflineRunConfig()
+    return OfflineRunConfig(
+        algorithm=algorithm, feature_set=config.feature_set, regimes=tuple(config.regimes), held_out=config.held_out,
+        split_seed=config.seed, parent_policy=parent,
+        cql=dataclasses.replace(base.cql, alpha=config.alpha, updates=config.updates, seed=config.seed),
+        iql=dataclasses.replace(base.iql, tau=config.tau, beta=config.awr_beta, updates=config.updates, seed=config.seed),
+        bcq=dataclasses.replace(base.bcq, threshold=config.bcq_threshold, updates=config.updates, seed=config.seed),
+        selection_fqe=dataclasses.replace(base.selection_fqe, updates=config.selection_fqe_updates),
+        report_fqe=dataclasses.replace(base.report_fqe, updates=config.report_fqe_updates),
+    )  # fmt: skip
+
+
 def _held_out_runs(policy_path) -> list[str]:
     from tamiyo_models.agents.saved import load_policy
 
@@ -253,36 +277,39 @@ POLICY_ASSETS = [phase1_imitation_policy, phase2_weighted_policy, phase3_offline
 
 
 class Phase4Config(dg.Config):
-    algorithm: str = "ppo"  # reinforce | a2c | ppo | vine (branching policy iteration; episodes = parent episodes)
-    spec: str = "arena"
-    regime: str = ""  # empty: every regime of the spec that can run here
-    episodes: int = 64
-    episodes_per_iteration: int = 4
-    workers: int = 2  # environments stepped at once: worker processes, or Ray actors with ray_address
-    ray_address: str = ""  # a Ray cluster for the rollouts (docs/scaling.md); empty: local worker processes
-    cpus_per_episode: float = 1.0  # what each Ray actor reserves
-    entropy_floor: float = 0.0
+    algorithm: str = _ONLINE.algorithm  # reinforce | a2c | ppo | vine (branching policy iteration; episodes = parent episodes)
+    spec: str = _ONLINE.spec
+    regime: str = _ONLINE.regime or ""  # empty: every regime of the spec that can run here
+    # Empty: the algorithm's own (64 episodes, 4 per iteration; vine: 3 iterations of 16 parent episodes)
+    episodes: Optional[int] = None
+    episodes_per_iteration: Optional[int] = None
+    workers: int = _ONLINE.workers  # environments stepped at once: worker processes, or Ray actors with ray_address
+    ray_address: str = _ONLINE.ray_address or ""  # a Ray cluster for the rollouts (docs/scaling.md); empty: local worker processes
+    cpus_per_episode: float = _ONLINE.cpus_per_episode  # what each Ray actor reserves
+    entropy_floor: float = _ONLINE.ppo.entropy_floor
+    kl_coef: Optional[float] = None  # KL penalty towards the initial policy; empty: the algorithm's own (PPO 0.1, else 0)
+    seed: int = _ONLINE.ppo.seed  # the learner's (its training configurations) and the distilled student's
     initial_policy: str = ""  # empty: the newest Phase 1 candidate (tamiyo-phase1-imitation@candidate); "none": fresh
     # Start from a stochastic student of the initial policy, distilled on the warehouse's states with this label
     # smoothing (e.g. 0.05): for a near-deterministic Phase 3 BCQ policy (tamiyo-phase3-offline@candidate-bcq),
     # which gives its unsupported actions probability 0, or a fixed schedule (initial_policy "fixed:conv_heavy@1",
     # the best reference controller), which has no network. Empty: the initial policy as it is.
     distil_smoothing: Optional[float] = None
-    distil_updates: int = 10_000  # the student's gradient steps (a minute on one core)
+    distil_updates: int = _DISTIL.updates  # the student's gradient steps (a minute on one core)
     # vine only: the training episodes' validation images (empty: the spec's; 10000 makes a branch's outcome 5x less
     # noisy on the arena) and the steps forks may start at (docs/online-rl.md)
-    val_subsample: Optional[int] = None
-    fork_min_step: int = 2
-    fork_max_step: Optional[int] = None
+    val_subsample: Optional[int] = _ONLINE.vine.val_subsample
+    fork_min_step: int = _ONLINE.vine.min_step
+    fork_max_step: Optional[int] = _ONLINE.vine.max_step
     # vine only: new data orders each candidate label is replayed on before it is learned (0: learned at once)
-    confirm_orders: int = 0
-    forks: int = 2  # vine only: random steps of each parent where every other legal action is branched
-    margin: float = 0.25  # vine only: pp an alternative must gain to be learned
+    confirm_orders: int = _ONLINE.vine.confirm_orders
+    forks: int = _ONLINE.vine.forks_per_episode  # vine only: random steps of each parent where every other legal action is branched
+    margin: float = _ONLINE.vine.margin  # vine only: pp an alternative must gain to be learned
     # vine only: "fork" (each fork's winner) or "region" (pooled evidence per region at a 5% false discovery rate),
     # and with "region", earlier vine runs' folders whose forks and visited states join the evidence
-    label_rule: str = "region"
-    evidence_from: list[str] = []
-    record_dir: str = "var/raw"  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
+    label_rule: str = _ONLINE.vine.label_rule
+    evidence_from: list[str] = list(_ONLINE.vine.evidence_from)
+    record_dir: str = _ONLINE.record_dir or ""  # rollouts land in the warehouse's landing folder (Phase 3 learns from them)
     out_dir: str = POLICY_DIR
 
 
@@ -296,28 +323,12 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
     candidate (or any policy; a Phase 3 BCQ candidate or a fixed schedule through `distil_smoothing`); every
     rollout episode lands as a raw run.
     On demand (hundreds of episodes): not part of the nightly job."""
-    from tamiyo_models.online_rl.distil import DistilConfig
-    from tamiyo_models.online_rl.workflow import OnlineRunConfig, train_online_policy
+    from tamiyo_models.online_rl.workflow import ALGORITHMS, train_online_policy
 
-    import dataclasses
-
+    if config.algorithm not in ALGORITHMS:
+        raise dg.Failure(f"phase4_online_policy: algorithm must be one of {', '.join(ALGORITHMS)}; got {config.algorithm!r}")
     tracker = mlflow.tracker()
-    distil = None if config.distil_smoothing is None else DistilConfig(smoothing=config.distil_smoothing, updates=config.distil_updates)
-    initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
-    base = OnlineRunConfig()
-    if config.algorithm == "vine":
-        learner = dataclasses.replace(base.vine, iterations=max(1, config.episodes // config.episodes_per_iteration),
-                                      episodes_per_iteration=config.episodes_per_iteration, val_subsample=config.val_subsample,
-                                      min_step=config.fork_min_step, max_step=config.fork_max_step,
-                                      confirm_orders=config.confirm_orders, forks_per_episode=config.forks, margin=config.margin,
-                                      label_rule=config.label_rule, evidence_from=tuple(config.evidence_from))  # fmt: skip
-    else:
-        learner = dataclasses.replace(getattr(base, config.algorithm), episodes=config.episodes, entropy_floor=config.entropy_floor,
-                                      episodes_per_iteration=config.episodes_per_iteration)  # fmt: skip
-    run_config = OnlineRunConfig(algorithm=config.algorithm, spec=config.spec, regime=config.regime or None, workers=config.workers,
-                                 initial_policy=initial, record_dir=config.record_dir or None, ray_address=config.ray_address or None,
-                                 cpus_per_episode=config.cpus_per_episode, distil=distil, distil_warehouse=str(warehouse.path),
-                                 **{config.algorithm: learner})  # fmt: skip
+    run_config = _online_run_config(config, str(warehouse.path))
     run = train_online_policy(run_config, config.out_dir, tracker=tracker, parent_run_id=mlflow.parent_run_id(context, tracker),
                               tags={"tamiyo.asset_key": context.asset_key.to_user_string()}, log=context.log.info)  # fmt: skip
     last = run.history[-1] if run.history else {}
@@ -328,6 +339,31 @@ def phase4_online_policy(context: dg.AssetExecutionContext, config: Phase4Config
     })  # fmt: skip
     yield dg.AssetCheckResult(check_name="no_reward_hacking", passed=not run.alerts,
                               metadata={"alerts": "; ".join(run.alerts) or "none"})
+
+
+def _online_run_config(config: Phase4Config, warehouse_path: str) -> OnlineRunConfig:
+    """The OnlineRunConfig the asset runs; an empty field (None) means the library's own value."""
+    import dataclasses
+
+    distil = (None if config.distil_smoothing is None
+              else DistilConfig(smoothing=config.distil_smoothing, updates=config.distil_updates, seed=config.seed))  # fmt: skip
+    initial = None if config.initial_policy == "none" else (config.initial_policy or "tamiyo-phase1-imitation@candidate")
+    learner = getattr(OnlineRunConfig(), config.algorithm)
+    per_iteration = learner.episodes_per_iteration if config.episodes_per_iteration is None else config.episodes_per_iteration
+    if config.algorithm == "vine":  # the budget in parent episodes
+        iterations = learner.iterations if config.episodes is None else max(1, config.episodes // per_iteration)
+        learner = dataclasses.replace(learner, iterations=iterations, episodes_per_iteration=per_iteration, seed=config.seed,
+                                      val_subsample=config.val_subsample, min_step=config.fork_min_step, max_step=config.fork_max_step,
+                                      confirm_orders=config.confirm_orders, forks_per_episode=config.forks, margin=config.margin,
+                                      label_rule=config.label_rule, evidence_from=tuple(config.evidence_from))  # fmt: skip
+    else:
+        learner = dataclasses.replace(learner, episodes=learner.episodes if config.episodes is None else config.episodes,
+                                      episodes_per_iteration=per_iteration, entropy_floor=config.entropy_floor, seed=config.seed,
+                                      kl_coef=learner.kl_coef if config.kl_coef is None else config.kl_coef)  # fmt: skip
+    return OnlineRunConfig(algorithm=config.algorithm, spec=config.spec, regime=config.regime or None, workers=config.workers,
+                           initial_policy=initial, record_dir=config.record_dir or None, ray_address=config.ray_address or None,
+                           cpus_per_episode=config.cpus_per_episode, distil=distil, distil_warehouse=warehouse_path,
+                           **{config.algorithm: learner})  # fmt: skip
 
 
 POLICY_ASSETS = [*POLICY_ASSETS, phase4_online_policy]

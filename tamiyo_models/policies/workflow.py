@@ -17,6 +17,11 @@ from .imitation import ImitationConfig, TrainingSummary
 from .reward_weighted import RewardWeightingConfig
 
 PHASES = ("phase1", "phase2")
+# The feature set `tamiyo train` and the Dagster policy assets give Phases 1 and 2 when none is named:
+# base+lifecycle (39), since the heuristic judges seeds on seed_total_improvement, outside base (27), and the
+# telemetry columns of "full" cost ~1 pp on held-out episodes (docs/policies.md). ImitationConfig's own default
+# ("base") is the library's and stays as it is; this names the one the entry points have used since 2026-11-26.
+IMITATION_FEATURE_SET = "base+lifecycle"
 
 
 @dataclass(frozen=True)
