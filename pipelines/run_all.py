@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     log_path = args.log or Path("var") / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     night = args.night or time.strftime("%Y-%m-%d", time.gmtime())  # tonight's partition
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    if not (len(night) == 10 and "2026-01-01" <= night <= today):
+        parser.error(f"--night {night}: a night is a date YYYY-MM-DD from 2026-01-01 to today ({today}, UTC)")
     if args.job == JOB:
         print(f"make run: night {night} of the {JOB} job ({args.preset} preset, {args.workers} workers); full log: {log_path}", flush=True)
     else:

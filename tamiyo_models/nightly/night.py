@@ -378,6 +378,11 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
                  log: Callable[[str], None] = print) -> NightDecision:  # fmt: skip
     from ..warehouse import writing
 
+    later = _later_nights(night, paths)
+    if later:
+        log(f"night {night}: nights {', '.join(later)} are recorded already; they started from the champion they had, "
+            "so tonight's decision does not change them (rerun them, in order, to follow it)")  # fmt: skip
+
     comparisons = [compare(runs, arm, roles[arm], controller, config.rule, config.score)
                    for arm, controller in runs.arms.items() if arm != champion.name]  # fmt: skip
     promoted = choose(comparisons)
@@ -394,6 +399,19 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
                               else f"kept {champion.name}: no controller passed the rule"))  # fmt: skip
     _write_stage(paths, night, "decide", decision.to_dict())
     return decision
+
+
+def _later_nights(night: str, paths: NightPaths) -> list[str]:
+    from ..warehouse import open_warehouse
+    from .champion import ensure_history
+
+    con = open_warehouse(paths.warehouse)
+    try:
+        ensure_history(con)
+        return [n for (n,) in con.execute("SELECT DISTINCT night FROM champion_history WHERE night > ? ORDER BY 1",
+                                          [night]).fetchall()]  # fmt: skip
+    finally:
+        con.close()
 
 
 def champion_of(night: str, paths: NightPaths) -> Champion:
