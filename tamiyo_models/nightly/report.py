@@ -26,7 +26,14 @@ SELECT night,
        coalesce(max(mean_arm) FILTER (WHERE arm = 'heuristic'), max(mean_champion) FILTER (WHERE champion = 'heuristic')) AS heuristic_score,
        max(mean_arm) FILTER (WHERE arm LIKE 'fixed:%') AS best_fixed_score,
        arg_max(arm, mean_arm) FILTER (WHERE arm LIKE 'fixed:%') AS best_fixed,
-       max(pairs) AS pairs
+       max(pairs) AS pairs,
+       any_value(difference) FILTER (WHERE decision = 'promoted') AS promoted_difference,
+       any_value(low) FILTER (WHERE decision = 'promoted') AS promoted_low,
+       any_value(high) FILTER (WHERE decision = 'promoted') AS promoted_high,
+       any_value(fresh_difference) FILTER (WHERE decision = 'promoted') AS promoted_fresh,
+       any_value(fresh_low) FILTER (WHERE decision = 'promoted') AS promoted_fresh_low,
+       any_value(fresh_high) FILTER (WHERE decision = 'promoted') AS promoted_fresh_high,
+       max(null_rms) AS null_rms
 FROM champion_history WHERE score = ? GROUP BY night ORDER BY night
 """
 

@@ -382,11 +382,13 @@ def results_markdown(warehouses: list) -> str:
         lines += [f"## The nightly champion ({_relative(str(warehouse))})", "",
                   "Each night's champion, on that night's own held-out configurations (`champion_history`; "
                   "[docs/nightly.md](nightly.md)): mean test accuracy (pp).", "",
-                  "| night | champion at start | at end | champion | heuristic | best fixed schedule | pairs |",
-                  "|---|---|---|---:|---:|---|---:|"]  # fmt: skip
+                  "| night | champion at start | at end | promotion: new − old (original order) | fresh orders | null RMS | pairs | champion | heuristic | best fixed schedule |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
         for r in trend.iter_rows(named=True):
             best = f"{r['best_fixed_score']:.2f} ({r['best_fixed']})" if r["best_fixed_score"] is not None else "-"
-            lines.append(f"| {r['night']} | {r['champion']} | {r['champion_after']} | {_num(r['champion_score'])} | "
-                         f"{_num(r['heuristic_score'])} | {best} | {r['pairs']} |")  # fmt: skip
+            lines.append(f"| {r['night']} | {r['champion']} | {r['champion_after']} | "
+                         f"{_ci(r['promoted_difference'], r['promoted_low'], r['promoted_high'])} | "
+                         f"{_ci(r['promoted_fresh'], r['promoted_fresh_low'], r['promoted_fresh_high'])} | {_num(r['null_rms'])} | "
+                         f"{r['pairs']} | {_num(r['champion_score'])} | {_num(r['heuristic_score'])} | {best} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
