@@ -24,8 +24,12 @@ SELECT night,
        any_value(champion_after) AS champion_after,
        max(mean_champion) AS champion_score,
        coalesce(max(mean_arm) FILTER (WHERE arm = 'heuristic'), max(mean_champion) FILTER (WHERE champion = 'heuristic')) AS heuristic_score,
-       max(mean_arm) FILTER (WHERE arm LIKE 'fixed:%') AS best_fixed_score,
-       arg_max(arm, mean_arm) FILTER (WHERE arm LIKE 'fixed:%') AS best_fixed,
+       -- the best fixed schedule, the champion included when it is one (it has no row of its own numbers)
+       greatest(max(mean_arm) FILTER (WHERE arm LIKE 'fixed:%'),
+                max(mean_champion) FILTER (WHERE champion LIKE 'fixed:%')) AS best_fixed_score,
+       CASE WHEN coalesce(max(mean_champion) FILTER (WHERE champion LIKE 'fixed:%'), -1)
+                 >= coalesce(max(mean_arm) FILTER (WHERE arm LIKE 'fixed:%'), -1)
+            THEN any_value(champion) ELSE arg_max(arm, mean_arm) FILTER (WHERE arm LIKE 'fixed:%') END AS best_fixed,
        max(pairs) AS pairs,
        any_value(difference) FILTER (WHERE decision = 'promoted') AS promoted_difference,
        any_value(low) FILTER (WHERE decision = 'promoted') AS promoted_low,
