@@ -260,14 +260,14 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
             found[name] = previous["challengers"][name]
             log(f"night {night}: {name} already trained ({policy}), kept")
             continue
-        fqe_updates = scaled_updates(len(data), config, 256)
-        learner_updates = scaled_updates(len(data), config, 256)
-        run_config = OfflineRunConfig(algorithm=algorithm, parent_policy=_policy_file(champion),
+        run_config = OfflineRunConfig(algorithm=algorithm, parent_policy=_policy_file_of(champion.controller.to_dict()),
                                       split_seed=int(batch_seed(night, TRAINING) % 1000))  # fmt: skip
+        # One budget for the learner and its FQE checkpoint selection: both pass over the same transitions.
+        learner_updates = scaled_updates(len(data), config, run_config.learner.batch_size)
         learner = dataclasses.replace(run_config.learner, updates=learner_updates)
         run_config = dataclasses.replace(run_config, **{algorithm: learner},
-                                         selection_fqe=dataclasses.replace(run_config.selection_fqe, updates=fqe_updates),
-                                         report_fqe=dataclasses.replace(run_config.report_fqe, updates=fqe_updates))  # fmt: skip
+                                         selection_fqe=dataclasses.replace(run_config.selection_fqe, updates=learner_updates),
+                                         report_fqe=dataclasses.replace(run_config.report_fqe, updates=learner_updates))  # fmt: skip
         log(f"night {night}: {name} on {len(data)} transitions from nights {', '.join(nights) or 'none'} "
             f"(and earlier runs): {learner_updates} updates ({config.passes_over_data:g} passes over the data, "
             f"within [{config.min_updates}, {config.max_updates}])")  # fmt: skip
@@ -457,10 +457,6 @@ def _cut(config, night_config: NightConfig):
     if night_config.max_epochs and config.max_epochs > night_config.max_epochs:
         return dataclasses.replace(config, max_epochs=night_config.max_epochs)
     return config
-
-
-def _policy_file(champion: Champion) -> str | None:
-    return _policy_file_of(champion.controller.to_dict())
 
 
 def _policy_file_of(controller: dict) -> str | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .seeds import has_table
+
 TABLE_SQL = """
 SELECT night, arm, role, pairs, difference, low, high, fresh_difference, fresh_low, fresh_high, null_rms,
        passes, decision, champion, champion_after, reason
@@ -54,7 +56,7 @@ def champion_table(warehouse, score: str = "test", night: str | None = None):
     import polars as pl
 
     with _connect(warehouse) as con:
-        if not _has(con):
+        if not has_table(con, "champion_history"):
             return pl.DataFrame()
         where, params = ("AND night = ?", [score, night]) if night else ("", [score])
         return con.sql(TABLE_SQL.format(where=where), params=params).pl()
@@ -64,7 +66,7 @@ def champion_trend(warehouse, score: str = "test"):
     import polars as pl
 
     with _connect(warehouse) as con:
-        return con.sql(TREND_SQL, params=[score]).pl() if _has(con) else pl.DataFrame()
+        return con.sql(TREND_SQL, params=[score]).pl() if has_table(con, "champion_history") else pl.DataFrame()
 
 
 def plot_trend(trend, path: Path) -> Path | None:
@@ -136,9 +138,6 @@ def write_night_report(night: str, paths, config) -> Path:
     path.write_text("\n".join(lines))
     return path
 
-
-def _has(con) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'champion_history'").fetchall()[0][0])
 
 
 def num_text(value) -> str:

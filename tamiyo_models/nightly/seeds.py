@@ -67,7 +67,7 @@ def claim_seeds(con, configs: Sequence, purpose: str, night: str, source: str) -
                   con.execute("SELECT seed, purpose, night, source FROM seed_registry").fetchall()}  # fmt: skip
     mine = {s for s, (p, n, src) in registered.items() if p == purpose and n == night and src == source}
     used_by_runs: set[int] = set()
-    if purpose == EVALUATION and _has_table(con, "runs"):
+    if purpose == EVALUATION and has_table(con, "runs"):
         used_by_runs = {int(s) for (s,) in con.execute("SELECT DISTINCT seed FROM runs WHERE seed IS NOT NULL").fetchall()}
     out, rows, taken_now = [], [], set()
     for config in configs:
@@ -90,13 +90,14 @@ def claim_seeds(con, configs: Sequence, purpose: str, night: str, source: str) -
 
 def overlapping_seeds(con) -> list[int]:
     """Evaluation seeds that any training run in the warehouse also carries: what must always be empty."""
-    if not _has_table(con, "runs") or not _has_table(con, "seed_registry"):
+    if not has_table(con, "runs") or not has_table(con, "seed_registry"):
         return []
     return [int(s) for (s,) in con.execute(
         "SELECT DISTINCT r.seed FROM runs r JOIN seed_registry g ON r.seed = g.seed "
         "WHERE g.purpose = 'evaluation' ORDER BY 1").fetchall()]  # fmt: skip
 
 
-def _has_table(con, name: str) -> bool:
+def has_table(con, name: str) -> bool:
+    """Whether the connection's database has this table (readers of an older or empty warehouse ask first)."""
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
                             [name]).fetchall()[0][0])  # fmt: skip

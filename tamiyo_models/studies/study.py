@@ -331,11 +331,11 @@ def study_results(warehouse: str | Path):
     """Every recorded study row (a polars frame; empty when none)."""
     import polars as pl
 
+    from ..nightly.seeds import has_table
     from ..warehouse import connect_read_only
 
     with connect_read_only(warehouse) as con:
-        has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'study_results'").fetchall()[0][0]
-        if not has:
+        if not has_table(con, "study_results"):
             return pl.DataFrame()
         return con.sql("SELECT * FROM study_results ORDER BY study, arm, regime = 'all' DESC, regime").pl()
 
