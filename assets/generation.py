@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.resources import RawLandingResource
-from tamiyo_models.distributed import RayConfig
-from tamiyo_models.generation import GenerationSpec, generate
+from tamiyo_models.episodes.distributed import RayConfig
+from tamiyo_models.episodes.generation import GenerationSpec, generate
 
 GROUP = "generation"
 # One partition per night (UTC); today's exists already (end_offset), so tonight's run can fill it.

@@ -11,8 +11,7 @@ import os
 
 import dagster as dg
 
-from tamiyo_models.tracking import Tracker, TrackingConfig
-
+from tamiyo_models.agents.tracking import Tracker, TrackingConfig
 
 DEFAULT_MLFLOW_ROOT = "var/mlflow"
 

@@ -9,8 +9,8 @@ report estimates the same policies from logged data alone and says how far that 
 
 import dagster as dg
 
-from assets.policies import phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy
 from assets.mlflow_resource import MlflowTrackingResource
+from assets.policies import phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy
 from assets.resources import WarehouseResource
 
 GROUP = "reports"
@@ -41,8 +41,8 @@ def policy_evaluation_report(
     side by side, as Markdown + HTML."""
     from pathlib import Path
 
+    from tamiyo_models.agents.tracking import candidate_refs
     from tamiyo_models.evaluation import EvaluationConfig, evaluate_policies
-    from tamiyo_models.tracking import candidate_refs
 
     tracker = mlflow.tracker()
     refs = list(config.models) or candidate_refs(tracker)
@@ -125,9 +125,9 @@ def off_policy_report(
     import json
     from pathlib import Path
 
+    from tamiyo_models.agents.tracking import candidate_refs
     from tamiyo_models.ope.fqe import FQEConfig
     from tamiyo_models.ope.report import calibration, off_policy_table, write_ope_report
-    from tamiyo_models.tracking import candidate_refs
     from tamiyo_models.transitions.dataset import load_transitions
 
     tracker = mlflow.tracker()

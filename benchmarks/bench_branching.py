@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from tamiyo_models.actions import germinate
-from tamiyo_models.branching import restore, take_snapshot
-from tamiyo_models.datasets import DatasetConfig
-from tamiyo_models.episode import EpisodeConfig, EpisodeRun
-from tamiyo_models.host import HostConfig
+from tamiyo_models.episodes.branching import restore, take_snapshot
+from tamiyo_models.episodes.episode import EpisodeConfig, EpisodeRun
+from tamiyo_models.world.actions import germinate
+from tamiyo_models.world.datasets import DatasetConfig
+from tamiyo_models.world.host import HostConfig
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from bench_generation import machine  # noqa: E402

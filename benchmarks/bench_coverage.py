@@ -30,11 +30,11 @@ from pathlib import Path
 
 import polars as pl
 
-from tamiyo_models.branching import BranchConfig
 from tamiyo_models.coverage import AbstractionConfig, CoverageConfig, KMeansAbstraction, analyse_coverage
 from tamiyo_models.coverage.data import load_decision_states
 from tamiyo_models.coverage.holes import write_holes
-from tamiyo_models.generation import GenerationSpec, generate
+from tamiyo_models.episodes.branching import BranchConfig
+from tamiyo_models.episodes.generation import GenerationSpec, generate
 from tamiyo_models.warehouse import ingest_folder
 
 sys.path.insert(0, str(Path(__file__).parent))

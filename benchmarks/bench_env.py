@@ -21,9 +21,9 @@ import torch
 from _common import machine, print_table  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from tamiyo_models.controllers import HeuristicController, Observation
-from tamiyo_models.datasets import DatasetConfig, load_task_data
 from tamiyo_models.env import TamiyoEnv, make_vector_env
-from tamiyo_models.episode import EpisodeConfig, run_episode
+from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+from tamiyo_models.world.datasets import DatasetConfig, load_task_data
 
 EPOCHS = 25
 

@@ -16,12 +16,12 @@ import tempfile
 import time
 
 import torch
-
 from _common import machine  # benchmarks/_common.py (the script's folder is on sys.path)
-from tamiyo_models.datasets import DatasetConfig, load_task_data
-from tamiyo_models.episode import EpisodeConfig, run_episode
-from tamiyo_models.generation import generate
-from tamiyo_models.telemetry import TelemetryConfig
+
+from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+from tamiyo_models.episodes.generation import generate
+from tamiyo_models.world.datasets import DatasetConfig, load_task_data
+from tamiyo_models.world.telemetry import TelemetryConfig
 
 
 def episode_seconds(config: EpisodeConfig, out: str) -> float:

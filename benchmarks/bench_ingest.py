@@ -51,9 +51,9 @@ class BenchConfig:
 
 def seed_runs(config: BenchConfig) -> list[Path]:
     from tamiyo_models.controllers import ControllerConfig
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig, run_episode
-    from tamiyo_models.rawrun import list_raw_runs
+    from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+    from tamiyo_models.world.datasets import DatasetConfig
+    from tamiyo_models.world.rawrun import list_raw_runs
 
     folder = config.work / "seed_runs"
     existing = list_raw_runs(folder) if folder.exists() else []

@@ -95,7 +95,7 @@ def greedy_scores(act, configs, record_dir: Path, label: str) -> list[float]:
     environment never hands the test score to an agent)."""
     from tamiyo_models.env import TamiyoEnv
     from tamiyo_models.env.recording import RecordRawRun
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.world.rawrun import read_raw_run
 
     env = RecordRawRun(TamiyoEnv(feature_set=FEATURES, agent=label), record_dir)
     scores = []
@@ -132,8 +132,8 @@ def main() -> int:
     from sb3_contrib.common.maskable.utils import get_action_masks  # noqa: F401  (fails early without the extra)
 
     from tamiyo_models.agents.saved import load_policy
-    from tamiyo_models.generation import GenerationSpec
-    from tamiyo_models.stats import mean_ci
+    from tamiyo_models.common.stats import mean_ci
+    from tamiyo_models.episodes.generation import GenerationSpec
 
     spec = GenerationSpec.load(args.spec)
     configs = spec.sample_regime(args.regime, args.eval_configs, args.batch_seed) if args.regime else spec.sample(args.eval_configs, args.batch_seed)

@@ -71,9 +71,9 @@ class Config:
 
 def seed_runs(config: Config) -> list[Path]:
     from tamiyo_models.controllers import ControllerConfig
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig, run_episode
-    from tamiyo_models.rawrun import list_raw_runs
+    from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+    from tamiyo_models.world.datasets import DatasetConfig
+    from tamiyo_models.world.rawrun import list_raw_runs
 
     folder = config.work / f"seed_runs_{config.epochs}"
     existing = list_raw_runs(folder) if folder.exists() else []
@@ -174,7 +174,8 @@ def plain_load(folder: Path, scratch: Path) -> float:
 
 def bench(config: Config) -> None:
     from tamiyo_models.warehouse import IngestConfig
-    from tamiyo_models.warehouse.ingest import discover, ingest_files
+    from tamiyo_models.warehouse.archive import discover
+    from tamiyo_models.warehouse.ingest import ingest_files
     from tamiyo_models.warehouse.snapshot import publish_snapshot, snapshot_dir
     from tamiyo_models.warehouse.store import open_warehouse
 

@@ -29,7 +29,7 @@ GAMMA, REWARD_SCALE, HIDDEN, BATCH, LR = 1.0, 0.1, (256, 256), 256, 3e-4
 
 
 def build_warehouse(root: Path) -> Path:
-    from tamiyo_models.generation import GenerationSpec, generate
+    from tamiyo_models.episodes.generation import GenerationSpec, generate
     from tamiyo_models.warehouse import ingest_folder
 
     spec = GenerationSpec.from_dict({
@@ -126,11 +126,11 @@ def fqe_never_estimates(train, updates, seed) -> tuple[float, float]:
     import d3rlpy
     from d3rlpy.dataset import MDPDataset
 
-    from tamiyo_models.actions import FINE_ACTIONS
     from tamiyo_models.controllers import build_controller, reference_controller
     from tamiyo_models.ope.fqe import FQEConfig, episode_starts, fit_fqe
     from tamiyo_models.ope.report import ControllerPolicy
     from tamiyo_models.transitions import to_d3rlpy
+    from tamiyo_models.world.actions import FINE_ACTIONS
 
     wait = FINE_ACTIONS.index("WAIT")
     config = FQEConfig(hidden=HIDDEN, learning_rate=LR, batch_size=BATCH, updates=updates, gamma=GAMMA,

@@ -18,10 +18,10 @@ import tempfile
 import torch
 from _common import machine, print_table  # benchmarks/_common.py (the script's folder is on sys.path)
 
-from tamiyo_models.datasets import DatasetConfig, dataset_unavailable, load_task_data
-from tamiyo_models.episode import EpisodeConfig, run_episode
-from tamiyo_models.host import HostConfig
-from tamiyo_models.rawrun import read_raw_run
+from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+from tamiyo_models.world.datasets import DatasetConfig, dataset_unavailable, load_task_data
+from tamiyo_models.world.host import HostConfig
+from tamiyo_models.world.rawrun import read_raw_run
 
 
 def share(config: EpisodeConfig, out: str) -> float:

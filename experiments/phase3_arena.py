@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--fqe-updates", type=int, default=4_000)
     parser.add_argument("--imitation-epochs", type=int, default=60)
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     ROOT, STUDY = Path(args.out), Path(args.study)
@@ -47,8 +47,8 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation import evaluate_live_many
-    from tamiyo_models.generation import GenerationSpec
     from tamiyo_models.offline_rl.workflow import OfflineRunConfig, train_offline
     from tamiyo_models.ope.fqe import FQEConfig
     from tamiyo_models.ope.report import off_policy_table, write_ope_report
@@ -119,10 +119,10 @@ def head_to_head(configs, live_dir: Path, name: str, policy_path, reference: str
     policy - reference = (policy - heuristic) - (reference - heuristic) per configuration, on the original
     data orders and, where both were rerun, on the fresh ones. Reads the episodes back from disk; runs nothing.
     `reference_arm`: the other arm's ControllerConfig when it is not a named reference controller (a policy)."""
+    from tamiyo_models.common.stats import mean_ci, win_tie_loss
     from tamiyo_models.controllers import ControllerConfig, reference_controller
     from tamiyo_models.evaluation.live import policy_controller
     from tamiyo_models.evaluation.paired import run_paired
-    from tamiyo_models.stats import mean_ci, win_tie_loss
 
     # The heuristic arm exactly as live evaluation builds it (its run ids are those of the episodes on disk).
     arms = {"heuristic": ControllerConfig(kind="heuristic"), name: policy_controller(policy_path),

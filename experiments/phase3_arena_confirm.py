@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--reference", default="fixed:conv_heavy@3", help="the fixed schedule to beat as well")
     parser.add_argument("--out", default="var/arena/confirm")
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import duckdb
@@ -40,8 +40,8 @@ def main() -> int:
     from phase3_arena import head_to_head, live_rows, versus_line
 
     from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation import evaluate_live_many
-    from tamiyo_models.generation import GenerationSpec
 
     spec = GenerationSpec.load(args.spec)
     configs = spec.sample(args.pairs, seed=args.batch_seed)

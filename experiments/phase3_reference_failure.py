@@ -35,20 +35,20 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import torch
 
     torch.set_num_threads(1)
-    from tamiyo_models.actions import FINE_ACTIONS
     from tamiyo_models.agents import save_policy
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation import evaluate_live_many
-    from tamiyo_models.generation import GenerationSpec
     from tamiyo_models.offline_rl import CQLConfig, IQLConfig, train_cql, train_iql
     from tamiyo_models.offline_rl.base import fqe_selector
     from tamiyo_models.transitions import load_transitions
     from tamiyo_models.warehouse import ingest_folder
+    from tamiyo_models.world.actions import FINE_ACTIONS
 
     data = {}
     for name in ("heuristic", "exploration"):

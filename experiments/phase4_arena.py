@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--warehouse", default="var/arena/warehouse.duckdb", help="the initial policy's training data")
     add_evaluation_args(parser, "var/phase4-arena-ALGORITHM-sSEED")
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import torch
@@ -145,7 +145,7 @@ def snapshot_policies(args, out: Path) -> dict[str, Path]:
 def training_seeds(args, out: Path) -> list[int]:
     import duckdb
 
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     seeds = [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(out / "raw")]
     with duckdb.connect(args.warehouse, read_only=True) as con:
@@ -157,9 +157,9 @@ def evaluate(args, out: Path) -> None:
     from phase3_arena import head_to_head, live_rows
 
     from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation import evaluate_live_many
     from tamiyo_models.evaluation.live import policy_controller
-    from tamiyo_models.generation import GenerationSpec
 
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
     snapshots = snapshot_policies(args, out)
@@ -205,9 +205,9 @@ def behaviour(configs, live_dir: Path, arms: dict, out: Path, reference: str = "
     import numpy as np
 
     from tamiyo_models.controllers import ControllerConfig, reference_controller
+    from tamiyo_models.episodes.story import episode_story
     from tamiyo_models.evaluation.paired import run_paired
-    from tamiyo_models.rawrun import read_raw_run
-    from tamiyo_models.story import episode_story
+    from tamiyo_models.world.rawrun import read_raw_run
 
     arms = {"heuristic": ControllerConfig(kind="heuristic"), reference: reference_controller(reference), **arms}
     runs = run_paired(configs, arms, live_dir, replicate=0, execute=False)

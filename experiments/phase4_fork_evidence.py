@@ -32,7 +32,7 @@ VINE = "var/phase4-arena-vine-val10000-margin0.25-forksfrom1-forksto12-confirm2-
 def read_forks(folder: Path):
     """The forks of a finished vine run, the policy's feature names, and the regime of each parent (for display)."""
     from tamiyo_models.online_rl.vine import read_vine_run
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.world.rawrun import read_raw_run
 
     try:
         run = read_vine_run(folder)
@@ -63,7 +63,6 @@ def main() -> int:
     parser.add_argument("--out", default="var/phase4-fork-evidence")
     parser.add_argument("--image", default=None, help="also write the forest plot here (e.g. docs/images/...)")
     args = parser.parse_args()
-    from tamiyo_models.actions import FINE_ACTIONS
     from tamiyo_models.online_rl.fork_evidence import (
         EvidenceConfig,
         forks_needed,
@@ -72,6 +71,7 @@ def main() -> int:
         task_names_of,
     )
     from tamiyo_models.online_rl.vine import improvement_labels
+    from tamiyo_models.world.actions import FINE_ACTIONS
 
     folders = {f"seed {k}": Path(args.vine.format(seed=k)) for k in args.seeds}
     for item in args.add:
@@ -180,7 +180,7 @@ def forest_plot(cells, regime, per_seed, seeds, paths) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tamiyo_models.actions import FINE_ACTIONS
+    from tamiyo_models.world.actions import FINE_ACTIONS
 
     cells = sorted(cells, key=lambda c: (regime(c), c.region.epochs, c.action))
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(cells) + 1.5))

@@ -60,8 +60,8 @@ SETS = {  # name: (how drawn, how many, batch seed, the folder their episodes ar
 def set_configs(kind: str, count: int, batch_seed: int, regimes: tuple[str, ...] = ()) -> list:
     """`sample`: `count` configurations of the arena spec; `headroom`: `count` per regime (`regimes`, or all), the
     headroom study's own draw (tamiyo headroom --spec arena --configs-per-regime COUNT --batch-seed SEED)."""
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation.headroom import HeadroomConfig, headroom_configs
-    from tamiyo_models.generation import GenerationSpec
 
     if kind == "sample":
         return GenerationSpec.load("arena").sample(count, seed=batch_seed)
@@ -72,7 +72,7 @@ def training_seeds(folder: Path) -> list[int]:
     """The configuration seeds a vine run trained on, those of the runs it pooled evidence from (--evidence-from)
     included: a held-out configuration must be none of them."""
     from tamiyo_models.online_rl.vine import read_vine_run
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     run = read_vine_run(folder)
     own = folder / "raw"  # a run's own raw folder holds only its episodes; a landing folder holds everyone's
@@ -111,7 +111,7 @@ VIEWS = {
 
 def departures(runs, arm: str) -> Counter:
     """Where `arm`'s actions first differ from the reference's on the original order: "step N: REF -> ARM"."""
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.world.rawrun import read_raw_run
 
     found: Counter = Counter()
     for i in range(len(runs.configs)):
@@ -137,7 +137,7 @@ def label_quality(raw_dir: Path, margin: float = 0.25) -> dict:
     replayed on new data orders (vine's confirm_orders), their gains there can, and are reported beside it."""
     from collections import defaultdict
 
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     parents, measured, replayed = {}, defaultdict(dict), defaultdict(lambda: defaultdict(dict))
     for path in list_raw_runs(raw_dir):
@@ -168,7 +168,7 @@ def label_quality(raw_dir: Path, margin: float = 0.25) -> dict:
                            "test_gain": alternatives[best][1] - test, "fresh_val_gains": fresh_val,
                            "fresh_test_gains": [o[best][1] - o[own][1] for o in orders],
                            "confirmed": bool(fresh_val) and float(np.mean(fresh_val)) > margin})  # fmt: skip
-    from tamiyo_models.stats import mean_ci
+    from tamiyo_models.common.stats import mean_ci
 
     test_gains = np.array([x["test_gain"] for x in labels])
     fresh = [x for x in labels if x["fresh_val_gains"]]
@@ -211,16 +211,16 @@ def main() -> int:
                         help="do not run the start (the schedule's student) live; its agreement with the schedule is then "
                         "only the distillation's, on the warehouse's states")  # fmt: skip
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()
     import torch
 
     torch.set_num_threads(1)
+    from tamiyo_models.common.stats import noise_floor
     from tamiyo_models.controllers import reference_controller
     from tamiyo_models.evaluation.live import check_disjoint_seeds, policy_controller
     from tamiyo_models.evaluation.paired import run_paired
-    from tamiyo_models.stats import noise_floor
 
     folders = {k: Path(args.vine.format(seed=k)) for k in args.seeds}
     finals = {f"vine-s{k}": folder / "policies" / f"vine-iter-{args.final_iteration:02d}.pt" for k, folder in folders.items()}

@@ -45,7 +45,7 @@ def controller_label(controller: dict) -> str:
 def read_scores(live_dir: Path, batch_seed: int) -> tuple[dict, dict]:
     """{(controller, seed): {data_order_seed or None: test accuracy}} and {seed: regime} for the complete runs
     of the batch."""
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     scores: dict = defaultdict(dict)
     regime: dict = {}
@@ -80,7 +80,7 @@ def three_orders(scores: dict, regime: dict) -> tuple[list[str], list[int], dict
 
 
 def analyse(full: list[str], seeds: list[int], table: dict, regime: dict, reference: str) -> dict:
-    from tamiyo_models.stats import mean_ci
+    from tamiyo_models.common.stats import mean_ci
 
     def interval(values) -> dict:
         ci = mean_ci(values)

@@ -75,8 +75,8 @@ def head_to_heads(runs: list[dict], budget: int, args) -> list[dict]:
     """Every pair of runs of different algorithms, their snapshots at `budget` episodes, on the same pairs."""
     from phase3_arena import head_to_head
 
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation.live import policy_controller
-    from tamiyo_models.generation import GenerationSpec
 
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
     out = []
@@ -99,11 +99,11 @@ def pooled_over_seeds(runs: list[dict], args) -> list[dict]:
     and against the references. `episodes` is the seeds' mean x (episode-equivalents differ between vine seeds)."""
     import numpy as np
 
+    from tamiyo_models.common.stats import mean_ci
     from tamiyo_models.controllers import ControllerConfig
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation.live import policy_controller
     from tamiyo_models.evaluation.paired import run_paired
-    from tamiyo_models.generation import GenerationSpec
-    from tamiyo_models.stats import mean_ci
 
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
     idx = list(range(len(configs)))

@@ -44,7 +44,7 @@ def arms(args) -> dict[str, str]:
 
 
 def training_seeds(vine_seeds) -> dict[str, list[int]]:
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     return {f"vine-s{k}": [read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(Path(VINE.format(seed=k)) / "raw")]
             for k in vine_seeds}  # fmt: skip
@@ -74,7 +74,7 @@ def differences(runs) -> dict[str, np.ndarray]:
 
 
 def summary(values: np.ndarray) -> dict:
-    from tamiyo_models.stats import mean_ci, win_tie_loss
+    from tamiyo_models.common.stats import mean_ci, win_tie_loss
 
     values = values[np.isfinite(values)]
     ci = mean_ci(values)
@@ -143,15 +143,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="var/phase4-second-heldout")
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()
     import torch
 
     torch.set_num_threads(1)
+    from tamiyo_models.common.stats import noise_floor
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation.live import check_disjoint_seeds
-    from tamiyo_models.generation import GenerationSpec
-    from tamiyo_models.stats import noise_floor
 
     if args.batch_seed == 20_261_202:
         parser.error("--batch-seed 20261202 is the first held-out set; the point here is another one")

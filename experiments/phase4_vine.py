@@ -58,7 +58,7 @@ def main() -> int:
     add_evaluation_args(parser, "var/phase4-arena-vine[-valN-marginM]-sSEED")
     parser.add_argument("--train-only", action="store_true", help="no live evaluation (e.g. phase4_from_schedule.py's instead)")
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import torch
@@ -94,10 +94,10 @@ def evaluate(args, out: Path, config) -> None:
     from phase4_arena import behaviour, print_live
 
     from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.episodes.generation import GenerationSpec
     from tamiyo_models.evaluation import evaluate_live_many
     from tamiyo_models.evaluation.live import policy_controller
-    from tamiyo_models.generation import GenerationSpec
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     configs = GenerationSpec.load("arena").sample(args.pairs, seed=args.batch_seed)
     iterations = {f"vine-i{k:02d}": out / "policies" / f"vine-iter-{k:02d}.pt" for k in range(1, config.iterations + 1)}

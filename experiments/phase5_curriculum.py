@@ -41,7 +41,7 @@ def main() -> int:
                         help="rerun every zero-shot transfer pair on K fresh data orders (default 0)")
     parser.add_argument("--out", default="var/phase5-curriculum")
     args = parser.parse_args()
-    from tamiyo_models.shutdown import exit_on_sigterm
+    from tamiyo_models.common.shutdown import exit_on_sigterm
 
     exit_on_sigterm()  # kill PID closes the episode workers instead of orphaning them
     import dataclasses

@@ -30,7 +30,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from tamiyo_models.controllers import reference_controller
-    from tamiyo_models.generation import GenerationSpec, generate
+    from tamiyo_models.episodes.generation import GenerationSpec, generate
     from tamiyo_models.warehouse import ingest_folder
 
     out = Path(args.out)

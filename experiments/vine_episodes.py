@@ -41,7 +41,7 @@ def main() -> int:
     args = parser.parse_args()
     if not Path(args.parent).is_absolute():
         parser.error(f"--parent {args.parent}: give the absolute path `tamiyo train` resolves it to (it names the runs)")
-    from tamiyo_models.generation import GenerationSpec, generate
+    from tamiyo_models.episodes.generation import GenerationSpec, generate
     from tamiyo_models.online_rl.vine import VineConfig, iteration_configs
 
     config = VineConfig(episodes_per_iteration=args.episodes, forks_per_episode=args.forks, min_step=args.fork_min_step,

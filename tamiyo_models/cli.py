@@ -31,19 +31,17 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     import dataclasses
 
-    from .branching import BranchConfig
-    from .controllers import reference_controller
-    from .datasets import DatasetConfig
-    from .episode import EpisodeConfig
-    from .generation import GenerationSpec, SpecError, generate
-    from .host import HostConfig
-    from .telemetry import TelemetryConfig
+    from tqdm import tqdm
 
-    from .datasets import DatasetError, check_dataset_config
+    from .controllers import reference_controller
+    from .episodes.branching import BranchConfig
+    from .episodes.episode import EpisodeConfig
+    from .episodes.generation import GenerationSpec, SpecError, generate
+    from .world.datasets import DatasetConfig, DatasetError, check_dataset_config
+    from .world.host import HostConfig
+    from .world.telemetry import TelemetryConfig
 
     if args.episodes < 1:
         print(f"tamiyo generate: --episodes must be at least 1, got {args.episodes}", file=sys.stderr)
@@ -91,7 +89,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ray_config = None
     if args.ray_address:
-        from .distributed import RayConfig
+        from .episodes.distributed import RayConfig
 
         try:
             ray_config = RayConfig(args.ray_address, args.cpus_per_episode, args.gpus_per_episode)
@@ -130,8 +128,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_story(args: argparse.Namespace) -> int:
-    from .rawrun import RawRunError
-    from .story import episode_story
+    from .episodes.story import episode_story
+    from .world.rawrun import RawRunError
 
     path = Path(args.run)
     try:
@@ -222,7 +220,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .shutdown import exit_on_sigterm
+    from .common.shutdown import exit_on_sigterm
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)

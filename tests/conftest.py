@@ -11,8 +11,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 @pytest.fixture
 def tiny_config():
     """A few-second episode on the synthetic source."""
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig
+    from tamiyo_models.episodes.episode import EpisodeConfig
+    from tamiyo_models.world.datasets import DatasetConfig
 
     return EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=6, seed=3)
 

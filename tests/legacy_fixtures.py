@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-# The reference's stage numbers (tamiyo_models.lifecycle.Stage uses the same order).
+# The reference's stage numbers (tamiyo_models.world.lifecycle.Stage uses the same order).
 DORMANT, GERMINATED, TRAINING, BLENDING, FOSSILIZED, CULLED = 0, 1, 2, 3, 6, 7
 
 

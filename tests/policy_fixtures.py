@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tamiyo_models.controllers import ControllerConfig
-from tamiyo_models.datasets import DatasetConfig
-from tamiyo_models.episode import EpisodeConfig
-from tamiyo_models.generation import generate
+from tamiyo_models.episodes.episode import EpisodeConfig
+from tamiyo_models.episodes.generation import generate
 from tamiyo_models.warehouse import ingest_folder
+from tamiyo_models.world.datasets import DatasetConfig
 
 TRAINING_SEEDS = range(10)
 RANDOM_WEIGHTS = {"WAIT": 3.0, "GERMINATE": 1.0, "ADVANCE": 2.0, "CULL": 1.0}

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo_models.actions import FINE_ACTIONS
 from tamiyo_models.agents import ActorCritic, MLPActor, QNetwork, ValueNetwork, load_policy, save_policy
-from tamiyo_models.features import FEATURE_SETS
-from tamiyo_models.policies.network import NetworkConfig, PolicyNetwork, categorical_columns
+from tamiyo_models.agents.imitation_network import NetworkConfig, PolicyNetwork, categorical_columns
+from tamiyo_models.world.actions import FINE_ACTIONS
+from tamiyo_models.world.features import FEATURE_SETS
 
 FEATURES = FEATURE_SETS["base+lifecycle"]
 
@@ -88,9 +88,9 @@ def test_masked_actions_never_get_probability_or_a_choice():
 
 def test_any_saved_policy_drives_a_real_episode(tmp_path):
     from tamiyo_models.controllers import ControllerConfig
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig, run_episode
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+    from tamiyo_models.world.datasets import DatasetConfig
+    from tamiyo_models.world.rawrun import read_raw_run
 
     path = save_policy(_networks()["q"], FEATURES, tmp_path / "q.pt", algorithm="cql", phase="phase3")
     config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=4, seed=1,

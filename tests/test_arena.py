@@ -18,9 +18,9 @@ from tamiyo_models.controllers import (
     build_controller,
     reference_controller,
 )
-from tamiyo_models.datasets import DatasetConfig, load_task_data
-from tamiyo_models.episode import Episode, EpisodeConfig, EpisodeResult, EpisodeRun, run_episode
-from tamiyo_models.rawrun import read_raw_run
+from tamiyo_models.episodes.episode import Episode, EpisodeConfig, EpisodeResult, EpisodeRun, run_episode
+from tamiyo_models.world.datasets import DatasetConfig, load_task_data
+from tamiyo_models.world.rawrun import read_raw_run
 
 
 def _config(seed: int = 3, controller: ControllerConfig | None = None, **kwargs) -> EpisodeConfig:
@@ -133,7 +133,7 @@ def test_reference_controllers_act_as_named(tmp_path):
 
 
 def test_task_descriptors_of_the_default_host():
-    from tamiyo_models.features import TASK_FEATURES, observation_features, task_feature_defaults
+    from tamiyo_models.world.features import TASK_FEATURES, observation_features, task_feature_defaults
 
     config = EpisodeConfig()  # digits, host (2, 4, 8), one slot after stage 1
     episode = Episode(config, load_task_data(config.dataset), "x")
@@ -152,7 +152,7 @@ def test_task_descriptors_of_the_default_host():
 
 
 def test_spec_regimes_tag_configurations_and_skip_missing_data(tmp_path):
-    from tamiyo_models.generation import GenerationSpec
+    from tamiyo_models.episodes.generation import GenerationSpec
 
     spec = GenerationSpec.from_dict({
         "name": "two", "base": {"max_epochs": 5, "dataset": {"name": "synthetic"}},
@@ -181,9 +181,9 @@ def _result(test: float, val: float | None = None) -> EpisodeResult:
 
 
 def test_headroom_summary_reproduces_hand_computed_numbers():
+    from tamiyo_models.common.stats import expected_best_of, pairs_needed
     from tamiyo_models.evaluation.headroom import HeadroomConfig, markdown_report, summarise
     from tamiyo_models.evaluation.paired import EpisodeOutcome, PairedRuns
-    from tamiyo_models.stats import expected_best_of, pairs_needed
 
     configs = [dataclasses.replace(_config(seed=s), tags={"regime": "r1"}) for s in range(4)]
     arms = {"heuristic": ControllerConfig(), "never": reference_controller("never"), "fixed": reference_controller("fixed:conv_heavy@6")}
@@ -259,7 +259,7 @@ def test_fresh_orders_and_the_null_mean_are_resampled_by_configuration():
 def test_a_difference_that_averages_to_zero_is_a_tie():
     """Scores are float32 percentages: one policy a test image ahead of the reference and another one behind
     pool to -3.8e-06 pp, not 0. That is a tie, not a loss; one image (0.01 pp) averaged over 6 episodes is not."""
-    from tamiyo_models.stats import TIE_TOLERANCE, probability_of_improvement, win_tie_loss
+    from tamiyo_models.common.stats import TIE_TOLERANCE, probability_of_improvement, win_tie_loss
 
     ref, ahead, behind = (float(np.float32(v)) for v in (80.12, 80.13, 80.11))
     pooled = ((ahead - ref) + (behind - ref)) / 2

@@ -2,12 +2,12 @@
 
 import pytest
 
-from tamiyo_models.actions import FINE_ACTIONS, Action
-from tamiyo_models.branching import BranchConfig, restore, run_with_branches, take_snapshot
 from tamiyo_models.controllers import ControllerConfig
-from tamiyo_models.datasets import DatasetConfig
-from tamiyo_models.episode import EpisodeConfig, EpisodeRun, run_episode
-from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+from tamiyo_models.episodes.branching import BranchConfig, restore, run_with_branches, take_snapshot
+from tamiyo_models.episodes.episode import EpisodeConfig, EpisodeRun, run_episode
+from tamiyo_models.world.actions import FINE_ACTIONS, Action
+from tamiyo_models.world.datasets import DatasetConfig
+from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
 
 def _comparable(step):
@@ -78,7 +78,7 @@ def test_decision_point_forks_respect_the_limit(tmp_path):
 
 
 def test_random_fork_steps_are_a_fixed_draw_per_run_spread_over_the_episode(tmp_path, config):
-    from tamiyo_models.branching import random_fork_steps
+    from tamiyo_models.episodes.branching import random_fork_steps
 
     rule = BranchConfig(fork_rule="random", max_forks=3, min_step=2, horizon=None)
     drawn = {random_fork_steps(rule, f"run-{i}", 10) for i in range(40)}
@@ -103,7 +103,7 @@ def test_random_fork_steps_are_a_fixed_draw_per_run_spread_over_the_episode(tmp_
 
 
 def test_a_fork_window_keeps_every_fork_at_or_before_max_step(tmp_path, config):
-    from tamiyo_models.branching import random_fork_steps, should_fork
+    from tamiyo_models.episodes.branching import random_fork_steps, should_fork
 
     rule = BranchConfig(fork_rule="random", max_forks=2, min_step=2, max_step=5, horizon=None)
     drawn = {random_fork_steps(rule, f"run-{i}", 10) for i in range(40)}

@@ -3,8 +3,6 @@
 import numpy as np
 import pytest
 
-from tamiyo_models.actions import ADVANCE, CULL, FINE_ACTIONS, WAIT, Action, germinate
-from tamiyo_models.blueprints import BLUEPRINTS
 from tamiyo_models.controllers import (
     ControllerConfig,
     EpsilonGreedy,
@@ -18,8 +16,10 @@ from tamiyo_models.controllers import (
     register_policy_loader,
 )
 from tamiyo_models.controllers.base import Controller, Decision
-from tamiyo_models.features import ALL_FEATURES
-from tamiyo_models.lifecycle import Stage
+from tamiyo_models.world.actions import ADVANCE, CULL, FINE_ACTIONS, WAIT, Action, germinate
+from tamiyo_models.world.blueprints import BLUEPRINTS
+from tamiyo_models.world.features import ALL_FEATURES
+from tamiyo_models.world.lifecycle import Stage
 
 NO_SEED_LEGAL = tuple(a == "WAIT" or a.startswith("GERMINATE") for a in FINE_ACTIONS)
 SEED_LEGAL = tuple(a in ("WAIT", "ADVANCE", "CULL") for a in FINE_ACTIONS)

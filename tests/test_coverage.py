@@ -3,14 +3,19 @@
 import numpy as np
 import polars as pl
 import pytest
-
 from html_check import assert_real_html
 
-from tamiyo_models.coverage import AbstractionConfig, CoverageConfig, KMeansAbstraction, ReferenceBuckets, analyse_coverage
+from tamiyo_models.coverage import (
+    AbstractionConfig,
+    CoverageConfig,
+    KMeansAbstraction,
+    ReferenceBuckets,
+    analyse_coverage,
+)
 from tamiyo_models.coverage.abstraction import build_abstraction
 from tamiyo_models.coverage.analysis import coverage_by_slice
 from tamiyo_models.coverage.report import write_coverage_report
-from tamiyo_models.features import BASE_FEATURES
+from tamiyo_models.world.features import BASE_FEATURES
 
 
 def hand_built() -> tuple[pl.DataFrame, np.ndarray]:
@@ -94,12 +99,12 @@ def test_report_files(tmp_path):
 
 def test_holes_file_drives_forks_into_under_covered_clusters(tmp_path):
     """Active filling of holes: the analysis writes where coverage is missing, branching forks exactly there."""
-    from tamiyo_models.branching import BranchConfig, run_with_branches
     from tamiyo_models.coverage.holes import HoleFinder, hole_finder, write_holes
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig
-    from tamiyo_models.features import observation_features
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.episodes.branching import BranchConfig, run_with_branches
+    from tamiyo_models.episodes.episode import EpisodeConfig
+    from tamiyo_models.world.datasets import DatasetConfig
+    from tamiyo_models.world.features import observation_features
+    from tamiyo_models.world.rawrun import read_raw_run
 
     states = _random_states(200, 0)
     model = KMeansAbstraction.fit(states, AbstractionConfig(k=4, seed=0))

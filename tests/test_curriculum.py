@@ -120,7 +120,7 @@ def test_zero_shot_transfer_runs_offline_on_a_generated_imagefolder_and_skips_mi
     from PIL import Image
 
     from tamiyo_models.agents import MLPActor, save_policy
-    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.world.features import FEATURE_SETS
 
     root = tmp_path / "images"
     for cls, colour in (("red", (240, 20, 20)), ("blue", (20, 20, 240)), ("green", (20, 240, 20))):
@@ -144,7 +144,7 @@ def test_the_command_line_shows_a_curriculum_and_reports_transfer_to_an_imagefol
 
     from tamiyo_models.agents import MLPActor, save_policy
     from tamiyo_models.cli import main
-    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.world.features import FEATURE_SETS
 
     assert main(["curriculum", "show", "--curriculum", "default"]) == 0
     shown = capsys.readouterr().out

@@ -4,12 +4,12 @@ real MLflow on sqlite in tmp, real live paired episodes; lineage tags carry the 
 import json
 
 import dagster as dg
+from policy_fixtures import build_warehouse
 
+from assets.mlflow_resource import MlflowTrackingResource
 from assets.policies import phase1_imitation_policy, phase2_weighted_policy, phase3_offline_policy
 from assets.reports import off_policy_report, policy_evaluation_report
-from assets.mlflow_resource import MlflowTrackingResource
 from assets.resources import DatasetRootResource, RawLandingResource, WarehouseResource
-from policy_fixtures import build_warehouse
 from tamiyo_models.agents.saved import load_policy
 
 LIVE_SPEC = """
@@ -130,7 +130,7 @@ def test_phase4_vine_with_the_region_rule_pools_an_earlier_run_through_dagster(t
     from tamiyo_models.agents.base import categorical_columns
     from tamiyo_models.agents.networks import MLPActor
     from tamiyo_models.agents.saved import save_policy
-    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.world.features import FEATURE_SETS
 
     spec = tmp_path / "live.toml"
     spec.write_text(LIVE_SPEC)

@@ -43,8 +43,8 @@ def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
 
 @pytest.fixture
 def webserver(tmp_path):
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig, run_episode
+    from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+    from tamiyo_models.world.datasets import DatasetConfig
 
     home, raw = tmp_path / "home", tmp_path / "raw"
     home.mkdir()

@@ -1,4 +1,4 @@
-"""Tests for tamiyo_models.datasets: all offline, on bundled data or tiny fixtures
+"""Tests for tamiyo_models.world.datasets: all offline, on bundled data or tiny fixtures
 written in the exact on-disk formats torchvision (and Debian) use."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo_models.datasets import (
+from tamiyo_models.world.datasets import (
     DatasetConfig,
     DatasetError,
     clear_dataset_cache,

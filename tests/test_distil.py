@@ -111,11 +111,11 @@ def test_an_online_run_starts_from_the_distilled_student_of_a_bcq_policy(tmp_pat
     from tamiyo_models.agents.learning import fit_encoders
     from tamiyo_models.agents.networks import MLPActor, QNetwork
     from tamiyo_models.agents.saved import save_policy
-    from tamiyo_models.features import FEATURE_SETS
     from tamiyo_models.offline_rl.bcq import BCQPolicy
     from tamiyo_models.online_rl.distil import DistilConfig
     from tamiyo_models.online_rl.workflow import OnlineRunConfig, build_agent
     from tamiyo_models.transitions.dataset import load_transitions
+    from tamiyo_models.world.features import FEATURE_SETS
 
     warehouse = build_warehouse(tmp_path / "data")
     features = FEATURE_SETS["base+lifecycle"]
@@ -153,12 +153,12 @@ def test_a_schedule_teacher_acts_as_the_fixed_schedule_on_every_state_of_its_epi
     fixed-schedule episodes at every step; after a cull it waits, as the schedule (which grafts once) would."""
     from test_arena import _config
 
-    from tamiyo_models.actions import FINE_ACTIONS
     from tamiyo_models.controllers import reference_controller
-    from tamiyo_models.episode import run_episode
-    from tamiyo_models.features import FEATURE_SETS, observation_features
+    from tamiyo_models.episodes.episode import run_episode
     from tamiyo_models.online_rl.distil import ScheduleTeacher
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.world.actions import FINE_ACTIONS
+    from tamiyo_models.world.features import FEATURE_SETS, observation_features
+    from tamiyo_models.world.rawrun import read_raw_run
 
     features = FEATURE_SETS["base+lifecycle"]
     for name in ("fixed:conv_heavy@1", "fixed:norm@3"):
@@ -193,10 +193,10 @@ def test_an_online_run_starts_from_the_distilled_student_of_a_fixed_schedule(tmp
     from policy_fixtures import build_warehouse
 
     from tamiyo_models.agents.saved import load_policy
-    from tamiyo_models.features import FEATURE_SETS
     from tamiyo_models.online_rl.distil import ScheduleTeacher
     from tamiyo_models.online_rl.workflow import OnlineRunConfig, build_agent
     from tamiyo_models.transitions.dataset import load_transitions
+    from tamiyo_models.world.features import FEATURE_SETS
 
     warehouse = build_warehouse(tmp_path / "data")
     config = OnlineRunConfig(initial_policy="fixed:conv_heavy@1", feature_set="base+lifecycle", record_dir=None,

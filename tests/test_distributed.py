@@ -16,11 +16,11 @@ import pytest
 pytest.importorskip("ray", reason="the 'ray' extra is not installed (make test installs it)")
 
 from tamiyo_models.cli import main  # noqa: E402
-from tamiyo_models.datasets import DatasetConfig  # noqa: E402
-from tamiyo_models.distributed import RayConfig  # noqa: E402
-from tamiyo_models.episode import EpisodeConfig  # noqa: E402
-from tamiyo_models.generation import generate  # noqa: E402
-from tamiyo_models.rawrun import list_raw_runs, read_raw_run  # noqa: E402
+from tamiyo_models.episodes.distributed import RayConfig  # noqa: E402
+from tamiyo_models.episodes.episode import EpisodeConfig  # noqa: E402
+from tamiyo_models.episodes.generation import generate  # noqa: E402
+from tamiyo_models.world.datasets import DatasetConfig  # noqa: E402
+from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run  # noqa: E402
 
 
 def _free_port() -> int:
@@ -234,8 +234,8 @@ def test_online_rollouts_on_ray_equal_the_local_worker_processes_for_the_same_se
 
     from tamiyo_models.agents import ActorCritic, MLPActor, ValueNetwork
     from tamiyo_models.env.vector import make_vector_env
-    from tamiyo_models.features import FEATURE_SETS
     from tamiyo_models.online_rl.rollout import collect_episodes
+    from tamiyo_models.world.features import FEATURE_SETS
 
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "p4ray"\n[base]\nmax_epochs = 3\ntelemetry = { enabled = false }\n[base.dataset]\nname = "synthetic"\n')

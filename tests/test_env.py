@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo_models.actions import FINE_ACTIONS, Action
 from tamiyo_models.controllers import (
     ControllerConfig,
     EpsilonGreedy,
@@ -21,10 +20,11 @@ from tamiyo_models.controllers import (
     SoftmaxHeuristic,
     build_controller,
 )  # fmt: skip
-from tamiyo_models.datasets import DatasetConfig
 from tamiyo_models.env import RecordRawRun, TamiyoEnv, make_vector_env
-from tamiyo_models.episode import EpisodeConfig, run_episode
-from tamiyo_models.rawrun import read_raw_run
+from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+from tamiyo_models.world.actions import FINE_ACTIONS, Action
+from tamiyo_models.world.datasets import DatasetConfig
+from tamiyo_models.world.rawrun import read_raw_run
 
 RANDOM_WEIGHTS = {"WAIT": 3.0, "GERMINATE": 1.0, "ADVANCE": 2.0, "CULL": 1.0}
 

@@ -9,10 +9,16 @@ import time
 import pytest
 
 from tamiyo_models.controllers.base import Controller
-from tamiyo_models.datasets import DatasetConfig
-from tamiyo_models.episode import EpisodeConfig, run_episode
-from tamiyo_models.features import ALL_FEATURES, BASE_FEATURES, FEATURE_SCHEMA_VERSION, TELEMETRY_FEATURES, observation_features
-from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+from tamiyo_models.world.datasets import DatasetConfig
+from tamiyo_models.world.features import (
+    ALL_FEATURES,
+    BASE_FEATURES,
+    FEATURE_SCHEMA_VERSION,
+    TELEMETRY_FEATURES,
+    observation_features,
+)
+from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
 
 def _strip_timing(steps):
@@ -96,7 +102,7 @@ def test_an_exception_is_recorded_in_a_failed_footer(tmp_path, tiny_config):
 def test_a_killed_generator_leaves_nothing_that_looks_complete(tmp_path):
     script = (
         "import torch; torch.set_num_threads(1)\n"
-        "from tamiyo_models.episode import EpisodeConfig, run_episode\n"
+        "from tamiyo_models.episodes.episode import EpisodeConfig, run_episode\n"
         f"run_episode(EpisodeConfig(max_epochs=500, seed=1), {str(tmp_path)!r})\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script])

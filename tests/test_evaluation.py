@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from html_check import assert_real_html
-
 from policy_fixtures import TRAINING_SEEDS, build_warehouse, tiny_config
 
 
@@ -34,7 +32,7 @@ def test_bootstrap_interval_brackets_the_mean():
 def test_live_evaluation_pairs_seeds_and_configurations(policy, tmp_path):
     from tamiyo_models.evaluation import evaluate_policy
     from tamiyo_models.evaluation.live import paired_configs
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.world.rawrun import read_raw_run
 
     warehouse, run = policy
     configs = [tiny_config(seed, max_epochs=4) for seed in (101, 102, 103)]
@@ -74,9 +72,9 @@ def test_live_evaluation_refuses_training_seeds(policy, tmp_path):
 
 def test_agreement_is_one_when_the_heuristic_evaluates_its_own_trajectories(tmp_path):
     from tamiyo_models.controllers import ControllerConfig
-    from tamiyo_models.episode import run_episode
+    from tamiyo_models.episodes.episode import run_episode
     from tamiyo_models.evaluation.live import agreement_on_trajectories
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.world.rawrun import read_raw_run
 
     config = tiny_config(7, ControllerConfig(kind="heuristic"), max_epochs=8)
     result = run_episode(config, tmp_path)
@@ -115,7 +113,7 @@ def test_null_control_replication_and_references_share_the_pairs(policy, tmp_pat
     reference controller is judged on the same pairs; a rerun of the same design reads the episodes back."""
     from tamiyo_models.controllers import reference_controller
     from tamiyo_models.evaluation import evaluate_live_many
-    from tamiyo_models.rawrun import list_raw_runs
+    from tamiyo_models.world.rawrun import list_raw_runs
 
     _, run = policy
     configs = [tiny_config(seed, max_epochs=4) for seed in (301, 302, 303)]
@@ -142,8 +140,8 @@ def test_a_policy_retrained_in_place_is_evaluated_again_not_read_back(tmp_path):
     from tamiyo_models.agents import MLPActor, save_policy
     from tamiyo_models.agents.saved import policy_file_digest
     from tamiyo_models.evaluation import evaluate_live_many
-    from tamiyo_models.features import FEATURE_SETS
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.features import FEATURE_SETS
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     features = FEATURE_SETS["base+lifecycle"]
     path = tmp_path / "p.pt"

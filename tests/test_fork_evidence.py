@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo_models.actions import ADVANCE, CULL, WAIT, germinate
 from tamiyo_models.agents.base import categorical_columns
 from tamiyo_models.agents.networks import MLPActor
-from tamiyo_models.features import FEATURE_SETS, TASK_FEATURES
-from tamiyo_models.lifecycle import Stage
 from tamiyo_models.online_rl.fork_evidence import (
     EvidenceConfig,
     forks_needed,
@@ -23,6 +20,9 @@ from tamiyo_models.online_rl.fork_evidence import (
     region_winners,
 )
 from tamiyo_models.online_rl.vine import ForkState, VineConfig, improve_actor, improvement_labels
+from tamiyo_models.world.actions import ADVANCE, CULL, WAIT, germinate
+from tamiyo_models.world.features import FEATURE_SETS, TASK_FEATURES
+from tamiyo_models.world.lifecycle import Stage
 
 NAMES = FEATURE_SETS["base+lifecycle+task"]
 GRAFT = germinate("attention").index

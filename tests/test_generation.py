@@ -5,8 +5,8 @@ import json
 import pytest
 
 from tamiyo_models.cli import main
-from tamiyo_models.generation import GenerationSpec, SpecError, generate
-from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+from tamiyo_models.episodes.generation import GenerationSpec, SpecError, generate
+from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
 SPEC = """
 name = "unit"
@@ -102,8 +102,8 @@ def test_two_workers_write_the_same_runs_as_one(tmp_path, spec_file):
 
 
 def test_a_failing_episode_is_recorded_and_the_others_land(tmp_path):
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig
+    from tamiyo_models.episodes.episode import EpisodeConfig
+    from tamiyo_models.world.datasets import DatasetConfig
 
     good = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=2)
     bad = EpisodeConfig(dataset=DatasetConfig(name="cifar10", root=str(tmp_path / "nowhere")), max_epochs=2)

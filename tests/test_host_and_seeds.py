@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from tamiyo_models.actions import ADVANCE, CULL, WAIT, germinate
-from tamiyo_models.blueprints import BLUEPRINTS, build_blueprint, parameter_count
-from tamiyo_models.datasets import DatasetConfig, load_task_data
-from tamiyo_models.episode import Episode, EpisodeConfig
-from tamiyo_models.host import HostConfig, HostNetwork
-from tamiyo_models.lifecycle import GateConfig, IllegalTransition, Stage
+from tamiyo_models.episodes.episode import Episode, EpisodeConfig
+from tamiyo_models.world.actions import ADVANCE, CULL, WAIT, germinate
+from tamiyo_models.world.blueprints import BLUEPRINTS, build_blueprint, parameter_count
+from tamiyo_models.world.datasets import DatasetConfig, load_task_data
+from tamiyo_models.world.host import HostConfig, HostNetwork
+from tamiyo_models.world.lifecycle import GateConfig, IllegalTransition, Stage
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from tamiyo_models.lifecycle import (
+from tamiyo_models.world.lifecycle import (
     BLEND_SCHEDULE,
     LEGAL_MOVES,
     GateConfig,

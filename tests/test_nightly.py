@@ -87,7 +87,7 @@ def test_the_rule_promotes_only_on_both_intervals_above_zero():
 
 
 def test_a_promotion_moves_the_champion_in_the_warehouse_and_the_mlflow_alias(tmp_path):
-    from tamiyo_models.tracking import Tracker, TrackingConfig
+    from tamiyo_models.agents.tracking import Tracker, TrackingConfig
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     rule = champ.PromotionRule()
@@ -216,7 +216,7 @@ def test_no_training_seed_ever_equals_an_evaluation_seed(three_nights):
     paths, _, result = three_nights
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"held_out_seeds_never_trained_on": True}
-    from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     assert overlapping_seeds(con) == []

@@ -187,17 +187,17 @@ def test_phase3_from_a_real_warehouse_to_a_registered_policy_that_drives_an_epis
     """Exploration episodes with branches, ingested; IQL starting from a Phase 1 policy on the same features;
     selection by held-out FQE; the off-policy report; MLflow lineage; the policy acting in a live episode."""
     from tamiyo_models.agents import load_policy
+    from tamiyo_models.agents.tracking import Tracker, TrackingConfig
     from tamiyo_models.controllers import ControllerConfig
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig, run_episode
-    from tamiyo_models.generation import GenerationSpec, generate
+    from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+    from tamiyo_models.episodes.generation import GenerationSpec, generate
     from tamiyo_models.offline_rl.iql import IQLConfig
     from tamiyo_models.offline_rl.workflow import OfflineRunConfig, train_offline
     from tamiyo_models.ope.fqe import FQEConfig
     from tamiyo_models.policies import ImitationConfig
     from tamiyo_models.policies.workflow import PolicyRunConfig, train_policy
-    from tamiyo_models.tracking import Tracker, TrackingConfig
     from tamiyo_models.warehouse import ingest_folder
+    from tamiyo_models.world.datasets import DatasetConfig
 
     spec = GenerationSpec.from_dict({
         "name": "t", "base": {"max_epochs": 6, "dataset": {"name": "synthetic"}},

@@ -158,12 +158,12 @@ def test_sync_and_async_vector_envs_give_the_same_rollouts():
 def test_the_hacking_watch_fires_on_a_policy_trained_against_a_germination_bonus(tmp_path):
     """A tiny real TamiyoEnv with +10 per GERMINATE: PPO learns to germinate and cull over and over (more than
     its untrained start already does), and the watch names the churn; the heuristic's own rates pass it."""
-    from tamiyo_models.datasets import DatasetConfig
     from tamiyo_models.env import TamiyoEnv
-    from tamiyo_models.episode import EpisodeConfig
+    from tamiyo_models.episodes.episode import EpisodeConfig
     from tamiyo_models.online_rl.hacking import ActionBonus, HackingWatch
     from tamiyo_models.online_rl.ppo import PPOConfig, train_ppo
-    from tamiyo_models.telemetry import TelemetryConfig
+    from tamiyo_models.world.datasets import DatasetConfig
+    from tamiyo_models.world.telemetry import TelemetryConfig
 
     config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=20, embargo_epochs=1,
                            telemetry=TelemetryConfig(enabled=False))  # fmt: skip
@@ -189,11 +189,11 @@ def test_phase4_workflow_records_runs_that_ingest_and_registers_the_policy(tmp_p
     """Real TamiyoEnv episodes on 2 worker processes, starting from a saved actor; every rollout lands as a raw run
     whose propensities are the sampled probabilities; the policy is registered as candidate-ppo."""
     from tamiyo_models.agents import MLPActor, load_policy, save_policy
-    from tamiyo_models.features import FEATURE_SETS
+    from tamiyo_models.agents.tracking import Tracker, TrackingConfig
     from tamiyo_models.online_rl.ppo import PPOConfig
     from tamiyo_models.online_rl.workflow import OnlineRunConfig, train_online_policy
-    from tamiyo_models.tracking import Tracker, TrackingConfig
     from tamiyo_models.warehouse import ingest_folder, query
+    from tamiyo_models.world.features import FEATURE_SETS
 
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "p4"\n[base]\nmax_epochs = 4\ntelemetry = { enabled = false }\n[base.dataset]\nname = "synthetic"\n')
@@ -247,9 +247,9 @@ def test_ppo_splits_each_epoch_into_exactly_the_configured_minibatches():
 
 def test_a_new_critic_depends_on_the_learner_seed_not_on_what_ran_before_in_the_process(tmp_path):
     from tamiyo_models.agents import MLPActor, save_policy
-    from tamiyo_models.features import FEATURE_SETS
     from tamiyo_models.online_rl.ppo import PPOConfig
     from tamiyo_models.online_rl.workflow import OnlineRunConfig, build_agent
+    from tamiyo_models.world.features import FEATURE_SETS
 
     features = FEATURE_SETS["base+lifecycle"]
     initial = save_policy(MLPActor(len(features), (16,)), features, tmp_path / "initial.pt", algorithm="test", phase="phase1")

@@ -6,17 +6,16 @@ earlier one (or to its parent) is not registered as a new model version. Real ep
 from __future__ import annotations
 
 import pytest
-
 from policy_fixtures import RANDOM_WEIGHTS
 
 
 @pytest.fixture(scope="module")
 def one_episode_per_configuration(tmp_path_factory):
     from tamiyo_models.controllers import ControllerConfig
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig
-    from tamiyo_models.generation import generate
+    from tamiyo_models.episodes.episode import EpisodeConfig
+    from tamiyo_models.episodes.generation import generate
     from tamiyo_models.warehouse import ingest_folder
+    from tamiyo_models.world.datasets import DatasetConfig
 
     root = tmp_path_factory.mktemp("degenerate")
     configs = [
@@ -31,11 +30,11 @@ def one_episode_per_configuration(tmp_path_factory):
 
 
 def test_degenerate_weighting_is_reported_and_identical_variants_are_not_registered(one_episode_per_configuration):
+    from tamiyo_models.agents.tracking import Tracker, TrackingConfig
     from tamiyo_models.policies import ImitationConfig
     from tamiyo_models.policies.reward_weighted import RewardWeightingConfig
     from tamiyo_models.policies.saved import load_policy_file
     from tamiyo_models.policies.workflow import PolicyRunConfig, train_policy
-    from tamiyo_models.tracking import Tracker, TrackingConfig
 
     root = one_episode_per_configuration
     warehouse = root / "w.duckdb"

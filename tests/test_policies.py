@@ -8,10 +8,15 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-
 from policy_fixtures import build_warehouse, tiny_config
+
 from tamiyo_models.policies import (
-    ImitationConfig, effective_number_weights, load_decisions, load_policy_file, save_policy, split_episodes,
+    ImitationConfig,
+    effective_number_weights,
+    load_decisions,
+    load_policy_file,
+    save_policy,
+    split_episodes,
     train_imitation,
 )  # fmt: skip
 from tamiyo_models.policies.reward_weighted import RewardWeightingConfig, weighted_training_set
@@ -87,9 +92,9 @@ def test_saved_policy_reloads_and_scores_identically(trained, decisions):
 
 
 def test_stage_and_stage_epochs_enter_one_hot_inside_the_network(trained, tmp_path):
-    from tamiyo_models.features import BASE_FEATURES
-    from tamiyo_models.lifecycle import Stage
-    from tamiyo_models.policies.network import NetworkConfig, PolicyNetwork, categorical_columns
+    from tamiyo_models.agents.imitation_network import NetworkConfig, PolicyNetwork, categorical_columns
+    from tamiyo_models.world.features import BASE_FEATURES
+    from tamiyo_models.world.lifecycle import Stage
 
     result, path, _ = trained
     stage, epochs = BASE_FEATURES.index("seed_stage"), BASE_FEATURES.index("seed_epochs_in_stage")
@@ -113,9 +118,9 @@ def test_stage_and_stage_epochs_enter_one_hot_inside_the_network(trained, tmp_pa
 
 def test_policy_file_acts_as_controller_in_a_real_episode(trained, tmp_path):
     from tamiyo_models.controllers import ControllerConfig
-    from tamiyo_models.episode import run_episode
-    from tamiyo_models.policies.serving import policy_controller
-    from tamiyo_models.rawrun import read_raw_run
+    from tamiyo_models.controllers.saved_policy import policy_controller
+    from tamiyo_models.episodes.episode import run_episode
+    from tamiyo_models.world.rawrun import read_raw_run
 
     _, path, _ = trained
     config = tiny_config(50, ControllerConfig(kind="policy", policy=f"file:{path}"), max_epochs=5)
@@ -126,9 +131,9 @@ def test_policy_file_acts_as_controller_in_a_real_episode(trained, tmp_path):
     assert [s["action"]["fine"] for s in steps_a] == [s["action"]["fine"] for s in steps_b]
     # every logged decision is what the reloaded policy chooses on that step's observation
     controller = policy_controller(path)
-    from tamiyo_models.actions import FINE_ACTIONS
     from tamiyo_models.controllers import Observation
-    from tamiyo_models.features import observation_features
+    from tamiyo_models.world.actions import FINE_ACTIONS
+    from tamiyo_models.world.features import observation_features
 
     for step in steps_a:
         record = step["observation"]

@@ -4,16 +4,16 @@ is exactly the logged action."""
 import numpy as np
 import polars as pl
 import pytest
-
 from policy_fixtures import build_warehouse, tiny_config
-from tamiyo_models.actions import FINE_ACTIONS
+
 from tamiyo_models.controllers import ControllerConfig, HeuristicController, Observation
-from tamiyo_models.features import observation_features
-from tamiyo_models.generation import generate
+from tamiyo_models.episodes.generation import generate
 from tamiyo_models.policies.data import load_decisions
 from tamiyo_models.policies.relabel import relabel_with_heuristic
-from tamiyo_models.rawrun import read_raw_run
 from tamiyo_models.warehouse import ingest_folder
+from tamiyo_models.world.actions import FINE_ACTIONS
+from tamiyo_models.world.features import observation_features
+from tamiyo_models.world.rawrun import read_raw_run
 
 
 @pytest.fixture(scope="module")

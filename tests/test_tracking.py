@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
 from policy_fixtures import TRAINING_SEEDS, build_warehouse
 
 
 @pytest.fixture(scope="session")
 def tracker(tmp_path_factory):
     # One sqlite database per test session: a new one takes seconds to migrate.
-    from tamiyo_models.tracking import Tracker, TrackingConfig
+    from tamiyo_models.agents.tracking import Tracker, TrackingConfig
 
     return Tracker(TrackingConfig(root=str(tmp_path_factory.mktemp("mlflow"))))
 
@@ -39,7 +38,7 @@ def phase_runs(tmp_path_factory, tracker):
 
 
 def test_lineage_resolves_model_to_raw_runs_and_parent_policy(phase_runs, tracker):
-    from tamiyo_models.tracking import format_lineage
+    from tamiyo_models.agents.tracking import format_lineage
 
     warehouse, p1, p2 = phase_runs
     chain = tracker.lineage("tamiyo-phase2-weighted@candidate")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tamiyo_models.actions import FINE_ACTIONS
-from tamiyo_models.features import FEATURE_SETS, observation_features
-from tamiyo_models.generation import GenerationSpec, generate
-from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+from tamiyo_models.episodes.generation import GenerationSpec, generate
+from tamiyo_models.world.actions import FINE_ACTIONS
+from tamiyo_models.world.features import FEATURE_SETS, observation_features
+from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo_models.actions import Action
 from tamiyo_models.agents.base import categorical_columns
 from tamiyo_models.agents.networks import MLPActor
 from tamiyo_models.agents.saved import load_policy, save_policy
-from tamiyo_models.branching import branch_run_id
-from tamiyo_models.features import FEATURE_SETS
+from tamiyo_models.episodes.branching import branch_run_id
 from tamiyo_models.online_rl.vine import ForkState, VineConfig, improve_actor, improvement_labels, train_vine
-from tamiyo_models.rawrun import list_raw_runs, read_raw_run
+from tamiyo_models.world.actions import Action
+from tamiyo_models.world.features import FEATURE_SETS
+from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
 SPEC = """name = "vine-test"
 [base]
@@ -173,8 +173,8 @@ def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(t
     """The command line end to end: parents and their branches land in the landing folder and ingest as linked
     runs (the measured counterfactuals the next night's Phase 3 learns from), and the policy is registered as
     Phase 4's candidate-vine with the initial file as its lineage parent."""
+    from tamiyo_models.agents.tracking import Tracker, TrackingConfig
     from tamiyo_models.cli import main
-    from tamiyo_models.tracking import Tracker, TrackingConfig
     from tamiyo_models.warehouse import ingest_folder, query
 
     spec = tmp_path / "vine-test.toml"

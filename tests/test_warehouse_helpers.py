@@ -14,8 +14,8 @@ def generated_runs(cache_dir: Path) -> list[Path]:
     """Three real 8-epoch raw runs (random, epsilon-heuristic, heuristic controllers), generated once."""
     if not _GENERATED:
         from tamiyo_models.controllers import ControllerConfig
-        from tamiyo_models.datasets import DatasetConfig
-        from tamiyo_models.episode import EpisodeConfig, run_episode
+        from tamiyo_models.episodes.episode import EpisodeConfig, run_episode
+        from tamiyo_models.world.datasets import DatasetConfig
 
         for seed, kind in enumerate(("random", "epsilon-heuristic", "heuristic")):
             config = EpisodeConfig(

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_warehouse_helpers import copy_runs, generated_runs, read_lines, write_lines
 
-from tamiyo_models.features import ALL_FEATURES, observation_features
 from tamiyo_models.warehouse import connect_read_only, ingest_folder, table_counts
 from tamiyo_models.warehouse import ingest as ingest_module
-from test_warehouse_helpers import copy_runs, generated_runs, read_lines, write_lines
+from tamiyo_models.world.features import ALL_FEATURES, observation_features
 
 
 @pytest.fixture(scope="session")
@@ -243,10 +243,10 @@ def test_duplicate_run_id_with_different_content_is_quarantined(landing, tmp_pat
 
 
 def test_branch_runs_load_with_their_link_and_a_gap_at_the_start_is_quarantined(tmp_path):
-    from tamiyo_models.branching import BranchConfig, run_with_branches
-    from tamiyo_models.datasets import DatasetConfig
-    from tamiyo_models.episode import EpisodeConfig
+    from tamiyo_models.episodes.branching import BranchConfig, run_with_branches
+    from tamiyo_models.episodes.episode import EpisodeConfig
     from tamiyo_models.warehouse import ingest_folder, query
+    from tamiyo_models.world.datasets import DatasetConfig
 
     raw = tmp_path / "raw"
     config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=5, seed=1)

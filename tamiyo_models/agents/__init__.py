@@ -6,7 +6,7 @@
     Phase, phase, all_phases, register_phase         phases.py   (the roadmap's phases as data)
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "CATEGORICAL_FEATURES": "base",

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..lifecycle import Stage
+from ..world.lifecycle import Stage
 
+NEG_INF = float("-inf")
 NORMALISED_CLIP = 10.0  # a live state far outside the training range must not blow up an MLP
 # Observation features that also enter one-hot: name -> number of categories. The stage is a code, not a
 # quantity; the epochs a seed has spent in its stage is a small count whose meaning changes at fixed values

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ..transitions.dataset import TransitionDataset
-
-NEG_INF = float("-inf")
+from .base import NEG_INF  # noqa: F401 (the learners import it from here)
 
 
 @dataclass(frozen=True)

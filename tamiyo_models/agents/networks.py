@@ -4,6 +4,8 @@
   takes the best legal Q, sampling uses softmax(Q).
 - `MLPActor` ("mlp-actor"): a categorical policy over fine actions (IQL's advantage-weighted actor, PPO).
 - `ValueNetwork`: a state-value head (IQL's V, the critic of actor-critic methods).
+- `BCQPolicy` ("bcq"): a Q-network acting only among the actions a behaviour model finds plausible
+  (offline_rl/bcq.py trains it).
 - `ActorCritic` ("actor-critic"): any registered actor (Phase 1's network included, so online RL can start
   from it) with a value network beside it.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import FeatureEncoder, PolicyModule, mask_logits, mlp
+from .base import NEG_INF, FeatureEncoder, PolicyModule, mask_logits, mlp
 
 
 class QNetwork(PolicyModule):
@@ -82,6 +84,7 @@ class ValueNetwork(nn.Module):
 
 class ActorCritic(PolicyModule):
     kind = "actor-critic"
+    wraps_networks = True  # from_spec is handed the registry's build_network to rebuild the actor
 
     def __init__(self, actor: PolicyModule, critic: ValueNetwork):
         super().__init__()
@@ -102,7 +105,37 @@ class ActorCritic(PolicyModule):
         return {"actor": {"kind": self.actor.kind, "spec": self.actor.spec()}, "critic": self.critic.spec()}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "ActorCritic":
-        from .saved import build_network
-
+    def from_spec(cls, spec: dict, build_network) -> "ActorCritic":
         return cls(build_network(spec["actor"]["kind"], spec["actor"]["spec"]), ValueNetwork.from_spec(spec["critic"]))
+
+
+class BCQPolicy(PolicyModule):
+    """Q over the supported legal actions: unsupported or illegal actions score -inf."""
+
+    kind = "bcq"
+
+    def __init__(self, q: QNetwork, behaviour: QNetwork, threshold: float):
+        super().__init__()
+        self.q, self.behaviour, self.threshold = q, behaviour, threshold
+
+    def supported(self, obs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        probs = torch.softmax(mask_logits(self.behaviour.raw_logits(obs), mask), dim=-1)
+        keep = probs / probs.max(dim=-1, keepdim=True).values > self.threshold
+        return keep if mask is None else keep & mask.to(torch.bool)
+
+    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q.raw_logits(obs).masked_fill(~self.supported(obs, None), NEG_INF)
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # Support is judged among the legal actions: the most plausible legal action is always supported.
+        return self.q.raw_logits(obs).masked_fill(~self.supported(obs, mask), NEG_INF)
+
+    def q_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits(obs, mask)
+
+    def spec(self) -> dict:
+        return {"q": self.q.spec(), "behaviour": self.behaviour.spec(), "threshold": self.threshold}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "BCQPolicy":
+        return cls(QNetwork.from_spec(spec["q"]), QNetwork.from_spec(spec["behaviour"]), float(spec["threshold"]))

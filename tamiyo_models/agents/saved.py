@@ -17,20 +17,20 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ..actions import COARSE_ACTIONS, FINE_ACTIONS
-from ..blueprints import BLUEPRINTS
-from ..features import FEATURE_SCHEMA_VERSION
+from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..world.blueprints import BLUEPRINTS
+from ..world.features import FEATURE_SCHEMA_VERSION
 
 FORMAT = "tamiyo-policy/2"
 LEGACY_FORMAT = "tamiyo-policy/1"
 _NETWORKS: dict[str, type] = {}
 # kind -> module that defines (and registers) it; imported on first use.
 _BUILTIN_NETWORK_MODULES = {
-    "imitation-two-head": "tamiyo_models.policies.network",
+    "imitation-two-head": "tamiyo_models.agents.imitation_network",
     "q-network": "tamiyo_models.agents.networks",
     "mlp-actor": "tamiyo_models.agents.networks",
     "actor-critic": "tamiyo_models.agents.networks",
-    "bcq": "tamiyo_models.offline_rl.bcq",
+    "bcq": "tamiyo_models.agents.networks",
 }
 
 
@@ -52,7 +52,10 @@ def network_class(kind: str) -> type:
 
 
 def build_network(kind: str, spec: dict):
-    return network_class(kind).from_spec(spec)
+    cls = network_class(kind)
+    # A network that wraps another (ActorCritic) is handed this function to rebuild it, so no network module
+    # imports the registry that imports it.
+    return cls.from_spec(spec, build_network) if getattr(cls, "wraps_networks", False) else cls.from_spec(spec)
 
 
 def save_policy(module, feature_names, path: str | Path, *, algorithm: str, phase: str, parent: str | None = None,

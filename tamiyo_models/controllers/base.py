@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..actions import FINE_ACTIONS, Action
+from ..world.actions import FINE_ACTIONS, Action
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ base really drew from: one-hot for a deterministic base (the heuristic, a greedy
 
 from __future__ import annotations
 
-from ..actions import Action
+from ..world.actions import Action
 from .base import Controller, Decision, Observation
 
 

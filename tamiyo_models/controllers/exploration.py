@@ -16,11 +16,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..actions import FINE_ACTIONS, Action
-from ..lifecycle import Stage
+from ..world.actions import FINE_ACTIONS, Action
+from ..world.lifecycle import Stage
 from .base import Controller, Decision, Observation
 from .heuristic import HeuristicConfig, HeuristicController
-
 
 BLUEPRINT_PREFERENCE_GAP = 2.0  # how much the round-robin's next blueprint is preferred over the others
 

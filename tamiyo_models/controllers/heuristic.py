@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..actions import ADVANCE, CULL, WAIT, Action, germinate
-from ..blueprints import BLUEPRINTS
-from ..configs import known_fields
-from ..lifecycle import Stage
+from ..world.actions import ADVANCE, CULL, WAIT, Action, germinate
+from ..world.blueprints import BLUEPRINTS
+from ..world.configs import known_fields
+from ..world.lifecycle import Stage
 from .base import Controller, Decision, Observation, one_hot
 
 

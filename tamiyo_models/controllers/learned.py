@@ -6,24 +6,18 @@ and either takes the most probable action (greedy) or samples. What is logged as
 is what the action was drawn from: one-hot for greedy (its softmax is kept beside, as policy_probabilities),
 the softmax itself when sampling.
 
-Later phases register loaders for their saved model formats with `register_policy_loader(scheme, fn)`;
-`load_policy("scheme:PATH")` then builds the controller, e.g. `tamiyo generate --controller policy:FILE`.
+Loading one from a file (`load_policy("file:PATH")`) is saved_policy.py.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Callable, Sequence
 
-from ..actions import Action
+from ..world.actions import Action
 from .base import Controller, Decision, Observation
 
 ScoreFunction = Callable[[Sequence[float]], Sequence[float]]
-_LOADERS: dict[str, Callable[[str], "LearnedPolicyController"]] = {}
-# Schemes whose loader lives in a module that registers it on import. Importing lazily keeps torch-free
-# imports cheap, and lets a fresh worker process resolve "file:PATH" without being told anything first.
-_BUILTIN_LOADER_MODULES = {"file": "tamiyo_models.policies.serving"}
 
 
 class LearnedPolicyController(Controller):
@@ -74,17 +68,3 @@ class LearnedPolicyController(Controller):
                             policy_probabilities=probs)  # fmt: skip
         index = int(self.rng.choice(len(probs), p=probs))
         return Decision(Action.from_index(index), probs, f"policy p={probs[index]:.3f}", stochastic=True)
-
-
-def register_policy_loader(scheme: str, loader: Callable[[str], LearnedPolicyController]) -> None:
-    _LOADERS[scheme] = loader
-
-
-def load_policy(spec: str) -> LearnedPolicyController:
-    scheme, _, path = spec.partition(":")
-    if scheme not in _LOADERS and scheme in _BUILTIN_LOADER_MODULES:
-        importlib.import_module(_BUILTIN_LOADER_MODULES[scheme])
-    if scheme not in _LOADERS:
-        known = ", ".join(sorted(_LOADERS)) or "none registered yet"
-        raise ValueError(f"no policy loader for {scheme!r} (in {spec!r}); registered loaders: {known}")
-    return _LOADERS[scheme](path)

@@ -4,7 +4,7 @@ actions keep germination from dominating just because it has one fine action per
 
 from __future__ import annotations
 
-from ..actions import COARSE_ACTIONS, FINE_ACTIONS, Action
+from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS, Action
 from .base import Controller, Decision, Observation
 
 

@@ -1,4 +1,5 @@
-"""Reference controllers: the fixed baselines every learned controller must beat, and their names.
+"""Reference controllers: the fixed baselines every learned controller must beat. Their names are read by
+`config.reference_controller`:
 
 - `never`: never grows (WAIT throughout). What the host does on its own.
 - `fixed:<blueprint>@<epoch>`: GERMINATE that blueprint at the first decision after `epoch` epochs, then
@@ -17,8 +18,8 @@ All are deterministic except `random`, so they log propensity 1 for the action t
 
 from __future__ import annotations
 
-from ..actions import ADVANCE, WAIT, germinate
-from ..blueprint_names import BLUEPRINTS
+from ..world.actions import ADVANCE, WAIT, germinate
+from ..world.blueprint_names import BLUEPRINTS
 from .base import Controller, Decision, Observation, one_hot
 from .heuristic import HeuristicConfig
 
@@ -65,36 +66,3 @@ class FixedSchedule(Controller):
         if f["has_active_seed"] and legal[ADVANCE.index]:
             return Decision(ADVANCE, one_hot(ADVANCE), "advance whenever the gate allows")
         return Decision(WAIT, one_hot(WAIT), "waiting" if self._germinated else f"graft due at epoch {self.germinate_epoch}")
-
-
-def reference_controller(name: str):
-    """The ControllerConfig a reference name stands for (see the module docstring for the names); any
-    controller kind is accepted as a name too ("epsilon-heuristic", "softmax-heuristic", ...)."""
-    from . import CONTROLLER_KINDS, ControllerConfig
-
-    text = name.strip()
-    if text == "never":
-        return ControllerConfig(kind="never", label="never")
-    if text == "eager":
-        return ControllerConfig(kind="heuristic", heuristic=EAGER_HEURISTIC, label="eager")
-    if text == "random":
-        return ControllerConfig(kind="random", random_weights=dict(MOSTLY_WAITING), label="random")
-    if text.startswith("fixed:"):
-        blueprint, sep, epoch = text.removeprefix("fixed:").partition("@")
-        if not sep or not epoch.isdigit():
-            raise ValueError(f"controller {name!r}: a fixed schedule is written fixed:<blueprint>@<epoch>, e.g. fixed:conv_heavy@6")
-        if blueprint not in BLUEPRINTS:
-            raise ValueError(f"controller {name!r}: unknown blueprint {blueprint!r}; known: {', '.join(BLUEPRINTS)}")
-        return ControllerConfig(kind="fixed-schedule", blueprint=blueprint, germinate_epoch=int(epoch), label=text)
-    if text.startswith("heuristic:"):
-        chosen = tuple(b for b in text.removeprefix("heuristic:").split("+") if b)
-        unknown = [b for b in chosen if b not in BLUEPRINTS]
-        if not chosen or unknown:
-            raise ValueError(f"controller {name!r}: heuristic:<blueprint>[+<blueprint>...] with blueprints among {', '.join(BLUEPRINTS)}")
-        return ControllerConfig(kind="heuristic", heuristic=HeuristicConfig(blueprints=chosen), label=text)
-    if text in CONTROLLER_KINDS and not text.endswith("policy") and text != "agent":
-        return ControllerConfig(kind=text, label=text)
-    raise ValueError(
-        f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>, "
-        f"heuristic:<blueprint>[+...], or a kind ({', '.join(k for k in CONTROLLER_KINDS if not k.endswith('policy') and k != 'agent')})"
-    )

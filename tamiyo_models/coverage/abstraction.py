@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..features import FEATURE_SETS
+from ..world.features import FEATURE_SETS
 
 ABSTRACTIONS = ("kmeans", "reference-buckets")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..features import FEATURE_SETS
+from ..world.features import FEATURE_SETS
 
 
 def decision_states_sql(feature_names: list[str], horizon: int) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..html_report import markdown_page
+from ..common.html_report import markdown_page
 from .analysis import CoverageResult
 
 ACTION_COLOURS = {"WAIT": "#9e9e9e", "GERMINATE": "#2e7d32", "ADVANCE": "#1565c0", "CULL": "#c62828"}

@@ -8,7 +8,7 @@
     zero_shot / fine_tune_efficiency            transfer.py  a policy on a task it never saw
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "CurriculumSpec": "spec", "Stage": "spec", "PromotionRule": "spec", "CurriculumError": "spec",

@@ -142,7 +142,7 @@ def stage_margin(policy_path, stage: Stage, out_dir: Path, *, workers: int, excl
 def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_dir, *, tracker=None,
                    parent_run_id: str | None = None, max_rounds: int | None = None, log=print) -> CurriculumResult:  # fmt: skip
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
-    from ..rawrun import list_raw_runs, read_raw_run
+    from ..world.rawrun import list_raw_runs, read_raw_run
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

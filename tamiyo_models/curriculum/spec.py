@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..generation import GenerationSpec, SpecError
+from ..episodes.generation import GenerationSpec, SpecError
 
 _STAGE_KEYS = {"name", "description", "spec", "regime", "episodes_per_round", "eval_configs", "eval_batch_seed", "promotion"}
 
@@ -76,7 +76,7 @@ class Stage:
 
     def unavailable(self) -> str | None:
         """Why this stage cannot run here (its data is missing: which files, how to get them), or None."""
-        from ..datasets import dataset_unavailable
+        from ..world.datasets import dataset_unavailable
 
         try:
             spec = self.generation_spec()

@@ -6,7 +6,7 @@ builds on. Spaces and conventions: docs/rl-contract.md.
     make_vector_env(n, record_dir=..., **env_kwargs)   vector.py     (AsyncVectorEnv over worker processes)
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {"TamiyoEnv": "tamiyo_env", "RecordRawRun": "recording", "make_vector_env": "vector"}
 __all__ = sorted(_EXPORTS)

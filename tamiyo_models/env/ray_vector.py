@@ -31,9 +31,9 @@ class _RemoteEnv:
     """The body of one Ray actor: a sub-environment and the calls the vector environment makes on it."""
 
     def __init__(self, env_kwargs: dict, record_dir: str | None, threads: int):
-        from .vector import _make
+        from .factory import make_env
 
-        self.env = _make(env_kwargs, record_dir, threads)
+        self.env = make_env(env_kwargs, record_dir, threads)
 
     def spaces(self):
         return self.env.observation_space, self.env.action_space
@@ -57,7 +57,7 @@ class _RemoteEnv:
 
 class RayVectorEnv(gym.vector.VectorEnv):
     def __init__(self, num_envs: int, env_kwargs: dict, *, ray_config, record_dir: str | None = None, threads: int = 1):
-        from ..distributed import ray_session
+        from ..episodes.distributed import ray_session
 
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")

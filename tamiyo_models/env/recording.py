@@ -20,9 +20,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from ..actions import FINE_ACTIONS
-from ..episode import EpisodeResult, run_footer, run_header, step_record
-from ..rawrun import RawRunWriter
+from ..episodes.episode import EpisodeResult, run_footer, run_header, step_record
+from ..world.actions import FINE_ACTIONS
+from ..world.rawrun import RawRunWriter
 
 
 class RecordRawRun(gym.Wrapper):

@@ -2,7 +2,7 @@
 
 Each step is one epoch: the agent picks a fine action (WAIT, GERMINATE_<blueprint>, ADVANCE, CULL), the host
 trains for an epoch, and the reward is what followed the action (the validation accuracy change, optionally
-with potential-based shaping; `tamiyo_models.reward`). The transition is the episode runner's own
+with potential-based shaping; `tamiyo_models.world.reward`). The transition is the episode runner's own
 (`Episode.transition`), so an agent in this environment and a controller in the generator live in the same
 world, step for step.
 
@@ -31,10 +31,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..actions import FINE_ACTIONS, WAIT, Action
-from ..episode import Episode, EpisodeConfig
-from ..features import FEATURE_SETS, feature_bounds
-from ..lifecycle import Stage
+from ..episodes.episode import Episode, EpisodeConfig
+from ..world.actions import FINE_ACTIONS, WAIT, Action
+from ..world.features import FEATURE_SETS, feature_bounds
+from ..world.lifecycle import Stage
 
 ILLEGAL_ACTION_RULES = ("wait", "raise")
 
@@ -62,7 +62,7 @@ class TamiyoEnv(gym.Env):
         self.template = config or EpisodeConfig()
         self.spec = None
         if spec is not None:
-            from ..generation import GenerationSpec
+            from ..episodes.generation import GenerationSpec
 
             self.spec = GenerationSpec.load(spec)
             if regime is not None:
@@ -85,7 +85,7 @@ class TamiyoEnv(gym.Env):
 
     # ----- Gymnasium API ------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        from ..datasets import load_task_data
+        from ..world.datasets import load_task_data
 
         super().reset(seed=seed)
         config = (options or {}).get("config")

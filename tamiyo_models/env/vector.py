@@ -8,16 +8,7 @@ from pathlib import Path
 
 import gymnasium as gym
 
-
-def _make(env_kwargs: dict, record_dir: str | None, threads: int) -> gym.Env:
-    import torch
-
-    from .recording import RecordRawRun
-    from .tamiyo_env import TamiyoEnv
-
-    torch.set_num_threads(threads)
-    env = TamiyoEnv(**env_kwargs)
-    return RecordRawRun(env, record_dir) if record_dir else env
+from .factory import make_env
 
 
 def make_vector_env(num_envs: int, *, asynchronous: bool = True, record_dir: str | Path | None = None,
@@ -33,7 +24,7 @@ def make_vector_env(num_envs: int, *, asynchronous: bool = True, record_dir: str
 
         threads = max(threads_per_env, int(ray.cpus_per_episode))  # as many torch threads as CPUs reserved
         return RayVectorEnv(num_envs, dict(env_kwargs), ray_config=ray, record_dir=record_dir, threads=threads)
-    factory = functools.partial(_make, dict(env_kwargs), str(record_dir) if record_dir else None, threads_per_env)
+    factory = functools.partial(make_env, dict(env_kwargs), str(record_dir) if record_dir else None, threads_per_env)
     fns = [factory] * num_envs
     if asynchronous:
         return gym.vector.AsyncVectorEnv(fns, context="forkserver")

@@ -9,7 +9,7 @@ the report (Markdown + standalone HTML with plots).
     write_report(out_dir, title, ...)                   report.py
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "LiveEvaluation": "live",

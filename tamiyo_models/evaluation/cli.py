@@ -107,7 +107,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_headroom(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..generation import SpecError
+    from ..episodes.generation import SpecError
     from .headroom import HeadroomConfig, analyse_headroom
 
     try:

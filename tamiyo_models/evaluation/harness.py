@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..stats import TIE_TOLERANCE
+from ..common.stats import TIE_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def evaluate_policies(policies: dict, warehouse_path, out_dir, config: Evaluatio
     import polars as pl
 
     from ..controllers import reference_controller
-    from ..generation import GenerationSpec
+    from ..episodes.generation import GenerationSpec
     from ..policies.data import load_decisions
     from ..policies.imitation import TrainingSummary
     from ..policies.offline_metrics import evaluate_offline, load_legal_actions

@@ -30,8 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..controllers.reference import DEFAULT_REFERENCES
-from ..stats import (
+from ..common.stats import (
     TIE_TOLERANCE,
     Interval,
     expected_best_of,
@@ -43,6 +42,7 @@ from ..stats import (
     stratified_mean_ci,
     win_tie_loss,
 )  # fmt: skip
+from ..controllers.reference import DEFAULT_REFERENCES
 from .paired import PairedRuns, run_paired
 
 
@@ -167,7 +167,7 @@ def _jsonable(x):
 def headroom_configs(config: HeadroomConfig) -> tuple[list, dict[str, str]]:
     """The paired configurations, regime by regime (each regime from its own stream of the batch seed), and
     the regimes skipped on this machine with the reason."""
-    from ..generation import GenerationSpec
+    from ..episodes.generation import GenerationSpec
 
     spec = GenerationSpec.load(config.spec)
     skipped = dict(spec.unavailable)
@@ -410,7 +410,7 @@ def plot_headroom(result: HeadroomResult, path: Path) -> Path:
 
 
 def write_headroom_report(result: HeadroomResult, out_dir: str | Path) -> dict[str, Path]:
-    from ..html_report import markdown_page
+    from ..common.html_report import markdown_page
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..actions import COARSE_ACTIONS, FINE_ACTIONS, FINE_INDEX
+from ..common.stats import TIE_TOLERANCE, Interval, mean_ci, noise_floor, pairs_needed, win_tie_loss
 from ..controllers import ControllerConfig, HeuristicController, Observation
-from ..episode import EpisodeConfig
-from ..features import observation_features
+from ..episodes.episode import EpisodeConfig
 from ..policies.metrics import distribution
-from ..rawrun import read_raw_run
-from ..stats import TIE_TOLERANCE, Interval, mean_ci, noise_floor, pairs_needed, win_tie_loss
+from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS, FINE_INDEX
+from ..world.features import observation_features
+from ..world.rawrun import read_raw_run
 
 
 @dataclass

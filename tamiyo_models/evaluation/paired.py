@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..controllers import ControllerConfig
-from ..episode import EpisodeConfig, EpisodeResult
+from ..episodes.episode import EpisodeConfig, EpisodeResult
 
 SCORES = ("test", "val")
 
@@ -158,8 +158,8 @@ def run_paired(
     `existing`: a design already run on the same configurations, to extend (its outcomes are kept).
     `execute=False`: run nothing, read back only the episodes already on disk (a look at a study in progress).
     """
-    from ..generation import generate
-    from ..rollout import stored_result
+    from ..episodes.generation import generate
+    from ..episodes.rollout import stored_result
 
     if reference not in arms:
         raise ValueError(f"the reference arm {reference!r} is not among the arms ({', '.join(arms)})")

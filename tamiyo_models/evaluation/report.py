@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..actions import COARSE_ACTIONS
-from ..html_report import markdown_page
+from ..common.html_report import markdown_page
+from ..world.actions import COARSE_ACTIONS
 
 
 def _figure():

@@ -9,7 +9,7 @@ Dagster runs the stages as the daily-partitioned `nightly` job (assets/nightly.p
 night from the command line.
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 __getattr__ = lazy_exports(__name__, {
     "NightConfig": "night", "NightPaths": "night", "run_night": "night", "mini_night": "night",

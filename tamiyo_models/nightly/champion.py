@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..common.stats import mean_ci, noise_floor, win_tie_loss
 from ..controllers import ControllerConfig
-from ..stats import mean_ci, noise_floor, win_tie_loss
 
 HEURISTIC = "heuristic"
 
@@ -265,7 +265,7 @@ def register_champion(tracking, score: str, night: str, comparison: Comparison, 
     policy, the policy file. Returns the version."""
     import mlflow
 
-    from ..tracking import Tracker
+    from ..agents.tracking import Tracker
 
     tracker = Tracker(tracking)
     name = f"tamiyo-champion-{score}"

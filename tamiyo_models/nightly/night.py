@@ -137,7 +137,7 @@ class NightPaths:
 
     @property
     def tracking(self):
-        from ..tracking import TrackingConfig
+        from ..agents.tracking import TrackingConfig
 
         return TrackingConfig(root=self.mlflow_root, tracking_uri=self.mlflow_uri)
 
@@ -168,7 +168,7 @@ def stochastic_version(champion: Champion, epsilon: float) -> ControllerConfig:
 def training_configs(night: str, config: NightConfig, champion: Champion) -> tuple[list, list]:
     """The night's training configurations, each with its controller (before seed registration): the plain
     ones, and the fork parents (run by the champion itself, branched)."""
-    from ..generation import GenerationSpec
+    from ..episodes.generation import GenerationSpec
 
     spec = GenerationSpec.load(config.spec)
     if spec.regimes and all(r["name"] in spec.unavailable for r in spec.regimes):
@@ -191,14 +191,14 @@ def training_configs(night: str, config: NightConfig, champion: Champion) -> tup
 
 def fork_branching(config: NightConfig):
     """Every legal action at one early decision of the champion's, to the end of the episode."""
-    from ..branching import BranchConfig
+    from ..episodes.branching import BranchConfig
 
     return BranchConfig(horizon=None, fork_rule="random", max_forks=1, min_step=1, max_step=config.fork_max_step)
 
 
 def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
                    on_result=None) -> dict:  # fmt: skip
-    from ..generation import generate
+    from ..episodes.generation import generate
     from ..warehouse import writing
 
     champion = champion_of(night, paths)
@@ -242,8 +242,8 @@ def scaled_updates(transitions: int, config: NightConfig, batch_size: int) -> in
 def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
                       tags: dict | None = None) -> dict:  # fmt: skip
     """Train (or find, when resuming) tonight's Phase 3 challengers. Returns name -> {policy, version, ...}."""
+    from ..agents.tracking import Tracker
     from ..offline_rl.workflow import OfflineRunConfig, train_offline
-    from ..tracking import Tracker
     from ..transitions.dataset import load_transitions
 
     out = paths.night_dir(night) / "challengers"
@@ -429,9 +429,8 @@ def champion_of(night: str, paths: NightPaths) -> Champion:
 def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
               on_result=None) -> NightDecision:  # fmt: skip
     """Every stage in turn (each resumes; see the module docstring). `on_result` sees every finished episode."""
+    from ..episodes.generation import GenerationSpec
     from .report import write_night_report
-
-    from ..generation import GenerationSpec
 
     check_night(night)
     started = time.perf_counter()

@@ -6,7 +6,7 @@
     train_offline(warehouse, config, out) workflow.py (selection by held-out FQE, OPE report, policy file, MLflow)
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "CQLConfig": "cql", "train_cql": "cql", "OfflineResult": "base", "OfflineConfig": "base",

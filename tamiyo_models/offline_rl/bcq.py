@@ -19,7 +19,7 @@ import torch
 
 from ..agents.base import PolicyModule, categorical_columns, mask_logits
 from ..agents.learning import NEG_INF, Accumulator, encode, fit_encoders, masked_max, optimiser, soft_update, tensors
-from ..agents.networks import QNetwork
+from ..agents.networks import BCQPolicy, QNetwork  # noqa: F401 (BCQPolicy re-exported)
 from ..transitions.dataset import TransitionDataset
 from .base import CheckpointKeeper, OfflineConfig, OfflineResult, finish
 
@@ -27,38 +27,6 @@ from .base import CheckpointKeeper, OfflineConfig, OfflineResult, finish
 @dataclass(frozen=True)
 class BCQConfig(OfflineConfig):
     threshold: float = 0.3
-
-
-class BCQPolicy(PolicyModule):
-    """Q over the supported legal actions: unsupported or illegal actions score -inf."""
-
-    kind = "bcq"
-
-    def __init__(self, q: QNetwork, behaviour: QNetwork, threshold: float):
-        super().__init__()
-        self.q, self.behaviour, self.threshold = q, behaviour, threshold
-
-    def supported(self, obs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        probs = torch.softmax(mask_logits(self.behaviour.raw_logits(obs), mask), dim=-1)
-        keep = probs / probs.max(dim=-1, keepdim=True).values > self.threshold
-        return keep if mask is None else keep & mask.to(torch.bool)
-
-    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.q.raw_logits(obs).masked_fill(~self.supported(obs, None), NEG_INF)
-
-    def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        # Support is judged among the legal actions: the most plausible legal action is always supported.
-        return self.q.raw_logits(obs).masked_fill(~self.supported(obs, mask), NEG_INF)
-
-    def q_values(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.logits(obs, mask)
-
-    def spec(self) -> dict:
-        return {"q": self.q.spec(), "behaviour": self.behaviour.spec(), "threshold": self.threshold}
-
-    @classmethod
-    def from_spec(cls, spec: dict) -> "BCQPolicy":
-        return cls(QNetwork.from_spec(spec["q"]), QNetwork.from_spec(spec["behaviour"]), float(spec["threshold"]))
 
 
 def train_bcq(train: TransitionDataset, config: BCQConfig = BCQConfig(), *, selector=None, log=print) -> OfflineResult:

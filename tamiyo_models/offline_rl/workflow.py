@@ -183,7 +183,7 @@ def _track(run: OfflineRun, data, warehouse_path, tracker, parent_run_id, parent
     import mlflow
     import torch
 
-    from .. import tracking
+    from ..agents import tracking
     from ..warehouse import lineage_runs
 
     parent_run_id = parent_run_id or tracker.parent_run_id(f"local-{time.strftime('%Y%m%d-%H%M%S')}")

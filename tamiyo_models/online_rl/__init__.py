@@ -14,7 +14,7 @@
     train_online_policy(config, out)                workflow.py   (TamiyoEnv workers, raw runs, MLflow)
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "ReinforceConfig": "reinforce", "train_reinforce": "reinforce",

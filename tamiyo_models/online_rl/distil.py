@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..actions import ADVANCE, FINE_ACTIONS, WAIT, germinate
 from ..agents.base import PolicyModule, categorical_columns
 from ..agents.learning import fit_encoders, optimiser
 from ..agents.networks import MLPActor
+from ..world.actions import ADVANCE, FINE_ACTIONS, WAIT, germinate
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def schedule_or_policy_teacher(teacher: str | Path, feature_set: str) -> tuple:
     """(teacher module, its feature names, what identifies it, the lineage parent, the student's algorithm and
     phase) for a policy file or a fixed schedule's name (whose student reads `feature_set`)."""
     from ..agents.saved import load_policy, policy_file_digest
-    from ..features import FEATURE_SETS
+    from ..world.features import FEATURE_SETS
 
     if is_schedule(teacher):
         if feature_set not in FEATURE_SETS:

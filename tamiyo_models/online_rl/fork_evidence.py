@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..actions import FINE_ACTIONS
-from ..features import TASK_FEATURES
-from ..lifecycle import Stage
-from ..stats import Interval, mean_ci, pairs_needed
+from ..common.stats import Interval, mean_ci, pairs_needed
+from ..world.actions import FINE_ACTIONS
+from ..world.features import TASK_FEATURES
+from ..world.lifecycle import Stage
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from ..actions import FINE_ACTIONS
+from ..world.actions import FINE_ACTIONS
 
 GERMINATE = [i for i, a in enumerate(FINE_ACTIONS) if a.startswith("GERMINATE_")]
 CULL = FINE_ACTIONS.index("CULL")

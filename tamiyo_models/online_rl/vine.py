@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..actions import FINE_ACTIONS, Action
-from ..branching import BranchConfig
-from ..features import observation_features
+from ..episodes.branching import BranchConfig
+from ..world.actions import FINE_ACTIONS, Action
+from ..world.features import observation_features
 from .distil import fit_targets, smoothed_targets, teacher_actions
 from .fork_evidence import EvidenceConfig, pooled_evidence, region_labels, task_names_of
 
@@ -171,7 +171,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
     """Read the parents and their branches back from the raw runs: the fork states with every measured outcome,
     and every state the parents visited. A failed branch is left out (its action is then simply not measured
     there); a failed parent contributes nothing."""
-    from ..rawrun import list_raw_runs, read_raw_run
+    from ..world.rawrun import list_raw_runs, read_raw_run
 
     raw_dir, parents = Path(raw_dir), set(parent_ids)
     branches: dict[tuple[str, int], dict[int, float]] = {}
@@ -358,7 +358,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     warehouse). Resumable: the episodes are deterministic and read back when their run files exist, and a
     finished iteration's policy file is reused. `on_iteration(row)` after each iteration (a progress bar)."""
     from ..agents.saved import load_policy, save_policy
-    from ..generation import GenerationSpec, generate
+    from ..episodes.generation import GenerationSpec, generate
 
     out = Path(out_dir)
     raw = Path(raw_dir) if raw_dir else out / "raw"

@@ -122,7 +122,7 @@ def initial_policy_file(config: OnlineRunConfig, tracker, out_dir: Path | None, 
 def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
     from ..agents.base import categorical_columns
     from ..agents.networks import ActorCritic, MLPActor, ValueNetwork
-    from ..features import FEATURE_SETS
+    from ..world.features import FEATURE_SETS
 
     if config.initial_policy:
         from ..agents.saved import load_policy
@@ -146,7 +146,7 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     """`phase`: the registered phase the policy belongs to (the curriculum's rounds are Phase 5 policies, registered
     and evaluated as such, not as tonight's Phase 4 candidate)."""
     from ..env.vector import make_vector_env
-    from ..features import ALL_FEATURES
+    from ..world.features import ALL_FEATURES
     from .a2c import train_a2c
     from .ppo import train_ppo
     from .reinforce import train_reinforce
@@ -157,7 +157,7 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     agent, features, parent_ref = build_agent(config, tracker, out, log)
     ray = None
     if config.ray_address:
-        from ..distributed import RayConfig
+        from ..episodes.distributed import RayConfig
 
         ray = RayConfig(config.ray_address, cpus_per_episode=config.cpus_per_episode)
         log(f"rollouts on {config.workers} Ray actors on the cluster at {config.ray_address}")
@@ -220,7 +220,7 @@ def _track(run: OnlineRun, agent, features, tracker, parent_run_id, parent_ref, 
     import mlflow
     import numpy as np
 
-    from .. import tracking
+    from ..agents import tracking
 
     # The algorithm is the alias's variant where the phase has one per algorithm (Phase 4); Phase 5 has one candidate.
     registered = tracking.registered_phase(phase)

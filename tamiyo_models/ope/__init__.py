@@ -4,7 +4,7 @@
     estimate_is(data, pi_taken, q_taken, v)  importance.py  (PDWIS and WDR, only where mu was a real draw)
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "FQEConfig": "fqe", "FQEResult": "fqe", "fit_fqe": "fqe", "policy_probabilities": "fqe",

@@ -40,7 +40,7 @@ class FQEResult:
 
     def interval(self, confidence: float = 0.95, resamples: int = 5_000, seed: int = 0):
         """Bootstrap interval over episode starts (the spread of starts only; not the Q-function's own error)."""
-        from ..stats import mean_ci
+        from ..common.stats import mean_ci
 
         return mean_ci(self.start_values, confidence, resamples, seed)
 

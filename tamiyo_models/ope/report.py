@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..actions import FINE_ACTIONS
 from ..agents.base import PolicyModule
+from ..world.actions import FINE_ACTIONS
 from .fqe import FQEConfig, fit_fqe, policy_probabilities
 from .importance import estimate_is
 
@@ -123,7 +123,7 @@ def calibration(rows: list[OPERow], live: dict[str, float]) -> dict:
 
 
 def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None) -> dict:
-    from ..html_report import markdown_page
+    from ..common.html_report import markdown_page
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

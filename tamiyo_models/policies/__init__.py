@@ -1,5 +1,6 @@
-"""Policies over the observation features: network, training data, Phase 1 imitation, Phase 2 reward-weighted
-imitation, saving, and serving as a controller (the `file:PATH` scheme).
+"""Phases 1 and 2 over the observation features: training data, Phase 1 imitation, Phase 2 reward-weighted
+imitation, saving. The network is `agents.imitation_network`; a saved file is served as a controller by
+`controllers.saved_policy` (the `file:PATH` scheme).
 
     load_decisions(warehouse, feature_set)      decisions as polars (data.py)
     split_episodes(frame, val_fraction, seed)   by episode, never by step (data.py)
@@ -10,7 +11,7 @@ imitation, saving, and serving as a controller (the `file:PATH` scheme).
 Names are imported lazily so that `import tamiyo_models.policies` does not pay for torch.
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "effective_number_weights": "class_weights",
@@ -21,13 +22,10 @@ _EXPORTS = {
     "ImitationConfig": "imitation",
     "TrainResult": "imitation",
     "train_imitation": "imitation",
-    "NetworkConfig": "network",
-    "PolicyNetwork": "network",
     "RewardWeightingConfig": "reward_weighted",
     "train_reward_weighted": "reward_weighted",
     "load_policy_file": "saved",
     "save_policy": "saved",
-    "policy_controller": "serving",
     "OfflineMetrics": "offline_metrics",
     "evaluate_offline": "offline_metrics",
 }

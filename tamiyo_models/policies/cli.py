@@ -159,7 +159,7 @@ class NoTrackingStore(Exception):
 def tracker_from_args(args, read_only: bool = False):
     """The MLflow tracker. A command that only reads (lineage, fetching a model) refuses to create an empty
     store where there is none: in the wrong folder it should say so, not leave var/mlflow behind."""
-    from ..tracking import Tracker, TrackingConfig
+    from ..agents.tracking import Tracker, TrackingConfig
 
     config = TrackingConfig(root=args.mlflow_root, tracking_uri=args.tracking_uri, experiment=args.experiment)
     if read_only and not config.tracking_uri and not (Path(config.root) / "mlflow.db").exists():
@@ -201,8 +201,8 @@ def run_train(args: argparse.Namespace) -> int:
 # own value, never a number written here.
 def policy_run_config(args: argparse.Namespace):
     """Phases 1 and 2: the PolicyRunConfig `tamiyo train` runs."""
+    from ..agents.imitation_network import NetworkConfig
     from .imitation import ImitationConfig
-    from .network import NetworkConfig
     from .reward_weighted import RewardWeightingConfig
     from .workflow import IMITATION_FEATURE_SET, PolicyRunConfig
 
@@ -320,7 +320,7 @@ def _split(text: str | None) -> tuple[str, ...]:
 
 
 def run_lineage(args: argparse.Namespace) -> int:
-    from ..tracking import format_lineage
+    from ..agents.tracking import format_lineage
 
     try:
         chain = tracker_from_args(args, read_only=True).lineage(args.model)

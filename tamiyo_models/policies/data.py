@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..actions import COARSE_ACTIONS
-from ..blueprint_names import BLUEPRINTS
-from ..features import FEATURE_SETS
+from ..world.actions import COARSE_ACTIONS
+from ..world.blueprint_names import BLUEPRINTS
+from ..world.features import FEATURE_SETS
 
 # Columns every decision frame carries besides the features (what training, weighting and lineage need).
 DECISION_COLUMNS = (

@@ -20,12 +20,12 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from ..actions import COARSE_ACTIONS
-from ..blueprints import BLUEPRINTS
+from ..agents.imitation_network import NetworkConfig, PolicyNetwork, categorical_columns
+from ..world.actions import COARSE_ACTIONS
+from ..world.blueprints import BLUEPRINTS
 from .class_weights import DEFAULT_BETA, effective_number_weights
 from .data import arrays, feature_names
 from .metrics import balanced_accuracy, confusion_matrix, distribution, per_class_accuracy
-from .network import NetworkConfig, PolicyNetwork, categorical_columns
 
 
 @dataclass(frozen=True)

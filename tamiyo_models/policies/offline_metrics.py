@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ..actions import COARSE_ACTIONS, FINE_ACTIONS, FINE_INDEX
+from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS, FINE_INDEX
 from .data import arrays
 from .metrics import balanced_accuracy, confusion_matrix, distribution, per_class_accuracy
 
@@ -54,8 +54,8 @@ def evaluate_offline(model, feature_names: tuple[str, ...], frame: pl.DataFrame)
     legal set is known (`load_decisions_with_legal`); without it every action counts as legal."""
     import torch
 
+    from ..agents.imitation_network import fine_log_scores
     from .imitation import predict_heads
-    from .network import fine_log_scores
 
     data = arrays(frame, feature_names)
     if hasattr(model, "heads"):  # the imitation network: its coarse head is what it was selected on
@@ -87,8 +87,8 @@ def evaluate_offline(model, feature_names: tuple[str, ...], frame: pl.DataFrame)
 
 def load_legal_actions(warehouse_path, run_ids) -> pl.DataFrame:
     """(run_id, step, legal_actions) of the given runs, to join onto a decision frame."""
-    from .data import _quote
     from ..warehouse import query
+    from .data import _quote
 
     ids = ", ".join(_quote(r) for r in sorted(set(run_ids)))
     return query(warehouse_path, f"SELECT run_id, step, legal_actions FROM steps WHERE run_id IN ({ids})")

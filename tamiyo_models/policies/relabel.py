@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..actions import FINE_ACTIONS
 from ..controllers import HeuristicConfig, HeuristicController, Observation
+from ..world.actions import FINE_ACTIONS
 
 # The observation features the heuristic reads (see controllers/heuristic.py).
 HEURISTIC_INPUTS = (

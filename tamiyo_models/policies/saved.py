@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..agents.imitation_network import PolicyNetwork
 from ..agents.saved import load_policy
 from ..agents.saved import save_policy as save_any_policy
-from .network import PolicyNetwork
 
 
 def save_policy(model: PolicyNetwork, feature_names, path: str | Path, metadata: dict | None = None) -> Path:

@@ -90,9 +90,9 @@ def train_policy(
     identical to one of them, or to the parent, is not registered as a new model version."""
     import polars as pl
 
-    from .offline_metrics import evaluate_offline, load_legal_actions
     from .data import frame_digest, load_decisions, raw_runs, split_episodes
     from .imitation import train_imitation
+    from .offline_metrics import evaluate_offline, load_legal_actions
     from .reward_weighted import weighted_training_set
     from .saved import load_policy_file, save_policy
 
@@ -180,7 +180,7 @@ def train_policy(
                     weighting_note=weighting_note, identical_to=identical_to)  # fmt: skip
 
     if tracker is not None:
-        from .. import tracking
+        from ..agents import tracking
 
         parent_run_id = parent_run_id or tracker.parent_run_id(f"local-{time.strftime('%Y%m%d-%H%M%S')}")
         run_tags = {"tamiyo.phase": config.phase, tracking.PARENT_POLICY: parent_ref or "", **(tags or {})}

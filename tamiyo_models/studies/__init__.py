@@ -2,7 +2,7 @@
 studies/, run by `tamiyo study run`; results in the warehouse's `study_results` table, from which
 docs/results.md is generated (study.py)."""
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 __getattr__ = lazy_exports(__name__, {
     "StudyConfig": "study", "StudyError": "study", "load_study": "study", "run_study": "study",

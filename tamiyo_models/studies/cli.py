@@ -51,7 +51,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         return 0
     tracking = None
     if not args.no_mlflow:
-        from ..tracking import TrackingConfig
+        from ..agents.tracking import TrackingConfig
 
         tracking = TrackingConfig(root=args.mlflow_root)
     done = [0]

@@ -297,7 +297,7 @@ def _track(config: StudyConfig, result: StudyRun, tracking) -> None:
 
     import mlflow
 
-    from ..tracking import Tracker
+    from ..agents.tracking import Tracker
 
     tracker = Tracker(dataclasses.replace(tracking, experiment="tamiyo-studies"))
     with mlflow.start_run(experiment_id=tracker.experiment_id, run_name=f"study {config.name}",
@@ -345,8 +345,8 @@ def results_markdown(warehouses: list) -> str:
     study recorded in several, the first one's rows)."""
     import polars as pl
 
-    from ..nightly.report import ci_text as _ci
     from ..nightly.report import champion_trend
+    from ..nightly.report import ci_text as _ci
     from ..nightly.report import num_text as _num
 
     frames = [f for f in (study_results(w) for w in warehouses if Path(w).exists()) if not f.is_empty()]

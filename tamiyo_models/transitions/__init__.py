@@ -6,7 +6,7 @@
     to_d3rlpy(dataset)                             d3rlpy_export.py
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "TransitionDataset": "dataset",

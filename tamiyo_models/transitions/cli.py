@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ..features import FEATURE_SETS
+    from ..world.features import FEATURE_SETS
 
     t = subparsers.add_parser(
         "transitions",

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..actions import FINE_ACTIONS, FINE_INDEX
-from ..features import FEATURE_SCHEMA_VERSION, FEATURE_SETS, TASK_FEATURES, task_feature_defaults
+from ..world.actions import FINE_ACTIONS, FINE_INDEX
+from ..world.features import FEATURE_SCHEMA_VERSION, FEATURE_SETS, TASK_FEATURES, task_feature_defaults
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _datasets_path(root: str | Path):
 def _spaces(dataset: TransitionDataset):
     import gymnasium as gym
 
-    from ..features import feature_bounds
+    from ..world.features import feature_bounds
 
     low, high = zip(*(feature_bounds(n) for n in dataset.feature_names))
     observation_space = gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32), dtype=np.float32)
@@ -79,7 +79,7 @@ def to_minari(dataset: TransitionDataset, dataset_id: str, root: str | Path, *, 
             options={"run_id": str(dataset.run_ids[first]), "family_id": str(dataset.family_ids[first]),
                      "behaviour": str(dataset.behaviours[first]), "regime": str(dataset.regimes[first])},
         ))  # fmt: skip
-    from ..version import code_version
+    from ..common.version import code_version
 
     with _datasets_path(root), warnings.catch_warnings():
         # Minari asks for a registered environment and an author e-mail; neither exists for a warehouse export.

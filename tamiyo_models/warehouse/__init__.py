@@ -15,7 +15,7 @@ Names are imported lazily, so `tamiyo --help` (which imports warehouse.cli) does
 and pandera.
 """
 
-from ..lazy import lazy_exports
+from ..common.lazy import lazy_exports
 
 _EXPORTS = {
     "ArchiveSummary": "archive",
@@ -26,7 +26,7 @@ _EXPORTS = {
     "disk_report": "disk",
     "IngestConfig": "ingest",
     "IngestSummary": "ingest",
-    "discover": "ingest",
+    "discover": "archive",
     "ingest_files": "ingest",
     "ingest_folder": "ingest",
     "Snapshot": "snapshot",

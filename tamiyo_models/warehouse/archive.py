@@ -34,6 +34,7 @@ from pathlib import Path
 
 ARCHIVE_FOLDER = ".archive"
 SUFFIX = ".zst"
+SOURCE_SUFFIXES = (".jsonl", ".json")  # what a landing folder holds: raw runs and legacy JSON episodes
 # zstd level 13 (measured on 25-step arena runs, one core): 4.57x at 5.6 MB/s, against 3.92x at 25 MB/s for
 # level 9 and 4.74x at 3.9 MB/s for 15. An archive is written once and rarely read (decompression is as fast
 # at any level), and a night's ~340 MB then takes about a minute: 13 MB less disk per night than level 9.
@@ -106,6 +107,21 @@ def read_source(path: Path) -> bytes:
     return decompress(data, path) if is_archive(path) else data
 
 
+def discover(folder: str | Path) -> list[Path]:
+    """Candidate source files under a folder (recursive), archives included; hidden names (partial raw runs,
+    the archive folder) skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no landing folder at {folder}")
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and (p.suffix in SOURCE_SUFFIXES or (p.suffix == SUFFIX and Path(p.stem).suffix in SOURCE_SUFFIXES))
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
 def archivable(con, keep_nights: int, today: str | None = None) -> dict[str, str]:
     """SHA-256 -> night of the files whose every run is stored, with nothing quarantined, for `keep_nights`
     nights or more (`today`: YYYY-MM-DD, default the warehouse's clock, the one `ingested_at` comes from)."""
@@ -123,8 +139,6 @@ def archivable(con, keep_nights: int, today: str | None = None) -> dict[str, str
 def archive_landing(raw_dir: str | Path, eligible: dict[str, str], level: int = DEFAULT_LEVEL) -> ArchiveSummary:
     """Move the landing files whose bytes are in `eligible` (see `archivable`) into the archive; see the module
     docstring for the order that makes a kill harmless. One archival at a time per landing folder (a lock)."""
-    from .ingest import discover
-
     raw_dir = Path(raw_dir)
     root = archive_dir(raw_dir)
     root.mkdir(exist_ok=True)

@@ -92,8 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_ingest(args: argparse.Namespace) -> int:
     import duckdb
 
-    from .archive import ArchiveError, RetentionPolicy, archivable, archive_landing
-    from .ingest import IngestConfig, discover, ingest_files
+    from .archive import ArchiveError, RetentionPolicy, archivable, archive_landing, discover
+    from .ingest import IngestConfig, ingest_files
     from .snapshot import SnapshotError, snapshot_dir
     from .store import writing
 

@@ -36,13 +36,11 @@ import numpy as np
 import polars as pl
 
 from . import schemas
-from .archive import SUFFIX as ARCHIVE_SUFFIX
-from .archive import ArchiveError, ArchiveSummary, RetentionPolicy, archivable, archive_landing, read_source
+from .archive import ArchiveError, ArchiveSummary, RetentionPolicy, archivable, archive_landing, discover, read_source
 from .sniff import parse_file, parse_source
 from .tables import ALL_TABLES, EPISODE_TABLES, PROVENANCE
 from .units import PARSER_VERSION, ParsedFile, Problem, Unit
 
-SOURCE_SUFFIXES = (".jsonl", ".json")
 
 
 @dataclass(frozen=True)
@@ -129,20 +127,6 @@ class IngestSummary:
             f"{len(self.files)} files: {parts}; {self.runs_loaded} runs and {self.steps_loaded} steps stored, "
             f"{self.records_quarantined} records quarantined{non_finite} ({self.seconds:.2f} s)"
         )
-
-
-def discover(folder: str | Path) -> list[Path]:
-    """Candidate source files under a folder (recursive), hidden names (partial raw runs) skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no landing folder at {folder}")
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and (p.suffix in SOURCE_SUFFIXES or (p.suffix == ARCHIVE_SUFFIX and Path(p.stem).suffix in SOURCE_SUFFIXES))
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
 
 
 def ingest_folder(

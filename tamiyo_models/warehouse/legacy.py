@@ -36,10 +36,10 @@ import math
 
 import numpy as np
 
-from ..actions import COARSE_ACTIONS, FINE_ACTIONS
-from ..blueprint_names import BLUEPRINTS
-from ..features import ALL_FEATURES, HISTORY_LENGTH, gradient_health
-from ..lifecycle import ACTIVE_STAGES, Stage
+from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..world.blueprint_names import BLUEPRINTS
+from ..world.features import ALL_FEATURES, HISTORY_LENGTH, gradient_health
+from ..world.lifecycle import ACTIVE_STAGES, Stage
 from .tables import PERCENTILES, PROBABILITY_COLUMNS
 from .units import MAX_RECORD_BYTES, ParsedFile, Problem, RecordError, Unit, depth_problem, get, json_type, too_deep
 

@@ -2,7 +2,7 @@
 
 Strict about what the format promises (types, required fields, strict JSON, a header first and a footer last,
 `epoch = step - 1`), tolerant of keys it does not know: the generator may add fields, and older ingestion must
-keep working. Observation features are computed here with `tamiyo_models.features.observation_features`, the
+keep working. Observation features are computed here with `tamiyo_models.world.features.observation_features`, the
 same function a live controller calls.
 
 The parser reads lines itself (rather than `rawrun.iter_lines`, which stops at the first bad line) because a
@@ -16,12 +16,12 @@ import json
 
 import orjson
 
-from ..actions import FINE_ACTIONS
-from ..features import FEATURE_SCHEMA_VERSION, TASK_FEATURES, focus_slot, observation_features
+from ..world.actions import FINE_ACTIONS
+from ..world.features import FEATURE_SCHEMA_VERSION, TASK_FEATURES, focus_slot, observation_features
 
 PRE_TASK_SCHEMA_VERSION = "tamiyo-features/3"  # observations without a task description (no task features)
-from ..lifecycle import Stage
-from ..rawrun import RAW_RUN_FORMAT, RAW_RUN_FORMAT_VERSION
+from ..world.lifecycle import Stage
+from ..world.rawrun import RAW_RUN_FORMAT, RAW_RUN_FORMAT_VERSION
 from .tables import PERCENTILES, PROBABILITY_COLUMNS
 from .units import MAX_JSON_DEPTH, MAX_LINE_BYTES, ParsedFile, Problem, RecordError, Unit, get, json_type, too_deep
 
@@ -223,7 +223,7 @@ def _header(record: dict) -> dict:
 
 
 def _branch(record: dict, run_id: str) -> dict:
-    """A branch run (tamiyo_models.branching) links to its parent and starts at its fork step."""
+    """A branch run (tamiyo_models.episodes.branching) links to its parent and starts at its fork step."""
     if "branch" not in record:
         return {"branch": None, "first_step": 1}
     link = get(record, "branch", "", "object")

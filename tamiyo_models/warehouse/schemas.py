@@ -8,13 +8,13 @@ action names, probabilities that sum to 1, consecutive steps, bounded text.
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from ..actions import COARSE_ACTIONS, FINE_ACTIONS
-from ..features import ALL_FEATURES
-from ..lifecycle import Stage
+from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..world.features import ALL_FEATURES
+from ..world.lifecycle import Stage
 from .tables import ALL_TABLES, PERCENTILES, PROBABILITY_COLUMNS
 from .units import MAX_TEXT_CHARS
 

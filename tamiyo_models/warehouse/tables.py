@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..actions import FINE_ACTIONS
-from ..features import ALL_FEATURES
+from ..world.actions import FINE_ACTIONS
+from ..world.features import ALL_FEATURES
 
 PERCENTILES: tuple[str, ...] = ("1", "5", "10", "25", "50", "75", "90", "95", "99")
 PROBABILITY_COLUMNS: dict[str, str] = {action: f"prob_{action.lower()}" for action in FINE_ACTIONS}

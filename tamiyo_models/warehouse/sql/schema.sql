@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS branches (
     forced_action VARCHAR NOT NULL,
     horizon       BIGINT
 );
-COMMENT ON TABLE branches IS 'branch runs: replays of a parent episode from a snapshot at its fork step, one per alternative action (tamiyo_models/branching.py)';
+COMMENT ON TABLE branches IS 'branch runs: replays of a parent episode from a snapshot at its fork step, one per alternative action (tamiyo_models/episodes/branching.py)';
 COMMENT ON COLUMN branches.run_id IS 'the branch run (runs.run_id); its steps start at fork_step';
 COMMENT ON COLUMN branches.parent_run_id IS 'the run it was forked from (may arrive in a later ingest than the branch)';
 COMMENT ON COLUMN branches.fork_step IS 'the step whose state was snapshotted: the branch took forced_action there';
@@ -312,7 +312,7 @@ ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_log10_train_size DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_num_classes DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_input_channels DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_input_size DOUBLE;
-COMMENT ON TABLE observations IS 'the observation features of each decision (tamiyo_models.features.observation_features), one named column each';
+COMMENT ON TABLE observations IS 'the observation features of each decision (tamiyo_models.world.features.observation_features), one named column each';
 COMMENT ON COLUMN observations.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN observations.step IS 'the decision these features were observed for; steps + 1 = the final observation (next state of the last transition)';
 COMMENT ON COLUMN observations.is_final IS 'true for the observation after the last epoch (no decision was taken on it)';

@@ -23,11 +23,11 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from .actions import Action
-from .configs import known_fields
+from ..world.actions import Action
+from ..world.configs import known_fields
+from ..world.features import observation_features
+from ..world.lifecycle import Stage
 from .episode import EpisodeConfig, EpisodeResult, EpisodeRun
-from .features import observation_features
-from .lifecycle import Stage
 
 FORK_RULES = ("decision-points", "holes", "every", "steps", "random")
 

@@ -30,7 +30,7 @@ def run_one(config_dict: dict, out_dir: str, branching: dict | None) -> EpisodeR
         if branch_config.fork_rule == "holes":
             # Forks where the last coverage analysis found a single-action cluster: the predicate comes from
             # the coverage package and is handed to branching, which knows nothing of coverage.
-            from .coverage.holes import hole_finder
+            from ..coverage.holes import hole_finder
 
             fork_filter = hole_finder(branch_config.holes_file)
         outcome = run_with_branches(config, out_dir, branch_config, fork_filter=fork_filter)
@@ -43,7 +43,7 @@ def run_one(config_dict: dict, out_dir: str, branching: dict | None) -> EpisodeR
 def stored_result(out_dir: Path, run_id: str, config=None) -> EpisodeResult | None:
     """The result recorded in a complete run file already in the folder, or None (absent, failed, unreadable,
     or, given the episode's `config`, played by a policy file that has changed since: see `_stale_policy`)."""
-    from .rawrun import RawRunError, read_raw_run
+    from ..world.rawrun import RawRunError, read_raw_run
 
     path = Path(out_dir) / f"{run_id}.jsonl"
     if not path.exists():
@@ -71,7 +71,7 @@ def _stale_policy(config, header: dict) -> bool:
     recorded = described.get("policy_sha256") or (described.get("base") or {}).get("policy_sha256")
     if not recorded:
         return False
-    from .agents.saved import policy_file_digest
+    from ..agents.saved import policy_file_digest
 
     try:
         return recorded != policy_file_digest(spec.removeprefix("file:"))

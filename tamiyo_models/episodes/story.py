@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .rawrun import read_raw_run
+from ..world.rawrun import read_raw_run
 
 
 def episode_story(path: str | Path) -> str:

@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..actions import COARSE_ACTIONS, FINE_ACTIONS
-from ..agents.base import CATEGORICAL_FEATURES, NORMALISED_CLIP, FeatureNormaliser, PolicyModule, with_one_hot  # noqa: F401 (re-exported)
-from ..agents.base import categorical_columns as _categorical_columns
-from ..blueprints import BLUEPRINTS
+from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..world.blueprints import BLUEPRINTS
+from .base import CATEGORICAL_FEATURES, NORMALISED_CLIP, FeatureNormaliser, PolicyModule, with_one_hot  # noqa: F401 (re-exported)
+from .base import categorical_columns as _categorical_columns
+
 
 @dataclass(frozen=True)
 class NetworkConfig:

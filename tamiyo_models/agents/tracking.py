@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .agents.phases import CANDIDATE, CHAMPION, all_phases, phase_of_model
-from .agents.phases import phase as registered_phase
+from .phases import CANDIDATE, CHAMPION, all_phases, phase_of_model
+from .phases import phase as registered_phase
+
 TAG_PREFIX = "tamiyo."
 ROLE, DAGSTER_RUN, ASSET_KEY, PARENT_POLICY = "tamiyo.role", "tamiyo.dagster_run_id", "tamiyo.asset_key", "tamiyo.parent_policy"
 POLICY_ARTIFACT = "policy/model.pt"
@@ -86,7 +87,7 @@ class Tracker:
         """A child run made active for the fluent API (log_model needs an active run)."""
         import mlflow
 
-        from .version import code_version
+        from ..common.version import code_version
 
         version = code_version()
         parent_tags = self.client.get_run(parent_run_id).data.tags

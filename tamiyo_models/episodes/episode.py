@@ -33,19 +33,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from .actions import FINE_ACTIONS, Action
-from .blueprints import BLUEPRINTS, parameter_count
-from .configs import known_fields
-from .controllers import Controller, ControllerConfig, Decision, Observation, build_controller
-from .datasets import DatasetConfig, TaskData, load_task_data
-from .features import FEATURE_SCHEMA_VERSION, PLATEAU_THRESHOLD_PP, HISTORY_LENGTH, observation_features, red_flags
-from .host import HostConfig, HostNetwork
-from .lifecycle import NEXT_STAGE, GateConfig, Stage, check_gate
-from .rawrun import RawRunWriter
-from .reward import RewardConfig, step_reward
-from .seed_slot import SeedSlot
-from .telemetry import GradientMonitor, TelemetryConfig, evaluate, sharpness, weight_norms
-from .version import code_version
+from ..common.version import code_version
+from ..controllers import Controller, ControllerConfig, Decision, Observation, build_controller
+from ..world.actions import FINE_ACTIONS, Action
+from ..world.blueprints import BLUEPRINTS, parameter_count
+from ..world.configs import known_fields
+from ..world.datasets import DatasetConfig, TaskData, load_task_data
+from ..world.features import (
+    FEATURE_SCHEMA_VERSION,
+    HISTORY_LENGTH,
+    PLATEAU_THRESHOLD_PP,
+    observation_features,
+    red_flags,
+)
+from ..world.host import HostConfig, HostNetwork
+from ..world.lifecycle import NEXT_STAGE, GateConfig, Stage, check_gate
+from ..world.rawrun import RawRunWriter
+from ..world.reward import RewardConfig, step_reward
+from ..world.seed_slot import SeedSlot
+from ..world.telemetry import GradientMonitor, TelemetryConfig, evaluate, sharpness, weight_norms
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -155,7 +161,7 @@ class EpisodeResult:
     episode_return: float
     wall_seconds: float
     error: str | None = None
-    branches: int = 0  # branch runs forked from this episode (tamiyo_models.branching)
+    branches: int = 0  # branch runs forked from this episode (tamiyo_models.episodes.branching)
     final_test_accuracy: float = float("nan")  # the score comparisons use: test split, after the last epoch
     test_accuracy_last: float = float("nan")  # mean test accuracy over the last `score_epochs` epochs
     final_parameters: int = 0
@@ -606,7 +612,7 @@ def run_footer(episode: Episode, status: str, error: str | None, steps: int, epi
 class EpisodeRun:
     """An episode in progress: its training state, its controller and the raw run file being written.
 
-    `run_episode` drives one from start to end. Branching (tamiyo_models.branching) snapshots one between
+    `run_episode` drives one from start to end. Branching (tamiyo_models.episodes.branching) snapshots one between
     steps and continues copies of it with other actions.
     """
 

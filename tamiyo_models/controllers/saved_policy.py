@@ -1,8 +1,8 @@
-"""Serving a saved policy as a controller: the `file:PATH` policy scheme.
+"""Policies by name: `load_policy("scheme:PATH")`. The built-in scheme `file:PATH` serves any saved policy file
+(any phase, any algorithm) as a controller; other formats can `register_policy_loader(scheme, fn)`.
 
-Importing this module registers the loader; `tamiyo_models.controllers.load_policy` imports it lazily, so a
-fresh worker process resolves `ControllerConfig(kind="policy", policy="file:/abs/model.pt")` by itself.
-The controller passes the features named in the file, computed by `observation_features` — the function
+Nothing needs registering first, so a fresh worker process resolves
+`ControllerConfig(kind="policy", policy="file:/abs/model.pt")` by itself. The controller passes the features named in the file, computed by `observation_features` — the function
 ingestion used for the training rows — and masks illegal actions; the network sees raw features and
 normalises them itself.
 """
@@ -10,16 +10,21 @@ normalises them itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
-from ..agents.saved import load_policy, policy_file_digest
-from ..controllers import LearnedPolicyController, register_policy_loader
+from .learned import LearnedPolicyController
+
+_LOADERS: dict[str, Callable[[str], LearnedPolicyController]] = {}
 
 
 def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None = None) -> LearnedPolicyController:
     """Any saved policy (any phase, any algorithm) as a controller: its unmasked scores in, the controller masks."""
-    import torch
+    import torch  # here, not at the top: building any other controller must not pay for torch
 
-    model, payload = load_policy(path)
+    from ..agents.saved import load_policy as load_policy_file
+    from ..agents.saved import policy_file_digest
+
+    model, payload = load_policy_file(path)
 
     def score(features):
         with torch.no_grad():
@@ -46,8 +51,15 @@ def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None
     )
 
 
-def _load(path: str) -> LearnedPolicyController:
-    return policy_controller(path)
+def register_policy_loader(scheme: str, loader: Callable[[str], LearnedPolicyController]) -> None:
+    _LOADERS[scheme] = loader
 
 
-register_policy_loader("file", _load)
+def load_policy(spec: str) -> LearnedPolicyController:
+    scheme, _, path = spec.partition(":")
+    if scheme == "file" and scheme not in _LOADERS:
+        return policy_controller(path)
+    if scheme not in _LOADERS:
+        known = ", ".join(sorted({"file", *_LOADERS}))
+        raise ValueError(f"no policy loader for {scheme!r} (in {spec!r}); registered loaders: {known}")
+    return _LOADERS[scheme](path)

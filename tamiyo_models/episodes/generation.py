@@ -50,11 +50,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ..common.shutdown import stop_pool
+from ..world.datasets import dataset_unavailable
 from .branching import BranchConfig
-from .datasets import dataset_unavailable
 from .episode import EpisodeConfig, EpisodeResult
 from .rollout import init_worker, run_one, stored_result
-from .shutdown import stop_pool
 
 if TYPE_CHECKING:  # Ray is imported only when used
     from .distributed import RayConfig
@@ -139,7 +139,7 @@ class GenerationSpec:
         """Check every controller entry and every choice of every varied field, each on the base settings, and
         the datasets they name: a typo fails here, naming the key, even where sampling would rarely reach it
         (a controller of weight 0.001, one value of a list)."""
-        from .datasets import check_dataset_config
+        from ..world.datasets import check_dataset_config
 
         rng = np.random.default_rng(0)
 
@@ -322,7 +322,7 @@ def generate(
     again (episodes are deterministic, so its file is what a rerun would write): long analyses resume.
 
     `executor="ray"` runs the episodes as tasks on the Ray cluster that `ray` names instead (address,
-    resources per episode, retries; see tamiyo_models.distributed); `workers` is then unused, as the
+    resources per episode, retries; see tamiyo_models.episodes.distributed); `workers` is then unused, as the
     cluster's resources set how many run at once.
 
     Every episode ends as a result, complete or failed; a failure never stops the others. Results come back
@@ -368,7 +368,7 @@ def generate(
     # forkserver, not fork: a forked copy of a process that already ran torch threads can deadlock. The
     # server imports torch and the library once, so each worker starts in milliseconds instead of seconds.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "torch._dynamo", "tamiyo_models.episode", "sklearn.datasets"])
+    context.set_forkserver_preload(["torch", "torch._dynamo", "tamiyo_models.episodes.episode", "sklearn.datasets"])
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
     try:
         futures = {pool.submit(run_one, payload, out_dir, branch_dict): i for i, payload in enumerate(payloads)}
