@@ -223,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     from .common.shutdown import exit_on_sigterm
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"] and len(argv) > 1 and argv[1] not in ("-h", "--help") and argv[1].startswith("-"):
+        # The form before each phase had its own subcommand (and only its own flags): say what to write instead.
+        at = argv.index("--phase") + 1 if "--phase" in argv else 0
+        phase = argv[at] if 0 < at < len(argv) else "{phase1,phase2,phase3,phase4}"
+        print(f"tamiyo train: the phase is a subcommand, named first: tamiyo train {phase} [options] "
+              f"(tamiyo train {phase} --help lists its options)", file=sys.stderr)  # fmt: skip
+        return 2
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     exit_on_sigterm()  # `kill PID` stops a long command the way Ctrl-C does: its workers are closed, not orphaned
     return args.func(args)

@@ -2,7 +2,7 @@
 dataclasses must agree on every default they share. The library is the source of truth; the assets may depart
 from it only where assets.policies.NIGHTLY_DEFAULTS names the departure (and says why).
 
-Real objects only: the parser from `tamiyo_models.cli.build_parser()`, the Dagster Config classes instantiated,
+Real objects only: the parser from `tamiyo_models.cli.build_parser()` (`tamiyo train PHASE`, each phase its own flags), the Dagster Config classes instantiated,
 the library dataclasses instantiated. A flag or asset field whose default is empty (None) means "the library's
 own value"; for those the test reads what the entry point actually builds (its flags -> config function), so an
 empty default that resolved to anything else would fail here too.
@@ -40,18 +40,20 @@ EXPECTED_NIGHTLY = {
 }
 
 
-def _train_args(*flags):
-    """The `train` subcommand's defaults, as the real parser gives them."""
-    return build_parser().parse_args(["train", *flags])
+def _train_args(phase, *flags):
+    """The `train PHASE` subcommand's defaults, as the real parser gives them (the required flags given)."""
+    required = {"phase1": ["--warehouse", "w.duckdb"], "phase2": ["--warehouse", "w.duckdb", "--parent", "p.pt"],
+                "phase3": ["--warehouse", "w.duckdb"], "phase4": []}[phase]  # fmt: skip
+    return build_parser().parse_args(["train", phase, *required, *flags])
 
 
-CLI = _train_args()
+CLI = {phase: _train_args(phase) for phase in ("phase1", "phase2", "phase3", "phase4")}
 CLI_BUILT = {
-    "phase1": policy_run_config(_train_args("--phase", "phase1")),
-    "phase2": policy_run_config(_train_args("--phase", "phase2")),
-    "phase3": offline_run_config(_train_args("--phase", "phase3")),
-    "phase4": online_run_config(_train_args("--phase", "phase4")),
-    "phase4-vine": online_run_config(_train_args("--phase", "phase4", "--algorithm", "vine")),
+    "phase1": policy_run_config(CLI["phase1"]),
+    "phase2": policy_run_config(CLI["phase2"]),
+    "phase3": offline_run_config(CLI["phase3"]),
+    "phase4": online_run_config(CLI["phase4"]),
+    "phase4-vine": online_run_config(_train_args("phase4", "--algorithm", "vine")),
 }
 ASSET = {"phase1": PolicyTrainingConfig(), "phase2": Phase2Config(), "phase3": Phase3Config(), "phase4": Phase4Config()}
 ASSET_BUILT = {
@@ -69,61 +71,61 @@ FIELDS = {
     **{(phase, name): row for phase in ("phase1", "phase2") for name, row in {
         # ImitationConfig's own feature_set is "base"; both entry points name IMITATION_FEATURE_SET (policies/workflow.py)
         "feature_set": (CLI_BUILT[phase].imitation.feature_set, ASSET[phase].feature_set, IMITATION_FEATURE_SET),
-        "labels": (CLI.labels, ASSET[phase].labels, POLICY_RUN.labels),
+        "labels": (CLI[phase].labels, ASSET[phase].labels, POLICY_RUN.labels),
         "controllers": (CLI_BUILT[phase].controllers, tuple(ASSET[phase].controllers), POLICY_RUN.controllers),
-        "epochs": (CLI.epochs, ASSET[phase].epochs, IMITATION.epochs),
-        "batch_size": (CLI.batch_size, ASSET[phase].batch_size, IMITATION.batch_size),
-        "learning_rate": (CLI.lr, ASSET[phase].learning_rate, IMITATION.learning_rate),
-        "beta": (CLI.beta, ASSET[phase].beta, IMITATION.beta),
-        "val_fraction": (CLI.val_fraction, ASSET[phase].val_fraction, POLICY_RUN.val_fraction),
-        "group_by": (CLI.group_by, ASSET[phase].group_by, POLICY_RUN.group_by),
-        "seed": (CLI.seed, ASSET[phase].seed, IMITATION.seed),
-        "split_seed": (CLI.seed, ASSET[phase].seed, POLICY_RUN.split_seed),
+        "epochs": (CLI[phase].epochs, ASSET[phase].epochs, IMITATION.epochs),
+        "batch_size": (CLI[phase].batch_size, ASSET[phase].batch_size, IMITATION.batch_size),
+        "learning_rate": (CLI[phase].lr, ASSET[phase].learning_rate, IMITATION.learning_rate),
+        "beta": (CLI[phase].beta, ASSET[phase].beta, IMITATION.beta),
+        "val_fraction": (CLI[phase].val_fraction, ASSET[phase].val_fraction, POLICY_RUN.val_fraction),
+        "group_by": (CLI[phase].group_by, ASSET[phase].group_by, POLICY_RUN.group_by),
+        "seed": (CLI[phase].seed, ASSET[phase].seed, IMITATION.seed),
+        "split_seed": (CLI[phase].seed, ASSET[phase].seed, POLICY_RUN.split_seed),
     }.items()},
-    ("phase2", "threshold"): (CLI.threshold, ASSET["phase2"].threshold, WEIGHTING.threshold),
+    ("phase2", "threshold"): (CLI["phase2"].threshold, ASSET["phase2"].threshold, WEIGHTING.threshold),
     # Phase 3
     ("phase3", "feature_set"): (CLI_BUILT["phase3"].feature_set, ASSET["phase3"].feature_set, OFFLINE.feature_set),
     ("phase3", "regimes"): (CLI_BUILT["phase3"].regimes, tuple(ASSET["phase3"].regimes), OFFLINE.regimes),
-    **{("phase3", f"updates ({learner})"): (CLI.updates, ASSET["phase3"].updates, getattr(OFFLINE, learner).updates)
+    **{("phase3", f"updates ({learner})"): (CLI["phase3"].updates, ASSET["phase3"].updates, getattr(OFFLINE, learner).updates)
        for learner in ("cql", "iql", "bcq")},
-    ("phase3", "alpha"): (CLI.alpha, ASSET["phase3"].alpha, OFFLINE.cql.alpha),
-    ("phase3", "tau"): (CLI.tau, ASSET["phase3"].tau, OFFLINE.iql.tau),
-    ("phase3", "awr_beta"): (CLI.awr_beta, ASSET["phase3"].awr_beta, OFFLINE.iql.beta),
-    ("phase3", "bcq_threshold"): (CLI.bcq_threshold, ASSET["phase3"].bcq_threshold, OFFLINE.bcq.threshold),
-    ("phase3", "held_out"): (CLI.held_out, ASSET["phase3"].held_out, OFFLINE.held_out),
-    ("phase3", "seed"): (CLI.seed, ASSET["phase3"].seed, OFFLINE.split_seed),
-    ("phase3", "reward_scale"): (CLI.reward_scale, ASSET_BUILT["phase3"].cql.reward_scale, OFFLINE.cql.reward_scale),
+    ("phase3", "alpha"): (CLI["phase3"].alpha, ASSET["phase3"].alpha, OFFLINE.cql.alpha),
+    ("phase3", "tau"): (CLI["phase3"].tau, ASSET["phase3"].tau, OFFLINE.iql.tau),
+    ("phase3", "awr_beta"): (CLI["phase3"].awr_beta, ASSET["phase3"].awr_beta, OFFLINE.iql.beta),
+    ("phase3", "bcq_threshold"): (CLI["phase3"].bcq_threshold, ASSET["phase3"].bcq_threshold, OFFLINE.bcq.threshold),
+    ("phase3", "held_out"): (CLI["phase3"].held_out, ASSET["phase3"].held_out, OFFLINE.held_out),
+    ("phase3", "seed"): (CLI["phase3"].seed, ASSET["phase3"].seed, OFFLINE.split_seed),
+    ("phase3", "reward_scale"): (CLI["phase3"].reward_scale, ASSET_BUILT["phase3"].cql.reward_scale, OFFLINE.cql.reward_scale),
     # Phase 4 (default algorithm PPO; vine's own rows below)
     ("phase4", "algorithm"): (CLI_BUILT["phase4"].algorithm, ASSET["phase4"].algorithm, ONLINE.algorithm),
-    ("phase4", "spec"): (CLI.spec, ASSET["phase4"].spec, ONLINE.spec),
-    ("phase4", "regime"): (CLI.regime, ASSET_BUILT["phase4"].regime, ONLINE.regime),  # the asset's "" is None
-    ("phase4", "workers"): (CLI.workers, ASSET["phase4"].workers, ONLINE.workers),
-    ("phase4", "ray_address"): (CLI.ray_address, ASSET_BUILT["phase4"].ray_address, ONLINE.ray_address),
-    ("phase4", "cpus_per_episode"): (CLI.cpus_per_episode, ASSET["phase4"].cpus_per_episode, ONLINE.cpus_per_episode),
-    ("phase4", "record_dir"): (CLI.record_dir, ASSET["phase4"].record_dir, ONLINE.record_dir),
+    ("phase4", "spec"): (CLI["phase4"].spec, ASSET["phase4"].spec, ONLINE.spec),
+    ("phase4", "regime"): (CLI["phase4"].regime, ASSET_BUILT["phase4"].regime, ONLINE.regime),  # the asset's "" is None
+    ("phase4", "workers"): (CLI["phase4"].workers, ASSET["phase4"].workers, ONLINE.workers),
+    ("phase4", "ray_address"): (CLI["phase4"].ray_address, ASSET_BUILT["phase4"].ray_address, ONLINE.ray_address),
+    ("phase4", "cpus_per_episode"): (CLI["phase4"].cpus_per_episode, ASSET["phase4"].cpus_per_episode, ONLINE.cpus_per_episode),
+    ("phase4", "record_dir"): (CLI["phase4"].record_dir, ASSET["phase4"].record_dir, ONLINE.record_dir),
     ("phase4", "feature_set"): (CLI_BUILT["phase4"].feature_set, ASSET_BUILT["phase4"].feature_set, ONLINE.feature_set),
     ("phase4", "episodes"): (CLI_BUILT["phase4"].ppo.episodes, ASSET_BUILT["phase4"].ppo.episodes, ONLINE.ppo.episodes),
     ("phase4", "episodes_per_iteration"): (CLI_BUILT["phase4"].ppo.episodes_per_iteration,
                                            ASSET_BUILT["phase4"].ppo.episodes_per_iteration, ONLINE.ppo.episodes_per_iteration),
-    ("phase4", "entropy_floor"): (CLI.entropy_floor, ASSET["phase4"].entropy_floor, ONLINE.ppo.entropy_floor),
+    ("phase4", "entropy_floor"): (CLI["phase4"].entropy_floor, ASSET["phase4"].entropy_floor, ONLINE.ppo.entropy_floor),
     ("phase4", "kl_coef"): (CLI_BUILT["phase4"].ppo.kl_coef, ASSET_BUILT["phase4"].ppo.kl_coef, ONLINE.ppo.kl_coef),
-    ("phase4", "seed"): (CLI.seed, ASSET["phase4"].seed, ONLINE.ppo.seed),
-    ("phase4", "distil_updates"): (CLI.distil_updates, ASSET["phase4"].distil_updates, DISTIL.updates),
-    ("phase4", "distil_seed"): (CLI.seed, ASSET["phase4"].seed, DISTIL.seed),
+    ("phase4", "seed"): (CLI["phase4"].seed, ASSET["phase4"].seed, ONLINE.ppo.seed),
+    ("phase4", "distil_updates"): (CLI["phase4"].distil_updates, ASSET["phase4"].distil_updates, DISTIL.updates),
+    ("phase4", "distil_seed"): (CLI["phase4"].seed, ASSET["phase4"].seed, DISTIL.seed),
     ("phase4", "vine iterations"): (CLI_BUILT["phase4-vine"].vine.iterations, ASSET_BUILT["phase4-vine"].vine.iterations,
                                     ONLINE.vine.iterations),
     ("phase4", "vine episodes_per_iteration"): (CLI_BUILT["phase4-vine"].vine.episodes_per_iteration,
                                                 ASSET_BUILT["phase4-vine"].vine.episodes_per_iteration,
                                                 ONLINE.vine.episodes_per_iteration),
     ("phase4", "vine seed"): (CLI_BUILT["phase4-vine"].vine.seed, ASSET_BUILT["phase4-vine"].vine.seed, ONLINE.vine.seed),
-    ("phase4", "val_subsample"): (CLI.val_subsample, ASSET["phase4"].val_subsample, ONLINE.vine.val_subsample),
-    ("phase4", "fork_min_step"): (CLI.fork_min_step, ASSET["phase4"].fork_min_step, ONLINE.vine.min_step),
-    ("phase4", "fork_max_step"): (CLI.fork_max_step, ASSET["phase4"].fork_max_step, ONLINE.vine.max_step),
-    ("phase4", "confirm_orders"): (CLI.confirm_orders, ASSET["phase4"].confirm_orders, ONLINE.vine.confirm_orders),
-    ("phase4", "forks"): (CLI.forks, ASSET["phase4"].forks, ONLINE.vine.forks_per_episode),
-    ("phase4", "margin"): (CLI.margin, ASSET["phase4"].margin, ONLINE.vine.margin),
-    ("phase4", "label_rule"): (CLI.label_rule, ASSET["phase4"].label_rule, ONLINE.vine.label_rule),
-    ("phase4", "evidence_from"): (tuple(CLI.evidence_from), tuple(ASSET["phase4"].evidence_from), ONLINE.vine.evidence_from),
+    ("phase4", "val_subsample"): (CLI["phase4"].val_subsample, ASSET["phase4"].val_subsample, ONLINE.vine.val_subsample),
+    ("phase4", "fork_min_step"): (CLI["phase4"].fork_min_step, ASSET["phase4"].fork_min_step, ONLINE.vine.min_step),
+    ("phase4", "fork_max_step"): (CLI["phase4"].fork_max_step, ASSET["phase4"].fork_max_step, ONLINE.vine.max_step),
+    ("phase4", "confirm_orders"): (CLI["phase4"].confirm_orders, ASSET["phase4"].confirm_orders, ONLINE.vine.confirm_orders),
+    ("phase4", "forks"): (CLI["phase4"].forks, ASSET["phase4"].forks, ONLINE.vine.forks_per_episode),
+    ("phase4", "margin"): (CLI["phase4"].margin, ASSET["phase4"].margin, ONLINE.vine.margin),
+    ("phase4", "label_rule"): (CLI["phase4"].label_rule, ASSET["phase4"].label_rule, ONLINE.vine.label_rule),
+    ("phase4", "evidence_from"): (tuple(CLI["phase4"].evidence_from), tuple(ASSET["phase4"].evidence_from), ONLINE.vine.evidence_from),
 }
 # Fields only the asset and the library share (the command line has no flag for them): the same rule applies.
 ASSET_ONLY = {
@@ -178,8 +180,34 @@ def test_asset_and_library_defaults_agree_where_the_cli_has_no_flag(phase, field
 def test_the_kl_penalty_default_is_each_algorithms_own():
     """--kl-coef / kl_coef left empty: each learner keeps the library's own (PPO 0.1, the others 0)."""
     for algorithm in ("reinforce", "a2c", "ppo"):
-        cli = online_run_config(_train_args("--phase", "phase4", "--algorithm", algorithm))
+        cli = online_run_config(_train_args("phase4", "--algorithm", algorithm))
         asset = _online_run_config(Phase4Config(algorithm=algorithm), "unused.duckdb")
         library = getattr(ONLINE, algorithm).kl_coef
         values = f"{algorithm}.kl_coef: CLI {cli.learner.kl_coef!r}, asset {asset.learner.kl_coef!r}, library {library!r}"
         assert cli.learner.kl_coef == asset.learner.kl_coef == library, values
+
+
+def _options(phase: str) -> set[str]:
+    parser = build_parser()
+    train = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict))._name_parser_map["train"]
+    sub = next(a for a in train._actions if hasattr(a, "choices") and isinstance(a.choices, dict)).choices[phase]
+    return {o for a in sub._actions for o in a.option_strings}
+
+
+def test_each_phase_offers_only_its_own_flags():
+    # The flag sets that must not leak between phases: what one learner reads, another would silently ignore.
+    imitation, offline = {"--epochs", "--labels", "--lr"}, {"--alpha", "--tau", "--updates", "--bcq-threshold"}
+    online = {"--episodes", "--workers", "--spec", "--kl-coef", "--forks", "--label-rule"}
+    assert imitation <= _options("phase1") and not (offline | online | {"--variant"}) & _options("phase1")
+    assert imitation | {"--variant", "--threshold"} <= _options("phase2") and not (offline | online) & _options("phase2")
+    assert offline <= _options("phase3") and not (imitation | online | {"--variant"}) & _options("phase3")
+    assert online <= _options("phase4") and not (imitation | offline | {"--variant"}) & _options("phase4")
+
+
+def test_the_old_phase_flag_gets_a_clear_error(capsys):
+    from tamiyo_models.cli import main
+
+    assert main(["train", "--phase", "phase3", "--warehouse", "w.duckdb"]) == 2
+    err = capsys.readouterr().err
+    assert "tamiyo train phase3 [options]" in err and "subcommand" in err
+    assert main(["train", "--warehouse", "w.duckdb"]) == 2 and "tamiyo train {phase1,phase2,phase3,phase4}" in capsys.readouterr().err

@@ -259,7 +259,7 @@ def test_online_rollouts_on_ray_equal_the_local_worker_processes_for_the_same_se
     assert all(a["propensity"] == a["probabilities"][a["fine"]] > 0 for a in steps)
 
     # The same through the command line: only the address changes (4 episodes of PPO, no MLflow).
-    code = main(["train", "--phase", "phase4", "--algorithm", "ppo", "--episodes", "4", "--episodes-per-iteration", "2",
+    code = main(["train", "phase4", "--algorithm", "ppo", "--episodes", "4", "--episodes-per-iteration", "2",
                  "--spec", str(spec), "--feature-set", "base+lifecycle", "--ray-address", ray_head, "--no-mlflow",
                  "--record-dir", str(tmp_path / "cli-raw"), "--out", str(tmp_path / "cli")])  # fmt: skip
     assert code == 0 and (tmp_path / "cli" / "phase4-ppo.pt").exists()

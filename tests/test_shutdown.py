@@ -44,7 +44,7 @@ def test_sigterm_stops_the_command_and_its_workers(tmp_path, command):
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
     args = {"generate": ["generate", "--spec", str(spec), "--episodes", "6", "--workers", "2", "--out", str(tmp_path / "raw")],
-            "train": ["train", "--phase", "phase4", "--spec", str(spec), "--episodes", "8", "--workers", "2", "--no-mlflow",
+            "train": ["train", "phase4", "--spec", str(spec), "--episodes", "8", "--workers", "2", "--no-mlflow",
                       "--record-dir", "", "--feature-set", "base+lifecycle", "--out", str(tmp_path / "out")]}[command]  # fmt: skip
     env = {**os.environ, "TQDM_DISABLE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "tamiyo_models.cli", *args], env=env,

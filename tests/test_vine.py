@@ -183,7 +183,7 @@ def test_tamiyo_train_vine_lands_parents_and_branches_and_registers_the_policy(t
     # The fork window pins the one fork to step 2, which always has a choice (a seed grafted at step 1 can be
     # culled, else one can be grafted); a random step could land on WAIT-only states to the end of the episode
     # (after a cull, during the embargo), and the run ids, hence the drawn steps, change with tmp_path.
-    code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", str(initial), "--spec", str(spec),
+    code = main(["train", "phase4", "--algorithm", "vine", "--parent", str(initial), "--spec", str(spec),
                  "--episodes", "4", "--episodes-per-iteration", "2", "--forks", "1", "--fork-max-step", "2", "--workers", "1",
                  "--confirm-orders", "1", "--label-rule", "fork", "--record-dir", str(tmp_path / "landing"), "--out", str(tmp_path / "out"),
                  "--mlflow-root", str(tmp_path / "mlflow")])  # fmt: skip
@@ -232,7 +232,7 @@ def test_tamiyo_train_vine_from_a_fixed_schedule_branches_its_graft(tmp_path, ca
     warehouse = build_warehouse(tmp_path / "data")
     spec = tmp_path / "vine-test.toml"
     spec.write_text(SPEC)
-    code = main(["train", "--phase", "phase4", "--algorithm", "vine", "--parent", "fixed:conv_heavy@1", "--distil", "0.05",
+    code = main(["train", "phase4", "--algorithm", "vine", "--parent", "fixed:conv_heavy@1", "--distil", "0.05",
                  "--distil-updates", "1000",
                  "--warehouse", str(warehouse), "--spec", str(spec), "--episodes", "2", "--episodes-per-iteration", "2",
                  "--forks", "2", "--fork-min-step", "1", "--fork-max-step", "2", "--val-subsample", "60", "--workers", "1",

@@ -1,6 +1,6 @@
 """Online rollouts on a Ray cluster: a Gymnasium vector environment whose sub-environments are Ray actors.
 
-`make_vector_env(..., ray=RayConfig(address))` (and `tamiyo train --phase phase4 --ray-address ...`, and the
+`make_vector_env(..., ray=RayConfig(address))` (and `tamiyo train phase4 --ray-address ...`, and the
 `phase4_online_policy` asset's `ray_address`) land here; the learner does not change. Each sub-environment is a
 TamiyoEnv (wrapped by RecordRawRun when recording) living in one Ray actor that reserves `cpus_per_episode`
 CPUs and `gpus_per_episode` GPUs; a step sends every actor its action at once and waits for all of them, so
