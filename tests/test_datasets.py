@@ -344,6 +344,44 @@ def test_imagefolder_two_classes(tmp_path):
     assert set(data.train_y.tolist()) == {0, 1} and len(data.val_y) == len(data.test_y) == 2
 
 
+def _class_folders(root: Path, per_class: dict[str, int], shade: int = 0) -> None:
+    from PIL import Image
+
+    for cls, n in per_class.items():
+        (root / cls).mkdir(parents=True)
+        colour = (250, 10, 10) if cls == "cats" else (10, 10, 250)
+        for i in range(n):
+            Image.new("RGB", (10, 10), tuple(max(0, c - shade - i) for c in colour)).save(root / cls / f"{i}.png")
+
+
+def test_imagefolder_with_train_and_test_scores_on_the_test_folder(tmp_path):
+    # The layout of the CIFAR-10 dev subset: train/<class>/ and test/<class>/. Read naively it would be a
+    # two-class "train vs test" task; instead test/ is the scored split, whole, and validation comes from train/.
+    _class_folders(tmp_path / "train", {"cats": 10, "dogs": 10})
+    _class_folders(tmp_path / "test", {"cats": 3, "dogs": 3}, shade=100)
+    data = load_task_data(DatasetConfig(name=f"imagefolder:{tmp_path}", image_size=8, val_fraction=0.2))
+    assert data.class_names == ["cats", "dogs"] and data.num_classes == 2
+    assert len(data.test_y) == 6 and sorted(data.test_y.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert len(data.train_y) + len(data.val_y) == 20 and len(data.val_y) == 4
+    # No test image reaches train or validation: the test folder's darker shades appear only in the test split.
+    test_rows = {tuple(r) for r in data.test_x.flatten(1).numpy().round(4).tolist()}
+    seen_rows = {tuple(r) for r in torch.cat([data.train_x, data.val_x]).flatten(1).numpy().round(4).tolist()}
+    assert not test_rows & seen_rows
+
+
+@pytest.mark.parametrize("layout,match", [
+    ({"train": {"cats": 2, "dogs": 2}}, "exactly train/ and test/"),
+    ({"train": {"cats": 2, "dogs": 2}, "test": {"cats": 1, "dogs": 1}, "extra": {"cats": 1, "dogs": 1}}, "exactly train/ and test/"),
+    ({"train": {"cats": 2, "dogs": 2}, "test": {"cats": 1, "birds": 1}}, "same class folders"),
+])  # fmt: skip
+def test_an_image_folder_layout_it_cannot_read_is_a_clear_error(tmp_path, layout, match):
+    for split, classes in layout.items():
+        _class_folders(tmp_path / split, classes)
+    with pytest.raises(DatasetError, match=match) as info:
+        load_task_data(DatasetConfig(name=f"imagefolder:{tmp_path}", image_size=8))
+    assert str(tmp_path) in str(info.value)
+
+
 def test_imagefolder_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         load_task_data(DatasetConfig(name=f"imagefolder:{tmp_path / 'absent'}"))

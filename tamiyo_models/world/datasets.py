@@ -14,7 +14,7 @@ and three splits:
 Sources with an official test split (Fashion-MNIST, CIFAR) keep it whole as
 the test split (``test_subsample`` may shrink it) and carve the validation
 split out of their training pool (``val_fraction`` of the pool, then
-``val_subsample``). Sources without one (digits, imagefolder) are split three
+``val_subsample``). Sources without one (digits, an unsplit imagefolder) are split three
 ways, stratified: ``test_fraction`` and ``val_fraction`` of all examples.
 
 Sources (``DatasetConfig.name``):
@@ -48,7 +48,10 @@ Sources (``DatasetConfig.name``):
 ``imagefolder:PATH``
     ``torchvision.datasets.ImageFolder(PATH)``: one sub-folder per class,
     images converted to RGB and resized to ``image_size`` squared; stratified
-    ``test_fraction`` and ``val_fraction`` hold-outs.
+    ``test_fraction`` and ``val_fraction`` hold-outs. A PATH that holds
+    ``train/`` and ``test/`` (each one sub-folder per class, the same classes)
+    is already split: ``test/`` is the test split, whole, and validation is
+    carved out of ``train/`` like an official test split's source.
 
 Split, subsampling and label noise depend only on ``split_seed``, never on the
 episode seed, so all episodes of an experiment see the same data.
@@ -726,16 +729,44 @@ def _check_label_range(y: np.ndarray, num_classes: int, dataset: str, path: str)
 # ---------------------------------------------------------------- imagefolder
 
 
-def _load_imagefolder(config: DatasetConfig) -> _RawSplits:
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
+SPLIT_FOLDERS = ("train", "test")  # an image folder that holds these two is one already split into train and test
 
+
+def _load_imagefolder(config: DatasetConfig) -> _RawSplits:
+    """One folder of class folders (split three ways here), or a folder holding `train/` and `test/`, each a folder
+    of class folders: then `test/` is the test split, whole, and validation is carved out of `train/`, exactly as
+    for a source with an official test split. Read as one class folder each, `train` and `test` would make a
+    two-class "train vs test" task, so that layout is recognised, never guessed at."""
     path = config.name[len(IMAGEFOLDER_PREFIX):]
     if not os.path.isdir(path):
         raise DatasetError(
             f"dataset {config.name!r}: folder {path!r} does not exist; it should hold one "
-            "sub-folder of images per class"
+            "sub-folder of images per class, or train/ and test/ folders that each do"
         )
+    subfolders = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+    split = [name for name in subfolders if name in SPLIT_FOLDERS]
+    if not split:
+        x, y, classes = _read_image_folder(path, config)
+        return _stratified_split(x, y, classes, 255.0, config)
+    if set(subfolders) != set(SPLIT_FOLDERS):
+        raise DatasetError(
+            f"dataset {config.name!r}: {path!r} holds {', '.join(subfolders)}; a split image folder holds exactly "
+            "train/ and test/ (each one sub-folder per class), an unsplit one only class folders"
+        )
+    train_x, train_y, classes = _read_image_folder(os.path.join(path, "train"), config)
+    test_x, test_y, test_classes = _read_image_folder(os.path.join(path, "test"), config)
+    if test_classes != classes:
+        raise DatasetError(
+            f"dataset {config.name!r}: train/ and test/ in {path!r} must hold the same class folders; "
+            f"train has {', '.join(classes)}, test has {', '.join(test_classes)}"
+        )
+    return _split_official(train_x, train_y, test_x, test_y, classes, 255.0, config)
+
+
+def _read_image_folder(path: str, config: DatasetConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
     size = config.image_size
 
     def to_array(img: Image.Image) -> np.ndarray:
@@ -755,4 +786,4 @@ def _load_imagefolder(config: DatasetConfig) -> _RawSplits:
     y = np.empty(len(folder), dtype=np.int64)
     for i in range(len(folder)):
         x[i], y[i] = folder[i]
-    return _stratified_split(x, y, list(folder.classes), 255.0, config)
+    return x, y, list(folder.classes)
