@@ -50,6 +50,7 @@ from ..world.host import HostConfig, HostNetwork
 from ..world.lifecycle import NEXT_STAGE, GateConfig, Stage, check_gate
 from ..world.rawrun import RawRunWriter
 from ..world.reward import RewardConfig, step_reward
+from ..world.score import charged_score, check_rent, growth_charge
 from ..world.seed_slot import SeedSlot
 from ..world.telemetry import GradientMonitor, TelemetryConfig, evaluate, sharpness, weight_norms
 
@@ -75,6 +76,8 @@ class EpisodeConfig:
     embargo_epochs: int = 4  # EMBARGOED epochs after a cull, then 1 RESETTING epoch
     gates: GateConfig = field(default_factory=GateConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    # pp of score per doubling of parameters (tamiyo_models.world.score); 0: the score is the test accuracy.
+    rent: float = 0.0
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tags: dict = field(default_factory=dict, hash=False, compare=False)  # free-form, e.g. spec name
     # Where the host, its seeds and the data live ("cpu", "cuda", "cuda:1"). Random draws stay on the CPU
@@ -94,6 +97,7 @@ class EpisodeConfig:
         unknown = set(self.blueprints) - set(BLUEPRINTS)
         if unknown:
             raise ValueError(f"unknown blueprints {sorted(unknown)}; known: {', '.join(BLUEPRINTS)}")
+        object.__setattr__(self, "rent", check_rent(self.rent))
 
     def to_dict(self) -> dict:
         return {
@@ -115,7 +119,8 @@ class EpisodeConfig:
             "reward": self.reward.to_dict(),
             "telemetry": self.telemetry.to_dict(),
             "tags": dict(self.tags),
-            # Only when set: a CPU configuration keeps the run id it always had.
+            # Only when set: a CPU configuration without rent keeps the run id it always had.
+            **({"rent": self.rent} if self.rent else {}),
             **({"device": self.device} if self.device != "cpu" else {}),
         }
 
@@ -165,6 +170,8 @@ class EpisodeResult:
     final_test_accuracy: float = float("nan")  # the score comparisons use: test split, after the last epoch
     test_accuracy_last: float = float("nan")  # mean test accuracy over the last `score_epochs` epochs
     final_parameters: int = 0
+    rent: float = 0.0
+    score: float = float("nan")  # what comparisons decide on: final_test_accuracy charged for growth
 
     @classmethod
     def not_started(cls, config: EpisodeConfig, out_dir: str | Path, error: str) -> "EpisodeResult":
@@ -186,12 +193,16 @@ class EpisodeResult:
             seeds_culled=footer["seeds_culled"], episode_return=number("return"), wall_seconds=number("wall_seconds"),
             error=footer.get("error"), final_test_accuracy=number("final_test_accuracy"),
             test_accuracy_last=number("test_accuracy_last"), final_parameters=int(footer.get("final_parameters") or 0),
+            # A footer written before rent existed paid none: its score is its test accuracy.
+            rent=float(footer.get("rent") or 0.0), score=number("score" if "score" in footer else "final_test_accuracy"),
         )  # fmt: skip
 
     def summary_line(self) -> str:
         if self.status != "complete":
             return f"{self.run_id}: {self.status.upper()} after {self.steps} steps: {self.error}"
         test = "" if math.isnan(self.final_test_accuracy) else f"test {self.final_test_accuracy:.2f}%, "
+        if self.rent and not math.isnan(self.score):
+            test += f"score {self.score:.2f} at rent {self.rent:g}, "
         return (
             f"{self.run_id}: {test}final val {self.final_val_accuracy:.2f}% (best {self.best_val_accuracy:.2f}%), "
             f"seeds {self.seeds_created} created / {self.seeds_fossilized} fossilized / "
@@ -519,6 +530,7 @@ class Episode:
         if self.done:
             raise RuntimeError(f"the episode is over: all {self.config.max_epochs} epochs are trained")
         acc_before, best_before = self.val_accuracy_history[-1], self.best_val_accuracy
+        charge_before = self.growth_charge()
         outcome = self.apply(action)
         telemetry_seconds = self.train_epoch()
         outcome["events"] += self.advance_clocks()
@@ -529,13 +541,22 @@ class Episode:
             self.score_test()
             test_seconds = time.perf_counter() - t0
         acc_after, best_after = self.val_accuracy_history[-1], self.best_val_accuracy
-        reward = step_reward(self.config.reward, acc_before, acc_after, best_before, best_after)
+        rent_charge = self.growth_charge() - charge_before if self.config.rent else None
+        reward = step_reward(self.config.reward, acc_before, acc_after, best_before, best_after, rent_charge)
         outcome.update(
             val_accuracy_before=acc_before, val_accuracy_after=acc_after, val_loss_after=self.val_loss_history[-1],
             train_loss_after=self.train_loss, best_val_accuracy_before=best_before, best_val_accuracy_after=best_after,
             **reward,
         )  # fmt: skip
         return outcome, reward["reward"], {"telemetry_seconds": telemetry_seconds, "test_seconds": test_seconds}
+
+    def parameter_count(self) -> int:
+        """Parameters of the network as it stands: the host and every seed in a slot, whatever its stage."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def growth_charge(self) -> float:
+        """What the network's size costs the score now (pp); 0.0 at rent 0."""
+        return growth_charge(self.config.rent, self.parameter_count(), self.initial_parameters)
 
     def decision_state(self) -> tuple[dict, dict[str, float], tuple[bool, ...]]:
         """What a controller decides on: the raw observation record, its features and the legal actions."""
@@ -564,7 +585,7 @@ def step_record(record: dict, features: dict, action_record: dict, outcome: dict
 
 def run_header(config: EpisodeConfig, episode: Episode, run_id: str, controller: dict) -> dict:
     """The raw run header: configuration, seeds, code, controller description, task and host sizes."""
-    data, model = episode.data, episode.model
+    data = episode.data
     slot_channels = sorted({config.host.widths[s] for s in config.host.slots})
     return {
         "run_id": run_id,
@@ -583,7 +604,8 @@ def run_header(config: EpisodeConfig, episode: Episode, run_id: str, controller:
             "test_size": len(data.test_x),
             "noisy_labels": data.noisy_label_count,
         },
-        "host_parameters": sum(p.numel() for p in model.parameters()),
+        # The episode's, not the network's now: a branch run starts from a snapshot that may hold a seed.
+        "host_parameters": episode.initial_parameters,
         "blueprint_parameters": {b: {str(c): parameter_count(b, c) for c in slot_channels} for b in BLUEPRINTS},
         "torch_version": torch.__version__,
     }
@@ -591,6 +613,9 @@ def run_header(config: EpisodeConfig, episode: Episode, run_id: str, controller:
 
 def run_footer(episode: Episode, status: str, error: str | None, steps: int, episode_return: float, wall_seconds: float) -> dict:
     """The raw run footer: how the run ended and the episode's outcome, test score included."""
+    test = episode.test_summary()
+    parameters = episode.parameter_count()
+    rent = episode.config.rent
     return {
         "status": status,
         "error": error,
@@ -601,8 +626,10 @@ def run_footer(episode: Episode, status: str, error: str | None, steps: int, epi
         "seeds_fossilized": episode.seeds_fossilized,
         "seeds_culled": episode.seeds_culled,
         "return": episode_return,
-        **episode.test_summary(),
-        "final_parameters": sum(p.numel() for p in episode.model.parameters()),
+        **test,
+        "final_parameters": parameters,
+        "rent": rent,
+        "score": charged_score(test["final_test_accuracy"], rent, parameters, episode.initial_parameters),
         "wall_seconds": wall_seconds,
         "final_observation": episode.observation_record(),
         "final_legal": [a for a, ok in zip(FINE_ACTIONS, episode.legal_mask()) if ok],

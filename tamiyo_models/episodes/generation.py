@@ -30,6 +30,10 @@ configuration carries the regime's name (tag `regime`), so analyses compare cont
     base = { dataset = { name = "fashion-mnist", train_subsample = 3000, val_subsample = 2000 }, max_epochs = 30 }
     vary = { "host.widths" = [[2, 4, 8]] }
 
+A spec may set a **compute rent** (docs/arena.md, "Compute rent"), the same for every episode and regime, so
+every score of a spec is charged alike: `rent = 1.0` at the top level charges each episode's score 1 pp per
+doubling of its parameters, and its reward the same. Absent, it is 0: the score is the test accuracy.
+
 A regime whose dataset is not on this machine (Fashion-MNIST without Debian's package, say) is left out of
 sampling, with one message naming the files and how to get them (`GenerationSpec.unavailable`).
 """
@@ -52,6 +56,7 @@ import numpy as np
 
 from ..common.shutdown import stop_pool
 from ..world.datasets import dataset_unavailable
+from ..world.score import check_rent
 from .branching import BranchConfig
 from .episode import EpisodeConfig, EpisodeResult
 from .rollout import init_worker, run_one, stored_result
@@ -77,14 +82,26 @@ class GenerationSpec:
     regimes: list[dict] = field(default_factory=list)  # named families of configurations (see module docstring)
     source: str = "<dict>"
     unavailable: dict[str, str] = field(default_factory=dict)  # regime -> why it is left out on this machine
+    rent: float = 0.0  # pp of score per doubling of parameters, for every episode of the spec
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> "GenerationSpec":
-        unknown = set(d) - {"name", "base", "vary", "controllers", "branching", "regimes"}
+        unknown = set(d) - {"name", "base", "vary", "controllers", "branching", "regimes", "rent"}
         if unknown:
             raise SpecError(
-                f"{source}: unknown top-level keys {sorted(unknown)} (known: name, base, vary, controllers, branching, regimes)"
+                f"{source}: unknown top-level keys {sorted(unknown)} (known: name, base, vary, controllers, branching, "
+                "regimes, rent)"
             )
+        try:
+            rent = check_rent(d.get("rent", 0.0))
+        except ValueError as exc:
+            raise SpecError(f"{source}: rent: {exc}") from None
+        # One rent per spec: scores charged at different rents would be compared as if they were alike.
+        tables = [("base", d.get("base") or {}), ("vary", d.get("vary") or {})]
+        tables += [(f"regimes[{r.get('name', i)}].{k}", r.get(k) or {}) for i, r in enumerate(d.get("regimes", [])) for k in ("base", "vary")]
+        for where, table in tables:
+            if isinstance(table, dict) and "rent" in table:
+                raise SpecError(f"{source}: {where}.rent: the rent is set once, at the top level of a spec (rent = ...)")
         regimes = d.get("regimes", [])
         for i, regime in enumerate(regimes):
             bad = set(regime) - {"name", "weight", "base", "vary", "description"}
@@ -106,6 +123,7 @@ class GenerationSpec:
             controllers=d.get("controllers", [{"kind": "heuristic", "weight": 1.0}]),
             regimes=regimes,
             source=source,
+            rent=rent,
         )
         # Which regimes this machine lacks the data for, then every setting checked up front (naming the spec
         # file and key) rather than inside a worker later.
@@ -237,6 +255,7 @@ class GenerationSpec:
                     controller[key] = _draw(value, rng, f"{self.source}: controllers.{key}")
             d["controller"] = {**d.get("controller", {}), **controller}
             d["seed"] = int(rng.integers(0, 2**31 - 1))
+            d["rent"] = self.rent
             d.setdefault("tags", {}).update({"spec": self.name, "batch_seed": seed, "batch_index": index})
             if regime is not None:
                 d["tags"]["regime"] = regime["name"]

@@ -6,6 +6,7 @@
     host, seed_slot            the host network and the slot a seed grows in
     telemetry, features        what is measured each epoch, and the observation features built from it
     reward                     the per-step reward
+    score                      the score an episode is judged on, and the compute rent that charges growth
     datasets                   the tasks (digits, Fashion-MNIST, CIFAR, image folders) and their splits
     rawrun                     the raw run file an episode writes, and its reader
     configs                    reading configuration dataclasses back from dictionaries
