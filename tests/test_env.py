@@ -204,3 +204,22 @@ def test_a_greedy_policy_logs_the_one_hot_it_acted_by():
     mixed.reset(np.random.default_rng(1))
     probs = mixed.decide(observation).probabilities
     assert probs[decision.action.index] == pytest.approx(0.8 + 0.2 / len(FINE_ACTIONS))
+
+
+def test_an_env_given_its_configurations_runs_only_those():
+    """configs: after reset(seed=k) the n-th episode is configs[k][n] (dicts or configurations), and an episode
+    beyond them is refused, so a caller that registered their seeds knows every seed the env runs."""
+    given = {5: [_config(max_epochs=2, seed=40), _config(max_epochs=2, seed=42).to_dict()], 9: [_config(max_epochs=2, seed=44)]}
+    env = TamiyoEnv(_config(max_epochs=2, seed=1), configs=given)
+    seeds = []
+    for reset_seed in (5, None, 9):
+        env.reset(seed=reset_seed)
+        seeds.append(env.config.seed)
+    assert seeds == [40, 42, 44]
+    env.reset(seed=5)  # a new reset starts its list again
+    assert env.config.seed == 40
+    env.reset()
+    with pytest.raises(RuntimeError, match="no configuration was given for episode 3 after reset\\(seed=5\\)"):
+        env.reset()
+    with pytest.raises(RuntimeError, match="reset\\(seed=7\\)"):
+        env.reset(seed=7)

@@ -14,7 +14,10 @@ world, step for step.
 - `terminated` after the last epoch; `truncated` when `max_steps` stops the episode early.
 - `reset(seed, options)`: `options["config"]` (an EpisodeConfig or its dict) runs that configuration;
   otherwise one is drawn from `spec` (a generation spec, optionally one regime) or the `config` template with
-  a seed from the environment's RNG, so `reset(seed=k)` always gives the same episode.
+  a seed from the environment's RNG, so `reset(seed=k)` always gives the same episode. With `configs`
+  ({reset seed: [configurations]}), the n-th episode after `reset(seed=k)` runs `configs[k][n]` and any other
+  episode is refused: a learner whose episode seeds must be registered before they run (the nightly loop's
+  seed registry) hands them over here.
 - The test split is never in an observation or an info: the score that judges a policy is the raw run's
   footer (see `RecordRawRun`), which the learner never reads.
 
@@ -52,6 +55,7 @@ class TamiyoEnv(gym.Env):
         max_steps: int | None = None,
         illegal_action: str = "wait",
         agent: str = "agent",
+        configs: dict | None = None,
     ):
         if feature_set not in FEATURE_SETS:
             raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
@@ -68,6 +72,8 @@ class TamiyoEnv(gym.Env):
             if regime is not None:
                 self.spec._regime(regime)  # fails now, naming the regime, if it cannot run here
         self.regime, self.feature_set, self.max_steps = regime, feature_set, max_steps
+        self.configs = None if configs is None else {int(k): list(v) for k, v in configs.items()}
+        self._stream: tuple[int | None, int] = (None, 0)  # (the last reset seed, episodes drawn since)
         self.illegal_action, self.agent = illegal_action, agent
         self.feature_names: tuple[str, ...] = FEATURE_SETS[feature_set]
         low, high = zip(*(feature_bounds(name) for name in self.feature_names))
@@ -88,6 +94,8 @@ class TamiyoEnv(gym.Env):
         from ..world.datasets import load_task_data
 
         super().reset(seed=seed)
+        if seed is not None:
+            self._stream = (int(seed), 0)
         config = (options or {}).get("config")
         if config is None:
             config = self._draw_config()
@@ -146,6 +154,15 @@ class TamiyoEnv(gym.Env):
 
     # ----- helpers -----------------------------------------------------------------------------------
     def _draw_config(self) -> EpisodeConfig:
+        if self.configs is not None:
+            key, n = self._stream
+            given = self.configs.get(key, []) if key is not None else []
+            if n >= len(given):
+                raise RuntimeError(f"TamiyoEnv: no configuration was given for episode {n + 1} after reset(seed={key}); "
+                                   "this environment runs only the configurations it was handed (seeds registered first)")  # fmt: skip
+            self._stream = (key, n + 1)
+            config = given[n]
+            return EpisodeConfig.from_dict(config) if isinstance(config, dict) else config
         draw = int(self.np_random.integers(0, 2**31 - 1))
         if self.spec is not None:
             configs = self.spec.sample_regime(self.regime, 1, draw) if self.regime else self.spec.sample(1, draw)

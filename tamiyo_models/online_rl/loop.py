@@ -57,8 +57,23 @@ class OnlineResult:
     resumed_from: int | None = None
 
 
-def _iteration_seed(config: OnlineConfig, iteration: int) -> int:
+def iteration_seed(config: OnlineConfig, iteration: int) -> int:
+    """The seed iteration `iteration` resets the vector environment with (sub-environment i gets it + i)."""
     return int(np.random.SeedSequence([config.seed, iteration]).generate_state(1)[0] % (2**31 - 1))
+
+
+def episode_slots(config: OnlineConfig, num_envs: int) -> dict[int, int]:
+    """{reset seed: the most episodes one sub-environment can start after it} over the whole budget, so that a
+    caller can hand the environments every configuration beforehand (TamiyoEnv's `configs`). An iteration of n
+    episodes ends once n have finished; a sub-environment finishes at most n of them and may have started one
+    more when the others finish first, hence n + 1."""
+    slots, used, iteration = {}, 0, 0
+    while used < config.episodes:
+        n = min(config.episodes_per_iteration, config.episodes - used)
+        seed = iteration_seed(config, iteration)
+        slots.update({seed + i: n + 1 for i in range(num_envs)})
+        used, iteration = used + n, iteration + 1
+    return slots
 
 
 def masked_entropy(agent, obs, masks) -> torch.Tensor:
@@ -113,7 +128,7 @@ def train_online(update: UpdateFn, name: str, envs, agent, config, *, lam: float
         log(f"{name}: resumed after iteration {iteration} ({result.episodes_used} episodes used)")
     while result.episodes_used < config.episodes:
         started = time.perf_counter()
-        seed = _iteration_seed(config, iteration)
+        seed = iteration_seed(config, iteration)
         n = min(config.episodes_per_iteration, config.episodes - result.episodes_used)
         episodes = collect_episodes(envs, agent, n, seed=seed, generator=torch.Generator().manual_seed(seed), record=record,
                                     obs_index=obs_index)  # fmt: skip

@@ -142,9 +142,12 @@ def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
 
 
 def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, parent_run_id: str | None = None,
-                        tags: dict | None = None, log=print, on_iteration=None, phase: str = "phase4") -> OnlineRun:  # fmt: skip
+                        tags: dict | None = None, log=print, on_iteration=None, phase: str = "phase4",
+                        episode_configs: dict | None = None, metadata: dict | None = None) -> OnlineRun:  # fmt: skip
     """`phase`: the registered phase the policy belongs to (the curriculum's rounds are Phase 5 policies, registered
-    and evaluated as such, not as tonight's Phase 4 candidate)."""
+    and evaluated as such, not as tonight's Phase 4 candidate). `episode_configs` ({reset seed: configurations},
+    loop.episode_slots): the only configurations the environments may run, for a caller that registers their
+    seeds first; `metadata` joins the policy file's (e.g. `data_seeds`, which live evaluation refuses)."""
     from ..env.vector import make_vector_env
     from ..world.features import ALL_FEATURES
     from .a2c import train_a2c
@@ -153,7 +156,9 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
 
     out = Path(out_dir)
     if config.algorithm == "vine":
-        return _train_vine(config, out, tracker, parent_run_id, tags, log, on_iteration, phase)
+        if episode_configs is not None:
+            raise ValueError("vine: its episodes are drawn by the generator (vine.iteration_configs), not handed over")
+        return _train_vine(config, out, tracker, parent_run_id, tags, log, on_iteration, phase, metadata)
     agent, features, parent_ref = build_agent(config, tracker, out, log)
     ray = None
     if config.ray_address:
@@ -162,7 +167,8 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
         ray = RayConfig(config.ray_address, cpus_per_episode=config.cpus_per_episode)
         log(f"rollouts on {config.workers} Ray actors on the cluster at {config.ray_address}")
     envs = make_vector_env(config.workers, spec=config.spec, regime=config.regime, feature_set="full",
-                           record_dir=config.record_dir, agent=online_run_label(config, out), ray=ray)  # fmt: skip
+                           record_dir=config.record_dir, agent=online_run_label(config, out), ray=ray,
+                           configs=episode_configs)  # fmt: skip
     train = {"reinforce": train_reinforce, "a2c": train_a2c, "ppo": train_ppo}[config.algorithm]
     watch = HackingWatch()
     try:
@@ -172,10 +178,11 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     finally:
         envs.close()
     return _save_and_track(config, out, agent, features, parent_ref, result.episodes_used, result.history, result.alerts,
-                           tracker, parent_run_id, tags, log, phase)  # fmt: skip
+                           tracker, parent_run_id, tags, log, phase, metadata)  # fmt: skip
 
 
-def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags, log, on_iteration, phase: str) -> OnlineRun:
+def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags, log, on_iteration, phase: str,
+                metadata: dict | None = None) -> OnlineRun:  # fmt: skip
     """Branching policy iteration (vine.py) runs its episodes through the generator, not TamiyoEnv workers: it
     forks whole episodes, which an environment stepped from outside cannot. Acting greedily on the final
     validation accuracy, with no bonus to farm, it has no reward-hacking watch (docs/online-rl.md)."""
@@ -194,11 +201,11 @@ def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags
     agent, payload = load_policy(result.policy_path)
     return _save_and_track(config, out, agent, tuple(payload["feature_names"]), parent_ref,
                            config.vine.iterations * config.vine.episodes_per_iteration, result.history, [],
-                           tracker, parent_run_id, tags, log, phase)  # fmt: skip
+                           tracker, parent_run_id, tags, log, phase, {**result.metadata, **(metadata or {})})  # fmt: skip
 
 
 def _save_and_track(config: OnlineRunConfig, out: Path, agent, features, parent_ref, episodes: int, history: list,
-                    alerts: list, tracker, parent_run_id, tags, log, phase: str) -> OnlineRun:  # fmt: skip
+                    alerts: list, tracker, parent_run_id, tags, log, phase: str, metadata: dict | None = None) -> OnlineRun:  # fmt: skip
     """The trained policy as `out/phase4-ALGORITHM.pt` with its lineage and history, then tracked in MLflow."""
     from ..agents.saved import save_policy
 
@@ -207,7 +214,7 @@ def _save_and_track(config: OnlineRunConfig, out: Path, agent, features, parent_
         metadata={"phase": phase, "variant": config.algorithm, "spec": config.spec, "regime": config.regime or "",
                   "episodes": episodes, "alerts": alerts, "config": json.dumps(config.to_dict()),
                   "history": json.dumps(history), "parent_policy": parent_ref or "",
-                  "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                  "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(metadata or {})},
     )  # fmt: skip
     run = OnlineRun(config, policy_path, history, alerts)
     log(f"policy: {policy_path}" + (f"; reward-hacking alerts: {'; '.join(alerts)}" if alerts else ""))
