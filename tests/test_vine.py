@@ -359,3 +359,42 @@ def test_episodes_run_first_elsewhere_are_read_back_and_only_learned_from(tmp_pa
     with pytest.raises(subprocess.CalledProcessError):  # a relative policy path would name other runs
         subprocess.run([sys.executable, str(script), "--parent", "initial.pt", "--raw", str(raw), "--done", str(done)],
                        check=True, capture_output=True, cwd=tmp_path)  # fmt: skip
+
+
+def test_stored_forks_read_from_the_warehouse_are_the_forks_of_the_raw_runs(tmp_path):
+    """stored_forks: a vine run's parents and branches, ingested, give back exactly the fork states and visited
+    states that fork_states reads from their raw runs (what the nightly loop's vine challenger learns from), a
+    night filter keeps only tagged parents, and iterations=0 improves the start on that evidence alone."""
+    from tamiyo_models.online_rl.vine import fork_states, region_rule_labels, stored_forks
+    from tamiyo_models.warehouse import ingest_folder
+
+    spec, initial, config = region_run_setup(tmp_path, iterations=1, region_fdr=1.0)
+    run = train_vine(initial, tmp_path / "run", config, spec=str(spec), workers=1, log=lambda *_: None)
+    warehouse = tmp_path / "w.duckdb"
+    ingest_folder(tmp_path / "run" / "raw", warehouse)
+    features = load_policy(initial)[1]["feature_names"]
+    parents = sorted({f.run_id for f in run.forks})
+    raw = fork_states(tmp_path / "run" / "raw", parents, features)
+    stored = stored_forks(warehouse, features)
+
+    def key(f):
+        return (f.run_id, f.step, f.taken, tuple(f.legal), tuple(sorted(f.outcome.items())))
+
+    assert sorted(map(key, stored.forks)) == sorted(map(key, raw.forks)) and stored.forks
+    by_state = {(f.run_id, f.step): f.features for f in raw.forks}
+    for fork in stored.forks:
+        assert fork.features == pytest.approx(by_state[(fork.run_id, fork.step)], abs=1e-5)
+    assert sorted((v[0], tuple(v[2])) for v in stored.visited) == sorted((v[0], tuple(v[2])) for v in raw.visited)
+    assert len(stored.seeds) == len(parents)
+    assert stored_forks(warehouse, features, nights=("2026-12-01",)).forks == []  # none of these runs is a night's
+
+    lines: list[str] = []
+    only = dataclasses.replace(config, iterations=0, evidence_warehouse=str(warehouse))
+    improved = train_vine(initial, tmp_path / "evidence", only, spec=str(spec), workers=1, log=lines.append)
+    assert not (tmp_path / "evidence" / "raw").exists()  # no episode of its own
+    assert any(line.startswith(f"vine: pooling {len(stored.forks)} stored forks") for line in lines)
+    expected, _ = region_rule_labels(load_policy(initial)[0], stored.forks, stored.visited, features, only)
+    assert improved.history[-1]["relabelled"] == len(expected) and improved.metadata["data_seeds"] == stored.seeds
+    assert load_policy(improved.policy_path)[1]["parent"] == str(initial.resolve())
+    with pytest.raises(ValueError, match="iterations=0"):
+        dataclasses.replace(config, iterations=0)

@@ -18,6 +18,8 @@ The teacher can also be a fixed schedule (`fixed:<blueprint>@<epoch>`, controlle
 reference controller on the arena is one, and a learner that is to beat it should start from it rather than
 from a policy that trails it. `ScheduleTeacher` is that schedule written as a function of the observation
 features, so it labels any state, including the ones its own episodes never reach (a branch's culled seed).
+`HeuristicTeacher` does the same for the heuristic (the nightly loop's first champion), whose decision is a
+function of a few features and the legal actions (policies/relabel.py says which).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..agents.base import PolicyModule, categorical_columns
+from ..agents.base import PolicyModule, categorical_columns, mask_logits
 from ..agents.learning import fit_encoders, optimiser
 from ..agents.networks import MLPActor
 from ..world.actions import ADVANCE, FINE_ACTIONS, WAIT, germinate
@@ -96,6 +98,39 @@ class ScheduleTeacher(PolicyModule):
         scores = self.base.expand(len(obs), -1).clone()
         scores[:, self.graft] = torch.where(due, 3.0, -1.0)
         return scores
+
+
+# The observation features the heuristic reads (controllers/heuristic.py); policies/relabel.py names the same.
+HEURISTIC_INPUTS = ("epoch", "plateau_epochs", "has_active_seed", "seed_stage", "seed_epochs_in_stage", "seed_total_improvement")
+
+
+class HeuristicTeacher(PolicyModule):
+    """The heuristic's decision in each state, as scores (its choice 1, every other action 0; masked like any
+    policy's). Its blueprint is a round-robin over one episode's grafts; a fresh controller per state takes the
+    first, the blueprint it grafts first in every episode (and most episodes graft once). Never saved."""
+
+    kind = "heuristic-teacher"
+
+    def __init__(self, feature_names):
+        super().__init__()
+        names = list(feature_names)
+        missing = [f for f in HEURISTIC_INPUTS if f not in names]
+        if missing:
+            raise ValueError(f"distil: the heuristic reads features {missing} the feature set lacks")
+        self.columns = [names.index(f) for f in HEURISTIC_INPUTS]
+
+    def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits(obs, torch.ones(len(obs), len(FINE_ACTIONS), dtype=torch.bool))
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        from ..controllers import HeuristicController, Observation
+
+        mask = torch.ones(len(obs), len(FINE_ACTIONS), dtype=torch.bool) if mask is None else mask
+        scores = torch.zeros(len(obs), len(FINE_ACTIONS))
+        for row, (values, legal) in enumerate(zip(obs[:, self.columns].tolist(), mask.tolist())):
+            decision = HeuristicController().decide(Observation({}, dict(zip(HEURISTIC_INPUTS, values)), tuple(legal)))
+            scores[row, decision.action.index] = 1.0
+        return mask_logits(scores, mask)
 
 
 def teacher_actions(teacher: PolicyModule, obs: torch.Tensor, legal: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -180,8 +215,8 @@ def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.nda
 
 
 def is_schedule(teacher: str | Path) -> bool:
-    """Whether a teacher reference names a fixed schedule rather than a policy file."""
-    return str(teacher).startswith("fixed:")
+    """Whether a teacher reference names a fixed schedule (or the heuristic) rather than a policy file."""
+    return str(teacher).startswith("fixed:") or str(teacher) == "heuristic"
 
 
 def schedule_or_policy_teacher(teacher: str | Path, feature_set: str) -> tuple:
@@ -195,7 +230,8 @@ def schedule_or_policy_teacher(teacher: str | Path, feature_set: str) -> tuple:
             raise ValueError(f"distil: unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
         name, features = str(teacher), tuple(FEATURE_SETS[feature_set])
         identity = {"teacher_schedule": name, "feature_set": feature_set}
-        return ScheduleTeacher(name, features), features, identity, name, f"distilled-{name}", "reference"
+        module = HeuristicTeacher(features) if name == "heuristic" else ScheduleTeacher(name, features)
+        return module, features, identity, name, f"distilled-{name}", "reference"
     path = Path(teacher)
     module, payload = load_policy(path)
     return (module, tuple(payload["feature_names"]), {"teacher_sha256": policy_file_digest(path)}, str(path.resolve()),

@@ -33,7 +33,9 @@ Each iteration:
      own choices elsewhere: the policy is the start changed only where the pooled evidence says so, and a label
      the later forks no longer support is dropped rather than carried on by the actor that learned it. With
      `evidence_from`, the forks and visited states of earlier runs (targeted fork studies, other regimes) join
-     the pool, so separate studies make one policy.
+     the pool, so separate studies make one policy; with `evidence_warehouse`, so do the fork studies stored in
+     a warehouse (the nightly loop's, night after night: stored_forks). With `iterations=0` no episode is run:
+     the start is improved once on that earlier evidence alone.
 Only validation accuracy is read (the reward's own quantity); the test split stays in the run footers. Every
 parent and branch is written as a raw run, so the next night's offline phases learn from them as well.
 """
@@ -93,11 +95,17 @@ class VineConfig:
     # evidence, e.g. targeted fork studies in other regimes; a region never spans two tasks, so each keeps its
     # own evidence and only the false discovery control counts them together.
     evidence_from: tuple[str, ...] = ()
+    # "region": a warehouse whose stored fork studies (branch runs beside their complete parents) join the
+    # evidence, those of parents tagged with one of `evidence_nights` only when it is given (the nightly loop's).
+    evidence_warehouse: str | None = None
+    evidence_nights: tuple[str, ...] | None = None
     seed: int = 0  # training configurations, minibatches
 
     def __post_init__(self):
-        if self.iterations < 1 or self.episodes_per_iteration < 1 or self.forks_per_episode < 1:
-            raise ValueError("vine: iterations, episodes_per_iteration and forks_per_episode must be >= 1")
+        if self.iterations < 0 or self.episodes_per_iteration < 1 or self.forks_per_episode < 1:
+            raise ValueError("vine: iterations must be >= 0, episodes_per_iteration and forks_per_episode >= 1")
+        if self.iterations == 0 and not (self.evidence_from or self.evidence_warehouse):
+            raise ValueError("vine: iterations=0 improves the start on earlier evidence only; give evidence_from or evidence_warehouse")
         if self.margin < 0:
             raise ValueError(f"vine: margin must be >= 0 pp, got {self.margin}")
         if not 0.0 <= self.smoothing < 1.0:
@@ -110,8 +118,8 @@ class VineConfig:
             raise ValueError(f"vine: label_rule must be 'fork' or 'region', got {self.label_rule!r}")
         if self.confirm_orders and self.label_rule != "fork":  # the region rule pools forks instead of replaying them
             raise ValueError("vine: confirm_orders replays the fork rule's candidates; it needs label_rule='fork'")
-        if self.evidence_from and self.label_rule != "region":
-            raise ValueError("vine: evidence_from pools earlier runs' forks by region; it needs label_rule='region'")
+        if (self.evidence_from or self.evidence_warehouse) and self.label_rule != "region":
+            raise ValueError("vine: evidence_from and evidence_warehouse pool earlier forks by region; they need label_rule='region'")
         self.evidence()  # the region rule's settings are checked there
 
     def evidence(self) -> EvidenceConfig:
@@ -155,6 +163,7 @@ class VineResult:
     policy_path: Path  # the last iteration's policy file
     history: list[dict] = field(default_factory=list)
     forks: list[ForkState] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)  # for the policy file the caller saves (e.g. data_seeds)
 
 
 @dataclass
@@ -165,6 +174,7 @@ class Forks:
     visited: list[tuple]  # (run_id, features, legal) of every state the parents visited
     epochs: int  # epochs trained in all, parents and branches: the compute the iteration spent
     runs: int  # parents and branches read back
+    seeds: list[int] = field(default_factory=list)  # the parents' configuration seeds (stored_forks only)
 
 
 def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Forks:
@@ -215,6 +225,59 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
     return Forks(forks, visited, epochs, runs)
 
 
+def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
+    """fork_states, read from a warehouse instead of a raw folder: every fork of a complete parent (its branch
+    runs that reached the end, on the parent's own data order; a confirmation replay on another order is left
+    out, as fork_evidence.py explains), and every state those parents visited. `nights`: only parents whose
+    configuration is tagged with one of them (the nightly loop's fork studies). Features missing from a run
+    (task features of runs without a task description) take the values the offline learners give them
+    (transitions.dataset), so the states match what the policies were trained on."""
+    from ..warehouse import query
+    from ..world.features import TASK_FEATURES, task_feature_defaults
+
+    names = tuple(feature_names)
+    quote = lambda values: ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)  # noqa: E731
+    night = "json_extract_string(p.config_json, '$.tags.night')"
+    only = "" if nights is None else f"AND {night} IN ({quote(nights) or 'NULL'})"
+    parents = f"""SELECT p.run_id, p.seed, e.final_val_accuracy FROM runs p JOIN episodes e USING (run_id)
+                  WHERE e.status = 'complete' AND p.run_id IN (SELECT parent_run_id FROM branches) {only}"""
+    outcomes = query(warehouse, f"""
+        WITH parents AS ({parents})
+        SELECT b.parent_run_id, b.fork_step, b.forced_action, e.final_val_accuracy, r.max_epochs AS branch_epochs
+        FROM branches b JOIN episodes e USING (run_id) JOIN runs r USING (run_id)
+        WHERE b.parent_run_id IN (SELECT run_id FROM parents) AND e.status = 'complete'
+          AND NOT starts_with(b.run_id, b.parent_run_id || '-o')
+        ORDER BY 1, 2, 3""")  # fmt: skip
+    states = query(warehouse, f"""
+        WITH parents AS ({parents})
+        SELECT s.run_id, s.step, s.action_index, s.legal_actions, p.seed, p.final_val_accuracy,
+               {", ".join(f"o.{n} AS f_{n}" for n in names)}
+        FROM steps s JOIN observations o USING (run_id, step) JOIN parents p USING (run_id)
+        ORDER BY s.run_id, s.step""")  # fmt: skip
+    measured: dict[tuple[str, int], dict[int, float]] = {}
+    branch_epochs = 0
+    for parent, step, forced, final, _ in outcomes.iter_rows():
+        measured.setdefault((parent, int(step)), {})[Action.from_fine(forced).index] = float(final)
+    for parent, step, _forced, _final, length in outcomes.iter_rows():
+        branch_epochs += int(length) - int(step) + 1
+    defaults = task_feature_defaults()
+    fill = np.array([defaults[n] if n in TASK_FEATURES else 0.0 for n in names])
+    matrix = np.stack([states[f"f_{n}"].to_numpy().astype(np.float64) for n in names], axis=1) if len(states) else np.zeros((0, len(names)))
+    matrix = np.where(np.isnan(matrix), fill, matrix)
+    forks, visited, seeds, finals = [], [], {}, {}
+    for row, (run_id, step, taken, legal_names, seed, final) in enumerate(
+            states.select("run_id", "step", "action_index", "legal_actions", "seed", "final_val_accuracy").iter_rows()):  # fmt: skip
+        vector = matrix[row].tolist()
+        legal = [name in set(legal_names or ()) for name in FINE_ACTIONS]
+        visited.append((run_id, vector, legal))
+        seeds[run_id], finals[run_id] = seed, final
+        outcome = measured.get((run_id, int(step)))
+        if outcome:
+            forks.append(ForkState(run_id, int(step), vector, legal, int(taken), {int(taken): float(final), **outcome}))
+    return Forks(forks, visited, len(visited) + branch_epochs, len(finals) + len(outcomes),
+                 sorted(int(s) for s in seeds.values() if s is not None))  # fmt: skip
+
+
 @dataclass
 class VineRun:
     """A finished vine run as its vine-history.json tells it: its own forks, the policy's feature names, and
@@ -258,6 +321,35 @@ def prior_evidence(folders, feature_names) -> tuple[list[ForkState], list[tuple]
         forks.extend(run.forks)
         visited.extend(fork_states(run.raw_dir, run.parents, feature_names).visited)
     return forks, visited
+
+
+def _improve_on_evidence(result: VineResult, start, start_path: str, features: tuple, forks: list, visited: list,
+                         out: Path, config: VineConfig, log) -> VineResult:  # fmt: skip
+    """No episodes of its own (iterations=0): the start improved once by the region rule on the earlier evidence.
+    With no labelled region it is the start refitted on its own choices: a challenger that should tie."""
+    from ..agents.saved import save_policy
+
+    started = time.perf_counter()
+    labels, cells = region_rule_labels(start, forks, visited, features, config)
+    log(f"vine: region evidence from {len(forks)} earlier forks: {sum(np.isfinite(c.p_value) for c in cells)} (region, "
+        f"action) cells tested, {sum(c.label for c in cells)} labelled, {len(labels)} states relabelled")  # fmt: skip
+    improved, on_labels, elsewhere = improve_actor(start, visited, labels, config, log=log)
+    target = out / "policies" / "vine-evidence.pt"
+    save_policy(improved, features, target, algorithm="vine", phase="phase4", parent=start_path,
+                metadata={"vine": {**config.to_dict(), "iteration": 0, "parent_policy": start_path, "forks": len(forks),
+                                   "labels": len(labels), "agreement_labels": on_labels, "agreement_elsewhere": elsewhere,
+                                   "fine_tuned_from": start_path}})  # fmt: skip
+    result.policy_path, result.forks = target.resolve(), list(forks)
+    result.history.append({"iteration": 0, "episodes_used": 0, "forks": len(forks), "visited": len(visited),
+                           "cells_tested": int(sum(np.isfinite(c.p_value) for c in cells)),
+                           "cells_labelled": int(sum(c.label for c in cells)), "relabelled": len(labels),
+                           "agreement_labels": on_labels, "agreement_elsewhere": elsewhere,
+                           "seconds": time.perf_counter() - started, "policy": str(target)})  # fmt: skip
+    (out / "vine-history.json").write_text(json.dumps({"config": config.to_dict(), "history": result.history,
+                                                       "feature_names": list(features), "raw_dir": None, "parents": [],
+                                                       "forks": [], "region_evidence": [c.row(task_names_of(features)) for c in cells]},
+                                                      indent=1))  # fmt: skip
+    return result
 
 
 def improvement_labels(forks: list[ForkState], margin: float, confirm: bool = False) -> list[tuple[list[float], list[bool], int]]:
@@ -375,6 +467,15 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     prior_forks, prior_visited = prior_evidence(config.evidence_from, start_features)
     if config.evidence_from:
         log(f"vine: pooling {len(prior_forks)} forks and {len(prior_visited)} visited states of {len(config.evidence_from)} earlier run(s)")
+    if config.evidence_warehouse:
+        stored = stored_forks(config.evidence_warehouse, start_features, config.evidence_nights)
+        prior_forks, prior_visited = prior_forks + stored.forks, prior_visited + stored.visited
+        result.metadata["data_seeds"] = stored.seeds  # live evaluation refuses the seeds a policy learned from
+        which = "every night" if config.evidence_nights is None else f"nights {', '.join(config.evidence_nights) or 'none'}"
+        log(f"vine: pooling {len(stored.forks)} stored forks of {len(stored.seeds)} parents ({which}) and their "
+            f"{len(stored.visited)} visited states from {config.evidence_warehouse}")  # fmt: skip
+    if config.iterations == 0:
+        return _improve_on_evidence(result, start, start_path, start_features, prior_forks, prior_visited, out, config, log)
     parents_done: list[str] = []
     for iteration in range(config.iterations):
         started = time.perf_counter()
