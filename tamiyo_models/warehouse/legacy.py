@@ -376,6 +376,7 @@ def _episode_rows(run_id: str, episode: dict, version: str, prefix: str, problem
             "learning_rate": _opt(episode.get("initial_lr")),
             "reward_scale": LEGACY_REWARD_SCALE,
             "reward_shaped": False,
+            "rent": 0.0,
             "started_at": _str(episode.get("started_at")),
             "ended_at": _str(episode.get("ended_at")),
             # Non-finite settings become null here: DuckDB's JSON type takes no NaN (their literals are in

@@ -213,6 +213,8 @@ def _header(record: dict) -> dict:
         "regime": _opt_str((config.get("tags") or {}).get("regime")) if type(config.get("tags")) is dict else None,
         "data_order_seed": config.get("data_order_seed") if type(config.get("data_order_seed")) is int else None,
         "controller_label": _opt_str(ctrl_cfg.get("label")),
+        # A configuration written before rent existed, or at rent 0, has no `rent`: it paid none.
+        "rent": get(config, "rent", "config", "number", optional=True) or 0.0,
         "started_at": None,
         "ended_at": None,
         "config_json": json.dumps(config, sort_keys=True),
@@ -413,6 +415,7 @@ def _footer(run_id: str, record: dict, steps: int) -> dict:
     declared = get(record, "steps", "", "int")
     if declared != steps:
         raise RecordError("steps", "step_count", f"footer says {declared} steps, the file holds {steps}")
+    test_accuracy = get(record, "final_test_accuracy", "", "number", nullable=True, optional=True)
     return {
         "run_id": run_id,
         "status": status,
@@ -427,7 +430,9 @@ def _footer(run_id: str, record: dict, steps: int) -> dict:
         "final_parameters": get(record, "final_parameters", "", "int", nullable=True),
         "wall_seconds": _opt_num(record.get("wall_seconds")),
         # Runs written before the test split existed have none: null, never their validation score.
-        "final_test_accuracy": get(record, "final_test_accuracy", "", "number", nullable=True, optional=True),
+        "final_test_accuracy": test_accuracy,
+        # A footer written before rent existed was charged nothing: its score is its test accuracy.
+        "score": get(record, "score", "", "number", nullable=True) if "score" in record else test_accuracy,
         "final_test_loss": get(record, "final_test_loss", "", "number", nullable=True, optional=True),
         "test_accuracy_last": get(record, "test_accuracy_last", "", "number", nullable=True, optional=True),
         "final_legal_actions": _legal_list(record),

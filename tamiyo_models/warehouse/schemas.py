@@ -96,6 +96,7 @@ RUNS = pa.DataFrameSchema(
         "feature_schema_version": _col(pl.String, nullable=False),
         "max_epochs": _col(pl.Int64, pa.Check.ge(1)),
         "learning_rate": _col(pl.Float64, pa.Check.gt(0.0)),
+        "rent": _col(pl.Float64, pa.Check.ge(0.0)),
         "config_json": _col(pl.String, pa.Check.str_length(max_value=1_000_000)),
     },
     name="runs",

@@ -80,9 +80,12 @@ def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
         old_layout = _old_layer_gradients(con)
         if old_layout:
             con.execute(f"ALTER TABLE layer_gradients RENAME TO {old_layout}")
+        unscored = _lacks_column(con, "episodes", "score")
         con.execute(sql_file("schema.sql").read_text())
         if old_layout:
             migrate_layer_gradients(con, old_layout)
+        if unscored:
+            migrate_scores(con)
         con.execute(sql_file("views.sql").read_text())
         con.execute("COMMIT")
     except BaseException:
@@ -97,6 +100,22 @@ def _old_layer_gradients(con: duckdb.DuckDBPyConnection) -> str | None:
         "AND table_name = 'layer_gradients' AND column_name = 'norm'"
     ).fetchall()
     return "_layer_gradients_double" if rows and rows[0][0] == "DOUBLE" else None
+
+
+def _lacks_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """True when `table` exists without `column` (a warehouse from before it); False for a new file."""
+    found = con.execute(
+        "SELECT count(*) FILTER (WHERE column_name = ?), count(*) FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
+        [column, table],
+    ).fetchone()
+    return found[1] > 0 and found[0] == 0
+
+
+def migrate_scores(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill episodes.score in a warehouse from before rent: each of its runs paid none (runs.rent defaults to
+    0), so its score is its test accuracy, exactly what the footer of a rent-0 run records."""
+    con.execute("UPDATE episodes SET score = final_test_accuracy")
 
 
 def migrate_layer_gradients(con: duckdb.DuckDBPyConnection, old: str) -> None:

@@ -52,6 +52,7 @@ RUNS: dict[str, pl.DataType] = {
     "regime": pl.String,
     "data_order_seed": pl.Int64,
     "controller_label": pl.String,
+    "rent": pl.Float64,
 }
 
 EPISODES: dict[str, pl.DataType] = {
@@ -71,6 +72,7 @@ EPISODES: dict[str, pl.DataType] = {
     "final_test_loss": pl.Float64,
     "test_accuracy_last": pl.Float64,
     "final_legal_actions": pl.List(pl.String),
+    "score": pl.Float64,
 }
 
 STEPS: dict[str, pl.DataType] = {

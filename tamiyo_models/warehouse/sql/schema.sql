@@ -34,13 +34,16 @@ CREATE TABLE IF NOT EXISTS runs (
     ingested_at            TIMESTAMP DEFAULT current_timestamp,
     regime                 VARCHAR,
     data_order_seed        BIGINT,
-    controller_label       VARCHAR
+    controller_label       VARCHAR,
+    rent                   DOUBLE DEFAULT 0
 );
 -- Columns added after the first release: a warehouse file created before them gains them here (null for the
 -- runs already stored), so opening an older file never fails.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS regime VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS data_order_seed BIGINT;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS controller_label VARCHAR;
+-- Every run stored before rent existed paid none: the default fills them with 0.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS rent DOUBLE DEFAULT 0;
 COMMENT ON TABLE runs IS 'one row per episode run: where it came from, its configuration and code version';
 COMMENT ON COLUMN runs.run_id IS 'run id: run-<16 hex> for raw runs (hash of the configuration), legacy-<16 hex> for legacy episodes (hash of their content)';
 COMMENT ON COLUMN runs.source_format IS 'tamiyo-raw-run/1, legacy-episode-v1 or legacy-episode-v2 (recognised from the content)';
@@ -72,6 +75,7 @@ COMMENT ON COLUMN runs.task_json IS 'the host task (header.task)';
 COMMENT ON COLUMN runs.ingested_at IS 'when this version of the run was loaded';
 COMMENT ON COLUMN runs.regime IS 'the arena regime the configuration was drawn from (a spec''s [[regimes]] name; null outside regimes)';
 COMMENT ON COLUMN runs.data_order_seed IS 'set when only the data order was redrawn (null controls, fresh-order replications); null: the order follows seed';
+COMMENT ON COLUMN runs.rent IS 'compute rent of the episode (config.rent): pp of score per doubling of parameters, score = final_test_accuracy - rent x log2(final_parameters / host_parameters); 0 for runs written before rent existed (docs/arena.md, Compute rent)';
 COMMENT ON COLUMN runs.controller_label IS 'the controller''s reference name (e.g. fixed:conv_heavy@6, eager), when it has one';
 
 CREATE TABLE IF NOT EXISTS branches (
@@ -104,12 +108,15 @@ CREATE TABLE IF NOT EXISTS episodes (
     final_test_accuracy DOUBLE,
     final_test_loss     DOUBLE,
     test_accuracy_last  DOUBLE,
-    final_legal_actions VARCHAR[]
+    final_legal_actions VARCHAR[],
+    score               DOUBLE
 );
 ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_test_accuracy DOUBLE;
 ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_test_loss DOUBLE;
 ALTER TABLE episodes ADD COLUMN IF NOT EXISTS test_accuracy_last DOUBLE;
 ALTER TABLE episodes ADD COLUMN IF NOT EXISTS final_legal_actions VARCHAR[];
+-- A warehouse created before it gets the column filled by store.apply_schema (rent 0: the test accuracy).
+ALTER TABLE episodes ADD COLUMN IF NOT EXISTS score DOUBLE;
 COMMENT ON TABLE episodes IS 'one row per run: the outcome of the episode (raw footer, legacy totals)';
 COMMENT ON COLUMN episodes.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN episodes.status IS 'complete (every epoch trained), truncated (stopped on purpose before the end: a branch at its horizon, a step budget), or failed (the generator recorded an error)';
@@ -123,7 +130,8 @@ COMMENT ON COLUMN episodes.seeds_culled IS 'seeds culled';
 COMMENT ON COLUMN episodes."return" IS 'sum of the step rewards (legacy: recomputed with the corrected timing)';
 COMMENT ON COLUMN episodes.final_parameters IS 'host parameters at the end, fossilized seeds included';
 COMMENT ON COLUMN episodes.wall_seconds IS 'wall-clock duration of the episode (not part of determinism)';
-COMMENT ON COLUMN episodes.final_test_accuracy IS 'accuracy on the test split after the last epoch (pp): the score controllers are compared on; the controller never saw this split (null: run before test splits, or stopped early)';
+COMMENT ON COLUMN episodes.final_test_accuracy IS 'accuracy on the test split after the last epoch (pp), the raw accuracy; the controller never saw this split (null: run before test splits, or stopped early)';
+COMMENT ON COLUMN episodes.score IS 'the score controllers are compared on: final_test_accuracy - rent x log2(final_parameters / host_parameters) (runs.rent; the footer''s score); equals final_test_accuracy at rent 0 (null: no test accuracy)';
 COMMENT ON COLUMN episodes.final_test_loss IS 'cross-entropy on the test split after the last epoch';
 COMMENT ON COLUMN episodes.final_legal_actions IS 'fine actions legal in the state after the last epoch (the next state of the last transition); null for runs written before it was logged';
 COMMENT ON COLUMN episodes.test_accuracy_last IS 'mean test accuracy over the last score_epochs epochs (pp; equals final_test_accuracy when score_epochs = 1)';

@@ -12,24 +12,32 @@ FROM steps s JOIN runs r USING (run_id)
 GROUP BY 1, 2, 3;
 
 -- One row per episode with its configuration and outcome, the base of most analyses. Branch runs (partial
--- replays from a fork step) are marked: outcome views leave them out, branch_outcomes compares them.
+-- replays from a fork step) are marked: outcome views leave them out, branch_outcomes compares them. `score` is
+-- what decides a comparison: the test accuracy charged for growth at the run's rent (docs/arena.md, Compute
+-- rent); `decided_by` says whether that differs from the raw accuracy beside it.
 CREATE OR REPLACE VIEW episode_summary AS
 SELECT r.run_id, r.source_format, r.controller_kind, r.controller_label, r.dataset, r.regime, r.max_epochs, r.seed,
        r.data_order_seed, r.reward_shaped,
        r.run_id IN (SELECT run_id FROM branches) AS is_branch,
-       e.status, e.steps, e.final_test_accuracy, e.final_val_accuracy, e.best_val_accuracy, e.seeds_created,
+       e.status, e.steps, e.score, e.final_test_accuracy, coalesce(r.rent, 0) AS rent,
+       CASE WHEN coalesce(r.rent, 0) > 0 THEN 'score (charged)' ELSE 'test accuracy (rent 0)' END AS decided_by,
+       r.host_parameters, e.final_val_accuracy, e.best_val_accuracy, e.seeds_created,
        e.seeds_fossilized,
        e.seeds_culled, e."return", e.final_parameters,
        (SELECT list(DISTINCT s.blueprint ORDER BY s.blueprint) FROM steps s
          WHERE s.run_id = r.run_id AND s.blueprint IS NOT NULL) AS blueprints_germinated
 FROM runs r JOIN episodes e USING (run_id);
 
--- Episode outcomes by controller and dataset. The test accuracy is the score to compare controllers on (the
--- controller never saw the test split); the validation accuracy is what it watched. Unpaired means: for a
--- claim about one controller against another, use paired configurations (tamiyo headroom / tamiyo evaluate).
+-- Episode outcomes by controller, dataset and rent. The score (the test accuracy charged for growth; the
+-- accuracy itself at rent 0) is what controllers are compared on (the controller never saw the test split);
+-- the validation accuracy is what it watched. Scores at different rents are different numbers, so each rent is
+-- its own row. Unpaired means: for a claim about one controller against another, use paired configurations
+-- (tamiyo headroom / tamiyo evaluate).
 CREATE OR REPLACE VIEW outcomes_by_controller AS
-SELECT controller_kind, dataset, count(*) AS episodes,
+SELECT controller_kind, dataset, rent, any_value(decided_by) AS decided_by, count(*) AS episodes,
+       round(avg(score), 2) AS mean_score,
        round(avg(final_test_accuracy), 2) AS mean_test_accuracy,
+       round(avg(final_parameters), 0) AS mean_final_parameters,
        round(avg(final_val_accuracy), 2) AS mean_final_accuracy,
        round(stddev_samp(final_val_accuracy), 2) AS sd_final_accuracy,
        round(avg(best_val_accuracy), 2) AS mean_best_accuracy,
@@ -140,7 +148,7 @@ SELECT s.run_id, s.step, s.step + 1 AS next_step,
        coalesce(lead(s.legal_actions) OVER (PARTITION BY s.run_id ORDER BY s.step), e.final_legal_actions) AS next_legal_actions,
        s.is_last AND e.status = 'complete' AS terminated,
        s.is_last AND e.status = 'truncated' AS truncated,
-       r.regime, r.dataset, r.seed, e.final_test_accuracy
+       r.regime, r.dataset, r.seed, e.final_test_accuracy, e.score, coalesce(r.rent, 0) AS rent
 FROM steps s
 JOIN runs r USING (run_id)
 JOIN episodes e USING (run_id)
