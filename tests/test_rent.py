@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from tamiyo_models.controllers.config import ControllerConfig
@@ -165,3 +166,116 @@ def test_the_rent_is_set_once_per_spec(tmp_path):
     path.write_text(SPEC.format(rent="") + '[[regimes]]\nname = "a"\nbase = { rent = 2.0 }\n')
     with pytest.raises(SpecError, match=r"split-rent\.toml: regimes\[a\]\.base\.rent: the rent is set once"):
         GenerationSpec.load(path)
+
+
+def test_ingestion_stores_rent_and_score_and_older_runs_pay_none(runs, tmp_path):
+    import json
+
+    from tamiyo_models.warehouse import connect_read_only, ingest_folder, query
+
+    landing = tmp_path / "raw"
+    landing.mkdir()
+    # A run written before rent existed: no rent in its configuration, no rent or score in its footer.
+    lines = [json.loads(line) for line in runs["default"][0].path.read_text().splitlines()]
+    assert "rent" not in lines[0]["config"]
+    lines[-1] = {k: v for k, v in lines[-1].items() if k not in ("rent", "score")}
+    (landing / runs["default"][0].path.name).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    charged = runs["charged"][0]
+    (landing / charged.path.name).write_bytes(charged.path.read_bytes())
+    warehouse = tmp_path / "w.duckdb"
+    summary = ingest_folder(landing, warehouse)
+    assert summary.count("loaded") == 2 and summary.records_quarantined == 0
+    with connect_read_only(warehouse) as con:
+        rows = dict(con.execute("SELECT r.run_id, (r.rent, e.score, e.final_test_accuracy) FROM runs r JOIN episodes e USING (run_id)").fetchall())
+    assert rows[runs["default"][0].run_id] == (0.0, 49.5, 49.5)
+    assert rows[charged.run_id] == (1.5, charged.score, 49.5)
+    summary_rows = query(warehouse, "SELECT run_id, rent, score, final_test_accuracy, decided_by, host_parameters, "
+                                    "final_parameters FROM episode_summary ORDER BY rent").to_dicts()  # fmt: skip
+    assert [r["decided_by"] for r in summary_rows] == ["test accuracy (rent 0)", "score (charged)"]
+    assert summary_rows[1]["score"] == pytest.approx(49.5 - 1.5 * math.log2(800 / 496))
+    assert (summary_rows[1]["host_parameters"], summary_rows[1]["final_parameters"]) == (496, 800)
+    by_controller = query(warehouse, "SELECT rent, mean_score, mean_test_accuracy FROM outcomes_by_controller ORDER BY rent")
+    assert by_controller.height == 2 and by_controller["mean_test_accuracy"].to_list() == [49.5, 49.5]
+    transitions = query(warehouse, "SELECT run_id, sum(reward) AS total, any_value(score) AS score, any_value(rent) AS rent "
+                                   "FROM rl_transitions GROUP BY run_id ORDER BY rent").to_dicts()  # fmt: skip
+    assert transitions[0]["total"] == 46.0 and transitions[1]["total"] == pytest.approx(46.0 - 1.5 * math.log2(800 / 496))
+
+
+def test_a_warehouse_from_before_rent_is_migrated_without_losing_a_row(runs, tmp_path):
+    import duckdb
+
+    from tamiyo_models.warehouse import ingest_folder, table_counts
+    from tamiyo_models.warehouse.store import open_warehouse
+    from tamiyo_models.warehouse.tables import ALL_TABLES
+
+    landing = tmp_path / "raw"
+    landing.mkdir()
+    result = runs["default"][0]
+    (landing / result.path.name).write_bytes(result.path.read_bytes())
+    warehouse = tmp_path / "w.duckdb"
+    ingest_folder(landing, warehouse)
+    before = table_counts(warehouse, live=True)
+    # Back to the layout before rent: no runs.rent, no episodes.score (views over them dropped first).
+    with duckdb.connect(str(warehouse)) as con:
+        for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'").fetchall():
+            con.execute(f"DROP VIEW {view}")
+        con.execute("ALTER TABLE runs DROP COLUMN rent")
+        con.execute("ALTER TABLE episodes DROP COLUMN score")
+    open_warehouse(warehouse).close()
+    open_warehouse(warehouse).close()  # and again: the migration runs once, opening stays idempotent
+    assert table_counts(warehouse, live=True) == before and set(before) == set(ALL_TABLES)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT rent, score, final_test_accuracy FROM runs JOIN episodes USING (run_id)").fetchall() == [(0.0, 49.5, 49.5)]
+
+
+def _hand_made(test: float, parameters: int, rent: float) -> EpisodeResult:
+    score = charged_score(test, rent, parameters, 1000)
+    return EpisodeResult("r", None, "complete", 4, test, test, 1, 0, 0, 0.0, 1.0, final_test_accuracy=test,
+                         test_accuracy_last=test, final_parameters=parameters, rent=rent, score=score)  # fmt: skip
+
+
+def test_headroom_decides_on_the_score_and_shows_the_accuracy_beside_it():
+    from tamiyo_models.evaluation.headroom import HeadroomConfig, markdown_report, summarise
+    from tamiyo_models.evaluation.paired import EpisodeOutcome, PairedRuns
+
+    configs = [dataclasses.replace(GROWING, seed=s, rent=1.0) for s in range(4)]
+    arms = {"heuristic": ControllerConfig(kind="heuristic"), "grow": ControllerConfig(kind="fixed-schedule")}
+    runs = PairedRuns(configs, arms, "heuristic")
+    for i in range(4):
+        # Growing doubles the network (charge 1 pp) for +0.5 pp of accuracy: it wins on accuracy, loses on score.
+        for arm, test, parameters in (("heuristic", 80.0 + i, 1000), ("grow", 80.5 + i, 2000)):
+            runs.outcomes[(i, arm, 0)] = EpisodeOutcome(i, "all", arm, 0, _hand_made(test, parameters, 1.0))
+        runs.outcomes[(i, "heuristic", 1)] = EpisodeOutcome(i, "all", "heuristic", 1, _hand_made(80.25 + i, 1000, 1.0))
+    assert runs.rent() == 1.0 and runs.score(0, "grow") == 79.5 and runs.score(0, "grow", which="test_accuracy") == 80.5
+    result = summarise(runs, HeadroomConfig(controllers=("heuristic", "grow"), configs_per_regime=4, resamples=200))
+    row = result.regimes[0].row("grow")
+    assert row.difference.mean == pytest.approx(-0.5) and row.accuracy_difference.mean == pytest.approx(0.5)
+    assert (row.wins, row.losses) == (0, 4) and row.mean_test == pytest.approx(81.0) and row.mean_accuracy == pytest.approx(82.0)
+    md = markdown_report(result)
+    assert "charged 1 pp per doubling of parameters" in md and "the score decides" in md and "test accuracy diff" in md
+    mixed = PairedRuns([configs[0], GROWING], arms, "heuristic")
+    with pytest.raises(ValueError, match="different rents"):
+        mixed.rent()
+
+
+def test_live_evaluation_and_the_champion_rule_read_the_same_charged_score(tmp_path):
+    from tamiyo_models.evaluation.live import evaluate_live_many
+    from tamiyo_models.evaluation.paired import run_paired
+    from tamiyo_models.evaluation.report import live_section
+    from tamiyo_models.nightly.champion import PromotionRule, compare
+
+    configs = [dataclasses.replace(GROWING, seed=s, max_epochs=4, rent=2.0) for s in (11, 12)]
+    grow = ControllerConfig(kind="fixed-schedule", blueprint="conv_heavy", germinate_epoch=0)
+    live = evaluate_live_many({}, configs, tmp_path, references={"grow": grow}, resamples=200)["grow"]
+    assert live.rent == 2.0 and "charged 2 pp" in live.decided_by
+    for pair in live.pairs:
+        assert pair.policy_parameters == 800
+        charge = 2.0 * math.log2(800 / 496)
+        assert pair.policy_final == pytest.approx(pair.policy_accuracy - charge, abs=1e-12)
+    assert live.mean_difference == pytest.approx(live.accuracy_difference.mean - 2.0 * math.log2(800 / 496)
+                                                 + np.mean([2.0 * math.log2(p.heuristic_parameters / 496) for p in live.pairs]))  # fmt: skip
+    assert any("decides" in line for line in live_section(live))
+    # The nightly's champion rule goes through PairedRuns.score("test"): the same charged score, episodes reused.
+    runs = run_paired(configs, {"heuristic": ControllerConfig(kind="heuristic"), "grow": grow}, tmp_path)
+    comparison = compare(runs, "grow", "challenger", grow, PromotionRule(min_pairs=1, resamples=200))
+    assert comparison.difference == pytest.approx(live.mean_difference)

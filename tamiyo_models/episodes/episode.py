@@ -173,6 +173,11 @@ class EpisodeResult:
     rent: float = 0.0
     score: float = float("nan")  # what comparisons decide on: final_test_accuracy charged for growth
 
+    def __post_init__(self):
+        # Without rent the score is the test accuracy: a footer from before rent, or a result built by hand.
+        if self.rent == 0 and math.isnan(self.score):
+            self.score = self.final_test_accuracy
+
     @classmethod
     def not_started(cls, config: EpisodeConfig, out_dir: str | Path, error: str) -> "EpisodeResult":
         """An episode that failed before its run file existed (or whose worker process died)."""
@@ -193,8 +198,7 @@ class EpisodeResult:
             seeds_culled=footer["seeds_culled"], episode_return=number("return"), wall_seconds=number("wall_seconds"),
             error=footer.get("error"), final_test_accuracy=number("final_test_accuracy"),
             test_accuracy_last=number("test_accuracy_last"), final_parameters=int(footer.get("final_parameters") or 0),
-            # A footer written before rent existed paid none: its score is its test accuracy.
-            rent=float(footer.get("rent") or 0.0), score=number("score" if "score" in footer else "final_test_accuracy"),
+            rent=float(footer.get("rent") or 0.0), score=number("score"),
         )  # fmt: skip
 
     def summary_line(self) -> str:

@@ -94,6 +94,9 @@ class ArmRow:
     fresh_losses: int = 0
     seeds: tuple[float, float, float] = (0.0, 0.0, 0.0)  # created / fossilized / culled per episode
     final_parameters: float = 0.0
+    # The raw test accuracy beside the score (mean_test, difference), which at rent > 0 is charged for growth.
+    mean_accuracy: float = math.nan
+    accuracy_difference: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
 
     @property
     def fresh_on_all(self) -> bool:
@@ -141,6 +144,7 @@ class HeadroomResult:
     seconds: float  # this invocation's wall time (a resumed study reuses episodes run earlier)
     episode_seconds: float = 0.0  # the episodes' own wall time, summed: what the whole study cost
     files: dict[str, Path] = field(default_factory=dict)
+    rent: float = 0.0  # the spec's: scores are test accuracy - rent x log2(final / host parameters)
 
     def to_dict(self) -> dict:
         return {
@@ -151,6 +155,7 @@ class HeadroomResult:
             "episodes": self.episodes,
             "seconds": self.seconds,
             "episode_seconds": self.episode_seconds,
+            "rent": self.rent,
         }
 
 
@@ -284,6 +289,8 @@ def summarise(runs: PairedRuns, config: HeadroomConfig, skipped: dict[str, str] 
                 seeds=tuple(float(np.mean([getattr(r, k) for r in complete])) if complete else 0.0
                             for k in ("seeds_created", "seeds_fossilized", "seeds_culled")),
                 final_parameters=float(np.mean([r.final_parameters for r in complete])) if complete else 0.0,
+                mean_accuracy=_nanmean([runs.score(i, arm, which="test_accuracy") for i in idx]),
+                accuracy_difference=mean_ci(runs.differences(arm, idx, which="test_accuracy"), **ci),
             ))  # fmt: skip
         null = runs.null_differences(idx)
         floor = noise_floor(null)
@@ -316,7 +323,7 @@ def summarise(runs: PairedRuns, config: HeadroomConfig, skipped: dict[str, str] 
         aggregate[arm] = stratified_mean_ci(groups, config.confidence, config.resamples)
     episodes = len(runs.outcomes)
     cost = float(np.nansum([o.result.wall_seconds for o in runs.outcomes.values()]))
-    return HeadroomResult(config, regimes, aggregate, dict(skipped or {}), episodes, seconds, cost)
+    return HeadroomResult(config, regimes, aggregate, dict(skipped or {}), episodes, seconds, cost, rent=runs.rent())
 
 
 def _nanmean(x) -> float:
@@ -328,11 +335,16 @@ def _nanmean(x) -> float:
 def markdown_report(result: HeadroomResult) -> str:
     c = result.config
     level = int(round(c.confidence * 100))
+    if result.rent:
+        score = (f"**final accuracy on the test split** (no controller saw it) **charged {result.rent:g} pp per doubling "
+                 f"of parameters** (rent {result.rent:g}: score = test accuracy - {result.rent:g} x log2(final / host "
+                 "parameters); the score decides, the raw test accuracy and its difference are beside it)")
+    else:
+        score = "**final accuracy on the test split** (no controller saw it; rent 0: the accuracy decides)"
     md = [f"# Headroom: reference controllers against `{c.reference}`", "",
           f"Spec `{c.spec}`, {c.configs_per_regime} paired configurations per regime (batch seed {c.batch_seed}), "
           f"{result.episodes} episodes ({result.episode_seconds / 3600:.1f} h of episode time; this run "
-          f"{result.seconds / 60:.0f} min). Score: **final accuracy on the test split** "
-          f"(no controller saw it), in pp; paired difference = controller - {c.reference} on the same configuration "
+          f"{result.seconds / 60:.0f} min). Score: {score}, in pp; paired difference = controller - {c.reference} on the same configuration "
           f"and seed, mean with its {level}% bootstrap interval. *Fresh orders*: the same pairs rerun on "
           f"{c.replicate} new data orders (same initial weights). **Reproducible** = interval above 0 on both, "
           f"the fresh one over every pair (an arm rerun only where it won in hindsight shows `on n of N`, "
@@ -343,12 +355,14 @@ def markdown_report(result: HeadroomResult) -> str:
         md.append("")
     for r in result.regimes:
         md += [f"## Regime `{r.regime}` ({r.configurations} configurations)", "",
-               f"| controller | test | vs {c.reference} [{level}% CI] | W/T/L | P(better) | fresh orders [{level}% CI] | fresh W/T/L | val diff | seeds c/f/x | params |",
-               "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+               f"| controller | {'score' if result.rent else 'test'} | vs {c.reference} [{level}% CI] | W/T/L | P(better) | fresh orders [{level}% CI] | fresh W/T/L | val diff | seeds c/f/x | params |"
+               + (" test accuracy | test accuracy diff |" if result.rent else ""),
+               "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if result.rent else "")]  # fmt: skip
         for row in sorted(r.rows, key=lambda x: (x.arm != c.reference, -(x.difference.mean if x.pairs else -1e9))):
             if row.arm == c.reference:
                 md.append(f"| **{row.arm}** | {row.mean_test:.2f} | — | — | — | — | — | — | "
-                          f"{row.seeds[0]:.2f}/{row.seeds[1]:.2f}/{row.seeds[2]:.2f} | {row.final_parameters:,.0f} |")  # fmt: skip
+                          f"{row.seeds[0]:.2f}/{row.seeds[1]:.2f}/{row.seeds[2]:.2f} | {row.final_parameters:,.0f} |"
+                          + (f" {row.mean_accuracy:.2f} | — |" if result.rent else ""))  # fmt: skip
                 continue
             mark = " ✔" if row.reproducible else ""
             fresh = "not rerun" if row.fresh.n == 0 else f"{row.fresh}{mark}" + (
@@ -356,7 +370,8 @@ def markdown_report(result: HeadroomResult) -> str:
             fresh_wtl = "" if row.fresh.n == 0 else f"{row.fresh_wins}/{row.fresh_ties}/{row.fresh_losses}"
             md.append(f"| {row.arm} | {row.mean_test:.2f} | {row.difference} | {row.wins}/{row.ties}/{row.losses} | "
                       f"{row.improvement_probability.mean:.2f} | {fresh} | {fresh_wtl} | {row.val_difference} | "
-                      f"{row.seeds[0]:.2f}/{row.seeds[1]:.2f}/{row.seeds[2]:.2f} | {row.final_parameters:,.0f} |")  # fmt: skip
+                      f"{row.seeds[0]:.2f}/{row.seeds[1]:.2f}/{row.seeds[2]:.2f} | {row.final_parameters:,.0f} |"
+                      + (f" {row.mean_accuracy:.2f} | {row.accuracy_difference} |" if result.rent else ""))  # fmt: skip
         md += ["",
                f"- Noise floor (null control, {c.reference} rerun on a fresh data order, {r.null_pairs} reruns): "
                f"**{r.noise_floor_test:.2f} pp RMS** on test ({r.noise_floor_val:.2f} on validation); null mean {r.null_mean}. "
@@ -401,7 +416,7 @@ def plot_headroom(result: HeadroomResult, path: Path) -> Path:
         ax.set_yticks(range(len(rows)), [row.arm for row in rows], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(f"{r.regime} ({r.configurations} pairs)", fontsize=9)
-        ax.set_xlabel(f"test accuracy - {result.config.reference} (pp)")
+        ax.set_xlabel(f"{'score' if result.rent else 'test accuracy'} - {result.config.reference} (pp)")
     handles = [plt.Line2D([], [], marker="o", color="tab:blue", ls="", label="original orders"),
                plt.Line2D([], [], marker="s", color="tab:orange", ls="", label="fresh orders")]  # fmt: skip
     axes[0][0].legend(handles=handles + axes[0][0].get_legend_handles_labels()[0], fontsize=7, loc="lower right")

@@ -3,7 +3,9 @@
 For each configuration (dataset, host, optimiser, schedule, seed) every controller runs one episode; the seed
 fixes the initialisation and the data order, so the only difference inside a pair is the controller, and the
 paired difference policy - heuristic cancels the luck of the draw. The score is the final accuracy on the
-**test split**, which no controller saw (validation, which they all watched, is reported beside it). Seeds
+**test split**, which no controller saw, charged for growth at the configurations' rent (docs/arena.md,
+Compute rent; at rent 0 the accuracy itself); the raw test accuracy and validation, which all controllers
+watched, are reported beside it. Seeds
 must be disjoint from the training data's seeds: a policy evaluated on the very episodes it imitated would be
 graded on memory.
 
@@ -44,13 +46,17 @@ class Pair:
     config_summary: str
     heuristic_run: str
     policy_run: str
-    heuristic_final: float  # test split
+    heuristic_final: float  # the score that decides: test split, charged at the rent (paired.SCORES "test")
     policy_final: float
     heuristic_seeds: tuple[int, int, int]  # created, fossilized, culled
     policy_seeds: tuple[int, int, int]
     heuristic_val: float = math.nan  # validation split: what both controllers watched
     policy_val: float = math.nan
     fresh_difference: float = math.nan  # policy - heuristic on fresh data orders (mean over them), if replicated
+    heuristic_accuracy: float = math.nan  # raw test accuracy, beside the score (they are equal at rent 0)
+    policy_accuracy: float = math.nan
+    heuristic_parameters: int = 0  # final parameters: what the rent charged
+    policy_parameters: int = 0
 
     @property
     def difference(self) -> float:
@@ -77,6 +83,8 @@ class LiveEvaluation:
     agreement_fine: float
     tie_tolerance: float = TIE_TOLERANCE
     score: str = "test"  # the split mean_* and the differences are measured on
+    rent: float = 0.0  # pp per doubling of parameters the scores were charged (0: the score is the test accuracy)
+    accuracy_difference: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))  # raw test
     val_difference: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
     noise_floor: float = math.nan  # RMS of the null control's differences (pp)
     null_difference: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
@@ -84,6 +92,12 @@ class LiveEvaluation:
     pairs_for_one_pp: int = -1
     fresh: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))  # n = 0: not replicated
     fresh_orders: int = 0
+
+    @property
+    def decided_by(self) -> str:
+        from .paired import decided_by
+
+        return decided_by(self.rent)
 
     @property
     def counts(self) -> bool:
@@ -103,6 +117,8 @@ class LiveEvaluation:
             "live_losses": self.losses,
             "live_agreement_coarse": self.agreement_coarse,
             "live_agreement_fine": self.agreement_fine,
+            "live_rent": self.rent,
+            "live_accuracy_mean_difference": self.accuracy_difference.mean,
             "live_val_mean_difference": self.val_difference.mean,
             "live_noise_floor": self.noise_floor,
             "live_pairs_for_half_pp": self.pairs_for_half_pp,
@@ -240,13 +256,17 @@ def _paired_evaluation(runs, name: str, tie_tolerance: float, *, resamples: int,
                 config_summary=_summary(config),
                 heuristic_run=h.run_id,
                 policy_run=p.run_id,
-                heuristic_final=h.final_test_accuracy,
-                policy_final=p.final_test_accuracy,
+                heuristic_final=sides[REFERENCE].score("test"),
+                policy_final=sides[name].score("test"),
                 heuristic_seeds=(h.seeds_created, h.seeds_fossilized, h.seeds_culled),
                 policy_seeds=(p.seeds_created, p.seeds_fossilized, p.seeds_culled),
                 heuristic_val=h.final_val_accuracy,
                 policy_val=p.final_val_accuracy,
                 fresh_difference=float(fresh[i]),
+                heuristic_accuracy=sides[REFERENCE].score("test_accuracy"),
+                policy_accuracy=sides[name].score("test_accuracy"),
+                heuristic_parameters=h.final_parameters,
+                policy_parameters=p.final_parameters,
             )
         )
         trajectories[REFERENCE].append(read_raw_run(h.path))
@@ -283,6 +303,8 @@ def _paired_evaluation(runs, name: str, tie_tolerance: float, *, resamples: int,
         agreement_coarse=agree_coarse,
         agreement_fine=agree_fine,
         tie_tolerance=tie_tolerance,
+        rent=runs.rent(),
+        accuracy_difference=mean_ci([p.policy_accuracy - p.heuristic_accuracy for p in pairs], **ci),
         val_difference=mean_ci([p.policy_val - p.heuristic_val for p in pairs], **ci),
         noise_floor=floor,
         null_difference=mean_ci(runs.null_by_configuration(indices), **ci),

@@ -15,7 +15,8 @@ Luck is measured, not assumed away:
 
 Episodes are deterministic, so a run file already in the output folder is read back instead of rerun: a long
 analysis resumes where it stopped, and a second analysis over the same configurations reuses the first's
-episodes. Scores are the test split's accuracy (what no controller saw), with validation beside it.
+episodes. Scores are the test split's (what no controller saw), charged for growth at the configurations'
+rent, with the raw test accuracy and validation beside them (`EpisodeOutcome.score`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ import numpy as np
 from ..controllers import ControllerConfig
 from ..episodes.episode import EpisodeConfig, EpisodeResult
 
-SCORES = ("test", "val")
+# What a per-run number can be. "test" decides every comparison (the paired evaluation, headroom, the nightly
+# champion rule): the test accuracy charged for growth at the episode's rent (tamiyo_models.world.score), which
+# at rent 0 is the test accuracy itself, bit for bit. "test_accuracy" is the raw accuracy shown beside it;
+# "val" the validation accuracy the controllers watched.
+SCORES = ("test", "test_accuracy", "val")
+
+
+def decided_by(rent: float) -> str:
+    """How a report names the number that decides, at a rent."""
+    return f"the score (test accuracy charged {rent:g} pp per doubling of parameters)" if rent else "the test accuracy (rent 0)"
 
 
 def fresh_order_seed(config: EpisodeConfig, order: int) -> int:
@@ -60,13 +70,16 @@ class EpisodeOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.result.status == "complete" and math.isfinite(self.result.final_test_accuracy)
+        return self.result.status == "complete" and math.isfinite(self.result.score)
 
     def score(self, which: str = "test") -> float:
+        """The one per-run number every comparison reads (see SCORES); NaN for a run that did not complete."""
+        if which not in SCORES:
+            raise ValueError(f"unknown score {which!r}; known: {', '.join(SCORES)}")
         r = self.result
         if r.status != "complete":
             return math.nan
-        return r.final_test_accuracy if which == "test" else r.final_val_accuracy
+        return {"test": r.score, "test_accuracy": r.final_test_accuracy, "val": r.final_val_accuracy}[which]
 
 
 def _mean_over_orders(per_order: np.ndarray) -> np.ndarray:
@@ -99,6 +112,13 @@ class PairedRuns:
     def score(self, i: int, arm: str, order: int = 0, which: str = "test") -> float:
         outcome = self.outcomes.get((i, arm, order))
         return outcome.score(which) if outcome is not None else math.nan
+
+    def rent(self) -> float:
+        """The rent the design's scores are charged at (one per design: a spec sets one rent)."""
+        rents = {c.rent for c in self.configs}
+        if len(rents) > 1:
+            raise ValueError(f"configurations at different rents ({sorted(rents)}) cannot be compared by one score")
+        return rents.pop() if rents else 0.0
 
     def orders(self, arm: str) -> list[int]:
         return sorted({o for (_, a, o) in self.outcomes if a == arm})
@@ -166,6 +186,7 @@ def run_paired(
     if not configs:
         raise ValueError("no configurations to run")
     runs = existing or PairedRuns(list(configs), dict(arms), reference)
+    runs.rent()  # configurations at different rents fail here, before any episode runs
     wanted: list[tuple[int, str, int]] = []
     for i in range(len(configs)):
         for arm in arms:

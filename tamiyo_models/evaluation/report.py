@@ -66,7 +66,7 @@ def plot_paired(live, path: Path) -> Path:
     for i, p in enumerate(pairs):
         ax.plot([i, i], [p.heuristic_final, p.policy_final], color="grey", lw=0.7)
     ax.set_xticks(x, [str(p.seed) for p in pairs], rotation=90, fontsize=6)
-    ax.set_xlabel("episode seed (paired)"), ax.set_ylabel("final test accuracy (pp)"), ax.legend()
+    ax.set_xlabel("episode seed (paired)"), ax.set_ylabel("final test accuracy (pp)" if not live.rent else f"score at rent {live.rent:g} (pp)"), ax.legend()
     fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
     return path
 
@@ -143,14 +143,20 @@ def live_section(live) -> list[str]:
     return ["## Live, paired episodes", "",
             f"{len(live.pairs)} pairs: the same configuration and seed, once under the policy and once under the "
             f"heuristic; seeds disjoint from the training data. {len(live.failed)} episodes failed. Score: final accuracy "
-            f"on the **{live.score} split**, which no controller saw; validation (what they watched) beside it.", "",
+            f"on the **{live.score} split**, which no controller saw, at rent {live.rent:g} (pp per doubling of "
+            f"parameters): **{live.decided_by} decides**; the raw test accuracy and validation (what they watched) "
+            "beside it.", "",
             "| | policy | heuristic |", "|---|---|---|",
-            f"| mean final test accuracy (pp) | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} |",
+            f"| mean score (pp) | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} |",
+            f"| mean final test accuracy (pp) | {_mean(p.policy_accuracy for p in live.pairs):.2f} | "
+            f"{_mean(p.heuristic_accuracy for p in live.pairs):.2f} |",
+            f"| mean final parameters | {_mean(p.policy_parameters for p in live.pairs):,.0f} | "
+            f"{_mean(p.heuristic_parameters for p in live.pairs):,.0f} |",
             *[f"| seeds {k} per episode | {live.seeds['policy'][k]:.2f} | {live.seeds['heuristic'][k]:.2f} |" for k in ("created", "fossilized", "culled")],
             "",
-            f"- Paired difference policy - heuristic (test): **{live.mean_difference:+.2f} pp**, {c}% bootstrap interval "
+            f"- Paired difference policy - heuristic (score): **{live.mean_difference:+.2f} pp**, {c}% bootstrap interval "
             f"[{live.ci_low:+.2f}, {live.ci_high:+.2f}]; wins / ties / losses {live.wins} / {live.ties} / {live.losses}. "
-            f"On validation: {live.val_difference}.",
+            f"Raw test accuracy: {live.accuracy_difference}. On validation: {live.val_difference}.",
             f"- Noise floor: the heuristic rerun with only the data order changed moves the score by "
             f"**{live.noise_floor:.2f} pp RMS** (null mean {live.null_difference}); at that spread, "
             f"{live.pairs_for_half_pp} pairs detect 0.5 pp and {live.pairs_for_one_pp} detect 1 pp (two-sided 5%, power 80%).",
@@ -160,9 +166,10 @@ def live_section(live) -> list[str]:
             "| action | policy | heuristic |", "|---|---|---|",
             *[f"| {a} | {live.action_distribution['policy'][a]:.3f} | {live.action_distribution['heuristic'][a]:.3f} |"
               for a in live.action_distribution["policy"]], "",
-            "| seed | configuration | heuristic test | policy test | difference | heuristic val | policy val |", "|---|---|---|---|---|---|---|",
+            "| seed | configuration | heuristic score | policy score | difference | heuristic test | policy test | heuristic val | policy val |",
+            "|---|---|---|---|---|---|---|---|---|",
             *[f"| {p.seed} | {p.config_summary} | {p.heuristic_final:.2f} | {p.policy_final:.2f} | {p.difference:+.2f} | "
-              f"{p.heuristic_val:.2f} | {p.policy_val:.2f} |" for p in live.pairs],
+              f"{p.heuristic_accuracy:.2f} | {p.policy_accuracy:.2f} | {p.heuristic_val:.2f} | {p.policy_val:.2f} |" for p in live.pairs],
             ""]  # fmt: skip
 
 
@@ -198,11 +205,13 @@ def write_comparison(out_dir: str | Path, evaluations, configurations: str, refe
     c = int(round(first.confidence * 100)) if first else 95
     md = ["# Policies against the heuristic", "",
           f"Live: {configurations}; the heuristic's episode on each configuration is shared by every controller. "
-          f"Score: final **test** accuracy (no controller saw that split)."
+          f"Score: final **test** accuracy (no controller saw that split)"
+          + (f", charged {first.rent:g} pp per doubling of parameters: {first.decided_by} decides, the raw "
+             "accuracy difference is beside it." if first and first.rent else ".")
           + (f" Noise floor (heuristic rerun on fresh data orders): {first.noise_floor:.2f} pp RMS; "
              f"{first.pairs_for_half_pp} pairs detect 0.5 pp." if first else ""), "",
-          f"| controller | phase | variant | offline balanced accuracy | test (pp) | heuristic (pp) | paired difference [{c}% interval] | W / T / L | fresh orders | counts | agreement |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+          f"| controller | phase | variant | offline balanced accuracy | score (pp) | heuristic (pp) | paired difference [{c}% interval] | W / T / L | fresh orders | counts | test accuracy difference | agreement |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     rows = [(e.name, e.metadata.get("phase", "-"), e.metadata.get("variant") or "-", e.offline, e.live) for e in evaluations]
     rows += [(name, "reference", "-", None, live) for name, live in references.items()]
     for name, phase, variant, offline, live in rows:
@@ -210,7 +219,7 @@ def write_comparison(out_dir: str | Path, evaluations, configurations: str, refe
         md.append(f"| {name} | {phase} | {variant} | "
                   f"{'-' if offline is None else f'{offline.balanced_accuracy:.4f}'} | {live.mean_policy:.2f} | {live.mean_heuristic:.2f} | "
                   f"{live.mean_difference:+.2f} [{live.ci_low:+.2f}, {live.ci_high:+.2f}] | {live.wins} / {live.ties} / {live.losses} | "
-                  f"{fresh} | {'yes' if live.counts else 'no'} | {live.agreement_coarse:.3f} |")  # fmt: skip
+                  f"{fresh} | {'yes' if live.counts else 'no'} | {live.accuracy_difference.mean:+.2f} | {live.agreement_coarse:.3f} |")  # fmt: skip
     notes = [f"- **{e.name}**: degenerate weighting: {e.metadata['weighting_note']}" for e in evaluations
              if e.metadata.get("weighting_note")]  # fmt: skip
     if notes:
@@ -225,3 +234,8 @@ def write_comparison(out_dir: str | Path, evaluations, configurations: str, refe
     payload += [{"name": name, "reference": True, "live": live.summary()} for name, live in references.items()]
     (out / "comparison.json").write_text(json.dumps(payload, indent=1, default=str))
     return {"markdown": out / "comparison.md", "html": out / "comparison.html", "json": out / "comparison.json", "plot": plot}
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
