@@ -211,3 +211,29 @@ def test_the_old_phase_flag_gets_a_clear_error(capsys):
     err = capsys.readouterr().err
     assert "tamiyo train phase3 [options]" in err and "subcommand" in err
     assert main(["train", "--warehouse", "w.duckdb"]) == 2 and "tamiyo train {phase1,phase2,phase3,phase4}" in capsys.readouterr().err
+
+
+def test_a_run_config_file_gives_the_library_config_and_an_empty_one_the_flags_defaults(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    # No settings at all: the same run config as no flags at all (phases 3 and 4: one source of defaults).
+    assert offline_run_config(_train_args("phase3", "--config", str(empty))) == CLI_BUILT["phase3"]
+    assert online_run_config(_train_args("phase4", "--config", str(empty))) == CLI_BUILT["phase4"]
+    run = tmp_path / "run.toml"
+    run.write_text('algorithm = "iql"\nregimes = ["fm-short"]\n[iql]\ntau = 0.9\nupdates = 300\n')
+    config = offline_run_config(_train_args("phase3", "--config", str(run)))
+    assert (config.algorithm, config.regimes, config.iql.tau, config.iql.updates) == ("iql", ("fm-short",), 0.9, 300)
+    assert config.iql.beta == OFFLINE.iql.beta and config.cql == OFFLINE.cql  # what the file leaves out: the library's
+
+
+def test_a_run_config_file_is_checked_naming_the_file_and_key(tmp_path):
+    from tamiyo_models.cli import main
+
+    run = tmp_path / "run.toml"
+    run.write_text("[iql]\ntua = 0.9\n")
+    with pytest.raises(ValueError, match=r"run.toml.iql: unknown key\(s\) tua of IQLConfig"):
+        offline_run_config(_train_args("phase3", "--config", str(run)))
+    run.write_text("[iql]\ntau = 0.9\n")
+    with pytest.raises(ValueError, match="leave out --tau, --updates"):
+        offline_run_config(_train_args("phase3", "--config", str(run), "--tau", "0.5", "--updates", "10"))
+    assert main(["train", "phase2", "--warehouse", str(tmp_path / "w.duckdb"), "--no-mlflow"]) == 2  # phase 2 needs a parent

@@ -83,3 +83,75 @@ def test_a_study_runs_records_its_rows_and_reruns_from_disk(tmp_path):
     assert "## tiny" in text and "fixed:conv_heavy@1 − heuristic" in text and "Do not edit by hand" in text
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT count(*) FROM study_results").fetchall()[0][0] == len(first.rows)  # replaced, not added
+
+
+DATA_SPEC = SPEC.replace('kind = "heuristic"', 'kind = "epsilon-heuristic"\nepsilon = 0.3')
+
+TRAINED = STUDY.replace('arms = ["fixed:conv_heavy@1"]', 'arms = ["bcq", "imitation"]') + """
+[[data]]
+name = "explore"
+spec = "{data_spec}"
+episodes = 10
+batch_seed = 7
+
+[[train]]
+name = "bcq"
+data = "explore"
+phase = "phase3"
+settings = {{ algorithm = "bcq", bcq = {{ updates = 200 }}, selection_fqe = {{ updates = 100 }}, report_fqe = {{ updates = 100 }} }}
+
+[[train]]
+name = "imitation"
+data = "explore"
+phase = "phase1"
+settings = {{ controllers = [], imitation = {{ epochs = 3 }} }}
+"""
+
+
+def _trained_study(tmp_path, text: str = TRAINED):
+    data_spec = tmp_path / "data-spec.toml"
+    data_spec.write_text(DATA_SPEC)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    path = tmp_path / "trained.toml"
+    path.write_text(text.format(spec=spec, data_spec=data_spec))
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (("bcq = {{ updates = 200 }}", "bcq = {{ updaets = 200 }}"), "train[0].settings.bcq: unknown key(s) updaets of BCQConfig"),
+    (('data = "explore"\nphase = "phase3"', 'data = "nowhere"\nphase = "phase3"'), "data 'nowhere' is not a [[data]] name"),
+    (('phase = "phase3"', 'phase = "phase4"'), "(Phase 4 not yet)"),
+    (("episodes = 10", "episodes = 0"), "episodes must be >= 1"),
+])  # fmt: skip
+def test_a_bad_training_section_is_refused_naming_the_file_and_key(tmp_path, change, message):
+    path = _trained_study(tmp_path, TRAINED.replace(*change))
+    with pytest.raises(StudyError) as error:
+        load_study(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_a_study_trains_its_own_arms_on_registered_training_seeds_and_resumes(tmp_path):
+    from tamiyo_models.studies.training import learned_seeds, trained_policy
+
+    path = _trained_study(tmp_path)
+    config = load_study(path)
+    assert config.trained[0].settings.bcq.updates == 200 and config.trained[0].settings.bcq.threshold == 0.3  # the library's default
+    warehouse, root = tmp_path / "w.duckdb", tmp_path / "studies"
+    lines = []
+    first = run_study(path, warehouse=warehouse, out_root=root, log=lines.append)
+    assert {r["arm"] for r in first.rows} == {"bcq", "imitation"}
+    assert first.episodes == 10 + 4 * (3 + 3)  # the data, then the reference and both arms on order 0 and 1 fresh order
+    con = duckdb.connect(str(warehouse), read_only=True)
+    registry = dict(con.execute("SELECT source, list(seed) FROM seed_registry WHERE night = 'study:tiny' GROUP BY 1").fetchall())
+    con.close()
+    training, heldout = set(registry["data:explore"]), set(registry["heldout"])
+    assert len(training) == 10 and all(s % 2 == 0 for s in training) and all(s % 2 == 1 for s in heldout)
+    for arm in ("bcq", "imitation"):  # each learned from exactly the data's seeds, never a held-out one
+        assert learned_seeds(trained_policy(root / "tiny", arm)) == training
+    stamps = {arm: (root / "tiny" / "policies" / arm / "done.json").stat().st_mtime_ns for arm in ("bcq", "imitation")}
+    lines.clear()
+    second = run_study(path, warehouse=warehouse, out_root=root, log=lines.append)
+    assert [r["difference"] for r in second.rows] == [r["difference"] for r in first.rows]
+    assert {arm: (root / "tiny" / "policies" / arm / "done.json").stat().st_mtime_ns for arm in stamps} == stamps
+    assert any("bcq already trained" in line for line in lines)

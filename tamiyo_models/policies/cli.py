@@ -7,6 +7,7 @@ Heavy imports (torch, mlflow) happen inside the commands, so `tamiyo --help` sta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -27,6 +28,11 @@ PHASES = {
 }
 
 
+RUN_CONFIGS = {"phase1": "PolicyRunConfig", "phase2": "PolicyRunConfig", "phase3": "OfflineRunConfig", "phase4": "OnlineRunConfig"}
+# What every run reads from the command line even with --config: where the data is and where the result goes.
+INPUT_FLAGS = {"help", "warehouse", "out", "no_mlflow", "mlflow_root", "tracking_uri", "experiment", "config"}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     # Every default of `tamiyo train` is the library's, read from its config dataclasses (never re-declared here),
     # so the command line, the Dagster assets and the library cannot drift apart (tests/test_config_defaults.py).
@@ -45,7 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser = phases.add_parser(phase, help=PHASES[phase], description=PHASES[phase] + ".")
         builder(parser)
         _output_args(parser)
-        parser.set_defaults(func=run_train)
+        parser.add_argument("--config", type=Path, metavar="FILE.toml",
+                            help=f"the whole run config from a TOML file instead of the flags: the fields of {RUN_CONFIGS[phase]} "
+                            "(nested configs as tables; a field left out keeps the library's default), as a study's "
+                            "[[train]] settings are written")  # fmt: skip
+        settings = {a.dest: a.default for a in parser._actions if a.option_strings and a.dest not in INPUT_FLAGS}
+        parser.set_defaults(func=run_train, settings_defaults=settings)
 
     lineage = subparsers.add_parser("lineage", help="print a model's chain: version -> run -> dataset -> raw runs -> parent")
     lineage.add_argument("model", help="MODEL@alias, MODEL/version or MODEL (latest)")
@@ -99,8 +110,9 @@ def _phase2_args(parser: argparse.ArgumentParser) -> None:
 
     weighting = RewardWeightingConfig()
     _imitation_args(parser, "phase2")
-    parser.add_argument("--parent", required=True,
-                        help="the policy to start from, and the lineage parent (a file, or MLflow MODEL@alias / MODEL/version)")
+    parser.add_argument("--parent",
+                        help="the policy to start from (required), and the lineage parent (a file, or MLflow MODEL@alias / "
+                        "MODEL/version)")  # fmt: skip
     parser.add_argument("--variant", choices=("A", "B", "C"), default=weighting.variant,
                         help=f"A episode weights, B decision weights, C filter (default {weighting.variant})")
     parser.add_argument("--threshold", type=float, default=weighting.threshold, help="variant C: keep episodes with final accuracy >= this (pp)")
@@ -241,8 +253,52 @@ def run_train(args: argparse.Namespace) -> int:
 # The flags -> library config mappings, one per kind of phase: the commands below run what they return, and
 # tests/test_config_defaults.py builds them from the parser's defaults. A flag left out (None) means the library's
 # own value, never a number written here.
+def config_from_file(args: argparse.Namespace):
+    """--config FILE.toml: the phase's run config read field by field (world.configs.from_mapping). Settings
+    come from the file or from flags, never both: a flag that would be silently overridden is an error."""
+    import tomllib
+
+    from ..world.configs import from_mapping
+
+    given = sorted(f"--{dest.replace('_', '-')}" for dest, default in args.settings_defaults.items() if getattr(args, dest) != default)
+    if given:
+        raise ValueError(f"--config {args.config} gives the run config: leave out {', '.join(given)} (or set it in the file)")
+    try:
+        data = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"no run config file at {args.config}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{args.config}: not a TOML file: {exc}") from None
+    if args.phase in ("phase1", "phase2"):
+        data = {**data, "phase": args.phase}
+    config = from_mapping(_run_config_class(args.phase), data, str(args.config))
+    if args.phase == "phase2" and not config.parent_policy:
+        raise ValueError(f"{args.config}: phase2 starts from a parent_policy")
+    if args.phase == "phase4" and args.warehouse and not config.distil_warehouse:
+        config = dataclasses.replace(config, distil_warehouse=str(args.warehouse))
+    return config
+
+
+def _run_config_class(phase: str) -> type:
+    if phase == "phase3":
+        from ..offline_rl.workflow import OfflineRunConfig
+
+        return OfflineRunConfig
+    if phase == "phase4":
+        from ..online_rl.workflow import OnlineRunConfig
+
+        return OnlineRunConfig
+    from .workflow import PolicyRunConfig
+
+    return PolicyRunConfig
+
+
 def policy_run_config(args: argparse.Namespace):
     """Phases 1 and 2: the PolicyRunConfig `tamiyo train` runs."""
+    if getattr(args, "config", None):
+        return config_from_file(args)
+    if args.phase == "phase2" and not args.parent:
+        raise ValueError("phase2 starts from a policy: give --parent (a file, or MLflow MODEL@alias / MODEL/version)")
     from ..agents.imitation_network import NetworkConfig
     from .imitation import ImitationConfig
     from .reward_weighted import RewardWeightingConfig
@@ -263,8 +319,8 @@ def policy_run_config(args: argparse.Namespace):
 
 def offline_run_config(args: argparse.Namespace):
     """Phase 3: the OfflineRunConfig `tamiyo train phase3` runs."""
-    import dataclasses
-
+    if getattr(args, "config", None):
+        return config_from_file(args)
     from ..offline_rl.workflow import OfflineRunConfig
 
     base = OfflineRunConfig()
@@ -280,8 +336,8 @@ def offline_run_config(args: argparse.Namespace):
 
 def online_run_config(args: argparse.Namespace):
     """Phase 4: the OnlineRunConfig `tamiyo train phase4` runs."""
-    import dataclasses
-
+    if getattr(args, "config", None):
+        return config_from_file(args)
     from ..online_rl.distil import DistilConfig
     from ..online_rl.workflow import OnlineRunConfig
 

@@ -15,13 +15,16 @@ A study file says, before any episode runs, what is compared and what would coun
     max_epochs = 0                 # 0: the spec's episode length
     [design]
     reference = "heuristic"        # every difference is arm - reference, per configuration
-    arms = ["fixed:conv_heavy@1"]  # reference controller names, or NAME=policy-file
+    arms = ["fixed:conv_heavy@1"]  # reference controller names, NAME=policy-file, or a [[train]] name
     fresh_orders = 2               # the replication (and the reference's reruns: the null control)
     [rule]
     confidence = 0.95
     min_pairs = 6                  # a claim holds when both intervals are above 0 on at least this many pairs
     [compute]
     workers = 2
+
+An arm can also be trained by the study itself, from data it generates: [[data]] and [[train]] tables
+(studies/training.py), so a learned policy's result needs no file made by hand beforehand.
 
 Results go to the `study_results` table of the warehouse (one row per arm and regime, "all" included) and to an
 MLflow run; `docs/results.md` is generated from that table, never typed. The episodes live in
@@ -127,12 +130,20 @@ class StudyConfig:
     workers: int = 2
     source: str = ""
     sha256: str = ""
+    data: tuple = ()  # training.DataSet: what trained arms learn from
+    trained: tuple = ()  # training.TrainedArm: arms the study trains itself
 
-    def controllers(self) -> dict[str, ControllerConfig]:
-        """arm name -> controller, the reference first."""
+    def controllers(self, trained_files: dict[str, Path] | None = None) -> dict[str, ControllerConfig]:
+        """arm name -> controller, the reference first. A trained arm is its policy file once trained
+        (`trained_files`); before that (checking the file) only its name is checked."""
         out = {}
+        trained_names = {a.name for a in self.trained}
         for entry in (self.reference, *self.arms):
             name, sep, policy = entry.partition("=")
+            if name in trained_names and not sep:
+                if trained_files is not None and name in trained_files:  # (not yet trained: left out of a look)
+                    out[name] = ControllerConfig(kind="policy", policy=f"file:{trained_files[name]}", label=name)
+                continue
             if sep:
                 path = Path(policy)
                 if not path.exists():
@@ -173,7 +184,7 @@ def load_study(path: str | Path) -> StudyConfig:
     def opt(table: str, key: str, default):
         return (data.get(table) or {}).get(key, default)
 
-    known = {"name", "claim", "heldout", "design", "rule", "compute"}
+    known = {"name", "claim", "heldout", "design", "rule", "compute", "data", "train"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise StudyError(f"{path}: unknown key(s) {', '.join(unknown)}; a study has {', '.join(sorted(known))}")
@@ -188,6 +199,16 @@ def load_study(path: str | Path) -> StudyConfig:
         confidence=float(opt("rule", "confidence", 0.95)), min_pairs=int(opt("rule", "min_pairs", 6)),
         workers=int(opt("compute", "workers", 2)), source=str(path), sha256=hashlib.sha256(raw).hexdigest(),
     )  # fmt: skip
+    if "data" in data or "train" in data:
+        from .training import parse_data, parse_train
+
+        try:
+            datasets = parse_data(data.get("data", []), str(path))
+            config = dataclasses.replace(config, data=datasets, trained=parse_train(data.get("train", []), datasets, str(path)))
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+        if config.reference in {a.name for a in config.trained}:
+            raise StudyError(f"{path}: design.reference must be a controller every arm is compared with, not a trained arm")
     if config.configs_per_regime < 2 or config.fresh_orders < 1:
         raise StudyError(f"{path}: heldout.configs_per_regime must be >= 2 and design.fresh_orders >= 1")
     config.controllers()  # names and policy files checked before anything runs
@@ -215,6 +236,14 @@ def run_study(path: str | Path, *, warehouse: str | Path, out_root: str | Path =
 
     config = load_study(path)
     started = time.perf_counter()
+    root = Path(out_root) / config.name
+    if execute:
+        trained_files, data_episodes = _train(config, warehouse, root, workers or config.workers, log, on_result)
+    else:  # a look at a study in progress: the arms trained so far
+        from .training import trained_policy
+
+        trained_files = {a.name: f for a in config.trained if (f := trained_policy(root, a.name)) is not None}
+        data_episodes = 0
     configs, skipped = headroom_configs(HeadroomConfig(spec=config.spec, regimes=config.regimes,
                                                        configs_per_regime=config.configs_per_regime,
                                                        batch_seed=config.batch_seed))  # fmt: skip
@@ -227,12 +256,18 @@ def run_study(path: str | Path, *, warehouse: str | Path, out_root: str | Path =
     configs = [dataclasses.replace(c, tags={**c.tags, "study": config.name}) for c in configs]
     with writing(warehouse) as con:  # the study's held-out seeds: odd, never used by a night or another study
         configs = claim_seeds(con, configs, EVALUATION, f"study:{config.name}", "heldout")
-    arms = config.controllers()
+    arms = config.controllers(trained_files)
+    heldout_seeds = {c.seed for c in configs}
+    for name, file in trained_files.items():  # no arm is graded on a configuration it learned from
+        from .training import learned_seeds
+
+        if learned_seeds(file) & heldout_seeds:
+            raise StudyError(f"{config.source}: {name} learned from held-out seeds {sorted(learned_seeds(file) & heldout_seeds)[:5]}")
     runs = run_paired(configs, arms, Path(out_root) / config.name / "episodes", reference=config.reference,
                       null_orders=config.fresh_orders, replicate=config.fresh_orders, workers=workers or config.workers,
                       on_result=on_result, execute=execute)  # fmt: skip
     rule = PromotionRule(confidence=config.confidence, min_pairs=config.min_pairs)
-    result = StudyRun(config, episodes=len(runs.outcomes))
+    result = StudyRun(config, episodes=len(runs.outcomes) + data_episodes)
     regimes = runs.regimes()
     for arm, controller in arms.items():
         if arm == config.reference:
@@ -259,6 +294,21 @@ def run_study(path: str | Path, *, warehouse: str | Path, out_root: str | Path =
     if tracking is not None:
         _track(config, result, tracking)
     return result
+
+
+def _train(config: StudyConfig, warehouse, root: Path, workers: int, log, on_result) -> tuple[dict[str, Path], int]:
+    """The study's own training stage: each [[data]] set generated and ingested, each [[train]] arm trained."""
+    from .training import prepare_data, train_arm
+
+    if not config.trained:
+        return {}, 0
+    used = {a.data for a in config.trained}
+    episodes = 0
+    for dataset in config.data:
+        if dataset.name in used:
+            episodes += prepare_data(config.name, dataset, warehouse, root, workers=workers, log=log, on_result=on_result)["episodes"]
+    by_name = {d.name: d for d in config.data}
+    return {arm.name: train_arm(config.name, arm, by_name[arm.data], root, log=log) for arm in config.trained}, episodes
 
 
 def _regime_runs(runs, regime: str):

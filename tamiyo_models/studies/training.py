@@ -1,0 +1,195 @@
+"""Trained arms of a study: the data they learn from and how they learn it, stated in the study file.
+
+A study whose arm is a learned policy names, before any episode runs, the training data and the run config:
+
+    [[data]]                         # episodes drawn from a spec; seeds registered as training seeds
+    name = "exploration"
+    spec = "exploration"
+    episodes = 80
+    batch_seed = 31002
+    [[train]]                        # one trained arm; its name is what design.arms lists
+    name = "iql-exploration"
+    data = "exploration"
+    phase = "phase3"                 # phase1 | phase2 (PolicyRunConfig) | phase3 (OfflineRunConfig)
+    settings = { algorithm = "iql", iql = { tau = 0.7, updates = 10000 } }   # fields of that run config
+
+`settings` is the library's run config itself, read field by field (world.configs.from_mapping): a default is the
+library's, a misspelt key is an error naming the file and the key. A `parent_policy` naming an earlier [[train]]
+entry starts from that arm's policy.
+
+Everything lands under var/studies/<study>/: data/<name>/raw (the raw runs), data/<name>.duckdb (their own
+warehouse: one study's data never mixes with a night's), policies/<arm>/ (the trained file and a done.json). A
+study killed anywhere resumes: episodes on disk are read back, an arm with its done.json is not retrained.
+Phase 4 arms (online RL in live episodes) are not yet supported here: their episode seeds would have to be
+registered like the data's, and the night does that first (nightly/night.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+PHASES = ("phase1", "phase2", "phase3")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    spec: str
+    episodes: int
+    batch_seed: int
+    regimes: tuple[str, ...] = ()
+    max_epochs: int = 0  # 0: the spec's episode length
+
+
+@dataclass(frozen=True)
+class TrainedArm:
+    name: str
+    data: str
+    phase: str
+    settings: Any  # the phase's run config (PolicyRunConfig or OfflineRunConfig)
+
+
+def run_config_class(phase: str) -> type:
+    if phase in ("phase1", "phase2"):
+        from ..policies.workflow import PolicyRunConfig
+
+        return PolicyRunConfig
+    from ..offline_rl.workflow import OfflineRunConfig
+
+    return OfflineRunConfig
+
+
+def parse_data(entries: Any, source: str) -> tuple[DataSet, ...]:
+    from ..world.configs import from_mapping
+
+    if not isinstance(entries, list):
+        raise ValueError(f"{source}: data must be an array of tables ([[data]])")
+    out = tuple(from_mapping(DataSet, entry, f"{source}: data[{i}]") for i, entry in enumerate(entries))
+    for d in out:
+        if d.episodes < 1:
+            raise ValueError(f"{source}: data {d.name!r}: episodes must be >= 1")
+    names = [d.name for d in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: data names must be unique, got {names}")
+    return out
+
+
+def parse_train(entries: Any, data: tuple[DataSet, ...], source: str) -> tuple[TrainedArm, ...]:
+    from ..world.configs import from_mapping
+
+    if not isinstance(entries, list):
+        raise ValueError(f"{source}: train must be an array of tables ([[train]])")
+    data_names, out = {d.name for d in data}, []
+    for i, entry in enumerate(entries):
+        where = f"{source}: train[{i}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a table")
+        unknown = sorted(set(entry) - {"name", "data", "phase", "settings"})
+        if unknown or not all(isinstance(entry.get(k), str) for k in ("name", "data", "phase")):
+            raise ValueError(f"{where}: a trained arm has name, data and phase (strings) and a settings table"
+                             f"{'; unknown: ' + ', '.join(unknown) if unknown else ''}")  # fmt: skip
+        name, phase = entry["name"], entry["phase"]
+        if entry["data"] not in data_names:
+            raise ValueError(f"{where} ({name}): data {entry['data']!r} is not a [[data]] name ({', '.join(sorted(data_names)) or 'none'})")
+        if phase not in PHASES:
+            raise ValueError(f"{where} ({name}): phase {phase!r}; a study trains {', '.join(PHASES)} (Phase 4 not yet)")
+        settings = dict(entry.get("settings") or {})
+        if phase != "phase3":
+            settings["phase"] = phase  # PolicyRunConfig names its own phase
+        config = from_mapping(run_config_class(phase), settings, f"{where}.settings")
+        parent = getattr(config, "parent_policy", None)
+        if phase == "phase2" and not parent:
+            raise ValueError(f"{where} ({name}): phase2 starts from a parent_policy (a file, or an earlier [[train]] name)")
+        if parent and parent not in {a.name for a in out} and not Path(parent).exists():
+            raise ValueError(f"{where} ({name}): parent_policy {parent!r} is neither an earlier [[train]] name nor a file")
+        out.append(TrainedArm(name, entry["data"], phase, config))
+    names = [a.name for a in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: train names must be unique, got {names}")
+    return tuple(out)
+
+
+def data_warehouse(root: Path, dataset: DataSet) -> Path:
+    return root / "data" / f"{dataset.name}.duckdb"
+
+
+def prepare_data(study: str, dataset: DataSet, registry, root: Path, *, workers: int,
+                 log: Callable[[str], None] = print, on_result=None) -> dict:  # fmt: skip
+    """Draw the data set's configurations, register their seeds as training seeds (in `registry`, the warehouse
+    that holds the seed registry), run them (episodes on disk are read back) and ingest them into their own
+    warehouse. Returns what was run."""
+    import dataclasses
+
+    from ..episodes.generation import GenerationSpec, generate
+    from ..nightly.seeds import TRAINING, claim_seeds
+    from ..warehouse import ingest_folder, writing
+
+    spec = GenerationSpec.load(dataset.spec)
+    runnable = [r["name"] for r in spec.regimes if r["name"] not in spec.unavailable] if spec.regimes else []
+    if spec.regimes and not runnable:
+        raise ValueError(f"data {dataset.name}: no regime of spec {dataset.spec!r} can run here")
+    configs = spec.sample(dataset.episodes, seed=dataset.batch_seed)
+    if dataset.regimes:
+        configs = [c for c in configs if c.tags.get("regime") in dataset.regimes]
+    if dataset.max_epochs:
+        configs = [dataclasses.replace(c, max_epochs=min(c.max_epochs, dataset.max_epochs)) for c in configs]
+    configs = [dataclasses.replace(c, tags={**c.tags, "study": study, "study_data": dataset.name}) for c in configs]
+    with writing(registry) as con:
+        configs = claim_seeds(con, configs, TRAINING, f"study:{study}", f"data:{dataset.name}")
+    raw = root / "data" / dataset.name / "raw"
+    started = time.perf_counter()
+    results = generate(configs, raw, workers=workers, on_result=on_result, reuse_existing=True)
+    summary = ingest_folder(raw, data_warehouse(root, dataset))
+    done = sum(r.status == "complete" for r in results)
+    log(f"study {study}: data {dataset.name}: {done}/{len(results)} episodes of spec {dataset.spec} complete, "
+        f"{summary.runs_loaded} new runs ingested ({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    return {"episodes": len(results), "complete": done, "seeds": sorted(c.seed for c in configs)}
+
+
+def policy_dir(root: Path, arm: str) -> Path:
+    return root / "policies" / arm
+
+
+def trained_policy(root: Path, arm: str) -> Path | None:
+    """The arm's policy file once its training finished (done.json written last), else None."""
+    done = policy_dir(root, arm) / "done.json"
+    return Path(json.loads(done.read_text())["policy"]) if done.exists() else None
+
+
+def train_arm(study: str, arm: TrainedArm, dataset: DataSet, root: Path, *, log: Callable[[str], None] = print) -> Path:
+    """Train one arm on its data set's warehouse with its run config (or find it, when resuming)."""
+    found = trained_policy(root, arm.name)
+    if found is not None and found.exists():
+        log(f"study {study}: {arm.name} already trained ({found}), kept")
+        return found
+    config = arm.settings
+    parent = getattr(config, "parent_policy", None)
+    if parent and trained_policy(root, parent) is not None:  # an earlier arm of the study
+        config = replace(config, parent_policy=str(trained_policy(root, parent)))
+    out = policy_dir(root, arm.name)
+    warehouse = data_warehouse(root, dataset)
+    started = time.perf_counter()
+    if arm.phase == "phase3":
+        from ..offline_rl.workflow import train_offline
+
+        run = train_offline(warehouse, config, out, log=log)
+    else:
+        from ..policies.workflow import train_policy
+
+        run = train_policy(warehouse, config, out, log=log)
+    path = Path(run.policy_path).resolve()
+    (out / "done.json").write_text(json.dumps({"policy": str(path), "phase": arm.phase, "data": dataset.name,
+                                               "seconds": round(time.perf_counter() - started, 1)}))  # fmt: skip
+    log(f"study {study}: {arm.name} ({arm.phase}) trained on data {dataset.name} in {time.perf_counter() - started:.0f} s: {path}")
+    return path
+
+
+def learned_seeds(policy: Path) -> set[int]:
+    """The episode seeds a policy file says it learned from (its metadata's data_seeds)."""
+    from ..agents.saved import load_policy
+
+    return {int(s) for s in (load_policy(policy)[1].get("metadata") or {}).get("data_seeds") or []}
