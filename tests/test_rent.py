@@ -87,6 +87,10 @@ def test_a_positive_rent_charges_the_growing_step_and_the_score(runs):
     assert footer["score"] == pytest.approx(footer["final_test_accuracy"] - 1.5 * ratio, abs=1e-12)
     assert charged.score == footer["score"] == charged_score(footer["final_test_accuracy"], 1.5, 800, 496)
     assert "score" in charged.summary_line()
+    from tamiyo_models.episodes.story import episode_story
+
+    assert "at rent 1.5 (what decides)" in episode_story(charged.path)
+    assert "at rent" not in episode_story(base.path)
 
 
 def test_tamiyo_env_returns_follow_the_rent():

@@ -38,6 +38,7 @@ def episode_story(path: str | Path) -> str:
         lines.append(
             f"\n{footer['status']}: "
             + (f"test {footer['final_test_accuracy']:.2f}% (the split no decision saw), " if footer.get("final_test_accuracy") is not None else "")
+            + (f"score {footer['score']:.2f} at rent {footer['rent']:g} (what decides), " if footer.get("rent") and footer.get("score") is not None else "")
             + f"final val {footer['final_val_accuracy']:.2f}%, best val {footer['best_val_accuracy']:.2f}%, "
             f"seeds {footer['seeds_created']} created / {footer['seeds_fossilized']} fossilized / "
             f"{footer['seeds_culled']} culled, parameters {run.header['host_parameters']} -> {footer['final_parameters']}, "
