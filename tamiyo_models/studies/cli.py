@@ -48,6 +48,10 @@ def run_study_command(args: argparse.Namespace) -> int:
         print(f"{config.name}: {config.claim}\n  held-out: {config.heldout_text()}\n  {arms} against {config.reference}, "
               f"{config.fresh_orders} fresh orders; holds when both {config.confidence:.0%} intervals are above 0 on "
               f">= {config.min_pairs} pairs")  # fmt: skip
+        for d in config.data:
+            print(f"  data {d.name}: {d.episodes} episodes of spec {d.spec}, batch seed {d.batch_seed} (training seeds)")
+        for a in config.trained:
+            print(f"  trained arm {a.name}: {a.phase} on data {a.data}, {type(a.settings).__name__} {_changed(a.settings)}")
         return 0
     tracking = None
     if not args.no_mlflow:
@@ -75,3 +79,18 @@ def results_command(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def _changed(config) -> str:
+    """The settings that differ from the library's defaults, as dotted keys (the rest is the library's)."""
+    import dataclasses
+
+    def walk(value, default, prefix):
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                yield from walk(getattr(value, f.name), getattr(default, f.name), f"{prefix}{f.name}.")
+        elif value != default:
+            yield f"{prefix[:-1]}={value!r}"
+
+    changed = list(walk(config, type(config)(**({"phase": config.phase} if hasattr(config, "phase") else {})), ""))
+    return "(" + (", ".join(changed) or "the library's defaults") + ")"

@@ -142,11 +142,14 @@ def prepare_data(study: str, dataset: DataSet, registry, root: Path, *, workers:
         configs = claim_seeds(con, configs, TRAINING, f"study:{study}", f"data:{dataset.name}")
     raw = root / "data" / dataset.name / "raw"
     started = time.perf_counter()
-    results = generate(configs, raw, workers=workers, on_result=on_result, reuse_existing=True)
+    # The spec's own branching (the exploration spec forks every action at decision points) comes with its data.
+    results = generate(configs, raw, workers=workers, on_result=on_result, reuse_existing=True, branching=spec.branching)
     summary = ingest_folder(raw, data_warehouse(root, dataset))
     done = sum(r.status == "complete" for r in results)
-    log(f"study {study}: data {dataset.name}: {done}/{len(results)} episodes of spec {dataset.spec} complete, "
-        f"{summary.runs_loaded} new runs ingested ({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    branches = sum(r.branches for r in results)
+    log(f"study {study}: data {dataset.name}: {done}/{len(results)} episodes of spec {dataset.spec} complete"
+        f"{f', {branches} branch runs' if branches else ''}, {summary.runs_loaded} new runs ingested "
+        f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     return {"episodes": len(results), "complete": done, "seeds": sorted(c.seed for c in configs)}
 
 
