@@ -2,8 +2,8 @@
 training, real MLflow on sqlite and a real Dagster materialization of the `nightly` job.
 
 Three mini-nights run in a row (the second killed halfway and resumed, the third through Dagster): the champion
-moves only when the rule passes, no training seed ever equals an evaluation seed, and champion_history holds
-every decision."""
+moves only when the rule passes, no training seed ever equals an evaluation seed (PPO's episodes included), the
+Phase 4 challengers learn from every night so far, and champion_history holds every decision."""
 
 import dataclasses
 import json
@@ -14,11 +14,12 @@ import pytest
 
 from tamiyo_models.nightly import champion as champ
 from tamiyo_models.nightly.night import (
-    NightPaths, batch_seed, evaluate_night, generate_night, ingest_night, mini_night, run_night, train_challengers,
+    PPO_STARTS, NightPaths, batch_seed, evaluate_night, generate_night, ingest_night, mini_night, run_night, train_challengers,
 )  # fmt: skip
 from tamiyo_models.nightly.seeds import EVALUATION, TRAINING, claim_seeds, overlapping_seeds, seed_class
 
-# The smallest night that still has every stage: 6-epoch digits episodes, one challenger, one grid controller.
+# The smallest night that still has every stage: 6-epoch digits episodes, one Phase 3 challenger, the mini-night's
+# Phase 4 pair (vine, and PPO on 4 episodes), one grid controller.
 NIGHT = mini_night(training_episodes=8, max_epochs=6, heldout_per_regime=3, reference_grid=("fixed:conv_heavy@1",),
                    challengers=("bcq",), min_updates=60, passes_over_data=5.0)  # fmt: skip
 NIGHTS = ("2026-12-01", "2026-12-02", "2026-12-03")
@@ -126,7 +127,7 @@ def three_nights(tmp_path_factory):
     """Night 1 whole; night 2 killed during its training stage, then rerun; night 3 through Dagster."""
     import dagster as dg
 
-    from tamiyo_models.offline_rl import workflow
+    from tamiyo_models.online_rl import workflow as online
 
     root = tmp_path_factory.mktemp("nights")
     paths = _paths(root)
@@ -136,29 +137,28 @@ def three_nights(tmp_path_factory):
     two_challengers = dataclasses.replace(NIGHT, challengers=("bcq", "cql"))
     generate_night(NIGHTS[1], two_challengers, paths, log=lines.append)
     ingest_night(NIGHTS[1], paths, log=lines.append)
-    real_train = workflow.train_offline
-    calls = []
+    real_train = online.train_online_policy
 
-    def killed_after_one(*args, **kwargs):
-        if calls:
+    def killed_at_ppo(*args, **kwargs):  # the night's last learner: every challenger before it has finished
+        if args[0].algorithm == "ppo":
             raise _Killed("the machine went down")
-        calls.append(args[1].algorithm)
         return real_train(*args, **kwargs)
 
-    workflow.train_offline = killed_after_one
+    online.train_online_policy = killed_at_ppo
     try:
         with pytest.raises(_Killed):
             train_challengers(NIGHTS[1], two_challengers, paths, log=lines.append)
     finally:
-        workflow.train_offline = real_train
+        online.train_online_policy = real_train
     raw = sorted(paths.raw_dir(NIGHTS[1]).glob("*.jsonl"))
     before = {p: p.stat().st_mtime_ns for p in raw}
-    bcq = paths.night_dir(NIGHTS[1]) / "challengers" / "phase3-bcq.pt"
-    bcq_mtime = bcq.stat().st_mtime_ns
+    folder = paths.night_dir(NIGHTS[1]) / "challengers"
+    finished = [folder / "phase3-bcq.pt", folder / "phase3-cql.pt", folder / "phase4-vine" / "phase4-vine.pt"]
+    mtimes = [p.stat().st_mtime_ns for p in finished]
     resumed: list[str] = []
     run_night(NIGHTS[1], two_challengers, paths, log=resumed.append)
-    kept = {"raw": {p: p.stat().st_mtime_ns for p in raw} == before, "bcq": bcq.stat().st_mtime_ns == bcq_mtime,
-            "log": resumed}  # fmt: skip
+    kept = {"raw": {p: p.stat().st_mtime_ns for p in raw} == before,
+            "challengers": [p.stat().st_mtime_ns for p in finished] == mtimes, "log": resumed}  # fmt: skip
 
     from assets.mlflow_resource import MlflowTrackingResource
     from assets.nightly import NightlyResource
@@ -194,7 +194,8 @@ def test_three_nights_record_every_decision_and_the_champion_moves_only_by_the_r
         assert champion == {previous_after} and len(after) == 1  # each night starts with the last night's champion
         arms = {r[1] for r in night_rows}
         # Tonight's challengers are named by the night: a champion promoted from an earlier night keeps its name.
-        challengers = {f"phase3-bcq-{night}"} | ({f"phase3-cql-{night}"} if number == 1 else set())
+        challengers = {f"phase3-bcq-{night}", f"phase4-vine-{night}", f"phase4-ppo-{night}"}
+        challengers |= {f"phase3-cql-{night}"} if number == 1 else set()
         assert arms == {"heuristic", "fixed:conv_heavy@1", previous_after} | challengers
         compared = [r for r in night_rows if r[2] != "champion"]
         promoted = [r for r in compared if r[6] == "promoted"]
@@ -232,9 +233,27 @@ def test_no_training_seed_ever_equals_an_evaluation_seed(three_nights):
     # The learners' policy files list their data's seeds: none of them is a held-out one.
     from tamiyo_models.agents.saved import load_policy
 
-    for policy in paths.nights.glob("*/challengers/*.pt"):
+    policies = [*paths.nights.glob("*/challengers/*.pt"), *paths.nights.glob("*/challengers/phase4-*/phase4-*.pt")]
+    assert len(policies) == 3 * 3 + 1  # bcq, vine, ppo each night; cql on the second
+    for policy in policies:
         assert not set(load_policy(policy)[1]["metadata"]["data_seeds"]) & evaluated
     assert batch_seed(NIGHTS[0], TRAINING) != batch_seed(NIGHTS[0], EVALUATION)
+    # PPO's episodes: every seed they ran on was registered as a training seed before they ran (the last night's
+    # are not ingested yet: read from their raw runs), and its policy lists them.
+    ppo_registered = {s for (s,) in con.execute("SELECT seed FROM seed_registry WHERE source = 'ppo'").fetchall()}
+    ppo_ran = set()
+    for night in NIGHTS:
+        ran = {read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(paths.raw_dir(night))
+               if read_raw_run(p).header["config"]["tags"].get("night_role") == "ppo"}  # fmt: skip
+        assert ran, f"no PPO episode on night {night}"
+        ppo_ran |= ran
+    assert ppo_ran <= ppo_registered and all(registry[s] == TRAINING and s % 2 == 0 for s in ppo_registered)
+    assert not ppo_registered & evaluated
+    for night in NIGHTS:
+        meta = load_policy(paths.night_dir(night) / "challengers" / "phase4-ppo" / "phase4-ppo.pt")[1]["metadata"]
+        night_ran = {s for s in ppo_ran if s in set(json.loads((paths.night_dir(night) / "train.json").read_text())
+                                                         ["challengers"][f"phase4-ppo-{night}"]["seeds"])}  # fmt: skip
+        assert night_ran and night_ran <= set(meta["data_seeds"])
 
 
 def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(three_nights):
@@ -250,12 +269,43 @@ def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(thre
 def test_a_night_killed_halfway_resumes_without_redoing_what_finished(three_nights):
     paths, kept, _ = three_nights
     assert kept["raw"], "the resumed night reran training episodes already on disk"
-    assert kept["bcq"], "the resumed night retrained a challenger that had finished"
-    assert any(f"phase3-bcq-{NIGHTS[1]} already trained" in line for line in kept["log"])
-    assert any(f"phase3-cql-{NIGHTS[1]} on" in line for line in kept["log"])  # the one the kill stopped
+    assert kept["challengers"], "the resumed night retrained a challenger that had finished"
+    for name in ("phase3-bcq", "phase3-cql", "phase4-vine"):
+        assert any(f"{name}-{NIGHTS[1]} already trained" in line for line in kept["log"])
+    assert any(line.startswith(f"night {NIGHTS[1]}: phase4-ppo-{NIGHTS[1]} from") for line in kept["log"])  # the one the kill stopped
     stages = json.loads((paths.night_dir(NIGHTS[1]) / "train.json").read_text())
-    assert set(stages["challengers"]) == {f"phase3-bcq-{NIGHTS[1]}", f"phase3-cql-{NIGHTS[1]}"}
+    assert set(stages["challengers"]) == {f"phase3-bcq-{NIGHTS[1]}", f"phase3-cql-{NIGHTS[1]}", f"phase4-vine-{NIGHTS[1]}",
+                                          f"phase4-ppo-{NIGHTS[1]}"}  # fmt: skip
     assert all(NIGHTS[0] in c["nights_learned"] and NIGHTS[1] in c["nights_learned"] for c in stages["challengers"].values())
+
+
+def test_phase4_challengers_start_from_the_champion_and_name_the_nights_they_learned_from(three_nights):
+    """Every night has a vine challenger (the region rule over the fork studies of every night so far) and a PPO
+    challenger, each an MLflow model version of the Phase 4 model whose run's lineage tag names those nights."""
+    from tamiyo_models.agents.tracking import Tracker
+
+    paths, _, result = three_nights
+    tracker = Tracker(paths.tracking)
+    for number, night in enumerate(NIGHTS):
+        challengers = json.loads((paths.night_dir(night) / "train.json").read_text())["challengers"]
+        for algorithm in ("vine", "ppo"):
+            info = challengers[f"phase4-{algorithm}-{night}"]
+            assert info["nights_learned"] == list(NIGHTS[: number + 1])
+            tags = tracker.client.get_run(info["mlflow_run_id"]).data.tags
+            assert tags["tamiyo.nights_learned"] == ",".join(NIGHTS[: number + 1]) and tags["tamiyo.night"] == night
+            version = tracker.client.get_model_version("tamiyo-phase4-online", info["model_version"])
+            assert version.run_id == info["mlflow_run_id"]
+        # The vine pooled every night's forks so far (one forked parent a night); PPO starts from the champion's
+        # policy file, or from tonight's Phase 3 policy when the champion is a schedule or the heuristic.
+        assert challengers[f"phase4-vine-{night}"]["forks"] >= number + 1
+        champion = json.loads((paths.night_dir(night) / "generate.json").read_text())["champion"]
+        start = challengers[f"phase4-ppo-{night}"]["start"]
+        assert start.endswith(".pt") and (night in start or "challengers" in start)
+        if champion == "heuristic" or champion.startswith("fixed:"):
+            phase3 = [challengers[f"phase3-{a}-{night}"]["policy"] for a in PPO_STARTS if f"phase3-{a}-{night}" in challengers]
+            assert start == phase3[0]  # IQL before CQL before BCQ: the most stochastic actor there is
+    metadata = result.asset_materializations_for_node("night_challengers")[0].metadata
+    assert metadata["phase4"].value == [f"phase4-vine-{NIGHTS[2]}", f"phase4-ppo-{NIGHTS[2]}"]
 
 
 def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
@@ -270,5 +320,6 @@ def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
     assert all(night in trend for night in NIGHTS) and "data:image/png;base64," in trend
     assert materialization.partition == NIGHTS[2]
     means = [r for r in report.splitlines() if r.startswith(f"| {NIGHTS[2]} |")]
-    arms = {"heuristic", "fixed:conv_heavy@1", metadata["champion_before"].value, f"phase3-bcq-{NIGHTS[2]}"}
+    arms = {"heuristic", "fixed:conv_heavy@1", metadata["champion_before"].value, f"phase3-bcq-{NIGHTS[2]}",
+            f"phase4-vine-{NIGHTS[2]}", f"phase4-ppo-{NIGHTS[2]}"}
     assert len(means) == len(arms)  # the champion's row and one per compared controller

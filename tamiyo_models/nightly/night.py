@@ -12,8 +12,11 @@ rewritten whole. A night killed anywhere picks up where it stopped when it is ru
                <landing>/night-<night>/, where ingestion picks them up.
     ingest     the landing folder into the warehouse (every night's runs: the learners read them all).
     train      Phase 3 challengers (BCQ, CQL, IQL) on every night's transitions, their update budget scaled to
-               the data; IQL's actor starts from the champion when the champion is a learned policy. Each is an
-               MLflow model version whose lineage names the nights it learned from.
+               the data; IQL's actor starts from the champion when the champion is a learned policy. Then Phase 4,
+               from the champion: vine (the region rule over every night's stored fork studies, no episodes of
+               its own) and PPO (live episodes whose seeds are registered as training seeds first; from tonight's
+               Phase 3 policy when the champion has no network). Each is an MLflow model version whose lineage
+               names the nights it learned from.
     evaluate   held-out configurations (the night's own draw, seeds registered once as evaluation seeds) on the
                test split: the champion, every challenger, the reference grid and the heuristic on the original
                data order and `fresh_orders` fresh ones; the champion's reruns are the null control.
@@ -39,15 +42,20 @@ from .champion import Champion, Comparison, PromotionRule, choose, compare, curr
 from .seeds import EVALUATION, TRAINING, claim_seeds
 
 STAGES = ("generate", "ingest", "train", "evaluate", "decide", "report")
-CHALLENGER_PREFIX = "phase3-"
+# Tonight's challengers are named <phase>-<algorithm>-<night>: Phase 3 (offline RL) and Phase 4 (online RL).
+CHALLENGER_PHASES = ("phase3", "phase4")
+PHASE4_CHALLENGERS = ("vine", "ppo")
+# The Phase 3 policy PPO starts from when the champion has no network: the most stochastic actor first (IQL's is
+# a softmax policy; BCQ gives probability 0 to what its data never did, so PPO could not try it).
+PPO_STARTS = ("iql", "cql", "bcq")
 # The reference grid: every fixed schedule that was ever the arena's bar, never growing, and the heuristic.
 DEFAULT_GRID = ("never", "fixed:conv_heavy@0", "fixed:conv_heavy@1", "fixed:conv_heavy@3", "fixed:conv_light@1")
 
 
 @dataclass(frozen=True)
 class NightConfig:
-    """What one night does. The defaults are the arena night: about 1,800 episodes (`planned_episodes`); on 2
-    cores, at 8 to 30 s per arena episode, that is 2 to 7 hours, so a 2-hour night wants about 8 cores (workers)
+    """What one night does. The defaults are the arena night: about 2,000 episodes (`planned_episodes`); on 2
+    cores, at 8 to 30 s per arena episode, that is 2 to 8 hours, so a 2-hour night wants about 8 cores (workers)
     or a smaller budget. `mini_night()` is the quick demo's."""
 
     spec: str = "arena"
@@ -62,6 +70,16 @@ class NightConfig:
     epsilon: float = 0.2  # exploration around the champion (uniform over legal actions with this probability)
     reference_grid: tuple[str, ...] = DEFAULT_GRID  # compared every night (the heuristic always is)
     challengers: tuple[str, ...] = ("bcq", "cql", "iql")
+    # Phase 4, after Phase 3 and from the champion. "vine": one region-rule improvement on the fork studies of
+    # every night in the warehouse (no episodes: the forks above are its evidence, fork_parents per night).
+    # "ppo": fine-tuning in ppo_episodes live episodes (the first iteration warms the critic up), about 3% of
+    # the night's training episodes: at the arena's noise a few dozen episodes move a policy little, so it is
+    # a cheap, small step away from the champion rather than a search.
+    phase4: tuple[str, ...] = PHASE4_CHALLENGERS
+    vine_updates: int = 2_000  # fine-tuning steps of the region rule's student (VineConfig's own default)
+    distil_updates: int = 10_000  # the student of a champion with no network (a fixed schedule, the heuristic)
+    ppo_episodes: int = 32
+    ppo_episodes_per_iteration: int = 8
     passes_over_data: float = 40.0  # offline updates = passes x transitions / batch size, within the bounds below
     min_updates: int = 200
     max_updates: int = 20_000
@@ -78,6 +96,11 @@ class NightConfig:
         unknown = [a for a in self.challengers if a not in ALGORITHMS]
         if unknown:
             raise ValueError(f"unknown challenger algorithm(s) {', '.join(unknown)}; known: {', '.join(ALGORITHMS)}")
+        unknown = [a for a in self.phase4 if a not in PHASE4_CHALLENGERS]
+        if unknown:
+            raise ValueError(f"unknown Phase 4 challenger(s) {', '.join(unknown)}; known: {', '.join(PHASE4_CHALLENGERS)}")
+        if min(self.vine_updates, self.distil_updates, self.ppo_episodes, self.ppo_episodes_per_iteration) < 1:
+            raise ValueError("vine_updates, distil_updates, ppo_episodes and ppo_episodes_per_iteration must be >= 1")
         for name in self.reference_grid:
             reference_controller(name)  # a typo fails here, naming the controller
         if not 0.0 <= self.champion_share <= 1.0:
@@ -89,22 +112,23 @@ class NightConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        return {**d, "reference_grid": list(self.reference_grid), "challengers": list(self.challengers)}
+        return {**d, "reference_grid": list(self.reference_grid), "challengers": list(self.challengers), "phase4": list(self.phase4)}
 
     def planned_episodes(self, regimes: int) -> dict[str, int]:
         """The night's budget in episodes, before it runs (a fork parent counts itself and up to 6 branches: the
         legal alternatives at an early step, when no seed is active, are WAIT and the five blueprints)."""
-        arms = 1 + 1 + len(self.reference_grid) + len(self.challengers)  # champion, heuristic, grid, challengers
+        arms = 1 + 1 + len(self.reference_grid) + len(self.challengers) + len(self.phase4)  # champion, heuristic, grid, challengers
         evaluation = regimes * self.heldout_per_regime * arms * (1 + self.fresh_orders)
-        return {"training": self.training_episodes, "forks": self.fork_parents * 7, "evaluation": evaluation,
-                "total": self.training_episodes + self.fork_parents * 7 + evaluation}
+        ppo = self.ppo_episodes if "ppo" in self.phase4 else 0
+        return {"training": self.training_episodes, "forks": self.fork_parents * 7, "ppo": ppo, "evaluation": evaluation,
+                "total": self.training_episodes + self.fork_parents * 7 + ppo + evaluation}
 
     @classmethod
     def from_dict(cls, d: dict) -> "NightConfig":
         d = dict(d)
         if "rule" in d and isinstance(d["rule"], dict):
             d["rule"] = PromotionRule(**d["rule"])
-        for key in ("reference_grid", "challengers"):
+        for key in ("reference_grid", "challengers", "phase4"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -112,9 +136,11 @@ class NightConfig:
 
 def mini_night(**overrides) -> NightConfig:
     """A night of every stage on a tiny budget (`make run`, tests): short digits episodes, 3 held-out
-    configurations per regime, the rule asking for 3 pairs."""
+    configurations per regime, the rule asking for 3 pairs, Phase 4 learners that only show they run (a
+    student of a few hundred steps, PPO's critic warm-up and one update)."""
     settings = dict(spec="smoke", training_episodes=12, fork_parents=1, max_epochs=8, heldout_per_regime=4, fresh_orders=2,
                     reference_grid=("never", "fixed:conv_heavy@1"), passes_over_data=20.0, min_updates=100,
+                    vine_updates=200, distil_updates=300, ppo_episodes=4, ppo_episodes_per_iteration=2,
                     rule=PromotionRule(min_pairs=3, resamples=2_000))  # fmt: skip
     return NightConfig(**{**settings, **overrides})
 
@@ -241,7 +267,8 @@ def scaled_updates(transitions: int, config: NightConfig, batch_size: int) -> in
 
 def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
                       tags: dict | None = None) -> dict:  # fmt: skip
-    """Train (or find, when resuming) tonight's Phase 3 challengers. Returns name -> {policy, version, ...}."""
+    """Train (or find, when resuming) tonight's Phase 3, then Phase 4 challengers. Returns {"challengers":
+    name -> {policy, model_version, nights_learned, ...}}."""
     from ..agents.tracking import Tracker
     from ..offline_rl.workflow import OfflineRunConfig, train_offline
     from ..transitions.dataset import load_transitions
@@ -254,7 +281,7 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
     tracker = None
     found: dict = {}
     for algorithm in config.challengers:
-        name = challenger_name(algorithm, night)
+        name = challenger_name(algorithm, night, "phase3")
         policy = out / f"phase3-{algorithm}.pt"
         if policy.exists() and name in previous.get("challengers", {}):
             found[name] = previous["challengers"][name]
@@ -279,13 +306,144 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
                        "mlflow_run_id": run.mlflow_run_id, "transitions": len(data), "updates": learner_updates,
                        "nights_learned": nights}  # fmt: skip
         _write_stage(paths, night, "train", {"challengers": found})  # after each, so a kill keeps the finished ones
+    lineage = {"tamiyo.night": night, "tamiyo.nights_learned": ",".join(nights), "tamiyo.champion": champion.name, **(tags or {})}
+    for algorithm in config.phase4:
+        name = challenger_name(algorithm, night, "phase4")
+        folder = out / f"phase4-{algorithm}"
+        if (folder / f"phase4-{algorithm}.pt").exists() and name in previous.get("challengers", {}):
+            found[name] = previous["challengers"][name]
+            log(f"night {night}: {name} already trained ({folder / f'phase4-{algorithm}.pt'}), kept")
+            continue
+        tracker = tracker or Tracker(paths.tracking)
+        learn = {"vine": _phase4_vine, "ppo": _phase4_ppo}[algorithm]
+        trained = learn(night, config, paths, champion, nights, found, folder, name, tracker=tracker, tags=lineage, log=log)
+        if trained is not None:
+            found[name] = {**trained, "nights_learned": nights}
+            _write_stage(paths, night, "train", {"challengers": found})
     return _write_stage(paths, night, "train", {"challengers": found})
 
 
-def challenger_name(algorithm: str, night: str) -> str:
-    """A challenger's name carries its night: a champion promoted from an earlier night keeps its own name
-    beside tonight's challenger of the same algorithm."""
-    return f"{CHALLENGER_PREFIX}{algorithm}-{night}"
+def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: Champion, nights: list[str], found: dict,
+                 folder: Path, name: str, *, tracker, tags: dict, log) -> dict | None:  # fmt: skip
+    """The champion improved by the region rule on the fork studies of every night so far (fork_evidence.py): a
+    schedule or the heuristic first becomes a student (a network to fine-tune) on the warehouse's states."""
+    from ..online_rl.distil import DistilConfig, is_schedule
+    from ..online_rl.vine import VineConfig
+    from ..online_rl.workflow import OnlineRunConfig, train_online_policy
+
+    policy = _policy_file_of(champion.controller.to_dict())
+    if policy is None and not is_schedule(champion.name):
+        log(f"night {night}: {name} skipped: the champion {champion.name} is neither a policy file nor a schedule to start from")
+        return None
+    forks = _stored_fork_parents(paths.warehouse, nights)
+    if not forks:
+        log(f"night {night}: {name} skipped: no fork study of nights {', '.join(nights) or 'none'} is in the warehouse")
+        return None
+    if policy is not None:
+        from ..agents.saved import load_policy
+
+        features = load_policy(policy)[1]["feature_names"]
+        if "epoch" not in features or "epochs_remaining" not in features:
+            log(f"night {night}: {name} skipped: the champion's policy does not read epoch and epochs_remaining, "
+                "which place a state in a region")  # fmt: skip
+            return None
+    start = (f"the champion's policy file {policy}" if policy else
+             f"a student of the champion {champion.name} ({config.distil_updates} distillation updates on every state "
+             f"of the warehouse, distil_updates)")  # fmt: skip
+    vine = VineConfig(iterations=0, evidence_warehouse=str(paths.warehouse), evidence_nights=tuple(nights),
+                      updates=config.vine_updates, seed=_learner_seed(night))  # fmt: skip
+    log(f"night {night}: {name} from {start}; the region rule over the fork studies of nights {', '.join(nights)} "
+        f"({forks} forked parents), {config.vine_updates} fine-tuning updates (vine_updates); no episodes of its own")  # fmt: skip
+    run = train_online_policy(
+        OnlineRunConfig(algorithm="vine", spec=config.spec, workers=config.workers, initial_policy=policy or champion.name,
+                        distil=None if policy else DistilConfig(updates=config.distil_updates, seed=_learner_seed(night)),
+                        distil_warehouse=str(paths.warehouse), record_dir=None, vine=vine),
+        folder, tracker=tracker, tags=tags, log=log)  # fmt: skip
+    last = run.history[-1] if run.history else {}
+    return {"policy": str(run.policy_path), "model_version": run.model_version, "mlflow_run_id": run.mlflow_run_id,
+            "start": policy or champion.name, "forks": last.get("forks", 0), "relabelled": last.get("relabelled", 0),
+            "updates": config.vine_updates}  # fmt: skip
+
+
+def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Champion, nights: list[str], found: dict,
+                folder: Path, name: str, *, tracker, tags: dict, log) -> dict | None:  # fmt: skip
+    """PPO fine-tuning in live episodes, from the champion's policy file or, when the champion has no network,
+    from tonight's Phase 3 policy (PPO_STARTS). Every configuration its environments can run is drawn and its
+    seed registered as a training seed before the first episode; the environments refuse any other."""
+    from ..agents.saved import load_policy
+    from ..online_rl.loop import episode_slots
+    from ..online_rl.workflow import OnlineRunConfig, train_online_policy
+
+    policy = _policy_file_of(champion.controller.to_dict())
+    if policy is not None:
+        why = f"the champion {champion.name}'s policy file"
+    else:
+        phase3 = [challenger_name(a, night, "phase3") for a in PPO_STARTS if challenger_name(a, night, "phase3") in found]
+        if not phase3:
+            log(f"night {night}: {name} skipped: the champion {champion.name} has no network to fine-tune and no "
+                "Phase 3 challenger was trained tonight")  # fmt: skip
+            return None
+        policy = found[phase3[0]]["policy"]
+        why = f"tonight's {phase3[0]}, since the champion {champion.name} has no network to fine-tune"
+    ppo = dataclasses.replace(OnlineRunConfig().ppo, episodes=config.ppo_episodes,
+                              episodes_per_iteration=config.ppo_episodes_per_iteration, seed=_learner_seed(night))  # fmt: skip
+    slots = episode_slots(ppo, config.workers)
+    configs = _ppo_configs(night, config, sum(slots.values()))
+    from ..warehouse import writing
+
+    with writing(paths.warehouse) as con:
+        configs = claim_seeds(con, configs, TRAINING, night, "ppo")
+    given, rest = {}, iter(configs)
+    for seed, count in slots.items():
+        given[seed] = [next(rest) for _ in range(count)]
+    iterations = math.ceil(config.ppo_episodes / config.ppo_episodes_per_iteration)
+    log(f"night {night}: {name} from {why}: {config.ppo_episodes} episodes in {iterations} iterations of "
+        f"{config.ppo_episodes_per_iteration} (the first only warms the critic up), {config.workers} environments; "
+        f"{len(configs)} configurations (every one an environment may start) registered as training seeds first")  # fmt: skip
+    learned = set((load_policy(policy)[1].get("metadata") or {}).get("data_seeds") or [])
+    run = train_online_policy(
+        OnlineRunConfig(algorithm="ppo", spec=config.spec, workers=config.workers, initial_policy=policy,
+                        record_dir=str(paths.raw_dir(night)), ppo=ppo),
+        folder, tracker=tracker, tags=tags, log=log, episode_configs=given,
+        metadata={"data_seeds": sorted(learned | {c.seed for c in configs})})  # fmt: skip
+    return {"policy": str(run.policy_path), "model_version": run.model_version, "mlflow_run_id": run.mlflow_run_id,
+            "start": policy, "episodes": config.ppo_episodes, "seeds": sorted({c.seed for c in configs}),
+            "alerts": run.alerts}  # fmt: skip
+
+
+def _ppo_configs(night: str, config: NightConfig, count: int) -> list:
+    """PPO's configurations: the spec's, from a batch seed of their own (the training draw's last digit is 0,
+    the evaluation's 1, PPO's 2), cut like the night's, tagged with the night so later learners count it."""
+    from ..episodes.generation import GenerationSpec
+
+    drawn = GenerationSpec.load(config.spec).sample(count, seed=batch_seed(night, TRAINING) + 2)
+    return [_cut(dataclasses.replace(c, tags={**c.tags, "night": night, "night_role": "ppo"}), config) for c in drawn]
+
+
+def _learner_seed(night: str) -> int:
+    return int(batch_seed(night, TRAINING) % 1000)
+
+
+def _stored_fork_parents(warehouse: Path, nights: list[str]) -> int:
+    from ..warehouse import query
+
+    if not nights:
+        return 0
+    listed = ", ".join(f"'{n}'" for n in nights)
+    try:
+        frame = query(warehouse, "SELECT count(DISTINCT b.parent_run_id) AS n FROM branches b JOIN runs p ON p.run_id = b.parent_run_id "
+                                 f"WHERE json_extract_string(p.config_json, '$.tags.night') IN ({listed})")  # fmt: skip
+    except Exception:  # noqa: BLE001 - no warehouse or no branches table yet: no evidence
+        return 0
+    return int(frame["n"][0])
+
+
+def challenger_name(algorithm: str, night: str, phase: str = "phase3") -> str:
+    """A challenger's name carries its phase and night: a champion promoted from an earlier night keeps its own
+    name beside tonight's challenger of the same algorithm."""
+    if phase not in CHALLENGER_PHASES:
+        raise ValueError(f"challenger phase {phase!r}; known: {', '.join(CHALLENGER_PHASES)}")
+    return f"{phase}-{algorithm}-{night}"
 
 
 def learned_nights(warehouse: Path) -> list[str]:
