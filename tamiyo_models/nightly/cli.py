@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         help="run (or resume) one night of the improvement loop: generate, ingest, train, evaluate, promote or keep",
         description="The stages of the Dagster `nightly` job, in one process. Run again on the same night, it resumes "
         "where it stopped (episodes on disk are read back, finished challengers kept). Settings: a preset "
-        "(arena: the real night, ~1,800 Fashion-MNIST episodes; mini: the quick demo) and NightConfig fields "
+        "(arena: the real night, ~2,000 Fashion-MNIST episodes; mini: the quick demo) and NightConfig fields "
         "as --set FIELD=JSON (e.g. --set training_episodes=300 --set 'challengers=[\"bcq\"]').",
     )
     night.add_argument("night", help="the night, YYYY-MM-DD (its batch seeds follow from it)")
