@@ -15,14 +15,14 @@ from typing import Mapping
 
 import numpy as np
 
-from ..world.actions import FINE_ACTIONS, Action
+from ..world.actions import ALL_ACTIONS, Action
 
 
 @dataclass(frozen=True)
 class Observation:
     record: Mapping  # the raw observation record (see rawrun.py)
     features: Mapping[str, float]  # observation_features(record)
-    legal: tuple[bool, ...]  # per fine action
+    legal: tuple[bool, ...]  # per action of the host's space (world.actions: 8 for one slot)
 
     def legal_actions(self) -> list[Action]:
         return [Action.from_index(i) for i, ok in enumerate(self.legal) if ok]
@@ -31,7 +31,7 @@ class Observation:
 @dataclass(frozen=True)
 class Decision:
     action: Action
-    probabilities: tuple[float, ...]  # over FINE_ACTIONS
+    probabilities: tuple[float, ...]  # over the host's action space, as long as Observation.legal
     reason: str = ""
     greedy_action: Action | None = None  # what the wrapped controller wanted, for exploration wrappers
     stochastic: bool | None = None  # None: inferred (stochastic when more than one action had mass)
@@ -48,25 +48,27 @@ class Decision:
         return sum(1 for p in self.probabilities if p > 0) > 1
 
     def to_record(self, controller: str, legal: tuple[bool, ...]) -> dict:
+        names = ALL_ACTIONS[: len(legal)]  # the host's space is a prefix of the widest (world.actions)
         record = {
             "fine": self.action.fine,
             "coarse": self.action.coarse,
             "blueprint": self.action.blueprint,
             "propensity": self.propensity,
-            "probabilities": dict(zip(FINE_ACTIONS, self.probabilities)),
+            "probabilities": dict(zip(names, self.probabilities)),
             "stochastic": self.is_stochastic,
-            "legal": [a for a, ok in zip(FINE_ACTIONS, legal) if ok],
+            "legal": [a for a, ok in zip(names, legal) if ok],
             "controller": controller,
             "reason": self.reason,
             "greedy_fine": self.greedy_action.fine if self.greedy_action else self.action.fine,
         }
         if self.policy_probabilities is not None:
-            record["policy_probabilities"] = dict(zip(FINE_ACTIONS, self.policy_probabilities))
+            record["policy_probabilities"] = dict(zip(names, self.policy_probabilities))
         return record
 
 
-def one_hot(action: Action) -> tuple[float, ...]:
-    probs = [0.0] * len(FINE_ACTIONS)
+def one_hot(action: Action, size: int) -> tuple[float, ...]:
+    """All mass on `action`, over an action space of `size` (a controller passes len(observation.legal))."""
+    probs = [0.0] * size
     probs[action.index] = 1.0
     return tuple(probs)
 
@@ -96,6 +98,11 @@ class Controller(ABC):
             raise IllegalDecision(
                 f"controller {self.name!r} chose {decision.action.fine}, which is not legal here "
                 f"(legal: {', '.join(a.fine for a in observation.legal_actions())})"
+            )
+        if len(decision.probabilities) != len(observation.legal):
+            raise IllegalDecision(
+                f"controller {self.name!r} gave {len(decision.probabilities)} probabilities for a space of "
+                f"{len(observation.legal)} actions"
             )
         total = sum(decision.probabilities)
         if abs(total - 1.0) > 1e-6 or any(

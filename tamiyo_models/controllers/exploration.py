@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..world.actions import FINE_ACTIONS, Action
+from ..world.actions import ALL_ACTIONS, Action
 from ..world.lifecycle import Stage
 from .base import Controller, Decision, Observation
 from .heuristic import HeuristicConfig, HeuristicController
@@ -67,19 +67,25 @@ class SoftmaxHeuristic(Controller):
 
     def decide(self, observation: Observation) -> Decision:
         greedy = self.base.decide(observation)  # keeps the round-robin state in step with the heuristic
-        legal = [Action.from_fine(a) for a, ok in zip(FINE_ACTIONS, observation.legal) if ok]
+        actions = [Action.from_fine(a) for a in ALL_ACTIONS[: len(observation.legal)]]
+        legal = [a for a, ok in zip(actions, observation.legal) if ok]
         legal_coarse = {a.coarse for a in legal}
         prefs = heuristic_preferences(self.base.config, observation.features)
         # A softmax over coarse actions, then over blueprints within GERMINATE: five blueprints must not make
-        # germinating five times as likely as waiting.
+        # germinating five times as likely as waiting. Several slots share a coarse action's mass equally.
         coarse = _softmax({k: v / self.temperature for k, v in prefs.items() if k in legal_coarse} or {"WAIT": 0.0})
         blueprints = self.base.config.blueprints
         upcoming = greedy.action.blueprint or blueprints[self.base._next_blueprint % len(blueprints)]
-        germinable = [a.blueprint for a in legal if a.coarse == "GERMINATE"]
-        within = _softmax({b: 0.0 if b == upcoming else -BLUEPRINT_PREFERENCE_GAP for b in germinable}) if germinable else {}
+        within = {}
+        for slot in sorted({a.slot for a in legal if a.coarse == "GERMINATE"}):
+            germinable = [a.blueprint for a in legal if a.coarse == "GERMINATE" and a.slot == slot]
+            within[slot] = _softmax({b: 0.0 if b == upcoming else -BLUEPRINT_PREFERENCE_GAP for b in germinable})
+        share = {c: sum(1 for a in legal if a.coarse == c) for c in legal_coarse}
+        share["GERMINATE"] = len(within)
         probs = tuple(
-            coarse.get(a.coarse, 0.0) * (within[a.blueprint] if a.coarse == "GERMINATE" else 1.0) if ok else 0.0
-            for a, ok in ((Action.from_fine(n), ok) for n, ok in zip(FINE_ACTIONS, observation.legal))
+            coarse.get(a.coarse, 0.0) / share[a.coarse] * (within[a.slot][a.blueprint] if a.coarse == "GERMINATE" else 1.0)
+            if ok else 0.0
+            for a, ok in zip(actions, observation.legal)
         )
         index = int(self.rng.choice(len(probs), p=probs))
         return Decision(Action.from_index(index), probs, f"softmax p={probs[index]:.2f}; heuristic: {greedy.reason}", greedy.action)

@@ -35,7 +35,7 @@ class NeverGrow(Controller):
     name = "never"
 
     def decide(self, observation: Observation) -> Decision:
-        return Decision(WAIT, one_hot(WAIT), "never grows")
+        return Decision(WAIT, one_hot(WAIT, len(observation.legal)), "never grows")
 
 
 class FixedSchedule(Controller):
@@ -62,7 +62,7 @@ class FixedSchedule(Controller):
         graft = germinate(self.blueprint)
         if not self._germinated and f["epoch"] >= self.germinate_epoch and legal[graft.index]:
             self._germinated = True
-            return Decision(graft, one_hot(graft), f"scheduled graft at epoch {self.germinate_epoch}")
+            return Decision(graft, one_hot(graft, len(legal)), f"scheduled graft at epoch {self.germinate_epoch}")
         if f["has_active_seed"] and legal[ADVANCE.index]:
-            return Decision(ADVANCE, one_hot(ADVANCE), "advance whenever the gate allows")
-        return Decision(WAIT, one_hot(WAIT), "waiting" if self._germinated else f"graft due at epoch {self.germinate_epoch}")
+            return Decision(ADVANCE, one_hot(ADVANCE, len(legal)), "advance whenever the gate allows")
+        return Decision(WAIT, one_hot(WAIT, len(observation.legal)), "waiting" if self._germinated else f"graft due at epoch {self.germinate_epoch}")

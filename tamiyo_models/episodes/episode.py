@@ -35,7 +35,7 @@ from torch import nn
 
 from ..common.version import code_version
 from ..controllers import Controller, ControllerConfig, Decision, Observation, build_controller
-from ..world.actions import FINE_ACTIONS, Action
+from ..world.actions import Action, action_names
 from ..world.blueprints import BLUEPRINTS, parameter_count
 from ..world.configs import known_fields
 from ..world.datasets import DatasetConfig, TaskData, load_task_data
@@ -271,23 +271,28 @@ class Episode:
         return c.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / c.max_epochs))
 
     # ----- observation ---------------------------------------------------------------------------------
-    def active_slot(self) -> SeedSlot | None:
-        return next((s for s in self.slots if s.is_active), None)
+    @property
+    def action_space(self) -> tuple[str, ...]:
+        """The flat action names of this host (world.actions): the single-slot space for one slot."""
+        return action_names(len(self.slots))
 
     def legal_mask(self) -> tuple[bool, ...]:
-        active = self.active_slot()
-        dormant = any(s.stage == Stage.DORMANT for s in self.slots)
+        """Per action of `action_space`. Each slot on its own: GERMINATE a blueprint into a DORMANT slot that
+        takes it (the episode's blueprints, narrowed by the host's slot_blueprints), ADVANCE a seed whose stage
+        has a next one, CULL any active seed. A seed in one slot never blocks another slot."""
         legal = []
-        for name in FINE_ACTIONS:
+        for name in self.action_space:
             action = Action.from_fine(name)
+            slot = self.slots[action.slot]
             if action.coarse == "WAIT":
                 legal.append(True)
             elif action.coarse == "GERMINATE":
-                legal.append(active is None and dormant and action.blueprint in self.config.blueprints)
+                allowed = self.config.host.blueprints_of_slot(action.slot, self.config.blueprints)
+                legal.append(slot.stage == Stage.DORMANT and action.blueprint in allowed)
             elif action.coarse == "ADVANCE":
-                legal.append(active is not None and active.stage in NEXT_STAGE)
+                legal.append(slot.is_active and slot.stage in NEXT_STAGE)
             else:
-                legal.append(active is not None)
+                legal.append(slot.is_active)
         return tuple(legal)
 
     def slot_record(self, slot: SeedSlot) -> dict:
@@ -367,11 +372,10 @@ class Episode:
 
     # ----- acting --------------------------------------------------------------------------------------
     def apply(self, action: Action) -> dict:
-        """Apply the controller's action; returns what happened (events, gate outcome)."""
-        epoch, active = self.epoch, self.active_slot()
+        """Apply the controller's action to its slot; returns what happened (events, gate outcome)."""
+        epoch, slot = self.epoch, self.slots[action.slot]
         events, gate = [], None
         if action.coarse == "GERMINATE":
-            slot = next(s for s in self.slots if s.stage == Stage.DORMANT)
             self.seeds_created += 1
             seed_id = f"{self.run_id}/seed-{self.seeds_created}"
             acc = self.val_accuracy_history[-1]
@@ -385,23 +389,23 @@ class Episode:
         elif action.coarse == "ADVANCE":
             result = check_gate(
                 self.config.gates,
-                active.stage,
-                epochs_in_stage=active.state.epochs_in_stage,
-                alpha=active.alpha,
-                improvement_since_germination=self.seed_improvement(active),
+                slot.stage,
+                epochs_in_stage=slot.state.epochs_in_stage,
+                alpha=slot.alpha,
+                improvement_since_germination=self.seed_improvement(slot),
             )
-            gate = {"passed": result.passed, "reason": result.reason, "from_stage": active.stage.name}
+            gate = {"passed": result.passed, "reason": result.reason, "from_stage": slot.stage.name}
             if result.passed:
-                events.append(active.move(NEXT_STAGE[active.stage], epoch=epoch, cause="controller", detail=result.reason))
-                active.state.accuracy_at_stage_start = self.val_accuracy_history[-1]
-                if active.stage == Stage.FOSSILIZED:
-                    self._fossilize(active)
+                events.append(slot.move(NEXT_STAGE[slot.stage], epoch=epoch, cause="controller", detail=result.reason))
+                slot.state.accuracy_at_stage_start = self.val_accuracy_history[-1]
+                if slot.stage == Stage.FOSSILIZED:
+                    self._fossilize(slot)
         elif action.coarse == "CULL":
-            events.append(active.cull(epoch=epoch))
-            self.seed_optimizers.pop(active.index, None)
-            self.contributions.pop(active.index, None)
+            events.append(slot.cull(epoch=epoch))
+            self.seed_optimizers.pop(slot.index, None)
+            self.contributions.pop(slot.index, None)
             self.seeds_culled += 1
-            events.append(active.move(Stage.EMBARGOED, epoch=epoch, cause="automatic"))
+            events.append(slot.move(Stage.EMBARGOED, epoch=epoch, cause="automatic"))
         return {"applied": gate is None or gate["passed"], "gate": gate, "events": [e.to_record() for e in events]}
 
     def _fossilize(self, slot: SeedSlot) -> None:
@@ -598,7 +602,7 @@ def run_header(config: EpisodeConfig, episode: Episode, run_id: str, controller:
         "config": config.to_dict(),
         "seeds": {"episode": config.seed, "split": config.dataset.split_seed},
         "controller": controller,
-        "action_space": list(FINE_ACTIONS),
+        "action_space": list(episode.action_space),
         "task": {
             "dataset": data.name,
             "num_classes": data.num_classes,
@@ -636,7 +640,7 @@ def run_footer(episode: Episode, status: str, error: str | None, steps: int, epi
         "score": charged_score(test["final_test_accuracy"], rent, parameters, episode.initial_parameters),
         "wall_seconds": wall_seconds,
         "final_observation": episode.observation_record(),
-        "final_legal": [a for a, ok in zip(FINE_ACTIONS, episode.legal_mask()) if ok],
+        "final_legal": [a for a, ok in zip(episode.action_space, episode.legal_mask()) if ok],
     }
 
 

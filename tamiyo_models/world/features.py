@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from .actions import MAX_SEED_SLOTS
 from .blueprint_names import BLUEPRINTS
 from .lifecycle import ACTIVE_STAGES, Stage
 
@@ -67,6 +68,14 @@ LIFECYCLE_FEATURES: tuple[str, ...] = (
     *(f"seed_blueprint_{b}" for b in BLUEPRINTS),
     "epochs_remaining", "cooldown_epochs_remaining", "seeds_fossilized", "seeds_culled", "learning_rate",
 )  # fmt: skip
+# Per seed slot k < MAX_SEED_SLOTS, in the host's slot order (absent slots are 0 throughout, `present` says
+# which exist): what the factored action needs to tell slots apart. Slot 0 of a single-slot host repeats the
+# focus-slot features of `base` and `lifecycle`, computed by the same function (`slot_values`).
+SLOT_FIELDS: tuple[str, ...] = (
+    "present", "channels", "stage", "active", "epochs_in_stage", "alpha", "total_improvement", "contribution",
+    "log10_seed_parameters", "cooldown",
+)  # fmt: skip
+SLOT_FEATURES: tuple[str, ...] = tuple(f"slot{k}_{name}" for k in range(MAX_SEED_SLOTS) for name in SLOT_FIELDS)
 TASK_FEATURES: tuple[str, ...] = (
     "task_log10_host_parameters", "task_host_depth", "task_host_width_first", "task_host_width_last",
     "task_slot_channels", "task_seed_slots", "task_log10_train_size", "task_num_classes",
@@ -78,14 +87,19 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "telemetry": TELEMETRY_FEATURES,
     "lifecycle": LIFECYCLE_FEATURES,
     "task": TASK_FEATURES,
+    "slots": SLOT_FEATURES,
 }
-ALL_FEATURES: tuple[str, ...] = BASE_FEATURES + TELEMETRY_FEATURES + LIFECYCLE_FEATURES + TASK_FEATURES
+ALL_FEATURES: tuple[str, ...] = BASE_FEATURES + TELEMETRY_FEATURES + LIFECYCLE_FEATURES + TASK_FEATURES + SLOT_FEATURES
+# `full` stays the four groups it always held, so every stored policy and dataset of it reads the same vector;
+# the per-slot group is added by the `+slots` sets.
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "base": BASE_FEATURES,
     "base+telemetry": BASE_FEATURES + TELEMETRY_FEATURES,
     "base+lifecycle": BASE_FEATURES + LIFECYCLE_FEATURES,
     "base+lifecycle+task": BASE_FEATURES + LIFECYCLE_FEATURES + TASK_FEATURES,
-    "full": ALL_FEATURES,
+    "full": BASE_FEATURES + TELEMETRY_FEATURES + LIFECYCLE_FEATURES + TASK_FEATURES,
+    "base+lifecycle+task+slots": BASE_FEATURES + LIFECYCLE_FEATURES + TASK_FEATURES + SLOT_FEATURES,
+    "full+slots": ALL_FEATURES,
 }
 
 
@@ -154,6 +168,7 @@ def observation_features(record: Mapping) -> dict[str, float]:
     slots = record.get("slots") or []
     slot = focus_slot(slots)
     active = slot is not None and Stage[slot["stage"]] in ACTIVE_STAGES
+    focus = slot_values(slot, val_acc)
 
     f: dict[str, float] = {
         "epoch": _num(record["epoch"]),
@@ -172,10 +187,10 @@ def observation_features(record: Mapping) -> dict[str, float]:
     f.update(
         zip((f"accuracy_history_{i}" for i in range(5)), _left_padded(record.get("val_accuracy_history", [])))
     )
-    f["has_active_seed"] = 1.0 if active else 0.0
-    f["seed_stage"] = float(Stage[slot["stage"]]) if slot else 0.0
-    f["seed_epochs_in_stage"] = _num(slot["epochs_in_stage"]) if slot else 0.0
-    f["seed_alpha"] = _num(slot["alpha"]) if slot else 0.0
+    f["has_active_seed"] = focus["active"]
+    f["seed_stage"] = focus["stage"]
+    f["seed_epochs_in_stage"] = focus["epochs_in_stage"]
+    f["seed_alpha"] = focus["alpha"]
     f["seed_improvement"] = val_acc - _num(slot["accuracy_at_stage_start"]) if active else 0.0
     f["available_slots"] = float(sum(1 for s in slots if s["stage"] == "DORMANT"))
 
@@ -201,12 +216,8 @@ def observation_features(record: Mapping) -> dict[str, float]:
     )
     f["flag_overfitting"] = float(val_loss - f["train_loss"] > OVERFITTING_GAP)
 
-    # With the seed fully applied (alpha = 1), measured every epoch from TRAINING on: the same quantity the
-    # quality gates and the heuristic judge (see Episode.seed_improvement).
-    with_seed = slot.get("accuracy_with_seed") if active else None
-    with_seed = val_acc if with_seed is None else _num(with_seed)
-    f["seed_total_improvement"] = with_seed - _num(slot["accuracy_at_germination"]) if active else 0.0
-    f["seed_contribution"] = _num(slot.get("contribution")) if active else 0.0
+    f["seed_total_improvement"] = focus["total_improvement"]
+    f["seed_contribution"] = focus["contribution"]
     blueprint = slot.get("blueprint") if active else None
     for b in BLUEPRINTS:
         f[f"seed_blueprint_{b}"] = 1.0 if blueprint == b else 0.0
@@ -216,6 +227,37 @@ def observation_features(record: Mapping) -> dict[str, float]:
     f["seeds_culled"] = _num(record.get("seeds_culled"))
     f["learning_rate"] = _num(record.get("learning_rate"))
     f.update(task_features(record.get("task")))
+    f.update(slot_features(slots, record.get("task"), val_acc))
+    return f
+
+
+def slot_values(slot: Mapping | None, val_accuracy: float) -> dict[str, float]:
+    """One slot's seed as the features see it (all 0 without a slot)."""
+    active = slot is not None and Stage[slot["stage"]] in ACTIVE_STAGES
+    # With the seed fully applied (alpha = 1), measured every epoch from TRAINING on: the same quantity the
+    # quality gates and the heuristic judge (see Episode.seed_improvement).
+    with_seed = slot.get("accuracy_with_seed") if active else None
+    with_seed = val_accuracy if with_seed is None else _num(with_seed)
+    return {
+        "active": 1.0 if active else 0.0,
+        "stage": float(Stage[slot["stage"]]) if slot else 0.0,
+        "epochs_in_stage": _num(slot["epochs_in_stage"]) if slot else 0.0,
+        "alpha": _num(slot["alpha"]) if slot else 0.0,
+        "total_improvement": with_seed - _num(slot["accuracy_at_germination"]) if active else 0.0,
+        "contribution": _num(slot.get("contribution")) if active else 0.0,
+    }
+
+
+def slot_features(slots: list[Mapping], task: Mapping | None, val_accuracy: float) -> dict[str, float]:
+    """The `slots` group: each slot of the host by its position in the record's slot list."""
+    channels = [_num(c) for c in (task or {}).get("slot_channels") or []]
+    f = dict.fromkeys(SLOT_FEATURES, 0.0)
+    for k, slot in enumerate(slots[:MAX_SEED_SLOTS]):
+        values = slot_values(slot, val_accuracy)
+        values.update(present=1.0, channels=channels[k] if k < len(channels) else 0.0,
+                      log10_seed_parameters=math.log10(1.0 + _num(slot.get("seed_parameters"))),
+                      cooldown=_num(slot.get("cooldown_remaining")))  # fmt: skip
+        f.update({f"slot{k}_{name}": values[name] for name in SLOT_FIELDS})
     return f
 
 
@@ -250,10 +292,12 @@ def task_feature_defaults() -> dict[str, float]:
 
 
 _UNIT_INTERVAL = ("has_active_seed", "seed_alpha", "grad_health", "flag_sustained_plateau", "flag_gradient_problem",
-                  "flag_overfitting", *(f"seed_blueprint_{b}" for b in BLUEPRINTS))  # fmt: skip
+                  "flag_overfitting", *(f"seed_blueprint_{b}" for b in BLUEPRINTS),
+                  *(f"slot{k}_{n}" for k in range(MAX_SEED_SLOTS) for n in ("present", "active", "alpha")))  # fmt: skip
 _PERCENT = ("train_accuracy", "val_accuracy", "best_val_accuracy", *(f"accuracy_history_{i}" for i in range(HISTORY_LENGTH)),
             *(f"class_accuracy_{i}" for i in range(10)))  # fmt: skip
-_SIGNED_PP = ("accuracy_delta", "seed_improvement", "seed_total_improvement", "seed_contribution")
+_SIGNED_PP = ("accuracy_delta", "seed_improvement", "seed_total_improvement", "seed_contribution",
+              *(f"slot{k}_{n}" for k in range(MAX_SEED_SLOTS) for n in ("total_improvement", "contribution")))  # fmt: skip
 _UNBOUNDED = ("loss_delta",)
 
 
@@ -268,7 +312,7 @@ def feature_bounds(name: str) -> tuple[float, float]:
         return 0.0, 100.0
     if name in _SIGNED_PP:
         return -100.0, 100.0
-    if name == "seed_stage":
+    if name == "seed_stage" or (name.startswith("slot") and name.endswith("_stage")):
         return 0.0, float(max(Stage))
     if name in _UNBOUNDED:
         return -math.inf, math.inf

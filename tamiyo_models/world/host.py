@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .actions import MAX_SEED_SLOTS
+from .blueprint_names import BLUEPRINTS
 from .configs import known_fields
 from .seed_slot import SeedSlot
 
@@ -23,7 +25,10 @@ from .seed_slot import SeedSlot
 class HostConfig:
     # Default: a narrow host, where growth measurably changes final accuracy on digits (docs/headroom.md).
     widths: tuple[int, ...] = (2, 4, 8)  # channels per stage; depth = len(widths)
-    slots: tuple[int, ...] = (1,)  # stage indices followed by a seed slot
+    slots: tuple[int, ...] = (1,)  # stage indices followed by a seed slot; more than one: the factored action
+    # Per slot (in `slots` order), the blueprints it may germinate; empty: every slot takes every blueprint
+    # the episode allows. A (slot, blueprint) pair outside it is illegal (masked) in every state.
+    slot_blueprints: tuple[tuple[str, ...], ...] = ()
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
@@ -35,16 +40,33 @@ class HostConfig:
                 f"seed slots {self.slots} must be distinct stage indices in [0, {len(self.widths) - 2}] "
                 f"(a slot sits between two stages)"
             )
+        if len(self.slots) > MAX_SEED_SLOTS:
+            raise ValueError(f"a host has at most {MAX_SEED_SLOTS} seed slots (the action space's), got {len(self.slots)}")
+        if self.slot_blueprints:
+            if len(self.slot_blueprints) != len(self.slots):
+                raise ValueError(f"slot_blueprints names {len(self.slot_blueprints)} slots, the host has {len(self.slots)}")
+            unknown = sorted({b for names in self.slot_blueprints for b in names} - set(BLUEPRINTS))
+            if unknown:
+                raise ValueError(f"unknown blueprints {unknown} in slot_blueprints; known: {', '.join(BLUEPRINTS)}")
 
     def to_dict(self) -> dict:
-        return {"widths": list(self.widths), "slots": list(self.slots)}
+        # slot_blueprints only when set: a host without it keeps the run id it always had.
+        return {"widths": list(self.widths), "slots": list(self.slots),
+                **({"slot_blueprints": [list(b) for b in self.slot_blueprints]} if self.slot_blueprints else {})}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> "HostConfig":
         d = known_fields(cls, d, "host settings")
         if "widths" not in d:
             raise ValueError("host settings need widths (channels per stage, e.g. [2, 4, 8])")
-        return cls(widths=tuple(d["widths"]), slots=tuple(d.get("slots", (1,))))
+        return cls(widths=tuple(d["widths"]), slots=tuple(d.get("slots", (1,))),
+                   slot_blueprints=tuple(tuple(b) for b in d.get("slot_blueprints", ())))  # fmt: skip
+
+    def blueprints_of_slot(self, slot: int, allowed: tuple[str, ...]) -> tuple[str, ...]:
+        """What slot `slot` (its index among the host's slots) may germinate, of the episode's `allowed`."""
+        if not self.slot_blueprints:
+            return allowed
+        return tuple(b for b in allowed if b in self.slot_blueprints[slot])
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
