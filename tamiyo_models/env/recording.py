@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..episodes.episode import EpisodeResult, run_footer, run_header, step_record
-from ..world.actions import FINE_ACTIONS
+from ..world.actions import ALL_ACTIONS
 from ..world.rawrun import RawRunWriter
 
 
@@ -35,7 +35,7 @@ class RecordRawRun(gym.Wrapper):
         self._started = 0.0
 
     def set_behaviour(self, probabilities, reason: str = "") -> None:
-        """The distribution the agent's next action is drawn from (over FINE_ACTIONS, zero on illegal ones)."""
+        """The distribution the agent's next action is drawn from (over the env's actions, zero on illegal ones)."""
         self.env.unwrapped.next_behaviour, self.next_reason = probabilities, reason
 
     def reset(self, **kwargs):
@@ -74,25 +74,30 @@ class RecordRawRun(gym.Wrapper):
     @staticmethod
     def _action_record(t: dict, probabilities, reason: str, agent: str) -> dict:
         action, legal = t["action"], t["legal"]
+        # The run is the episode's: its host's action space (a prefix of the env's, which may cover more slots).
+        names = ALL_ACTIONS[: len(legal)]
         record = {"fine": action.fine, "coarse": action.coarse, "blueprint": action.blueprint,
-                  "legal": [a for a, ok in zip(FINE_ACTIONS, legal) if ok], "controller": agent,
+                  "legal": [a for a, ok in zip(names, legal) if ok], "controller": agent,
                   "greedy_fine": action.fine}  # fmt: skip
         if t["illegal"]:
-            probabilities, reason = None, f"{FINE_ACTIONS[t['requested']]} requested but not legal: WAIT applied"
-            record["illegal_requested"] = FINE_ACTIONS[t["requested"]]
+            probabilities, reason = None, f"{ALL_ACTIONS[t['requested']]} requested but not legal: WAIT applied"
+            record["illegal_requested"] = ALL_ACTIONS[t["requested"]]
         if probabilities is None:
-            probs = [1.0 if i == action.index else 0.0 for i in range(len(FINE_ACTIONS))]
+            probs = [1.0 if i == action.index else 0.0 for i in range(len(names))]
             stochastic = False
         else:
             probs = [float(p) for p in np.asarray(probabilities, dtype=np.float64).reshape(-1)]
-            if len(probs) != len(FINE_ACTIONS) or abs(sum(probs) - 1.0) > 1e-5 or any(p < 0 for p in probs):
-                raise ValueError(f"behaviour probabilities must be {len(FINE_ACTIONS)} non-negative numbers summing to 1, got {probs}")
+            if any(p > 1e-9 for p in probs[len(names):]):
+                raise ValueError("behaviour probabilities give mass to actions of slots this host does not have")
+            probs = probs[: len(names)]
+            if len(probs) != len(names) or abs(sum(probs) - 1.0) > 1e-5 or any(p < 0 for p in probs):
+                raise ValueError(f"behaviour probabilities must be {len(names)} non-negative numbers summing to 1, got {probs}")
             if any(p > 1e-9 and not ok for p, ok in zip(probs, legal)):
                 raise ValueError("behaviour probabilities give mass to illegal actions: mask them before drawing")
             if probs[action.index] <= 0:
                 raise ValueError(f"behaviour probabilities give {action.fine}, the action taken, no mass")
             stochastic = sum(1 for p in probs if p > 0) > 1
-        record.update(propensity=probs[action.index], probabilities=dict(zip(FINE_ACTIONS, probs)),
+        record.update(propensity=probs[action.index], probabilities=dict(zip(names, probs)),
                       stochastic=stochastic, reason=reason or ("sampled" if stochastic else "chosen"))  # fmt: skip
         return record
 

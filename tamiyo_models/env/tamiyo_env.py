@@ -8,7 +8,10 @@ world, step for step.
 
 - Observation: the named feature vector (`feature_names`, schema `tamiyo-features/4`), float32, with the
   bounds the features really have (accuracies 0..100, alpha 0..1, stage 0..9, counts >= 0, else unbounded).
-- Actions: `Discrete(8)` over `FINE_ACTIONS`. `action_masks()` and `info["action_mask"]` say which are legal
+- Actions: `Discrete(n)` over the flat factored space of `seed_slots` slots (`world.actions.action_names`:
+  8 for one slot, the fine actions as they always were; 1 + 7 x slots). A configuration whose host has fewer
+  slots runs with the missing slots' actions masked off; one with more is refused. `action_masks()` and
+  `info["action_mask"]` say which are legal
   (the convention of sb3-contrib's MaskablePPO). An illegal action is a wasted turn by default (WAIT is applied
   and `info["illegal_action"]` is set, the reference's "soft consequences"); `illegal_action="raise"` refuses it.
 - `terminated` after the last epoch; `truncated` when `max_steps` stops the episode early.
@@ -35,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..episodes.episode import Episode, EpisodeConfig
-from ..world.actions import FINE_ACTIONS, WAIT, Action
+from ..world.actions import ALL_ACTIONS, WAIT, Action, action_names
 from ..world.features import FEATURE_SETS, feature_bounds
 from ..world.lifecycle import Stage
 
@@ -56,6 +59,7 @@ class TamiyoEnv(gym.Env):
         illegal_action: str = "wait",
         agent: str = "agent",
         configs: dict | None = None,
+        seed_slots: int | None = None,
     ):
         if feature_set not in FEATURE_SETS:
             raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
@@ -78,7 +82,11 @@ class TamiyoEnv(gym.Env):
         self.feature_names: tuple[str, ...] = FEATURE_SETS[feature_set]
         low, high = zip(*(feature_bounds(name) for name in self.feature_names))
         self.observation_space = gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32), dtype=np.float32)
-        self.action_space = gym.spaces.Discrete(len(FINE_ACTIONS))
+        # Without a spec the template's host says how many slots; a spec's regimes may differ, so one slot
+        # unless told (a wider configuration is then refused at reset, naming the setting).
+        self.seed_slots = seed_slots or (1 if spec is not None else len(self.template.host.slots))
+        self.action_names = action_names(self.seed_slots)
+        self.action_space = gym.spaces.Discrete(len(self.action_names))
         self.episode: Episode | None = None
         self.config: EpisodeConfig | None = None
         self.steps = 0
@@ -103,6 +111,9 @@ class TamiyoEnv(gym.Env):
             config = EpisodeConfig.from_dict(config)
         # The configuration names who acts: an external agent, so its raw runs never collide with a controller's.
         config = dataclasses.replace(config, controller=dataclasses.replace(config.controller, kind="agent", label=self.agent))
+        if len(config.host.slots) > self.seed_slots:
+            raise ValueError(f"TamiyoEnv: the configuration's host has {len(config.host.slots)} seed slots, the action "
+                             f"space {self.seed_slots} (TamiyoEnv(seed_slots=...))")  # fmt: skip
         self.config = config
         self.episode = Episode(config, load_task_data(config.dataset), config.run_id())
         self.episode.measure(initial=True)
@@ -116,16 +127,16 @@ class TamiyoEnv(gym.Env):
         if self.episode.done:
             raise RuntimeError("the episode is over: call reset()")
         index = int(action)
-        if not 0 <= index < len(FINE_ACTIONS):
-            raise ValueError(f"action {action!r} is outside 0..{len(FINE_ACTIONS) - 1}")
-        record, features, legal = self._state
-        chosen, illegal = Action.from_index(index), not legal[index]
+        if not 0 <= index < self.action_space.n:
+            raise ValueError(f"action {action!r} is outside 0..{self.action_space.n - 1}")
+        record, features, legal = self._state  # legal: the episode's own space, a prefix of the env's
+        chosen, illegal = Action.from_index(index), not (index < len(legal) and legal[index])
         if illegal:
             if self.illegal_action == "raise":
                 raise ValueError(f"{chosen.fine} is not legal at step {self.steps + 1} (legal: "
-                                 f"{', '.join(a for a, ok in zip(FINE_ACTIONS, legal) if ok)})")  # fmt: skip
+                                 f"{', '.join(a for a, ok in zip(ALL_ACTIONS, legal) if ok)})")  # fmt: skip
             chosen = WAIT
-        if chosen.coarse == "CULL" and features.get("seed_contribution", 0.0) > 0:
+        if chosen.coarse == "CULL" and features.get(f"slot{chosen.slot}_contribution", 0.0) > 0:
             self.culls_positive += 1
         outcome, reward, timing = self.episode.transition(chosen)
         self.steps += 1
@@ -150,7 +161,8 @@ class TamiyoEnv(gym.Env):
         """Legal fine actions in the current state (MaskablePPO's convention)."""
         if self._state is None:
             raise RuntimeError("call reset() first")
-        return np.array(self._state[2], dtype=bool)
+        legal = self._state[2]
+        return np.array(legal + (False,) * (self.action_space.n - len(legal)), dtype=bool)
 
     # ----- helpers -----------------------------------------------------------------------------------
     def _draw_config(self) -> EpisodeConfig:

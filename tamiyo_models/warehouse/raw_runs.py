@@ -16,7 +16,7 @@ import json
 
 import orjson
 
-from ..world.actions import FINE_ACTIONS
+from ..world.actions import ACTION_INDEX, ALL_ACTIONS
 from ..world.features import FEATURE_SCHEMA_VERSION, TASK_FEATURES, focus_slot, observation_features
 
 PRE_TASK_SCHEMA_VERSION = "tamiyo-features/3"  # observations without a task description (no task features)
@@ -262,17 +262,17 @@ def _step_rows(run_id: str, number: int, record: dict, is_last: bool, rows: dict
     action = get(record, "action", "", "object")
     outcome = get(record, "outcome", "", "object")
     fine = get(action, "fine", "action", "str")
-    if fine not in FINE_ACTIONS:
-        raise RecordError("action.fine", "unknown_action", f"unknown action {fine!r}; known: {', '.join(FINE_ACTIONS)}")
+    if fine not in ACTION_INDEX:
+        raise RecordError("action.fine", "unknown_action", f"unknown action {fine!r}; known: {', '.join(ALL_ACTIONS)}")
     coarse = get(action, "coarse", "action", "str")
     blueprint = get(action, "blueprint", "action", "str", nullable=True)
     probabilities = get(action, "probabilities", "action", "object")
-    unknown = sorted(set(probabilities) - set(FINE_ACTIONS))
+    unknown = sorted(set(probabilities) - set(ALL_ACTIONS))
     if unknown:
         raise RecordError("action.probabilities", "unknown_action", f"probabilities of unknown actions {unknown}")
     legal = get(action, "legal", "action", "list")
     for name in legal:
-        if name not in FINE_ACTIONS:
+        if name not in ACTION_INDEX:
             raise RecordError("action.legal", "unknown_action", f"unknown legal action {name!r}")
     greedy = get(action, "greedy_fine", "action", "str", nullable=True) if "greedy_fine" in action else None
     gate = get(outcome, "gate", "outcome", "object", nullable=True)
@@ -286,7 +286,7 @@ def _step_rows(run_id: str, number: int, record: dict, is_last: bool, rows: dict
         "action_fine": fine,
         "action_coarse": coarse,
         "blueprint": blueprint,
-        "action_index": FINE_ACTIONS.index(fine),
+        "action_index": ACTION_INDEX[fine],
         # Null only on a branch run's forced first step (an intervention, not a behaviour draw).
         "propensity": get(action, "propensity", "action", "number", nullable=action.get("forced") is True),
         "legal_actions": legal,
@@ -444,7 +444,7 @@ def _legal_list(footer: dict) -> list[str] | None:
     legal = get(footer, "final_legal", "", "list", nullable=True, optional=True)
     if legal is None:
         return None
-    unknown = [a for a in legal if a not in FINE_ACTIONS]
+    unknown = [a for a in legal if a not in ACTION_INDEX]
     if unknown:
         raise RecordError("final_legal", "unknown_action", f"unknown legal actions {unknown}")
     return legal

@@ -12,7 +12,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..world.actions import ALL_ACTIONS, COARSE_ACTIONS, SLOT_SUFFIX
 from ..world.features import ALL_FEATURES
 from ..world.lifecycle import Stage
 from .tables import ALL_TABLES, PERCENTILES, PROBABILITY_COLUMNS
@@ -64,7 +64,8 @@ def _propensity_matches_probability(data: PolarsData) -> pl.LazyFrame:
 
 
 def _coarse_matches_fine(data: PolarsData) -> pl.LazyFrame:
-    fine, coarse = pl.col("action_fine"), pl.col("action_coarse")
+    # The slot suffix (_SLOT<k>, world.actions) is not part of the coarse label or the blueprint.
+    fine, coarse = pl.col("action_fine").str.replace(f"{SLOT_SUFFIX}[0-9]+$", ""), pl.col("action_coarse")
     expected = pl.when(fine.str.starts_with("GERMINATE_")).then(pl.lit("GERMINATE")).otherwise(fine)
     blueprint_ok = (
         pl.when(coarse == "GERMINATE").then(fine == pl.lit("GERMINATE_") + pl.col("blueprint")).otherwise(
@@ -125,10 +126,10 @@ STEPS = pa.DataFrameSchema(
         "run_id": _col(pl.String, nullable=False),
         "step": _col(pl.Int64, pa.Check.ge(1), nullable=False),
         "epoch": _col(pl.Int64, pa.Check.ge(0), nullable=False),
-        "action_fine": _col(pl.String, pa.Check.isin(list(FINE_ACTIONS)), nullable=False),
+        "action_fine": _col(pl.String, pa.Check.isin(list(ALL_ACTIONS)), nullable=False),
         "action_coarse": _col(pl.String, pa.Check.isin(list(COARSE_ACTIONS)), nullable=False),
-        "greedy_fine": _col(pl.String, pa.Check.isin(list(FINE_ACTIONS))),
-        "action_index": _col(pl.Int64, pa.Check.in_range(0, len(FINE_ACTIONS) - 1), nullable=False),
+        "greedy_fine": _col(pl.String, pa.Check.isin(list(ALL_ACTIONS))),
+        "action_index": _col(pl.Int64, pa.Check.in_range(0, len(ALL_ACTIONS) - 1), nullable=False),
         "propensity": _col(pl.Float64, pa.Check.gt(0.0), pa.Check.le(1.0)),
         **{c: _col(pl.Float64, pa.Check.in_range(0.0, 1.0)) for c in PROBABILITY_COLUMNS.values()},
         "controller": _text(),

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..world.actions import FINE_ACTIONS
+from ..world.actions import ALL_ACTIONS
 from ..world.features import ALL_FEATURES
 
 PERCENTILES: tuple[str, ...] = ("1", "5", "10", "25", "50", "75", "90", "95", "99")
-PROBABILITY_COLUMNS: dict[str, str] = {action: f"prob_{action.lower()}" for action in FINE_ACTIONS}
+PROBABILITY_COLUMNS: dict[str, str] = {action: f"prob_{action.lower()}" for action in ALL_ACTIONS}
 
 PROVENANCE: dict[str, pl.DataType] = {"_unit": pl.Int64, "_position": pl.String}
 

@@ -153,6 +153,20 @@ CREATE TABLE IF NOT EXISTS steps (
     prob_germinate_depthwise        DOUBLE,
     prob_advance                    DOUBLE,
     prob_cull                       DOUBLE,
+    prob_germinate_conv_light_slot1 DOUBLE,
+    prob_germinate_conv_heavy_slot1 DOUBLE,
+    prob_germinate_attention_slot1  DOUBLE,
+    prob_germinate_norm_slot1       DOUBLE,
+    prob_germinate_depthwise_slot1  DOUBLE,
+    prob_advance_slot1              DOUBLE,
+    prob_cull_slot1                 DOUBLE,
+    prob_germinate_conv_light_slot2 DOUBLE,
+    prob_germinate_conv_heavy_slot2 DOUBLE,
+    prob_germinate_attention_slot2  DOUBLE,
+    prob_germinate_norm_slot2       DOUBLE,
+    prob_germinate_depthwise_slot2  DOUBLE,
+    prob_advance_slot2              DOUBLE,
+    prob_cull_slot2                 DOUBLE,
     legal_actions            VARCHAR[],
     controller               VARCHAR,
     reason                   VARCHAR,
@@ -183,14 +197,28 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 ALTER TABLE steps ADD COLUMN IF NOT EXISTS forced BOOLEAN;
 ALTER TABLE steps ADD COLUMN IF NOT EXISTS stochastic BOOLEAN;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_conv_light_slot1 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_conv_heavy_slot1 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_attention_slot1 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_norm_slot1 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_depthwise_slot1 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_advance_slot1 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_cull_slot1 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_conv_light_slot2 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_conv_heavy_slot2 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_attention_slot2 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_norm_slot2 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_germinate_depthwise_slot2 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_advance_slot2 DOUBLE;
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS prob_cull_slot2 DOUBLE;
 COMMENT ON TABLE steps IS 'one row per decision: the action, its behaviour propensity, and its consequence';
 COMMENT ON COLUMN steps.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN steps.step IS 'decision number t, 1-based';
 COMMENT ON COLUMN steps.epoch IS 'epochs completed when deciding (= step - 1)';
-COMMENT ON COLUMN steps.action_fine IS 'fine action taken: WAIT, GERMINATE_<blueprint>, ADVANCE or CULL';
+COMMENT ON COLUMN steps.action_fine IS 'action taken: WAIT, GERMINATE_<blueprint>, ADVANCE or CULL, with _SLOT<k> for seed slot k > 0 (docs/rl-contract.md)';
 COMMENT ON COLUMN steps.action_coarse IS 'coarse label: WAIT, GERMINATE, ADVANCE or CULL';
 COMMENT ON COLUMN steps.blueprint IS 'blueprint germinated (GERMINATE only, else null)';
-COMMENT ON COLUMN steps.action_index IS 'index of action_fine in the fine action space (0..7)';
+COMMENT ON COLUMN steps.action_index IS 'flat index of action_fine in the factored action space (0..7 for one slot; 1 + slot x 7 + offset)';
 COMMENT ON COLUMN steps.propensity IS 'mu(a|s): probability the behaviour controller gave the action taken (null: legacy, never logged; or the forced first step of a branch run, an intervention)';
 COMMENT ON COLUMN steps.prob_wait IS 'behaviour probability of WAIT (0 when illegal)';
 COMMENT ON COLUMN steps.prob_germinate_conv_light IS 'behaviour probability of GERMINATE_conv_light (0 when illegal)';
@@ -200,6 +228,20 @@ COMMENT ON COLUMN steps.prob_germinate_norm IS 'behaviour probability of GERMINA
 COMMENT ON COLUMN steps.prob_germinate_depthwise IS 'behaviour probability of GERMINATE_depthwise (0 when illegal)';
 COMMENT ON COLUMN steps.prob_advance IS 'behaviour probability of ADVANCE (0 when illegal)';
 COMMENT ON COLUMN steps.prob_cull IS 'behaviour probability of CULL (0 when illegal)';
+COMMENT ON COLUMN steps.prob_germinate_conv_light_slot1 IS 'behaviour probability of GERMINATE_conv_light_SLOT1 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_conv_heavy_slot1 IS 'behaviour probability of GERMINATE_conv_heavy_SLOT1 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_attention_slot1 IS 'behaviour probability of GERMINATE_attention_SLOT1 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_norm_slot1 IS 'behaviour probability of GERMINATE_norm_SLOT1 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_depthwise_slot1 IS 'behaviour probability of GERMINATE_depthwise_SLOT1 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_advance_slot1 IS 'behaviour probability of ADVANCE_SLOT1 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_cull_slot1 IS 'behaviour probability of CULL_SLOT1 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_conv_light_slot2 IS 'behaviour probability of GERMINATE_conv_light_SLOT2 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_conv_heavy_slot2 IS 'behaviour probability of GERMINATE_conv_heavy_SLOT2 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_attention_slot2 IS 'behaviour probability of GERMINATE_attention_SLOT2 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_norm_slot2 IS 'behaviour probability of GERMINATE_norm_SLOT2 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_germinate_depthwise_slot2 IS 'behaviour probability of GERMINATE_depthwise_SLOT2 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_advance_slot2 IS 'behaviour probability of ADVANCE_SLOT2 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
+COMMENT ON COLUMN steps.prob_cull_slot2 IS 'behaviour probability of CULL_SLOT2 (a host with more seed slots; 0 when illegal or absent; null in runs stored before the factored action)';
 COMMENT ON COLUMN steps.legal_actions IS 'fine actions that were legal at this step';
 COMMENT ON COLUMN steps.controller IS 'name of the controller that decided';
 COMMENT ON COLUMN steps.reason IS 'the controller''s human-readable reason';
@@ -308,6 +350,36 @@ CREATE TABLE IF NOT EXISTS observations (
     task_num_classes             DOUBLE,
     task_input_channels          DOUBLE,
     task_input_size              DOUBLE,
+    slot0_present                DOUBLE,
+    slot0_channels               DOUBLE,
+    slot0_stage                  DOUBLE,
+    slot0_active                 DOUBLE,
+    slot0_epochs_in_stage        DOUBLE,
+    slot0_alpha                  DOUBLE,
+    slot0_total_improvement      DOUBLE,
+    slot0_contribution           DOUBLE,
+    slot0_log10_seed_parameters  DOUBLE,
+    slot0_cooldown               DOUBLE,
+    slot1_present                DOUBLE,
+    slot1_channels               DOUBLE,
+    slot1_stage                  DOUBLE,
+    slot1_active                 DOUBLE,
+    slot1_epochs_in_stage        DOUBLE,
+    slot1_alpha                  DOUBLE,
+    slot1_total_improvement      DOUBLE,
+    slot1_contribution           DOUBLE,
+    slot1_log10_seed_parameters  DOUBLE,
+    slot1_cooldown               DOUBLE,
+    slot2_present                DOUBLE,
+    slot2_channels               DOUBLE,
+    slot2_stage                  DOUBLE,
+    slot2_active                 DOUBLE,
+    slot2_epochs_in_stage        DOUBLE,
+    slot2_alpha                  DOUBLE,
+    slot2_total_improvement      DOUBLE,
+    slot2_contribution           DOUBLE,
+    slot2_log10_seed_parameters  DOUBLE,
+    slot2_cooldown               DOUBLE,
     PRIMARY KEY (run_id, step)
 );
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_log10_host_parameters DOUBLE;
@@ -320,6 +392,36 @@ ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_log10_train_size DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_num_classes DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_input_channels DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_input_size DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_present DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_channels DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_stage DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_active DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_epochs_in_stage DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_alpha DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_total_improvement DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_contribution DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_log10_seed_parameters DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_cooldown DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_present DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_channels DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_stage DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_active DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_epochs_in_stage DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_alpha DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_total_improvement DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_contribution DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_log10_seed_parameters DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_cooldown DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_present DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_channels DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_stage DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_active DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_epochs_in_stage DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_alpha DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_total_improvement DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_contribution DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_log10_seed_parameters DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_cooldown DOUBLE;
 COMMENT ON TABLE observations IS 'the observation features of each decision (tamiyo_models.world.features.observation_features), one named column each';
 COMMENT ON COLUMN observations.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN observations.step IS 'the decision these features were observed for; steps + 1 = the final observation (next state of the last transition)';
@@ -401,6 +503,36 @@ COMMENT ON COLUMN observations.task_log10_train_size IS 'feature (task): log10 o
 COMMENT ON COLUMN observations.task_num_classes IS 'feature (task): number of classes; null for runs recorded before feature schema 4';
 COMMENT ON COLUMN observations.task_input_channels IS 'feature (task): input image channels; null for runs recorded before feature schema 4';
 COMMENT ON COLUMN observations.task_input_size IS 'feature (task): input image height in pixels; null for runs recorded before feature schema 4';
+COMMENT ON COLUMN observations.slot0_present IS 'feature (slots): seed slot 0: 1 when the host has this slot; 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_channels IS 'feature (slots): seed slot 0: channels of the feature map at the slot; 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_stage IS 'feature (slots): seed slot 0: lifecycle stage number (0 DORMANT .. 9 RESETTING); 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_active IS 'feature (slots): seed slot 0: 1 while a seed the controller can act on is in the slot; 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_epochs_in_stage IS 'feature (slots): seed slot 0: epochs in the current stage; 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_alpha IS 'feature (slots): seed slot 0: blending weight of the seed; 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_total_improvement IS 'feature (slots): seed slot 0: val accuracy with the seed fully applied minus just before its germination (pp); 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_contribution IS 'feature (slots): seed slot 0: measured contribution of the seed (pp); 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_log10_seed_parameters IS 'feature (slots): seed slot 0: log10(1 + parameters of the seed in the slot); 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_cooldown IS 'feature (slots): seed slot 0: epochs until the slot is DORMANT again after a cull; 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_present IS 'feature (slots): seed slot 1: 1 when the host has this slot; 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_channels IS 'feature (slots): seed slot 1: channels of the feature map at the slot; 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_stage IS 'feature (slots): seed slot 1: lifecycle stage number (0 DORMANT .. 9 RESETTING); 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_active IS 'feature (slots): seed slot 1: 1 while a seed the controller can act on is in the slot; 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_epochs_in_stage IS 'feature (slots): seed slot 1: epochs in the current stage; 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_alpha IS 'feature (slots): seed slot 1: blending weight of the seed; 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_total_improvement IS 'feature (slots): seed slot 1: val accuracy with the seed fully applied minus just before its germination (pp); 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_contribution IS 'feature (slots): seed slot 1: measured contribution of the seed (pp); 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_log10_seed_parameters IS 'feature (slots): seed slot 1: log10(1 + parameters of the seed in the slot); 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_cooldown IS 'feature (slots): seed slot 1: epochs until the slot is DORMANT again after a cull; 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_present IS 'feature (slots): seed slot 2: 1 when the host has this slot; 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_channels IS 'feature (slots): seed slot 2: channels of the feature map at the slot; 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_stage IS 'feature (slots): seed slot 2: lifecycle stage number (0 DORMANT .. 9 RESETTING); 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_active IS 'feature (slots): seed slot 2: 1 while a seed the controller can act on is in the slot; 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_epochs_in_stage IS 'feature (slots): seed slot 2: epochs in the current stage; 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_alpha IS 'feature (slots): seed slot 2: blending weight of the seed; 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_total_improvement IS 'feature (slots): seed slot 2: val accuracy with the seed fully applied minus just before its germination (pp); 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_contribution IS 'feature (slots): seed slot 2: measured contribution of the seed (pp); 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_log10_seed_parameters IS 'feature (slots): seed slot 2: log10(1 + parameters of the seed in the slot); 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_cooldown IS 'feature (slots): seed slot 2: epochs until the slot is DORMANT again after a cull; 0 when the host has no slot 2; null in rows stored before the per-slot group';
 
 -- The widest table (~11 rows per decision), so the compact one: FLOAT, the precision the generator measures
 -- in (torch float32; a raw run's values read back exactly), and no primary key, whose index took more than
