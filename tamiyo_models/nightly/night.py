@@ -325,8 +325,8 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
 
 def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: Champion, nights: list[str], found: dict,
                  folder: Path, name: str, *, tracker, tags: dict, log) -> dict | None:  # fmt: skip
-    """The champion improved by the region rule on the fork studies of every night so far (fork_evidence.py): a
-    schedule or the heuristic first becomes a student (a network to fine-tune) on the warehouse's states."""
+    """The champion improved by the region rule on the fork studies of every night so far (fork_evidence.py),
+    through a student where it cannot be fine-tuned as it is (_student_reason)."""
     from ..online_rl.distil import DistilConfig, is_schedule
     from ..online_rl.vine import VineConfig
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
@@ -339,24 +339,16 @@ def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: C
     if not forks:
         log(f"night {night}: {name} skipped: no fork study of nights {', '.join(nights) or 'none'} is in the warehouse")
         return None
-    if policy is not None:
-        from ..agents.saved import load_policy
-
-        features = load_policy(policy)[1]["feature_names"]
-        if "epoch" not in features or "epochs_remaining" not in features:
-            log(f"night {night}: {name} skipped: the champion's policy does not read epoch and epochs_remaining, "
-                "which place a state in a region")  # fmt: skip
-            return None
-    start = (f"the champion's policy file {policy}" if policy else
-             f"a student of the champion {champion.name} ({config.distil_updates} distillation updates on every state "
-             f"of the warehouse, distil_updates)")  # fmt: skip
+    student = _student_reason(policy, champion.name, regions=True)
+    start = (f"a student of the champion {champion.name} ({student}; {config.distil_updates} distillation updates on every "
+             f"state of the warehouse, distil_updates)" if student else f"the champion's policy file {policy}")  # fmt: skip
     vine = VineConfig(iterations=0, evidence_warehouse=str(paths.warehouse), evidence_nights=tuple(nights),
                       updates=config.vine_updates, seed=_learner_seed(night))  # fmt: skip
     log(f"night {night}: {name} from {start}; the region rule over the fork studies of nights {', '.join(nights)} "
-        f"({forks} forked parents), {config.vine_updates} fine-tuning updates (vine_updates); no episodes of its own")  # fmt: skip
+        f"({forks} forked parent(s)), {config.vine_updates} fine-tuning updates (vine_updates); no episodes of its own")  # fmt: skip
     run = train_online_policy(
         OnlineRunConfig(algorithm="vine", spec=config.spec, workers=config.workers, initial_policy=policy or champion.name,
-                        distil=None if policy else DistilConfig(updates=config.distil_updates, seed=_learner_seed(night)),
+                        distil=DistilConfig(updates=config.distil_updates, seed=_learner_seed(night)) if student else None,
                         distil_warehouse=str(paths.warehouse), record_dir=None, vine=vine),
         folder, tracker=tracker, tags=tags, log=log)  # fmt: skip
     last = run.history[-1] if run.history else {}
@@ -371,8 +363,10 @@ def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Ch
     from tonight's Phase 3 policy (PPO_STARTS). Every configuration its environments can run is drawn and its
     seed registered as a training seed before the first episode; the environments refuse any other."""
     from ..agents.saved import load_policy
+    from ..online_rl.distil import DistilConfig
     from ..online_rl.loop import episode_slots
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
+    from ..warehouse import writing
 
     policy = _policy_file_of(champion.controller.to_dict())
     if policy is not None:
@@ -389,8 +383,6 @@ def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Ch
                               episodes_per_iteration=config.ppo_episodes_per_iteration, seed=_learner_seed(night))  # fmt: skip
     slots = episode_slots(ppo, config.workers)
     configs = _ppo_configs(night, config, sum(slots.values()))
-    from ..warehouse import writing
-
     with writing(paths.warehouse) as con:
         configs = claim_seeds(con, configs, TRAINING, night, "ppo")
     given, rest = {}, iter(configs)
@@ -400,15 +392,35 @@ def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Ch
     log(f"night {night}: {name} from {why}: {config.ppo_episodes} episodes in {iterations} iterations of "
         f"{config.ppo_episodes_per_iteration} (the first only warms the critic up), {config.workers} environments; "
         f"{len(configs)} configurations (every one an environment may start) registered as training seeds first")  # fmt: skip
+    student = _student_reason(policy, Path(policy).stem, regions=False)
+    if student:
+        log(f"night {night}: {name} starts from a student of it ({student}; {config.distil_updates} distillation updates)")
     learned = set((load_policy(policy)[1].get("metadata") or {}).get("data_seeds") or [])
     run = train_online_policy(
         OnlineRunConfig(algorithm="ppo", spec=config.spec, workers=config.workers, initial_policy=policy,
-                        record_dir=str(paths.raw_dir(night)), ppo=ppo),
+                        distil=DistilConfig(updates=config.distil_updates, seed=_learner_seed(night)) if student else None,
+                        distil_warehouse=str(paths.warehouse), record_dir=str(paths.raw_dir(night)), ppo=ppo),
         folder, tracker=tracker, tags=tags, log=log, episode_configs=given,
         metadata={"data_seeds": sorted(learned | {c.seed for c in configs})})  # fmt: skip
     return {"policy": str(run.policy_path), "model_version": run.model_version, "mlflow_run_id": run.mlflow_run_id,
             "start": policy, "episodes": config.ppo_episodes, "seeds": sorted({c.seed for c in configs}),
             "alerts": run.alerts}  # fmt: skip
+
+
+def _student_reason(policy: str | None, name: str, *, regions: bool) -> str | None:
+    """Why a learner must start from a student of this start rather than the start itself (None: it need not).
+    A schedule or the heuristic has no network; BCQ gives probability 0 to every action its data never took
+    (no gradient step or exploration can raise it); the region rule places states by epoch and length."""
+    if policy is None:
+        return f"{name} has no network"
+    from ..agents.saved import load_policy
+
+    module, payload = load_policy(policy)
+    if module.kind == "bcq":
+        return "BCQ's actions outside its data have probability 0"
+    if regions and not {"epoch", "epochs_remaining"} <= set(payload["feature_names"]):
+        return "its policy does not read epoch and epochs_remaining, which place a state in a region"
+    return None
 
 
 def _ppo_configs(night: str, config: NightConfig, count: int) -> list:

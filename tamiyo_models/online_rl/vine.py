@@ -119,7 +119,7 @@ class VineConfig:
         if self.confirm_orders and self.label_rule != "fork":  # the region rule pools forks instead of replaying them
             raise ValueError("vine: confirm_orders replays the fork rule's candidates; it needs label_rule='fork'")
         if (self.evidence_from or self.evidence_warehouse) and self.label_rule != "region":
-            raise ValueError("vine: evidence_from and evidence_warehouse pool earlier forks by region; they need label_rule='region'")
+            raise ValueError("vine: evidence_from and evidence_warehouse pool earlier forks by region: each needs label_rule='region'")
         self.evidence()  # the region rule's settings are checked there
 
     def evidence(self) -> EvidenceConfig:
@@ -331,7 +331,7 @@ def _improve_on_evidence(result: VineResult, start, start_path: str, features: t
 
     started = time.perf_counter()
     labels, cells = region_rule_labels(start, forks, visited, features, config)
-    log(f"vine: region evidence from {len(forks)} earlier forks: {sum(np.isfinite(c.p_value) for c in cells)} (region, "
+    log(f"vine: region evidence from {len(forks)} pooled forks: {sum(np.isfinite(c.p_value) for c in cells)} (region, "
         f"action) cells tested, {sum(c.label for c in cells)} labelled, {len(labels)} states relabelled")  # fmt: skip
     improved, on_labels, elsewhere = improve_actor(start, visited, labels, config, log=log)
     target = out / "policies" / "vine-evidence.pt"
