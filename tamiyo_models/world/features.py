@@ -5,7 +5,7 @@ raw telemetry run, see `rawrun.py`) into named float features. The live controll
 logged runs both call it, so a policy sees at serving time exactly what it was trained on (the reference
 system computed them twice, differently, and its head-to-head numbers were wrong because of it).
 
-Schema `tamiyo-features/4` has four groups, in this order:
+Schema `tamiyo-features/4` has five groups, in this order:
 - `base` (27): the reference V1 vector, same names and order. Fixes: `loss_delta`/`accuracy_delta` are 0 at
   the first step (the reference stored +Infinity), and `best_val_loss` is really tracked.
 - `telemetry` (27): the reference V2 policy telemetry: 5 gradient-health numbers, 10 per-class validation
@@ -17,8 +17,14 @@ Schema `tamiyo-features/4` has four groups, in this order:
   training set and the inputs, so one policy can act differently on a narrow host with little data than on a
   wide one with plenty (the arena's regimes differ exactly there). Counts enter as log10.
 
+- `slots` (10 per slot, 3 slots): ours, for the factored action (world.actions). Each seed slot of the host
+  by position: whether it exists, its channels, and its seed's stage, clock, alpha, improvement, measured
+  contribution, size and cool-down. Computed from the record's `slots` list, which every record has, so the
+  record's schema (and its version) is unchanged and older runs get these features too.
+
 Feature sets for policies: `base`, `base+telemetry` (the reference's 54), `base+lifecycle`,
-`base+lifecycle+task`, `full`.
+`base+lifecycle+task`, `full` (the first four groups, as before the slots group), `base+lifecycle+task+slots`,
+`full+slots`.
 
 Values are sanitised (NaN, inf, None -> 0) but not clipped or normalised: storage keeps the true values and
 policies normalise with statistics fitted on their training split. One exception: a record written before
