@@ -153,8 +153,8 @@ def champion(context: dg.AssetExecutionContext, nightly: NightlyResource, wareho
 @dg.asset_check(asset=night_evaluation, description="No evaluation seed (any night's, any study's) is the seed of a "
                 "run in the warehouse: the held-out configurations were never trained on.")  # fmt: skip
 def held_out_seeds_never_trained_on(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from tamiyo_models.nightly.seeds import overlapping_seeds
     from tamiyo_models.warehouse import connect_read_only
+    from tamiyo_models.warehouse.seeds import overlapping_seeds
 
     with connect_read_only(warehouse.path) as con:
         overlap = overlapping_seeds(con)

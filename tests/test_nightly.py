@@ -16,7 +16,7 @@ from tamiyo_models.nightly import champion as champ
 from tamiyo_models.nightly.night import (
     PPO_STARTS, NightPaths, batch_seed, evaluate_night, generate_night, ingest_night, mini_night, run_night, train_challengers,
 )  # fmt: skip
-from tamiyo_models.nightly.seeds import EVALUATION, TRAINING, claim_seeds, overlapping_seeds, seed_class
+from tamiyo_models.warehouse.seeds import EVALUATION, TRAINING, claim_seeds, overlapping_seeds, seed_class
 
 # The smallest night that still has every stage: 6-epoch digits episodes, one Phase 3 challenger, the mini-night's
 # Phase 4 pair (vine, and PPO on 4 episodes), one grid controller.

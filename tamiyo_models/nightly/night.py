@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..controllers import ControllerConfig, reference_controller
+from ..warehouse.seeds import EVALUATION, TRAINING, claim_seeds
 from .champion import Champion, Comparison, PromotionRule, choose, compare, current_champion, record_night
-from .seeds import EVALUATION, TRAINING, claim_seeds
 
 STAGES = ("generate", "ingest", "train", "evaluate", "decide", "report")
 # Tonight's challengers are named <phase>-<algorithm>-<night>: Phase 3 (offline RL) and Phase 4 (online RL).

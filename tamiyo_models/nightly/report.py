@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .seeds import has_table
+from ..warehouse.seeds import has_table
 
 TABLE_SQL = """
 SELECT night, arm, role, pairs, difference, low, high, fresh_difference, fresh_low, fresh_high, null_rms,

@@ -231,8 +231,8 @@ def run_study(path: str | Path, *, warehouse: str | Path, out_root: str | Path =
     from ..evaluation.headroom import HeadroomConfig, headroom_configs
     from ..evaluation.paired import run_paired
     from ..nightly.champion import PromotionRule, compare
-    from ..nightly.seeds import EVALUATION, claim_seeds
     from ..warehouse import writing
+    from ..warehouse.seeds import EVALUATION, claim_seeds
 
     config = load_study(path)
     started = time.perf_counter()
@@ -381,8 +381,8 @@ def study_results(warehouse: str | Path):
     """Every recorded study row (a polars frame; empty when none)."""
     import polars as pl
 
-    from ..nightly.seeds import has_table
     from ..warehouse import connect_read_only
+    from ..warehouse.seeds import has_table
 
     with connect_read_only(warehouse) as con:
         if not has_table(con, "study_results"):

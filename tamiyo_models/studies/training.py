@@ -125,8 +125,8 @@ def prepare_data(study: str, dataset: DataSet, registry, root: Path, *, workers:
     import dataclasses
 
     from ..episodes.generation import GenerationSpec, generate
-    from ..nightly.seeds import TRAINING, claim_seeds
     from ..warehouse import ingest_folder, writing
+    from ..warehouse.seeds import TRAINING, claim_seeds
 
     spec = GenerationSpec.load(dataset.spec)
     runnable = [r["name"] for r in spec.regimes if r["name"] not in spec.unavailable] if spec.regimes else []

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS seed_registry (
     source        VARCHAR NOT NULL,
     registered_at TIMESTAMP DEFAULT current_timestamp
 );
-COMMENT ON TABLE seed_registry IS 'every configuration seed the nightly loop and the studies handed out: training seeds are even, evaluation seeds odd and used once (tamiyo_models/nightly/seeds.py)';
+COMMENT ON TABLE seed_registry IS 'every configuration seed the nightly loop and the studies handed out: training seeds are even, evaluation seeds odd and used once (tamiyo_models/warehouse/seeds.py)';
 COMMENT ON COLUMN seed_registry.seed IS 'the configuration seed (runs.seed of the episodes run on it, fresh data orders included)';
 COMMENT ON COLUMN seed_registry.purpose IS 'training (episodes that learners may read) or evaluation (held-out configurations, scored on test)';
 COMMENT ON COLUMN seed_registry.night IS 'the night (YYYY-MM-DD) or study that asked for it';
