@@ -1,0 +1,88 @@
+"""The descriptor-keyed schedule learns which schedule wins from what is visible before an episode starts, and
+is fitted on training configurations only (issue 34)."""
+
+import numpy as np
+import pytest
+
+from tamiyo_models.evaluation.descriptor_schedule import DescriptorScheduleConfig, fit_descriptor_schedule
+
+SCHEDULES = ("fixed:conv_heavy@0", "fixed:conv_heavy@1", "never")
+CONFIG = DescriptorScheduleConfig(descriptors=("task_host_width_first", "epochs_remaining"), max_depth=2, min_samples_leaf=2)
+
+
+def _design(seed: int, n: int, start_seed: int):
+    """A known rule: on narrow hosts grafting at epoch 0 wins, on wide hosts in long episodes epoch 1, on wide
+    hosts in short episodes never growing; scores are that plus noise smaller than the margins."""
+    rng = np.random.default_rng(seed)
+    width = rng.choice([2.0, 8.0], n)
+    length = rng.choice([10.0, 30.0], n)
+    best = np.where(width < 4, 0, np.where(length > 20, 1, 2))
+    scores = rng.normal(80.0, 0.1, (n, 3))
+    scores[np.arange(n), best] += 1.0
+    descriptors = [{"task_host_width_first": w, "epochs_remaining": e} for w, e in zip(width, length)]
+    return descriptors, scores, best, [start_seed + 2 * i for i in range(n)]
+
+
+def test_it_learns_the_rule_from_training_configurations_and_applies_it_to_held_out_ones():
+    descriptors, scores, _, seeds = _design(0, 40, 1000)
+    model = fit_descriptor_schedule(descriptors, scores, SCHEDULES, seeds, CONFIG)
+    held_descriptors, _, held_best, _ = _design(1, 30, 5001)
+    chosen = [model.choose(d) for d in held_descriptors]
+    assert chosen == [SCHEDULES[b] for b in held_best]
+    assert "task_host_width_first" in model.rules() and "schedule: fixed:conv_heavy@0" in model.rules()
+    assert sum(model.training_winners.values()) == 40 and model.training_seeds == tuple(seeds)
+
+
+def test_it_refuses_a_configuration_with_an_evaluation_seed():
+    descriptors, scores, _, seeds = _design(0, 10, 1000)
+    seeds[3] = 20261211  # odd: the registry's evaluation class
+    with pytest.raises(ValueError, match="training configurations only.*20261211"):
+        fit_descriptor_schedule(descriptors, scores, SCHEDULES, seeds, CONFIG)
+
+
+def test_configurations_with_a_failed_schedule_are_left_out_of_the_fit():
+    descriptors, scores, _, seeds = _design(0, 12, 1000)
+    scores[0, 1] = np.nan
+    model = fit_descriptor_schedule(descriptors, scores, SCHEDULES, seeds, CONFIG)
+    assert len(model.training_seeds) == 11 and seeds[0] not in model.training_seeds
+
+
+def _world(seed: int, n: int, start_seed: int, hidden: bool):
+    """Two regimes; within each, the host width is visible and (when `hidden`) a per-configuration factor is not.
+    The winning schedule follows the width, or the hidden factor; each data order adds noise well below the
+    1 pp margin, so what wins on one order wins on the others."""
+    rng = np.random.default_rng(seed)
+    regimes = rng.choice(["fm-short", "fm-narrow"], n)
+    width = rng.choice([2.0, 8.0], n)
+    factor = rng.random(n) < 0.5 if hidden else width < 4
+    best = np.where(factor, 0, 1)
+
+    def order():
+        s = rng.normal(80.0, 0.1, (n, 3))
+        s[np.arange(n), best] += 1.0
+        return s
+
+    descriptors = [{"task_host_width_first": w, "epochs_remaining": 20.0} for w in width]
+    return order(), (order() + order()) / 2, list(regimes), descriptors, [start_seed + 2 * i for i in range(n)]
+
+
+def test_four_way_headroom_where_the_descriptors_tell_all_leaves_nothing_for_the_state():
+    from tamiyo_models.evaluation.descriptor_schedule import LEVELS, four_way_headroom
+
+    tr, _, tr_regimes, tr_desc, tr_seeds = _world(0, 60, 1000, hidden=False)
+    ho, ho_fresh, ho_regimes, ho_desc, _ = _world(1, 40, 9001, hidden=False)
+    result = four_way_headroom(tr, tr_regimes, tr_desc, tr_seeds, ho, ho_fresh, ho_regimes, ho_desc, SCHEDULES, CONFIG)
+    mean, low, high, pairs = result.state_dependent
+    assert pairs == 40 and abs(mean) < 0.1 and low <= 0.0 <= high + 1e-9
+    gain, low, _, _ = result.steps[f"{LEVELS[2]} - {LEVELS[1]}"]  # width, not the regime, decides: the tree gains
+    assert gain > 0.3 and low > 0
+
+
+def test_four_way_headroom_finds_what_only_the_run_could_reveal():
+    from tamiyo_models.evaluation.descriptor_schedule import four_way_headroom
+
+    tr, _, tr_regimes, tr_desc, tr_seeds = _world(0, 60, 1000, hidden=True)
+    ho, ho_fresh, ho_regimes, ho_desc, _ = _world(1, 40, 9001, hidden=True)
+    result = four_way_headroom(tr, tr_regimes, tr_desc, tr_seeds, ho, ho_fresh, ho_regimes, ho_desc, SCHEDULES, CONFIG)
+    mean, low, _, _ = result.state_dependent
+    assert 0.3 < mean < 0.7 and low > 0  # the hidden factor picks the winner half the time: about 0.5 pp left
