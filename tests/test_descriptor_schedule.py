@@ -67,7 +67,7 @@ def _world(seed: int, n: int, start_seed: int, hidden: bool):
 
 
 def test_four_way_headroom_where_the_descriptors_tell_all_leaves_nothing_for_the_state():
-    from tamiyo_models.evaluation.descriptor_schedule import LEVELS, four_way_headroom
+    from tamiyo_models.evaluation.four_way import LEVELS, four_way_headroom
 
     tr, _, tr_regimes, tr_desc, tr_seeds = _world(0, 60, 1000, hidden=False)
     ho, ho_fresh, ho_regimes, ho_desc, _ = _world(1, 40, 9001, hidden=False)
@@ -79,10 +79,31 @@ def test_four_way_headroom_where_the_descriptors_tell_all_leaves_nothing_for_the
 
 
 def test_four_way_headroom_finds_what_only_the_run_could_reveal():
-    from tamiyo_models.evaluation.descriptor_schedule import four_way_headroom
+    from tamiyo_models.evaluation.four_way import four_way_headroom
 
     tr, _, tr_regimes, tr_desc, tr_seeds = _world(0, 60, 1000, hidden=True)
     ho, ho_fresh, ho_regimes, ho_desc, _ = _world(1, 40, 9001, hidden=True)
     result = four_way_headroom(tr, tr_regimes, tr_desc, tr_seeds, ho, ho_fresh, ho_regimes, ho_desc, SCHEDULES, CONFIG)
     mean, low, _, _ = result.state_dependent
     assert 0.3 < mean < 0.7 and low > 0  # the hidden factor picks the winner half the time: about 0.5 pp left
+
+
+def test_run_four_way_on_real_episodes_keeps_training_and_held_out_seeds_apart(tmp_path):
+    from tamiyo_models.evaluation.four_way import LEVELS, FourWayConfig, run_four_way
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "four-way-test"\n[base]\nmax_epochs = 4\n[base.dataset]\nname = "synthetic"\n'
+                    '[vary]\n"host.widths" = [[2, 4, 8], [4, 8, 16]]\n[[controllers]]\nkind = "heuristic"\n')
+    config = FourWayConfig(spec=str(spec), grid=("heuristic", "never", "fixed:conv_heavy@0"), training_configs_per_regime=4,
+                           heldout_configs_per_regime=3, fresh_orders=1, workers=2,
+                           descriptor=DescriptorScheduleConfig(min_samples_leaf=1))  # fmt: skip
+    result, text = run_four_way(config, tmp_path / "out", log=lambda _: None)
+    assert set(result.steps) == {f"{b} - {a}" for a, b in zip(LEVELS, LEVELS[1:])}
+    assert all(pairs == 3 for *_, pairs in result.steps.values())
+    assert "state-dependent" in text and (tmp_path / "out" / "four-way.json").exists()
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
+
+    seeds = {folder: {read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(tmp_path / "out" / folder)}
+             for folder in ("training", "heldout")}
+    assert seeds["training"] and all(s % 2 == 0 for s in seeds["training"])
+    assert seeds["heldout"] and all(s % 2 == 1 for s in seeds["heldout"])

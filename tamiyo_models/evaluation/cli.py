@@ -59,6 +59,14 @@ def register(subparsers) -> None:
     h.add_argument("--batch-seed", type=int, default=20_261_129, help="draws the configurations (default %(default)s; keep apart from training batches)")
     h.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
     h.add_argument("--out", type=Path, default=Path("var/reports/headroom"), help="report and episodes folder")
+    h.add_argument("--four-way", action="store_true",
+                   help="the four-way headroom instead (docs/arena.md): best fixed schedule, best per regime, a descriptor-keyed "
+                   "schedule fitted on training configurations, and the per-configuration oracle, all scored on the "
+                   "held-out configurations' fresh orders (--replicate); the grid is --reference plus --controllers")  # fmt: skip
+    h.add_argument("--training-configs-per-regime", type=int, default=24,
+                   help="with --four-way: training configurations per regime, every grid controller on each (default 24)")
+    h.add_argument("--training-batch-seed", type=int, default=20_261_301,
+                   help="with --four-way: draws the training configurations (default %(default)s; their seeds are made even)")
     h.add_argument("--report-only", action="store_true",
                    help="run no episode: report on those already in --out (a study in progress; incomplete pairs are left out)")
     h.set_defaults(func=run_headroom)
@@ -107,6 +115,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_headroom(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.four_way:
+        return _run_four_way(args)
+
     from ..episodes.generation import SpecError
     from .headroom import HeadroomConfig, analyse_headroom
 
@@ -142,4 +153,38 @@ def run_headroom(args: argparse.Namespace) -> int:
             + (" (reproducible)" if best.reproducible else ""))  # fmt: skip
         print(f"{regime.regime}: noise floor {regime.noise_floor_test:.2f} pp RMS; {verdict}")
     print(f"report: {result.files['markdown']} and {result.files['html']}")
+    return 0
+
+
+def _run_four_way(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..controllers import reference_controller
+    from ..episodes.generation import SpecError
+    from .four_way import FourWayConfig, run_four_way
+
+    controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
+    try:
+        grid = tuple(dict.fromkeys([args.reference, *controllers]))  # the reference first: the designs pair on it
+        for name in grid:
+            reference_controller(name)
+        config = FourWayConfig(spec=args.spec, regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
+                               grid=grid, training_configs_per_regime=args.training_configs_per_regime,
+                               heldout_configs_per_regime=args.configs_per_regime, training_batch_seed=args.training_batch_seed,
+                               heldout_batch_seed=args.batch_seed, fresh_orders=args.replicate, workers=args.workers)  # fmt: skip
+    except (ValueError, SpecError) as exc:
+        print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)
+        return 2
+    bar = tqdm(unit="episode", file=sys.stderr, desc="four-way headroom")
+    try:
+        result, _ = run_four_way(config, args.out / "four-way", log=lambda line: bar.write(line, file=sys.stderr),
+                                 on_result=lambda _: bar.update(1), execute=not args.report_only)  # fmt: skip
+    except (ValueError, SpecError) as exc:
+        bar.close()
+        print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    mean, low, high, pairs = result.state_dependent
+    print(f"state-dependent headroom (oracle - descriptor-keyed, fresh orders): {mean:+.2f} [{low:+.2f}, {high:+.2f}] pp over {pairs} pairs")
+    print(f"report: {args.out / 'four-way' / 'four-way.md'}")
     return 0

@@ -13,7 +13,7 @@ Fitted only on training configurations: the seed registry makes training seeds e
 (warehouse/seeds.py), and `fit_descriptor_schedule` refuses any odd seed, so a held-out configuration can never
 shape the choice it is scored with.
 
-    model = fit_descriptor_schedule(descriptors, scores, schedules, seeds)     # arrays, or from_paired_runs(...)
+    model = fit_descriptor_schedule(descriptors, scores, schedules, seeds)     # four_way.py runs the designs
     model.choose({"task_host_width_first": 2.0, ...}) -> "fixed:conv_heavy@1"
     print(model.rules())
 """
@@ -96,87 +96,5 @@ def run_descriptors(path, names: Sequence[str] = DEFAULT_DESCRIPTORS) -> dict[st
     run = read_raw_run(path)
     if not run.steps:
         raise ValueError(f"{path}: no decision recorded, so no descriptors")
-    features = observation_features(run.steps[0])
+    features = observation_features(run.steps[0]["observation"])
     return {name: features[name] for name in names}
-
-
-def from_paired_runs(runs, schedules: Sequence[str], *, order: int = 0, which: str = "test",
-                     config: DescriptorScheduleConfig = DescriptorScheduleConfig()) -> DescriptorSchedule:  # fmt: skip
-    """Fit on a paired design over training configurations (every schedule ran on each, e.g. `tamiyo headroom` on
-    a training batch): the scores on data order `order`, the descriptors from each configuration's first run."""
-    descriptors, scores, seeds = [], [], []
-    for i, c in enumerate(runs.configs):
-        outcome = next((o for (k, a, r), o in runs.outcomes.items() if k == i and r == order and o.result.steps > 0), None)
-        if outcome is None:
-            continue
-        descriptors.append(run_descriptors(outcome.result.path, config.descriptors))
-        scores.append([runs.score(i, s, order, which) for s in schedules])
-        seeds.append(c.seed)
-    return fit_descriptor_schedule(descriptors, np.array(scores), schedules, seeds, config)
-
-
-def choices_for(model: DescriptorSchedule, runs, *, order: int = 0) -> list[str | None]:
-    """The schedule the model picks for each configuration of a (held-out) design, from its descriptors."""
-    out: list[str | None] = []
-    for i in range(len(runs.configs)):
-        outcome = next((o for (k, a, r), o in runs.outcomes.items() if k == i and r == order and o.result.steps > 0), None)
-        out.append(None if outcome is None else model.choose(run_descriptors(outcome.result.path, model.descriptors)))
-    return out
-
-
-# ----- the four-way headroom ---------------------------------------------------------------------------------
-LEVELS = ("best fixed schedule", "best schedule per regime", "descriptor-keyed schedule", "per-configuration oracle")
-
-
-@dataclass
-class FourWay:
-    """Four baselines on held-out configurations, each a schedule per configuration, scored on fresh data orders:
-    what the choice knew is what separates them. `choices[level][i]` is the schedule index for configuration i."""
-
-    schedules: tuple[str, ...]
-    regimes: list[str]
-    choices: dict[str, np.ndarray]
-    fresh: dict[str, np.ndarray]  # level -> the chosen schedule's mean fresh-order score per configuration
-    steps: dict[str, tuple[float, float, float, int]]  # "B - A" -> (mean, low, high, pairs), B the next level
-
-    @property
-    def state_dependent(self) -> tuple[float, float, float, int]:
-        """The per-configuration oracle minus the descriptor-keyed schedule, on fresh orders: what only a policy
-        reading the run could still gain over choosing before it starts."""
-        return self.steps[f"{LEVELS[3]} - {LEVELS[2]}"]
-
-
-def four_way_headroom(train_scores: np.ndarray, train_regimes: Sequence[str], train_descriptors: Sequence[Mapping[str, float]],
-                      train_seeds: Sequence[int], held_scores: np.ndarray, held_fresh: np.ndarray,
-                      held_regimes: Sequence[str], held_descriptors: Sequence[Mapping[str, float]], schedules: Sequence[str],
-                      config: DescriptorScheduleConfig = DescriptorScheduleConfig(), confidence: float = 0.95) -> FourWay:  # fmt: skip
-    """Items 1 to 4 of issue 34's headroom, from score tables (configurations x schedules): the first three are
-    chosen on training configurations (original data order) and applied to held-out ones; the oracle takes each
-    held-out configuration's best schedule in hindsight (original order). All four are then scored on the
-    held-out configurations' fresh orders (`held_fresh`, the mean over them), so the oracle's luck on the
-    original order does not count."""
-    from ..common.stats import mean_ci
-
-    train_scores, held_scores, held_fresh = (np.asarray(a, dtype=np.float64) for a in (train_scores, held_scores, held_fresh))
-    n = len(held_scores)
-    fixed = int(np.nanargmax(np.nanmean(train_scores, axis=0)))
-    per_regime = {}
-    for regime in sorted(set(held_regimes)):
-        rows = [i for i, r in enumerate(train_regimes) if r == regime]
-        per_regime[regime] = int(np.nanargmax(np.nanmean(train_scores[rows], axis=0))) if rows else fixed
-    model = fit_descriptor_schedule(train_descriptors, train_scores, schedules, train_seeds, config)
-    index = {s: j for j, s in enumerate(schedules)}
-    oracle_scores = np.where(np.isfinite(held_scores), held_scores, -np.inf)
-    choices = {
-        LEVELS[0]: np.full(n, fixed),
-        LEVELS[1]: np.array([per_regime[r] for r in held_regimes]),
-        LEVELS[2]: np.array([index[model.choose(d)] for d in held_descriptors]),
-        LEVELS[3]: oracle_scores.argmax(axis=1),
-    }
-    fresh = {level: held_fresh[np.arange(n), c] for level, c in choices.items()}
-    steps = {}
-    for a, b in zip(LEVELS, LEVELS[1:]):
-        diff = fresh[b] - fresh[a]
-        ci = mean_ci(diff, confidence)
-        steps[f"{b} - {a}"] = (float(np.nanmean(diff)), ci.low, ci.high, int(np.isfinite(diff).sum()))
-    return FourWay(tuple(schedules), list(held_regimes), choices, fresh, steps)

@@ -1,0 +1,207 @@
+"""The four-way headroom (issue 34): how much of a controller's possible gain needs it to read the training
+state, measured before anything learns.
+
+Four baselines choose one controller of a grid (fixed schedules, never growing, the heuristic) per held-out
+configuration, each knowing more than the one before:
+
+1. the **best fixed schedule**: the grid controller with the best mean score over the training configurations;
+2. the **best schedule per regime**: the same, regime by regime;
+3. the **descriptor-keyed schedule** (descriptor_schedule.py): chosen per configuration from what is visible at
+   its first decision, by a small tree fitted on the training configurations;
+4. the **per-configuration oracle**: each held-out configuration's best grid controller in hindsight, on its
+   original data order.
+
+All four are then scored on the held-out configurations' *fresh* data orders, so the oracle's luck on the order
+it was picked on does not count. The steps between levels are paired differences with bootstrap intervals;
+4 minus 3 is the *state-dependent headroom*: what is left for a policy that reads the run as it unfolds.
+
+Training configurations carry training seeds (even) and held-out ones evaluation seeds (odd), so the tree can
+never see a configuration it is scored on (`fit_descriptor_schedule` refuses an odd seed).
+
+    result, markdown = run_four_way(FourWayConfig(spec="arena"), "var/reports/four-way")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .descriptor_schedule import DescriptorScheduleConfig, fit_descriptor_schedule, run_descriptors
+
+LEVELS = ("best fixed schedule", "best schedule per regime", "descriptor-keyed schedule", "per-configuration oracle")
+DEFAULT_GRID = ("heuristic", "never", "fixed:conv_heavy@0", "fixed:conv_heavy@1", "fixed:conv_heavy@3", "fixed:conv_light@1")
+
+
+@dataclass(frozen=True)
+class FourWayConfig:
+    spec: str = "arena"
+    regimes: tuple[str, ...] = ()  # empty: every regime that can run here
+    grid: tuple[str, ...] = DEFAULT_GRID  # reference controller names; the first is the paired designs' reference
+    training_configs_per_regime: int = 24
+    heldout_configs_per_regime: int = 24
+    training_batch_seed: int = 20_261_301
+    heldout_batch_seed: int = 20_261_302
+    fresh_orders: int = 2
+    descriptor: DescriptorScheduleConfig = field(default_factory=DescriptorScheduleConfig)
+    confidence: float = 0.95
+    workers: int = 2
+
+
+@dataclass
+class FourWay:
+    """`choices[level][i]`: the grid index chosen for held-out configuration i; `fresh[level][i]`: its mean
+    score over the fresh orders; `steps["B - A"]`: (mean, low, high, pairs) of the paired difference."""
+
+    grid: tuple[str, ...]
+    regimes: list[str]
+    choices: dict[str, np.ndarray]
+    fresh: dict[str, np.ndarray]
+    steps: dict[str, tuple[float, float, float, int]]
+    rules: str = ""
+
+    @property
+    def state_dependent(self) -> tuple[float, float, float, int]:
+        """The per-configuration oracle minus the descriptor-keyed schedule, on fresh orders."""
+        return self.steps[f"{LEVELS[3]} - {LEVELS[2]}"]
+
+    def by_regime(self, confidence: float = 0.95) -> dict[str, dict[str, tuple[float, float, float, int]]]:
+        from ..common.stats import mean_ci
+
+        out = {}
+        for regime in sorted(set(self.regimes)):
+            rows = np.array([r == regime for r in self.regimes])
+            out[regime] = {}
+            for a, b in zip(LEVELS, LEVELS[1:]):
+                diff = self.fresh[b][rows] - self.fresh[a][rows]
+                ci = mean_ci(diff, confidence)
+                out[regime][f"{b} - {a}"] = (float(np.nanmean(diff)), ci.low, ci.high, int(np.isfinite(diff).sum()))
+        return out
+
+
+def four_way_headroom(train_scores: np.ndarray, train_regimes: Sequence[str], train_descriptors: Sequence[Mapping[str, float]],
+                      train_seeds: Sequence[int], held_scores: np.ndarray, held_fresh: np.ndarray,
+                      held_regimes: Sequence[str], held_descriptors: Sequence[Mapping[str, float]], grid: Sequence[str],
+                      config: DescriptorScheduleConfig = DescriptorScheduleConfig(), confidence: float = 0.95) -> FourWay:  # fmt: skip
+    """The four levels from score tables (configurations x grid controllers): levels 1 to 3 are chosen on the
+    training configurations (original data order) and applied to the held-out ones; the oracle takes each
+    held-out configuration's best in hindsight (original order); all four are scored on `held_fresh`, the
+    held-out configurations' mean over fresh orders."""
+    from ..common.stats import mean_ci
+
+    train_scores, held_scores, held_fresh = (np.asarray(a, dtype=np.float64) for a in (train_scores, held_scores, held_fresh))
+    n = len(held_scores)
+    fixed = int(np.nanargmax(np.nanmean(train_scores, axis=0)))
+    per_regime = {}
+    for regime in sorted(set(held_regimes)):
+        rows = [i for i, r in enumerate(train_regimes) if r == regime]
+        per_regime[regime] = int(np.nanargmax(np.nanmean(train_scores[rows], axis=0))) if rows else fixed
+    model = fit_descriptor_schedule(train_descriptors, train_scores, grid, train_seeds, config)
+    index = {s: j for j, s in enumerate(grid)}
+    choices = {
+        LEVELS[0]: np.full(n, fixed),
+        LEVELS[1]: np.array([per_regime[r] for r in held_regimes]),
+        LEVELS[2]: np.array([index[model.choose(d)] for d in held_descriptors]),
+        LEVELS[3]: np.where(np.isfinite(held_scores), held_scores, -np.inf).argmax(axis=1),
+    }
+    fresh = {level: held_fresh[np.arange(n), c] for level, c in choices.items()}
+    steps = {}
+    for a, b in zip(LEVELS, LEVELS[1:]):
+        diff = fresh[b] - fresh[a]
+        ci = mean_ci(diff, confidence)
+        steps[f"{b} - {a}"] = (float(np.nanmean(diff)), ci.low, ci.high, int(np.isfinite(diff).sum()))
+    return FourWay(tuple(grid), list(held_regimes), choices, fresh, steps, model.rules())
+
+
+def _draw(config: FourWayConfig, configs_per_regime: int, batch_seed: int, purpose: str) -> list:
+    from ..warehouse.seeds import seed_class
+    from .headroom import HeadroomConfig, headroom_configs
+
+    configs, _ = headroom_configs(HeadroomConfig(spec=config.spec, regimes=config.regimes, configs_per_regime=configs_per_regime,
+                                                 batch_seed=batch_seed))  # fmt: skip
+    # The seed's class says what the configuration is for: the tree may only ever be fitted on even seeds.
+    return [dataclasses.replace(c, seed=seed_class(c.seed, purpose), tags={**c.tags, "four_way": purpose}) for c in configs]
+
+
+def _table(runs, grid: Sequence[str], orders: Sequence[int], which: str) -> np.ndarray:
+    """configurations x grid: the mean score over `orders` (NaN where a run is missing or failed)."""
+    table = np.full((len(runs.configs), len(grid)), np.nan)
+    for i in range(len(runs.configs)):
+        for j, arm in enumerate(grid):
+            values = [runs.score(i, arm, o, which) for o in orders]
+            values = [v for v in values if np.isfinite(v)]
+            table[i, j] = np.mean(values) if values else np.nan
+    return table
+
+
+def _descriptors(runs, names) -> list[dict[str, float]]:
+    out = []
+    for i in range(len(runs.configs)):
+        outcome = next(o for (k, _, r), o in runs.outcomes.items() if k == i and r == 0)
+        out.append(run_descriptors(outcome.result.path, names))
+    return out
+
+
+def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[str], None] = print,
+                 on_result=None, execute: bool = True) -> tuple[FourWay, str]:  # fmt: skip
+    """Run (or resume) both paired designs, every grid controller on every configuration (held-out ones also on
+    `fresh_orders` fresh orders), and write four-way.md / four-way.json into `out_dir`."""
+    from ..controllers import reference_controller
+    from ..warehouse.seeds import EVALUATION, TRAINING
+    from .paired import run_paired
+
+    out = Path(out_dir)
+    arms = {name: reference_controller(name) for name in config.grid}
+    training = _draw(config, config.training_configs_per_regime, config.training_batch_seed, TRAINING)
+    heldout = _draw(config, config.heldout_configs_per_regime, config.heldout_batch_seed, EVALUATION)
+    if not training or not heldout:
+        raise ValueError(f"spec {config.spec!r}: no regime can run here")
+    log(f"four-way headroom: {len(training)} training and {len(heldout)} held-out configurations, grid of {len(arms)}, "
+        f"{config.fresh_orders} fresh orders on the held-out ones")  # fmt: skip
+    train_runs = run_paired(training, arms, out / "training", reference=config.grid[0], null_orders=0, replicate=0,
+                            workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
+    held_runs = run_paired(heldout, arms, out / "heldout", reference=config.grid[0], null_orders=config.fresh_orders,
+                           replicate=config.fresh_orders, workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
+    which = "test"
+    result = four_way_headroom(
+        _table(train_runs, config.grid, [0], which), [c.tags.get("regime", "all") for c in training],
+        _descriptors(train_runs, config.descriptor.descriptors), [c.seed for c in training],
+        _table(held_runs, config.grid, [0], which), _table(held_runs, config.grid, range(1, config.fresh_orders + 1), which),
+        [c.tags.get("regime", "all") for c in heldout], _descriptors(held_runs, config.descriptor.descriptors),
+        config.grid, config.descriptor, config.confidence,
+    )  # fmt: skip
+    text = four_way_markdown(result, config, rent=held_runs.rent())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "four-way.md").write_text(text)
+    (out / "four-way.json").write_text(json.dumps({
+        "config": dataclasses.asdict(config), "steps": result.steps, "by_regime": result.by_regime(config.confidence),
+        "rules": result.rules, "chosen": {level: [config.grid[j] for j in c] for level, c in result.choices.items()},
+    }, indent=1, default=str))  # fmt: skip
+    return result, text
+
+
+def four_way_markdown(result: FourWay, config: FourWayConfig, rent: float = 0.0) -> str:
+    def ci(t):
+        mean, low, high, pairs = t
+        return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] ({pairs})"
+
+    decides = f"the charged score (rent {rent:g})" if rent else "the test accuracy"
+    lines = ["# Four-way headroom", "",
+             f"Spec {config.spec}; {config.training_configs_per_regime} training and {config.heldout_configs_per_regime} "
+             f"held-out configurations per regime; grid {', '.join(config.grid)}; scored on {config.fresh_orders} fresh "
+             f"data orders of the held-out configurations, test split; {decides} decides. Each cell: mean paired "
+             f"difference in pp with its {config.confidence:.0%} bootstrap interval (pairs).", "",
+             "| regime | per regime − fixed | descriptor-keyed − per regime | oracle − descriptor-keyed (state-dependent) |",
+             "|---|---|---|---|"]  # fmt: skip
+    rows = {**result.by_regime(config.confidence), "all": result.steps}
+    for regime, steps in rows.items():
+        lines.append(f"| {regime} | " + " | ".join(ci(steps[f"{b} - {a}"]) for a, b in zip(LEVELS, LEVELS[1:])) + " |")
+    lines += ["", "Mean fresh-order score of each level (pp): " +
+              ", ".join(f"{level} {np.nanmean(result.fresh[level]):.2f}" for level in LEVELS), "",
+              "The descriptor-keyed schedule's rules (fitted on the training configurations):", "", "```",
+              result.rules.rstrip(), "```", ""]  # fmt: skip
+    return "\n".join(lines)
