@@ -121,7 +121,8 @@ def _trained_study(tmp_path, text: str = TRAINED):
 @pytest.mark.parametrize("change, message", [
     (("bcq = {{ updates = 200 }}", "bcq = {{ updaets = 200 }}"), "train[0].settings.bcq: unknown key(s) updaets of BCQConfig"),
     (('data = "explore"\nphase = "phase3"', 'data = "nowhere"\nphase = "phase3"'), "data 'nowhere' is not a [[data]] name"),
-    (('phase = "phase3"', 'phase = "phase4"'), "(Phase 4 not yet)"),
+    (('phase = "phase3"', 'phase = "phase4"'), "unknown key(s) bcq, report_fqe, selection_fqe of OnlineRunConfig"),
+    (('phase = "phase1"\nsettings = {{ controllers = [], imitation = {{ epochs = 3 }} }}', 'phase = "phase4"\nsettings = {{ algorithm = "vine" }}'), "not yet the vine"),
     (("episodes = 10", "episodes = 0"), "episodes must be >= 1"),
 ])  # fmt: skip
 def test_a_bad_training_section_is_refused_naming_the_file_and_key(tmp_path, change, message):
@@ -155,3 +156,31 @@ def test_a_study_trains_its_own_arms_on_registered_training_seeds_and_resumes(tm
     assert [r["difference"] for r in second.rows] == [r["difference"] for r in first.rows]
     assert {arm: (root / "tiny" / "policies" / arm / "done.json").stat().st_mtime_ns for arm in stamps} == stamps
     assert any("bcq already trained" in line for line in lines)
+
+
+ONLINE = TRAINED.replace('arms = ["bcq", "imitation"]', 'arms = ["imitation", "ppo"]') + """
+[[train]]
+name = "ppo"
+phase = "phase4"
+settings = {{ algorithm = "ppo", spec = "{data_spec}", workers = 1, initial_policy = "imitation", ppo = {{ episodes = 4, episodes_per_iteration = 2 }} }}
+"""
+
+
+def test_a_study_trains_a_phase4_arm_in_live_episodes_on_registered_seeds(tmp_path):
+    from tamiyo_models.studies.training import learned_seeds, trained_policy
+
+    path = _trained_study(tmp_path, ONLINE)
+    warehouse, root = tmp_path / "w.duckdb", tmp_path / "studies"
+    result = run_study(path, warehouse=warehouse, out_root=root, log=lambda _: None)
+    assert {r["arm"] for r in result.rows} == {"imitation", "ppo"}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    registry = dict(con.execute("SELECT source, list(seed) FROM seed_registry WHERE night = 'study:tiny' GROUP BY 1").fetchall())
+    con.close()
+    ppo_seeds, heldout = set(registry["train:ppo"]), set(registry["heldout"])
+    assert ppo_seeds and all(s % 2 == 0 for s in ppo_seeds) and not ppo_seeds & heldout
+    from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
+
+    ran = {read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(root / "tiny" / "policies" / "ppo" / "raw")}
+    assert ran and ran <= ppo_seeds  # the environments ran only registered configurations
+    # The policy says it learned from its own episodes and from the data its start (the imitation arm) learned from.
+    assert learned_seeds(trained_policy(root / "tiny", "ppo")) >= ppo_seeds | set(registry["data:explore"])

@@ -51,7 +51,8 @@ def run_study_command(args: argparse.Namespace) -> int:
         for d in config.data:
             print(f"  data {d.name}: {d.episodes} episodes of spec {d.spec}, batch seed {d.batch_seed} (training seeds)")
         for a in config.trained:
-            print(f"  trained arm {a.name}: {a.phase} on data {a.data}, {type(a.settings).__name__} {_changed(a.settings)}")
+            where = f"on data {a.data}" if a.data else "in live episodes"
+            print(f"  trained arm {a.name}: {a.phase} {where}, {type(a.settings).__name__} {_changed(a.settings)}")
         return 0
     tracking = None
     if not args.no_mlflow:

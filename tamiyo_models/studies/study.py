@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS study_results (
     seconds          DOUBLE,
     machine          VARCHAR,
     recorded_at      TIMESTAMP DEFAULT current_timestamp,
+    rent                      DOUBLE DEFAULT 0,
+    accuracy_difference       DOUBLE,
+    accuracy_low              DOUBLE,
+    accuracy_high             DOUBLE,
+    fresh_accuracy_difference DOUBLE,
+    fresh_accuracy_low        DOUBLE,
+    fresh_accuracy_high       DOUBLE,
     PRIMARY KEY (study, arm, regime)
 );
 COMMENT ON TABLE study_results IS 'one row per study, arm and regime (all: every regime pooled): the paired difference arm - reference on the study''s held-out configurations, test split, with the null control and the fresh-order replication (tamiyo_models/studies/study.py); docs/results.md is generated from it';
@@ -84,8 +91,8 @@ COMMENT ON COLUMN study_results.arm IS 'the compared controller';
 COMMENT ON COLUMN study_results.reference IS 'the controller every difference is paired with';
 COMMENT ON COLUMN study_results.regime IS 'the arena regime, or all (pooled over the study''s regimes)';
 COMMENT ON COLUMN study_results.pairs IS 'held-out configurations where both sides completed on the original order';
-COMMENT ON COLUMN study_results.mean_arm IS 'mean test accuracy of the arm on those configurations (pp)';
-COMMENT ON COLUMN study_results.mean_reference IS 'mean test accuracy of the reference on the same configurations (pp)';
+COMMENT ON COLUMN study_results.mean_arm IS 'mean score of the arm on those configurations (pp; the test accuracy charged at the spec''s rent, the accuracy itself at rent 0)';
+COMMENT ON COLUMN study_results.mean_reference IS 'mean score of the reference on the same configurations (pp)';
 COMMENT ON COLUMN study_results.difference IS 'mean paired difference arm - reference, original data order (pp)';
 COMMENT ON COLUMN study_results.low IS 'lower end of its bootstrap interval (the study''s confidence)';
 COMMENT ON COLUMN study_results.high IS 'upper end of that interval';
@@ -106,7 +113,21 @@ COMMENT ON COLUMN study_results.episodes IS 'episodes in the study''s design (it
 COMMENT ON COLUMN study_results.seconds IS 'wall-clock seconds of the run that recorded the row (episodes read back cost little)';
 COMMENT ON COLUMN study_results.machine IS 'where it ran: CPU count and platform';
 COMMENT ON COLUMN study_results.recorded_at IS 'when the row was written';
+COMMENT ON COLUMN study_results.rent IS 'the rent of the study''s spec: pp of score per doubling of parameters (score = test accuracy - rent x log2(final / host parameters)); 0: the score is the test accuracy itself';
+COMMENT ON COLUMN study_results.accuracy_difference IS 'mean paired difference arm - reference of the raw test accuracy (no rent), original data order (pp): beside the score, never decides';
+COMMENT ON COLUMN study_results.accuracy_low IS 'lower end of its bootstrap interval';
+COMMENT ON COLUMN study_results.accuracy_high IS 'upper end of that interval';
+COMMENT ON COLUMN study_results.fresh_accuracy_difference IS 'the raw test-accuracy difference on the fresh orders (pp)';
+COMMENT ON COLUMN study_results.fresh_accuracy_low IS 'lower end of its bootstrap interval';
+COMMENT ON COLUMN study_results.fresh_accuracy_high IS 'upper end of that interval';
 """
+
+# Added after study_results first shipped (issue 34's rent): an existing table gains them when a study records. Every
+# study recorded before them ran at rent 0, hence the default.
+ADDED_COLUMNS = (("rent", "DOUBLE DEFAULT 0"), ("accuracy_difference", "DOUBLE"), ("accuracy_low", "DOUBLE"),
+                 ("accuracy_high", "DOUBLE"), ("fresh_accuracy_difference", "DOUBLE"), ("fresh_accuracy_low", "DOUBLE"),
+                 ("fresh_accuracy_high", "DOUBLE"))  # fmt: skip
+ACCURACY_COLUMNS = tuple(c for c, _ in ADDED_COLUMNS)
 
 
 class StudyError(ValueError):
@@ -278,7 +299,8 @@ def run_study(path: str | Path, *, warehouse: str | Path, out_root: str | Path =
             result.rows.append({
                 "study": config.name, "claim": config.claim, "arm": arm, "reference": config.reference, "regime": regime,
                 **{k: getattr(c, k) for k in ("pairs", "difference", "low", "high", "wins", "ties", "losses",
-                                               "fresh_orders", "fresh_difference", "fresh_low", "fresh_high", "null_rms")},
+                                               "fresh_orders", "fresh_difference", "fresh_low", "fresh_high", "null_rms",
+                                               *ACCURACY_COLUMNS)},
                 "mean_arm": c.mean_arm, "mean_reference": c.mean_champion, "holds": c.passes, "verdict": c.reason,
                 "heldout": config.heldout_text(), "study_file": _relative(config.source), "study_sha256": config.sha256,
             })  # fmt: skip
@@ -302,13 +324,14 @@ def _train(config: StudyConfig, warehouse, root: Path, workers: int, log, on_res
 
     if not config.trained:
         return {}, 0
-    used = {a.data for a in config.trained}
+    used = {a.data for a in config.trained if a.data}
     episodes = 0
     for dataset in config.data:
         if dataset.name in used:
             episodes += prepare_data(config.name, dataset, warehouse, root, workers=workers, log=log, on_result=on_result)["episodes"]
+    episodes += sum(a.settings.learner.episodes for a in config.trained if a.phase == "phase4")  # their own, live
     by_name = {d.name: d for d in config.data}
-    return {arm.name: train_arm(config.name, arm, by_name[arm.data], root, log=log) for arm in config.trained}, episodes
+    return {arm.name: train_arm(config.name, arm, by_name.get(arm.data), root, warehouse, log=log) for arm in config.trained}, episodes
 
 
 def _regime_runs(runs, regime: str):
@@ -326,11 +349,19 @@ def record_study(con, study: str, rows: list[dict]) -> None:
     """Replace the study's rows in one transaction (a rerun records it once)."""
     import math
 
+    from ..warehouse.seeds import has_table
+
+    if has_table(con, "study_results"):
+        for column, kind in ADDED_COLUMNS:
+            con.execute(f"ALTER TABLE study_results ADD COLUMN IF NOT EXISTS {column} {kind}")
     con.execute(SCHEMA)
     columns = ["study", "claim", "arm", "reference", "regime", "pairs", "mean_arm", "mean_reference", "difference", "low",
                "high", "wins", "ties", "losses", "fresh_orders", "fresh_difference", "fresh_low", "fresh_high",
-               "null_rms", "holds", "verdict", "heldout", "study_file", "study_sha256", "episodes", "seconds", "machine"]  # fmt: skip
-    values = [[None if isinstance(r[c], float) and not math.isfinite(r[c]) else r[c] for c in columns] for r in rows]
+               "null_rms", "holds", "verdict", "heldout", "study_file", "study_sha256", "episodes", "seconds", "machine",
+               *ACCURACY_COLUMNS]  # fmt: skip
+    # A row from before the rent (a caller that builds its own) is a rent-0 row without accuracy columns.
+    values = [[None if isinstance(v, float) and not math.isfinite(v) else v
+               for v in (r.get(c, 0.0 if c == "rent" else None) for c in columns)] for r in rows]  # fmt: skip
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM study_results WHERE study = ?", [study])
@@ -377,6 +408,31 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _charged_trend(trend, warehouse, _ci, _num) -> list[str]:
+    """The champion's nights when some night had a rent: each night's rent, the promotion's raw test-accuracy
+    difference beside its score's, and a break row at every change of rent (its scores are not comparable)."""
+    lines = [f"## The nightly champion ({_relative(str(warehouse))})", "",
+             "Each night's champion, on that night's own held-out configurations (`champion_history`; "
+             "[docs/nightly.md](nightly.md)): mean score (pp): the test accuracy charged at the night's rent, which "
+             "decides; the promotion's raw test-accuracy difference beside it. Nights at different rents are not "
+             "comparable: a row marks each change.", "",
+             "| night | rent | champion at start | at end | promotion: new − old (original order) | fresh orders | "
+             "test accuracy: original | test accuracy: fresh | null RMS | pairs | champion | heuristic | best fixed schedule |",
+             "|---|---:|---|---|---|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    segment = None
+    for r in trend.iter_rows(named=True):
+        if segment is not None and r["segment"] != segment:
+            lines.append(f"| *rent {r['rent'] or 0.0:g} from here* | | | | | | | | | | | | |")
+        segment = r["segment"]
+        best = f"{r['best_fixed_score']:.2f} ({r['best_fixed']})" if r["best_fixed_score"] is not None else "-"
+        lines.append(f"| {r['night']} | {r['rent'] or 0.0:g} | {r['champion']} | {r['champion_after']} | "
+                     f"{_ci(r['promoted_difference'], r['promoted_low'], r['promoted_high'])} | "
+                     f"{_ci(r['promoted_fresh'], r['promoted_fresh_low'], r['promoted_fresh_high'])} | "
+                     f"{_ci(r['promoted_accuracy_difference'], None, None)} | {_ci(r['promoted_fresh_accuracy'], None, None)} | "
+                     f"{_num(r['null_rms'])} | {r['pairs']} | {_num(r['champion_score'])} | {_num(r['heuristic_score'])} | {best} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def study_results(warehouse: str | Path):
     """Every recorded study row (a polars frame; empty when none)."""
     import polars as pl
@@ -395,6 +451,7 @@ def results_markdown(warehouses: list) -> str:
     study recorded in several, the first one's rows)."""
     import polars as pl
 
+    from ..evaluation.paired import decided_by
     from ..nightly.report import champion_trend
     from ..nightly.report import ci_text as _ci
     from ..nightly.report import num_text as _num
@@ -412,22 +469,37 @@ def results_markdown(warehouses: list) -> str:
              "reruns with `tamiyo study run studies/<name>.toml` (episodes already on disk are read back).", ""]  # fmt: skip
     if frame.is_empty():
         lines += ["No study recorded yet.", ""]
-    for study in frame["study"].unique(maintain_order=True).to_list():
+    for study in frame["study"].unique(maintain_order=True).to_list() if not frame.is_empty() else []:
         rows = frame.filter(frame["study"] == study)
         first = rows.row(0, named=True)
+        rent = first.get("rent") or 0.0  # a row recorded before the rent existed: rent 0
         lines += [f"## {study}", "", f"Claim: {first['claim']}", "",
                   f"Held-out: {first['heldout']}. Study file: [`{first['study_file']}`](../{first['study_file']}). "
-                  f"Compute: {first['episodes']} episodes, {first['machine']}.", "",
-                  "| arm − reference | regime | pairs | original order | fresh orders | null RMS | W/T/L | holds |",
-                  "|---|---|---:|---|---|---:|---|---|"]  # fmt: skip
+                  f"Compute: {first['episodes']} episodes, {first['machine']}.", ""]  # fmt: skip
+        if rent:
+            # A rent-0 study prints as before the rent existed; at rent > 0 the score decides and the raw accuracy
+            # difference stands beside it, so a claim bought by a smaller network reads as one.
+            lines += [f"Rent {rent:g}: decided by {decided_by(rent)}; the raw test-accuracy difference is shown beside "
+                      "it and decides nothing.", "",
+                      "| arm − reference | regime | pairs | score: original order | score: fresh orders | test accuracy: "
+                      "original order | test accuracy: fresh orders | null RMS | W/T/L | holds |",
+                      "|---|---|---:|---|---|---|---|---:|---|---|"]  # fmt: skip
+        else:
+            lines += ["| arm − reference | regime | pairs | original order | fresh orders | null RMS | W/T/L | holds |",
+                      "|---|---|---:|---|---|---:|---|---|"]  # fmt: skip
         for r in rows.iter_rows(named=True):
+            accuracy = (f"{_ci(r['accuracy_difference'], r['accuracy_low'], r['accuracy_high'])} | "
+                        f"{_ci(r['fresh_accuracy_difference'], r['fresh_accuracy_low'], r['fresh_accuracy_high'])} | ") if rent else ""  # fmt: skip
             lines.append(f"| {r['arm']} − {r['reference']} | {r['regime']} | {r['pairs']} | "
                          f"{_ci(r['difference'], r['low'], r['high'])} | {_ci(r['fresh_difference'], r['fresh_low'], r['fresh_high'])} | "
-                         f"{_num(r['null_rms'])} | {r['wins']}/{r['ties']}/{r['losses']} | {'yes' if r['holds'] else 'no'} |")  # fmt: skip
+                         f"{accuracy}{_num(r['null_rms'])} | {r['wins']}/{r['ties']}/{r['losses']} | {'yes' if r['holds'] else 'no'} |")  # fmt: skip
         lines.append("")
     for warehouse in warehouses:
         trend = champion_trend(warehouse) if Path(warehouse).exists() else None
         if trend is None or trend.is_empty():
+            continue
+        if any(trend["rent"].fill_null(0.0).to_list()):
+            lines += _charged_trend(trend, warehouse, _ci, _num)
             continue
         lines += [f"## The nightly champion ({_relative(str(warehouse))})", "",
                   "Each night's champion, on that night's own held-out configurations (`champion_history`; "

@@ -10,29 +10,36 @@ A study whose arm is a learned policy names, before any episode runs, the traini
     [[train]]                        # one trained arm; its name is what design.arms lists
     name = "iql-exploration"
     data = "exploration"
-    phase = "phase3"                 # phase1 | phase2 (PolicyRunConfig) | phase3 (OfflineRunConfig)
+    phase = "phase3"                 # phase1 | phase2 (PolicyRunConfig) | phase3 (OfflineRunConfig) | phase4
     settings = { algorithm = "iql", iql = { tau = 0.7, updates = 10000 } }   # fields of that run config
 
 `settings` is the library's run config itself, read field by field (world.configs.from_mapping): a default is the
-library's, a misspelt key is an error naming the file and the key. A `parent_policy` naming an earlier [[train]]
-entry starts from that arm's policy.
+library's, a misspelt key is an error naming the file and the key. A `parent_policy` (phases 2, 3) or an
+`initial_policy` (phase 4) naming an earlier [[train]] entry starts from that arm's policy.
+
+A phase 4 arm (OnlineRunConfig: PPO, A2C or REINFORCE in live episodes of its `spec`) learns from episodes it
+runs itself; `data` is optional for it (the warehouse a `distil` student learns on). Every configuration its
+environments may start is drawn first and its seed registered as a training seed, as the night does for PPO;
+the environments refuse any other. Its episodes land in policies/<arm>/raw.
 
 Everything lands under var/studies/<study>/: data/<name>/raw (the raw runs), data/<name>.duckdb (their own
 warehouse: one study's data never mixes with a night's), policies/<arm>/ (the trained file and a done.json). A
-study killed anywhere resumes: episodes on disk are read back, an arm with its done.json is not retrained.
-Phase 4 arms (online RL in live episodes) are not yet supported here: their episode seeds would have to be
-registered like the data's, and the night does that first (nightly/night.py).
+study killed anywhere resumes: episodes on disk are read back, an arm with its done.json is not retrained. The
+vine (branching policy iteration) is not a study arm yet: its branch runs reuse their parents' seeds, and its
+parents are drawn inside the learner.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-PHASES = ("phase1", "phase2", "phase3")
+PHASES = ("phase1", "phase2", "phase3", "phase4")
+ONLINE_ALGORITHMS = ("ppo", "a2c", "reinforce")
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,16 @@ class DataSet:
 @dataclass(frozen=True)
 class TrainedArm:
     name: str
-    data: str
+    data: str | None  # None: a phase 4 arm that needs no stored data
     phase: str
-    settings: Any  # the phase's run config (PolicyRunConfig or OfflineRunConfig)
+    settings: Any  # the phase's run config (PolicyRunConfig, OfflineRunConfig or OnlineRunConfig)
 
 
 def run_config_class(phase: str) -> type:
+    if phase == "phase4":
+        from ..online_rl.workflow import OnlineRunConfig
+
+        return OnlineRunConfig
     if phase in ("phase1", "phase2"):
         from ..policies.workflow import PolicyRunConfig
 
@@ -89,24 +100,31 @@ def parse_train(entries: Any, data: tuple[DataSet, ...], source: str) -> tuple[T
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: expected a table")
         unknown = sorted(set(entry) - {"name", "data", "phase", "settings"})
-        if unknown or not all(isinstance(entry.get(k), str) for k in ("name", "data", "phase")):
-            raise ValueError(f"{where}: a trained arm has name, data and phase (strings) and a settings table"
+        needed = ("name", "phase") if entry.get("phase") == "phase4" else ("name", "data", "phase")
+        if unknown or not all(isinstance(entry.get(k), str) for k in needed):
+            raise ValueError(f"{where}: a trained arm has {', '.join(needed)} (strings) and a settings table"
                              f"{'; unknown: ' + ', '.join(unknown) if unknown else ''}")  # fmt: skip
-        name, phase = entry["name"], entry["phase"]
-        if entry["data"] not in data_names:
-            raise ValueError(f"{where} ({name}): data {entry['data']!r} is not a [[data]] name ({', '.join(sorted(data_names)) or 'none'})")
+        name, phase, data_name = entry["name"], entry["phase"], entry.get("data")
+        if data_name is not None and data_name not in data_names:
+            raise ValueError(f"{where} ({name}): data {data_name!r} is not a [[data]] name ({', '.join(sorted(data_names)) or 'none'})")
         if phase not in PHASES:
-            raise ValueError(f"{where} ({name}): phase {phase!r}; a study trains {', '.join(PHASES)} (Phase 4 not yet)")
+            raise ValueError(f"{where} ({name}): phase {phase!r}; a study trains {', '.join(PHASES)}")
         settings = dict(entry.get("settings") or {})
-        if phase != "phase3":
+        if phase in ("phase1", "phase2"):
             settings["phase"] = phase  # PolicyRunConfig names its own phase
         config = from_mapping(run_config_class(phase), settings, f"{where}.settings")
-        parent = getattr(config, "parent_policy", None)
+        if phase == "phase4" and config.algorithm not in ONLINE_ALGORITHMS:
+            raise ValueError(f"{where} ({name}): phase4 algorithm {config.algorithm!r}; a study trains {', '.join(ONLINE_ALGORITHMS)} "
+                             "(not yet the vine: its branches reuse their parents' seeds)")  # fmt: skip
+        if phase == "phase4" and config.distil is not None and data_name is None:
+            raise ValueError(f"{where} ({name}): a distil student learns on stored states: give data")
+        parent = getattr(config, "parent_policy", None) or getattr(config, "initial_policy", None)
         if phase == "phase2" and not parent:
             raise ValueError(f"{where} ({name}): phase2 starts from a parent_policy (a file, or an earlier [[train]] name)")
-        if parent and parent not in {a.name for a in out} and not Path(parent).exists():
-            raise ValueError(f"{where} ({name}): parent_policy {parent!r} is neither an earlier [[train]] name nor a file")
-        out.append(TrainedArm(name, entry["data"], phase, config))
+        is_schedule = phase == "phase4" and str(parent).startswith("fixed:")  # a distil start: a schedule by name
+        if parent and not is_schedule and parent not in {a.name for a in out} and not Path(parent).exists():
+            raise ValueError(f"{where} ({name}): the policy it starts from, {parent!r}, is neither an earlier [[train]] name nor a file")
+        out.append(TrainedArm(name, data_name, phase, config))
     names = [a.name for a in out]
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: train names must be unique, got {names}")
@@ -163,20 +181,25 @@ def trained_policy(root: Path, arm: str) -> Path | None:
     return Path(json.loads(done.read_text())["policy"]) if done.exists() else None
 
 
-def train_arm(study: str, arm: TrainedArm, dataset: DataSet, root: Path, *, log: Callable[[str], None] = print) -> Path:
-    """Train one arm on its data set's warehouse with its run config (or find it, when resuming)."""
+def train_arm(study: str, arm: TrainedArm, dataset: DataSet | None, root: Path, registry, *,
+              log: Callable[[str], None] = print) -> Path:  # fmt: skip
+    """Train one arm with its run config (or find it, when resuming): phases 1-3 on its data set's warehouse,
+    phase 4 in live episodes whose seeds are registered in `registry` first."""
     found = trained_policy(root, arm.name)
     if found is not None and found.exists():
         log(f"study {study}: {arm.name} already trained ({found}), kept")
         return found
     config = arm.settings
-    parent = getattr(config, "parent_policy", None)
-    if parent and trained_policy(root, parent) is not None:  # an earlier arm of the study
-        config = replace(config, parent_policy=str(trained_policy(root, parent)))
+    start_field = "initial_policy" if arm.phase == "phase4" else "parent_policy"
+    start = getattr(config, start_field, None)
+    if start and trained_policy(root, start) is not None:  # an earlier arm of the study
+        config = replace(config, **{start_field: str(trained_policy(root, start))})
     out = policy_dir(root, arm.name)
-    warehouse = data_warehouse(root, dataset)
+    warehouse = data_warehouse(root, dataset) if dataset is not None else None
     started = time.perf_counter()
-    if arm.phase == "phase3":
+    if arm.phase == "phase4":
+        run = _train_online(study, arm, config, warehouse, out, registry, log)
+    elif arm.phase == "phase3":
         from ..offline_rl.workflow import train_offline
 
         run = train_offline(warehouse, config, out, log=log)
@@ -185,10 +208,42 @@ def train_arm(study: str, arm: TrainedArm, dataset: DataSet, root: Path, *, log:
 
         run = train_policy(warehouse, config, out, log=log)
     path = Path(run.policy_path).resolve()
-    (out / "done.json").write_text(json.dumps({"policy": str(path), "phase": arm.phase, "data": dataset.name,
+    (out / "done.json").write_text(json.dumps({"policy": str(path), "phase": arm.phase, "data": arm.data,
                                                "seconds": round(time.perf_counter() - started, 1)}))  # fmt: skip
-    log(f"study {study}: {arm.name} ({arm.phase}) trained on data {dataset.name} in {time.perf_counter() - started:.0f} s: {path}")
+    log(f"study {study}: {arm.name} ({arm.phase}) trained{f' on data {arm.data}' if arm.data else ''} in "
+        f"{time.perf_counter() - started:.0f} s: {path}")  # fmt: skip
     return path
+
+
+def _train_online(study: str, arm: TrainedArm, config, warehouse: Path | None, out: Path, registry, log):
+    """Phase 4: every configuration the environments may start is drawn from the arm's own batch seed and
+    registered as a training seed before the first episode (loop.episode_slots says how many each may start)."""
+    from ..episodes.generation import GenerationSpec
+    from ..online_rl.loop import episode_slots
+    from ..online_rl.workflow import train_online_policy
+    from ..warehouse import writing
+    from ..warehouse.seeds import TRAINING, claim_seeds
+
+    slots = episode_slots(config.learner, config.workers)
+    spec = GenerationSpec.load(config.spec)
+    # The arm's own stream of configurations: its name keys it, so two arms of a study never share a draw.
+    batch = int.from_bytes(hashlib.sha256(f"{study}/{arm.name}".encode()).digest()[:4], "big")
+    total = sum(slots.values())
+    configs = spec.sample_regime(config.regime, total, batch) if config.regime else spec.sample(total, seed=batch)
+    configs = [replace(c, tags={**c.tags, "study": study, "study_arm": arm.name}) for c in configs]
+    with writing(registry) as con:
+        configs = claim_seeds(con, configs, TRAINING, f"study:{study}", f"train:{arm.name}")
+    rest, given = iter(configs), {}
+    for seed, count in slots.items():
+        given[seed] = [next(rest) for _ in range(count)]
+    started_from = set()
+    if config.initial_policy and Path(config.initial_policy).exists():
+        started_from = learned_seeds(Path(config.initial_policy))
+    log(f"study {study}: {arm.name}: {config.algorithm} on {config.learner.episodes} episodes of spec {config.spec}, "
+        f"{len(configs)} configurations registered as training seeds first")  # fmt: skip
+    config = replace(config, record_dir=str(out / "raw"), distil_warehouse=str(warehouse) if warehouse else config.distil_warehouse)
+    return train_online_policy(config, out, log=log, episode_configs=given,
+                               metadata={"data_seeds": sorted(started_from | {c.seed for c in configs})})  # fmt: skip
 
 
 def learned_seeds(policy: Path) -> set[int]:
