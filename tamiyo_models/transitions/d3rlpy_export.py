@@ -11,6 +11,7 @@ from .dataset import TransitionDataset
 def to_d3rlpy(dataset: TransitionDataset):
     """Episodes end where the data says: `terminals` at the last epoch, `timeouts` where a run was truncated
     (a branch at its horizon), so d3rlpy bootstraps neither past a terminal nor blindly across runs."""
+    from d3rlpy.constants import ActionSpace
     from d3rlpy.dataset import MDPDataset
 
     ends = np.zeros(len(dataset), dtype=bool)
@@ -25,4 +26,8 @@ def to_d3rlpy(dataset: TransitionDataset):
         rewards=dataset.rewards.reshape(-1, 1).astype(np.float32),
         terminals=terminals,
         timeouts=timeouts,
+        # Said, not inferred: d3rlpy would size a discrete space by the largest action present, which a dataset
+        # whose last actions were never taken (a CULL, a slot's block) would cut short.
+        action_space=ActionSpace.DISCRETE,
+        action_size=dataset.n_actions,
     )

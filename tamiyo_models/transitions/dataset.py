@@ -4,12 +4,18 @@ The warehouse stays the source of truth; this is its learning view (the `rl_tran
 with the observation features of s and s'), as NumPy arrays every learner and estimator takes:
 
 - `observations`, `next_observations` [N, F] float32, the named features of `feature_names`;
-- `actions` [N] (index in FINE_ACTIONS), `rewards` [N], `terminated` / `truncated` [N];
+- `actions` [N] (the flat factored index, world.actions), `rewards` [N], `terminated` / `truncated` [N];
 - `legal`, `next_legal` [N, A] bool: the actions legal in s and in s' (a TD target maxes over next_legal only);
-- `behaviour_probabilities` [N, A] (mu over FINE_ACTIONS), `propensity` [N] = mu(a|s) (NaN on forced steps),
+- `behaviour_probabilities` [N, A] (mu), `propensity` [N] = mu(a|s) (NaN on forced steps),
   `stochastic` [N]: importance weights are identified only there; `forced` [N]: a branch's intervention;
 - per row: `run_ids`, `steps`, `family_ids` (a parent and its branches: split by family, never inside one),
   `behaviours` (controller label), `regimes`.
+
+A is the size of the runs' action space (`action_names`: the first A names of `ALL_ACTIONS`; 8 for
+single-slot hosts, 1 + 7 x slots for the factored action). One dataset holds one space: runs of hosts with
+different slot counts are refused together unless `mix_action_spaces`, which puts every run in the widest
+space (a narrower space is a prefix of a wider one, so its indices keep their meaning and the extra actions
+are illegal and never drawn). `seed_slots` selects the runs of one space.
 
 Task features (schema 4) are null for runs recorded before them; here they take the default task's values
 (`features.task_feature_defaults`), the same substitution a policy makes.
@@ -26,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..world.actions import FINE_ACTIONS, FINE_INDEX
+from ..world.actions import ACTION_INDEX, FINE_INDEX, action_names, slots_of_space
 from ..world.features import FEATURE_SCHEMA_VERSION, FEATURE_SETS, TASK_FEATURES, task_feature_defaults
 
 
@@ -54,6 +60,15 @@ class TransitionDataset:
 
     def __len__(self) -> int:
         return len(self.actions)
+
+    @property
+    def n_actions(self) -> int:
+        """The size of the action space the arrays are over (the learners' output width)."""
+        return int(self.legal.shape[1])
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return action_names(slots_of_space(self.n_actions))
 
     @property
     def dones(self) -> np.ndarray:
@@ -129,9 +144,43 @@ _ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminate
            "behaviours", "regimes")  # fmt: skip
 
 
-def _mask(names) -> list[bool]:
-    allowed = set(names or ())
-    return [a in allowed for a in FINE_ACTIONS]
+def _masks(lists, width: int) -> np.ndarray:
+    out = np.zeros((len(lists), width), dtype=bool)
+    for row, names in enumerate(lists):
+        for name in names or ():
+            out[row, ACTION_INDEX[name]] = True
+    return out
+
+
+def _probabilities(lists, width: int) -> np.ndarray:
+    # Each run's list covers its own space; a narrower run padded with zeros is the same distribution in the wider one.
+    out = np.zeros((len(lists), width), dtype=np.float64)
+    for row, probs in enumerate(lists):
+        out[row, : len(probs)] = probs
+    return out
+
+
+def _one_action_space(frame, mix: bool, warehouse_path) -> int:
+    """The slot count of the dataset's action space: the runs' own, or the widest when mixing is asked for."""
+    if "seed_slots" not in frame.columns:
+        # A read snapshot published before the view carried the factored action: single-slot runs read as they
+        # always did, a wider run cannot be read right from it.
+        if frame["action_index"].max() >= len(action_names(1)):
+            raise ValueError(f"{warehouse_path}: its read snapshot predates the factored action's transition view, "
+                             "and it holds runs of several seed slots; ingest (or republish) to refresh it")  # fmt: skip
+        return 1
+    per_run = dict(zip(frame["run_id"].to_list(), frame["seed_slots"].to_list()))
+    spaces = sorted(set(per_run.values()))
+    if len(spaces) > 1 and not mix:
+        examples = "; ".join(
+            f"{len(action_names(k))} actions ({k} slot{'s' if k > 1 else ''}): "
+            + ", ".join(sorted(r for r, s in per_run.items() if s == k)[:3])
+            + (" ..." if sum(s == k for s in per_run.values()) > 3 else "")
+            for k in spaces
+        )
+        raise ValueError(f"these runs have different action spaces ({examples}); a learner needs one: select one "
+                         "with seed_slots=, or pass mix_action_spaces=True to put every run in the widest")  # fmt: skip
+    return spaces[-1]
 
 
 def transitions_sql(features: tuple[str, ...], where: str) -> str:
@@ -154,9 +203,13 @@ def load_transitions(
     behaviours: tuple[str, ...] | None = None,
     datasets: tuple[str, ...] | None = None,
     regimes: tuple[str, ...] | None = None,
+    seed_slots: int | None = None,
+    mix_action_spaces: bool = False,
 ) -> TransitionDataset:
     """Every transition of complete and truncated runs (branch runs included: their steps are real
-    transitions), optionally only some behaviours (controller labels or kinds), datasets or regimes."""
+    transitions), optionally only some behaviours (controller labels or kinds), datasets, regimes or runs of
+    hosts with `seed_slots` slots. Runs of different action spaces are refused together unless
+    `mix_action_spaces` (the module docstring)."""
     from ..warehouse import query
 
     if feature_set not in FEATURE_SETS:
@@ -170,6 +223,9 @@ def load_transitions(
         filters.append(f"t.dataset IN ({quote(datasets)})")
     if regimes:
         filters.append(f"t.regime IN ({quote(regimes)})")
+    if seed_slots is not None:
+        action_names(seed_slots)  # refuses a slot count no host can have
+        filters.append(f"t.seed_slots = {int(seed_slots)}")
     where = ("WHERE " + " AND ".join(filters)) if filters else ""
     frame = query(warehouse_path, transitions_sql(features, where))
     defaults = task_feature_defaults()
@@ -185,7 +241,12 @@ def load_transitions(
     n = frame.height
     if n == 0:
         raise ValueError(f"no transitions in {warehouse_path} with these filters (behaviours {behaviours}, "
-                         f"datasets {datasets}, regimes {regimes})")  # fmt: skip
+                         f"datasets {datasets}, regimes {regimes}, seed slots {seed_slots})")  # fmt: skip
+    space = action_names(_one_action_space(frame, mix_action_spaces, warehouse_path))
+    width = len(space)
+    filters_used = {"behaviours": behaviours, "datasets": datasets, "regimes": regimes}
+    # Only when asked, so the metadata of a dataset read as before the factored action stays what it was.
+    filters_used.update({k: v for k, v in (("seed_slots", seed_slots), ("mix_action_spaces", mix_action_spaces)) if v})
     observations, next_observations = matrix("s_"), matrix("n_")
     has_next = frame["has_next"].to_numpy()
     # A legacy episode stores no observation after its last decision: that transition ends the episode, and its
@@ -200,9 +261,9 @@ def load_transitions(
         next_observations=next_observations,
         terminated=frame["terminated"].to_numpy().astype(bool),
         truncated=frame["truncated"].to_numpy().astype(bool),
-        legal=np.array([_mask(v) for v in frame["legal_actions"].to_list()], dtype=bool).reshape(n, len(FINE_ACTIONS)),
-        next_legal=np.array([_mask(v) for v in frame["next_legal_actions"].to_list()], dtype=bool).reshape(n, len(FINE_ACTIONS)),
-        behaviour_probabilities=np.array(frame["behaviour_probabilities"].to_list(), dtype=np.float64).reshape(n, len(FINE_ACTIONS)),
+        legal=_masks(frame["legal_actions"].to_list(), width),
+        next_legal=_masks(frame["next_legal_actions"].to_list(), width),
+        behaviour_probabilities=_probabilities(frame["behaviour_probabilities"].to_list(), width),
         propensity=propensity,
         stochastic=frame["stochastic"].to_numpy().astype(bool),
         forced=frame["forced"].to_numpy().astype(bool),
@@ -212,8 +273,7 @@ def load_transitions(
         behaviours=frame["behaviour"].fill_null("unknown").to_numpy().astype(str),
         regimes=frame["regime"].fill_null("").to_numpy().astype(str),
         metadata={"feature_set": feature_set, "feature_schema_version": FEATURE_SCHEMA_VERSION,
-                  "warehouse": str(warehouse_path), "action_space": list(FINE_ACTIONS),
-                  "filters": {"behaviours": behaviours, "datasets": datasets, "regimes": regimes}},
+                  "warehouse": str(warehouse_path), "action_space": list(space), "filters": filters_used},
     )  # fmt: skip
 
 

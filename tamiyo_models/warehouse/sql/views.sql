@@ -129,9 +129,13 @@ FROM quarantine GROUP BY ALL;
 -- Reinforcement-learning transitions (docs/rl-contract.md): one row per decision of complete and truncated
 -- runs, with what an offline learner or an off-policy estimator needs. s is observations at (run_id, step),
 -- s' is observations at (run_id, next_step) (the final observation after the last step). legal_actions are
--- legal in s, next_legal_actions in s'. mu: behaviour_probabilities (over FINE_ACTIONS order) and
--- propensity = mu(a|s); importance weights are identified only where stochastic is true (forced branch steps
--- are interventions, propensity null). family_id groups a parent with its branches, for splits.
+-- legal in s, next_legal_actions in s'. mu: behaviour_probabilities over the run's own action space (the
+-- first 1 + 7 * seed_slots names of world.actions.ALL_ACTIONS, in index order) and propensity = mu(a|s);
+-- importance weights are identified only where stochastic is true (forced branch steps are interventions,
+-- propensity null). family_id groups a parent with its branches, for splits. seed_slots is the run's host's
+-- slot count (its configuration's host.slots; 1 for legacy episodes and runs recorded before hosts had
+-- several): the space's prefix property makes slicing the widest probability list exact, and it leaves out
+-- the extra slots' columns, which are null in runs stored before the factored action.
 CREATE OR REPLACE VIEW rl_transitions AS
 SELECT s.run_id, s.step, s.step + 1 AS next_step,
        coalesce(b.parent_run_id, s.run_id) AS family_id,
@@ -140,8 +144,14 @@ SELECT s.run_id, s.step, s.step + 1 AS next_step,
        r.controller_kind AS behaviour_kind,
        s.action_index, s.action_fine, s.reward, s.accuracy_change,
        s.propensity,
-       [s.prob_wait, s.prob_germinate_conv_light, s.prob_germinate_conv_heavy, s.prob_germinate_attention,
-        s.prob_germinate_norm, s.prob_germinate_depthwise, s.prob_advance, s.prob_cull] AS behaviour_probabilities,
+       list_slice([s.prob_wait, s.prob_germinate_conv_light, s.prob_germinate_conv_heavy, s.prob_germinate_attention,
+                   s.prob_germinate_norm, s.prob_germinate_depthwise, s.prob_advance, s.prob_cull,
+                   s.prob_germinate_conv_light_slot1, s.prob_germinate_conv_heavy_slot1, s.prob_germinate_attention_slot1,
+                   s.prob_germinate_norm_slot1, s.prob_germinate_depthwise_slot1, s.prob_advance_slot1, s.prob_cull_slot1,
+                   s.prob_germinate_conv_light_slot2, s.prob_germinate_conv_heavy_slot2, s.prob_germinate_attention_slot2,
+                   s.prob_germinate_norm_slot2, s.prob_germinate_depthwise_slot2, s.prob_advance_slot2, s.prob_cull_slot2],
+                  1, 1 + 7 * slots.seed_slots) AS behaviour_probabilities,
+       slots.seed_slots,
        coalesce(s.stochastic, false) AND NOT coalesce(s.forced, false) AS stochastic,
        coalesce(s.forced, false) AS forced,
        s.legal_actions,
@@ -153,4 +163,8 @@ FROM steps s
 JOIN runs r USING (run_id)
 JOIN episodes e USING (run_id)
 LEFT JOIN branches b USING (run_id)
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN r.source_format LIKE 'tamiyo-raw-run%'
+                THEN CAST(coalesce(json_array_length(r.config_json, '$.host.slots'), 1) AS INTEGER) ELSE 1 END AS seed_slots
+) slots
 WHERE e.status IN ('complete', 'truncated');
