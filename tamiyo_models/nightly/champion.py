@@ -7,6 +7,12 @@ before the night (`PromotionRule`): a controller passes when **both intervals li
 `min_pairs` pairs. Of those that pass, the one with the highest fresh-order mean is promoted; with none, the
 champion is kept. Either way one row per compared controller goes into `champion_history`, with the reason.
 
+The number compared is the score (`EpisodeOutcome.score("test")`): the final test accuracy charged for growth at
+the spec's rent (docs/arena.md, "Compute rent"), which at rent 0 is the test accuracy itself. Each row also
+records the rent and the raw test accuracy's paired differences with the same intervals: at rent > 0 the reports
+show them beside the score, so a promotion bought by accuracy can be told from one bought by a smaller network;
+they never decide.
+
 The champion before the first night is the heuristic (what Tamiyo shipped with). The first night compares
 the whole reference grid with it, so the first promoted champion is the best grid controller that beat the
 heuristic by the rule: a fixed schedule is a policy too.
@@ -57,11 +63,18 @@ CREATE TABLE IF NOT EXISTS champion_history (
     heldout_batch_seed BIGINT,
     model_version      VARCHAR,
     recorded_at        TIMESTAMP DEFAULT current_timestamp,
+    rent                      DOUBLE DEFAULT 0,
+    accuracy_difference       DOUBLE,
+    accuracy_low              DOUBLE,
+    accuracy_high             DOUBLE,
+    fresh_accuracy_difference DOUBLE,
+    fresh_accuracy_low        DOUBLE,
+    fresh_accuracy_high       DOUBLE,
     PRIMARY KEY (night, score, arm)
 );
 COMMENT ON TABLE champion_history IS 'one row per night and compared controller: its paired difference against the night''s champion on held-out configurations, and what the night decided (tamiyo_models/nightly/champion.py)';
 COMMENT ON COLUMN champion_history.night IS 'the night (YYYY-MM-DD, the Dagster partition)';
-COMMENT ON COLUMN champion_history.score IS 'the score that decides: test (final accuracy on the test split, pp)';
+COMMENT ON COLUMN champion_history.score IS 'the score that decides: test (final accuracy on the test split, pp, charged for growth at the night''s rent: see rent)';
 COMMENT ON COLUMN champion_history.arm IS 'the compared controller (a challenger such as phase3-bcq, a reference such as fixed:conv_heavy@1, or heuristic)';
 COMMENT ON COLUMN champion_history.role IS 'champion (tonight''s, the reference of every difference), challenger (trained tonight), reference (the grid), heuristic';
 COMMENT ON COLUMN champion_history.champion IS 'the champion at the start of the night';
@@ -87,7 +100,21 @@ COMMENT ON COLUMN champion_history.champion_after IS 'the champion at the end of
 COMMENT ON COLUMN champion_history.heldout_batch_seed IS 'the batch seed that drew the night''s held-out configurations';
 COMMENT ON COLUMN champion_history.model_version IS 'for the promoted arm: its version of the MLflow model tamiyo-champion-<score>';
 COMMENT ON COLUMN champion_history.recorded_at IS 'when the row was written';
+COMMENT ON COLUMN champion_history.rent IS 'the rent the night''s scores are charged at: pp of score per doubling of parameters (score = test accuracy - rent x log2(final / host parameters)); 0: the score is the test accuracy itself, and every difference equals its accuracy_ twin';
+COMMENT ON COLUMN champion_history.accuracy_difference IS 'mean paired difference arm - champion of the raw test accuracy (no rent), original data order (pp): shown beside the score, never decides';
+COMMENT ON COLUMN champion_history.accuracy_low IS 'lower end of its bootstrap interval';
+COMMENT ON COLUMN champion_history.accuracy_high IS 'upper end of that interval';
+COMMENT ON COLUMN champion_history.fresh_accuracy_difference IS 'the raw test-accuracy difference on the fresh orders (per configuration, the mean over orders; pp)';
+COMMENT ON COLUMN champion_history.fresh_accuracy_low IS 'lower end of its bootstrap interval';
+COMMENT ON COLUMN champion_history.fresh_accuracy_high IS 'upper end of that interval';
 """
+
+# Columns added after champion_history first shipped (issue 34's rent): an existing table gains them on open. Every
+# night recorded before them was a rent-0 night, hence the default; their accuracy columns stay NULL (the score
+# columns of such a night are its accuracy differences already).
+ADDED_COLUMNS = (("rent", "DOUBLE DEFAULT 0"), ("accuracy_difference", "DOUBLE"), ("accuracy_low", "DOUBLE"),
+                 ("accuracy_high", "DOUBLE"), ("fresh_accuracy_difference", "DOUBLE"), ("fresh_accuracy_low", "DOUBLE"),
+                 ("fresh_accuracy_high", "DOUBLE"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -130,17 +157,29 @@ class Comparison:
     null_rms: float
     passes: bool = False
     reason: str = ""
+    # What the score was charged at, and the raw test accuracy's paired differences beside it: at rent > 0 the
+    # score decides (difference, fresh_difference above) and these say how much of it is accuracy and how much
+    # the charge for growth; at rent 0 they equal the score's.
+    rent: float = 0.0
+    accuracy_difference: float = math.nan
+    accuracy_low: float = math.nan
+    accuracy_high: float = math.nan
+    fresh_accuracy_difference: float = math.nan
+    fresh_accuracy_low: float = math.nan
+    fresh_accuracy_high: float = math.nan
 
 
 def compare(runs, arm: str, role: str, controller: ControllerConfig, rule: PromotionRule, which: str = "test") -> Comparison:
-    """`arm` against the design's reference arm (the champion) in a `PairedRuns`."""
+    """`arm` against the design's reference arm (the champion) in a `PairedRuns`: decided on `which` (the
+    charged score, "test"), with the raw test accuracy's differences beside it."""
     indices = list(range(len(runs.configs)))
+    rent = runs.rent()  # a design at mixed rents fails here: its scores are not one number
     original = runs.differences(arm, indices, 0, which)
     fresh = runs.fresh_differences(arm, indices, which)
     ok = np.isfinite(original)
-    ci = mean_ci(original[ok], rule.confidence, rule.resamples) if ok.sum() >= 2 else None
-    fresh_ok = np.isfinite(fresh)
-    fresh_ci = mean_ci(fresh[fresh_ok], rule.confidence, rule.resamples) if fresh_ok.sum() >= 2 else None
+    ci, fresh_ci = _intervals(original, fresh, rule)
+    accuracy_ci, fresh_accuracy_ci = _intervals(runs.differences(arm, indices, 0, "test_accuracy"),
+                                                runs.fresh_differences(arm, indices, "test_accuracy"), rule)  # fmt: skip
     w, t, l = win_tie_loss(original)
     arm_scores = np.array([runs.score(i, arm, 0, which) for i in indices])
     champion_scores = np.array([runs.score(i, runs.reference, 0, which) for i in indices])
@@ -152,13 +191,35 @@ def compare(runs, arm: str, role: str, controller: ControllerConfig, rule: Promo
         wins=w, ties=t, losses=l, fresh_orders=len(orders),
         fresh_difference=fresh_ci.mean if fresh_ci else math.nan, fresh_low=fresh_ci.low if fresh_ci else math.nan,
         fresh_high=fresh_ci.high if fresh_ci else math.nan,
-        null_rms=noise_floor(runs.null_differences(indices, which)),
+        null_rms=noise_floor(runs.null_differences(indices, which)), rent=rent,
+        accuracy_difference=accuracy_ci.mean if accuracy_ci else math.nan,
+        accuracy_low=accuracy_ci.low if accuracy_ci else math.nan, accuracy_high=accuracy_ci.high if accuracy_ci else math.nan,
+        fresh_accuracy_difference=fresh_accuracy_ci.mean if fresh_accuracy_ci else math.nan,
+        fresh_accuracy_low=fresh_accuracy_ci.low if fresh_accuracy_ci else math.nan,
+        fresh_accuracy_high=fresh_accuracy_ci.high if fresh_accuracy_ci else math.nan,
     )  # fmt: skip
     c.passes, c.reason = judge(c, rule)
     return c
 
 
+def _intervals(original: np.ndarray, fresh: np.ndarray, rule: PromotionRule):
+    """The rule's intervals of the original-order and the fresh-order differences (None: fewer than 2 pairs)."""
+    ok, fresh_ok = np.isfinite(original), np.isfinite(fresh)
+    ci = mean_ci(original[ok], rule.confidence, rule.resamples) if ok.sum() >= 2 else None
+    fresh_ci = mean_ci(fresh[fresh_ok], rule.confidence, rule.resamples) if fresh_ok.sum() >= 2 else None
+    return ci, fresh_ci
+
+
 def judge(c: Comparison, rule: PromotionRule) -> tuple[bool, str]:
+    passes, reason = _judge_score(c, rule)
+    if c.rent:
+        # The reason is read alone (champion_history.reason, the report's "Why"): it says which number decided.
+        reason = (f"score at rent {c.rent:g}: {reason}; raw test accuracy beside it (does not decide): original "
+                  f"{_signed(c.accuracy_difference)}, fresh orders {_signed(c.fresh_accuracy_difference)}")  # fmt: skip
+    return passes, reason
+
+
+def _judge_score(c: Comparison, rule: PromotionRule) -> tuple[bool, str]:
     if c.pairs < rule.min_pairs:
         return False, f"{c.pairs} pairs, fewer than the rule's {rule.min_pairs}"
     if not c.low > 0:
@@ -195,6 +256,12 @@ def starting_champion() -> Champion:
 
 
 def ensure_history(con) -> None:
+    """champion_history in place, an existing one given the columns added since it was created (no row lost)."""
+    from ..warehouse.seeds import has_table
+
+    if has_table(con, "champion_history"):
+        for column, kind in ADDED_COLUMNS:
+            con.execute(f"ALTER TABLE champion_history ADD COLUMN IF NOT EXISTS {column} {kind}")
     con.execute(SCHEMA)
 
 
@@ -230,9 +297,14 @@ def record_night(con, night: str, score: str, champion: Champion, comparisons: l
     """Replace the night's rows (a rerun of a night records it once) in one transaction."""
     ensure_history(con)
     after = promoted.arm if promoted else champion.name
+    # Every row of a night carries its rent, the champion's own too: the report and the trend read it from any row.
+    rents = {c.rent for c in comparisons}
+    if len(rents) > 1:
+        raise ValueError(f"night {night}: comparisons at different rents ({sorted(rents)}) cannot be one night's decision")
+    rent = rents.pop() if rents else 0.0
     rows = [(night, score, champion.name, "champion", champion.name, json.dumps(champion.controller.to_dict()),
              *([None] * 15), "champion", f"tonight's champion (since {champion.since or 'the start'}); rule: {rule.describe()}",
-             after, heldout_batch_seed, None)]  # fmt: skip
+             after, heldout_batch_seed, None, rent, *([None] * 6))]  # fmt: skip
     for c in comparisons:
         if promoted is not None and c.arm == promoted.arm:
             decision, reason = "promoted", f"passed the rule: {c.reason}"
@@ -244,15 +316,18 @@ def record_night(con, night: str, score: str, champion: Champion, comparisons: l
                      _db(c.mean_champion), _db(c.difference), _db(c.low), _db(c.high), c.wins, c.ties, c.losses,
                      c.fresh_orders, _db(c.fresh_difference), _db(c.fresh_low), _db(c.fresh_high), _db(c.null_rms),
                      c.passes, decision, reason, after, heldout_batch_seed,
-                     model_version if decision == "promoted" else None))  # fmt: skip
+                     model_version if decision == "promoted" else None, c.rent, _db(c.accuracy_difference),
+                     _db(c.accuracy_low), _db(c.accuracy_high), _db(c.fresh_accuracy_difference),
+                     _db(c.fresh_accuracy_low), _db(c.fresh_accuracy_high)))  # fmt: skip
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM champion_history WHERE night = ? AND score = ?", [night, score])
         con.executemany(
             "INSERT INTO champion_history (night, score, arm, role, champion, controller_json, pairs, mean_arm, "
             "mean_champion, difference, low, high, wins, ties, losses, fresh_orders, fresh_difference, fresh_low, "
-            "fresh_high, null_rms, passes, decision, reason, champion_after, heldout_batch_seed, model_version) "
-            "VALUES (" + ", ".join(["?"] * 26) + ")", rows)  # fmt: skip
+            "fresh_high, null_rms, passes, decision, reason, champion_after, heldout_batch_seed, model_version, rent, "
+            "accuracy_difference, accuracy_low, accuracy_high, fresh_accuracy_difference, fresh_accuracy_low, "
+            "fresh_accuracy_high) VALUES (" + ", ".join(["?"] * 33) + ")", rows)  # fmt: skip
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -277,7 +352,10 @@ def register_champion(tracking, score: str, night: str, comparison: Comparison, 
             mlflow.log_artifact(policy_file, "controller")
         mlflow.log_metrics({k: v for k, v in {"difference": comparison.difference, "low": comparison.low,
                                              "fresh_difference": comparison.fresh_difference,
-                                             "fresh_low": comparison.fresh_low}.items() if math.isfinite(v)})  # fmt: skip
+                                             "fresh_low": comparison.fresh_low, "rent": comparison.rent,
+                                             "accuracy_difference": comparison.accuracy_difference,
+                                             "fresh_accuracy_difference": comparison.fresh_accuracy_difference}.items()
+                            if math.isfinite(v)})  # fmt: skip
         source = f"{run.info.artifact_uri}/controller"
         run_id = run.info.run_id
     client = tracker.client
@@ -293,6 +371,10 @@ def register_champion(tracking, score: str, night: str, comparison: Comparison, 
 def _mean(values: np.ndarray) -> float:
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else math.nan
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f} pp" if math.isfinite(value) else "-"
 
 
 def _db(value: float):
