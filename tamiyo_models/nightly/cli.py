@@ -90,7 +90,8 @@ def run_night_command(args: argparse.Namespace) -> int:
 
 
 def run_champion_command(args: argparse.Namespace) -> int:
-    from .report import champion_table, champion_trend, format_table, plot_trend
+    from ..evaluation.paired import decided_by
+    from .report import champion_table, champion_trend, format_table, night_rent, plot_trend
 
     if not args.warehouse.exists():
         print(f"tamiyo champion: no warehouse at {args.warehouse}", file=sys.stderr)
@@ -100,14 +101,28 @@ def run_champion_command(args: argparse.Namespace) -> int:
         print("no night recorded yet (run one: make run, or tamiyo night YYYY-MM-DD)")
         return 0
     night = args.night or trend["night"][-1]
-    print("night        champion at start            -> at end                     champion  heuristic  best fixed")
+    # Rent-0 histories print as before rent existed; with a rent, each night says its own, and a change of rent
+    # is a visible break: scores on either side of it are not comparable (report.py's docstring).
+    charged = any(trend["rent"].fill_null(0.0).to_list())
+    print("night        champion at start            -> at end                     champion  heuristic  best fixed"
+          + ("  (mean scores at the night's rent)" if charged else ""))  # fmt: skip
+    segment = None
     for r in trend.iter_rows(named=True):
+        if segment is not None and r["segment"] != segment:
+            print(f"--- rent {r['rent'] or 0.0:g} from {r['night']}: scores above and below are not comparable ---")
+        segment = r["segment"]
         h = f"{r['heuristic_score']:.2f}" if r["heuristic_score"] is not None else "-"
         b = f"{r['best_fixed_score']:.2f} ({r['best_fixed']})" if r["best_fixed_score"] is not None else "-"
         c = f"{r['champion_score']:.2f}" if r["champion_score"] is not None else "-"
-        print(f"{r['night']}   {r['champion']:<28} -> {r['champion_after']:<28} {c:>8}  {h:>9}  {b}")
+        rent = f"  rent {r['rent'] or 0.0:g}" if charged else ""
+        print(f"{r['night']}   {r['champion']:<28} -> {r['champion_after']:<28} {c:>8}  {h:>9}  {b}{rent}")
     print()
-    print(format_table(champion_table(args.warehouse, night=night)))
+    table = champion_table(args.warehouse, night=night)
+    rent = night_rent(table)
+    if rent:
+        print(f"night {night}: rent {rent:g}; decided by {decided_by(rent)}; the raw test accuracy is shown beside it")
+        print()
+    print(format_table(table))
     if args.plot:
         print(f"trend plot: {plot_trend(trend, args.plot)}")
     return 0

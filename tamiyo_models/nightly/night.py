@@ -20,8 +20,10 @@ rewritten whole. A night killed anywhere picks up where it stopped when it is ru
     evaluate   held-out configurations (the night's own draw, seeds registered once as evaluation seeds) on the
                test split: the champion, every challenger, the reference grid and the heuristic on the original
                data order and `fresh_orders` fresh ones; the champion's reruns are the null control.
-    decide     each arm against the champion by the rule fixed beforehand (champion.PromotionRule); one row per
-               arm in `champion_history`; a promotion registers the new champion in MLflow.
+    decide     each arm against the champion by the rule fixed beforehand (champion.PromotionRule), on the score
+               (the test accuracy charged at the spec's rent); one row per arm in `champion_history`, with the rent
+               and the raw test-accuracy differences beside the score's; a promotion registers the new champion in
+               MLflow.
     report     Markdown with the night's table and the trend plot (champion vs heuristic vs best fixed schedule,
                night by night), in <nights>/<night>/.
 """
@@ -87,7 +89,7 @@ class NightConfig:
     fresh_orders: int = 2
     max_epochs: int = 0  # 0: the spec's episode length; more: every episode is cut to this many epochs
     workers: int = 2
-    score: str = "test"
+    score: str = "test"  # the charged score (the spec's rent sets the charge; docs/arena.md, "Compute rent")
     rule: PromotionRule = field(default_factory=PromotionRule)
 
     def __post_init__(self):
@@ -108,7 +110,8 @@ class NightConfig:
         if self.training_episodes < 1 or self.heldout_per_regime < 2 or self.fresh_orders < 1:
             raise ValueError("a night needs training_episodes >= 1, heldout_per_regime >= 2 and fresh_orders >= 1")
         if self.score != "test":
-            raise ValueError(f"score {self.score!r}: the nightly loop decides on the test split's accuracy ('test')")
+            raise ValueError(f"score {self.score!r}: the nightly loop decides on the test score ('test': the test split's "
+                             "accuracy charged for growth at the spec's rent, the accuracy itself at rent 0)")  # fmt: skip
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -565,6 +568,11 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
         record_night(con, night, config.score, champion, comparisons, promoted, batch_seed(night, EVALUATION),
                      config.rule, version)  # fmt: skip
     decision = NightDecision(night, champion.name, promoted.arm if promoted else champion.name, promoted, comparisons, version)
+    rent = runs.rent()
+    if rent:
+        from ..evaluation.paired import decided_by
+
+        log(f"night {night}: rent {rent:g}; decided by {decided_by(rent)}, the raw test accuracy recorded beside it")
     log(f"night {night}: " + (f"promoted {promoted.arm} over {champion.name} ({promoted.reason})" if promoted
                               else f"kept {champion.name}: no controller passed the rule"))  # fmt: skip
     _write_stage(paths, night, "decide", decision.to_dict())
