@@ -7,6 +7,7 @@ Phase 4 challengers learn from every night so far, and champion_history holds ev
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -323,3 +324,175 @@ def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
     arms = {"heuristic", "fixed:conv_heavy@1", metadata["champion_before"].value, f"phase3-bcq-{NIGHTS[2]}",
             f"phase4-vine-{NIGHTS[2]}", f"phase4-ppo-{NIGHTS[2]}"}
     assert len(means) == len(arms)  # the champion's row and one per compared controller
+
+
+# ----- the compute rent: which number decides, both recorded (docs/arena.md, "Compute rent") --------------------------
+def _rent_runs(rent: float):
+    """A hand-made night at `rent`: the champion (heuristic) grows to twice the host; "lean" never grows and ends
+    0.3 pp lower in accuracy (+0.7 of score at rent 1: it wins on the score alone); "grow" grows to 4 times the host
+    for +0.5 pp of accuracy (-0.5 of score at rent 1)."""
+    from tamiyo_models.controllers.config import ControllerConfig
+    from tamiyo_models.episodes.episode import EpisodeConfig, EpisodeResult
+    from tamiyo_models.evaluation.paired import EpisodeOutcome, PairedRuns
+    from tamiyo_models.world.datasets import DatasetConfig
+    from tamiyo_models.world.score import charged_score
+
+    def result(test: float, parameters: int) -> EpisodeResult:
+        return EpisodeResult("r", None, "complete", 4, test, test, 1, 0, 0, 0.0, 1.0, final_test_accuracy=test,
+                             test_accuracy_last=test, final_parameters=parameters, rent=rent,
+                             score=charged_score(test, rent, parameters, 1000))  # fmt: skip
+
+    configs = [EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=4, seed=s, rent=rent) for s in range(6)]
+    arms = {"heuristic": ControllerConfig(kind="heuristic", label="heuristic"),
+            "lean": ControllerConfig(kind="fixed-schedule", blueprint="norm", germinate_epoch=99, label="lean"),
+            "grow": ControllerConfig(kind="fixed-schedule", blueprint="conv_heavy", germinate_epoch=0, label="grow")}  # fmt: skip
+    runs = PairedRuns(configs, arms, "heuristic")
+    for i in range(6):
+        for order in (0, 1, 2):
+            base = 80.0 + i + 0.3 * order
+            jitter = 0.02 * ((i * 7 + order) % 5)  # intervals of nonzero width
+            for arm, test, parameters in (("heuristic", base, 2000), ("lean", base - 0.3 + jitter, 1000),
+                                          ("grow", base + 0.5 + jitter, 4000)):  # fmt: skip
+                runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, "all", arm, order, result(test, parameters))
+    return runs
+
+
+def _decide(runs, con, night: str, champion=None):
+    rule = champ.PromotionRule(min_pairs=3, resamples=500)
+    champion = champion or champ.starting_champion()
+    comparisons = [champ.compare(runs, arm, "reference", runs.arms[arm], rule) for arm in ("lean", "grow")]
+    promoted = champ.choose(comparisons)
+    champ.record_night(con, night, "test", champion, comparisons, promoted, 1, rule)
+    return {c.arm: c for c in comparisons}, promoted
+
+
+def test_a_night_at_rent_decides_on_the_score_and_records_the_accuracy_beside_it(tmp_path):
+    from tamiyo_models.nightly.report import champion_table, format_table, write_night_report
+
+    runs = _rent_runs(1.0)
+    paths = _paths(tmp_path)
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(paths.warehouse)) as con:
+        by_arm, promoted = _decide(runs, con, "2026-12-01")
+        rows = {r[0]: r for r in con.execute(
+            "SELECT arm, rent, decision, difference, accuracy_difference, accuracy_low, accuracy_high, fresh_difference, "
+            "fresh_accuracy_difference, fresh_accuracy_low, fresh_accuracy_high, reason FROM champion_history").fetchall()}  # fmt: skip
+    lean, grow = by_arm["lean"], by_arm["grow"]
+    # lean is worse in accuracy and better in score: the score decides, so it is promoted; grow the other way round.
+    assert lean.rent == grow.rent == 1.0 and promoted is lean
+    assert lean.difference == pytest.approx(0.7 + lean.accuracy_difference + 0.3) and lean.accuracy_difference < 0 < lean.low
+    assert grow.accuracy_low > 0 > grow.high and not grow.passes
+    assert lean.accuracy_low <= lean.accuracy_difference <= lean.accuracy_high
+    assert lean.fresh_accuracy_difference == pytest.approx(lean.fresh_difference - 1.0)
+    assert {a: r[1] for a, r in rows.items()} == {"heuristic": 1.0, "lean": 1.0, "grow": 1.0}
+    assert rows["lean"][2] == "promoted" and rows["grow"][2] == "kept"
+    assert rows["lean"][3:11] == pytest.approx((lean.difference, lean.accuracy_difference, lean.accuracy_low, lean.accuracy_high,
+                                                lean.fresh_difference, lean.fresh_accuracy_difference,
+                                                lean.fresh_accuracy_low, lean.fresh_accuracy_high))  # fmt: skip
+    assert "score at rent 1" in rows["grow"][11] and "raw test accuracy beside it (does not decide)" in rows["grow"][11]
+    # The report and the table name the rent and which number decides, the raw accuracy beside the score.
+    table = format_table(champion_table(paths.warehouse, night="2026-12-01"))
+    assert "test accuracy vs champion (original order)" in table and "| 2026-12-01 | 1 | lean |" in table
+    assert f"{lean.accuracy_difference:+.2f} [{lean.accuracy_low:+.2f}, {lean.accuracy_high:+.2f}]" in table
+    report = write_night_report("2026-12-01", paths, mini_night()).read_text()
+    assert "charged 1 pp per doubling" in report and "Decided by the score" in report and table in report
+    with pytest.raises(ValueError, match="different rents"):  # one night, one rent
+        champ.record_night(duckdb.connect(), "2026-12-02", "test", champ.starting_champion(),
+                           [lean, dataclasses.replace(grow, rent=0.0)], None, 1, champ.PromotionRule())  # fmt: skip
+
+
+# champion_history as the code before the rent created it (commit be19bb4).
+_OLD_CHAMPION_HISTORY = """CREATE TABLE champion_history (
+    night VARCHAR NOT NULL, score VARCHAR NOT NULL, arm VARCHAR NOT NULL, role VARCHAR NOT NULL, champion VARCHAR NOT NULL,
+    controller_json JSON, pairs BIGINT, mean_arm DOUBLE, mean_champion DOUBLE, difference DOUBLE, low DOUBLE, high DOUBLE,
+    wins BIGINT, ties BIGINT, losses BIGINT, fresh_orders BIGINT, fresh_difference DOUBLE, fresh_low DOUBLE,
+    fresh_high DOUBLE, null_rms DOUBLE, passes BOOLEAN, decision VARCHAR NOT NULL, reason VARCHAR,
+    champion_after VARCHAR NOT NULL, heldout_batch_seed BIGINT, model_version VARCHAR,
+    recorded_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (night, score, arm))"""
+
+
+def test_an_old_champion_history_gains_the_rent_columns_on_open_and_the_trend_splits_at_a_new_rent(tmp_path, capsys):
+    import argparse
+
+    from tamiyo_models.nightly.cli import run_champion_command
+    from tamiyo_models.nightly.report import champion_table, champion_trend, plot_trend, rent_changes
+    from tamiyo_models.studies.study import results_markdown
+
+    warehouse = tmp_path / "w.duckdb"
+    old = [("2026-11-30", "test", "heuristic", "champion", "heuristic", None, *[None] * 15, "champion", "start", "heuristic", 1, None),
+           ("2026-11-30", "test", "never", "reference", "heuristic", "{}", 6, 80.0, 80.5, -0.5, -0.9, -0.1, 1, 0, 5, 2,
+            -0.4, -0.8, 0.0, 0.6, False, "kept", "the champion stays", "heuristic", 1, None)]  # fmt: skip
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(_OLD_CHAMPION_HISTORY)
+        con.executemany(f"INSERT INTO champion_history VALUES ({', '.join(['?'] * 26)}, DEFAULT)", old)
+        before = con.execute("SELECT * FROM champion_history ORDER BY arm").fetchall()
+    # Read before any writer opened it (read-only: not migrated), it reads as rent 0.
+    assert champion_table(warehouse)["rent"].to_list() == [0.0, 0.0]
+    with duckdb.connect(str(warehouse)) as con:
+        champ.ensure_history(con)
+        champ.ensure_history(con)  # idempotent
+        after = con.execute("SELECT * FROM champion_history ORDER BY arm").fetchall()
+        assert [r[:27] for r in after] == before  # no row lost, none changed
+        assert [r[27:] for r in after] == [(0.0, *[None] * 6)] * 2
+        comments = dict(con.execute("SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'champion_history'").fetchall())
+        assert all(comments[c] for c, _ in champ.ADDED_COLUMNS)
+        _decide(_rent_runs(1.0), con, "2026-12-01")
+    # Nights at different rents are never one line: the trend splits where the rent changes.
+    trend = champion_trend(warehouse)
+    assert trend["rent"].to_list() == [0.0, 1.0] and trend["segment"].to_list() == [1, 2]
+    assert rent_changes(trend) == [("2026-12-01", 1.0)]
+    assert plot_trend(trend, tmp_path / "trend.png").stat().st_size > 1000
+    assert run_champion_command(argparse.Namespace(warehouse=warehouse, night=None, plot=None)) == 0
+    out = capsys.readouterr().out
+    assert "--- rent 1 from 2026-12-01: scores above and below are not comparable ---" in out
+    assert "night 2026-12-01: rent 1; decided by the score" in out and "test accuracy vs champion" in out
+    md = results_markdown([warehouse])
+    assert "| *rent 1 from here* |" in md and "test accuracy: original" in md
+
+
+def test_rent_zero_nights_and_studies_print_as_before_the_rent(tmp_path, capsys):
+    """What a rent-0 night's report, `tamiyo champion` and docs/results.md printed before the rent existed."""
+    import argparse
+
+    from tamiyo_models.nightly.cli import run_champion_command
+    from tamiyo_models.nightly.report import write_night_report
+    from tamiyo_models.studies.study import record_study, results_markdown
+
+    paths = _paths(tmp_path)
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    rule = champ.PromotionRule()
+    winner, loser = _comparison("fixed:conv_heavy@0", 0.5, 0.1, 0.4, 0.05), _comparison("fixed:conv_heavy@3", 0.2, -0.1, 0.6, 0.2)
+    for c in (winner, loser):
+        c.passes, c.reason = champ.judge(c, rule)
+    row = {"study": "s", "claim": "c", "arm": "x", "reference": "heuristic", "regime": "all", "pairs": 6, "mean_arm": 1.0,
+           "mean_reference": 0.5, "difference": 0.5, "low": 0.1, "high": 0.9, "wins": 4, "ties": 1, "losses": 1,
+           "fresh_orders": 2, "fresh_difference": 0.4, "fresh_low": 0.0, "fresh_high": 0.8, "null_rms": 0.3, "holds": False,
+           "verdict": "v", "heldout": "h", "study_file": "studies/s.toml", "study_sha256": "x", "episodes": 10,
+           "seconds": 1.0, "machine": "m"}  # fmt: skip
+    with duckdb.connect(str(paths.warehouse)) as con:
+        champ.record_night(con, "2026-12-01", "test", champ.starting_champion(), [winner, loser], winner, 1, rule, "1")
+        record_study(con, "s", [row])
+    table = ["| night | controller | role | pairs | vs champion (original order) | fresh orders | null RMS | decision |",
+             "|---|---|---|---:|---|---|---:|---|",
+             "| 2026-12-01 | **heuristic** | champion | | | | | → fixed:conv_heavy@0 |",
+             "| 2026-12-01 | fixed:conv_heavy@0 | challenger | 8 | +0.50 [+0.10, +1.50] | +0.40 [+0.05, +1.40] | 0.70 | promoted |",
+             "| 2026-12-01 | fixed:conv_heavy@3 | challenger | 8 | +0.20 [-0.10, +1.20] | +0.60 [+0.20, +1.60] | 0.70 | kept |"]  # fmt: skip
+    report = write_night_report("2026-12-01", paths, mini_night()).read_text().splitlines()
+    assert report[6] == ("Score: final accuracy on the test split (pp), which no controller sees; held-out configurations "
+                         "drawn for this night only (4 per regime of spec `smoke`), each controller on the original data "
+                         "order and 2 fresh ones; the null control is the champion rerun on the fresh orders.")  # fmt: skip
+    assert report[8:13] == table and report[13:16] == ["", "![the champion night by night](trend.png)", ""]
+    assert report[16:] == ["## Why", "", "- fixed:conv_heavy@0: passed the rule: original +0.50 [+0.10, +1.50] pp, fresh "
+                           "orders +0.40 [+0.05, +1.40], 8 pairs", "- fixed:conv_heavy@3: the champion stays: original "
+                           "order +0.20 [-0.10, +1.20] pp: the interval is not above 0"]  # fmt: skip
+    assert run_champion_command(argparse.Namespace(warehouse=paths.warehouse, night=None, plot=None)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "night        champion at start            -> at end                     champion  heuristic  best fixed",
+        "2026-12-01   heuristic                    -> fixed:conv_heavy@0              89.00      89.00  90.00 (fixed:conv_heavy@0)",
+        "", *table]  # fmt: skip
+    md = results_markdown([paths.warehouse]).splitlines()
+    assert md[md.index("## s") + 6:md.index("## s") + 9] == [
+        "| arm − reference | regime | pairs | original order | fresh orders | null RMS | W/T/L | holds |", "|---|---|---:|---|---|---:|---|---|",
+        "| x − heuristic | all | 6 | +0.50 [+0.10, +0.90] | +0.40 [+0.00, +0.80] | 0.30 | 4/1/1 | no |"]  # fmt: skip
+    assert any(line.endswith("): mean test accuracy (pp).") for line in md)
+    assert not re.search(r"\brent\b", "\n".join(md), re.IGNORECASE)
