@@ -168,7 +168,11 @@ def _trend_markdown(trend, plot: Path) -> str:
     the UI)."""
     lines = ["| night | champion | champion score | heuristic | best fixed schedule | → champion |",
              "|---|---|---:|---:|---|---|"]  # fmt: skip
+    segment = None
     for r in trend.iter_rows(named=True):
+        if segment is not None and r["segment"] != segment:  # scores at different rents are not comparable
+            lines.append(f"| *rent {r['rent'] or 0.0:g} from here* | | | | | |")
+        segment = r["segment"]
         best = f"{r['best_fixed_score']:.2f} ({r['best_fixed']})" if r["best_fixed_score"] is not None else "-"
         heuristic = f"{r['heuristic_score']:.2f}" if r["heuristic_score"] is not None else "-"
         score = f"{r['champion_score']:.2f}" if r["champion_score"] is not None else "-"

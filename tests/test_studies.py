@@ -184,3 +184,40 @@ def test_a_study_trains_a_phase4_arm_in_live_episodes_on_registered_seeds(tmp_pa
     assert ran and ran <= ppo_seeds  # the environments ran only registered configurations
     # The policy says it learned from its own episodes and from the data its start (the imitation arm) learned from.
     assert learned_seeds(trained_policy(root / "tiny", "ppo")) >= ppo_seeds | set(registry["data:explore"])
+
+
+# study_results as the code before the rent created it (commit be19bb4).
+_OLD_STUDY_RESULTS = """CREATE TABLE study_results (
+    study VARCHAR NOT NULL, claim VARCHAR NOT NULL, arm VARCHAR NOT NULL, reference VARCHAR NOT NULL,
+    regime VARCHAR NOT NULL, pairs BIGINT, mean_arm DOUBLE, mean_reference DOUBLE, difference DOUBLE, low DOUBLE,
+    high DOUBLE, wins BIGINT, ties BIGINT, losses BIGINT, fresh_orders BIGINT, fresh_difference DOUBLE, fresh_low DOUBLE,
+    fresh_high DOUBLE, null_rms DOUBLE, holds BOOLEAN, verdict VARCHAR, heldout VARCHAR, study_file VARCHAR,
+    study_sha256 VARCHAR, episodes BIGINT, seconds DOUBLE, machine VARCHAR,
+    recorded_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (study, arm, regime))"""
+
+
+def test_a_study_at_rent_shows_the_accuracy_beside_the_score_and_old_rows_stay_rent_zero(tmp_path):
+    from tamiyo_models.studies.study import ADDED_COLUMNS, record_study
+
+    row = {"study": "old", "claim": "c", "arm": "x", "reference": "heuristic", "regime": "all", "pairs": 6, "mean_arm": 1.0,
+           "mean_reference": 0.5, "difference": 0.5, "low": 0.1, "high": 0.9, "wins": 4, "ties": 1, "losses": 1,
+           "fresh_orders": 2, "fresh_difference": 0.4, "fresh_low": 0.0, "fresh_high": 0.8, "null_rms": 0.3, "holds": False,
+           "verdict": "v", "heldout": "h", "study_file": "studies/old.toml", "study_sha256": "x", "episodes": 10,
+           "seconds": 1.0, "machine": "m"}  # fmt: skip
+    warehouse = tmp_path / "w.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(_OLD_STUDY_RESULTS)
+        con.execute(f"INSERT INTO study_results VALUES ({', '.join('?' * len(row))}, DEFAULT)", list(row.values()))
+        charged = {**row, "study": "charged", "study_file": "studies/charged.toml", "difference": -0.5, "low": -0.7,
+                   "high": -0.3, "rent": 1.0, "accuracy_difference": 0.5, "accuracy_low": 0.3, "accuracy_high": 0.7,
+                   "fresh_accuracy_difference": 0.4, "fresh_accuracy_low": 0.2, "fresh_accuracy_high": 0.6}  # fmt: skip
+        record_study(con, "charged", [charged])
+        rows = dict(con.execute("SELECT study, rent FROM study_results").fetchall())
+        assert rows == {"old": 0.0, "charged": 1.0}  # the old row kept, at rent 0
+        assert {c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'study_results' "
+                                          "AND comment IS NOT NULL").fetchall()} >= {c for c, _ in ADDED_COLUMNS}  # fmt: skip
+    md = results_markdown([warehouse])
+    old, new = md.split("## old")[1].split("## ")[0], md.split("## charged")[1].split("## ")[0]
+    assert "| x − heuristic | all | 6 | +0.50 [+0.10, +0.90] | +0.40 [+0.00, +0.80] | 0.30 | 4/1/1 | no |" in old
+    assert "Rent" not in old and "Rent 1: decided by the score" in new
+    assert "| x − heuristic | all | 6 | -0.50 [-0.70, -0.30] | +0.40 [+0.00, +0.80] | +0.50 [+0.30, +0.70] | +0.40 [+0.20, +0.60] | 0.30 |" in new
