@@ -111,3 +111,166 @@ def test_runs_of_different_action_spaces_are_refused_together_unless_asked(wareh
     assert np.array_equal(mixed.behaviour_probabilities[narrow][:, :8], single.behaviour_probabilities)
     assert not mixed.behaviour_probabilities[narrow][:, 8:].any() and not mixed.next_legal[narrow][:, 8:].any()
     assert np.array_equal(mixed.legal[~narrow], double.legal)
+
+
+# ----- a tiny two-slot problem with a known answer ------------------------------------------------------------
+#     s0 --GERMINATE_norm_SLOT1--> s1 (reward 0) --WAIT--> end (reward 2)        return 2 (optimal, in slot 1)
+#     s0 --GERMINATE_norm------->  end (reward 1)                                return 1 (the behaviour's 80%)
+# The same blueprint in both slots, so only the slot tells the two apart: a learner that mixed up the blocks of
+# the flat index, or sized its outputs to 8 actions, cannot find the optimum.
+N_ACTIONS = 15
+BEST, MAJORITY, WAIT = germinate("norm", 1).index, germinate("norm", 0).index, Action("WAIT").index
+
+
+def tiny_two_slot_problem(episodes: int = 600, p_best: float = 0.2, noise: float = 0.3, seed: int = 0) -> TransitionDataset:
+    rng = np.random.default_rng(seed)
+    s0, s1, end = np.eye(3, dtype=np.float32)
+    legal0, legal1 = np.zeros(N_ACTIONS, bool), np.zeros(N_ACTIONS, bool)
+    legal0[[BEST, MAJORITY, WAIT]] = True
+    legal1[WAIT] = True
+    mu0, mu1 = np.zeros(N_ACTIONS), np.zeros(N_ACTIONS)
+    mu0[BEST], mu0[MAJORITY] = p_best, 1 - p_best
+    mu1[WAIT] = 1.0
+    rows = []
+    for i in range(episodes):
+        run = f"run-{i:04d}"
+        if rng.random() < p_best:
+            rows.append((run, 1, s0, BEST, rng.normal(0, noise), s1, False, legal0, legal1, mu0, True))
+            rows.append((run, 2, s1, WAIT, 2 + rng.normal(0, noise), end, True, legal1, legal1, mu1, False))
+        else:
+            rows.append((run, 1, s0, MAJORITY, 1 + rng.normal(0, noise), end, True, legal0, legal1, mu0, True))
+    run, step, obs, act, rew, nxt, term, legal, nlegal, mu, stoch = map(np.array, zip(*rows))
+    n = len(act)
+    return TransitionDataset(
+        feature_names=("x0", "x1", "x2"), observations=obs.astype(np.float32), actions=act.astype(np.int64),
+        rewards=rew.astype(np.float32), next_observations=nxt.astype(np.float32), terminated=term, truncated=np.zeros(n, bool),
+        legal=legal, next_legal=nlegal, behaviour_probabilities=mu, propensity=mu[np.arange(n), act],
+        stochastic=stoch, forced=np.zeros(n, bool), run_ids=run, steps=step.astype(np.int64), family_ids=run,
+        behaviours=np.array(["mostly-slot-0"] * n), regimes=np.array([""] * n),
+    )  # fmt: skip
+
+
+S0 = torch.tensor([[1.0, 0.0, 0.0]])
+LEGAL0 = torch.zeros(1, N_ACTIONS, dtype=torch.bool)
+LEGAL0[0, [BEST, MAJORITY, WAIT]] = True
+SMALL = dict(hidden=(32, 32), updates=3_000, reward_scale=1.0, checkpoints=1)
+
+
+def _greedy(module) -> int:
+    with torch.no_grad():
+        return int(module.act(S0, LEGAL0, greedy=True)[0])
+
+
+@pytest.fixture(scope="module")
+def learned():
+    """CQL, IQL and BCQ trained on the tiny two-slot problem (once for the tests below)."""
+    from tamiyo_models.offline_rl.bcq import BCQConfig, train_bcq
+    from tamiyo_models.offline_rl.cql import CQLConfig, train_cql
+    from tamiyo_models.offline_rl.iql import IQLConfig, train_iql
+
+    data = tiny_two_slot_problem()
+    assert data.n_actions == N_ACTIONS and np.mean(data.actions[data.steps == 1] == MAJORITY) > 0.7
+    return {
+        "cql": train_cql(data, CQLConfig(alpha=0.1, **SMALL), log=quiet).module,
+        "iql": train_iql(data, IQLConfig(**SMALL), log=quiet).module,
+        "bcq": train_bcq(data, BCQConfig(threshold=0.1, **SMALL), log=quiet).module,
+    }
+
+
+@pytest.mark.parametrize("algorithm", ["cql", "iql", "bcq"])
+def test_offline_learners_find_the_best_action_in_slot_1(learned, algorithm):
+    module = learned[algorithm]
+    assert _greedy(module) == BEST
+    with torch.no_grad():
+        logits = module.logits(S0, LEGAL0)[0]
+    assert logits.shape == (N_ACTIONS,) and torch.isinf(logits[~LEGAL0[0]]).all()
+
+
+def test_fqe_values_each_slots_choice_on_the_two_slot_problem():
+    from tamiyo_models.agents.base import PolicyModule
+    from tamiyo_models.ope.fqe import FQEConfig, fit_fqe
+
+    class Fixed(PolicyModule):
+        def __init__(self, action):
+            super().__init__()
+            self.action = action
+
+        def raw_logits(self, obs):
+            return torch.full((len(obs), N_ACTIONS), -5.0).index_fill(1, torch.tensor([self.action]), 5.0)
+
+    data = tiny_two_slot_problem()
+    config = FQEConfig(hidden=(32, 32), updates=3_000, reward_scale=1.0)
+    assert fit_fqe(Fixed(BEST), data, config).value == pytest.approx(2.0, abs=0.15)
+    assert fit_fqe(Fixed(MAJORITY), data, config).value == pytest.approx(1.0, abs=0.15)
+    with pytest.raises(ValueError, match="scores 8 actions but the mask covers 15"):
+        fit_fqe(_eight_action_policy(), data, config)
+
+
+def _eight_action_policy():
+    from tamiyo_models.agents import MLPActor
+
+    torch.manual_seed(0)
+    return MLPActor(3, (8,))
+
+
+def test_policy_files_name_their_action_space_and_act_only_on_hosts_of_it(learned, tmp_path):
+    from tamiyo_models.agents import load_policy, save_policy
+    from tamiyo_models.controllers import Observation
+    from tamiyo_models.controllers.learned import PolicySpaceMismatch
+    from tamiyo_models.controllers.saved_policy import policy_controller
+
+    features = ("x0", "x1", "x2")
+    two = save_policy(learned["cql"], features, tmp_path / "two.pt", algorithm="cql", phase="phase3")
+    one = save_policy(_eight_action_policy(), features, tmp_path / "one.pt", algorithm="test", phase="phase3")
+    module, payload = load_policy(two)
+    assert payload["fine_actions"] == list(action_names(2)) and module.spec()["n_actions"] == 15
+    with torch.no_grad():
+        assert torch.equal(module.logits(S0, LEGAL0), learned["cql"].logits(S0, LEGAL0))
+    assert load_policy(one)[1]["fine_actions"] == list(FINE_ACTIONS)  # 8 actions: what every older file holds
+    with pytest.raises(ValueError, match="not the 8 given"):
+        save_policy(learned["cql"], features, tmp_path / "bad.pt", algorithm="cql", phase="phase3", actions=FINE_ACTIONS)
+
+    state = dict(zip(features, (1.0, 0.0, 0.0)))
+    on_two = Observation({}, state, tuple(bool(x) for x in LEGAL0[0]))
+    on_one = Observation({}, state, (True, False, False, False, True, False, False, False))
+    decision = policy_controller(two).decide(on_two)
+    assert decision.action == germinate("norm", 1) and len(decision.probabilities) == 15
+    assert policy_controller(one).decide(on_one).action.index < 8
+    for path, observation, sizes in ((two, on_one, ("15 actions (2 seed slots)", "8 (1 seed slot)")),
+                                     (one, on_two, ("8 actions (1 seed slot)", "15 (2 seed slots)"))):  # fmt: skip
+        with pytest.raises(PolicySpaceMismatch) as refused:
+            policy_controller(path).decide(observation)
+        assert str(path.resolve()) in str(refused.value) and all(s in str(refused.value) for s in sizes)
+
+
+def test_a_policy_trained_on_two_slot_runs_acts_on_a_two_slot_host(warehouse, tmp_path):
+    """Warehouse -> two-slot transitions -> BCQ (checkpoint chosen by held-out FQE) -> policy file -> a live
+    two-slot episode, the policy acting greedily on its own masked scores over the 15 actions."""
+    from tamiyo_models.agents import load_policy
+    from tamiyo_models.offline_rl.bcq import BCQConfig
+    from tamiyo_models.offline_rl.workflow import OfflineRunConfig, train_offline
+    from tamiyo_models.ope.fqe import FQEConfig
+    from tamiyo_models.world.features import observation_features
+
+    config = OfflineRunConfig(algorithm="bcq", feature_set=FEATURES, seed_slots=2, held_out=0.34,
+                              bcq=BCQConfig(hidden=(32,), updates=300, checkpoints=2, threshold=0.3),
+                              selection_fqe=FQEConfig(hidden=(32,), updates=100), report_fqe=FQEConfig(hidden=(32,), updates=100))  # fmt: skip
+    run = train_offline(warehouse / "w.duckdb", config, tmp_path / "policy", log=quiet)
+    module, payload = load_policy(run.policy_path)
+    assert payload["fine_actions"] == list(action_names(2))
+    with pytest.raises(ValueError, match="different action spaces"):
+        train_offline(warehouse / "w.duckdb", dataclasses.replace(config, seed_slots=None), tmp_path / "mixed", log=quiet)
+
+    episode = _config(TWO_SLOTS, seed=7, controller=ControllerConfig(kind="policy", policy=f"file:{run.policy_path}"))
+    raw = read_raw_run(run_episode(episode, tmp_path / "live").path)
+    assert raw.footer["status"] == "complete" and len(raw.steps) == episode.max_epochs
+    assert raw.header["action_space"] == list(action_names(2))
+    names = payload["feature_names"]
+    for step in raw.steps:
+        action = step["action"]
+        assert list(action["probabilities"]) == list(action_names(2)) and action["fine"] in action["legal"]
+        features = observation_features(step["observation"])
+        legal = torch.tensor([[a in action["legal"] for a in action_names(2)]])
+        with torch.no_grad():
+            best = int(module.logits(torch.tensor([[features[n] for n in names]]), legal).argmax())
+        assert action["fine"] == action_names(2)[best]

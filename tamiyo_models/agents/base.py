@@ -99,6 +99,10 @@ def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     """Illegal actions to -inf. A row with no legal action is a caller's bug: it would give NaN everywhere."""
     if mask is None:
         return logits
+    if mask.shape[-1] != logits.shape[-1]:
+        # Said here rather than as a broadcasting error: a policy of one action space given another's masks.
+        raise ValueError(f"the policy scores {logits.shape[-1]} actions but the mask covers {mask.shape[-1]} "
+                         "(a policy acts on the action space it was trained on: world.actions)")  # fmt: skip
     mask = mask.to(dtype=torch.bool, device=logits.device)
     if not bool(mask.any(dim=-1).all()):
         raise ValueError("a state with no legal action: every row of the mask needs at least one True")
@@ -131,7 +135,7 @@ class PolicyModule(nn.Module):
         return self.raw_logits(obs)
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[N, A] scores in FINE_ACTIONS order, -inf on illegal actions."""
+        """[N, A] scores in the flat action order of the policy's space (world.actions), -inf on illegal actions."""
         return mask_logits(self.raw_logits(obs), mask)
 
     def probabilities(self, obs: torch.Tensor, mask: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:

@@ -7,6 +7,11 @@ names + action space + what network to rebuild + algorithm + phase + parent, loa
      "algorithm": "imitation" | "cql" | ..., "phase": "phase1" | ..., "parent": "file or model ref" | None,
      "metadata": {...}}
 
+`fine_actions` names the policy's action space, in index order: the 8 single-slot actions, or the factored
+space of n seed slots (`world.actions.action_names(n)`, 1 + 7n names), which is what the network scores. The
+key and the format keep their names so that every file written before the factored action (8 names) loads
+unchanged; a controller refuses to act on a host whose space has another size.
+
 Network kinds are a registry (`register_network`); the built-in ones are found by module, so a worker
 process resolves any policy file without being told anything first. Files of the first format
 ("tamiyo-policy/1", Phase 1 and 2 before the RL phases) load as the imitation network they always were.
@@ -17,7 +22,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS
+from ..world.actions import COARSE_ACTIONS, action_names, slots_of_space
 from ..world.blueprints import BLUEPRINTS
 from ..world.features import FEATURE_SCHEMA_VERSION
 
@@ -58,18 +63,49 @@ def build_network(kind: str, spec: dict):
     return cls.from_spec(spec, build_network) if getattr(cls, "wraps_networks", False) else cls.from_spec(spec)
 
 
-def save_policy(module, feature_names, path: str | Path, *, algorithm: str, phase: str, parent: str | None = None,
-                metadata: dict | None = None) -> Path:  # fmt: skip
-    """Write any PolicyModule as one self-contained file (atomically: a reader never sees half a policy)."""
+def output_width(module, n_features: int) -> int:
+    """How many actions a policy module scores, from one forward pass on zeros: generic over every registered
+    kind. It runs in eval mode (a batch norm in training mode would move its statistics, or refuse a batch of
+    one), every submodule's own mode is put back, and the caller's random stream is left as it was."""
     import torch
 
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            return int(module.raw_logits(torch.zeros(1, n_features)).shape[-1])
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def policy_action_space(width: int, where: str = "a policy") -> tuple[str, ...]:
+    """The action names of a policy scoring `width` actions (an error naming `where` when no space has that size)."""
+    try:
+        return action_names(slots_of_space(width))
+    except ValueError as error:
+        raise ValueError(f"{where} scores {width} actions, which is not an action space ({error})") from None
+
+
+def save_policy(module, feature_names, path: str | Path, *, algorithm: str, phase: str, parent: str | None = None,
+                metadata: dict | None = None, actions=None) -> Path:  # fmt: skip
+    """Write any PolicyModule as one self-contained file (atomically: a reader never sees half a policy).
+    `actions`: the names of its action space (a learner passes its dataset's); by default the space of the
+    module's output width. A module whose width differs from `actions` is refused."""
+    import torch
+
+    width = output_width(module, len(feature_names))
+    space = policy_action_space(width, f"the module to save as {path}")
+    if actions is not None and tuple(actions) != space:
+        raise ValueError(f"{path}: the module scores {width} actions ({space[-1]} last), not the {len(actions)} "
+                         f"given as its action space")  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "feature_schema_version": FEATURE_SCHEMA_VERSION,
         "feature_names": list(feature_names),
-        "fine_actions": list(FINE_ACTIONS),
+        "fine_actions": list(space),
         "coarse_actions": list(COARSE_ACTIONS),
         "blueprints": list(BLUEPRINTS),
         "network": {"kind": module.kind, "spec": module.spec()},
@@ -100,9 +136,12 @@ def load_policy(path: str | Path):
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if fmt not in (FORMAT, LEGACY_FORMAT):
         raise ValueError(f"{path}: not a tamiyo policy file (format {fmt!r}; expected {FORMAT} or {LEGACY_FORMAT})")
-    for key, ours in (("fine_actions", FINE_ACTIONS), ("blueprints", BLUEPRINTS)):
-        if tuple(payload[key]) != tuple(ours):
-            raise ValueError(f"{path}: saved {key} {payload[key]} differ from this code's {list(ours)}")
+    saved = tuple(payload["fine_actions"])
+    if saved != policy_action_space(len(saved), str(path)):
+        raise ValueError(f"{path}: saved fine_actions {list(saved)} differ from this code's space of "
+                         f"{len(saved)} actions {list(policy_action_space(len(saved), str(path)))}")  # fmt: skip
+    if tuple(payload["blueprints"]) != tuple(BLUEPRINTS):
+        raise ValueError(f"{path}: saved blueprints {payload['blueprints']} differ from this code's {list(BLUEPRINTS)}")
     if fmt == LEGACY_FORMAT:
         # The imitation network of Phases 1 and 2, as it was saved before the generic format.
         spec = {"n_features": len(payload["feature_names"]), "network": payload["network"],
@@ -113,4 +152,7 @@ def load_policy(path: str | Path):
     module = build_network(payload["network"]["kind"], payload["network"]["spec"])
     module.load_state_dict(payload["state_dict"])
     module.eval()
+    width = output_width(module, len(payload["feature_names"]))
+    if width != len(saved):
+        raise ValueError(f"{path}: the network scores {width} actions but the file names {len(saved)}")
     return module, {k: v for k, v in payload.items() if k != "state_dict"}

@@ -46,6 +46,7 @@ def policy_controller(path: str | Path, *, greedy: bool = True, name: str | None
         name=name or f"policy:{Path(path).name}",
         greedy=greedy,
         masked_score=masked_score,
+        n_actions=len(payload["fine_actions"]),
         metadata={"policy_file": str(Path(path).resolve()), "format": payload["format"], "algorithm": payload.get("algorithm"),
                   "phase": payload.get("phase"), **metadata},
     )

@@ -35,8 +35,8 @@ def train_bcq(train: TransitionDataset, config: BCQConfig = BCQConfig(), *, sele
     generator = torch.Generator().manual_seed(config.seed)
     t = tensors(train, config.reward_scale)
     cats = categorical_columns(train.feature_names)
-    q = QNetwork(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
-    g = QNetwork(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
+    q = QNetwork(len(train.feature_names), config.hidden, train.n_actions, cats, layer_norm=config.layer_norm)
+    g = QNetwork(len(train.feature_names), config.hidden, train.n_actions, cats, layer_norm=config.layer_norm)
     fit_encoders(train.observations, q, g)
     z = encode(q.encoder, t)  # Q and the behaviour model fit the same statistics: one encoding serves both
     policy = BCQPolicy(q, g, config.threshold)

@@ -43,7 +43,7 @@ def train_cql(train: TransitionDataset, config: CQLConfig = CQLConfig(), *, sele
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     t = tensors(train, config.reward_scale)
-    q = QNetwork(len(train.feature_names), config.hidden, categorical=categorical_columns(train.feature_names),
+    q = QNetwork(len(train.feature_names), config.hidden, train.n_actions, categorical_columns(train.feature_names),
                  layer_norm=config.layer_norm)  # fmt: skip
     fit_encoders(train.observations, q)
     z = encode(q.encoder, t)  # the target shares the encoder's statistics, so one encoding serves both

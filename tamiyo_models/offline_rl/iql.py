@@ -48,12 +48,19 @@ def train_iql(train: TransitionDataset, config: IQLConfig = IQLConfig(), *, acto
     generator = torch.Generator().manual_seed(config.seed)
     t = tensors(train, config.reward_scale)
     cats = categorical_columns(train.feature_names)
-    q1, q2 = (QNetwork(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm) for _ in range(2))
+    q1, q2 = (QNetwork(len(train.feature_names), config.hidden, train.n_actions, cats, layer_norm=config.layer_norm)
+              for _ in range(2))  # fmt: skip
     v = ValueNetwork(len(train.feature_names), config.hidden, cats, config.layer_norm)
     fresh_actor = actor is None
     if fresh_actor:
-        actor = MLPActor(len(train.feature_names), config.hidden, categorical=cats, layer_norm=config.layer_norm)
+        actor = MLPActor(len(train.feature_names), config.hidden, train.n_actions, cats, layer_norm=config.layer_norm)
         fit_encoders(train.observations, actor)
+    else:
+        from ..agents.saved import output_width
+
+        width = output_width(actor, len(train.feature_names))
+        if width != train.n_actions:
+            raise ValueError(f"the initial actor scores {width} actions, the data's action space has {train.n_actions}")
     fit_encoders(train.observations, q1, q2, v)
     z = encode(q1.encoder, t)  # Q1, Q2 and V fit the same statistics on the same data: one encoding serves all
     q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)

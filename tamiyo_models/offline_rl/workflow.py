@@ -32,6 +32,10 @@ class OfflineRunConfig:
     feature_set: str = "base+lifecycle+task"
     behaviours: tuple[str, ...] = ()  # empty: every controller's transitions (and branches)
     regimes: tuple[str, ...] = ()  # empty: every regime (and runs outside regimes)
+    # One action space per policy: runs of hosts with other slot counts are refused together unless one is
+    # selected here, or mixing is asked for (every run in the widest space; transitions/dataset.py).
+    seed_slots: int | None = None
+    mix_action_spaces: bool = False
     held_out: float = 0.2  # share of episode families for checkpoint selection and the off-policy report
     split_seed: int = 0
     parent_policy: str | None = None  # Phase 1 policy (file or MLflow ref): IQL's initial actor; lineage parent
@@ -101,7 +105,8 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
 
     out = Path(out_dir)
     data = load_transitions(warehouse_path, config.feature_set, behaviours=config.behaviours or None,
-                            regimes=config.regimes or None)  # fmt: skip
+                            regimes=config.regimes or None, seed_slots=config.seed_slots,
+                            mix_action_spaces=config.mix_action_spaces)  # fmt: skip
     summary = data.summary()
     log(f"{summary['transitions']} transitions, {summary['episodes']} runs in {summary['families']} families; "
         f"behaviours {', '.join(summary['behaviours'])}")  # fmt: skip
@@ -111,9 +116,13 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
     kwargs = {"selector": selector, "log": log}
     if config.algorithm == "iql":
         actor = None
-        if parent is not None and tuple(parent[1]["feature_names"]) == tuple(data.feature_names):
+        same_space = parent is not None and len(parent[1]["fine_actions"]) == data.n_actions
+        if same_space and tuple(parent[1]["feature_names"]) == tuple(data.feature_names):
             actor = parent[0]  # IQL's actor starts as Phase 1's network: the heuristic, moved by the advantages
             log(f"IQL actor initialised from {parent_ref}")
+        elif parent is not None and not same_space:
+            log(f"IQL actor starts fresh: the parent {parent_ref} scores {len(parent[1]['fine_actions'])} actions, "
+                f"the data's space has {data.n_actions}")  # fmt: skip
         elif parent is not None:
             log(f"IQL actor starts fresh: the parent {parent_ref} reads other features than {config.feature_set}")
         result = train_iql(train, config.iql, actor=actor, **kwargs)
@@ -128,7 +137,7 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
     seeds = sorted({int(s) for s in _seeds(warehouse_path, data.run_ids)})
     policy_path = save_policy(
         result.module, data.feature_names, out / f"phase3-{config.algorithm}.pt", algorithm=config.algorithm,
-        phase="phase3", parent=parent_ref,
+        phase="phase3", parent=parent_ref, actions=data.action_names,
         metadata={
             "phase": "phase3", "variant": config.algorithm, "feature_set": config.feature_set,
             "dataset_sha256": data.digest(), "warehouse": str(Path(warehouse_path).resolve()),

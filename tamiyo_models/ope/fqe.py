@@ -70,7 +70,7 @@ def fit_fqe(policy, data: TransitionDataset, config: FQEConfig = FQEConfig(), *,
     next_pi = policy_probabilities(policy, t.next_obs[:, index], t.next_legal, greedy)
     with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's stream (a learner selecting checkpoints)
         torch.manual_seed(config.seed)
-        q = QNetwork(len(data.feature_names), config.hidden, categorical=categorical_columns(data.feature_names),
+        q = QNetwork(len(data.feature_names), config.hidden, data.n_actions, categorical_columns(data.feature_names),
                      layer_norm=config.layer_norm)  # fmt: skip
     fit_encoders(data.observations, q)
     z = encode(q.encoder, t)

@@ -41,7 +41,8 @@ class ControllerPolicy(PolicyModule):
     def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         from ..controllers import Observation
 
-        out = torch.full((len(obs), len(FINE_ACTIONS)), float("-inf"))
+        # A controller acts on whatever space the masks are over (the data's); unmasked, on the single-slot one.
+        out = torch.full((len(obs), len(FINE_ACTIONS) if mask is None else mask.shape[-1]), float("-inf"))
         legal = torch.ones_like(out, dtype=torch.bool) if mask is None else mask.bool()
         for i, (row, ok) in enumerate(zip(obs.tolist(), legal.tolist())):
             self.controller.reset(np.random.default_rng(i))
