@@ -247,6 +247,7 @@ def test_a_policy_trained_on_two_slot_runs_acts_on_a_two_slot_host(warehouse, tm
     """Warehouse -> two-slot transitions -> BCQ (checkpoint chosen by held-out FQE) -> policy file -> a live
     two-slot episode, the policy acting greedily on its own masked scores over the 15 actions."""
     from tamiyo_models.agents import load_policy
+    from tamiyo_models.agents.checks import check_policy_file
     from tamiyo_models.offline_rl.bcq import BCQConfig
     from tamiyo_models.offline_rl.workflow import OfflineRunConfig, train_offline
     from tamiyo_models.ope.fqe import FQEConfig
@@ -258,6 +259,9 @@ def test_a_policy_trained_on_two_slot_runs_acts_on_a_two_slot_host(warehouse, tm
     run = train_offline(warehouse / "w.duckdb", config, tmp_path / "policy", log=quiet)
     module, payload = load_policy(run.policy_path)
     assert payload["fine_actions"] == list(action_names(2))
+    # The sanity check reads the policy's own runs from a warehouse that also holds single-slot ones.
+    held_out = payload["metadata"]["held_out_runs"]
+    assert held_out and check_policy_file(run.policy_path, warehouse / "w.duckdb", held_out).acts_legally
     with pytest.raises(ValueError, match="different action spaces"):
         train_offline(warehouse / "w.duckdb", dataclasses.replace(config, seed_slots=None), tmp_path / "mixed", log=quiet)
 

@@ -35,7 +35,13 @@ def check_policy_file(path: str | Path, warehouse_path: str | Path | None = None
     if warehouse_path is not None and run_ids:
         from ..transitions.dataset import load_transitions
 
-        data = load_transitions(warehouse_path, "full")
+        from ..world.actions import slots_of_space
+        from ..world.features import FEATURE_SETS
+
+        # The policy's own runs share its action space; a warehouse may also hold runs of other spaces. "full"
+        # leaves the per-slot group out, which a policy for several slots usually reads.
+        feature_set = "full" if set(payload["feature_names"]) <= set(FEATURE_SETS["full"]) else "full+slots"
+        data = load_transitions(warehouse_path, feature_set, seed_slots=slots_of_space(len(payload["fine_actions"])))
         keep = np.isin(data.run_ids, np.asarray(list(run_ids), dtype=str))
         index = [data.feature_names.index(n) for n in payload["feature_names"]]
         obs = torch.as_tensor(data.observations[keep][:, index])
