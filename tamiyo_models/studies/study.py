@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..controllers import ControllerConfig, reference_controller
+from ..nightly.champion import ADDED_COLUMNS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS study_results (
@@ -122,11 +123,8 @@ COMMENT ON COLUMN study_results.fresh_accuracy_low IS 'lower end of its bootstra
 COMMENT ON COLUMN study_results.fresh_accuracy_high IS 'upper end of that interval';
 """
 
-# Added after study_results first shipped (issue 34's rent): an existing table gains them when a study records. Every
-# study recorded before them ran at rent 0, hence the default.
-ADDED_COLUMNS = (("rent", "DOUBLE DEFAULT 0"), ("accuracy_difference", "DOUBLE"), ("accuracy_low", "DOUBLE"),
-                 ("accuracy_high", "DOUBLE"), ("fresh_accuracy_difference", "DOUBLE"), ("fresh_accuracy_low", "DOUBLE"),
-                 ("fresh_accuracy_high", "DOUBLE"))  # fmt: skip
+# Added after study_results first shipped (issue 34's rent), the same columns champion_history gained: an existing table
+# gains them when a study records. Every study recorded before them ran at rent 0, hence the default.
 ACCURACY_COLUMNS = tuple(c for c, _ in ADDED_COLUMNS)
 
 
