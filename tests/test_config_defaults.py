@@ -237,3 +237,9 @@ def test_a_run_config_file_is_checked_naming_the_file_and_key(tmp_path):
     with pytest.raises(ValueError, match="leave out --tau, --updates"):
         offline_run_config(_train_args("phase3", "--config", str(run), "--tau", "0.5", "--updates", "10"))
     assert main(["train", "phase2", "--warehouse", str(tmp_path / "w.duckdb"), "--no-mlflow"]) == 2  # phase 2 needs a parent
+
+
+def test_phase3_reads_the_action_space_flags_into_its_run_config():
+    assert (CLI_BUILT["phase3"].seed_slots, CLI_BUILT["phase3"].mix_action_spaces) == (OFFLINE.seed_slots, OFFLINE.mix_action_spaces)
+    config = offline_run_config(_train_args("phase3", "--seed-slots", "2", "--mix-action-spaces"))
+    assert (config.seed_slots, config.mix_action_spaces) == (2, True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from ..transitions.cli import action_space_args
     o = subparsers.add_parser(
         "ope",
         help="estimate policies' values from logged data alone: FQE, and PDWIS / WDR where the behaviour drew at random",
@@ -22,6 +23,7 @@ def register(subparsers) -> None:
     o.add_argument("--references", default="never", help="reference controllers by name, comma-separated (default never)")
     o.add_argument("--regimes", default="", help="only transitions of these arena regimes (comma-separated)")
     o.add_argument("--behaviours", default="", help="only transitions of these controllers (labels or kinds)")
+    action_space_args(o)
     o.add_argument("--updates", type=int, default=4_000, help="FQE gradient updates per policy (default 4000)")
     o.add_argument("--live", type=Path, help="a comparison.json of `tamiyo evaluate`: adds the live paired results "
                    "and the calibration (rank correlation, error in pp)")
@@ -55,7 +57,8 @@ def run_ope(args: argparse.Namespace) -> int:
 
         for name in split(args.references) or ():
             reference_controller(name)
-        data = load_transitions(args.warehouse, "full", behaviours=split(args.behaviours), regimes=split(args.regimes))
+        data = load_transitions(args.warehouse, "full", behaviours=split(args.behaviours), regimes=split(args.regimes),
+                                seed_slots=args.seed_slots, mix_action_spaces=args.mix_action_spaces)  # fmt: skip
         rows = off_policy_table(policies, data, FQEConfig(updates=args.updates), log=print)
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo ope: {exc}", file=sys.stderr)

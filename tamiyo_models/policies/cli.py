@@ -120,6 +120,7 @@ def _phase2_args(parser: argparse.ArgumentParser) -> None:
 
 def _phase3_args(parser: argparse.ArgumentParser) -> None:
     from ..offline_rl.workflow import OfflineRunConfig
+    from ..transitions.cli import action_space_args
 
     offline = OfflineRunConfig()
     parser.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file to read transitions from")
@@ -131,6 +132,7 @@ def _phase3_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regimes", default=",".join(offline.regimes), help="comma-separated arena regimes to learn from (default all)")
     parser.add_argument("--held-out", type=float, default=offline.held_out,
                         help=f"share of episode families for checkpoint selection and the off-policy report (default {offline.held_out:g})")
+    action_space_args(parser)
     parser.add_argument("--updates", type=int, default=offline.cql.updates, help=f"gradient updates (default {offline.cql.updates})")
     parser.add_argument("--alpha", type=float, default=offline.cql.alpha,
                         help=f"CQL: weight of the conservative term (default {offline.cql.alpha:g})")
@@ -327,7 +329,8 @@ def offline_run_config(args: argparse.Namespace):
     return OfflineRunConfig(
         algorithm=args.algorithm, feature_set=args.feature_set,
         behaviours=base.behaviours if args.controllers is None else _split(args.controllers), regimes=_split(args.regimes),
-        held_out=args.held_out, split_seed=args.seed, parent_policy=args.parent,
+        held_out=args.held_out, split_seed=args.seed, parent_policy=args.parent, seed_slots=args.seed_slots,
+        mix_action_spaces=args.mix_action_spaces,
         cql=dataclasses.replace(base.cql, alpha=args.alpha, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
         iql=dataclasses.replace(base.iql, tau=args.tau, beta=args.awr_beta, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
         bcq=dataclasses.replace(base.bcq, threshold=args.bcq_threshold, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),

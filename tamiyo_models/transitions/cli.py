@@ -27,7 +27,17 @@ def register(subparsers) -> None:
     t.add_argument("--overwrite", action="store_true", help="replace a Minari dataset of the same id")
     t.add_argument("--behaviours", default="", help="comma-separated controller labels or kinds to keep (default all)")
     t.add_argument("--regimes", default="", help="comma-separated arena regimes to keep (default all)")
+    action_space_args(t)
     t.set_defaults(func=run_transitions)
+
+
+def action_space_args(parser: argparse.ArgumentParser) -> None:
+    """Which runs' action space the transitions take (hosts with 1 to 3 seed slots act in spaces of 8 to 22)."""
+    parser.add_argument("--seed-slots", type=int, default=None, metavar="N",
+                        help="only the runs of hosts with N seed slots (default: the warehouse's one action space; runs "
+                        "of different spaces are refused together)")  # fmt: skip
+    parser.add_argument("--mix-action-spaces", action="store_true",
+                        help="put every run in the widest action space (the extra actions illegal, never drawn)")
 
 
 def run_transitions(args: argparse.Namespace) -> int:
@@ -35,7 +45,8 @@ def run_transitions(args: argparse.Namespace) -> int:
 
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) or None  # noqa: E731
     try:
-        data = load_transitions(args.warehouse, args.feature_set, behaviours=split(args.behaviours), regimes=split(args.regimes))
+        data = load_transitions(args.warehouse, args.feature_set, behaviours=split(args.behaviours), regimes=split(args.regimes),
+                                seed_slots=args.seed_slots, mix_action_spaces=args.mix_action_spaces)  # fmt: skip
         if args.format == "npz":
             path = args.out if args.out.suffix == ".npz" else args.out / "transitions.npz"
             written = data.save_npz(path)
