@@ -305,3 +305,14 @@ def test_headroom_asset_materializes_with_a_report(tmp_path):
     metadata = result.asset_materializations_for_node("headroom_report")[0].metadata
     assert metadata["regimes"].value == 1 and metadata["only_best"].value == "never"
     assert (tmp_path / "report" / "headroom.html").exists() and "| only |" in metadata["summary"].value
+
+
+def test_the_arena_v2_candidates_charge_rent_use_two_slots_and_hide_label_noise():
+    from tamiyo_models.episodes.generation import GenerationSpec
+    from tamiyo_models.world.features import TASK_FEATURES
+
+    configs = GenerationSpec.load("arena-v2-candidates").sample(30, seed=3)
+    assert {c.rent for c in configs} == {1.0} and {c.host.slots for c in configs} == {(0, 1)}
+    noise = {round(c.dataset.label_noise, 6) for c in configs}
+    assert len(noise) > 20 and max(noise) <= 0.35  # drawn per configuration
+    assert not any("noise" in name for name in TASK_FEATURES)  # and not among what a controller is told
