@@ -34,7 +34,7 @@ import torch
 from ..agents.base import PolicyModule, categorical_columns, mask_logits
 from ..agents.learning import fit_encoders, optimiser
 from ..agents.networks import MLPActor
-from ..world.actions import ADVANCE, FINE_ACTIONS, WAIT, germinate
+from ..world.actions import ADVANCE, FINE_ACTIONS, WAIT, action_names, germinate, slots_of_space
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,14 @@ class ScheduleTeacher(PolicyModule):
         scores[:, self.graft] = torch.where(due, 3.0, -1.0)
         return scores
 
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # The schedule acts on slot 0 only; on a wider host's mask, every other slot's actions score as the
+        # least preferred (0), so the same choice is made wherever slot 0 has one.
+        scores = self.raw_logits(obs)
+        if mask is not None and mask.shape[-1] > scores.shape[-1]:
+            scores = torch.nn.functional.pad(scores, (0, mask.shape[-1] - scores.shape[-1]))
+        return mask_logits(scores, mask)
+
 
 # The observation features the heuristic reads (controllers/heuristic.py); policies/relabel.py names the same.
 HEURISTIC_INPUTS = ("epoch", "plateau_epochs", "has_active_seed", "seed_stage", "seed_epochs_in_stage", "seed_total_improvement")
@@ -125,8 +133,9 @@ class HeuristicTeacher(PolicyModule):
     def logits(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         from ..controllers import HeuristicController, Observation
 
+        # Scored over the mask's space: the heuristic reads which slots' actions are legal from its width.
         mask = torch.ones(len(obs), len(FINE_ACTIONS), dtype=torch.bool) if mask is None else mask
-        scores = torch.zeros(len(obs), len(FINE_ACTIONS))
+        scores = torch.zeros(len(obs), mask.shape[-1])
         for row, (values, legal) in enumerate(zip(obs[:, self.columns].tolist(), mask.tolist())):
             decision = HeuristicController().decide(Observation({}, dict(zip(HEURISTIC_INPUTS, values)), tuple(legal)))
             scores[row, decision.action.index] = 1.0
@@ -176,9 +185,11 @@ def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.nda
     `groups`: the run of each state, so the held-out share is whole runs."""
     obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
     mask = torch.as_tensor(np.asarray(legal), dtype=torch.bool)
-    if obs.ndim != 2 or obs.shape[1] != len(feature_names) or mask.shape != (len(obs), 8):
+    if obs.ndim != 2 or obs.shape[1] != len(feature_names) or mask.ndim != 2 or len(mask) != len(obs):
         raise ValueError(f"observations {tuple(obs.shape)} and legal {tuple(mask.shape)} do not match "
-                         f"{len(feature_names)} features and 8 actions")  # fmt: skip
+                         f"{len(feature_names)} features and one mask per state")  # fmt: skip
+    n_actions = mask.shape[1]
+    action_names(slots_of_space(n_actions))  # a mask of no action space is refused here, naming the width
     rng = np.random.default_rng(config.seed)
     groups = np.arange(len(obs)) if groups is None else np.asarray(groups)
     unique = np.unique(groups)
@@ -189,7 +200,7 @@ def distil_policy(teacher: PolicyModule, observations: np.ndarray, legal: np.nda
         raise ValueError("no training states left after holding out runs")
 
     torch.manual_seed(config.seed)
-    student = MLPActor(len(feature_names), config.hidden, categorical=categorical_columns(feature_names))
+    student = MLPActor(len(feature_names), config.hidden, n_actions, categorical=categorical_columns(feature_names))
     fit_encoders(obs[train].numpy(), student)
     greedy = teacher_actions(teacher, obs, mask)
     targets = smoothed_targets(greedy, mask, config.smoothing)
@@ -239,11 +250,14 @@ def schedule_or_policy_teacher(teacher: str | Path, feature_set: str) -> tuple:
 
 
 def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path: str | Path,
-                       config: DistilConfig = DistilConfig(), *, feature_set: str = "base+lifecycle+task", log=print) -> Path:  # fmt: skip
+                       config: DistilConfig = DistilConfig(), *, feature_set: str = "base+lifecycle+task",
+                       seed_slots: int | None = None, log=print) -> Path:  # fmt: skip
     """Distil the policy file `teacher_path` (or the fixed schedule it names, `fixed:<blueprint>@<epoch>`, whose
     student reads `feature_set`) on every state of `warehouse` (the data a Phase 3 policy was trained on; nothing
     an evaluation scores) and save the student as a policy file whose parent is the teacher.
-    An existing student of the same teacher and settings is reused, so a resumed run starts from it again."""
+    An existing student of the same teacher and settings is reused, so a resumed run starts from it again.
+    `seed_slots`: the runs of that action space only (the student scores its 1 + 7n actions); None: the
+    warehouse's one space (load_transitions refuses several)."""
     from ..agents.saved import load_policy, save_policy
     from ..transitions.dataset import load_transitions
 
@@ -254,7 +268,7 @@ def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path
         if all(meta.get(k) == v for k, v in identity.items()) and meta.get("distil") == config.to_dict():
             log(f"distil: reusing {out_path} (same teacher and settings)")
             return out_path
-    data = load_transitions(warehouse, "full").select_features(features)
+    data = load_transitions(warehouse, "full", seed_slots=seed_slots).select_features(features)
     result = distil_policy(teacher, data.observations, data.legal, features, config, groups=data.run_ids, log=log)
     return save_policy(result.actor, features, out_path, algorithm=algorithm, phase=phase, parent=parent,
                        metadata={"distil": config.to_dict(), **identity, "agreement_train": result.agreement_train,

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..common.stats import Interval, mean_ci, pairs_needed
-from ..world.actions import FINE_ACTIONS
+from ..world.actions import ALL_ACTIONS
 from ..world.features import TASK_FEATURES
 from ..world.lifecycle import Stage
 
@@ -85,7 +85,7 @@ class Region:
     def describe(self, task_names: tuple[str, ...] = ()) -> str:
         """The region in words; the task only where `task_names` (task_names_of) are given."""
         task = ", ".join(f"{_short(n)} {'?' if v is None else f'{v:g}'}" for n, v in zip(task_names, self.task))
-        return f"{task + ', ' if task else ''}{self.length} epochs, {self.epochs_text}, {self.stage_name}, own {FINE_ACTIONS[self.own]}"
+        return f"{task + ', ' if task else ''}{self.length} epochs, {self.epochs_text}, {self.stage_name}, own {ALL_ACTIONS[self.own]}"
 
 
 def _short(name: str) -> str:
@@ -110,7 +110,7 @@ class Cell:
         return float(np.std(self.gains, ddof=1)) if len(self.gains) > 1 else math.nan
 
     def row(self, task_names: tuple[str, ...] = ()) -> dict:
-        return {"region": self.region.describe(task_names), "action": FINE_ACTIONS[self.action], "forks": len(self.gains),
+        return {"region": self.region.describe(task_names), "action": ALL_ACTIONS[self.action], "forks": len(self.gains),
                 "mean": self.interval.mean, "low": self.interval.low, "high": self.interval.high, "sd": self.spread,
                 "p": self.p_value, "adjusted": self.adjusted, "label": self.label}  # fmt: skip
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from ..world.actions import FINE_ACTIONS
+from ..world.actions import ALL_ACTIONS
 
-GERMINATE = [i for i, a in enumerate(FINE_ACTIONS) if a.startswith("GERMINATE_")]
-CULL = FINE_ACTIONS.index("CULL")
+# Over the widest space: every narrower one is its prefix, so an index means the same action on any host, and a
+# two-slot policy's germinations and culls in slot 1 count as its slot-0 ones do.
+GERMINATE = frozenset(i for i, a in enumerate(ALL_ACTIONS) if a.startswith("GERMINATE_"))
+CULL = frozenset(i for i, a in enumerate(ALL_ACTIONS) if a.startswith("CULL"))
 UNFINISHED = {"BLENDING", "SHADOWING", "PROBATIONARY"}
 
 
@@ -26,7 +28,7 @@ def episode_behaviour(episodes) -> dict:
     """Per-episode means of the seed behaviour of a batch of episodes (Episode objects of rollout.py)."""
     n = max(1, len(episodes))
     germinations = sum(sum(a in GERMINATE for a in e.actions) for e in episodes) / n
-    culls = sum(sum(a == CULL for a in e.actions) for e in episodes) / n
+    culls = sum(sum(a in CULL for a in e.actions) for e in episodes) / n
     out = {"germinations_per_episode": germinations, "culls_per_episode": culls}
     summaries = [e.summary for e in episodes if e.summary]
     if summaries:
@@ -73,7 +75,7 @@ class ActionBonus(gym.Wrapper):
 
     def __init__(self, env: gym.Env, prefix: str = "GERMINATE", bonus: float = 5.0):
         super().__init__(env)
-        self.indices = {i for i, a in enumerate(FINE_ACTIONS) if a.startswith(prefix)}
+        self.indices = {i for i, a in enumerate(ALL_ACTIONS) if a.startswith(prefix)}
         self.bonus = bonus
 
     def step(self, action):

@@ -209,6 +209,9 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
         run = read_raw_run(path)
         if not run.footer or run.footer.get("status") != "complete":
             continue
+        if len(run.header.get("action_space", FINE_ACTIONS)) != len(FINE_ACTIONS):
+            # Masks over the 8 actions would silently drop every other slot's legal actions.
+            raise ValueError(f"vine: {path} is a run over {len(run.header['action_space'])} actions; vine reads single-slot runs only")
         final = float(run.footer["final_val_accuracy"])
         epochs, runs = epochs + len(run.steps), runs + 1
         for record in run.steps:
@@ -265,8 +268,11 @@ def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
     matrix = np.stack([states[f"f_{n}"].to_numpy().astype(np.float64) for n in names], axis=1) if len(states) else np.zeros((0, len(names)))
     matrix = np.where(np.isnan(matrix), fill, matrix)
     forks, visited, seeds, finals = [], [], {}, {}
+    single_slot = set(FINE_ACTIONS)
     for row, (run_id, step, taken, legal_names, seed, final) in enumerate(
             states.select("run_id", "step", "action_index", "legal_actions", "seed", "final_val_accuracy").iter_rows()):  # fmt: skip
+        if not set(legal_names or ()) <= single_slot:
+            continue  # a multi-slot parent's state: its other slots' actions have no place in an 8-action mask
         vector = matrix[row].tolist()
         legal = [name in set(legal_names or ()) for name in FINE_ACTIONS]
         visited.append((run_id, vector, legal))
@@ -463,6 +469,11 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     cells: list = []  # the region rule's evidence, as of the last iteration
     epochs_total = 0
     start, payload = load_policy(current)
+    if tuple(payload["fine_actions"]) != FINE_ACTIONS:
+        # Its forks, regions and relabelled masks are over the 8 single-slot actions; a branch per legal action
+        # of a multi-slot state would multiply the cost by the slots (docs/online-rl.md).
+        raise ValueError(f"vine: {current} scores {len(payload['fine_actions'])} actions; vine improves single-slot "
+                         f"policies ({len(FINE_ACTIONS)} actions) only: train PPO, A2C or REINFORCE on multi-slot hosts")  # fmt: skip
     start_path, start_features = str(current), tuple(payload["feature_names"])  # the region rule measures and improves against it
     prior_forks, prior_visited = prior_evidence(config.evidence_from, start_features)
     if config.evidence_from:

@@ -42,6 +42,7 @@ class OnlineRunConfig:
     distil_warehouse: str | None = None
     feature_set: str = "base+lifecycle+task"  # for a fresh actor or a schedule's student (a policy file brings its own)
     hidden: tuple[int, ...] = (128, 128)
+    seed_slots: int = 1  # the hosts' seed slots: the environments' action space is 1 + 7n actions, the actor's too
     record_dir: str | None = "var/raw"  # the landing folder; None: no raw runs
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     a2c: A2CConfig = field(default_factory=A2CConfig)
@@ -61,6 +62,10 @@ class OnlineRunConfig:
         for key in ("reinforce", "a2c", "ppo", "vine"):
             d[key] = getattr(self, key).to_dict()
         d["distil"] = self.distil.to_dict() if self.distil else None
+        if self.seed_slots == 1:
+            # Left out at its default: the dict names the training's episodes (online_run_label), and a
+            # single-slot run must keep the run ids it had before the setting existed.
+            del d["seed_slots"]
         return {**d, "hidden": list(self.hidden)}
 
 
@@ -115,28 +120,34 @@ def initial_policy_file(config: OnlineRunConfig, tracker, out_dir: Path | None, 
         if not config.distil_warehouse:
             raise ValueError("distil: the student learns on a warehouse's states; give distil_warehouse (--warehouse)")
         path = distil_policy_file(path, config.distil_warehouse, (out_dir or Path("var/policies")) / "initial-distilled.pt",
-                                  config.distil, feature_set=config.feature_set, log=log)  # fmt: skip
+                                  config.distil, feature_set=config.feature_set, seed_slots=config.seed_slots, log=log)  # fmt: skip
     return Path(path), ref
 
 
 def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
     from ..agents.base import categorical_columns
     from ..agents.networks import ActorCritic, MLPActor, ValueNetwork
+    from ..world.actions import action_names
     from ..world.features import FEATURE_SETS
 
+    space = action_names(config.seed_slots)
     if config.initial_policy:
         from ..agents.saved import load_policy
 
         path, ref = initial_policy_file(config, tracker, out_dir, log)
         actor, payload = load_policy(path)
         features = tuple(payload["feature_names"])
+        if tuple(payload["fine_actions"]) != space:
+            # Refused before any episode runs: the first masked step would fail anyway, further from the cause.
+            raise ValueError(f"initial policy {ref}: it scores {len(payload['fine_actions'])} actions, the "
+                             f"{config.seed_slots}-slot hosts' space {len(space)} (seed_slots)")  # fmt: skip
         if getattr(actor, "has_value", False) and isinstance(actor, ActorCritic):
             return actor, features, ref
     else:
         if config.distil is not None:
             raise ValueError("distil: there is no initial policy to distil (initial_policy is empty)")
         features, ref = FEATURE_SETS[config.feature_set], None
-        actor = MLPActor(len(features), config.hidden, categorical=categorical_columns(features))
+        actor = MLPActor(len(features), config.hidden, len(space), categorical=categorical_columns(features))
     critic = ValueNetwork(len(features), config.hidden, categorical_columns(features))
     return ActorCritic(actor, critic), features, ref
 
@@ -168,7 +179,7 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
         log(f"rollouts on {config.workers} Ray actors on the cluster at {config.ray_address}")
     envs = make_vector_env(config.workers, spec=config.spec, regime=config.regime, feature_set="full",
                            record_dir=config.record_dir, agent=online_run_label(config, out), ray=ray,
-                           configs=episode_configs)  # fmt: skip
+                           configs=episode_configs, seed_slots=config.seed_slots)  # fmt: skip
     train = {"reinforce": train_reinforce, "a2c": train_a2c, "ppo": train_ppo}[config.algorithm]
     watch = HackingWatch()
     try:
@@ -191,6 +202,9 @@ def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags
 
     if config.ray_address:
         raise ValueError("vine: its episodes run on local worker processes (the generator's); Ray is not supported yet")
+    if config.seed_slots != 1:
+        raise ValueError(f"vine: single-slot hosts only (seed_slots {config.seed_slots}); it forks every legal action "
+                         "of a state, and a multi-slot host's are 1 + 7n: train PPO, A2C or REINFORCE there")  # fmt: skip
     if config.initial_policy:
         initial, parent_ref = initial_policy_file(config, tracker, out, log)
     else:  # a fresh actor is a policy like any other: its greedy choices get improved
