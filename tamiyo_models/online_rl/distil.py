@@ -110,6 +110,7 @@ class ScheduleTeacher(PolicyModule):
 
 # The observation features the heuristic reads (controllers/heuristic.py); policies/relabel.py names the same.
 HEURISTIC_INPUTS = ("epoch", "plateau_epochs", "has_active_seed", "seed_stage", "seed_epochs_in_stage", "seed_total_improvement")
+SLOT_INPUTS = ("active", "stage", "epochs_in_stage", "total_improvement")  # of each slot k: slot{k}_active, ...
 
 
 class HeuristicTeacher(PolicyModule):
@@ -125,7 +126,9 @@ class HeuristicTeacher(PolicyModule):
         missing = [f for f in HEURISTIC_INPUTS if f not in names]
         if missing:
             raise ValueError(f"distil: the heuristic reads features {missing} the feature set lacks")
-        self.columns = [names.index(f) for f in HEURISTIC_INPUTS]
+        # On a multi-slot host the heuristic reads each slot's seed from the per-slot features, when present.
+        self.inputs = HEURISTIC_INPUTS + tuple(f for f in names if f.startswith("slot") and f.endswith(SLOT_INPUTS))
+        self.columns = [names.index(f) for f in self.inputs]
 
     def raw_logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.logits(obs, torch.ones(len(obs), len(FINE_ACTIONS), dtype=torch.bool))
@@ -136,8 +139,13 @@ class HeuristicTeacher(PolicyModule):
         # Scored over the mask's space: the heuristic reads which slots' actions are legal from its width.
         mask = torch.ones(len(obs), len(FINE_ACTIONS), dtype=torch.bool) if mask is None else mask
         scores = torch.zeros(len(obs), mask.shape[-1])
+        slots = slots_of_space(mask.shape[-1])
+        missing = [f"slot{k}_{f}" for k in range(slots) for f in SLOT_INPUTS if slots > 1 and f"slot{k}_{f}" not in self.inputs]
+        if missing:
+            raise ValueError(f"distil: the heuristic on {slots} slots reads features {missing} the feature set lacks "
+                             "(a feature set with +slots)")  # fmt: skip
         for row, (values, legal) in enumerate(zip(obs[:, self.columns].tolist(), mask.tolist())):
-            decision = HeuristicController().decide(Observation({}, dict(zip(HEURISTIC_INPUTS, values)), tuple(legal)))
+            decision = HeuristicController().decide(Observation({}, dict(zip(self.inputs, values)), tuple(legal)))
             scores[row, decision.action.index] = 1.0
         return mask_logits(scores, mask)
 

@@ -160,7 +160,7 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
     loop.episode_slots): the only configurations the environments may run, for a caller that registers their
     seeds first; `metadata` joins the policy file's (e.g. `data_seeds`, which live evaluation refuses)."""
     from ..env.vector import make_vector_env
-    from ..world.features import ALL_FEATURES
+    from ..world.features import ALL_FEATURES, FEATURE_SETS
     from .a2c import train_a2c
     from .ppo import train_ppo
     from .reinforce import train_reinforce
@@ -177,7 +177,10 @@ def train_online_policy(config: OnlineRunConfig, out_dir, *, tracker=None, paren
 
         ray = RayConfig(config.ray_address, cpus_per_episode=config.cpus_per_episode)
         log(f"rollouts on {config.workers} Ray actors on the cluster at {config.ray_address}")
-    envs = make_vector_env(config.workers, spec=config.spec, regime=config.regime, feature_set="full",
+    # The environments' observations cover the actor's features (picked out by obs_index); the per-slot ones
+    # only when it reads them, so a single-slot run observes what it always did.
+    observed = "full" if set(features) <= set(FEATURE_SETS["full"]) else "full+slots"
+    envs = make_vector_env(config.workers, spec=config.spec, regime=config.regime, feature_set=observed,
                            record_dir=config.record_dir, agent=online_run_label(config, out), ray=ray,
                            configs=episode_configs, seed_slots=config.seed_slots)  # fmt: skip
     train = {"reinforce": train_reinforce, "a2c": train_a2c, "ppo": train_ppo}[config.algorithm]
