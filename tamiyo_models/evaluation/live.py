@@ -35,7 +35,7 @@ from ..common.stats import TIE_TOLERANCE, Interval, mean_ci, noise_floor, pairs_
 from ..controllers import ControllerConfig, HeuristicController, Observation
 from ..episodes.episode import EpisodeConfig
 from ..policies.metrics import distribution
-from ..world.actions import COARSE_ACTIONS, FINE_ACTIONS, FINE_INDEX
+from ..world.actions import ACTION_INDEX, COARSE_ACTIONS, FINE_ACTIONS
 from ..world.features import observation_features
 from ..world.rawrun import read_raw_run
 
@@ -325,7 +325,7 @@ def agreement_on_trajectories(policy_runs, configs) -> tuple[float, float]:
         heuristic.reset(np.random.default_rng(0))  # deterministic: the rng is never drawn from
         for step in run.steps:
             record = step["observation"]
-            legal = tuple(name in step["action"]["legal"] for name in FINE_ACTIONS)
+            legal = tuple(name in step["action"]["legal"] for name in _space(run))
             decision = heuristic.decide(Observation(record, observation_features(record), legal))
             coarse_same += decision.action.coarse == step["action"]["coarse"]
             fine_same += decision.action.fine == step["action"]["fine"]
@@ -333,8 +333,16 @@ def agreement_on_trajectories(policy_runs, configs) -> tuple[float, float]:
     return (coarse_same / total, fine_same / total) if total else (float("nan"), float("nan"))
 
 
+def _space(run) -> tuple[str, ...]:
+    # A run written before the factored action has no action_space in its header: it was a single-slot one.
+    return tuple(run.header.get("action_space", FINE_ACTIONS))
+
+
 def _action_distribution(runs) -> dict[str, float]:
-    return distribution([FINE_INDEX[s["action"]["fine"]] for r in runs for s in r.steps], FINE_ACTIONS)
+    # Over the widest space among the runs: each narrower one is its prefix (world.actions), so an index names
+    # the same action in all of them, and single-slot runs give the 8 shares they always did.
+    names = max((_space(r) for r in runs), key=len, default=FINE_ACTIONS)
+    return distribution([ACTION_INDEX[s["action"]["fine"]] for r in runs for s in r.steps], names)
 
 
 def _mix_by_epoch(runs) -> list[list[float]]:
