@@ -243,3 +243,8 @@ def test_phase3_reads_the_action_space_flags_into_its_run_config():
     assert (CLI_BUILT["phase3"].seed_slots, CLI_BUILT["phase3"].mix_action_spaces) == (OFFLINE.seed_slots, OFFLINE.mix_action_spaces)
     config = offline_run_config(_train_args("phase3", "--seed-slots", "2", "--mix-action-spaces"))
     assert (config.seed_slots, config.mix_action_spaces) == (2, True)
+
+
+def test_phase4_reads_the_seed_slots_flag_into_its_run_config():
+    assert CLI_BUILT["phase4"].seed_slots == ONLINE.seed_slots
+    assert online_run_config(_train_args("phase4", "--seed-slots", "2")).seed_slots == 2

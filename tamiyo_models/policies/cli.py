@@ -168,6 +168,8 @@ def _phase4_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regime", default=online.regime, help="one regime of the spec (default: all that can run here)")
     parser.add_argument("--feature-set", choices=FEATURE_SETS, default=online.feature_set,
                         help=f"observation features (default {online.feature_set})")
+    parser.add_argument("--seed-slots", type=int, default=online.seed_slots, metavar="N",
+                        help=f"seed slots of the episodes' hosts: the actor scores 1 + 7N actions (default {online.seed_slots}; the vine: 1 only)")
     parser.add_argument("--workers", type=int, default=online.workers, help=f"environment worker processes (default {online.workers})")
     parser.add_argument("--ray-address", default=online.ray_address,
                         help="run the --workers environments as Ray actors on this cluster ('local', 'auto', "
@@ -361,7 +363,7 @@ def online_run_config(args: argparse.Namespace):
                                       seed=args.seed, entropy_floor=args.entropy_floor, episodes_per_iteration=per_iteration,
                                       kl_coef=learner.kl_coef if args.kl_coef is None else args.kl_coef)  # fmt: skip
     distil = None if args.distil is None else DistilConfig(smoothing=args.distil, updates=args.distil_updates, seed=args.seed)
-    return OnlineRunConfig(algorithm=algorithm, spec=args.spec, regime=args.regime, workers=args.workers,
+    return OnlineRunConfig(algorithm=algorithm, spec=args.spec, regime=args.regime, workers=args.workers, seed_slots=args.seed_slots,
                            initial_policy=args.parent, feature_set=args.feature_set,
                            record_dir=args.record_dir or None, ray_address=args.ray_address,
                            cpus_per_episode=args.cpus_per_episode, distil=distil,
