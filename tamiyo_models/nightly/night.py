@@ -367,7 +367,7 @@ def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Ch
     seed registered as a training seed before the first episode; the environments refuse any other."""
     from ..agents.saved import load_policy
     from ..online_rl.distil import DistilConfig
-    from ..online_rl.loop import episode_slots
+    from ..online_rl.loop import assign_episode_configs, episode_slots
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
     from ..warehouse import writing
 
@@ -388,9 +388,7 @@ def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Ch
     configs = _ppo_configs(night, config, sum(slots.values()))
     with writing(paths.warehouse) as con:
         configs = claim_seeds(con, configs, TRAINING, night, "ppo")
-    given, rest = {}, iter(configs)
-    for seed, count in slots.items():
-        given[seed] = [next(rest) for _ in range(count)]
+    given = assign_episode_configs(slots, configs)
     iterations = math.ceil(config.ppo_episodes / config.ppo_episodes_per_iteration)
     log(f"night {night}: {name} from {why}: {config.ppo_episodes} episodes in {iterations} iterations of "
         f"{config.ppo_episodes_per_iteration} (the first only warms the critic up), {config.workers} environments; "

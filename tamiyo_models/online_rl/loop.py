@@ -76,6 +76,15 @@ def episode_slots(config: OnlineConfig, num_envs: int) -> dict[int, int]:
     return slots
 
 
+def assign_episode_configs(slots: dict[int, int], configs: list) -> dict[int, list]:
+    """`configs` (as many as `episode_slots` counts, seeds already registered) dealt out in order: {reset seed: the
+    configurations that sub-environment may run}, what TamiyoEnv's `configs` takes."""
+    if len(configs) != sum(slots.values()):
+        raise ValueError(f"{len(configs)} configurations for {sum(slots.values())} episode slots")
+    rest = iter(configs)
+    return {seed: [next(rest) for _ in range(count)] for seed, count in slots.items()}
+
+
 def masked_entropy(agent, obs, masks) -> torch.Tensor:
     return agent.entropy(obs, masks).mean()
 

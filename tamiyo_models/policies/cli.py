@@ -263,6 +263,7 @@ def config_from_file(args: argparse.Namespace):
     import tomllib
 
     from ..world.configs import from_mapping
+    from .run_configs import run_config_class
 
     given = sorted(f"--{dest.replace('_', '-')}" for dest, default in args.settings_defaults.items() if getattr(args, dest) != default)
     if given:
@@ -275,26 +276,12 @@ def config_from_file(args: argparse.Namespace):
         raise ValueError(f"{args.config}: not a TOML file: {exc}") from None
     if args.phase in ("phase1", "phase2"):
         data = {**data, "phase": args.phase}
-    config = from_mapping(_run_config_class(args.phase), data, str(args.config))
+    config = from_mapping(run_config_class(args.phase), data, str(args.config))
     if args.phase == "phase2" and not config.parent_policy:
         raise ValueError(f"{args.config}: phase2 starts from a parent_policy")
     if args.phase == "phase4" and args.warehouse and not config.distil_warehouse:
         config = dataclasses.replace(config, distil_warehouse=str(args.warehouse))
     return config
-
-
-def _run_config_class(phase: str) -> type:
-    if phase == "phase3":
-        from ..offline_rl.workflow import OfflineRunConfig
-
-        return OfflineRunConfig
-    if phase == "phase4":
-        from ..online_rl.workflow import OnlineRunConfig
-
-        return OnlineRunConfig
-    from .workflow import PolicyRunConfig
-
-    return PolicyRunConfig
 
 
 def policy_run_config(args: argparse.Namespace):

@@ -60,20 +60,6 @@ class TrainedArm:
     settings: Any  # the phase's run config (PolicyRunConfig, OfflineRunConfig or OnlineRunConfig)
 
 
-def run_config_class(phase: str) -> type:
-    if phase == "phase4":
-        from ..online_rl.workflow import OnlineRunConfig
-
-        return OnlineRunConfig
-    if phase in ("phase1", "phase2"):
-        from ..policies.workflow import PolicyRunConfig
-
-        return PolicyRunConfig
-    from ..offline_rl.workflow import OfflineRunConfig
-
-    return OfflineRunConfig
-
-
 def parse_data(entries: Any, source: str) -> tuple[DataSet, ...]:
     from ..world.configs import from_mapping
 
@@ -90,6 +76,7 @@ def parse_data(entries: Any, source: str) -> tuple[DataSet, ...]:
 
 
 def parse_train(entries: Any, data: tuple[DataSet, ...], source: str) -> tuple[TrainedArm, ...]:
+    from ..policies.run_configs import run_config_class
     from ..world.configs import from_mapping
 
     if not isinstance(entries, list):
@@ -219,7 +206,7 @@ def _train_online(study: str, arm: TrainedArm, config, warehouse: Path | None, o
     """Phase 4: every configuration the environments may start is drawn from the arm's own batch seed and
     registered as a training seed before the first episode (loop.episode_slots says how many each may start)."""
     from ..episodes.generation import GenerationSpec
-    from ..online_rl.loop import episode_slots
+    from ..online_rl.loop import assign_episode_configs, episode_slots
     from ..online_rl.workflow import train_online_policy
     from ..warehouse import writing
     from ..warehouse.seeds import TRAINING, claim_seeds
@@ -233,9 +220,7 @@ def _train_online(study: str, arm: TrainedArm, config, warehouse: Path | None, o
     configs = [replace(c, tags={**c.tags, "study": study, "study_arm": arm.name}) for c in configs]
     with writing(registry) as con:
         configs = claim_seeds(con, configs, TRAINING, f"study:{study}", f"train:{arm.name}")
-    rest, given = iter(configs), {}
-    for seed, count in slots.items():
-        given[seed] = [next(rest) for _ in range(count)]
+    given = assign_episode_configs(slots, configs)
     started_from = set()
     if config.initial_policy and Path(config.initial_policy).exists():
         started_from = learned_seeds(Path(config.initial_policy))
