@@ -248,3 +248,13 @@ def test_phase3_reads_the_action_space_flags_into_its_run_config():
 def test_phase4_reads_the_seed_slots_flag_into_its_run_config():
     assert CLI_BUILT["phase4"].seed_slots == ONLINE.seed_slots
     assert online_run_config(_train_args("phase4", "--seed-slots", "2")).seed_slots == 2
+
+
+def test_a_nested_table_changes_only_its_keys_and_keeps_the_parents_default(tmp_path):
+    # OnlineRunConfig's PPO carries a KL penalty that a bare PPOConfig does not: naming [ppo] episodes must keep it.
+    run = tmp_path / "run.toml"
+    run.write_text("[ppo]\nepisodes = 320\n")
+    config = online_run_config(_train_args("phase4", "--config", str(run)))
+    assert config.ppo.episodes == 320 and config.ppo.kl_coef == ONLINE.ppo.kl_coef
+    run.write_text("[selection_fqe]\ngamma = 0.9\n")
+    assert offline_run_config(_train_args("phase3", "--config", str(run))).selection_fqe.updates == OFFLINE.selection_fqe.updates
