@@ -5,7 +5,7 @@ shipped `arena` spec with another batch seed (default 20261204: no training, sel
 and runs, on the original data order and 2 fresh ones, scored on the test split:
 
 - the vine finals of the 3 training seeds (`experiments/phase4_vine.py --val-subsample 10000 --margin 0.25`),
-  pooled per configuration as in `phase4_sample_efficiency.py`;
+  pooled per configuration (as the removed `phase4_sample_efficiency.py` did);
 - the heuristic (the pairing arm and its null control), the fixed schedule conv_heavy@3 (the best reference
   controller of the arena screen), BCQ (Phase 3) and the Phase 1 policy;
 - `fixed:conv_heavy@2`, which beat conv_heavy@3 on fresh orders in two regimes of the headroom-over-fixed study
