@@ -179,7 +179,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=0.05, help="host learning rate (default 0.05)")
     g.add_argument("--batch-size", type=int, default=64, help="host training batch size (default 64)")
     g.add_argument("--controller", default="heuristic",
-                   help="heuristic (default), never, eager, random, fixed:<blueprint>@<epoch> (e.g. fixed:conv_heavy@6), "
+                   help="heuristic (default), never, eager, random, fixed:<blueprint>@<epoch>[:slot<k>] (e.g. fixed:conv_heavy@6), "
                    "heuristic:<blueprint>[+...], epsilon-heuristic, softmax-heuristic, perturbed-heuristic")  # fmt: skip
     g.add_argument("--data-order-seed", type=int,
                    help="change only the order of training batches (same initial weights): a null control")

@@ -31,6 +31,7 @@ class ControllerConfig:
     policy: str | None = None  # "scheme:PATH" for the policy kinds
     blueprint: str = "conv_heavy"  # for fixed-schedule: what to graft
     germinate_epoch: int = 6  # for fixed-schedule: graft at the first decision after this many epochs
+    slot: int = 0  # for fixed-schedule: the seed slot it grafts into (a multi-slot host)
     label: str | None = None  # the reference name (fixed:conv_heavy@6, eager, ...) that reports group by
 
     def __post_init__(self):
@@ -39,7 +40,7 @@ class ControllerConfig:
         if self.kind.endswith("policy") and not self.policy:
             raise ValueError(f"controller {self.kind!r} needs a policy (scheme:PATH)")
         if self.kind.endswith("fixed-schedule"):
-            FixedSchedule(self.blueprint, self.germinate_epoch)  # validates, naming the bad setting
+            FixedSchedule(self.blueprint, self.germinate_epoch, self.slot)  # validates, naming the bad setting
 
     def display_name(self) -> str:
         return self.label or self.kind
@@ -56,6 +57,8 @@ class ControllerConfig:
         # Written only where they mean something: a heuristic run's header does not list a schedule it ignores.
         if self.kind.endswith("fixed-schedule"):
             d.update(blueprint=self.blueprint, germinate_epoch=self.germinate_epoch)
+            if self.slot:  # slot 0 unwritten: a single-slot schedule keeps the run id it always had
+                d["slot"] = self.slot
         if self.label is not None:
             d["label"] = self.label
         return d
@@ -83,9 +86,9 @@ def _build(config: ControllerConfig) -> Controller:
     if config.kind == "never":
         return NeverGrow()
     if config.kind == "fixed-schedule":
-        return FixedSchedule(config.blueprint, config.germinate_epoch)
+        return FixedSchedule(config.blueprint, config.germinate_epoch, config.slot)
     if config.kind == "epsilon-fixed-schedule":  # a schedule's stochastic version, when it is the nightly champion
-        return EpsilonGreedy(FixedSchedule(config.blueprint, config.germinate_epoch), config.epsilon)
+        return EpsilonGreedy(FixedSchedule(config.blueprint, config.germinate_epoch, config.slot), config.epsilon)
     if config.kind == "random":
         return RandomController(config.random_weights)
     if config.kind == "epsilon-heuristic":
@@ -110,11 +113,14 @@ def reference_controller(name: str):
         return ControllerConfig(kind="random", random_weights=dict(MOSTLY_WAITING), label="random")
     if text.startswith("fixed:"):
         blueprint, sep, epoch = text.removeprefix("fixed:").partition("@")
-        if not sep or not epoch.isdigit():
-            raise ValueError(f"controller {name!r}: a fixed schedule is written fixed:<blueprint>@<epoch>, e.g. fixed:conv_heavy@6")
+        epoch, has_slot, slot = epoch.partition(":slot")
+        if not sep or not epoch.isdigit() or (has_slot and not slot.isdigit()):
+            raise ValueError(f"controller {name!r}: a fixed schedule is written fixed:<blueprint>@<epoch>[:slot<k>], "
+                             "e.g. fixed:conv_heavy@6 or fixed:conv_light@0:slot1")  # fmt: skip
         if blueprint not in BLUEPRINTS:
             raise ValueError(f"controller {name!r}: unknown blueprint {blueprint!r}; known: {', '.join(BLUEPRINTS)}")
-        return ControllerConfig(kind="fixed-schedule", blueprint=blueprint, germinate_epoch=int(epoch), label=text)
+        return ControllerConfig(kind="fixed-schedule", blueprint=blueprint, germinate_epoch=int(epoch),
+                                slot=int(slot or 0), label=text)  # fmt: skip
     if text.startswith("heuristic:"):
         chosen = tuple(b for b in text.removeprefix("heuristic:").split("+") if b)
         unknown = [b for b in chosen if b not in BLUEPRINTS]
@@ -124,6 +130,6 @@ def reference_controller(name: str):
     if text in CONTROLLER_KINDS and not text.endswith("policy") and text != "agent":
         return ControllerConfig(kind=text, label=text)
     raise ValueError(
-        f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>, "
+        f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>[:slot<k>], "
         f"heuristic:<blueprint>[+...], or a kind ({', '.join(k for k in CONTROLLER_KINDS if not k.endswith('policy') and k != 'agent')})"
     )

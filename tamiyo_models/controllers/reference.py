@@ -6,7 +6,8 @@
   ADVANCE whenever ADVANCE is legal (the quality gates decide whether it moves), never CULL. On the
   Fashion-MNIST regime measured in the headroom study, `fixed:conv_heavy@6` beat the heuristic by +0.35 to
   +0.45 pp, and on the arena `fixed:conv_heavy@1` beats it by +1.0 to +1.1 pp (docs/arena.md): a fixed schedule
-  is the bar a state-aware policy has to clear.
+  is the bar a state-aware policy has to clear. `fixed:<blueprint>@<epoch>:slot<k>` does the same in seed
+  slot k of a multi-slot host (slot 0 otherwise).
 - `eager`: the heuristic with hair-trigger thresholds (germinate from epoch 2 after a 1-epoch plateau,
   advance from TRAINING at +0.5 pp).
 - `heuristic:<blueprint>[+<blueprint>...]`: the heuristic restricted to those blueprints (its round-robin
@@ -18,7 +19,7 @@ All are deterministic except `random`, so they log propensity 1 for the action t
 
 from __future__ import annotations
 
-from ..world.actions import ADVANCE, WAIT, germinate
+from ..world.actions import MAX_SEED_SLOTS, WAIT, Action, germinate, slots_of_space
 from ..world.blueprint_names import BLUEPRINTS
 from .base import Controller, Decision, Observation, one_hot
 from .heuristic import HeuristicConfig
@@ -31,6 +32,11 @@ DEFAULT_REFERENCES = ("heuristic", "never", "fixed:conv_heavy@1", "fixed:conv_he
                       "fixed:conv_light@6", "heuristic:conv_heavy", "eager", "random")  # fmt: skip
 
 
+def fixed_schedule_name(blueprint: str, germinate_epoch: int, slot: int = 0) -> str:
+    """The reference name of a fixed schedule; slot 0 is left out, so single-slot names are as they were."""
+    return f"fixed:{blueprint}@{germinate_epoch}" + (f":slot{slot}" if slot else "")
+
+
 class NeverGrow(Controller):
     name = "never"
 
@@ -41,13 +47,15 @@ class NeverGrow(Controller):
 class FixedSchedule(Controller):
     """One graft at a fixed epoch, then forward through the lifecycle as fast as the gates allow."""
 
-    def __init__(self, blueprint: str, germinate_epoch: int):
+    def __init__(self, blueprint: str, germinate_epoch: int, slot: int = 0):
         if blueprint not in BLUEPRINTS:
             raise ValueError(f"unknown blueprint {blueprint!r} for a fixed schedule; known: {', '.join(BLUEPRINTS)}")
         if germinate_epoch < 0:
             raise ValueError(f"germinate_epoch must be >= 0, got {germinate_epoch}")
-        self.blueprint, self.germinate_epoch = blueprint, germinate_epoch
-        self.name = f"fixed:{blueprint}@{germinate_epoch}"
+        if not 0 <= slot < MAX_SEED_SLOTS:
+            raise ValueError(f"a fixed schedule's slot must be in [0, {MAX_SEED_SLOTS - 1}], got {slot}")
+        self.blueprint, self.germinate_epoch, self.slot = blueprint, germinate_epoch, slot
+        self.name = fixed_schedule_name(blueprint, germinate_epoch, slot)
         self._germinated = False
 
     def reset(self, rng) -> None:
@@ -55,14 +63,17 @@ class FixedSchedule(Controller):
         self._germinated = False
 
     def describe(self) -> dict:
-        return {"name": self.name, "blueprint": self.blueprint, "germinate_epoch": self.germinate_epoch}
+        return {"name": self.name, "blueprint": self.blueprint, "germinate_epoch": self.germinate_epoch,
+                **({"slot": self.slot} if self.slot else {})}  # fmt: skip
 
     def decide(self, observation: Observation) -> Decision:
         f, legal = observation.features, observation.legal
-        graft = germinate(self.blueprint)
+        graft, advance = germinate(self.blueprint, self.slot), Action("ADVANCE", slot=self.slot)
+        if graft.index >= len(legal):
+            raise ValueError(f"{self.name}: the host has {slots_of_space(len(legal))} seed slot(s), no slot {self.slot}")
         if not self._germinated and f["epoch"] >= self.germinate_epoch and legal[graft.index]:
             self._germinated = True
             return Decision(graft, one_hot(graft, len(legal)), f"scheduled graft at epoch {self.germinate_epoch}")
-        if f["has_active_seed"] and legal[ADVANCE.index]:
-            return Decision(ADVANCE, one_hot(ADVANCE, len(legal)), "advance whenever the gate allows")
+        if legal[advance.index]:  # legal only while a seed in the slot can move on
+            return Decision(advance, one_hot(advance, len(legal)), "advance whenever the gate allows")
         return Decision(WAIT, one_hot(WAIT, len(observation.legal)), "waiting" if self._germinated else f"graft due at epoch {self.germinate_epoch}")

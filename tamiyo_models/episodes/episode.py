@@ -36,7 +36,7 @@ from torch import nn
 from ..common.version import code_version
 from ..controllers import Controller, ControllerConfig, Decision, Observation, build_controller
 from ..world.actions import Action, action_names
-from ..world.blueprints import BLUEPRINTS, parameter_count
+from ..world.blueprints import BLUEPRINTS, FAULT_BLUEPRINTS, kill_units, parameter_count
 from ..world.configs import known_fields
 from ..world.datasets import DatasetConfig, TaskData, load_task_data
 from ..world.features import (
@@ -55,6 +55,21 @@ from ..world.seed_slot import SeedSlot
 from ..world.telemetry import GradientMonitor, TelemetryConfig, evaluate, sharpness, weight_norms
 
 LR_SCHEDULES = ("constant", "cosine")
+
+
+def _check_seed_faults(value) -> tuple[tuple[str, float], ...]:
+    """`seed_faults` as sorted (blueprint, probability) pairs, from a mapping or pairs; ValueError naming the bad entry."""
+    pairs = value.items() if isinstance(value, dict) else value
+    try:
+        faults = {str(b): float(p) for b, p in pairs}
+    except (TypeError, ValueError):
+        raise ValueError(f"seed_faults must map blueprints to probabilities, e.g. {{conv_heavy = 0.4}}; got {value!r}") from None
+    for blueprint, p in faults.items():
+        if blueprint not in FAULT_BLUEPRINTS:
+            raise ValueError(f"seed_faults: blueprint {blueprint!r} cannot be born dead; only {', '.join(FAULT_BLUEPRINTS)} can")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"seed_faults: the probability for {blueprint} must be in [0, 1], got {p}")
+    return tuple(sorted((b, p) for b, p in faults.items() if p > 0))
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,10 @@ class EpisodeConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     # pp of score per doubling of parameters (tamiyo_models.world.score); 0: the score is the test accuracy.
     rent: float = 0.0
+    # A hidden fault of the world (docs/arena.md, "Seeds born dead"): {blueprint: probability} that a germinated
+    # seed of that blueprint is born dead (world.blueprints.kill_units). Drawn per germination from the seed
+    # initialisation stream, so a fresh data order meets the same fault; never in the observation.
+    seed_faults: tuple[tuple[str, float], ...] = ()
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tags: dict = field(default_factory=dict, hash=False, compare=False)  # free-form, e.g. spec name
     # Where the host, its seeds and the data live ("cpu", "cuda", "cuda:1"). Random draws stay on the CPU
@@ -98,6 +117,7 @@ class EpisodeConfig:
         if unknown:
             raise ValueError(f"unknown blueprints {sorted(unknown)}; known: {', '.join(BLUEPRINTS)}")
         object.__setattr__(self, "rent", check_rent(self.rent))
+        object.__setattr__(self, "seed_faults", _check_seed_faults(self.seed_faults))
 
     def to_dict(self) -> dict:
         return {
@@ -121,6 +141,7 @@ class EpisodeConfig:
             "tags": dict(self.tags),
             # Only when set: a CPU configuration without rent keeps the run id it always had.
             **({"rent": self.rent} if self.rent else {}),
+            **({"seed_faults": dict(self.seed_faults)} if self.seed_faults else {}),
             **({"device": self.device} if self.device != "cpu" else {}),
         }
 
@@ -244,6 +265,7 @@ class Episode:
         self.epoch = 0
         self.global_step = 0
         self.seeds_created = self.seeds_fossilized = self.seeds_culled = 0
+        self.dead_seeds: list[str] = []  # born dead by seed_faults; footer only, never observed
         self.val_loss_history: list[float] = []
         self.val_accuracy_history: list[float] = []
         self.best_val_accuracy = -math.inf
@@ -382,6 +404,11 @@ class Episode:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.seed_init_generator)))
                 events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=self.device))
+            fault = dict(self.config.seed_faults).get(action.blueprint, 0.0)
+            # Drawn only for a blueprint that can fault, so a configuration without faults draws what it always drew.
+            if fault and torch.rand(1, generator=self.seed_init_generator).item() < fault:
+                kill_units(slot.seed, action.blueprint)
+                self.dead_seeds.append(seed_id)
             self.seed_optimizers[slot.index] = self._sgd(slot.seed.parameters())
             # GERMINATED is transient: the seed starts training in the epoch that follows the decision.
             events.append(slot.move(Stage.TRAINING, epoch=epoch, cause="automatic"))
@@ -636,6 +663,7 @@ def run_footer(episode: Episode, status: str, error: str | None, steps: int, epi
         "return": episode_return,
         **test,
         "final_parameters": parameters,
+        **({"dead_seeds": list(episode.dead_seeds)} if episode.config.seed_faults else {}),
         "rent": rent,
         "score": charged_score(test["final_test_accuracy"], rent, parameters, episode.initial_parameters),
         "wall_seconds": wall_seconds,

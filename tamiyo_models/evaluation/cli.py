@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     h.add_argument("--regimes", default="", help="comma-separated regimes to analyse (default: every regime that can run here)")
     h.add_argument("--configs-per-regime", type=int, default=24, help="paired configurations per regime (default 24)")
     h.add_argument("--controllers", default=",".join(DEFAULT_REFERENCES),
-                   help="comma-separated controller names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>, "
+                   help="comma-separated controller names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>[:slot<k>], "
                    f"heuristic:<blueprint>[+...] (default: {', '.join(DEFAULT_REFERENCES)})")  # fmt: skip
     h.add_argument("--reference", default="heuristic", help="the controller every other is paired against (default heuristic)")
     h.add_argument("--replicate", type=int, default=2, metavar="K", help="fresh data orders for the replication (default 2)")

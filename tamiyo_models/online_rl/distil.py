@@ -80,6 +80,8 @@ class ScheduleTeacher(PolicyModule):
         config = reference_controller(name)
         if config.kind != "fixed-schedule":
             raise ValueError(f"distil: {name!r} is not a fixed schedule (fixed:<blueprint>@<epoch>); only those can teach")
+        if config.slot:
+            raise ValueError(f"distil: {name!r} grafts into slot {config.slot}; only slot-0 schedules can teach (yet)")
         names = list(feature_names)
         missing = [f for f in ("epoch", "seeds_fossilized", "seeds_culled") if f not in names]
         if missing:

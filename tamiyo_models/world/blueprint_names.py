@@ -8,3 +8,7 @@ warehouse's parsers can name blueprints without importing torch: ingesting one s
 from __future__ import annotations
 
 BLUEPRINTS: tuple[str, ...] = ("conv_light", "conv_heavy", "attention", "norm", "depthwise")
+
+# Blueprints that a configuration's hidden `seed_faults` can make be born dead (world.blueprints.kill_units): those
+# whose residual body has a ReLU behind a BatchNorm, so that one shifted BatchNorm silences the whole body.
+FAULT_BLUEPRINTS: tuple[str, ...] = ("conv_heavy",)

@@ -15,9 +15,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .blueprint_names import BLUEPRINTS
+from .blueprint_names import BLUEPRINTS, FAULT_BLUEPRINTS
 
-__all__ = ["BLUEPRINTS", "build_blueprint", "parameter_count"]
+__all__ = ["BLUEPRINTS", "FAULT_BLUEPRINTS", "build_blueprint", "kill_units", "parameter_count"]
 
 
 class _Residual(nn.Module):
@@ -87,6 +87,28 @@ def build_blueprint(name: str, channels: int) -> nn.Module:
     if name not in _FACTORIES:
         raise ValueError(f"unknown blueprint {name!r}; known: {', '.join(BLUEPRINTS)}")
     return _FACTORIES[name](channels)
+
+
+# Where a dead seed's first BatchNorm shifts its output, in standard deviations: P(N(0, 1) > 8) is ~6e-16, so no
+# pre-activation of any batch crosses zero and the ReLU never passes a gradient back.
+DEAD_SHIFT = -8.0
+
+
+def kill_units(seed: nn.Module, blueprint: str) -> None:
+    """Make a freshly built seed dead from birth, the dying-ReLU failure (EpisodeConfig.seed_faults).
+
+    Every hidden ReLU of its body sits behind a BatchNorm shifted 8 standard deviations below zero, so the ReLU
+    outputs 0 for any input and passes no gradient: the body before it never learns, the convolution after it
+    sees only zeros, and only the last BatchNorm's shift still trains (a per-channel constant). The seed keeps
+    its full parameter count (and its rent) while adding almost nothing; its telemetry shows it (a contribution
+    near 0 where a healthy seed's grows), which is what a controller reading the state can act on by culling.
+    Training cannot revive it unless weight decay pulls the shift back towards 0 (the arena trains without).
+    """
+    if blueprint not in FAULT_BLUEPRINTS:
+        raise ValueError(f"blueprint {blueprint!r} cannot be born dead; only {', '.join(FAULT_BLUEPRINTS)} can")
+    first_norm = next(m for m in seed.modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.no_grad():
+        first_norm.bias.fill_(DEAD_SHIFT)
 
 
 @functools.lru_cache(maxsize=None)

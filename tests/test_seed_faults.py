@@ -1,0 +1,110 @@
+"""Seeds born dead (issue 34's blueprint failure mode) and fixed schedules that graft into a chosen slot.
+
+A configuration's hidden `seed_faults` makes a germinated conv_heavy seed dead from birth with the given
+probability: its ReLUs never fire, so the body before them never learns while the seed keeps its parameters
+(and its rent). The draw comes from the seed-initialisation stream: the same configuration on a fresh data order
+meets the same fault, and a configuration without faults draws exactly what it always drew."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tamiyo_models.controllers.config import reference_controller
+from tamiyo_models.episodes.episode import EpisodeConfig, EpisodeRun
+from tamiyo_models.world.blueprints import DEAD_SHIFT
+from tamiyo_models.world.datasets import DatasetConfig
+from tamiyo_models.world.host import HostConfig
+from tamiyo_models.world.rawrun import read_raw_run
+
+SYNTHETIC = DatasetConfig(name="synthetic")
+
+
+def _run(tmp_path, name: str, **changes) -> EpisodeRun:
+    config = EpisodeConfig(**{"dataset": SYNTHETIC, "max_epochs": 5, "seed": 7, "controller": reference_controller(name), **changes})
+    run = EpisodeRun(config, tmp_path)
+    run.result = run.run_to(config.max_epochs)
+    return run
+
+
+def test_a_dead_seed_never_learns_before_its_relu_and_the_footer_names_it(tmp_path):
+    run = _run(tmp_path, "fixed:conv_heavy@0", seed_faults={"conv_heavy": 1.0})
+    slot = run.episode.slots[0]
+    body = slot.seed.body
+    first_conv, first_norm, _, second_conv, last_norm = body
+    assert torch.all(first_norm.bias == DEAD_SHIFT)  # no gradient reached it in 5 epochs of training
+    # Everything before the dead ReLU is as it was born; the conv after it saw only zeros.
+    assert first_norm.weight.eq(1.0).all()
+    assert second_conv.weight.grad is None or second_conv.weight.grad.abs().max() == 0
+    with torch.no_grad():
+        h = torch.randn(4, slot.channels, 6, 6)
+        assert torch.relu(first_norm(first_conv(h))).abs().max() == 0
+    footer = read_raw_run(run.result.path).footer
+    assert footer["dead_seeds"] == [f"{run.episode.run_id}/seed-1"]
+    assert run.episode.config.seed_faults == (("conv_heavy", 1.0),)
+
+
+def test_the_fault_is_hidden_and_survives_a_fresh_data_order(tmp_path):
+    faults = {"conv_heavy": 0.5}
+    draws = []
+    for seed in range(6):
+        dead = []
+        for order in (None, 1234):
+            run = _run(tmp_path / f"{seed}-{order}", "fixed:conv_heavy@0", seed_faults=faults, seed=seed, data_order_seed=order)
+            dead.append(bool(run.episode.dead_seeds))
+            record = run.episode.observation_record()
+            assert "dead" not in str(record)  # nothing a controller reads says so
+        assert dead[0] == dead[1]
+        draws.append(dead[0])
+    assert 0 < sum(draws) < len(draws)  # at probability 0.5, some of six seeds are dead and some healthy
+
+
+def test_a_configuration_without_faults_draws_and_writes_what_it_always_did(tmp_path):
+    plain = _run(tmp_path / "plain", "fixed:conv_heavy@0")
+    with_zero = _run(tmp_path / "zero", "fixed:conv_heavy@0", seed_faults={"conv_heavy": 0.0})
+    assert plain.episode.run_id == with_zero.episode.run_id
+    assert "seed_faults" not in plain.episode.config.to_dict()
+    assert "dead_seeds" not in read_raw_run(plain.result.path).footer
+    for a, b in zip(plain.episode.slots[0].seed.parameters(), with_zero.episode.slots[0].seed.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "faults, message",
+    [({"conv_light": 0.3}, "cannot be born dead; only conv_heavy"), ({"conv_heavy": 1.5}, "must be in [0, 1]"),
+     ("conv_heavy", "must map blueprints to probabilities")],
+)  # fmt: skip
+def test_bad_seed_faults_are_refused_naming_the_entry(faults, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        EpisodeConfig(dataset=SYNTHETIC, seed_faults=faults)
+    with pytest.raises(ValueError, match="seed_faults"):
+        EpisodeConfig.from_dict({**EpisodeConfig(dataset=SYNTHETIC).to_dict(), "seed_faults": faults})
+
+
+def test_a_fixed_schedule_grafts_into_its_slot_and_advances_only_that_seed(tmp_path):
+    host = HostConfig(widths=(2, 4, 8), slots=(0, 1))
+    run = _run(tmp_path, "fixed:conv_light@0:slot1", host=host, max_epochs=12)
+    slot0, slot1 = run.episode.slots
+    assert slot0.state.seed_id is None and run.episode.seeds_created == 1
+    assert slot1.state.blueprint == "conv_light" and slot1.stage.name != "TRAINING"  # advanced past the first gate
+    assert run.controller.name == "fixed:conv_light@0:slot1"
+    assert reference_controller("fixed:conv_light@0:slot1").to_dict()["slot"] == 1
+    assert "slot" not in reference_controller("fixed:conv_light@0").to_dict()  # single-slot run ids unchanged
+    one_slot = _run(tmp_path / "one", "fixed:conv_light@0:slot1").result
+    assert one_slot.status == "failed" and "no slot 1" in one_slot.error
+    with pytest.raises(ValueError, match=r"fixed:<blueprint>@<epoch>\[:slot<k>\]"):
+        reference_controller("fixed:conv_light@0:slotx")
+
+
+def test_a_run_with_faults_ingests_and_keeps_its_rent_and_score(tmp_path):
+    import duckdb
+
+    from tamiyo_models.warehouse import ingest_folder
+
+    runs = tmp_path / "runs"
+    _run(runs, "fixed:conv_heavy@0", seed_faults={"conv_heavy": 1.0}, rent=1.0)
+    warehouse = tmp_path / "w.duckdb"
+    assert ingest_folder(runs, warehouse).runs_loaded == 1
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (rent, score, accuracy), = con.execute("SELECT r.rent, e.score, e.final_test_accuracy FROM episodes e JOIN runs r USING (run_id)").fetchall()
+    assert rent == 1.0 and score < accuracy
