@@ -398,3 +398,35 @@ def test_stored_forks_read_from_the_warehouse_are_the_forks_of_the_raw_runs(tmp_
     assert load_policy(improved.policy_path)[1]["parent"] == str(initial.resolve())
     with pytest.raises(ValueError, match="iterations=0"):
         dataclasses.replace(config, iterations=0)
+
+
+def test_with_rent_forks_compare_validation_accuracy_charged_for_growth(tmp_path):
+    """At rent > 0 a fork's outcome is the final validation accuracy charged like the score (a graft must pay for
+    its parameters before it becomes a label), the same from the raw runs and from the warehouse; at rent 0 the
+    charge is exactly nothing."""
+    from tamiyo_models.controllers.config import reference_controller
+    from tamiyo_models.episodes.branching import BranchConfig, run_with_branches
+    from tamiyo_models.episodes.episode import EpisodeConfig
+    from tamiyo_models.online_rl.vine import charged_val, fork_states, stored_forks
+    from tamiyo_models.warehouse import ingest_folder
+    from tamiyo_models.world.datasets import DatasetConfig
+
+    config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=4, seed=5, rent=3.0,
+                           controller=reference_controller("never"))  # fmt: skip
+    raw = tmp_path / "raw"
+    parent = run_with_branches(config, raw, BranchConfig(horizon=None, fork_rule="steps", steps=(1,), min_step=1)).parent
+    features = FEATURE_SETS["base"]
+    forks = fork_states(raw, [parent.run_id], features).forks
+    (fork,) = forks
+    grown = [a for a in fork.outcome if a != fork.taken]
+    assert grown  # every graft at step 1 was branched
+    for path in list_raw_runs(raw):
+        run = read_raw_run(path)
+        charge = run.footer["final_val_accuracy"] - charged_val(run.header, run.footer)
+        grew = run.footer["final_parameters"] > run.header["host_parameters"]
+        assert (charge > 0) == grew and charge == pytest.approx(run.footer["final_test_accuracy"] - run.footer["score"])
+    ingest_folder(raw, tmp_path / "w.duckdb")
+    (stored,) = stored_forks(tmp_path / "w.duckdb", features).forks
+    assert stored.outcome == pytest.approx(fork.outcome)
+    free = {"final_val_accuracy": 71.25, "final_parameters": 900, "rent": 0.0}
+    assert charged_val({"host_parameters": 500}, free) == 71.25

@@ -266,11 +266,12 @@ def confirm(snapshot: Snapshot, taken: Action, measured: dict[Action, EpisodeRes
             out_dir: str | Path, branching: BranchConfig, max_epochs: int) -> None:  # fmt: skip
     """Replay one fork on `branching.confirm_orders` new data orders, the best alternative and the parent's own
     action each, if the best alternative beat the parent by more than `confirm_margin` pp (see BranchConfig)."""
-    finals = {a: r.final_val_accuracy for a, r in measured.items() if r.status == "complete"}
+    # Charged for growth like the score (val_score): with rent, a bigger network must win by its charge too.
+    finals = {a: r.val_score for a, r in measured.items() if r.status == "complete"}
     if result.parent.status != "complete" or not finals:
         return
     best = max(sorted(finals, key=lambda a: a.index), key=finals.__getitem__)  # of tied ones, the first by index
-    if finals[best] - result.parent.final_val_accuracy <= branching.confirm_margin:
+    if finals[best] - result.parent.val_score <= branching.confirm_margin:
         return
     result.confirmed_steps.append(snapshot.step)
     for order in range(1, branching.confirm_orders + 1):

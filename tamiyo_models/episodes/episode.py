@@ -199,6 +199,14 @@ class EpisodeResult:
         if self.rent == 0 and math.isnan(self.score):
             self.score = self.final_test_accuracy
 
+    @property
+    def val_score(self) -> float:
+        """The final validation accuracy charged for growth like the score (pp): what a learner may compare
+        branches on (it never sees the test split). Exactly `final_val_accuracy` without rent."""
+        if self.rent == 0:
+            return self.final_val_accuracy
+        return self.final_val_accuracy - (self.final_test_accuracy - self.score)  # the score's own charge
+
     @classmethod
     def not_started(cls, config: EpisodeConfig, out_dir: str | Path, error: str) -> "EpisodeResult":
         """An episode that failed before its run file existed (or whose worker process died)."""

@@ -178,7 +178,8 @@ def _run_four_way(args: argparse.Namespace) -> int:
     bar = tqdm(unit="episode", file=sys.stderr, desc="four-way headroom")
     try:
         result, _ = run_four_way(config, args.out / "four-way", log=lambda line: bar.write(line, file=sys.stderr),
-                                 on_result=lambda _: bar.update(1), execute=not args.report_only)  # fmt: skip
+                                 on_result=lambda _: bar.update(1), on_plan=lambda total: setattr(bar, "total", total),
+                                 execute=not args.report_only)  # fmt: skip
     except (ValueError, SpecError) as exc:
         bar.close()
         print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)

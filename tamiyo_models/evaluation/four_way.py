@@ -147,7 +147,8 @@ def _descriptors(runs, names) -> list[dict[str, float]]:
 
 
 def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[str], None] = print,
-                 on_result=None, execute: bool = True) -> tuple[FourWay, str]:  # fmt: skip
+                 on_result=None, on_plan: Callable[[int], None] | None = None,
+                 execute: bool = True) -> tuple[FourWay, str]:  # fmt: skip
     """Run (or resume) both paired designs, every grid controller on every configuration (held-out ones also on
     `fresh_orders` fresh orders), and write four-way.md / four-way.json into `out_dir`."""
     from ..controllers import reference_controller
@@ -162,6 +163,8 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
         raise ValueError(f"spec {config.spec!r}: no regime can run here")
     log(f"four-way headroom: {len(training)} training and {len(heldout)} held-out configurations, grid of {len(arms)}, "
         f"{config.fresh_orders} fresh orders on the held-out ones")  # fmt: skip
+    if on_plan:  # episodes in all, those already in the folder included (they are read back, and counted)
+        on_plan(len(arms) * (len(training) + len(heldout) * (1 + config.fresh_orders)))
     train_runs = run_paired(training, arms, out / "training", reference=config.grid[0], null_orders=0, replicate=0,
                             workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
     held_runs = run_paired(heldout, arms, out / "heldout", reference=config.grid[0], null_orders=config.fresh_orders,

@@ -55,6 +55,7 @@ import torch
 from ..episodes.branching import BranchConfig
 from ..world.actions import FINE_ACTIONS, Action
 from ..world.features import observation_features
+from ..world.score import growth_charge
 from .distil import fit_targets, smoothed_targets, teacher_actions
 from .fork_evidence import EvidenceConfig, pooled_evidence, region_labels, task_names_of
 
@@ -177,6 +178,19 @@ class Forks:
     seeds: list[int] = field(default_factory=list)  # the parents' configuration seeds (stored_forks only)
 
 
+def charged_val(header: dict, footer: dict) -> float:
+    """A raw run's final validation accuracy charged for growth at its rent (pp), as its score charges the test
+    accuracy: what forks compare, so that with rent a graft must pay for its parameters. Exact at rent 0."""
+    value = float(footer["final_val_accuracy"])
+    rent = float(footer.get("rent") or 0.0)
+    return value - growth_charge(rent, int(footer["final_parameters"]), int(header["host_parameters"])) if rent else value
+
+
+# The same in SQL over runs r and episodes e (stored_forks); no charge where the rent is 0, so old runs read as before.
+CHARGED_VAL_SQL = ("CASE WHEN r.rent > 0 THEN e.final_val_accuracy - r.rent * log2(e.final_parameters / r.host_parameters) "
+                   "ELSE e.final_val_accuracy END")  # fmt: skip
+
+
 def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Forks:
     """Read the parents and their branches back from the raw runs: the fork states with every measured outcome,
     and every state the parents visited. A failed branch is left out (its action is then simply not measured
@@ -196,7 +210,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
         info = run.header.get("branch") or {}
         if info.get("parent_run_id") in parents and run.footer and run.footer.get("status") == "complete":
             index, key = Action.from_fine(info["forced_action"]).index, (info["parent_run_id"], int(info["fork_step"]))
-            final, order = float(run.footer["final_val_accuracy"]), int(info.get("data_order", 0))
+            final, order = charged_val(run.header, run.footer), int(info.get("data_order", 0))
             if order:
                 fresh.setdefault(key, {}).setdefault(order, {})[index] = final
             else:
@@ -212,7 +226,7 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
         if len(run.header.get("action_space", FINE_ACTIONS)) != len(FINE_ACTIONS):
             # Masks over the 8 actions would silently drop every other slot's legal actions.
             raise ValueError(f"vine: {path} is a run over {len(run.header['action_space'])} actions; vine reads single-slot runs only")
-        final = float(run.footer["final_val_accuracy"])
+        final = charged_val(run.header, run.footer)
         epochs, runs = epochs + len(run.steps), runs + 1
         for record in run.steps:
             features = observation_features(record["observation"])
@@ -240,13 +254,13 @@ def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
 
     names = tuple(feature_names)
     quote = lambda values: ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)  # noqa: E731
-    night = "json_extract_string(p.config_json, '$.tags.night')"
+    night = "json_extract_string(r.config_json, '$.tags.night')"
     only = "" if nights is None else f"AND {night} IN ({quote(nights) or 'NULL'})"
-    parents = f"""SELECT p.run_id, p.seed, e.final_val_accuracy FROM runs p JOIN episodes e USING (run_id)
-                  WHERE e.status = 'complete' AND p.run_id IN (SELECT parent_run_id FROM branches) {only}"""
+    parents = f"""SELECT r.run_id, r.seed, {CHARGED_VAL_SQL} AS final_val_accuracy FROM runs r JOIN episodes e USING (run_id)
+                  WHERE e.status = 'complete' AND r.run_id IN (SELECT parent_run_id FROM branches) {only}"""
     outcomes = query(warehouse, f"""
         WITH parents AS ({parents})
-        SELECT b.parent_run_id, b.fork_step, b.forced_action, e.final_val_accuracy, r.max_epochs AS branch_epochs
+        SELECT b.parent_run_id, b.fork_step, b.forced_action, {CHARGED_VAL_SQL} AS final_val_accuracy, r.max_epochs AS branch_epochs
         FROM branches b JOIN episodes e USING (run_id) JOIN runs r USING (run_id)
         WHERE b.parent_run_id IN (SELECT run_id FROM parents) AND e.status = 'complete'
           AND NOT starts_with(b.run_id, b.parent_run_id || '-o')
