@@ -37,7 +37,7 @@ def read_forks(folder: Path):
     try:
         run = read_vine_run(folder)
     except FileNotFoundError as exc:
-        raise SystemExit(f"{exc} (experiments/phase4_vine.py or tamiyo train phase4 --algorithm vine)") from None
+        raise SystemExit(f"{exc} (tamiyo train phase4 --algorithm vine)") from None
     regimes = {}
     for fork in run.forks:
         if fork.run_id not in regimes:  # the run's raw folder, else the landing folder `tamiyo train` records to

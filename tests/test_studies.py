@@ -122,7 +122,10 @@ def _trained_study(tmp_path, text: str = TRAINED):
     (("bcq = {{ updates = 200 }}", "bcq = {{ updaets = 200 }}"), "train[0].settings.bcq: unknown key(s) updaets of BCQConfig"),
     (('data = "explore"\nphase = "phase3"', 'data = "nowhere"\nphase = "phase3"'), "data 'nowhere' is not a [[data]] name"),
     (('phase = "phase3"', 'phase = "phase4"'), "unknown key(s) bcq, report_fqe, selection_fqe of OnlineRunConfig"),
-    (('phase = "phase1"\nsettings = {{ controllers = [], imitation = {{ epochs = 3 }} }}', 'phase = "phase4"\nsettings = {{ algorithm = "vine" }}'), "not yet the vine"),
+    (('phase = "phase1"\nsettings = {{ controllers = [], imitation = {{ epochs = 3 }} }}',
+      'phase = "phase4"\nsettings = {{ algorithm = "vine", vine = {{ iterations = 2 }} }}'), "vine.iterations = 0"),
+    (('data = "explore"\nphase = "phase1"\nsettings = {{ controllers = [], imitation = {{ epochs = 3 }} }}',
+      'phase = "phase4"\nsettings = {{ algorithm = "vine" }}'), "a vine arm learns from the fork studies of its data: give data"),
     (("episodes = 10", "episodes = 0"), "episodes must be >= 1"),
 ])  # fmt: skip
 def test_a_bad_training_section_is_refused_naming_the_file_and_key(tmp_path, change, message):
@@ -186,6 +189,48 @@ def test_a_study_trains_a_phase4_arm_in_live_episodes_on_registered_seeds(tmp_pa
     assert learned_seeds(trained_policy(root / "tiny", "ppo")) >= ppo_seeds | set(registry["data:explore"])
 
 
+VINE = STUDY.replace('arms = ["fixed:conv_heavy@1"]', 'arms = ["vine"]') + """
+[[data]]
+name = "forks"
+spec = "{data_spec}"
+episodes = 6
+batch_seed = 9
+controller = "fixed:conv_heavy@1"     # fork studies around the schedule
+branching = {{ horizon = "end", fork_rule = "random", max_forks = 2, min_step = 1 }}
+
+[[train]]
+name = "vine"
+data = "forks"
+phase = "phase4"
+settings = {{ algorithm = "vine", initial_policy = "fixed:conv_heavy@1", distil = {{ updates = 200 }}, vine = {{ updates = 200, region_fdr = 1.0 }} }}
+"""
+
+
+def test_a_study_trains_a_vine_arm_on_the_forks_of_its_registered_data(tmp_path):
+    """The vine as a study arm (issue 33): no episodes of its own, one region-rule improvement of its start (here
+    a fixed schedule's student) over the fork studies its data set stored; it learned from the data's registered
+    training seeds only, and the study grades it on held-out configurations."""
+    from tamiyo_models.studies.training import learned_seeds, trained_policy
+
+    path = _trained_study(tmp_path, VINE)
+    warehouse, root = tmp_path / "w.duckdb", tmp_path / "studies"
+    lines: list[str] = []
+    result = run_study(path, warehouse=warehouse, out_root=root, log=lines.append)
+    assert {r["arm"] for r in result.rows} == {"vine"}
+    assert any("vine, the region rule over the forks stored in data forks" in line for line in lines)
+    assert not (root / "tiny" / "policies" / "vine" / "raw").exists()  # no episodes of its own
+    con = duckdb.connect(str(warehouse), read_only=True)
+    registry = dict(con.execute("SELECT source, list(seed) FROM seed_registry WHERE night = 'study:tiny' GROUP BY 1").fetchall())
+    con.close()
+    data = duckdb.connect(str(root / "tiny" / "data" / "forks.duckdb"), read_only=True)
+    forks = data.execute("SELECT count(*) FROM branches WHERE horizon IS NULL").fetchall()[0][0]
+    controllers = data.execute("SELECT DISTINCT json_extract_string(config_json, '$.controller.label') FROM runs").fetchall()
+    data.close()
+    assert forks > 0 and controllers == [("fixed:conv_heavy@1",)]  # the data's own branching and controller
+    assert learned_seeds(trained_policy(root / "tiny", "vine")) == set(registry["data:forks"])
+    assert result.episodes == 6 + 4 * (2 + 1 + 1)  # the parents, then the reference and the arm on 2 orders each
+
+
 # study_results as the code before the rent created it (commit be19bb4).
 _OLD_STUDY_RESULTS = """CREATE TABLE study_results (
     study VARCHAR NOT NULL, claim VARCHAR NOT NULL, arm VARCHAR NOT NULL, reference VARCHAR NOT NULL,
@@ -221,3 +266,12 @@ def test_a_study_at_rent_shows_the_accuracy_beside_the_score_and_old_rows_stay_r
     assert "| x − heuristic | all | 6 | +0.50 [+0.10, +0.90] | +0.40 [+0.00, +0.80] | 0.30 | 4/1/1 | no |" in old
     assert "Rent" not in old and "Rent 1: decided by the score" in new
     assert "| x − heuristic | all | 6 | -0.50 [-0.70, -0.30] | +0.40 [+0.00, +0.80] | +0.50 [+0.30, +0.70] | +0.40 [+0.20, +0.60] | 0.30 |" in new
+
+
+@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path(__file__).parent.parent.joinpath("studies").glob("*.toml")),
+                         ids=lambda p: p.name)  # fmt: skip
+def test_every_shipped_study_file_is_valid(path):
+    """A study file under studies/ is checked as `tamiyo study run` checks it before any episode: keys, arms,
+    the trained arms' settings and data; a study written but not yet run must still be runnable."""
+    config = load_study(path)
+    assert config.name == path.stem and config.arms

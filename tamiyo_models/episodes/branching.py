@@ -59,7 +59,7 @@ class BranchConfig:
         if self.fork_rule not in FORK_RULES:
             raise ValueError(f"unknown fork rule {self.fork_rule!r}; known: {', '.join(FORK_RULES)}")
         if self.horizon is not None and self.horizon < 1:
-            raise ValueError("horizon must be >= 1 (or None for the rest of the episode)")
+            raise ValueError("horizon must be >= 1 (or None, \"end\" in a spec, for the rest of the episode)")
         if self.max_step is not None and self.max_step < self.min_step:
             raise ValueError(f"max_step ({self.max_step}) must be >= min_step ({self.min_step}) (or None)")
         if self.fork_rule == "holes" and not self.holes_file:
@@ -77,6 +77,10 @@ class BranchConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> "BranchConfig":
         d = known_fields(cls, d, "branching settings")
+        if d.get("horizon") == "end":  # TOML has no null: `horizon = "end"` runs every branch to the episode's end
+            d["horizon"] = None
+        elif isinstance(d.get("horizon"), str):
+            raise ValueError(f"branching horizon must be a number of steps or \"end\", got {d['horizon']!r}")
         if "steps" in d:
             d["steps"] = tuple(d["steps"])
         return cls(**d)

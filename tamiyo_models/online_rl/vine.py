@@ -244,9 +244,10 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
 
 def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
     """fork_states, read from a warehouse instead of a raw folder: every fork of a complete parent (its branch
-    runs that reached the end, on the parent's own data order; a confirmation replay on another order is left
-    out, as fork_evidence.py explains), and every state those parents visited. `nights`: only parents whose
-    configuration is tagged with one of them (the nightly loop's fork studies). Features missing from a run
+    runs that reached the end, on the parent's own data order; a branch of shorter horizon, like the exploration
+    spec's, and a confirmation replay on another order are left out, as fork_evidence.py explains), and every
+    state those parents visited. `nights`: only parents whose configuration is tagged with one of them (the
+    nightly loop's fork studies). Features missing from a run
     (task features of runs without a task description) take the values the offline learners give them
     (transitions.dataset), so the states match what the policies were trained on."""
     from ..warehouse import query
@@ -264,6 +265,8 @@ def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
         FROM branches b JOIN episodes e USING (run_id) JOIN runs r USING (run_id)
         WHERE b.parent_run_id IN (SELECT run_id FROM parents) AND e.status = 'complete'
           AND NOT starts_with(b.run_id, b.parent_run_id || '-o')
+          -- only branches that reached the end: a final accuracy compares with the parent's final accuracy
+          AND (b.horizon IS NULL OR b.fork_step + b.horizon - 1 >= r.max_epochs)
         ORDER BY 1, 2, 3""")  # fmt: skip
     states = query(warehouse, f"""
         WITH parents AS ({parents})

@@ -327,7 +327,8 @@ def _train(config: StudyConfig, warehouse, root: Path, workers: int, log, on_res
     for dataset in config.data:
         if dataset.name in used:
             episodes += prepare_data(config.name, dataset, warehouse, root, workers=workers, log=log, on_result=on_result)["episodes"]
-    episodes += sum(a.settings.learner.episodes for a in config.trained if a.phase == "phase4")  # their own, live
+    episodes += sum(a.settings.learner.episodes for a in config.trained  # their own, live (a vine arm runs none)
+                    if a.phase == "phase4" and a.settings.algorithm != "vine")  # fmt: skip
     by_name = {d.name: d for d in config.data}
     return {arm.name: train_arm(config.name, arm, by_name.get(arm.data), root, warehouse, log=log) for arm in config.trained}, episodes
 

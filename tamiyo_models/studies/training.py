@@ -24,9 +24,11 @@ the environments refuse any other. Its episodes land in policies/<arm>/raw.
 
 Everything lands under var/studies/<study>/: data/<name>/raw (the raw runs), data/<name>.duckdb (their own
 warehouse: one study's data never mixes with a night's), policies/<arm>/ (the trained file and a done.json). A
-study killed anywhere resumes: episodes on disk are read back, an arm with its done.json is not retrained. The
-vine (branching policy iteration) is not a study arm yet: its branch runs reuse their parents' seeds, and its
-parents are drawn inside the learner.
+study killed anywhere resumes: episodes on disk are read back, an arm with its done.json is not retrained.
+
+A vine arm (phase4, `algorithm = "vine"`) learns as the night's does: no episodes of its own, one region-rule
+improvement of its start over every fork study stored in its `data` (whose spec must branch: a `[branching]`
+table). Its branch runs reuse their parents' seeds, which the study registered with the data set.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +52,10 @@ class DataSet:
     batch_seed: int
     regimes: tuple[str, ...] = ()
     max_epochs: int = 0  # 0: the spec's episode length
+    controller: str = ""  # a controller name every episode runs under (the parents of fork studies); "": the spec's mix
+    # A [branching] table (episodes.branching.BranchConfig, `horizon = "end"` for branches to the end) that forks
+    # these episodes, in place of the spec's own; empty: the spec's.
+    branching: dict = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class TrainedArm:
 
 
 def parse_data(entries: Any, source: str) -> tuple[DataSet, ...]:
+    from ..controllers import reference_controller
+    from ..episodes.branching import BranchConfig
     from ..world.configs import from_mapping
 
     if not isinstance(entries, list):
@@ -69,6 +77,13 @@ def parse_data(entries: Any, source: str) -> tuple[DataSet, ...]:
     for d in out:
         if d.episodes < 1:
             raise ValueError(f"{source}: data {d.name!r}: episodes must be >= 1")
+        try:
+            if d.controller:
+                reference_controller(d.controller)
+            if d.branching:
+                BranchConfig.from_dict(d.branching)
+        except ValueError as exc:
+            raise ValueError(f"{source}: data {d.name!r}: {exc}") from None
     names = [d.name for d in out]
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: data names must be unique, got {names}")
@@ -99,10 +114,12 @@ def parse_train(entries: Any, data: tuple[DataSet, ...], source: str) -> tuple[T
         settings = dict(entry.get("settings") or {})
         if phase in ("phase1", "phase2"):
             settings["phase"] = phase  # PolicyRunConfig names its own phase
+        if phase == "phase4" and settings.get("algorithm") == "vine":
+            settings["vine"] = _vine_settings(settings.get("vine"), data_name, f"{where} ({name})")
         config = from_mapping(run_config_class(phase), settings, f"{where}.settings")
-        if phase == "phase4" and config.algorithm not in ONLINE_ALGORITHMS:
-            raise ValueError(f"{where} ({name}): phase4 algorithm {config.algorithm!r}; a study trains {', '.join(ONLINE_ALGORITHMS)} "
-                             "(not yet the vine: its branches reuse their parents' seeds)")  # fmt: skip
+        if phase == "phase4" and config.algorithm not in ONLINE_ALGORITHMS + ("vine",):
+            raise ValueError(f"{where} ({name}): phase4 algorithm {config.algorithm!r}; a study trains "
+                             f"{', '.join(ONLINE_ALGORITHMS + ('vine',))}")  # fmt: skip
         if phase == "phase4" and config.distil is not None and data_name is None:
             raise ValueError(f"{where} ({name}): a distil student learns on stored states: give data")
         parent = getattr(config, "parent_policy", None) or getattr(config, "initial_policy", None)
@@ -118,6 +135,27 @@ def parse_train(entries: Any, data: tuple[DataSet, ...], source: str) -> tuple[T
     return tuple(out)
 
 
+# What a vine arm's evidence_warehouse says until the study resolves it to its data set's own warehouse.
+_STUDY_DATA = "study-data:"
+
+
+def _vine_settings(vine: Any, data_name: str | None, where: str) -> dict:
+    """A study's vine arm learns from the fork studies stored in its data set's warehouse (iterations = 0, the
+    region rule over every fork, as the night's vine): its evidence is that data set, whose seeds the study
+    registered before any episode ran. A vine running parents of its own would draw them inside the learner, out
+    of the registry's sight, so a study refuses it."""
+    vine = dict(vine or {})
+    if data_name is None:
+        raise ValueError(f"{where}: a vine arm learns from the fork studies of its data: give data (a [[data]] set "
+                         "whose spec branches, e.g. one with a [branching] table)")  # fmt: skip
+    if vine.get("iterations", 0) != 0:
+        raise ValueError(f"{where}: a study's vine learns from its data's stored forks only (vine.iterations = 0); "
+                         "parents of its own would be drawn outside the seed registry")  # fmt: skip
+    if "evidence_warehouse" in vine or "evidence_from" in vine:
+        raise ValueError(f"{where}: a study's vine takes its evidence from its data set; leave out evidence_warehouse and evidence_from")
+    return {**vine, "iterations": 0, "evidence_warehouse": f"{_STUDY_DATA}{data_name}"}
+
+
 def data_warehouse(root: Path, dataset: DataSet) -> Path:
     return root / "data" / f"{dataset.name}.duckdb"
 
@@ -129,6 +167,8 @@ def prepare_data(study: str, dataset: DataSet, registry, root: Path, *, workers:
     warehouse. Returns what was run."""
     import dataclasses
 
+    from ..controllers import reference_controller
+    from ..episodes.branching import BranchConfig
     from ..episodes.generation import GenerationSpec, generate
     from ..warehouse import ingest_folder, writing
     from ..warehouse.seeds import TRAINING, claim_seeds
@@ -142,13 +182,17 @@ def prepare_data(study: str, dataset: DataSet, registry, root: Path, *, workers:
         configs = [c for c in configs if c.tags.get("regime") in dataset.regimes]
     if dataset.max_epochs:
         configs = [dataclasses.replace(c, max_epochs=min(c.max_epochs, dataset.max_epochs)) for c in configs]
+    if dataset.controller:
+        controller = reference_controller(dataset.controller)
+        configs = [dataclasses.replace(c, controller=controller) for c in configs]
     configs = [dataclasses.replace(c, tags={**c.tags, "study": study, "study_data": dataset.name}) for c in configs]
     with writing(registry) as con:
         configs = claim_seeds(con, configs, TRAINING, f"study:{study}", f"data:{dataset.name}")
     raw = root / "data" / dataset.name / "raw"
     started = time.perf_counter()
     # The spec's own branching (the exploration spec forks every action at decision points) comes with its data.
-    results = generate(configs, raw, workers=workers, on_result=on_result, reuse_existing=True, branching=spec.branching)
+    branching = BranchConfig.from_dict(dataset.branching) if dataset.branching else spec.branching
+    results = generate(configs, raw, workers=workers, on_result=on_result, reuse_existing=True, branching=branching)
     summary = ingest_folder(raw, data_warehouse(root, dataset))
     done = sum(r.status == "complete" for r in results)
     branches = sum(r.branches for r in results)
@@ -184,7 +228,14 @@ def train_arm(study: str, arm: TrainedArm, dataset: DataSet | None, root: Path, 
     out = policy_dir(root, arm.name)
     warehouse = data_warehouse(root, dataset) if dataset is not None else None
     started = time.perf_counter()
-    if arm.phase == "phase4":
+    if arm.phase == "phase4" and config.algorithm == "vine":
+        from ..online_rl.workflow import train_online_policy
+
+        config = replace(config, vine=replace(config.vine, evidence_warehouse=str(warehouse)), distil_warehouse=str(warehouse),
+                         record_dir=None)  # fmt: skip
+        log(f"study {study}: {arm.name}: vine, the region rule over the forks stored in data {arm.data}; no episodes of its own")
+        run = train_online_policy(config, out, log=log)
+    elif arm.phase == "phase4":
         run = _train_online(study, arm, config, warehouse, out, registry, log)
     elif arm.phase == "phase3":
         from ..offline_rl.workflow import train_offline
