@@ -63,7 +63,7 @@ def test_raw_run_structure_reward_alignment_and_features(tmp_path, tiny_config):
 
 def test_feature_schema_sizes():
     assert len(BASE_FEATURES) == 27 and len(TELEMETRY_FEATURES) == 27
-    assert len(set(ALL_FEATURES)) == len(ALL_FEATURES) == 76 + 30  # + 10 per slot, 3 slots
+    assert len(set(ALL_FEATURES)) == len(ALL_FEATURES) == 76 + 33  # + 11 per slot, 3 slots
     assert len(FEATURE_SETS["full"]) == 76  # unchanged by the per-slot group: stored policies read the same vector
 
 

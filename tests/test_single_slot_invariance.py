@@ -3,7 +3,8 @@
 
 PINNED is what these configurations gave at commit 82a0442, before slots became part of the action, on the
 CPU. The digests cover every header, step and footer field (probabilities, legal actions, observations,
-rewards, events) except `timing`, `wall_seconds` and `code_version`. If a deliberate change of the world moves
+rewards, events) except `timing`, `wall_seconds`, `code_version`, and measurements added since that only read
+the episode (ADDED_SINCE_PIN, with the feature schema version they came with). If a deliberate change of the world moves
 them, regenerate them, knowing why.
 """
 
@@ -186,10 +187,25 @@ CONFIGS = {
 }  # fmt: skip
 
 
+# Measurements added since the pin, which read the episode without changing it: feature schema 5's seed gradient
+# share (a slot record field, its feature, and the header's schema version). Left out of the digest.
+ADDED_SINCE_PIN = {"seed_zero_gradient_share"}
+
+
+def _without_added(value):
+    if isinstance(value, dict):
+        return {k: _without_added(v) for k, v in value.items()
+                if k not in ADDED_SINCE_PIN and not k.endswith("_zero_gradient_share")}  # fmt: skip
+    if isinstance(value, list):
+        return [_without_added(v) for v in value]
+    return value
+
+
 def digest(run) -> str:
     header = {k: v for k, v in run.header.items() if k != "code_version"}
-    footer = {k: v for k, v in run.footer.items() if k != "wall_seconds"}
-    steps = [{k: v for k, v in s.items() if k != "timing"} for s in run.steps]
+    header["feature_schema_version"] = "tamiyo-features/4"  # the pin's; schema 5 only added ADDED_SINCE_PIN
+    footer = _without_added({k: v for k, v in run.footer.items() if k != "wall_seconds"})
+    steps = [_without_added({k: v for k, v in s.items() if k != "timing"}) for s in run.steps]
     canonical = json.dumps({"header": header, "steps": steps, "footer": footer}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 

@@ -85,7 +85,7 @@ def test_minari_export_round_trips(warehouse, tmp_path):
     loaded = load_minari("tamiyo/test-v0", tmp_path)
     slices = data.episode_slices()
     assert loaded.total_episodes == len(slices) and loaded.total_steps == len(data)
-    assert loaded.storage.metadata["feature_schema_version"] == "tamiyo-features/4"
+    assert loaded.storage.metadata["feature_schema_version"] == "tamiyo-features/5"
     for episode, rows in zip(loaded.iterate_episodes(), slices):
         assert episode.observations.shape == (rows.stop - rows.start + 1, len(data.feature_names))
         assert np.allclose(episode.observations[:-1], data.observations[rows])

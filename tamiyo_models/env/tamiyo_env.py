@@ -6,7 +6,7 @@ with potential-based shaping; `tamiyo_models.world.reward`). The transition is t
 (`Episode.transition`), so an agent in this environment and a controller in the generator live in the same
 world, step for step.
 
-- Observation: the named feature vector (`feature_names`, schema `tamiyo-features/4`), float32, with the
+- Observation: the named feature vector (`feature_names`, schema `tamiyo-features/5`), float32, with the
   bounds the features really have (accuracies 0..100, alpha 0..1, stage 0..9, counts >= 0, else unbounded).
 - Actions: `Discrete(n)` over the flat factored space of `seed_slots` slots (`world.actions.action_names`:
   8 for one slot, the fine actions as they always were; 1 + 7 x slots). A configuration whose host has fewer

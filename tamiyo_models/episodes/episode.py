@@ -55,6 +55,7 @@ from ..world.seed_slot import SeedSlot
 from ..world.telemetry import GradientMonitor, TelemetryConfig, evaluate, sharpness, weight_norms
 
 LR_SCHEDULES = ("constant", "cosine")
+SEED_GRADIENT_BATCHES = 4  # batches per epoch whose seed gradients are read for the zero share
 
 
 def _check_seed_faults(value) -> tuple[tuple[str, float], ...]:
@@ -274,6 +275,7 @@ class Episode:
         self.global_step = 0
         self.seeds_created = self.seeds_fossilized = self.seeds_culled = 0
         self.dead_seeds: list[str] = []  # born dead by seed_faults; footer only, never observed
+        self.seed_zero_gradient_share: dict[int, float] = {}  # slot index -> the last epoch's share (train_epoch)
         self.val_loss_history: list[float] = []
         self.val_accuracy_history: list[float] = []
         self.best_val_accuracy = -math.inf
@@ -347,6 +349,8 @@ class Episode:
             "accuracy_with_seed": measured.get("with_seed"),
             "accuracy_without_seed": measured.get("without_seed"),
             "cooldown_remaining": max(0, cooldown),
+            # Of the seed now in the slot, measured while it trained in the last epoch (None: it has not yet).
+            "seed_zero_gradient_share": self.seed_zero_gradient_share.get(slot.index) if slot.is_active else None,
             "seed_parameters": sum(p.numel() for p in slot.seed.parameters()) if slot.seed else 0,
             "last_change_epoch": s.events[-1].epoch if s.events else None,
         }
@@ -476,6 +480,11 @@ class Episode:
         monitor = None
         if c.telemetry.enabled:
             monitor = GradientMonitor(self.model.host_weight_tensors(), self.batches_per_epoch, c.telemetry.sampled_batches)
+        # Each learning seed's own gradient health (schema 5): the share of its gradient entries exactly 0, on a
+        # few batches spread over the epoch. Reading gradients changes nothing that is trained.
+        seeds = {slot.index: list(slot.seed.parameters()) for slot in self.slots if slot.is_active and slot.seed is not None}
+        every = max(1, self.batches_per_epoch // SEED_GRADIENT_BATCHES)
+        zero_counts = {index: [0, 0] for index in seeds}
         self.model.train()
         order = torch.randperm(len(data.train_x), generator=self.data_generator)
         loss_sum, correct, telemetry_seconds = 0.0, 0, 0.0
@@ -494,6 +503,11 @@ class Episode:
                 t0 = time.perf_counter()
                 monitor.observe(batch_index)
                 telemetry_seconds += time.perf_counter() - t0
+            if batch_index % every == every // 2:
+                for index, params in seeds.items():
+                    grads = [p.grad for p in params if p.grad is not None]
+                    zero_counts[index][0] += sum(int((g == 0).sum()) for g in grads) + sum(p.numel() for p in params if p.grad is None)
+                    zero_counts[index][1] += sum(p.numel() for p in params)
             for opt in optimizers:
                 opt.step()
             self.global_step += 1
@@ -504,6 +518,7 @@ class Episode:
         self.train_accuracy = 100.0 * correct / len(order)
         if monitor is not None:
             self.telemetry = {"gradients": monitor.summary()}
+        self.seed_zero_gradient_share = {index: zero / total for index, (zero, total) in zero_counts.items() if total}
         return telemetry_seconds
 
     def score_test(self) -> None:

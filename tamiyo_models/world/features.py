@@ -5,7 +5,7 @@ raw telemetry run, see `rawrun.py`) into named float features. The live controll
 logged runs both call it, so a policy sees at serving time exactly what it was trained on (the reference
 system computed them twice, differently, and its head-to-head numbers were wrong because of it).
 
-Schema `tamiyo-features/4` has five groups, in this order:
+Schema `tamiyo-features/5` has five groups, in this order:
 - `base` (27): the reference V1 vector, same names and order. Fixes: `loss_delta`/`accuracy_delta` are 0 at
   the first step (the reference stored +Infinity), and `best_val_loss` is really tracked.
 - `telemetry` (27): the reference V2 policy telemetry: 5 gradient-health numbers, 10 per-class validation
@@ -17,10 +17,12 @@ Schema `tamiyo-features/4` has five groups, in this order:
   training set and the inputs, so one policy can act differently on a narrow host with little data than on a
   wide one with plenty (the arena's regimes differ exactly there). Counts enter as log10.
 
-- `slots` (10 per slot, 3 slots): ours, for the factored action (world.actions). Each seed slot of the host
+- `slots` (11 per slot, 3 slots): ours, for the factored action (world.actions). Each seed slot of the host
   by position: whether it exists, its channels, and its seed's stage, clock, alpha, improvement, measured
-  contribution, size and cool-down. Computed from the record's `slots` list, which every record has, so the
-  record's schema (and its version) is unchanged and older runs get these features too.
+  contribution, size, cool-down and, new in schema 5, the share of its gradient entries that were exactly 0
+  over the last epoch (the seed's own gradient health: a seed born dead, `EpisodeConfig.seed_faults`, shows
+  near 1). Computed from the record's `slots` list, which every record has, so older runs get these features
+  too (the gradient share 0: it was not measured).
 
 Feature sets for policies: `base`, `base+telemetry` (the reference's 54), `base+lifecycle`,
 `base+lifecycle+task`, `full` (the first four groups, as before the slots group), `base+lifecycle+task+slots`,
@@ -41,7 +43,7 @@ from .actions import MAX_SEED_SLOTS
 from .blueprint_names import BLUEPRINTS
 from .lifecycle import ACTIVE_STAGES, Stage
 
-FEATURE_SCHEMA_VERSION = "tamiyo-features/4"
+FEATURE_SCHEMA_VERSION = "tamiyo-features/5"
 PLATEAU_THRESHOLD_PP = 0.5  # an epoch whose val accuracy rose less than this is a plateau epoch
 HISTORY_LENGTH = 5
 
@@ -79,7 +81,7 @@ LIFECYCLE_FEATURES: tuple[str, ...] = (
 # focus-slot features of `base` and `lifecycle`, computed by the same function (`slot_values`).
 SLOT_FIELDS: tuple[str, ...] = (
     "present", "channels", "stage", "active", "epochs_in_stage", "alpha", "total_improvement", "contribution",
-    "log10_seed_parameters", "cooldown",
+    "log10_seed_parameters", "cooldown", "zero_gradient_share",
 )  # fmt: skip
 SLOT_FEATURES: tuple[str, ...] = tuple(f"slot{k}_{name}" for k in range(MAX_SEED_SLOTS) for name in SLOT_FIELDS)
 TASK_FEATURES: tuple[str, ...] = (
@@ -262,7 +264,8 @@ def slot_features(slots: list[Mapping], task: Mapping | None, val_accuracy: floa
         values = slot_values(slot, val_accuracy)
         values.update(present=1.0, channels=channels[k] if k < len(channels) else 0.0,
                       log10_seed_parameters=math.log10(1.0 + _num(slot.get("seed_parameters"))),
-                      cooldown=_num(slot.get("cooldown_remaining")))  # fmt: skip
+                      cooldown=_num(slot.get("cooldown_remaining")),
+                      zero_gradient_share=_num(slot.get("seed_zero_gradient_share")))  # fmt: skip
         f.update({f"slot{k}_{name}": values[name] for name in SLOT_FIELDS})
     return f
 
@@ -299,7 +302,7 @@ def task_feature_defaults() -> dict[str, float]:
 
 _UNIT_INTERVAL = ("has_active_seed", "seed_alpha", "grad_health", "flag_sustained_plateau", "flag_gradient_problem",
                   "flag_overfitting", *(f"seed_blueprint_{b}" for b in BLUEPRINTS),
-                  *(f"slot{k}_{n}" for k in range(MAX_SEED_SLOTS) for n in ("present", "active", "alpha")))  # fmt: skip
+                  *(f"slot{k}_{n}" for k in range(MAX_SEED_SLOTS) for n in ("present", "active", "alpha", "zero_gradient_share")))  # fmt: skip
 _PERCENT = ("train_accuracy", "val_accuracy", "best_val_accuracy", *(f"accuracy_history_{i}" for i in range(HISTORY_LENGTH)),
             *(f"class_accuracy_{i}" for i in range(10)))  # fmt: skip
 _SIGNED_PP = ("accuracy_delta", "seed_improvement", "seed_total_improvement", "seed_contribution",

@@ -360,6 +360,7 @@ CREATE TABLE IF NOT EXISTS observations (
     slot0_contribution           DOUBLE,
     slot0_log10_seed_parameters  DOUBLE,
     slot0_cooldown               DOUBLE,
+    slot0_zero_gradient_share    DOUBLE,
     slot1_present                DOUBLE,
     slot1_channels               DOUBLE,
     slot1_stage                  DOUBLE,
@@ -370,6 +371,7 @@ CREATE TABLE IF NOT EXISTS observations (
     slot1_contribution           DOUBLE,
     slot1_log10_seed_parameters  DOUBLE,
     slot1_cooldown               DOUBLE,
+    slot1_zero_gradient_share    DOUBLE,
     slot2_present                DOUBLE,
     slot2_channels               DOUBLE,
     slot2_stage                  DOUBLE,
@@ -380,6 +382,7 @@ CREATE TABLE IF NOT EXISTS observations (
     slot2_contribution           DOUBLE,
     slot2_log10_seed_parameters  DOUBLE,
     slot2_cooldown               DOUBLE,
+    slot2_zero_gradient_share    DOUBLE,
     PRIMARY KEY (run_id, step)
 );
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS task_log10_host_parameters DOUBLE;
@@ -402,6 +405,7 @@ ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_total_improvement DOUBLE
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_contribution DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_log10_seed_parameters DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_cooldown DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot0_zero_gradient_share DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_present DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_channels DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_stage DOUBLE;
@@ -412,6 +416,7 @@ ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_total_improvement DOUBLE
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_contribution DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_log10_seed_parameters DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_cooldown DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot1_zero_gradient_share DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_present DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_channels DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_stage DOUBLE;
@@ -422,6 +427,7 @@ ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_total_improvement DOUBLE
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_contribution DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_log10_seed_parameters DOUBLE;
 ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_cooldown DOUBLE;
+ALTER TABLE observations ADD COLUMN IF NOT EXISTS slot2_zero_gradient_share DOUBLE;
 COMMENT ON TABLE observations IS 'the observation features of each decision (tamiyo_models.world.features.observation_features), one named column each';
 COMMENT ON COLUMN observations.run_id IS 'the run (runs.run_id)';
 COMMENT ON COLUMN observations.step IS 'the decision these features were observed for; steps + 1 = the final observation (next state of the last transition)';
@@ -513,6 +519,7 @@ COMMENT ON COLUMN observations.slot0_total_improvement IS 'feature (slots): seed
 COMMENT ON COLUMN observations.slot0_contribution IS 'feature (slots): seed slot 0: measured contribution of the seed (pp); 0 when the host has no slot 0; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot0_log10_seed_parameters IS 'feature (slots): seed slot 0: log10(1 + parameters of the seed in the slot); 0 when the host has no slot 0; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot0_cooldown IS 'feature (slots): seed slot 0: epochs until the slot is DORMANT again after a cull; 0 when the host has no slot 0; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot0_zero_gradient_share IS 'feature (slots): seed slot 0: share of the seed''s gradient entries exactly 0 over the last epoch''s sampled batches (near 1: a seed born dead, its ReLUs silent); 0 without a seed that trained, or when the host has no slot 0; null in rows stored before feature schema 5';
 COMMENT ON COLUMN observations.slot1_present IS 'feature (slots): seed slot 1: 1 when the host has this slot; 0 when the host has no slot 1; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot1_channels IS 'feature (slots): seed slot 1: channels of the feature map at the slot; 0 when the host has no slot 1; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot1_stage IS 'feature (slots): seed slot 1: lifecycle stage number (0 DORMANT .. 9 RESETTING); 0 when the host has no slot 1; null in rows stored before the per-slot group';
@@ -523,6 +530,7 @@ COMMENT ON COLUMN observations.slot1_total_improvement IS 'feature (slots): seed
 COMMENT ON COLUMN observations.slot1_contribution IS 'feature (slots): seed slot 1: measured contribution of the seed (pp); 0 when the host has no slot 1; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot1_log10_seed_parameters IS 'feature (slots): seed slot 1: log10(1 + parameters of the seed in the slot); 0 when the host has no slot 1; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot1_cooldown IS 'feature (slots): seed slot 1: epochs until the slot is DORMANT again after a cull; 0 when the host has no slot 1; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot1_zero_gradient_share IS 'feature (slots): seed slot 1: share of the seed''s gradient entries exactly 0 over the last epoch''s sampled batches (near 1: a seed born dead, its ReLUs silent); 0 without a seed that trained, or when the host has no slot 1; null in rows stored before feature schema 5';
 COMMENT ON COLUMN observations.slot2_present IS 'feature (slots): seed slot 2: 1 when the host has this slot; 0 when the host has no slot 2; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot2_channels IS 'feature (slots): seed slot 2: channels of the feature map at the slot; 0 when the host has no slot 2; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot2_stage IS 'feature (slots): seed slot 2: lifecycle stage number (0 DORMANT .. 9 RESETTING); 0 when the host has no slot 2; null in rows stored before the per-slot group';
@@ -533,6 +541,7 @@ COMMENT ON COLUMN observations.slot2_total_improvement IS 'feature (slots): seed
 COMMENT ON COLUMN observations.slot2_contribution IS 'feature (slots): seed slot 2: measured contribution of the seed (pp); 0 when the host has no slot 2; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot2_log10_seed_parameters IS 'feature (slots): seed slot 2: log10(1 + parameters of the seed in the slot); 0 when the host has no slot 2; null in rows stored before the per-slot group';
 COMMENT ON COLUMN observations.slot2_cooldown IS 'feature (slots): seed slot 2: epochs until the slot is DORMANT again after a cull; 0 when the host has no slot 2; null in rows stored before the per-slot group';
+COMMENT ON COLUMN observations.slot2_zero_gradient_share IS 'feature (slots): seed slot 2: share of the seed''s gradient entries exactly 0 over the last epoch''s sampled batches (near 1: a seed born dead, its ReLUs silent); 0 without a seed that trained, or when the host has no slot 2; null in rows stored before feature schema 5';
 
 -- The widest table (~11 rows per decision), so the compact one: FLOAT, the precision the generator measures
 -- in (torch float32; a raw run's values read back exactly), and no primary key, whose index took more than
