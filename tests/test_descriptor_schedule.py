@@ -95,10 +95,16 @@ def test_run_four_way_on_real_episodes_keeps_training_and_held_out_seeds_apart(t
     spec.write_text('name = "four-way-test"\n[base]\nmax_epochs = 4\n[base.dataset]\nname = "synthetic"\n'
                     '[vary]\n"host.widths" = [[2, 4, 8], [4, 8, 16]]\n[[controllers]]\nkind = "heuristic"\n')
     config = FourWayConfig(spec=str(spec), grid=("heuristic", "never", "fixed:conv_heavy@0"), training_configs_per_regime=4,
-                           heldout_configs_per_regime=3, fresh_orders=1, workers=2,
+                           heldout_configs_per_regime=3, fresh_orders=1, workers=2, readers=("vigilant:conv_heavy@0",),
                            descriptor=DescriptorScheduleConfig(min_samples_leaf=1))  # fmt: skip
-    result, text = run_four_way(config, tmp_path / "out", log=lambda _: None)
+    planned = []
+    result, text = run_four_way(config, tmp_path / "out", log=lambda _: None, on_plan=planned.append)
+    assert planned == [3 * 4 + 4 * 3 * 2]  # the grid on training configurations; grid and reader held out, 2 orders
     assert set(result.steps) == {f"{b} - {a}" for a, b in zip(LEVELS, LEVELS[1:])}
+    # The state reader is set beside every level on the same held-out pairs; it is no level's choice.
+    (row,) = result.readers.values()
+    assert all(row[f"vigilant:conv_heavy@0 - {level}"][3] == 3 for level in LEVELS)
+    assert "vigilant:conv_heavy@0" not in result.grid and "| vigilant:conv_heavy@0 |" in text
     assert all(pairs == 3 for *_, pairs in result.steps.values())
     assert "state-dependent" in text and (tmp_path / "out" / "four-way.json").exists()
     from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run

@@ -108,3 +108,18 @@ def test_a_run_with_faults_ingests_and_keeps_its_rent_and_score(tmp_path):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         (rent, score, accuracy), = con.execute("SELECT r.rent, e.score, e.final_test_accuracy FROM episodes e JOIN runs r USING (run_id)").fetchall()
     assert rent == 1.0 and score < accuracy
+
+
+def test_the_vigilant_schedule_culls_a_seed_born_dead_and_grafts_again_once(tmp_path):
+    dead = _run(tmp_path / "dead", "vigilant:conv_heavy@0", seed_faults={"conv_heavy": 1.0}, max_epochs=10)
+    actions = [s["action"]["fine"] for s in read_raw_run(dead.result.path).steps]
+    # graft at step 1, the dead seed's gradients read after its first epoch: cull at step 2; after the embargo
+    # (4 epochs) and the reset (1) the slot is free again at step 8: graft again (dead again), cull at step 9.
+    assert actions[:2] == ["GERMINATE_conv_heavy", "CULL"]
+    assert actions.count("GERMINATE_conv_heavy") == 2 and actions.count("CULL") == 2
+    healthy = _run(tmp_path / "healthy", "vigilant:conv_heavy@0", max_epochs=10)
+    fixed = _run(tmp_path / "fixed", "fixed:conv_heavy@0", max_epochs=10)
+    steps = [read_raw_run(r.result.path).steps for r in (healthy, fixed)]
+    assert [s["action"]["fine"] for s in steps[0]] == [s["action"]["fine"] for s in steps[1]]  # a healthy seed: the schedule
+    assert healthy.result.final_test_accuracy == fixed.result.final_test_accuracy
+    assert reference_controller("vigilant:conv_light@1:slot1").kind == "vigilant-schedule"

@@ -12,12 +12,12 @@ from .epsilon import EpsilonGreedy
 from .exploration import PerturbedHeuristic, SoftmaxHeuristic
 from .heuristic import HeuristicConfig, HeuristicController
 from .random_controller import RandomController
-from .reference import EAGER_HEURISTIC, MOSTLY_WAITING, FixedSchedule, NeverGrow
+from .reference import EAGER_HEURISTIC, MOSTLY_WAITING, FixedSchedule, NeverGrow, VigilantSchedule
 from .saved_policy import load_policy
 
 CONTROLLER_KINDS = (
     "heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic", "never", "fixed-schedule",
-    "epsilon-fixed-schedule", "policy", "epsilon-policy", "agent",
+    "epsilon-fixed-schedule", "vigilant-schedule", "policy", "epsilon-policy", "agent",
 )  # fmt: skip
 
 
@@ -39,7 +39,7 @@ class ControllerConfig:
             raise ValueError(f"unknown controller {self.kind!r}; known: {', '.join(CONTROLLER_KINDS)}")
         if self.kind.endswith("policy") and not self.policy:
             raise ValueError(f"controller {self.kind!r} needs a policy (scheme:PATH)")
-        if self.kind.endswith("fixed-schedule"):
+        if self.kind.endswith("-schedule"):
             FixedSchedule(self.blueprint, self.germinate_epoch, self.slot)  # validates, naming the bad setting
 
     def display_name(self) -> str:
@@ -55,7 +55,7 @@ class ControllerConfig:
             "policy": self.policy,
         }
         # Written only where they mean something: a heuristic run's header does not list a schedule it ignores.
-        if self.kind.endswith("fixed-schedule"):
+        if self.kind.endswith("-schedule"):
             d.update(blueprint=self.blueprint, germinate_epoch=self.germinate_epoch)
             if self.slot:  # slot 0 unwritten: a single-slot schedule keeps the run id it always had
                 d["slot"] = self.slot
@@ -89,6 +89,8 @@ def _build(config: ControllerConfig) -> Controller:
         return FixedSchedule(config.blueprint, config.germinate_epoch, config.slot)
     if config.kind == "epsilon-fixed-schedule":  # a schedule's stochastic version, when it is the nightly champion
         return EpsilonGreedy(FixedSchedule(config.blueprint, config.germinate_epoch, config.slot), config.epsilon)
+    if config.kind == "vigilant-schedule":
+        return VigilantSchedule(config.blueprint, config.germinate_epoch, config.slot)
     if config.kind == "random":
         return RandomController(config.random_weights)
     if config.kind == "epsilon-heuristic":
@@ -111,15 +113,16 @@ def reference_controller(name: str):
         return ControllerConfig(kind="heuristic", heuristic=EAGER_HEURISTIC, label="eager")
     if text == "random":
         return ControllerConfig(kind="random", random_weights=dict(MOSTLY_WAITING), label="random")
-    if text.startswith("fixed:"):
-        blueprint, sep, epoch = text.removeprefix("fixed:").partition("@")
+    if text.startswith(("fixed:", "vigilant:")):
+        kind, _, rest = text.partition(":")
+        blueprint, sep, epoch = rest.partition("@")
         epoch, has_slot, slot = epoch.partition(":slot")
         if not sep or not epoch.isdigit() or (has_slot and not slot.isdigit()):
-            raise ValueError(f"controller {name!r}: a fixed schedule is written fixed:<blueprint>@<epoch>[:slot<k>], "
-                             "e.g. fixed:conv_heavy@6 or fixed:conv_light@0:slot1")  # fmt: skip
+            raise ValueError(f"controller {name!r}: a schedule is written {kind}:<blueprint>@<epoch>[:slot<k>], "
+                             f"e.g. {kind}:conv_heavy@6 or {kind}:conv_light@0:slot1")  # fmt: skip
         if blueprint not in BLUEPRINTS:
             raise ValueError(f"controller {name!r}: unknown blueprint {blueprint!r}; known: {', '.join(BLUEPRINTS)}")
-        return ControllerConfig(kind="fixed-schedule", blueprint=blueprint, germinate_epoch=int(epoch),
+        return ControllerConfig(kind=f"{kind}-schedule", blueprint=blueprint, germinate_epoch=int(epoch),
                                 slot=int(slot or 0), label=text)  # fmt: skip
     if text.startswith("heuristic:"):
         chosen = tuple(b for b in text.removeprefix("heuristic:").split("+") if b)
@@ -130,6 +133,6 @@ def reference_controller(name: str):
     if text in CONTROLLER_KINDS and not text.endswith("policy") and text != "agent":
         return ControllerConfig(kind=text, label=text)
     raise ValueError(
-        f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>[:slot<k>], "
+        f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>[:slot<k>], vigilant:<...>, "
         f"heuristic:<blueprint>[+...], or a kind ({', '.join(k for k in CONTROLLER_KINDS if not k.endswith('policy') and k != 'agent')})"
     )

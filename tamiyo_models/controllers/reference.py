@@ -8,6 +8,11 @@
   +0.45 pp, and on the arena `fixed:conv_heavy@1` beats it by +1.0 to +1.1 pp (docs/arena.md): a fixed schedule
   is the bar a state-aware policy has to clear. `fixed:<blueprint>@<epoch>:slot<k>` does the same in seed
   slot k of a multi-slot host (slot 0 otherwise).
+- `vigilant:<blueprint>@<epoch>[:slot<k>]`: the fixed schedule that also reads one thing of the state, its
+  seed's gradient health: a seed whose gradient entries are mostly exactly 0 (`slot<k>_zero_gradient_share`
+  above one half, a seed born dead) is culled at once and the blueprint grafted again when the slot is free,
+  once. A hand-written state reader: what reading the training state is worth at the least, beside the fixed
+  schedules (docs/arena.md, "Seeds born dead").
 - `eager`: the heuristic with hair-trigger thresholds (germinate from epoch 2 after a 1-epoch plateau,
   advance from TRAINING at +0.5 pp).
 - `heuristic:<blueprint>[+<blueprint>...]`: the heuristic restricted to those blueprints (its round-robin
@@ -77,3 +82,34 @@ class FixedSchedule(Controller):
         if legal[advance.index]:  # legal only while a seed in the slot can move on
             return Decision(advance, one_hot(advance, len(legal)), "advance whenever the gate allows")
         return Decision(WAIT, one_hot(WAIT, len(observation.legal)), "waiting" if self._germinated else f"graft due at epoch {self.germinate_epoch}")
+
+
+class VigilantSchedule(FixedSchedule):
+    """FixedSchedule that culls a seed born dead (its gradient entries mostly exactly 0) and grafts again."""
+
+    def __init__(self, blueprint: str, germinate_epoch: int, slot: int = 0, retries: int = 1, dead_share: float = 0.5):
+        super().__init__(blueprint, germinate_epoch, slot)
+        self.name = "vigilant" + self.name.removeprefix("fixed")
+        self.retries, self.dead_share = retries, dead_share
+        self._grafts = 0
+
+    def reset(self, rng) -> None:
+        super().reset(rng)
+        self._grafts = 0
+
+    def describe(self) -> dict:
+        return {**super().describe(), "retries": self.retries, "dead_share": self.dead_share}
+
+    def decide(self, observation: Observation) -> Decision:
+        f, legal = observation.features, observation.legal
+        cull = Action("CULL", slot=self.slot)
+        if cull.index < len(legal) and legal[cull.index] and f[f"slot{self.slot}_zero_gradient_share"] > self.dead_share:
+            return Decision(cull, one_hot(cull, len(legal)), f"seed gradient {f[f'slot{self.slot}_zero_gradient_share']:.0%} zeros: dead")
+        graft = germinate(self.blueprint, self.slot)
+        if self._germinated and self._grafts <= self.retries and graft.index < len(legal) and legal[graft.index]:
+            self._grafts += 1
+            return Decision(graft, one_hot(graft, len(legal)), "graft again after a dead seed")
+        decision = super().decide(observation)
+        if decision.action == graft:
+            self._grafts += 1
+        return decision

@@ -67,6 +67,9 @@ def register(subparsers) -> None:
                    help="with --four-way: training configurations per regime, every grid controller on each (default 24)")
     h.add_argument("--training-batch-seed", type=int, default=20_261_301,
                    help="with --four-way: draws the training configurations (default %(default)s; their seeds are made even)")
+    h.add_argument("--state-readers", default="", metavar="NAMES",
+                   help="with --four-way: comma-separated controllers that read the state (e.g. vigilant:conv_heavy@0), "
+                   "run on the held-out configurations only and paired with each level on the fresh orders")
     h.add_argument("--report-only", action="store_true",
                    help="run no episode: report on those already in --out (a study in progress; incomplete pairs are left out)")
     h.set_defaults(func=run_headroom)
@@ -171,7 +174,10 @@ def _run_four_way(args: argparse.Namespace) -> int:
         config = FourWayConfig(spec=args.spec, regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
                                grid=grid, training_configs_per_regime=args.training_configs_per_regime,
                                heldout_configs_per_regime=args.configs_per_regime, training_batch_seed=args.training_batch_seed,
-                               heldout_batch_seed=args.batch_seed, fresh_orders=args.replicate, workers=args.workers)  # fmt: skip
+                               heldout_batch_seed=args.batch_seed, fresh_orders=args.replicate, workers=args.workers,
+                               readers=tuple(r.strip() for r in args.state_readers.split(",") if r.strip()))  # fmt: skip
+        for name in config.readers:
+            reference_controller(name)
     except (ValueError, SpecError) as exc:
         print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)
         return 2

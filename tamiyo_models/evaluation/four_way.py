@@ -50,6 +50,9 @@ class FourWayConfig:
     descriptor: DescriptorScheduleConfig = field(default_factory=DescriptorScheduleConfig)
     confidence: float = 0.95
     workers: int = 2
+    # Controllers that read the state (e.g. vigilant:conv_heavy@0), run on the held-out configurations only and
+    # set beside the levels: what a controller that reads the run does get, against what the oracle says is left.
+    readers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,6 +66,8 @@ class FourWay:
     fresh: dict[str, np.ndarray]
     steps: dict[str, tuple[float, float, float, int]]
     rules: str = ""
+    # reader -> {"score": fresh-order mean, "<reader> - <level>": (mean, low, high, pairs)} (readers_beside_levels)
+    readers: dict[str, dict] = field(default_factory=dict)
 
     @property
     def state_dependent(self) -> tuple[float, float, float, int]:
@@ -117,6 +122,22 @@ def four_way_headroom(train_scores: np.ndarray, train_regimes: Sequence[str], tr
     return FourWay(tuple(grid), list(held_regimes), choices, fresh, steps, model.rules())
 
 
+def readers_beside_levels(result: FourWay, reader_fresh: Mapping[str, np.ndarray], confidence: float = 0.95) -> dict[str, dict]:
+    """Each state reader's fresh-order scores paired with every level's on the same held-out configurations."""
+    from ..common.stats import mean_ci
+
+    out = {}
+    for name, fresh in reader_fresh.items():
+        fresh = np.asarray(fresh, dtype=np.float64)
+        row: dict = {"score": float(np.nanmean(fresh))}
+        for level in LEVELS:
+            diff = fresh - result.fresh[level]
+            ci = mean_ci(diff, confidence)
+            row[f"{name} - {level}"] = (float(np.nanmean(diff)), ci.low, ci.high, int(np.isfinite(diff).sum()))
+        out[name] = row
+    return out
+
+
 def _draw(config: FourWayConfig, configs_per_regime: int, batch_seed: int, purpose: str) -> list:
     from ..warehouse.seeds import seed_class
     from .headroom import HeadroomConfig, headroom_configs
@@ -157,6 +178,7 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
 
     out = Path(out_dir)
     arms = {name: reference_controller(name) for name in config.grid}
+    readers = {name: reference_controller(name) for name in config.readers if name not in arms}
     training = _draw(config, config.training_configs_per_regime, config.training_batch_seed, TRAINING)
     heldout = _draw(config, config.heldout_configs_per_regime, config.heldout_batch_seed, EVALUATION)
     if not training or not heldout:
@@ -164,10 +186,10 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     log(f"four-way headroom: {len(training)} training and {len(heldout)} held-out configurations, grid of {len(arms)}, "
         f"{config.fresh_orders} fresh orders on the held-out ones")  # fmt: skip
     if on_plan:  # episodes in all, those already in the folder included (they are read back, and counted)
-        on_plan(len(arms) * (len(training) + len(heldout) * (1 + config.fresh_orders)))
+        on_plan(len(arms) * len(training) + (len(arms) + len(readers)) * len(heldout) * (1 + config.fresh_orders))
     train_runs = run_paired(training, arms, out / "training", reference=config.grid[0], null_orders=0, replicate=0,
                             workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
-    held_runs = run_paired(heldout, arms, out / "heldout", reference=config.grid[0], null_orders=config.fresh_orders,
+    held_runs = run_paired(heldout, {**arms, **readers}, out / "heldout", reference=config.grid[0], null_orders=config.fresh_orders,
                            replicate=config.fresh_orders, workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
     which = "test"
     result = four_way_headroom(
@@ -177,12 +199,16 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
         [c.tags.get("regime", "all") for c in heldout], _descriptors(held_runs, config.descriptor.descriptors),
         config.grid, config.descriptor, config.confidence,
     )  # fmt: skip
+    fresh_orders = range(1, config.fresh_orders + 1)
+    result.readers = readers_beside_levels(result, {name: _table(held_runs, [name], fresh_orders, which)[:, 0] for name in readers},
+                                           config.confidence)  # fmt: skip
     text = four_way_markdown(result, config, rent=held_runs.rent())
     out.mkdir(parents=True, exist_ok=True)
     (out / "four-way.md").write_text(text)
     (out / "four-way.json").write_text(json.dumps({
         "config": dataclasses.asdict(config), "steps": result.steps, "by_regime": result.by_regime(config.confidence),
         "rules": result.rules, "chosen": {level: [config.grid[j] for j in c] for level, c in result.choices.items()},
+        "readers": result.readers,
     }, indent=1, default=str))  # fmt: skip
     return result, text
 
@@ -203,6 +229,12 @@ def four_way_markdown(result: FourWay, config: FourWayConfig, rent: float = 0.0)
     rows = {**result.by_regime(config.confidence), "all": result.steps}
     for regime, steps in rows.items():
         lines.append(f"| {regime} | " + " | ".join(ci(steps[f"{b} - {a}"]) for a, b in zip(LEVELS, LEVELS[1:])) + " |")
+    if result.readers:
+        lines += ["", "State readers on the same held-out configurations and fresh orders (each cell: the reader minus "
+                  "the level, pp, interval, pairs):", "",
+                  "| reader | score | − " + " | − ".join(LEVELS) + " |", "|---|---|" + "---|" * len(LEVELS)]  # fmt: skip
+        for name, row in result.readers.items():
+            lines.append(f"| {name} | {row['score']:.2f} | " + " | ".join(ci(row[f'{name} - {level}']) for level in LEVELS) + " |")
     lines += ["", "Mean fresh-order score of each level (pp): " +
               ", ".join(f"{level} {np.nanmean(result.fresh[level]):.2f}" for level in LEVELS), "",
               "The descriptor-keyed schedule's rules (fitted on the training configurations):", "", "```",
