@@ -105,6 +105,7 @@ def test_run_four_way_on_real_episodes_keeps_training_and_held_out_seeds_apart(t
     (row,) = result.readers.values()
     assert all(row[f"vigilant:conv_heavy@0 - {level}"][3] == 3 for level in LEVELS)
     assert "vigilant:conv_heavy@0" not in result.grid and "| vigilant:conv_heavy@0 |" in text
+    assert set(result.null_rms) == {"all"} and result.null_rms["all"] >= 0 and "Null control (heuristic" in text
     assert all(pairs == 3 for *_, pairs in result.steps.values())
     assert "state-dependent" in text and (tmp_path / "out" / "four-way.json").exists()
     from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run

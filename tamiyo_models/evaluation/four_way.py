@@ -66,6 +66,9 @@ class FourWay:
     fresh: dict[str, np.ndarray]
     steps: dict[str, tuple[float, float, float, int]]
     rules: str = ""
+    # The null control: the reference rerun on the fresh orders, RMS of its differences to its original order (pp),
+    # by regime and "all": the noise any single pair carries.
+    null_rms: dict[str, float] = field(default_factory=dict)
     # reader -> {"score": fresh-order mean, "<reader> - <level>": (mean, low, high, pairs)} (readers_beside_levels)
     readers: dict[str, dict] = field(default_factory=dict)
 
@@ -174,6 +177,7 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     `fresh_orders` fresh orders), and write four-way.md / four-way.json into `out_dir`."""
     from ..controllers import reference_controller
     from ..warehouse.seeds import EVALUATION, TRAINING
+    from ..common.stats import noise_floor
     from .paired import run_paired
 
     out = Path(out_dir)
@@ -200,6 +204,9 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
         config.grid, config.descriptor, config.confidence,
     )  # fmt: skip
     fresh_orders = range(1, config.fresh_orders + 1)
+    regimes = [c.tags.get("regime", "all") for c in heldout]
+    result.null_rms = {regime: noise_floor(held_runs.null_differences([i for i, r in enumerate(regimes) if r == regime or regime == "all"], which))
+                       for regime in [*sorted(set(regimes)), "all"]}  # fmt: skip
     result.readers = readers_beside_levels(result, {name: _table(held_runs, [name], fresh_orders, which)[:, 0] for name in readers},
                                            config.confidence)  # fmt: skip
     text = four_way_markdown(result, config, rent=held_runs.rent())
@@ -208,7 +215,7 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     (out / "four-way.json").write_text(json.dumps({
         "config": dataclasses.asdict(config), "steps": result.steps, "by_regime": result.by_regime(config.confidence),
         "rules": result.rules, "chosen": {level: [config.grid[j] for j in c] for level, c in result.choices.items()},
-        "readers": result.readers,
+        "readers": result.readers, "null_rms": result.null_rms,
     }, indent=1, default=str))  # fmt: skip
     return result, text
 
@@ -235,6 +242,9 @@ def four_way_markdown(result: FourWay, config: FourWayConfig, rent: float = 0.0)
                   "| reader | score | − " + " | − ".join(LEVELS) + " |", "|---|---|" + "---|" * len(LEVELS)]  # fmt: skip
         for name, row in result.readers.items():
             lines.append(f"| {name} | {row['score']:.2f} | " + " | ".join(ci(row[f'{name} - {level}']) for level in LEVELS) + " |")
+    if result.null_rms:
+        lines += ["", f"Null control ({config.grid[0]} rerun on the fresh orders), RMS of its difference to its original "
+                  "order: " + ", ".join(f"{regime} {rms:.2f} pp" for regime, rms in result.null_rms.items()) + "."]  # fmt: skip
     lines += ["", "Mean fresh-order score of each level (pp): " +
               ", ".join(f"{level} {np.nanmean(result.fresh[level]):.2f}" for level in LEVELS), "",
               "The descriptor-keyed schedule's rules (fitted on the training configurations):", "", "```",
