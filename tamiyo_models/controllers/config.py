@@ -118,7 +118,7 @@ def reference_controller(name: str):
         blueprint, sep, epoch = rest.partition("@")
         epoch, has_slot, slot = epoch.partition(":slot")
         if not sep or not epoch.isdigit() or (has_slot and not slot.isdigit()):
-            raise ValueError(f"controller {name!r}: a schedule is written {kind}:<blueprint>@<epoch>[:slot<k>], "
+            raise ValueError(f"controller {name!r}: a {kind} schedule is written {kind}:<blueprint>@<epoch>[:slot<k>], "
                              f"e.g. {kind}:conv_heavy@6 or {kind}:conv_light@0:slot1")  # fmt: skip
         if blueprint not in BLUEPRINTS:
             raise ValueError(f"controller {name!r}: unknown blueprint {blueprint!r}; known: {', '.join(BLUEPRINTS)}")
