@@ -87,13 +87,14 @@ def test_a_study_runs_records_its_rows_and_reruns_from_disk(tmp_path):
 
 DATA_SPEC = SPEC.replace('kind = "heuristic"', 'kind = "epsilon-heuristic"\nepsilon = 0.3')
 
-TRAINED = STUDY.replace('arms = ["fixed:conv_heavy@1"]', 'arms = ["bcq", "imitation"]') + """
-[[data]]
-name = "explore"
-spec = "{data_spec}"
-episodes = 10
-batch_seed = 7
 
+def _data(name: str, episodes: int, batch_seed: int, *extra: str) -> str:
+    """A [[data]] table on the data spec (its path filled in by _trained_study), with extra lines."""
+    return "\n".join(["", "[[data]]", f'name = "{name}"', 'spec = "{data_spec}"', f"episodes = {episodes}",
+                      f"batch_seed = {batch_seed}", *extra, ""])  # fmt: skip
+
+
+TRAINED = STUDY.replace('arms = ["fixed:conv_heavy@1"]', 'arms = ["bcq", "imitation"]') + _data("explore", 10, 7) + """
 [[train]]
 name = "bcq"
 data = "explore"
@@ -189,15 +190,9 @@ def test_a_study_trains_a_phase4_arm_in_live_episodes_on_registered_seeds(tmp_pa
     assert learned_seeds(trained_policy(root / "tiny", "ppo")) >= ppo_seeds | set(registry["data:explore"])
 
 
-VINE = STUDY.replace('arms = ["fixed:conv_heavy@1"]', 'arms = ["vine"]') + """
-[[data]]
-name = "forks"
-spec = "{data_spec}"
-episodes = 6
-batch_seed = 9
-controller = "fixed:conv_heavy@1"     # fork studies around the schedule
-branching = {{ horizon = "end", fork_rule = "random", max_forks = 2, min_step = 1 }}
-
+VINE = STUDY.replace('arms = ["fixed:conv_heavy@1"]', 'arms = ["vine"]') + _data(
+    "forks", 6, 9, 'controller = "fixed:conv_heavy@1"     # fork studies around the schedule',
+    'branching = {{ horizon = "end", fork_rule = "random", max_forks = 2, min_step = 1 }}') + """
 [[train]]
 name = "vine"
 data = "forks"

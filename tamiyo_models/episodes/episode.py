@@ -484,7 +484,7 @@ class Episode:
         # few batches spread over the epoch. Reading gradients changes nothing that is trained.
         seeds = {slot.index: list(slot.seed.parameters()) for slot in self.slots if slot.is_active and slot.seed is not None}
         every = max(1, self.batches_per_epoch // SEED_GRADIENT_BATCHES)
-        zero_counts = {index: [0, 0] for index in seeds}
+        zeros, read = dict.fromkeys(seeds, 0), 0  # zero gradient entries per seed; batches read
         self.model.train()
         order = torch.randperm(len(data.train_x), generator=self.data_generator)
         loss_sum, correct, telemetry_seconds = 0.0, 0, 0.0
@@ -504,10 +504,9 @@ class Episode:
                 monitor.observe(batch_index)
                 telemetry_seconds += time.perf_counter() - t0
             if batch_index % every == every // 2:
-                for index, params in seeds.items():
-                    grads = [p.grad for p in params if p.grad is not None]
-                    zero_counts[index][0] += sum(int((g == 0).sum()) for g in grads) + sum(p.numel() for p in params if p.grad is None)
-                    zero_counts[index][1] += sum(p.numel() for p in params)
+                read += 1
+                for index, params in seeds.items():  # a parameter without a gradient counts as all zeros
+                    zeros[index] += sum(p.numel() if p.grad is None else int((p.grad == 0).sum()) for p in params)
             for opt in optimizers:
                 opt.step()
             self.global_step += 1
@@ -518,7 +517,8 @@ class Episode:
         self.train_accuracy = 100.0 * correct / len(order)
         if monitor is not None:
             self.telemetry = {"gradients": monitor.summary()}
-        self.seed_zero_gradient_share = {index: zero / total for index, (zero, total) in zero_counts.items() if total}
+        self.seed_zero_gradient_share = {index: zeros[index] / (read * sum(p.numel() for p in params))
+                                         for index, params in seeds.items() if read}  # fmt: skip
         return telemetry_seconds
 
     def score_test(self) -> None:

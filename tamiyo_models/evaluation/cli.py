@@ -169,15 +169,14 @@ def _run_four_way(args: argparse.Namespace) -> int:
     controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
     try:
         grid = tuple(dict.fromkeys([args.reference, *controllers]))  # the reference first: the designs pair on it
-        for name in grid:
+        readers = tuple(r.strip() for r in args.state_readers.split(",") if r.strip())
+        for name in (*grid, *readers):
             reference_controller(name)
         config = FourWayConfig(spec=args.spec, regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
                                grid=grid, training_configs_per_regime=args.training_configs_per_regime,
                                heldout_configs_per_regime=args.configs_per_regime, training_batch_seed=args.training_batch_seed,
                                heldout_batch_seed=args.batch_seed, fresh_orders=args.replicate, workers=args.workers,
-                               readers=tuple(r.strip() for r in args.state_readers.split(",") if r.strip()))  # fmt: skip
-        for name in config.readers:
-            reference_controller(name)
+                               readers=readers)  # fmt: skip
     except (ValueError, SpecError) as exc:
         print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)
         return 2

@@ -175,9 +175,9 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
                  execute: bool = True) -> tuple[FourWay, str]:  # fmt: skip
     """Run (or resume) both paired designs, every grid controller on every configuration (held-out ones also on
     `fresh_orders` fresh orders), and write four-way.md / four-way.json into `out_dir`."""
+    from ..common.stats import noise_floor
     from ..controllers import reference_controller
     from ..warehouse.seeds import EVALUATION, TRAINING
-    from ..common.stats import noise_floor
     from .paired import run_paired
 
     out = Path(out_dir)
@@ -195,18 +195,18 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
                             workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
     held_runs = run_paired(heldout, {**arms, **readers}, out / "heldout", reference=config.grid[0], null_orders=config.fresh_orders,
                            replicate=config.fresh_orders, workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
-    which = "test"
+    which, held_regimes = "test", [c.tags.get("regime", "all") for c in heldout]
     result = four_way_headroom(
         _table(train_runs, config.grid, [0], which), [c.tags.get("regime", "all") for c in training],
         _descriptors(train_runs, config.descriptor.descriptors), [c.seed for c in training],
         _table(held_runs, config.grid, [0], which), _table(held_runs, config.grid, range(1, config.fresh_orders + 1), which),
-        [c.tags.get("regime", "all") for c in heldout], _descriptors(held_runs, config.descriptor.descriptors),
+        held_regimes, _descriptors(held_runs, config.descriptor.descriptors),
         config.grid, config.descriptor, config.confidence,
     )  # fmt: skip
     fresh_orders = range(1, config.fresh_orders + 1)
-    regimes = [c.tags.get("regime", "all") for c in heldout]
-    result.null_rms = {regime: noise_floor(held_runs.null_differences([i for i, r in enumerate(regimes) if r == regime or regime == "all"], which))
-                       for regime in [*sorted(set(regimes)), "all"]}  # fmt: skip
+    rows = {regime: [i for i, r in enumerate(held_regimes) if r == regime] for regime in sorted(set(held_regimes))}
+    rows["all"] = list(range(len(held_regimes)))
+    result.null_rms = {regime: noise_floor(held_runs.null_differences(indices, which)) for regime, indices in rows.items()}
     result.readers = readers_beside_levels(result, {name: _table(held_runs, [name], fresh_orders, which)[:, 0] for name in readers},
                                            config.confidence)  # fmt: skip
     text = four_way_markdown(result, config, rent=held_runs.rent())
