@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cifar_fixtures import dump_pickle, write_cifar10, write_cifar100
 
 from tamiyo_models.world.datasets import (
     DatasetConfig,
@@ -49,7 +50,7 @@ def test_config_round_trips_and_rejects_unknown_keys():
 
 def test_dataset_names_lists_sources():
     names = dataset_names()
-    assert {"digits", "fashion-mnist", "cifar10", "cifar100", "synthetic"} <= set(names)
+    assert {"digits", "fashion-mnist", "cifar10", "cifar100", "synthetic", "synthetic-cifar"} <= set(names)
     assert "imagefolder:PATH" in names
 
 
@@ -163,6 +164,20 @@ def test_synthetic_is_deterministic_with_expected_shapes():
     assert not torch.equal(a.train_x, c.train_x)
 
 
+def test_synthetic_cifar_has_cifars_shape_and_carries_signal():
+    a = load_task_data(DatasetConfig(name="synthetic-cifar"))
+    assert a.input_shape == (3, 32, 32) and a.num_classes == 10
+    assert (len(a.train_y), len(a.val_y), len(a.test_y)) == (5000, 1000, 1000)
+    assert np.all(_class_counts(a.train_y, 10) == 500)
+    clear_dataset_cache()
+    assert torch.equal(load_task_data(DatasetConfig(name="synthetic-cifar")).test_x, a.test_x)
+    # The class lives in the coarse picture (a nearest class mean on 8x8 averages finds it); single pixels are noise.
+    pool = lambda x: torch.nn.functional.avg_pool2d(x, 4).flatten(1)  # noqa: E731
+    means = torch.stack([pool(a.train_x[a.train_y == k]).mean(0) for k in range(10)])
+    assert (torch.cdist(pool(a.val_x), means).argmin(1) == a.val_y).float().mean() > 0.9
+    assert abs(float(torch.corrcoef(a.train_x[:2].flatten(1))[0, 1])) < 0.2
+
+
 def test_synthetic_is_learnable_by_nearest_class_mean():
     # A cheap check that classes carry signal (a CNN does better than this).
     data = load_task_data(DatasetConfig(name="synthetic"))
@@ -172,52 +187,11 @@ def test_synthetic_is_learnable_by_nearest_class_mean():
     assert 0.5 < acc < 1.0
 
 
-# ---------------------------------------------------------------- cifar fixtures
-
-
-def _cifar_batch(rng: np.random.Generator, labels: list[int], label_key: bytes) -> dict:
-    data = rng.integers(0, 256, size=(len(labels), 3072), dtype=np.uint8)
-    batch = {b"batch_label": b"fixture", b"data": data, label_key: labels}
-    if label_key == b"fine_labels":
-        batch[b"coarse_labels"] = [lab // 5 for lab in labels]
-    return batch
-
-
-def _dump(path: Path, obj: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
-
-
-def _write_cifar10(root: Path, per_class: int = 2) -> None:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    labels = [k for k in range(10) for _ in range(per_class)]
-    for i in range(1, 6):
-        _dump(folder / f"data_batch_{i}", _cifar_batch(rng, labels, b"labels"))
-    _dump(folder / "test_batch", _cifar_batch(rng, labels, b"labels"))
-    names = [f"c10_{k}".encode() for k in range(10)]
-    _dump(folder / "batches.meta", {b"label_names": names, b"num_cases_per_batch": len(labels)})
-
-
-def _write_cifar100(root: Path, per_class: int = 2) -> None:
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    labels = [k for k in range(100) for _ in range(per_class)]
-    _dump(folder / "train", _cifar_batch(rng, labels, b"fine_labels"))
-    _dump(folder / "test", _cifar_batch(rng, labels[::2], b"fine_labels"))
-    _dump(
-        folder / "meta",
-        {
-            b"fine_label_names": [f"fine_{k}".encode() for k in range(100)],
-            b"coarse_label_names": [f"coarse_{k}".encode() for k in range(20)],
-        },
-    )
+# ---------------------------------------------------------------- cifar
 
 
 def test_cifar10_reads_torchvision_format_offline(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     data = load_task_data(DatasetConfig(name="cifar10", root=str(tmp_path)))
     assert data.input_shape == (3, 32, 32) and data.num_classes == 10
     # the official test batch is the test split; validation is carved out of the training batches
@@ -230,10 +204,10 @@ def test_cifar10_reads_torchvision_format_offline(tmp_path):
 def test_cifar10_pixels_keep_channel_layout(tmp_path):
     # One red image: the R plane is the first 1024 bytes of a row.
     folder = tmp_path / "cifar-10-batches-py"
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     batch = pickle.loads((folder / "test_batch").read_bytes())
     batch[b"data"][0] = np.concatenate([np.full(1024, 255), np.zeros(2048)]).astype(np.uint8)
-    _dump(folder / "test_batch", batch)
+    dump_pickle(folder / "test_batch", batch)
     data = load_task_data(DatasetConfig(name="cifar10", root=str(tmp_path)))
     img = data.test_x[0]
     assert img[0].std() < 1e-5 and img[1].std() < 1e-5  # each plane constant
@@ -241,7 +215,7 @@ def test_cifar10_pixels_keep_channel_layout(tmp_path):
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
-    _write_cifar100(tmp_path)
+    write_cifar100(tmp_path)
     data = load_task_data(DatasetConfig(name="cifar100", root=str(tmp_path), val_subsample=10, test_subsample=50))
     assert data.num_classes == 100 and data.input_shape == (3, 32, 32)
     assert len(data.train_y) == 160 and len(data.val_y) == 10 and len(data.test_y) == 50
@@ -258,7 +232,7 @@ def test_missing_cifar_folder_names_root(tmp_path):
 
 
 def test_corrupt_cifar_batch_is_a_dataset_error(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(DatasetError, match="data_batch_3"):
         load_task_data(DatasetConfig(name="cifar10", root=str(tmp_path)))

@@ -45,6 +45,10 @@ Sources (``DatasetConfig.name``):
     A fast, deterministic, offline source for tests: 10 classes of 1x8x8
     images, each a fixed random prototype plus noise (800 train / 200 val /
     200 test).
+``synthetic-cifar``
+    CIFAR's shape without its files: 10 classes of 3x32x32 images, a smooth
+    random prototype per class plus heavy pixel noise (5,000 train / 1,000
+    val / 1,000 test). For benchmarks and device checks, never for claims.
 ``imagefolder:PATH``
     ``torchvision.datasets.ImageFolder(PATH)``: one sub-folder per class,
     images converted to RGB and resized to ``image_size`` squared; stratified
@@ -87,9 +91,9 @@ __all__ = [
 ]
 
 IMAGEFOLDER_PREFIX = "imagefolder:"
-_BUILTIN_NAMES = ("digits", "fashion-mnist", "cifar10", "cifar100", "synthetic")
+_BUILTIN_NAMES = ("digits", "fashion-mnist", "cifar10", "cifar100", "synthetic", "synthetic-cifar")
 # Sources that read nothing from a data root: their cache key ignores `root`.
-_ROOTLESS_NAMES = ("digits", "synthetic")
+_ROOTLESS_NAMES = ("digits", "synthetic", "synthetic-cifar")
 DEBIAN_FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -106,6 +110,8 @@ _STREAM_SYNTHETIC_PROTOTYPES = 5
 _STREAM_SYNTHETIC_SAMPLES = 6
 _STREAM_TEST_SPLIT = 7
 _STREAM_TEST_SUBSAMPLE = 8
+_STREAM_SYNTHETIC_CIFAR_PROTOTYPES = 9
+_STREAM_SYNTHETIC_CIFAR_SAMPLES = 10
 
 
 class DatasetError(ValueError):
@@ -343,6 +349,8 @@ def _load_raw(config: DatasetConfig) -> _RawSplits:
         return _load_digits(config)
     if name == "synthetic":
         return _load_synthetic(config)
+    if name == "synthetic-cifar":
+        return _load_synthetic_cifar(config)
     if name == "fashion-mnist":
         return _load_fashion_mnist(config)
     if name in ("cifar10", "cifar100"):
@@ -500,6 +508,28 @@ def _load_synthetic(config: DatasetConfig) -> _RawSplits:
     train_x, train_y = sample(_SYNTHETIC_TRAIN_PER_CLASS)
     val_x, val_y = sample(_SYNTHETIC_VAL_PER_CLASS)
     test_x, test_y = sample(_SYNTHETIC_VAL_PER_CLASS)  # drawn after validation: validation is unchanged
+    names = [f"class_{i}" for i in range(_SYNTHETIC_CLASSES)]
+    return _RawSplits(train_x, train_y, val_x, val_y, test_x, test_y, names, pixel_max=1.0)
+
+
+# CIFAR's shape and size without its files: what benchmarks and device checks run on where no CIFAR is at hand.
+_SYNTHETIC_CIFAR_SPLITS = (5000, 1000, 1000)  # train, validation, test images
+_SYNTHETIC_CIFAR_NOISE_STD = 10.0  # a host (8,16,32) reaches about 50% in 4 epochs: room to grow
+
+
+def _load_synthetic_cifar(config: DatasetConfig) -> _RawSplits:
+    """10 classes of 3x32x32 images: a smooth prototype per class (random 3x8x8, upsampled 4x so convolutions
+    have spatial structure to find) plus pixel noise heavy enough that a small host needs several epochs."""
+    coarse = _rng(config, _STREAM_SYNTHETIC_CIFAR_PROTOTYPES).normal(size=(_SYNTHETIC_CLASSES, 3, 8, 8))
+    prototypes = coarse.repeat(4, axis=2).repeat(4, axis=3)
+    rng = _rng(config, _STREAM_SYNTHETIC_CIFAR_SAMPLES)
+
+    def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.permutation(np.arange(count) % _SYNTHETIC_CLASSES)
+        noise = rng.normal(scale=_SYNTHETIC_CIFAR_NOISE_STD, size=(count, 3, 32, 32))
+        return (prototypes[y] + noise).astype(np.float32), y.astype(np.int64)
+
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (sample(n) for n in _SYNTHETIC_CIFAR_SPLITS)
     names = [f"class_{i}" for i in range(_SYNTHETIC_CLASSES)]
     return _RawSplits(train_x, train_y, val_x, val_y, test_x, test_y, names, pixel_max=1.0)
 
