@@ -37,7 +37,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from .controllers import reference_controller
     from .episodes.branching import BranchConfig
-    from .episodes.episode import EpisodeConfig
+    from .episodes.episode import EpisodeConfig, check_device
     from .episodes.generation import GenerationSpec, SpecError, generate
     from .world.datasets import DatasetConfig, DatasetError, check_dataset_config
     from .world.host import HostConfig
@@ -82,6 +82,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 )
         for dataset in {c.dataset for c in configs}:  # once, before any episode, not once per episode
             check_dataset_config(dataset)
+        if args.device != "cpu":
+            check_device(args.device, available=not args.ray_address)  # a Ray cluster's GPUs are its own business
+            configs = [dataclasses.replace(c, device=args.device) for c in configs]
     except (SpecError, DatasetError, ValueError) as exc:
         print(f"tamiyo generate: {exc}", file=sys.stderr)
         return 2
@@ -163,11 +166,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--episodes", type=int, default=4, help="number of episodes (default 4)")
     g.add_argument("--out", default="var/raw", help="landing folder for raw run files (default var/raw)")
     g.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    g.add_argument("--device", default="cpu",
+                   help="where each episode trains: cpu (default), cuda or cuda:<index>; with --workers N, N episodes share the GPU")
     g.add_argument("--seed", type=int, default=0, help="seed of the batch; episode i uses seed+i (default 0)")
     shipped = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "specs").glob("*.toml")))
     g.add_argument("--spec", help=f"generation spec (TOML/JSON file, or a shipped name: {shipped})")
     g.add_argument("--dataset", default="digits",
-                   help="digits | fashion-mnist | cifar10 | cifar100 | synthetic | imagefolder:PATH")  # fmt: skip
+                   help="digits | fashion-mnist | cifar10 | cifar100 | synthetic | synthetic-cifar | imagefolder:PATH")  # fmt: skip
     g.add_argument("--data-root", help="folder with downloaded datasets (torchvision layout)")
     g.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     g.add_argument("--train-subsample", type=int, help="keep this many training examples (stratified)")

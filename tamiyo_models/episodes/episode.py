@@ -73,6 +73,25 @@ def _check_seed_faults(value) -> tuple[tuple[str, float], ...]:
     return tuple(sorted((b, p) for b, p in faults.items() if p > 0))
 
 
+def check_device(device: str, *, available: bool = False) -> str:
+    """`device` as torch spells it ("cpu", "cuda", "cuda:1"); ValueError naming it when torch cannot parse it, or,
+    with `available`, when this machine lacks it (checked once, up front, rather than in every worker)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device: episodes run on cpu, cuda or cuda:<index>") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: episodes run on cpu, cuda or cuda:<index>, not {parsed.type}")
+    if available and parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine (torch.cuda.is_available() "
+                             f"is False; torch {torch.__version__}, built for CUDA {torch.version.cuda}); run on cpu")  # fmt: skip
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")  # fmt: skip
+    return str(parsed)
+
+
 @dataclass(frozen=True)
 class EpisodeConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -119,6 +138,7 @@ class EpisodeConfig:
             raise ValueError(f"unknown blueprints {sorted(unknown)}; known: {', '.join(BLUEPRINTS)}")
         object.__setattr__(self, "rent", check_rent(self.rent))
         object.__setattr__(self, "seed_faults", _check_seed_faults(self.seed_faults))
+        object.__setattr__(self, "device", check_device(self.device))
 
     def to_dict(self) -> dict:
         return {

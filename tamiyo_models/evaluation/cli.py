@@ -58,6 +58,8 @@ def register(subparsers) -> None:
     h.add_argument("--null-orders", type=int, default=1, help="fresh data orders for the null control at least (default 1)")
     h.add_argument("--batch-seed", type=int, default=20_261_129, help="draws the configurations (default %(default)s; keep apart from training batches)")
     h.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
+    h.add_argument("--device", default="cpu",
+                   help="where each episode trains: cpu (default), cuda or cuda:<index>; the workers share the GPU")
     h.add_argument("--out", type=Path, default=Path("var/reports/headroom"), help="report and episodes folder")
     h.add_argument("--four-way", action="store_true",
                    help="the four-way headroom instead (docs/arena.md): best fixed schedule, best per regime, a descriptor-keyed "
@@ -121,6 +123,7 @@ def run_headroom(args: argparse.Namespace) -> int:
     if args.four_way:
         return _run_four_way(args)
 
+    from ..episodes.episode import check_device
     from ..episodes.generation import SpecError
     from .headroom import HeadroomConfig, analyse_headroom
 
@@ -131,6 +134,7 @@ def run_headroom(args: argparse.Namespace) -> int:
             controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()),
             reference=args.reference, null_orders=args.null_orders, replicate=args.replicate,
             replicate_arms=args.replicate_arms, batch_seed=args.batch_seed, workers=args.workers,
+            device=check_device(args.device, available=True),
         )  # fmt: skip
         from ..controllers import reference_controller
 
@@ -163,6 +167,7 @@ def _run_four_way(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..controllers import reference_controller
+    from ..episodes.episode import check_device
     from ..episodes.generation import SpecError
     from .four_way import FourWayConfig, run_four_way
 
@@ -176,7 +181,7 @@ def _run_four_way(args: argparse.Namespace) -> int:
                                grid=grid, training_configs_per_regime=args.training_configs_per_regime,
                                heldout_configs_per_regime=args.configs_per_regime, training_batch_seed=args.training_batch_seed,
                                heldout_batch_seed=args.batch_seed, fresh_orders=args.replicate, workers=args.workers,
-                               readers=readers)  # fmt: skip
+                               readers=readers, device=check_device(args.device, available=True))  # fmt: skip
     except (ValueError, SpecError) as exc:
         print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)
         return 2

@@ -53,6 +53,7 @@ class FourWayConfig:
     # Controllers that read the state (e.g. vigilant:conv_heavy@0), run on the held-out configurations only and
     # set beside the levels: what a controller that reads the run does get, against what the oracle says is left.
     readers: tuple[str, ...] = ()
+    device: str = "cpu"  # where every episode runs (HeadroomConfig.device)
 
 
 @dataclass
@@ -146,7 +147,7 @@ def _draw(config: FourWayConfig, configs_per_regime: int, batch_seed: int, purpo
     from .headroom import HeadroomConfig, headroom_configs
 
     configs, _ = headroom_configs(HeadroomConfig(spec=config.spec, regimes=config.regimes, configs_per_regime=configs_per_regime,
-                                                 batch_seed=batch_seed))  # fmt: skip
+                                                 batch_seed=batch_seed, device=config.device))  # fmt: skip
     # The seed's class says what the configuration is for: the tree may only ever be fitted on even seeds.
     return [dataclasses.replace(c, seed=seed_class(c.seed, purpose), tags={**c.tags, "four_way": purpose}) for c in configs]
 

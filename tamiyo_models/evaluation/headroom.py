@@ -21,6 +21,8 @@ it writes headroom.md / .html / .json and plots, and resumes from the episodes a
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import time
@@ -61,6 +63,9 @@ class HeadroomConfig:
     confidence: float = 0.95
     resamples: int = 10_000
     tie_tolerance: float = TIE_TOLERANCE
+    # Where every episode runs ("cuda": several workers share one GPU). Part of each configuration, so episodes
+    # run on a GPU are never read back as the CPU's, nor the other way round.
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.reference not in self.controllers:
@@ -170,25 +175,29 @@ def _jsonable(x):
 
 
 def headroom_configs(config: HeadroomConfig) -> tuple[list, dict[str, str]]:
-    """The paired configurations, regime by regime (each regime from its own stream of the batch seed), and
-    the regimes skipped on this machine with the reason."""
+    """The paired configurations, regime by regime (each regime from its own stream of the batch seed), on the
+    config's device, and the regimes skipped on this machine with the reason."""
     from ..episodes.generation import GenerationSpec
 
     spec = GenerationSpec.load(config.spec)
     skipped = dict(spec.unavailable)
     if not spec.regimes:
-        return spec.sample(config.configs_per_regime, config.batch_seed), skipped
-    names = list(config.regimes) or spec.regime_names
-    order = [r["name"] for r in spec.regimes]
-    configs = []
-    for name in names:
-        if name in spec.unavailable:
-            continue
-        # Each regime's stream is keyed by its place in the spec, not in the selection: analysing a subset of
-        # regimes draws the very configurations (and reuses the episodes) of an analysis of all of them.
-        index = order.index(name) if name in order else len(order)
-        configs += spec.sample_regime(name, config.configs_per_regime, config.batch_seed + 7919 * (index + 1))
-    return configs, {k: v for k, v in skipped.items() if not config.regimes or k in config.regimes}
+        configs = spec.sample(config.configs_per_regime, config.batch_seed)
+    else:
+        names = list(config.regimes) or spec.regime_names
+        order = [r["name"] for r in spec.regimes]
+        configs = []
+        for name in names:
+            if name in spec.unavailable:
+                continue
+            # Each regime's stream is keyed by its place in the spec, not in the selection: analysing a subset of
+            # regimes draws the very configurations (and reuses the episodes) of an analysis of all of them.
+            index = order.index(name) if name in order else len(order)
+            configs += spec.sample_regime(name, config.configs_per_regime, config.batch_seed + 7919 * (index + 1))
+        skipped = {k: v for k, v in skipped.items() if not config.regimes or k in config.regimes}
+    if config.device != "cpu":
+        configs = [dataclasses.replace(c, device=config.device) for c in configs]
+    return configs, skipped
 
 
 def analyse_headroom(config: HeadroomConfig, out_dir: str | Path, *, log: Callable[[str], None] = print,
