@@ -36,6 +36,16 @@ doubling of its parameters, and its reward the same. Absent, it is 0: the score 
 
 A regime whose dataset is not on this machine (Fashion-MNIST without Debian's package, say) is left out of
 sampling, with one message naming the files and how to get them (`GenerationSpec.unavailable`).
+
+A spec file may **extend** another (`extends = "cifar-candidates"`, a shipped name or a path relative to the
+file): its `base` and `vary` merge into the parent's, key by key (a table such as `dataset = {...}` merges into
+the parent's table), and any other key it sets (`regimes`, `controllers`, `branching`, `rent`) replaces the
+parent's. So a study points a shipped spec at other data without copying its regimes:
+
+    extends = "cifar-candidates"
+    name = "cifar10-dev"
+    [base]
+    dataset = { name = "imagefolder:../shared/data/cifar10-dev" }
 """
 
 from __future__ import annotations
@@ -132,7 +142,9 @@ class GenerationSpec:
             if missing:
                 spec.unavailable[regime["name"]] = missing
         if spec.regimes and len(spec.unavailable) == len(spec.regimes):
-            raise SpecError(f"{source}: no regime can run on this machine: " + "; ".join(f"{k}: {v}" for k, v in spec.unavailable.items()))
+            reasons = set(spec.unavailable.values())
+            raise SpecError(f"{source}: no regime can run on this machine: " + (reasons.pop() if len(reasons) == 1 else
+                            "; ".join(f"{k}: {v}" for k, v in spec.unavailable.items())))  # fmt: skip
         spec.validate()
         return spec
 
@@ -200,18 +212,8 @@ class GenerationSpec:
     @classmethod
     def load(cls, path_or_name: str | Path) -> "GenerationSpec":
         """A spec file (.toml or .json), or the name of a spec shipped with the package."""
-        path = Path(path_or_name)
-        if not path.exists():
-            shipped = resources.files("tamiyo_models") / "specs" / f"{path_or_name}.toml"
-            if not shipped.is_file():
-                raise SpecError(f"generation spec {str(path_or_name)!r} not found (neither a file nor a shipped spec)")
-            return cls.from_dict(tomllib.loads(shipped.read_text()), source=str(shipped))
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise SpecError(f"{path}: cannot parse generation spec: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        data, source = _read_spec(path_or_name, Path.cwd(), ())
+        return cls.from_dict(data, source=source)
 
     def sample(self, episodes: int, seed: int) -> list[EpisodeConfig]:
         """`episodes` configurations; with regimes, each first draws its regime (by weight, among those that can
@@ -266,6 +268,40 @@ class GenerationSpec:
             except (TypeError, ValueError) as exc:
                 raise SpecError(f"{where}episode {index} has an invalid configuration: {exc}") from None
         return configs
+
+
+def _read_spec(path_or_name: str | Path, relative_to: Path, chain: tuple[str, ...]) -> tuple[dict, str]:
+    """A spec's table with every `extends` resolved (see the module docstring), and the file it came from."""
+    path = Path(path_or_name)
+    path = path if path.is_absolute() else relative_to / path
+    if path.is_file():
+        source = str(path)
+        text = path.read_text(encoding="utf-8")
+    else:
+        shipped = resources.files("tamiyo_models") / "specs" / f"{path_or_name}.toml"
+        if not shipped.is_file():
+            where = f"{chain[-1]}: extends: " if chain else ""
+            raise SpecError(f"{where}generation spec {str(path_or_name)!r} not found (neither a file nor a shipped spec)")
+        source, text = str(shipped), shipped.read_text()
+    if source in chain:
+        raise SpecError(f"{source}: extends itself through {' -> '.join(chain)}")
+    try:
+        data = json.loads(text) if source.endswith(".json") else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"{source}: cannot parse generation spec: {exc}") from None
+    if "extends" not in data:
+        return data, source
+    parent_name = data.pop("extends")
+    if not isinstance(parent_name, str) or not parent_name:
+        raise SpecError(f"{source}: extends must name a spec (a shipped name or a file), got {parent_name!r}")
+    parent, _ = _read_spec(parent_name, Path(source).parent, (*chain, source))
+    merged = {**parent, **{k: v for k, v in data.items() if k not in ("base", "vary")}}
+    merged["name"] = data.get("name", Path(source).stem)  # never the parent's: runs are tagged with the name
+    merged["base"] = copy.deepcopy(parent.get("base", {}))
+    for key, value in data.get("base", {}).items():
+        _merge_dotted(merged["base"], key, copy.deepcopy(value))
+    merged["vary"] = {**parent.get("vary", {}), **data.get("vary", {})}  # a varied field is one dotted key
+    return merged, source
 
 
 def _draw(rule: Any, rng: np.random.Generator, where: str) -> Any:
