@@ -129,3 +129,38 @@ def test_an_episode_on_the_gpu_completes_and_scores_like_the_cpu(tmp_path):  # p
     assert gpu.footer["status"] == "complete" and gpu.header["config"]["device"] == "cuda"
     # The same draws on both (the generators stay on the CPU); CUDA kernels may differ in the last bits.
     assert abs(gpu.footer["test_accuracy"] - cpu.footer["test_accuracy"]) < 5.0
+
+
+def test_the_cifar_curriculum_ends_on_cifar_with_one_slot_and_skips_it_without_the_data(tmp_path, monkeypatch):
+    from tamiyo_models.curriculum.spec import CurriculumSpec
+    from tamiyo_models.world.datasets import clear_dataset_cache
+
+    monkeypatch.setenv("TAMIYO_DATA_ROOT", str(tmp_path / "nowhere"))
+    curriculum = CurriculumSpec.load("cifar")
+    assert [s.name for s in curriculum.stages][-2:] == ["cifar-1k", "cifar-4k"]
+    assert "cifar-10-batches-py" in curriculum.stage("cifar-4k").unavailable()
+    assert curriculum.stage("digits-short").unavailable() is None
+    write_cifar10(tmp_path / "data", per_class=40)
+    monkeypatch.setenv("TAMIYO_DATA_ROOT", str(tmp_path / "data"))
+    clear_dataset_cache()
+    curriculum = CurriculumSpec.load("cifar")
+    drawn = {s.name: s.eval_configs_list() for s in (*curriculum.stages, *curriculum.transfer) if s.name.startswith("cifar")}
+    assert {name: {(c.host.widths, c.host.slots, c.rent) for c in configs} for name, configs in drawn.items()} == {
+        "cifar-1k": {((8, 16, 32), (1,), 1.0)}, "cifar-4k": {((8, 16, 32), (1,), 1.0)},
+        "cifar-mid": {((16, 32, 64), (1,), 1.0)}, "cifar-research": {((32, 64, 128), (1,), 1.0)}}  # fmt: skip
+    assert {c.dataset.train_subsample for c in drawn["cifar-1k"]} == {1000} and {c.max_epochs for c in drawn["cifar-1k"]} == {12}
+
+
+def test_a_curriculum_stage_may_name_a_spec_file_beside_it(tmp_path):
+    from tamiyo_models.curriculum.spec import CurriculumSpec
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "tiny.toml").write_text('[base]\nmax_epochs = 3\ndataset = { name = "synthetic" }\n'
+                                                  '[[regimes]]\nname = "a"\n[[regimes]]\nname = "b"\nbase = { max_epochs = 4 }\n')  # fmt: skip
+    (tmp_path / "curricula").mkdir()
+    path = tmp_path / "curricula" / "c.toml"
+    path.write_text('[[stages]]\nname = "s"\nspec = "../specs/tiny.toml"\nregime = "b"\n'
+                    '[[stages]]\nname = "t"\nspec = { extends = "../specs/tiny.toml", base = { max_epochs = 5 } }\nregime = "a"\n')  # fmt: skip
+    curriculum = CurriculumSpec.load(path)
+    assert {c.max_epochs for c in curriculum.stage("s").eval_configs_list()} == {4}
+    assert {c.max_epochs for c in curriculum.stage("t").eval_configs_list()} == {5}

@@ -50,7 +50,10 @@ def test_the_shipped_curricula_load_and_say_which_stages_need_missing_data():
 def test_bad_curricula_are_refused_naming_the_file_and_entry(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[[stages]]\nname = "a"\nspec = "no-such-spec"\n')
-    with pytest.raises(CurriculumError, match=r"bad.toml: stages\[0\]: no shipped generation spec 'no-such-spec'"):
+    with pytest.raises(CurriculumError, match=r"bad.toml: stages\[0\]: generation spec 'no-such-spec' not found"):
+        CurriculumSpec.load(bad)
+    bad.write_text('name = "x"\n[[stages]]\nname = "a"\nspec = "arena"\nregime = "fm-wide"\n')
+    with pytest.raises(CurriculumError, match=r"stages\[0\]: its spec has no regime 'fm-wide' \(regimes: fm-narrow, "):
         CurriculumSpec.load(bad)
     bad.write_text('name = "x"\n[[stages]]\nname = "a"\nspec = "arena"\npromotion = { min_margin = 0 }\n')
     with pytest.raises(CurriculumError, match=r"stages\[0\]: promotion: .*min_margin"):

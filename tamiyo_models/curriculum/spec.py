@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..episodes.generation import GenerationSpec, SpecError
+from ..episodes.generation import GenerationSpec, SpecError, read_spec_table, resolve_extends
 
 _STAGE_KEYS = {"name", "description", "spec", "regime", "episodes_per_round", "eval_configs", "eval_batch_seed", "promotion"}
 
@@ -123,22 +123,23 @@ class CurriculumSpec:
             shipped = resources.files("tamiyo_models") / "curricula" / f"{path_or_name}.toml"
             if not shipped.is_file():
                 raise CurriculumError(f"curriculum {str(path_or_name)!r} not found (neither a file nor a shipped curriculum)")
-            return cls.from_dict(tomllib.loads(shipped.read_text()), source=str(shipped))
+            return cls.from_dict(tomllib.loads(shipped.read_text()), source=str(shipped), folder=Path(str(shipped)).parent)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise CurriculumError(f"{path}: cannot parse the curriculum: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), folder=path.parent)
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "<dict>") -> "CurriculumSpec":
+    def from_dict(cls, d: dict, source: str = "<dict>", folder: str | Path = ".") -> "CurriculumSpec":
+        """`folder`: where spec files the stages name are looked for (the curriculum file's own folder)."""
         unknown = set(d) - {"name", "description", "defaults", "stages", "transfer"}
         if unknown:
             raise CurriculumError(f"{source}: unknown top-level keys {sorted(unknown)} (known: name, description, "
                                   "defaults, stages, transfer)")  # fmt: skip
         defaults = d.get("defaults", {})
-        stages = tuple(_stage(s, defaults, f"{source}: stages[{i}]") for i, s in enumerate(d.get("stages", [])))
-        transfer = tuple(_stage(s, defaults, f"{source}: transfer[{i}]") for i, s in enumerate(d.get("transfer", [])))
+        stages = tuple(_stage(s, defaults, f"{source}: stages[{i}]", Path(folder)) for i, s in enumerate(d.get("stages", [])))
+        transfer = tuple(_stage(s, defaults, f"{source}: transfer[{i}]", Path(folder)) for i, s in enumerate(d.get("transfer", [])))
         if not stages:
             raise CurriculumError(f"{source}: a curriculum needs at least one [[stages]] entry")
         names = [s.name for s in (*stages, *transfer)]
@@ -147,7 +148,7 @@ class CurriculumSpec:
         return cls(d.get("name", Path(source).stem), stages, transfer, d.get("description", ""), source)
 
 
-def _stage(d: dict, defaults: dict, where: str) -> Stage:
+def _stage(d: dict, defaults: dict, where: str, folder: Path) -> Stage:
     bad = set(d) - _STAGE_KEYS
     if "name" not in d or "spec" not in d or bad:
         raise CurriculumError(f"{where}: needs name and spec and may hold {', '.join(sorted(_STAGE_KEYS - {'name', 'spec'}))}"
@@ -158,13 +159,7 @@ def _stage(d: dict, defaults: dict, where: str) -> Stage:
         rule = PromotionRule(**promotion)
     except TypeError as exc:
         raise CurriculumError(f"{where}: promotion: {exc} (known: min_margin_low, max_episodes)") from None
-    spec = d["spec"]
-    if isinstance(spec, str):
-        spec = _shipped_spec(spec, d.get("regime"), where)
-    elif d.get("regime"):
-        raise CurriculumError(f"{where}: 'regime' picks a regime of a named spec; an inline spec says its own")
-    elif not isinstance(spec, dict):
-        raise CurriculumError(f"{where}: spec must be a shipped spec's name or an inline generation spec table")
+    spec = _stage_spec(d["spec"], d.get("regime"), where, folder)
     stage = Stage(name=d["name"], spec=spec, description=d.get("description", ""),
                   episodes_per_round=int(merged.get("episodes_per_round", 16)), eval_configs=int(merged.get("eval_configs", 16)),
                   eval_batch_seed=int(merged.get("eval_batch_seed", 20_270_101)), promotion=rule)  # fmt: skip
@@ -178,16 +173,23 @@ def _stage(d: dict, defaults: dict, where: str) -> Stage:
     return stage
 
 
-def _shipped_spec(name: str, regime: str | None, where: str) -> dict:
-    """A shipped generation spec (or one regime of it) as a dict, read from its file (regimes with missing data
-    included: whether they can run is decided where the stage runs)."""
-    shipped = resources.files("tamiyo_models") / "specs" / f"{name}.toml"
-    if not shipped.is_file():
-        raise CurriculumError(f"{where}: no shipped generation spec {name!r}")
-    data = tomllib.loads(shipped.read_text())
+def _stage_spec(spec, regime: str | None, where: str, folder: Path) -> dict:
+    """A stage's generation spec as a table: a shipped spec's name or a spec file (relative to the curriculum's
+    folder), or an inline table, which may extend either; `regime` keeps one regime of it. Regimes with missing
+    data stay in: whether they can run is decided where the stage runs."""
+    try:
+        if isinstance(spec, str):
+            data, _ = read_spec_table(spec, folder)
+        elif isinstance(spec, dict):
+            data = resolve_extends(spec, where, folder)
+        else:
+            raise CurriculumError(f"{where}: spec must be a spec's name or file, or an inline generation spec table")
+    except SpecError as exc:
+        raise CurriculumError(f"{where}: {exc}") from None
     if regime is not None:
         regimes = [r for r in data.get("regimes", []) if r["name"] == regime]
         if not regimes:
-            raise CurriculumError(f"{where}: spec {name!r} has no regime {regime!r}")
-        data["regimes"] = regimes
+            raise CurriculumError(f"{where}: its spec has no regime {regime!r}"
+                                  + (f" (regimes: {', '.join(r['name'] for r in data.get('regimes', []))})" if data.get("regimes") else ""))  # fmt: skip
+        data = {**data, "regimes": regimes}
     return data

@@ -289,19 +289,33 @@ def _read_spec(path_or_name: str | Path, relative_to: Path, chain: tuple[str, ..
         data = json.loads(text) if source.endswith(".json") else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SpecError(f"{source}: cannot parse generation spec: {exc}") from None
+    return resolve_extends(data, source, Path(source).parent, chain), source
+
+
+def read_spec_table(path_or_name: str | Path, relative_to: str | Path = ".") -> tuple[dict, str]:
+    """A spec file (a path relative to `relative_to`) or a shipped spec's name, as the table `from_dict` takes,
+    its `extends` resolved; and the file it came from."""
+    return _read_spec(path_or_name, Path(relative_to), ())
+
+
+def resolve_extends(data: dict, source: str, relative_to: Path, chain: tuple[str, ...] = ()) -> dict:
+    """`data` with its `extends` (a spec name, or a file relative to `relative_to`) merged in: the parent's table
+    with `base` merged key by key, `vary` key by key, and every other key the child sets replacing the parent's.
+    The name is the child's (or its file's stem): runs are tagged with it."""
     if "extends" not in data:
-        return data, source
+        return data
+    data = dict(data)
     parent_name = data.pop("extends")
     if not isinstance(parent_name, str) or not parent_name:
         raise SpecError(f"{source}: extends must name a spec (a shipped name or a file), got {parent_name!r}")
-    parent, _ = _read_spec(parent_name, Path(source).parent, (*chain, source))
+    parent, _ = _read_spec(parent_name, relative_to, (*chain, source))
     merged = {**parent, **{k: v for k, v in data.items() if k not in ("base", "vary")}}
-    merged["name"] = data.get("name", Path(source).stem)  # never the parent's: runs are tagged with the name
+    merged["name"] = data.get("name", Path(source).stem)
     merged["base"] = copy.deepcopy(parent.get("base", {}))
     for key, value in data.get("base", {}).items():
         _merge_dotted(merged["base"], key, copy.deepcopy(value))
     merged["vary"] = {**parent.get("vary", {}), **data.get("vary", {})}  # a varied field is one dotted key
-    return merged, source
+    return merged
 
 
 def _draw(rule: Any, rng: np.random.Generator, where: str) -> Any:
