@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_branching.py
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_snapshot_readers.py
+	$(PY) benchmarks/bench_devices.py
 
 clean:
 	rm -rf var .pytest_cache
