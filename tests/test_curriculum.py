@@ -226,6 +226,23 @@ def test_fine_tuning_counts_the_episodes_to_the_bar_and_shares_the_heuristic_epi
     assert (tmp_path / "live" / "synthetic").is_dir()  # evaluation episodes where the caller said
 
 
+def test_fine_tuning_toward_a_target_counts_the_episodes_to_its_score_and_plots_the_curves(tmp_path):
+    from tamiyo_models.curriculum import Stage, fine_tune_efficiency
+    from tamiyo_models.curriculum.transfer import target_margin, write_transfer_report
+
+    task = Stage(name="synthetic", spec=TINY, eval_configs=2, eval_batch_seed=5)
+    result = fine_tune_efficiency(task, None, tmp_path / "ft", budget_episodes=8, episodes_per_round=4, workers=1,
+                                  live_dir=tmp_path / "live", target="never", log=lambda *_: None)  # fmt: skip
+    # The target's own margin over the heuristic on the same held-out configurations, read back unchanged.
+    assert result["target"] == "never" and result["target_margin"] == target_margin(task, "never", tmp_path / "live", workers=1)
+    first = next((r["episodes_total"] for r in result["rounds"] if r["margin"] >= result["target_margin"]), None)
+    assert result["episodes_to_target"] == first
+    report = write_transfer_report([], [result], tmp_path / "transfer.md")
+    text = report.read_text()
+    assert "| synthetic | fresh |" in text and "never (" in text and "transfer-fine-tuning.png" in text
+    assert (tmp_path / "transfer-fine-tuning.png").stat().st_size > 5000
+
+
 def test_a_curriculum_resumed_round_by_round_ends_where_the_uninterrupted_one_does(tmp_path):
     """The nightly job runs one round at a time: two calls of one round each make the same rounds, margins and
     policy as one call of two; other learner settings on the same folder are refused, naming the file and field;

@@ -52,6 +52,9 @@ def register(subparsers) -> None:
                           "this many episodes (default 0: off)")  # fmt: skip
     transfer.add_argument("--fine-tune-baseline", default="",
                           help="with --fine-tune: the other initial policy to compare with ('fresh' for a fresh actor)")
+    transfer.add_argument("--fine-tune-target", default=None, metavar="CONTROLLER",
+                          help="with --fine-tune: a reference controller (e.g. the task's best fixed schedule, fixed:conv_heavy@1) "
+                          "whose margin over the heuristic is the score to reach; the report counts the episodes to it and plots the curves")
     transfer.add_argument("--workers", type=int, default=2, help="episode worker processes (default 2)")
     transfer.add_argument("--out", type=Path, default=Path("var/transfer"), help="folder for the report (default var/transfer)")
     transfer.set_defaults(func=run_transfer)
@@ -124,6 +127,14 @@ def run_transfer(args: argparse.Namespace) -> int:
     if not Path(args.policy).exists():
         print(f"tamiyo curriculum transfer: no policy file {args.policy}", file=sys.stderr)
         return 2
+    if args.fine_tune_target:
+        from ..controllers import reference_controller
+
+        try:
+            reference_controller(args.fine_tune_target)
+        except ValueError as exc:
+            print(f"tamiyo curriculum transfer: --fine-tune-target: {exc}", file=sys.stderr)
+            return 2
     results, tuning = [], []
     for task in tasks:
         results.append(zero_shot(args.policy, task, args.out / "live" / task.name, workers=args.workers,
@@ -132,7 +143,7 @@ def run_transfer(args: argparse.Namespace) -> int:
             starts = [args.policy] + ([None if args.fine_tune_baseline == "fresh" else args.fine_tune_baseline] if args.fine_tune_baseline else [])
             for i, start in enumerate(starts):
                 tuning.append(fine_tune_efficiency(task, start, args.out / "fine-tune" / f"{task.name}-{i}", budget_episodes=args.fine_tune,
-                                                   workers=args.workers, live_dir=args.out / "live",
+                                                   workers=args.workers, live_dir=args.out / "live", target=args.fine_tune_target,
                                                    log=lambda line: print(line, flush=True)))  # fmt: skip
     report = write_transfer_report(results, tuning, args.out / "transfer.md")
     print(f"report: {report}")
