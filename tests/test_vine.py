@@ -329,36 +329,30 @@ def test_region_rule_pools_the_evidence_of_earlier_runs(tmp_path):
 
 
 def test_episodes_run_first_elsewhere_are_read_back_and_only_learned_from(tmp_path):
-    """experiments/vine_episodes.py runs an iteration's parents and branches alone (as on a machine with more
-    cores) and lists the whole families; train_vine with the same settings then runs no episode: every parent
-    is read back with its branches, and the forks are those the branches measured."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    """An iteration's parents and branches are fixed by its settings (vine.iteration_configs), so they can run
+    first on their own (as on a machine with more cores); train_vine with the same settings then runs no episode:
+    every parent is read back with its branches, and the forks are those the branches measured."""
+    from tamiyo_models.episodes.generation import GenerationSpec, generate
+    from tamiyo_models.online_rl.vine import iteration_configs
 
     spec = tmp_path / "vine-test.toml"
     spec.write_text(SPEC)
     initial = actor_file(tmp_path / "initial.pt").resolve()
-    raw, done = tmp_path / "out" / "raw", tmp_path / "done.txt"
-    script = Path(__file__).resolve().parents[1] / "experiments" / "vine_episodes.py"
-    subprocess.run([sys.executable, str(script), "--parent", str(initial), "--spec", str(spec), "--episodes", "3", "--forks", "1",
-                    "--fork-min-step", "1", "--fork-max-step", "1", "--seed", "5", "--workers", "1", "--raw", str(raw),
-                    "--done", str(done)], check=True, capture_output=True, text=True)  # fmt: skip
-    families = done.read_text().split()
+    raw = tmp_path / "out" / "raw"
+    config = VineConfig(iterations=1, episodes_per_iteration=3, forks_per_episode=1, min_step=1, max_step=1, updates=20, seed=5)
+    first = generate(iteration_configs(GenerationSpec.load(str(spec)), None, config, 0, initial), raw, workers=1,
+                     branching=config.branching(), reuse_existing=True)  # fmt: skip
+    families = [r.run_id for r in first if r.status == "complete"]
     assert len(families) == 3
     written = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
     assert len(written) == 3 * 6  # each parent and a branch per other legal action at step 1 (5 on this host)
 
     lines: list[str] = []
-    config = VineConfig(iterations=1, episodes_per_iteration=3, forks_per_episode=1, min_step=1, max_step=1, updates=20, seed=5)
     result = train_vine(initial, tmp_path / "out", config, spec=str(spec), workers=1, log=lines.append)
     assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == written  # nothing ran again
     assert sum("complete, 0 branch runs" in line for line in lines) == 3
     assert sorted(f.run_id for f in result.forks) == sorted(families)
     assert all(len(f.outcome) == 6 for f in result.forks)
-    with pytest.raises(subprocess.CalledProcessError):  # a relative policy path would name other runs
-        subprocess.run([sys.executable, str(script), "--parent", "initial.pt", "--raw", str(raw), "--done", str(done)],
-                       check=True, capture_output=True, cwd=tmp_path)  # fmt: skip
 
 
 def test_stored_forks_read_from_the_warehouse_are_the_forks_of_the_raw_runs(tmp_path):

@@ -438,7 +438,7 @@ def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: Vine
 def iteration_configs(generation, regime: str | None, config: VineConfig, iteration: int, policy: Path) -> list:
     """The parent episodes of one iteration: training configurations (batch seeds no evaluation set uses), the
     policy file `policy` acting. Their run ids are fixed by these configurations, so the episodes can be run
-    anywhere first (experiments/vine_episodes.py) and `train_vine` reads them back."""
+    anywhere first (`generate` with `VineConfig.branching()`) and `train_vine` reads them back."""
     from ..controllers import ControllerConfig
 
     batch_seed = 7_000_000 + 1_000 * config.seed + iteration  # training configurations only; never an evaluation batch
