@@ -2,14 +2,15 @@
 every CPU core of the machine, and 2 CPU workers (this project's development VM, the baseline).
 
     .venv/bin/python benchmarks/bench_devices.py [--dataset synthetic-cifar] [--widths 32,64,128]
-        [--epochs 4] [--repeats 3] [--gpu-workers 1,2,4,8] [--cpu-workers 2,all]
+        [--epochs 2] [--repeats 3] [--gpu-workers 1,2,4,8] [--cpu-workers 2,all]
 
-Each setting runs a batch of episodes (at least one per worker, `--episodes` at least) with `generate`, the
+Each setting runs a batch of episodes (two per worker, `--episodes` at least) with `generate`, the
 same path `tamiyo generate --device ... --workers N` takes, and reports the median over `--repeats` batches of
 episodes per hour, and its ratio to 2 CPU workers measured in the same run. The default data is
 `synthetic-cifar` (CIFAR's shape and size, 3x32x32, 5,000 training images, no files needed); pass
 `--dataset imagefolder:PATH` or `cifar10` to time real images. The controller grafts conv_heavy at epoch 1,
 so the timed episodes carry a seed, as the interesting ones do. Without a CUDA GPU the GPU rows say so.
+`--repeats 1` gives a quick look.
 
 Issue 35 asks for this table from a machine with a GPU where one is lent; the measure has no target, so the
 "target" column is empty.
@@ -36,7 +37,9 @@ from tamiyo_models.world.telemetry import TelemetryConfig
 
 
 def batch(args: argparse.Namespace, device: str, workers: int, repeat: int) -> list[EpisodeConfig]:
-    count = max(args.episodes, workers)
+    # At least 2 episodes per worker: each batch starts its own pool, so a worker's start (the data, CUDA's context)
+    # is paid once per batch and should not be most of what is timed.
+    count = max(args.episodes, 2 * workers)
     base = EpisodeConfig(
         dataset=DatasetConfig(name=args.dataset, train_subsample=args.train_subsample),
         host=HostConfig(widths=args.widths),
@@ -70,8 +73,8 @@ def main() -> int:
     parser.add_argument("--dataset", default="synthetic-cifar")
     parser.add_argument("--train-subsample", type=int, default=None, help="training images kept (default: all)")
     parser.add_argument("--widths", default="32,64,128", type=lambda s: tuple(int(w) for w in s.split(",")))
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per episode (default 4)")
-    parser.add_argument("--episodes", type=int, default=2, help="episodes per batch at least (default 2)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per episode (default 2)")
+    parser.add_argument("--episodes", type=int, default=2, help="episodes per batch at least, and 2 per worker (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="batches per setting; the median is quoted (default 3)")
     parser.add_argument("--gpu-workers", default="1,2,4,8", help="episodes sharing one GPU at once (default 1,2,4,8)")
     parser.add_argument("--cpu-workers", default="2,all", help="CPU worker processes; all = every usable core (default 2,all)")

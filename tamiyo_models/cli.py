@@ -52,6 +52,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     branching = None
     try:
         if args.spec:
+            if args.data_root or args.download:
+                raise ValueError("--data-root and --download go with --dataset; a spec names its data in its dataset table "
+                                 "(root, download; or TAMIYO_DATA_ROOT), or a spec that extends it does")  # fmt: skip
             spec = GenerationSpec.load(args.spec)
             for regime, why in spec.unavailable.items():
                 print(f"tamiyo generate: regime {regime} of spec {spec.name} skipped: {why}", file=sys.stderr)

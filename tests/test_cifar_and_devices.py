@@ -123,12 +123,18 @@ def test_the_commands_refuse_a_gpu_this_machine_lacks(tmp_path, capsys):
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 def test_an_episode_on_the_gpu_completes_and_scores_like_the_cpu(tmp_path):  # pragma: no cover - GPU machines only
-    config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), host=HostConfig(widths=(2, 4, 8)), max_epochs=3)
+    from tamiyo_models.controllers import reference_controller
+
+    # A graft at epoch 0 with half the seeds born dead, telemetry on: the seed code (germination, the fault, the
+    # gradient zero share, fossilisation) runs on the device too.
+    config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), host=HostConfig(widths=(2, 4, 8)), max_epochs=4,
+                           controller=reference_controller("fixed:conv_heavy@0"), seed_faults=(("conv_heavy", 0.5),))  # fmt: skip
     cpu = read_raw_run(run_episode(config, tmp_path / "cpu").path)
     gpu = read_raw_run(run_episode(dataclasses.replace(config, device="cuda"), tmp_path / "gpu").path)
     assert gpu.footer["status"] == "complete" and gpu.header["config"]["device"] == "cuda"
-    # The same draws on both (the generators stay on the CPU); CUDA kernels may differ in the last bits.
-    assert abs(gpu.footer["test_accuracy"] - cpu.footer["test_accuracy"]) < 5.0
+    assert gpu.footer["dead_seeds"] == cpu.footer["dead_seeds"]  # the same draws: the generators stay on the CPU
+    # CUDA kernels may differ from the CPU's in the last bits, and training amplifies that: close, not equal.
+    assert abs(gpu.footer["final_test_accuracy"] - cpu.footer["final_test_accuracy"]) < 5.0
 
 
 def test_the_cifar_curriculum_ends_on_cifar_with_one_slot_and_skips_it_without_the_data(tmp_path, monkeypatch):
@@ -164,3 +170,62 @@ def test_a_curriculum_stage_may_name_a_spec_file_beside_it(tmp_path):
     curriculum = CurriculumSpec.load(path)
     assert {c.max_epochs for c in curriculum.stage("s").eval_configs_list()} == {4}
     assert {c.max_epochs for c in curriculum.stage("t").eval_configs_list()} == {5}
+
+
+def test_a_child_spec_gets_what_its_base_pins_or_is_told_why_not(tmp_path):
+    (tmp_path / "parent.toml").write_text(
+        'name = "parent"\n[base]\nmax_epochs = 3\ndataset = { name = "synthetic" }\n[vary]\nlearning_rate = { min = 0.01, max = 0.02 }\n'
+        '"dataset.label_noise" = [0.1, 0.2]\n[[regimes]]\nname = "a"\nbase = { host = { widths = [2, 4, 8] } }\n'
+        'vary = { batch_size = [32, 64] }\n')  # fmt: skip
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "parent.toml"\n[base]\nlearning_rate = 0.5\n"dataset.label_noise" = 0.0\n')
+    configs = GenerationSpec.load(child).sample(6, seed=0)  # the parent's variations of what the child pins are dropped
+    assert {(c.learning_rate, c.dataset.label_noise) for c in configs} == {(0.5, 0.0)}
+    for text, field in (('[base]\nhost = { widths = [8, 16, 32] }\n', "host.widths"), ('[vary]\nbatch_size = [16]\n', "batch_size"),
+                        ('[base]\nbatch_size = 16\n', "batch_size")):  # fmt: skip
+        child.write_text('extends = "parent.toml"\n' + text)
+        with pytest.raises(SpecError, match=rf"child.toml: {field}: regime 'a' of .*parent.toml sets it too"):
+            GenerationSpec.load(child)
+    child.write_text('extends = "parent.toml"\n[base]\nhost = { widths = [8, 16, 32] }\n[[regimes]]\nname = "mine"\n')
+    assert {c.host.widths for c in GenerationSpec.load(child).sample(3, seed=0)} == {(8, 16, 32)}  # regimes replaced: fine
+    (tmp_path / "sub").mkdir()  # a loop through '..' is still a loop
+    (tmp_path / "sub" / "a.toml").write_text('extends = "../sub/b.toml"\n')
+    (tmp_path / "sub" / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(SpecError, match="extends itself"):
+        GenerationSpec.load(tmp_path / "sub" / "a.toml")
+    child.write_text('extends = "parent.toml"\nbase = 3\n')
+    with pytest.raises(SpecError, match="child.toml: base must be a table"):
+        GenerationSpec.load(child)
+
+
+def test_an_inline_stage_spec_that_extends_is_named_after_the_stage(tmp_path):
+    from tamiyo_models.curriculum.spec import CurriculumError, CurriculumSpec
+
+    path = tmp_path / "c.toml"
+    path.write_text('[[stages]]\nname = "tiny-stage"\nspec = { extends = "smoke", base = { max_epochs = 2 } }\n')
+    assert {c.tags["spec"] for c in CurriculumSpec.load(path).stage("tiny-stage").eval_configs_list()} == {"tiny-stage"}
+    path.write_text('[[stages]]\nname = "s"\nspec = { extends = "no-such-spec" }\n')
+    with pytest.raises(CurriculumError) as info:
+        CurriculumSpec.load(path)
+    assert str(info.value).count("stages[0]") == 1 and "no-such-spec" in str(info.value)
+
+
+def test_gpu_episodes_can_be_reported_on_without_a_gpu_and_spec_data_is_not_set_by_flags(tmp_path, capsys):
+    # --report-only runs nothing, so the device only names which episodes to read: no GPU needed.
+    assert main(["headroom", "--spec", "smoke", "--device", "cuda", "--report-only", "--configs-per-regime", "2",
+                 "--controllers", "heuristic,never", "--out", str(tmp_path / "h")]) in (0, 2)  # fmt: skip
+    assert "no CUDA GPU" not in capsys.readouterr().err
+    assert main(["generate", "--spec", "smoke", "--data-root", str(tmp_path), "--out", str(tmp_path / "g"), "--quiet"]) == 2
+    assert "--data-root and --download go with --dataset" in capsys.readouterr().err
+
+
+def test_a_fine_tuning_target_is_checked_before_any_episode(tmp_path, capsys):
+    policy = tmp_path / "p.pt"
+    policy.write_bytes(b"not read: the target is refused first")
+    base = ["curriculum", "transfer", str(policy), "--curriculum", "digits-only", "--out", str(tmp_path / "t")]
+    assert main([*base, "--fine-tune", "8", "--fine-tune-target", "heuristic"]) == 2
+    assert "its own is 0" in capsys.readouterr().err
+    assert main([*base, "--fine-tune-target", "fixed:conv_heavy@1"]) == 2
+    assert "needs --fine-tune" in capsys.readouterr().err
+    assert main([*base, "--fine-tune", "8", "--fine-tune-target", "fixed:nothing@1"]) == 2
+    assert "unknown blueprint" in capsys.readouterr().err

@@ -129,8 +129,13 @@ def run_transfer(args: argparse.Namespace) -> int:
         return 2
     if args.fine_tune_target:
         from ..controllers import reference_controller
+        from ..evaluation.live import REFERENCE
 
         try:
+            if not args.fine_tune:
+                raise ValueError("it needs --fine-tune EPISODES (the target is what fine-tuning has to reach)")
+            if args.fine_tune_target == REFERENCE:
+                raise ValueError(f"the {REFERENCE} is what every margin is measured against (its own is 0); name another controller")
             reference_controller(args.fine_tune_target)
         except ValueError as exc:
             print(f"tamiyo curriculum transfer: --fine-tune-target: {exc}", file=sys.stderr)

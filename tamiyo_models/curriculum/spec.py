@@ -159,7 +159,7 @@ def _stage(d: dict, defaults: dict, where: str, folder: Path) -> Stage:
         rule = PromotionRule(**promotion)
     except TypeError as exc:
         raise CurriculumError(f"{where}: promotion: {exc} (known: min_margin_low, max_episodes)") from None
-    spec = _stage_spec(d["spec"], d.get("regime"), where, folder)
+    spec = _stage_spec(d["spec"], d.get("regime"), where, folder, d["name"])
     stage = Stage(name=d["name"], spec=spec, description=d.get("description", ""),
                   episodes_per_round=int(merged.get("episodes_per_round", 16)), eval_configs=int(merged.get("eval_configs", 16)),
                   eval_batch_seed=int(merged.get("eval_batch_seed", 20_270_101)), promotion=rule)  # fmt: skip
@@ -173,19 +173,20 @@ def _stage(d: dict, defaults: dict, where: str, folder: Path) -> Stage:
     return stage
 
 
-def _stage_spec(spec, regime: str | None, where: str, folder: Path) -> dict:
+def _stage_spec(spec, regime: str | None, where: str, folder: Path, stage: str) -> dict:
     """A stage's generation spec as a table: a shipped spec's name or a spec file (relative to the curriculum's
-    folder), or an inline table, which may extend either; `regime` keeps one regime of it. Regimes with missing
-    data stay in: whether they can run is decided where the stage runs."""
+    folder), or an inline table, which may extend either (and is then named after the stage); `regime` keeps one
+    regime of it. Regimes with missing data stay in: whether they can run is decided where the stage runs."""
     try:
         if isinstance(spec, str):
             data, _ = read_spec_table(spec, folder)
         elif isinstance(spec, dict):
-            data = resolve_extends(spec, where, folder)
+            data = resolve_extends(spec, where, folder, name=spec.get("name", stage), regime=regime)
         else:
             raise CurriculumError(f"{where}: spec must be a spec's name or file, or an inline generation spec table")
     except SpecError as exc:
-        raise CurriculumError(f"{where}: {exc}") from None
+        message = str(exc)  # an inline table's errors already start with `where`
+        raise CurriculumError(message if message.startswith(where) else f"{where}: {message}") from None
     if regime is not None:
         regimes = [r for r in data.get("regimes", []) if r["name"] == regime]
         if not regimes:

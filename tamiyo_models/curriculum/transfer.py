@@ -91,6 +91,8 @@ def fine_tune_efficiency(task: Stage, initial_policy: str | None, out_dir, *, bu
     margin is at least that (the curve and the line are what the report plots)."""
     from .run import CurriculumRunConfig, run_curriculum
 
+    # The target first: a name it cannot run under fails before any training, not after it.
+    margin = target_margin(task, target, Path(live_dir) if live_dir else Path(out_dir) / "live", workers=workers) if target else None
     stage = dataclasses.replace(task, episodes_per_round=episodes_per_round,
                                 promotion=PromotionRule(min_margin_low=ZERO_SHOT_BAR, max_episodes=budget_episodes))  # fmt: skip
     single = CurriculumSpec(name=f"fine-tune-{task.name}", stages=(stage,))
@@ -102,7 +104,6 @@ def fine_tune_efficiency(task: Stage, initial_policy: str | None, out_dir, *, bu
     result = {"task": task.name, "initial_policy": initial_policy or "fresh", "episodes_to_bar": reached,
               "budget_episodes": budget_episodes, "rounds": run.to_dict()["rounds"]}  # fmt: skip
     if target:
-        margin = target_margin(task, target, Path(live_dir) if live_dir else Path(out_dir) / "live", workers=workers)
         result.update(target=target, target_margin=margin,
                       episodes_to_target=next((r.episodes_total for r in run.rounds if r.margin >= margin), None))  # fmt: skip
         log(f"fine-tuning {task.name} from {result['initial_policy']}: {target} is {margin:+.2f} pp over the heuristic; "
@@ -115,7 +116,10 @@ def target_margin(task: Stage, target: str, live_dir: Path, *, workers: int = 2)
     configurations, its episodes kept beside the heuristic's (which it reuses) in `live_dir/<task>`."""
     from ..controllers import reference_controller
     from ..evaluation import evaluate_live_many
+    from ..evaluation.live import REFERENCE
 
+    if target == REFERENCE:
+        raise ValueError(f"the fine-tuning target must be another controller than the {REFERENCE}, whose margin is 0 by definition")
     live = evaluate_live_many({}, task.eval_configs_list(), live_dir / task.name, workers=workers,
                               references={target: reference_controller(target)})  # fmt: skip
     return float(live[target].mean_difference)

@@ -286,7 +286,9 @@ class Episode:
         # The host's initial weights come from torch's global RNG (layer constructors draw from it); forking it
         # keeps the caller's own random stream (an RL learner stepping episodes in its process) untouched.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(streams[0].generate_state(1)[0]))
+            # The CPU generator only: torch.manual_seed would also reseed the CUDA generators, which fork_rng(devices=[])
+            # does not restore, and nothing here draws from them.
+            torch.default_generator.manual_seed(int(streams[0].generate_state(1)[0]))
             self.model = HostNetwork(config.host, data.input_shape, data.num_classes).to(self.device)
         self.initial_parameters = sum(p.numel() for p in self.model.parameters())
         self.host_optimizer = self._sgd(self.model.host_parameters())
@@ -434,7 +436,7 @@ class Episode:
             seed_id = f"{self.run_id}/seed-{self.seeds_created}"
             acc = self.val_accuracy_history[-1]
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.seed_init_generator)))
+                torch.default_generator.manual_seed(int(torch.randint(2**62, (1,), generator=self.seed_init_generator)))
                 events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=self.device))
             fault = dict(self.config.seed_faults).get(action.blueprint, 0.0)
             # Drawn only for a blueprint that can fault, so a configuration without faults draws what it always drew.

@@ -275,21 +275,22 @@ def _read_spec(path_or_name: str | Path, relative_to: Path, chain: tuple[str, ..
     path = Path(path_or_name)
     path = path if path.is_absolute() else relative_to / path
     if path.is_file():
-        source = str(path)
+        source, key = str(path), str(path.resolve())  # resolved: a file reached again through '..' or a link is itself
         text = path.read_text(encoding="utf-8")
     else:
         shipped = resources.files("tamiyo_models") / "specs" / f"{path_or_name}.toml"
         if not shipped.is_file():
-            where = f"{chain[-1]}: extends: " if chain else ""
-            raise SpecError(f"{where}generation spec {str(path_or_name)!r} not found (neither a file nor a shipped spec)")
-        source, text = str(shipped), shipped.read_text()
-    if source in chain:
-        raise SpecError(f"{source}: extends itself through {' -> '.join(chain)}")
+            where = f"{chain[-1]}: extends: " if chain else ""  # the file that named it
+            raise SpecError(f"{where}generation spec {str(path_or_name)!r} not found (neither a file in {relative_to.resolve()} "
+                            "nor a shipped spec)")  # fmt: skip
+        source, key, text = str(shipped), str(shipped), shipped.read_text()
+    if key in chain:
+        raise SpecError(f"{source}: extends itself through {' -> '.join((*chain, key))}")
     try:
         data = json.loads(text) if source.endswith(".json") else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SpecError(f"{source}: cannot parse generation spec: {exc}") from None
-    return resolve_extends(data, source, Path(source).parent, chain), source
+    return resolve_extends(data, source, Path(source).parent, (*chain, key)), source
 
 
 def read_spec_table(path_or_name: str | Path, relative_to: str | Path = ".") -> tuple[dict, str]:
@@ -298,24 +299,69 @@ def read_spec_table(path_or_name: str | Path, relative_to: str | Path = ".") -> 
     return _read_spec(path_or_name, Path(relative_to), ())
 
 
-def resolve_extends(data: dict, source: str, relative_to: Path, chain: tuple[str, ...] = ()) -> dict:
+def resolve_extends(data: dict, source: str, relative_to: Path, chain: tuple[str, ...] = (), *, name: str | None = None,
+                    regime: str | None = None) -> dict:
+    # chain: the resolved files being read, innermost last (an inline table, a curriculum stage's, has none)
     """`data` with its `extends` (a spec name, or a file relative to `relative_to`) merged in: the parent's table
     with `base` merged key by key, `vary` key by key, and every other key the child sets replacing the parent's.
-    The name is the child's (or its file's stem): runs are tagged with it."""
+    The name is the child's, else `name`, else its file's stem: runs are tagged with it.
+
+    A setting the child pins in `base` must win: the parent's `vary` of the same field is dropped, and a parent
+    regime that sets or varies it (regimes are applied after the base) is refused, naming the field and the
+    regime, unless the child replaces the regimes. So a child never asks for a setting its episodes do not get.
+    `regime`: keep only that regime of the parent (a curriculum stage takes one), and check against it alone."""
     if "extends" not in data:
         return data
     data = dict(data)
     parent_name = data.pop("extends")
     if not isinstance(parent_name, str) or not parent_name:
         raise SpecError(f"{source}: extends must name a spec (a shipped name or a file), got {parent_name!r}")
-    parent, _ = _read_spec(parent_name, relative_to, (*chain, source))
+    for table in ("base", "vary"):
+        if not isinstance(data.get(table, {}), dict):
+            raise SpecError(f"{source}: {table} must be a table, got {data[table]!r}")
+    parent, parent_source = _read_spec(parent_name, relative_to, chain)
+    if regime is not None and "regimes" not in data:
+        kept = [r for r in parent.get("regimes", []) if r.get("name") == regime]
+        if not kept:
+            known = ", ".join(str(r.get("name")) for r in parent.get("regimes", [])) or "none"
+            raise SpecError(f"{source}: {parent_source} has no regime {regime!r} (regimes: {known})")
+        parent = {**parent, "regimes": kept}
     merged = {**parent, **{k: v for k, v in data.items() if k not in ("base", "vary")}}
-    merged["name"] = data.get("name", Path(source).stem)
+    merged["name"] = data.get("name", name or Path(source).stem)
     merged["base"] = copy.deepcopy(parent.get("base", {}))
     for key, value in data.get("base", {}).items():
         _merge_dotted(merged["base"], key, copy.deepcopy(value))
-    merged["vary"] = {**parent.get("vary", {}), **data.get("vary", {})}  # a varied field is one dotted key
+    pinned = _leaf_keys(data.get("base", {}))
+    vary = dict(parent.get("vary", {}))
+    for key in list(vary):
+        covered = [k for k in pinned if k.startswith(key + ".")]
+        if covered:
+            raise SpecError(f"{source}: base.{covered[0]}: the parent {parent_source} varies all of {key!r}; "
+                            f"set {key!r} in vary here instead")  # fmt: skip
+        if key in pinned:
+            del vary[key]  # the child pins what the parent varied
+    merged["vary"] = {**vary, **data.get("vary", {})}  # a varied field is one dotted key
+    if "regimes" not in data:
+        def overlap(mine, theirs) -> list[str]:
+            return sorted(k for k in mine for t in theirs if k == t or k.startswith(t + ".") or t.startswith(k + "."))
+
+        for regime in parent.get("regimes", []):
+            # A regime's base comes after the spec's base, and its vary after the spec's vary.
+            regime_vary = set(regime.get("vary") or {})
+            clash = overlap(pinned, _leaf_keys(regime.get("base") or {}) | regime_vary) + overlap(set(data.get("vary", {})), regime_vary)
+            if clash:
+                raise SpecError(f"{source}: {clash[0]}: regime {regime.get('name')!r} of {parent_source} sets it too, and a "
+                                "regime's settings come after the spec's; give the regimes here (regimes = [...]) to change it")  # fmt: skip
     return merged
+
+
+def _leaf_keys(table: dict, prefix: str = "") -> set[str]:
+    """The dotted names of the settings a (nested, possibly dotted) table sets: {"dataset.name", "max_epochs"}."""
+    keys = set()
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        keys |= _leaf_keys(value, dotted + ".") if isinstance(value, dict) else {dotted}
+    return keys
 
 
 def _draw(rule: Any, rng: np.random.Generator, where: str) -> Any:

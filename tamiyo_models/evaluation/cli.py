@@ -134,7 +134,7 @@ def run_headroom(args: argparse.Namespace) -> int:
             controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()),
             reference=args.reference, null_orders=args.null_orders, replicate=args.replicate,
             replicate_arms=args.replicate_arms, batch_seed=args.batch_seed, workers=args.workers,
-            device=check_device(args.device, available=True),
+            device=check_device(args.device, available=not args.report_only),
         )  # fmt: skip
         from ..controllers import reference_controller
 
@@ -181,7 +181,7 @@ def _run_four_way(args: argparse.Namespace) -> int:
                                grid=grid, training_configs_per_regime=args.training_configs_per_regime,
                                heldout_configs_per_regime=args.configs_per_regime, training_batch_seed=args.training_batch_seed,
                                heldout_batch_seed=args.batch_seed, fresh_orders=args.replicate, workers=args.workers,
-                               readers=readers, device=check_device(args.device, available=True))  # fmt: skip
+                               readers=readers, device=check_device(args.device, available=not args.report_only))  # fmt: skip
     except (ValueError, SpecError) as exc:
         print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)
         return 2
