@@ -269,3 +269,38 @@ def test_a_curriculum_resumed_round_by_round_ends_where_the_uninterrupted_one_do
     assert run_curriculum(spec, config, tmp_path / "nightly", max_rounds=1, log=lambda *_: None).new_rounds == 0
     more = run_curriculum(spec, dataclasses.replace(config, budget_episodes=12), tmp_path / "nightly", log=lambda *_: None)
     assert (more.new_rounds, more.episodes_used, more.finished) == (1, 12, True)
+
+
+def test_the_nightly_champion_and_a_fixed_schedule_transfer_zero_shot(tmp_path, capsys):
+    """Issue 35 asks for zero-shot transfer of the nightly champion too: a champion that is a fixed schedule is
+    evaluated as the controller it is, read from the warehouse's champion_history."""
+    from tamiyo_models.cli import main
+    from tamiyo_models.controllers import reference_controller
+    from tamiyo_models.nightly.champion import ensure_history
+    from tamiyo_models.warehouse import open_warehouse
+
+    spec = _curriculum(tmp_path, extra_stage='[[transfer]]\nname = "unseen"\nspec = { base = { max_epochs = 3, dataset = { name = "synthetic" } } }\n')
+    base = ["curriculum", "transfer", "--curriculum", spec.source, "--configs", "2", "--workers", "1"]
+    assert main([*base[:2], "champion", *base[2:], "--warehouse", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    warehouse = tmp_path / "w.duckdb"
+    con = open_warehouse(warehouse)
+    ensure_history(con)
+    schedule = reference_controller("fixed:conv_heavy@0")
+    con.execute("INSERT INTO champion_history (night, score, arm, role, champion, controller_json, decision, champion_after) "
+                "VALUES ('2026-12-05', 'test', 'fixed:conv_heavy@0', 'grid', 'heuristic', ?, 'promoted', 'fixed:conv_heavy@0')",
+                [json.dumps(schedule.to_dict())])  # fmt: skip
+    con.close()
+    assert main([*base[:2], "champion", *base[2:], "--warehouse", str(warehouse), "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "unseen:" in out and "2 pairs" in out
+    report = json.loads((tmp_path / "c" / "transfer.json").read_text())["zero_shot"][0]
+    assert report["policy"] == "champion fixed:conv_heavy@0 (since 2026-12-05)" and report["pairs"] == 2
+    # The same controller by its name gives the same pairs (its episodes are read back, not rerun).
+    assert main([*base[:2], "fixed:conv_heavy@0", *base[2:], "--out", str(tmp_path / "c")]) == 0
+    again = json.loads((tmp_path / "c" / "transfer.json").read_text())["zero_shot"][0]
+    assert (again["margin"], again["pairs"]) == (report["margin"], report["pairs"])
+    assert main([*base[:2], "fixed:conv_heavy@0", *base[2:], "--fine-tune", "4", "--out", str(tmp_path / "c")]) == 2
+    assert "no weights to fine-tune" in capsys.readouterr().err
+    assert main([*base[:2], "no-such-thing", *base[2:], "--out", str(tmp_path / "c")]) == 2
+    assert "no policy file, not 'champion', and no controller name" in capsys.readouterr().err

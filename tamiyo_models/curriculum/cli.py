@@ -40,7 +40,10 @@ def register(subparsers) -> None:
     run.set_defaults(func=run_run)
 
     transfer = sub.add_parser("transfer", help="a policy zero-shot on tasks it never trained on, paired with the heuristic")
-    transfer.add_argument("policy", help="policy file")
+    transfer.add_argument("policy", help="what is transferred: a policy file, a reference controller name (fixed:conv_heavy@0, ...), "
+                          "or 'champion': the nightly champion recorded in --warehouse")
+    transfer.add_argument("--warehouse", type=Path, default=Path("warehouse/tamiyo.duckdb"),
+                          help="with 'champion': the warehouse whose champion_history names it (default warehouse/tamiyo.duckdb)")
     transfer.add_argument("--curriculum", default="digits-only", help="its [[transfer]] tasks are evaluated (default digits-only)")
     transfer.add_argument("--task", action="append", default=[], help="only these transfer tasks (repeatable)")
     transfer.add_argument("--dataset", action="append", default=[],
@@ -124,8 +127,14 @@ def run_transfer(args: argparse.Namespace) -> int:
     tasks += [dataset_task(d) for d in args.dataset]
     if args.configs:
         tasks = [dataclasses.replace(t, eval_configs=args.configs) for t in tasks]
-    if not Path(args.policy).exists():
-        print(f"tamiyo curriculum transfer: no policy file {args.policy}", file=sys.stderr)
+    try:
+        subject, label = _transfer_subject(args.policy, args.warehouse)
+    except ValueError as exc:
+        print(f"tamiyo curriculum transfer: {exc}", file=sys.stderr)
+        return 2
+    if args.fine_tune and not isinstance(subject, (str, Path)):
+        print(f"tamiyo curriculum transfer: --fine-tune starts online RL from a policy network; {label} is not one "
+              "(a fixed schedule has no weights to fine-tune)", file=sys.stderr)  # fmt: skip
         return 2
     if args.fine_tune_target:
         from ..controllers import reference_controller
@@ -142,10 +151,10 @@ def run_transfer(args: argparse.Namespace) -> int:
             return 2
     results, tuning = [], []
     for task in tasks:
-        results.append(zero_shot(args.policy, task, args.out / "live" / task.name, workers=args.workers,
-                                 replicate=args.replicate, log=lambda line: print(line, flush=True)))  # fmt: skip
+        results.append(zero_shot(subject, task, args.out / "live" / task.name, workers=args.workers, replicate=args.replicate,
+                                 label=label, log=lambda line: print(line, flush=True)))  # fmt: skip
         if args.fine_tune and not results[-1].skipped:
-            starts = [args.policy] + ([None if args.fine_tune_baseline == "fresh" else args.fine_tune_baseline] if args.fine_tune_baseline else [])
+            starts = [str(subject)] + ([None if args.fine_tune_baseline == "fresh" else args.fine_tune_baseline] if args.fine_tune_baseline else [])
             for i, start in enumerate(starts):
                 tuning.append(fine_tune_efficiency(task, start, args.out / "fine-tune" / f"{task.name}-{i}", budget_episodes=args.fine_tune,
                                                    workers=args.workers, live_dir=args.out / "live", target=args.fine_tune_target,
@@ -153,3 +162,32 @@ def run_transfer(args: argparse.Namespace) -> int:
     report = write_transfer_report(results, tuning, args.out / "transfer.md")
     print(f"report: {report}")
     return 0
+
+
+def _transfer_subject(text: str, warehouse: Path):
+    """(what to evaluate, its label): a policy file's path; the nightly champion's controller (its policy file when it
+    is a trained policy, so that it can be fine-tuned); or a reference controller. ValueError naming what was tried."""
+    from ..controllers import reference_controller
+
+    if Path(text).exists():
+        return str(text), str(text)
+    if text == "champion":
+        from ..nightly.champion import current_champion
+        from ..warehouse import open_warehouse
+
+        if not Path(warehouse).exists():
+            raise ValueError(f"'champion' is read from a warehouse's champion_history, and {warehouse} does not exist (--warehouse)")
+        con = open_warehouse(warehouse)
+        try:
+            champion = current_champion(con)
+        finally:
+            con.close()
+        label = f"champion {champion.name} (since {champion.since or 'the start'})"
+        policy = champion.controller.policy
+        if champion.controller.kind == "policy" and policy and Path(policy.split(":", 1)[-1]).exists():
+            return policy.split(":", 1)[-1], label
+        return champion.controller, label
+    try:
+        return reference_controller(text), text
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is no policy file, not 'champion', and no controller name: {exc}") from None

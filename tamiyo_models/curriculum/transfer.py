@@ -61,16 +61,21 @@ def dataset_task(dataset: str, *, name: str | None = None, max_epochs: int = 20,
                  eval_configs=eval_configs, eval_batch_seed=eval_batch_seed)  # fmt: skip
 
 
-def zero_shot(policy_path, task: Stage, out_dir, *, workers: int = 2, replicate: int = 0, log=print) -> TransferResult:
+def zero_shot(policy, task: Stage, out_dir, *, workers: int = 2, replicate: int = 0, label: str | None = None,
+              log=print) -> TransferResult:  # fmt: skip
+    """`policy`: a policy file, or any controller (a ControllerConfig: a fixed schedule, the nightly champion)."""
+    from ..controllers import ControllerConfig
     from ..evaluation import evaluate_live_many
 
-    result = TransferResult(task.name, str(policy_path))
+    result = TransferResult(task.name, label or str(policy))
     missing = task.unavailable()
     if missing:
         result.skipped = missing
         log(result.line())
         return result
-    live = evaluate_live_many({"policy": policy_path}, task.eval_configs_list(), Path(out_dir), workers=workers, replicate=replicate)
+    subject = {"references": {"policy": policy}} if isinstance(policy, ControllerConfig) else {"policy_paths": {"policy": policy}}
+    live = evaluate_live_many(subject.get("policy_paths", {}), task.eval_configs_list(), Path(out_dir), workers=workers,
+                              replicate=replicate, references=subject.get("references"))  # fmt: skip
     r = live["policy"]
     result.pairs, result.margin, result.low, result.high = len(r.pairs), r.mean_difference, r.ci_low, r.ci_high
     result.noise_floor, result.wins, result.ties, result.losses = r.noise_floor, r.wins, r.ties, r.losses
