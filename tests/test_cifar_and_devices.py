@@ -73,22 +73,6 @@ def test_an_extending_spec_merges_base_and_vary_and_replaces_the_rest(tmp_path):
     assert replaced.rent == 0.0 and replaced.regime_names == ["only"]
 
 
-@pytest.mark.parametrize(
-    "text,message",
-    [
-        ('extends = "no-such-spec"\n', "extends: generation spec 'no-such-spec' not found"),
-        ('extends = "loop.toml"\n', "extends itself"),
-        ("extends = 3\n", "extends must name a spec"),
-    ],
-)
-def test_a_bad_extends_names_the_file(tmp_path, text, message):
-    path = tmp_path / "loop.toml"
-    path.write_text(text)
-    with pytest.raises(SpecError) as info:
-        GenerationSpec.load(path)
-    assert str(path) in str(info.value) and message in str(info.value)
-
-
 def test_device_names_are_checked_up_front():
     assert check_device("cpu") == "cpu" and check_device("cuda:1") == "cuda:1"  # spelled right; not looked for
     for bad in ("gpu", "mps", ""):

@@ -80,6 +80,9 @@ def test_shipped_specs_load():
         ("name = 'x'\n[vary]\nbatch_size = []\n", "empty list"),
         ("name = 'x'\nworkers = 2\n", "unknown top-level keys"),
         ("name = 'x\n", "cannot parse"),
+        ('extends = "no-such-spec"\n', "extends: generation spec 'no-such-spec' not found"),  # a spec extending another
+        ('extends = "bad.toml"\n', "extends itself"),
+        ("extends = 3\n", "extends must name a spec"),
     ],
 )
 def test_bad_specs_name_the_file_and_the_problem(tmp_path, text, message):

@@ -137,15 +137,12 @@ def run_transfer(args: argparse.Namespace) -> int:
               "(a fixed schedule has no weights to fine-tune)", file=sys.stderr)  # fmt: skip
         return 2
     if args.fine_tune_target:
-        from ..controllers import reference_controller
-        from ..evaluation.live import REFERENCE
+        from .transfer import target_controller
 
         try:
             if not args.fine_tune:
                 raise ValueError("it needs --fine-tune EPISODES (the target is what fine-tuning has to reach)")
-            if args.fine_tune_target == REFERENCE:
-                raise ValueError(f"the {REFERENCE} is what every margin is measured against (its own is 0); name another controller")
-            reference_controller(args.fine_tune_target)
+            target_controller(args.fine_tune_target)
         except ValueError as exc:
             print(f"tamiyo curriculum transfer: --fine-tune-target: {exc}", file=sys.stderr)
             return 2
@@ -183,9 +180,9 @@ def _transfer_subject(text: str, warehouse: Path):
         finally:
             con.close()
         label = f"champion {champion.name} (since {champion.since or 'the start'})"
-        policy = champion.controller.policy
-        if champion.controller.kind == "policy" and policy and Path(policy.split(":", 1)[-1]).exists():
-            return policy.split(":", 1)[-1], label
+        policy = (champion.controller.policy or "").split(":", 1)[-1]  # "scheme:PATH"
+        if champion.controller.kind == "policy" and policy and Path(policy).exists():
+            return policy, label
         return champion.controller, label
     try:
         return reference_controller(text), text

@@ -73,9 +73,9 @@ def zero_shot(policy, task: Stage, out_dir, *, workers: int = 2, replicate: int 
         result.skipped = missing
         log(result.line())
         return result
-    subject = {"references": {"policy": policy}} if isinstance(policy, ControllerConfig) else {"policy_paths": {"policy": policy}}
-    live = evaluate_live_many(subject.get("policy_paths", {}), task.eval_configs_list(), Path(out_dir), workers=workers,
-                              replicate=replicate, references=subject.get("references"))  # fmt: skip
+    controller = isinstance(policy, ControllerConfig)
+    live = evaluate_live_many({} if controller else {"policy": policy}, task.eval_configs_list(), Path(out_dir), workers=workers,
+                              replicate=replicate, references={"policy": policy} if controller else None)  # fmt: skip
     r = live["policy"]
     result.pairs, result.margin, result.low, result.high = len(r.pairs), r.mean_difference, r.ci_low, r.ci_high
     result.noise_floor, result.wins, result.ties, result.losses = r.noise_floor, r.wins, r.ties, r.losses
@@ -116,17 +116,24 @@ def fine_tune_efficiency(task: Stage, initial_policy: str | None, out_dir, *, bu
     return result
 
 
-def target_margin(task: Stage, target: str, live_dir: Path, *, workers: int = 2) -> float:
-    """A reference controller's mean paired margin over the heuristic (test split, pp) on the task's held-out
-    configurations, its episodes kept beside the heuristic's (which it reuses) in `live_dir/<task>`."""
+def target_controller(target: str):
+    """The ControllerConfig a fine-tuning target names; ValueError for the heuristic (every margin is measured
+    against it, so its own is 0) or a name no controller has."""
     from ..controllers import reference_controller
-    from ..evaluation import evaluate_live_many
     from ..evaluation.live import REFERENCE
 
     if target == REFERENCE:
-        raise ValueError(f"the fine-tuning target must be another controller than the {REFERENCE}, whose margin is 0 by definition")
+        raise ValueError(f"the {REFERENCE} is what every margin is measured against (its own is 0); name another controller")
+    return reference_controller(target)
+
+
+def target_margin(task: Stage, target: str, live_dir: Path, *, workers: int = 2) -> float:
+    """A reference controller's mean paired margin over the heuristic (test split, pp) on the task's held-out
+    configurations, its episodes kept beside the heuristic's (which it reuses) in `live_dir/<task>`."""
+    from ..evaluation import evaluate_live_many
+
     live = evaluate_live_many({}, task.eval_configs_list(), live_dir / task.name, workers=workers,
-                              references={target: reference_controller(target)})  # fmt: skip
+                              references={target: target_controller(target)})  # fmt: skip
     return float(live[target].mean_difference)
 
 

@@ -342,17 +342,19 @@ def resolve_extends(data: dict, source: str, relative_to: Path, chain: tuple[str
             del vary[key]  # the child pins what the parent varied
     merged["vary"] = {**vary, **data.get("vary", {})}  # a varied field is one dotted key
     if "regimes" not in data:
-        def overlap(mine, theirs) -> list[str]:
-            return sorted(k for k in mine for t in theirs if k == t or k.startswith(t + ".") or t.startswith(k + "."))
-
-        for regime in parent.get("regimes", []):
+        for theirs in parent.get("regimes", []):
             # A regime's base comes after the spec's base, and its vary after the spec's vary.
-            regime_vary = set(regime.get("vary") or {})
-            clash = overlap(pinned, _leaf_keys(regime.get("base") or {}) | regime_vary) + overlap(set(data.get("vary", {})), regime_vary)
+            regime_vary = set(theirs.get("vary") or {})
+            clash = _overlap(pinned, _leaf_keys(theirs.get("base") or {}) | regime_vary) + _overlap(set(data.get("vary", {})), regime_vary)
             if clash:
-                raise SpecError(f"{source}: {clash[0]}: regime {regime.get('name')!r} of {parent_source} sets it too, and a "
+                raise SpecError(f"{source}: {clash[0]}: regime {theirs.get('name')!r} of {parent_source} sets it too, and a "
                                 "regime's settings come after the spec's; give the regimes here (regimes = [...]) to change it")  # fmt: skip
     return merged
+
+
+def _overlap(mine: set[str], theirs: set[str]) -> list[str]:
+    """The dotted settings of `mine` that one of `theirs` also sets: the same field, or a table holding it."""
+    return sorted(k for k in mine for t in theirs if k == t or k.startswith(t + ".") or t.startswith(k + "."))
 
 
 def _leaf_keys(table: dict, prefix: str = "") -> set[str]:

@@ -21,12 +21,10 @@ it writes headroom.md / .html / .json and plots, and resumes from the episodes a
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -196,7 +194,7 @@ def headroom_configs(config: HeadroomConfig) -> tuple[list, dict[str, str]]:
             configs += spec.sample_regime(name, config.configs_per_regime, config.batch_seed + 7919 * (index + 1))
         skipped = {k: v for k, v in skipped.items() if not config.regimes or k in config.regimes}
     if config.device != "cpu":
-        configs = [dataclasses.replace(c, device=config.device) for c in configs]
+        configs = [replace(c, device=config.device) for c in configs]
     return configs, skipped
 
 
