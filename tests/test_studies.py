@@ -265,8 +265,14 @@ def test_a_study_at_rent_shows_the_accuracy_beside_the_score_and_old_rows_stay_r
 
 @pytest.mark.parametrize("path", sorted(__import__("pathlib").Path(__file__).parent.parent.joinpath("studies").glob("*.toml")),
                          ids=lambda p: p.name)  # fmt: skip
-def test_every_shipped_study_file_is_valid(path):
+def test_every_shipped_study_file_is_valid(path, capsys):
     """A study file under studies/ is checked as `tamiyo study run` checks it before any episode: keys, arms,
-    the trained arms' settings and data; a study written but not yet run must still be runnable."""
+    the trained arms' settings and data; a study written but not yet run must still be runnable, and
+    `tamiyo study run --check` prints its design (an optional settings section once broke that print)."""
+    from tamiyo_models.cli import main
+
     config = load_study(path)
     assert config.name == path.stem and config.arms
+    assert main(["study", "run", str(path), "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{config.name}: ") and printed.count("  trained arm ") == len(config.trained)

@@ -87,6 +87,9 @@ def _changed(config) -> str:
     import dataclasses
 
     def walk(value, default, prefix):
+        if dataclasses.is_dataclass(value) and not isinstance(default, type(value)):
+            # An optional section the default leaves out (None): its keys against that section's own defaults.
+            default = type(value)()
         if dataclasses.is_dataclass(value):
             for f in dataclasses.fields(value):
                 yield from walk(getattr(value, f.name), getattr(default, f.name), f"{prefix}{f.name}.")
