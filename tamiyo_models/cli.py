@@ -155,6 +155,24 @@ def cmd_story(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shipped(args: argparse.Namespace) -> int:
+    from .controllers.shipped import ShippedPolicyError, shipped_policies, shipped_policy
+
+    try:
+        if args.name:
+            print(shipped_policy(args.name).card.read_text(encoding="utf-8"))
+            return 0
+        policies = shipped_policies()
+    except ShippedPolicyError as exc:
+        print(f"tamiyo shipped: {exc}", file=sys.stderr)
+        return 2
+    if not policies:
+        print("no policy is shipped with this version")
+    for policy in policies:
+        print(f"{policy.label:<32} spec {policy.spec:<12} {policy.summary}\n{'':<32} card {policy.card}, study {policy.study}")
+    return 0
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `command` one of _FAST_COMMANDS, only that command's module is registered."""
     parser = argparse.ArgumentParser(prog="tamiyo", description=__doc__.splitlines()[0])
@@ -215,6 +233,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     s = sub.add_parser("story", help="tell what happened in one raw run, epoch by epoch")
     s.add_argument("run", help="a raw run file (.jsonl)")
     s.set_defaults(func=cmd_story)
+
+    p = sub.add_parser("shipped", help="list the policies shipped with the package, or print one's model card",
+                       description="The best policies found so far ship as files with a model card (what each is, what it "
+                       "learned from, what was measured, where it stops). Run one with `tamiyo evaluate shipped:NAME` or "
+                       "name it among the references of any comparison; the first night of a warehouse takes those "
+                       "shipped for its spec as challengers.")  # fmt: skip
+    p.add_argument("name", nargs="?", help="print this policy's model card")
+    p.set_defaults(func=cmd_shipped)
 
     for module_name in (_FAST_COMMANDS[command],) if command in _FAST_COMMANDS else _COMMAND_MODULES:
         try:

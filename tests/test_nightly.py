@@ -13,6 +13,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from shipped_fixtures import shipped_folder
+
+from tamiyo_models.controllers import shipped as shipped_module
 from tamiyo_models.nightly import champion as champ
 from tamiyo_models.nightly.night import (
     PPO_STARTS, NightPaths, batch_seed, evaluate_night, generate_night, ingest_night, mini_night, run_night, train_challengers,
@@ -24,6 +27,7 @@ from tamiyo_models.warehouse.seeds import EVALUATION, TRAINING, claim_seeds, ove
 NIGHT = mini_night(training_episodes=8, max_epochs=6, heldout_per_regime=3, reference_grid=("fixed:conv_heavy@1",),
                    challengers=("bcq",), min_updates=60, passes_over_data=5.0)  # fmt: skip
 NIGHTS = ("2026-12-01", "2026-12-02", "2026-12-03")
+SHIPPED = "tiny-smoke"
 
 
 def _paths(root: Path) -> NightPaths:
@@ -126,13 +130,23 @@ class _Killed(RuntimeError):
 @pytest.fixture(scope="module")
 def three_nights(tmp_path_factory):
     """Night 1 whole; night 2 killed during its training stage, then rerun; night 3 through Dagster."""
+    root = tmp_path_factory.mktemp("nights")
+    paths = _paths(root)
+    lines: list[str] = []
+    # A policy shipped for the nights' spec: the first night takes it as a challenger, the later ones do not.
+    patch = pytest.MonkeyPatch()
+    patch.setattr(shipped_module, "SHIPPED_DIR", shipped_folder(root / "shipped", name=SHIPPED, spec="smoke"))
+    try:
+        return _run_three_nights(paths, lines)
+    finally:
+        patch.undo()
+
+
+def _run_three_nights(paths, lines):
     import dagster as dg
 
     from tamiyo_models.online_rl import workflow as online
 
-    root = tmp_path_factory.mktemp("nights")
-    paths = _paths(root)
-    lines: list[str] = []
     run_night(NIGHTS[0], NIGHT, paths, log=lines.append)
 
     two_challengers = dataclasses.replace(NIGHT, challengers=("bcq", "cql"))
@@ -197,6 +211,7 @@ def test_three_nights_record_every_decision_and_the_champion_moves_only_by_the_r
         # Tonight's challengers are named by the night: a champion promoted from an earlier night keeps its name.
         challengers = {f"phase3-bcq-{night}", f"phase4-vine-{night}", f"phase4-ppo-{night}"}
         challengers |= {f"phase3-cql-{night}"} if number == 1 else set()
+        challengers |= {f"shipped:{SHIPPED}"} if number == 0 else set()  # the shipped policy joins the first night only
         assert arms == {"heuristic", "fixed:conv_heavy@1", previous_after} | challengers
         compared = [r for r in night_rows if r[2] != "champion"]
         promoted = [r for r in compared if r[6] == "promoted"]

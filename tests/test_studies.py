@@ -2,6 +2,9 @@
 short episodes with its held-out seeds registered, its rows land in the warehouse, a rerun reads its episodes
 back, and docs/results.md is generated from the table."""
 
+import dataclasses
+import json
+
 import duckdb
 import pytest
 
@@ -224,6 +227,42 @@ def test_a_study_trains_a_vine_arm_on_the_forks_of_its_registered_data(tmp_path)
     assert forks > 0 and controllers == [("fixed:conv_heavy@1",)]  # the data's own branching and controller
     assert learned_seeds(trained_policy(root / "tiny", "vine")) == set(registry["data:forks"])
     assert result.episodes == 6 + 4 * (2 + 1 + 1)  # the parents, then the reference and the arm on 2 orders each
+    _ships_with_a_card_from_the_record(path, warehouse, root, tmp_path / "shipped")
+
+
+def _ships_with_a_card_from_the_record(path, warehouse, root, folder):
+    """`tamiyo study ship`: the trained arm becomes shipped:NAME, its card's numbers are the study_results rows."""
+    from tamiyo_models.controllers.saved_policy import policy_controller
+    from tamiyo_models.controllers.shipped import shipped_policies
+    from tamiyo_models.nightly.report import ci_text
+    from tamiyo_models.studies.ship import ShipConfig, ship_arm
+    from tamiyo_models.studies.training import trained_policy
+
+    config = ShipConfig(study=str(path), arm="vine", name="tiny-vine", warehouse=str(warehouse), out_root=str(root), folder=str(folder))
+    shipped = ship_arm(config)
+    assert [p.name for p in shipped_policies(folder=folder)] == ["tiny-vine"] and shipped.spec == str(tmp_spec(path))
+    card = shipped.card.read_text()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    rows = con.execute("SELECT regime, pairs, difference, low, high FROM study_results WHERE arm = 'vine' ORDER BY regime").fetchall()
+    con.close()
+    for regime, pairs, difference, low, high in rows:
+        assert f"| {regime} | {pairs} | {ci_text(difference, low, high)} |" in card
+    history = json.loads(next((root / "tiny" / "policies" / "vine").rglob("vine-history.json")).read_text())
+    assert "Where it acts differently from its start `fixed:conv_heavy@1`" in card  # the vine's labelled regions, from its record
+    for cell in (c for c in history["region_evidence"] if c["label"]):
+        assert f"- {cell['region']}: {cell['action']} instead, {ci_text(cell['mean'], cell['low'], cell['high'])} pp over {cell['forks']} forks" in card
+    assert policy_controller(shipped.path).metadata["policy_sha256"] == policy_controller(trained_policy(root / "tiny", "vine")).metadata["policy_sha256"]
+    for change, message in [({}, "is shipped already"), ({"arm": "fixed:conv_heavy@1"}, "is not a trained arm"),
+                            ({"name": "tiny vine"}, "use letters, digits"),
+                            ({"name": "other", "out_root": str(root.parent / "elsewhere")}, "has no trained policy"),
+                            ({"name": "other", "warehouse": str(root.parent / "none.duckdb")}, "no study_results recorded")]:  # fmt: skip
+        with pytest.raises(StudyError, match=message):
+            ship_arm(dataclasses.replace(config, **change))
+    assert ship_arm(dataclasses.replace(config, force=True)).card.read_text() == card
+
+
+def tmp_spec(study_path):
+    return study_path.parent / "spec.toml"
 
 
 # study_results as the code before the rent created it (commit be19bb4).

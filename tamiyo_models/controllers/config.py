@@ -130,9 +130,14 @@ def reference_controller(name: str):
         if not chosen or unknown:
             raise ValueError(f"controller {name!r}: heuristic:<blueprint>[+<blueprint>...] with blueprints among {', '.join(BLUEPRINTS)}")
         return ControllerConfig(kind="heuristic", heuristic=HeuristicConfig(blueprints=chosen), label=text)
+    if text.startswith("shipped:"):
+        from .shipped import shipped_policy
+
+        shipped = shipped_policy(text)
+        return ControllerConfig(kind="policy", policy=f"file:{shipped.path}", label=shipped.label)
     if text in CONTROLLER_KINDS and not text.endswith("policy") and text != "agent":
         return ControllerConfig(kind=text, label=text)
     raise ValueError(
         f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>[:slot<k>], vigilant:<...>, "
-        f"heuristic:<blueprint>[+...], or a kind ({', '.join(k for k in CONTROLLER_KINDS if not k.endswith('policy') and k != 'agent')})"
+        f"heuristic:<blueprint>[+...], shipped:<name>, or a kind ({', '.join(k for k in CONTROLLER_KINDS if not k.endswith('policy') and k != 'agent')})"
     )

@@ -18,6 +18,8 @@
 - `heuristic:<blueprint>[+<blueprint>...]`: the heuristic restricted to those blueprints (its round-robin
   over all five wastes seeds on blueprints that rarely help).
 - `heuristic`, `random` (mostly waiting: WAIT 6, GERMINATE 1, ADVANCE 2, CULL 1), and the exploration kinds.
+- `shipped:<name>`: a policy shipped with the package (controllers.shipped), a learned controller rather than a
+  reference, named the same way so that any comparison can take it.
 
 All are deterministic except `random`, so they log propensity 1 for the action taken.
 """

@@ -1,5 +1,6 @@
 """Policies by name: `load_policy("scheme:PATH")`. The built-in scheme `file:PATH` serves any saved policy file
-(any phase, any algorithm) as a controller; other formats can `register_policy_loader(scheme, fn)`.
+(any phase, any algorithm) as a controller, `shipped:NAME` a policy shipped with the package (controllers.shipped);
+other formats can `register_policy_loader(scheme, fn)`.
 
 Nothing needs registering first, so a fresh worker process resolves
 `ControllerConfig(kind="policy", policy="file:/abs/model.pt")` by itself. The controller passes the features named in the file, computed by `observation_features` — the function
@@ -60,7 +61,12 @@ def load_policy(spec: str) -> LearnedPolicyController:
     scheme, _, path = spec.partition(":")
     if scheme == "file" and scheme not in _LOADERS:
         return policy_controller(path)
+    if scheme == "shipped" and scheme not in _LOADERS:
+        from .shipped import shipped_policy
+
+        shipped = shipped_policy(path)
+        return policy_controller(shipped.path, name=shipped.label)
     if scheme not in _LOADERS:
-        known = ", ".join(sorted({"file", *_LOADERS}))
+        known = ", ".join(sorted({"file", "shipped", *_LOADERS}))
         raise ValueError(f"no policy loader for {scheme!r} (in {spec!r}); registered loaders: {known}")
     return _LOADERS[scheme](path)

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
         description="Each policy is paired with the heuristic on the same live configurations (the heuristic's "
         "episode is run once per configuration and shared). Several policies also get comparison.md/html side by side.",
     )
-    evaluate.add_argument("policy", nargs="+", help="policy file, or an MLflow model ref (MODEL@alias, MODEL/version); several allowed")
+    evaluate.add_argument("policy", nargs="+", help="policy file, shipped:NAME (a policy shipped with the package; `tamiyo shipped` "
+                          "lists them), or an MLflow model ref (MODEL@alias, MODEL/version); several allowed")
     evaluate.add_argument("--warehouse", type=Path, help="for the offline metrics on the policy's held-out episodes")
     evaluate.add_argument("--episodes", type=int, default=20, help="live pairs")
     evaluate.add_argument("--spec", default="nightly", help="generation spec the live configurations are drawn from")
@@ -83,6 +84,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     tracker, policies, versions = None, {}, {}
     for ref in args.policy:
+        if ref.startswith("shipped:"):  # a policy shipped with the package, run as it is (controllers.shipped)
+            from ..controllers.shipped import ShippedPolicyError, shipped_policy
+
+            try:
+                shipped = shipped_policy(ref)
+            except ShippedPolicyError as exc:
+                print(f"tamiyo evaluate: {exc}", file=sys.stderr)
+                return 2
+            policies[shipped.path.name] = shipped.path
+            continue
         if Path(ref).exists():
             policies[Path(ref).name] = Path(ref)
             continue

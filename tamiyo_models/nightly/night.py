@@ -71,6 +71,9 @@ class NightConfig:
     fork_max_step: int = 6
     epsilon: float = 0.2  # exploration around the champion (uniform over legal actions with this probability)
     reference_grid: tuple[str, ...] = DEFAULT_GRID  # compared every night (the heuristic always is)
+    # The first night of a warehouse also takes every policy shipped with the package for its spec (tamiyo shipped)
+    # as a challenger: the best found before the loop existed start where the loop starts.
+    shipped_challengers: bool = True
     challengers: tuple[str, ...] = ("bcq", "cql", "iql")
     # Phase 4, after Phase 3 and from the champion. "vine": one region-rule improvement on the fork studies of
     # every night in the warehouse (no episodes: the forks above are its evidence, fork_parents per night).
@@ -117,10 +120,11 @@ class NightConfig:
         d = dataclasses.asdict(self)
         return {**d, "reference_grid": list(self.reference_grid), "challengers": list(self.challengers), "phase4": list(self.phase4)}
 
-    def planned_episodes(self, regimes: int) -> dict[str, int]:
+    def planned_episodes(self, regimes: int, shipped: int = 0) -> dict[str, int]:
         """The night's budget in episodes, before it runs (a fork parent counts itself and up to 6 branches: the
-        legal alternatives at an early step, when no seed is active, are WAIT and the five blueprints)."""
-        arms = 1 + 1 + len(self.reference_grid) + len(self.challengers) + len(self.phase4)  # champion, heuristic, grid, challengers
+        legal alternatives at an early step, when no seed is active, are WAIT and the five blueprints); `shipped`:
+        the shipped policies that join a first night."""
+        arms = 1 + 1 + len(self.reference_grid) + len(self.challengers) + len(self.phase4) + shipped  # champion, heuristic, grid, challengers
         evaluation = regimes * self.heldout_per_regime * arms * (1 + self.fresh_orders)
         ppo = self.ppo_episodes if "ppo" in self.phase4 else 0
         return {"training": self.training_episodes, "forks": self.fork_parents * 7, "ppo": ppo, "evaluation": evaluation,
@@ -500,7 +504,22 @@ def night_arms(night: str, config: NightConfig, paths: NightPaths, challengers: 
     for name, info in challengers.items():
         arms[name] = ControllerConfig(kind="policy", policy=f"file:{Path(info['policy']).resolve()}", label=name)
         roles[name] = "challenger"
+    for shipped in shipped_challengers(night, config, paths):
+        if shipped.label not in arms:
+            arms[shipped.label] = ControllerConfig(kind="policy", policy=f"file:{shipped.path}", label=shipped.label)
+            roles[shipped.label] = "challenger"
     return champion, arms, roles
+
+
+def shipped_challengers(night: str, config: NightConfig, paths: NightPaths) -> list:
+    """The policies shipped for the night's spec, when this is the warehouse's first night (no night recorded
+    before it: a rerun of that night takes them again, a later night does not)."""
+    from ..controllers.shipped import shipped_policies
+    from ..episodes.generation import GenerationSpec
+
+    if not config.shipped_challengers or _recorded_nights(night, paths, before=True):
+        return []
+    return shipped_policies(spec=GenerationSpec.load(config.spec).name)
 
 
 def evaluate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
@@ -549,7 +568,7 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
                  log: Callable[[str], None] = print) -> NightDecision:  # fmt: skip
     from ..warehouse import writing
 
-    later = _later_nights(night, paths)
+    later = _recorded_nights(night, paths)
     if later:
         log(f"night {night}: nights {', '.join(later)} are recorded already; they started from the champion they had, "
             "so tonight's decision does not change them (rerun them, in order, to follow it)")  # fmt: skip
@@ -577,15 +596,16 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
     return decision
 
 
-def _later_nights(night: str, paths: NightPaths) -> list[str]:
+def _recorded_nights(night: str, paths: NightPaths, *, before: bool = False) -> list[str]:
+    """The nights recorded in champion_history after `night` (before it, with `before`)."""
     from ..warehouse import open_warehouse
     from .champion import ensure_history
 
     con = open_warehouse(paths.warehouse)
     try:
         ensure_history(con)
-        return [n for (n,) in con.execute("SELECT DISTINCT night FROM champion_history WHERE night > ? ORDER BY 1",
-                                          [night]).fetchall()]  # fmt: skip
+        return [n for (n,) in con.execute(f"SELECT DISTINCT night FROM champion_history WHERE night {'<' if before else '>'} ? "
+                                          "ORDER BY 1", [night]).fetchall()]  # fmt: skip
     finally:
         con.close()
 
@@ -612,7 +632,10 @@ def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callab
     started = time.perf_counter()
     spec = GenerationSpec.load(config.spec)
     regimes = max(1, len([r for r in spec.regimes if r["name"] not in spec.unavailable]))
-    budget = config.planned_episodes(regimes)
+    shipped = shipped_challengers(night, config, paths)
+    budget = config.planned_episodes(regimes, len(shipped))
+    if shipped:
+        log(f"night {night}: the warehouse's first night takes the shipped {', '.join(p.label for p in shipped)} as challenger(s)")
     log(f"night {night}: at most {budget['total']} episodes planned ({budget['training']} training, up to "
         f"{budget['forks']} in fork studies, {budget['evaluation']} in the evaluation, over {regimes} regime(s) of "
         f"spec {config.spec}); episodes already on disk are read back")  # fmt: skip

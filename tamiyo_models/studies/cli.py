@@ -1,4 +1,4 @@
-"""`tamiyo study run FILE` and `tamiyo study results`: studies instead of scripts (study.py)."""
+"""`tamiyo study run FILE`, `tamiyo study ship FILE ARM` and `tamiyo study results`: studies instead of scripts (study.py, ship.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,18 @@ def register(subparsers) -> None:
     run.add_argument("--no-mlflow", action="store_true", help="record in the warehouse only")
     run.add_argument("--check", action="store_true", help="read and check the study file, print its design, run nothing")
     run.set_defaults(func=run_study_command)
+    ship = commands.add_parser("ship", help="ship a study's trained arm with the package, its model card written from the study's record",
+                               description="Copies the arm's trained policy into tamiyo_models/shipped/NAME.pt and writes "
+                               "NAME.md, its model card, from the study file, the policy's metadata and the arm's rows of "
+                               "study_results (so the study must have run to the end). Then `shipped:NAME` runs it anywhere "
+                               "a controller is named, and a warehouse's first night takes it as a challenger.")  # fmt: skip
+    ship.add_argument("file", type=Path, help="the study file (studies/<name>.toml)")
+    ship.add_argument("arm", help="one of its trained arms ([[train]] name)")
+    ship.add_argument("--name", required=True, help="the shipped name (letters, digits, - and _)")
+    ship.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help="where the study recorded its results (default warehouse/tamiyo.duckdb)")
+    ship.add_argument("--out", type=Path, default=Path("var/studies"), help="the studies' folder (default var/studies)")
+    ship.add_argument("--force", action="store_true", help="replace a shipped policy of that name and its card")
+    ship.set_defaults(func=ship_command)
     results = commands.add_parser("results", help="print docs/results.md from the warehouses' study_results and champion_history")
     results.add_argument("--warehouse", type=Path, action="append",
                          help="a warehouse to read (repeatable; default warehouse/tamiyo.duckdb)")
@@ -67,6 +79,20 @@ def run_study_command(args: argparse.Namespace) -> int:
 
     run_study(args.file, warehouse=args.warehouse, out_root=args.out, tracking=tracking, workers=args.workers,
               log=lambda line: print(line, flush=True), on_result=progress)  # fmt: skip
+    return 0
+
+
+def ship_command(args: argparse.Namespace) -> int:
+    from .ship import ShipConfig, ship_arm
+    from .study import StudyError
+
+    try:
+        shipped = ship_arm(ShipConfig(study=str(args.file), arm=args.arm, name=args.name, warehouse=str(args.warehouse),
+                                      out_root=str(args.out), force=args.force))  # fmt: skip
+    except StudyError as exc:
+        print(f"tamiyo study ship: {exc}", file=sys.stderr)
+        return 2
+    print(f"shipped {shipped.label}: {shipped.path} and its card {shipped.card}\n  {shipped.summary}")
     return 0
 
 
