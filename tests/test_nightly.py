@@ -229,6 +229,25 @@ def test_three_nights_record_every_decision_and_the_champion_moves_only_by_the_r
         previous_after = after.pop()
 
 
+def test_the_first_nights_shipped_policies_are_pinned_in_its_folder(three_nights):
+    """The shipped policy the first night took was copied into its folder with its digest: with the package's
+    shipped folder changed since (here: back to the real one), the night's arms are still that copy."""
+    import hashlib
+
+    from tamiyo_models.nightly.night import night_arms
+
+    paths, _, _ = three_nights
+    first = json.loads((paths.night_dir(NIGHTS[0]) / "shipped.json").read_text())["policies"]
+    assert [p["name"] for p in first] == [SHIPPED]
+    copy = Path(first[0]["path"])
+    assert copy.parent == (paths.night_dir(NIGHTS[0]) / "shipped").resolve() and hashlib.sha256(copy.read_bytes()).hexdigest() == first[0]["sha256"]
+    _, arms, roles = night_arms(NIGHTS[0], NIGHT, paths, {})
+    assert arms[f"shipped:{SHIPPED}"].policy == f"file:{copy}" and roles[f"shipped:{SHIPPED}"] == "challenger"
+    for night in NIGHTS[1:]:  # later nights recorded that they take none
+        assert json.loads((paths.night_dir(night) / "shipped.json").read_text())["policies"] == []
+        assert f"shipped:{SHIPPED}" not in night_arms(night, NIGHT, paths, {})[1]
+
+
 def test_no_training_seed_ever_equals_an_evaluation_seed(three_nights):
     paths, _, result = three_nights
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

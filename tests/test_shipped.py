@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("# tiny\n" + SECTIONS, "opens with a TOML block"),
         (card_text("tiny").replace('spec = "smoke"\n', ""), "card keys spec missing"),
         (card_text("tiny").replace('spec = "smoke"', 'spec = "smoke"\nowner = "x"'), "unknown card key(s) owner"),
-        (card_text("other"), "name = 'other', but the card is tiny.md"),
+        (card_text("other"), "name = 'other', but the card is for tiny"),
         (card_text("tiny", body=SECTIONS.replace("## Where it stops", "## Limits")), "lacks the section(s) '## Where it stops'"),
         (card_text("tiny").replace('summary = "a test policy"', "summary = "), "the card's TOML block"),
     ],
@@ -57,6 +57,8 @@ def test_a_shipped_policy_is_a_controller_a_policy_and_a_listed_card(tmp_path, m
         shipped_policy("shipped:absent")
     with pytest.raises(ValueError, match="no shipped policy 'absent'"):
         reference_controller("shipped:absent")
+    with pytest.raises(ShippedPolicyError, match="letters, digits"):
+        shipped_policy("shipped:../tiny")  # a name is never a path
 
     assert main(["shipped"]) == 0
     listed = capsys.readouterr().out

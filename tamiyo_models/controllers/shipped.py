@@ -48,8 +48,8 @@ class ShippedPolicy:
         return PREFIX + self.name
 
 
-def read_card(card: Path) -> dict:
-    """The card's TOML block, checked: its keys, its name matching the file, its required sections."""
+def read_card(card: Path, name: str | None = None) -> dict:
+    """The card's TOML block, checked: its keys, its name matching the file's (or `name`), its required sections."""
     text = card.read_text(encoding="utf-8")
     if not text.startswith("+++\n") or "\n+++\n" not in text[3:]:
         raise ShippedPolicyError(f"{card}: a model card opens with a TOML block between '+++' lines")
@@ -62,31 +62,38 @@ def read_card(card: Path) -> dict:
     if missing or unknown:
         raise ShippedPolicyError(f"{card}: card keys {', '.join(sorted(missing))} missing" if missing
                                  else f"{card}: unknown card key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_CARD_KEYS))}")  # fmt: skip
-    if meta["name"] != card.stem:
-        raise ShippedPolicyError(f"{card}: name = {meta['name']!r}, but the card is {card.name} (they must match)")
+    if meta["name"] != (name or card.stem):
+        raise ShippedPolicyError(f"{card}: name = {meta['name']!r}, but the card is for {name or card.stem} (they must match)")
     absent = [s for s in CARD_SECTIONS if f"\n{s}\n" not in f"\n{body}"]
     if absent:
         raise ShippedPolicyError(f"{card}: the card lacks the section(s) {', '.join(repr(s) for s in absent)}")
     return meta
 
 
+def _read(path: Path) -> ShippedPolicy:
+    card = path.with_suffix(".md")
+    if not card.exists():
+        raise ShippedPolicyError(f"{path}: a shipped policy needs its model card {card.name} beside it")
+    meta = read_card(card)
+    return ShippedPolicy(meta["name"], path, card, meta["spec"], meta["study"], meta["summary"])
+
+
 def shipped_policies(spec: str | None = None, folder: Path | None = None) -> list[ShippedPolicy]:
-    """Every policy shipped (for `spec`, when given), by name; a policy file without a card is refused."""
+    """Every policy shipped (for the spec named `spec`, when given), by name; a policy file without a card is refused."""
     folder = SHIPPED_DIR if folder is None else Path(folder)
-    found = []
-    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
-        card = path.with_suffix(".md")
-        if not card.exists():
-            raise ShippedPolicyError(f"{path}: a shipped policy needs its model card {card.name} beside it")
-        meta = read_card(card)
-        found.append(ShippedPolicy(meta["name"], path, card, meta["spec"], meta["study"], meta["summary"]))
+    found = [_read(path) for path in sorted(folder.glob("*.pt"))] if folder.is_dir() else []
     return [p for p in found if spec is None or p.spec == spec]
 
 
 def shipped_policy(name: str, folder: Path | None = None) -> ShippedPolicy:
-    """`name` or `shipped:name` -> the shipped policy; ShippedPolicyError listing the known names."""
+    """`name` or `shipped:name` -> the shipped policy (only its own card is read); ShippedPolicyError listing the
+    shipped names when there is none of that name."""
+    folder = SHIPPED_DIR if folder is None else Path(folder)
     name = name.removeprefix(PREFIX)
-    known = {p.name: p for p in shipped_policies(folder=folder)}
-    if name not in known:
-        raise ShippedPolicyError(f"no shipped policy {name!r}; shipped: {', '.join(known) or 'none'} (in {folder or SHIPPED_DIR})")
-    return known[name]
+    if not name or not all(ch.isalnum() or ch in "-_" for ch in name):
+        raise ShippedPolicyError(f"shipped policy name {name!r}: letters, digits, '-' and '_' only")
+    path = folder / f"{name}.pt"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+        raise ShippedPolicyError(f"no shipped policy {name!r}; shipped: {', '.join(known) or 'none'} (in {folder})")
+    return _read(path)

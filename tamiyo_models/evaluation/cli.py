@@ -92,7 +92,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             except ShippedPolicyError as exc:
                 print(f"tamiyo evaluate: {exc}", file=sys.stderr)
                 return 2
-            policies[shipped.path.name] = shipped.path
+            policies[shipped.label] = shipped.path
             continue
         if Path(ref).exists():
             policies[Path(ref).name] = Path(ref)

@@ -513,13 +513,34 @@ def night_arms(night: str, config: NightConfig, paths: NightPaths, challengers: 
 
 def shipped_challengers(night: str, config: NightConfig, paths: NightPaths) -> list:
     """The policies shipped for the night's spec, when this is the warehouse's first night (no night recorded
-    before it: a rerun of that night takes them again, a later night does not)."""
-    from ..controllers.shipped import shipped_policies
+    before it). They are pinned the first time they are asked for: copied into the night's folder (shipped/) and
+    listed with their digests in shipped.json, which every later call (a resumed stage, a Dagster asset, a rerun of
+    the night) reads instead of the package, so an upgrade or a `study ship --force` never changes a night's arms
+    or a champion promoted from them."""
+    import hashlib
+    import shutil
+
+    from ..controllers.shipped import ShippedPolicy, shipped_policies
     from ..episodes.generation import GenerationSpec
 
-    if not config.shipped_challengers or _recorded_nights(night, paths, before=True):
+    if not config.shipped_challengers:
         return []
-    return shipped_policies(spec=GenerationSpec.load(config.spec).name)
+    recorded = _read_stage(paths, night, "shipped")
+    if recorded is None:
+        policies = [] if _recorded_nights(night, paths, before=True) else shipped_policies(spec=GenerationSpec.load(config.spec).name)
+        folder = paths.night_dir(night) / "shipped"
+        pinned = []
+        for policy in policies:
+            folder.mkdir(parents=True, exist_ok=True)
+            for source in (policy.path, policy.card):
+                shutil.copyfile(source, folder / source.name)
+            pinned.append({"name": policy.name, "path": str((folder / policy.path.name).resolve()),
+                           "card": str((folder / policy.card.name).resolve()), "spec": policy.spec, "study": policy.study,
+                           "summary": policy.summary, "source": str(policy.path),
+                           "sha256": hashlib.sha256(policy.path.read_bytes()).hexdigest()})  # fmt: skip
+        recorded = _write_stage(paths, night, "shipped", {"policies": pinned})
+    return [ShippedPolicy(p["name"], Path(p["path"]), Path(p["card"]), p["spec"], p["study"], p["summary"])
+            for p in recorded["policies"]]  # fmt: skip
 
 
 def evaluate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,

@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     ship.add_argument("--name", required=True, help="the shipped name (letters, digits, - and _)")
     ship.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, help="where the study recorded its results (default warehouse/tamiyo.duckdb)")
     ship.add_argument("--out", type=Path, default=Path("var/studies"), help="the studies' folder (default var/studies)")
+    ship.add_argument("--folder", type=Path, help="ship into this folder instead of the checkout's tamiyo_models/shipped/")
     ship.add_argument("--force", action="store_true", help="replace a shipped policy of that name and its card")
     ship.set_defaults(func=ship_command)
     results = commands.add_parser("results", help="print docs/results.md from the warehouses' study_results and champion_history")
@@ -83,13 +84,15 @@ def run_study_command(args: argparse.Namespace) -> int:
 
 
 def ship_command(args: argparse.Namespace) -> int:
+    from ..controllers.shipped import ShippedPolicyError
     from .ship import ShipConfig, ship_arm
     from .study import StudyError
 
     try:
         shipped = ship_arm(ShipConfig(study=str(args.file), arm=args.arm, name=args.name, warehouse=str(args.warehouse),
-                                      out_root=str(args.out), force=args.force))  # fmt: skip
-    except StudyError as exc:
+                                      out_root=str(args.out), folder=str(args.folder) if args.folder else None,
+                                      force=args.force))  # fmt: skip
+    except (StudyError, ShippedPolicyError, OSError) as exc:
         print(f"tamiyo study ship: {exc}", file=sys.stderr)
         return 2
     print(f"shipped {shipped.label}: {shipped.path} and its card {shipped.card}\n  {shipped.summary}")

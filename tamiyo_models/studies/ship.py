@@ -15,10 +15,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..controllers.shipped import SHIPPED_DIR, ShippedPolicy, read_card
+from ..controllers.shipped import SHIPPED_DIR, ShippedPolicy, ShippedPolicyError, read_card
 from ..nightly.report import ci_text as _ci
-from .study import StudyConfig, StudyError, _relative, load_study, study_results
+from ..nightly.report import num_text
+from .study import StudyConfig, StudyError, load_study, study_results
 from .training import policy_dir, trained_policy
+
+
+CHECKOUT = SHIPPED_DIR.parents[1]  # the repository root, when the package runs from a checkout
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,40 @@ def ship_arm(config: ShipConfig) -> ShippedPolicy:
         raise StudyError(f"{study.source}: arm {config.arm!r} has no trained policy under {policy_dir(root, config.arm)} "
                          f"(run `tamiyo study run {study.source}` first)")  # fmt: skip
     rows = _rows(study, config)
-    regions = _labelled_regions(policy_dir(root, config.arm))
+    regions = _labelled_regions(policy)
+    if config.folder is None and not (CHECKOUT / "pyproject.toml").exists():
+        raise StudyError(f"{SHIPPED_DIR} is inside an installed package, not a checkout of the repository: ship into a "
+                         "checkout (run from it) or name a folder (--folder)")  # fmt: skip
     folder = Path(config.folder) if config.folder else SHIPPED_DIR
     target, card = folder / f"{config.name}.pt", folder / f"{config.name}.md"
     if (target.exists() or card.exists()) and not config.force:
         raise StudyError(f"{target} is shipped already: choose another name, or --force to replace it and its card")
     _, payload = load_policy(policy)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(policy, target)
-    card.write_text(card_text(study, arms[config.arm], config, payload, rows, regions), encoding="utf-8")
-    meta = read_card(card)  # what was written must read back as a card
+    # Written beside, checked, then moved into place: a failed write never leaves a card that breaks the folder.
+    staged_card, staged_policy = folder / f".{config.name}.md.new", folder / f".{config.name}.pt.new"
+    try:
+        staged_card.write_text(card_text(study, arms[config.arm], config, payload, rows, regions), encoding="utf-8")
+        meta = read_card(staged_card, name=config.name)
+        shutil.copyfile(policy, staged_policy)
+        staged_policy.replace(target)
+        staged_card.replace(card)
+    except ShippedPolicyError as exc:
+        raise StudyError(f"the card written for {config.name} does not read back: {exc}") from None
+    finally:
+        staged_card.unlink(missing_ok=True)
+        staged_policy.unlink(missing_ok=True)
     return ShippedPolicy(meta["name"], target, card, meta["spec"], meta["study"], meta["summary"])
+
+
+def _study_path(study: StudyConfig) -> tuple[str, bool]:
+    """The study file as the card cites it: relative to the checkout when it is one of its files (the card then
+    links it from tamiyo_models/shipped/), else its absolute path; and whether it is relative."""
+    path = Path(study.source).resolve()
+    try:
+        return path.relative_to(CHECKOUT).as_posix(), True
+    except ValueError:
+        return str(path), False
 
 
 def _rows(study: StudyConfig, config: ShipConfig) -> list[dict]:
@@ -74,13 +101,14 @@ def _rows(study: StudyConfig, config: ShipConfig) -> list[dict]:
     return sorted(rows, key=lambda r: (r["regime"] != "all", r["regime"]))
 
 
-def _labelled_regions(folder: Path) -> list[dict] | None:
-    """A vine arm's region evidence (vine-history.json, fork_evidence.Cell rows): the (region, action) cells that
-    became labels, i.e. the states where it acts differently from its start; None for an arm that is no vine."""
-    found = sorted(folder.rglob("vine-history.json"))
-    if not found:
+def _labelled_regions(policy: Path) -> list[dict] | None:
+    """A vine arm's region evidence (vine-history.json beside its policy file: fork_evidence.Cell rows): the
+    (region, action) cells that became labels, i.e. the states where it acts differently from its start; None for
+    an arm that is no vine."""
+    history = policy.parent / "vine-history.json"
+    if not history.exists():
         return None
-    return [r for r in json.loads(found[-1].read_text()).get("region_evidence", []) if r.get("label")]
+    return [r for r in json.loads(history.read_text()).get("region_evidence", []) if r.get("label")]
 
 
 def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: list[dict], regions: list[dict] | None = None) -> str:
@@ -94,19 +122,23 @@ def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: 
     settings = getattr(arm.settings, "algorithm", None) or arm.phase
     start = getattr(arm.settings, "initial_policy", None) or getattr(arm.settings, "parent_policy", None)
     seeds = metadata.get("data_seeds")
-    n_seeds = len(json.loads(seeds)) if isinstance(seeds, str) and seeds.startswith("[") else None
+    n_seeds = len(seeds) if isinstance(seeds, (list, tuple)) else None
+    from ..episodes.generation import GenerationSpec
+
+    spec = GenerationSpec.load(study.spec).name  # the name a night's spec is matched by, not a path
     summary = (f"{arm.phase} {settings} from study {study.name}: {overall['arm']} − {overall['reference']} "
                f"{_ci(overall['difference'], overall['low'], overall['high'])} pp, fresh orders "
                f"{_ci(overall['fresh_difference'], overall['fresh_low'], overall['fresh_high'])}, {overall['pairs']} held-out pairs")  # fmt: skip
-    study_file = _relative(study.source)
-    lines = ["+++", f'name = "{config.name}"', f'spec = "{study.spec}"', f'study = "{study_file}"',
+    study_file, in_checkout = _study_path(study)
+    cited = f"[`{study_file}`](../../{study_file})" if in_checkout else f"`{study_file}`"
+    lines = ["+++", f"name = {json.dumps(config.name)}", f"spec = {json.dumps(spec)}", f"study = {json.dumps(study_file)}",
              f"summary = {json.dumps(summary, ensure_ascii=False)}", "+++", "", f"# {config.name}", "",
              "*Written by `tamiyo study ship` from the study's record; numbers are not typed by hand.*", "",
              "## What it is", "",
              f"A {arm.phase} policy, algorithm `{settings}`, network `{payload.get('network', {}).get('kind', '?')}` on "
              f"{len(payload.get('feature_names', []))} features ({metadata.get('feature_set') or 'the features named in the file'}), "
              f"{len(payload.get('fine_actions', []))} actions: the arm `{arm.name}` of the study "
-             f"[`{study_file}`](../../{study_file})" + (f", started from `{start}`" if start else "") + ". "
+             f"{cited}" + (f", started from `{start}`" if start else "") + ". "
              f"Run it as `shipped:{config.name}` (`tamiyo evaluate shipped:{config.name}`, or in any controller list).", "",
              "## What it learned from", ""]  # fmt: skip
     if dataset is not None:
@@ -127,19 +159,19 @@ def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: 
                   for r in regions]  # fmt: skip
     lines += ["", "## Measured", "",
               f"Held-out: {overall['heldout']} (the study's own draw, used once); {score}, test split; paired with "
-              f"`{overall['reference']}`; {overall['fresh_orders']} fresh data orders; recorded {overall['recorded_at']:%Y-%m-%d} "
+              f"`{overall['reference']}`; {overall['fresh_orders']} fresh data orders; recorded {str(overall['recorded_at'])[:10]} "
               f"on {overall['machine']}. Claim: {overall['claim']}. Verdict: {overall['verdict']}.", "",
               "| regime | pairs | original order | fresh orders | null RMS | W/T/L | holds |", "|---|---:|---|---|---:|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['regime']} | {r['pairs']} | {_ci(r['difference'], r['low'], r['high'])} | "
-                     f"{_ci(r['fresh_difference'], r['fresh_low'], r['fresh_high'])} | {r['null_rms']:.2f} | "
+                     f"{_ci(r['fresh_difference'], r['fresh_low'], r['fresh_high'])} | {num_text(r['null_rms'])} | "
                      f"{r['wins']}/{r['ties']}/{r['losses']} | {'yes' if r['holds'] else 'no'} |")  # fmt: skip
     if overall.get("study_sha256") and overall["study_sha256"] != study.sha256:
         lines += ["", f"(The rows were recorded with an earlier version of the study file, sha256 {overall['study_sha256'][:12]}.)"]
-    short = [r["regime"] for r in rows if r["regime"] != "all" and not (r["low"] > 0 and r["fresh_low"] > 0)]
+    short = [r["regime"] for r in rows if r["regime"] != "all" and not r["holds"]]
     lines += ["", "## Where it stops", "",
-              f"- Measured on spec `{study.spec}` only: another dataset, host, rent or number of seed slots is untested.",
+              f"- Measured on spec `{spec}` only (`{study.spec}`): another dataset, host, rent or number of seed slots is untested.",
               f"- Against `{overall['reference']}` over every regime: {'it holds by the study rule' if overall['holds'] else 'the study rule does not hold'}."]  # fmt: skip
     if short:
-        lines.append(f"- No gain with both intervals above 0 in: {', '.join(short)} (per regime the pairs are few).")
+        lines.append(f"- The study rule does not hold in: {', '.join(short)} (per regime the pairs are few).")
     return "\n".join(lines) + "\n"
