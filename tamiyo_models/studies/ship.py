@@ -170,7 +170,7 @@ def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: 
         lines += ["", f"(The rows were recorded with an earlier version of the study file, sha256 {overall['study_sha256'][:12]}.)"]
     short = [r["regime"] for r in rows if r["regime"] != "all" and not r["holds"]]
     lines += ["", "## Where it stops", "",
-              f"- Measured on spec `{spec}` only (`{study.spec}`): another dataset, host, rent or number of seed slots is untested.",
+              f"- Measured on spec `{spec}` only{f' (`{study.spec}`)' if study.spec != spec else ''}: another dataset, host, rent or number of seed slots is untested.",
               f"- Against `{overall['reference']}` over every regime: {'it holds by the study rule' if overall['holds'] else 'the study rule does not hold'}."]  # fmt: skip
     if short:
         lines.append(f"- The study rule does not hold in: {', '.join(short)} (per regime the pairs are few).")
