@@ -70,7 +70,13 @@ def read_card(card: Path, name: str | None = None) -> dict:
     return meta
 
 
-def _read(path: Path) -> ShippedPolicy:
+def valid_name(name: str) -> bool:
+    """A shipped name is a file stem: letters, digits, '-' and '_' (never a path)."""
+    return bool(name) and all(ch.isalnum() or ch in "-_" for ch in name)
+
+
+def read_shipped(path: Path) -> ShippedPolicy:
+    """The shipped policy of a policy file, from its card beside it."""
     card = path.with_suffix(".md")
     if not card.exists():
         raise ShippedPolicyError(f"{path}: a shipped policy needs its model card {card.name} beside it")
@@ -81,7 +87,7 @@ def _read(path: Path) -> ShippedPolicy:
 def shipped_policies(spec: str | None = None, folder: Path | None = None) -> list[ShippedPolicy]:
     """Every policy shipped (for the spec named `spec`, when given), by name; a policy file without a card is refused."""
     folder = SHIPPED_DIR if folder is None else Path(folder)
-    found = [_read(path) for path in sorted(folder.glob("*.pt"))] if folder.is_dir() else []
+    found = [read_shipped(path) for path in sorted(folder.glob("*.pt"))] if folder.is_dir() else []
     return [p for p in found if spec is None or p.spec == spec]
 
 
@@ -90,10 +96,10 @@ def shipped_policy(name: str, folder: Path | None = None) -> ShippedPolicy:
     shipped names when there is none of that name."""
     folder = SHIPPED_DIR if folder is None else Path(folder)
     name = name.removeprefix(PREFIX)
-    if not name or not all(ch.isalnum() or ch in "-_" for ch in name):
+    if not valid_name(name):
         raise ShippedPolicyError(f"shipped policy name {name!r}: letters, digits, '-' and '_' only")
     path = folder / f"{name}.pt"
     if not path.exists():
         known = sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
         raise ShippedPolicyError(f"no shipped policy {name!r}; shipped: {', '.join(known) or 'none'} (in {folder})")
-    return _read(path)
+    return read_shipped(path)

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..controllers.shipped import SHIPPED_DIR, ShippedPolicy, ShippedPolicyError, read_card
+from ..controllers.shipped import SHIPPED_DIR, ShippedPolicy, ShippedPolicyError, read_card, read_shipped, valid_name
 from ..nightly.report import ci_text as _ci
 from ..nightly.report import num_text
 from .study import StudyConfig, StudyError, load_study, study_results
@@ -46,7 +46,7 @@ def ship_arm(config: ShipConfig) -> ShippedPolicy:
     if config.arm not in arms:
         raise StudyError(f"{study.source}: {config.arm!r} is not a trained arm of the study; its trained arms: "
                          f"{', '.join(arms) or 'none'} (a reference controller needs no shipping)")  # fmt: skip
-    if not config.name or not all(ch.isalnum() or ch in "-_" for ch in config.name):
+    if not valid_name(config.name):
         raise StudyError(f"shipped name {config.name!r}: use letters, digits, '-' and '_'")
     root = Path(config.out_root) / study.name
     policy = trained_policy(root, config.arm)
@@ -68,7 +68,7 @@ def ship_arm(config: ShipConfig) -> ShippedPolicy:
     staged_card, staged_policy = folder / f".{config.name}.md.new", folder / f".{config.name}.pt.new"
     try:
         staged_card.write_text(card_text(study, arms[config.arm], config, payload, rows, regions), encoding="utf-8")
-        meta = read_card(staged_card, name=config.name)
+        read_card(staged_card, name=config.name)
         shutil.copyfile(policy, staged_policy)
         staged_policy.replace(target)
         staged_card.replace(card)
@@ -77,7 +77,7 @@ def ship_arm(config: ShipConfig) -> ShippedPolicy:
     finally:
         staged_card.unlink(missing_ok=True)
         staged_policy.unlink(missing_ok=True)
-    return ShippedPolicy(meta["name"], target, card, meta["spec"], meta["study"], meta["summary"])
+    return read_shipped(target)
 
 
 def _study_path(study: StudyConfig) -> tuple[str, bool]:
@@ -98,7 +98,7 @@ def _rows(study: StudyConfig, config: ShipConfig) -> list[dict]:
     if not rows:
         raise StudyError(f"{config.warehouse}: no result of arm {config.arm!r} of study {study.name} is recorded "
                          f"(run `tamiyo study run {study.source}` to the end first)")  # fmt: skip
-    return sorted(rows, key=lambda r: (r["regime"] != "all", r["regime"]))
+    return rows  # study_results orders them: "all" first, then the regimes
 
 
 def _labelled_regions(policy: Path) -> list[dict] | None:
@@ -114,6 +114,8 @@ def _labelled_regions(policy: Path) -> list[dict] | None:
 def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: list[dict], regions: list[dict] | None = None) -> str:
     """The model card, every number from `rows` (study_results), the policy file's own metadata and, for a vine,
     its region evidence (`regions`: the labelled cells)."""
+    from ..episodes.generation import GenerationSpec
+
     metadata = payload.get("metadata") or {}
     overall = rows[0]
     rent = overall.get("rent") or 0.0
@@ -123,8 +125,6 @@ def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: 
     start = getattr(arm.settings, "initial_policy", None) or getattr(arm.settings, "parent_policy", None)
     seeds = metadata.get("data_seeds")
     n_seeds = len(seeds) if isinstance(seeds, (list, tuple)) else None
-    from ..episodes.generation import GenerationSpec
-
     spec = GenerationSpec.load(study.spec).name  # the name a night's spec is matched by, not a path
     summary = (f"{arm.phase} {settings} from study {study.name}: {overall['arm']} − {overall['reference']} "
                f"{_ci(overall['difference'], overall['low'], overall['high'])} pp, fresh orders "
