@@ -299,6 +299,21 @@ def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(thre
     # The branches are in the warehouse beside their parent, which the champion (the heuristic, that night) ran.
     (branches, parents), = con.execute("SELECT count(*), count(DISTINCT parent_run_id) FROM branches").fetchall()
     assert branches >= generated["branches"] and parents >= 1
+    # Directed forks: with no evidence yet, the first night's parent forks at the first decision; a later night
+    # reads the forks of its champion's own parents on the nights before it, and sends its parent where they are thin.
+    plans = [json.loads((paths.night_dir(n) / "fork-plan.json").read_text()) for n in NIGHTS]
+    assert generated["fork_rule"] == "directed" and plans[0]["nights"] == [] and plans[0]["parents"][0]["step"] == 1
+    steps = dict(con.execute("SELECT DISTINCT parent_run_id, fork_step FROM branches").fetchall())
+    for plan in plans:
+        (parent,) = plan["parents"]
+        assert steps[parent["run_id"]] == parent["step"]
+    for number, plan in enumerate(plans[1:], start=1):
+        assert plan["nights"] == list(NIGHTS[:number])
+        same = [p for p in plans[:number] if p["champion"] == plan["champion"]]
+        first = [c for c in plan["cells"] if c["epochs"] == "0-0"]
+        assert first and first[0]["forks"] == len(same)  # the champion's earlier forks at the first decision, no other
+    report = (paths.night_dir(NIGHTS[0]) / "report.md").read_text()
+    assert "## Fork studies" in report and "| thin |" in report
 
 
 def test_a_night_killed_halfway_resumes_without_redoing_what_finished(three_nights):

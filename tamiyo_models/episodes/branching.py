@@ -18,7 +18,7 @@ import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +84,15 @@ class BranchConfig:
         if "steps" in d:
             d["steps"] = tuple(d["steps"])
         return cls(**d)
+
+
+def branch_settings(branching: BranchConfig | Sequence[BranchConfig | None] | None, count: int) -> list[dict | None]:
+    """One branching dict (or None) per configuration, from one BranchConfig for all or a list of them."""
+    if branching is None or isinstance(branching, BranchConfig):
+        return [branching.to_dict() if branching else None] * count
+    if len(branching) != count:
+        raise ValueError(f"branching: {len(branching)} settings for {count} configurations; give one each, or one for all")
+    return [b.to_dict() if b else None for b in branching]
 
 
 ForkPredicate = Callable[[Mapping[str, float], tuple[bool, ...], int], bool]

@@ -24,9 +24,9 @@ import ipaddress
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
-from .branching import BranchConfig
+from .branching import BranchConfig, branch_settings
 from .episode import EpisodeConfig, EpisodeResult
 from .rollout import run_one
 
@@ -138,7 +138,7 @@ def generate_on_ray(
     cpus_per_episode: float = 1.0,
     gpus_per_episode: float = 0.0,
     max_retries: int = 2,
-    branching: BranchConfig | None = None,
+    branching: BranchConfig | Sequence[BranchConfig | None] | None = None,
     on_result: Callable[[EpisodeResult], None] | None = None,
 ) -> list[EpisodeResult]:
     """Run every configuration as one Ray task on the cluster at `address` (see `RayConfig`).
@@ -151,7 +151,7 @@ def generate_on_ray(
     # Absolute: a relative path would be resolved against each worker's own working directory.
     out_dir = str(Path(out_dir).resolve())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    branch_dict = branching.to_dict() if branching else None
+    per_config = branch_settings(branching, len(configs))  # one for all, or one each (generation.generate)
     attempts = ray_config.max_retries + 1
     threads = max(1, int(ray_config.cpus_per_episode))
     results: list[EpisodeResult | None] = [None] * len(configs)
@@ -165,7 +165,7 @@ def generate_on_ray(
                 num_gpus=ray_config.gpus_per_episode,
                 max_retries=ray_config.max_retries,
                 retry_exceptions=True,
-            ).remote(config.to_dict(), out_dir, branch_dict, threads, attempts)
+            ).remote(config.to_dict(), out_dir, per_config[i], threads, attempts)
             pending[ref] = i
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -60,14 +60,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from ..common.shutdown import stop_pool
 from ..world.datasets import dataset_unavailable
 from ..world.score import check_rent
-from .branching import BranchConfig
+from .branching import BranchConfig, branch_settings
 from .episode import EpisodeConfig, EpisodeResult
 from .rollout import init_worker, run_one, stored_result
 
@@ -427,13 +427,14 @@ def generate(
     out_dir: str | Path,
     workers: int = 1,
     on_result: Callable[[EpisodeResult], None] | None = None,
-    branching: BranchConfig | None = None,
+    branching: BranchConfig | Sequence[BranchConfig | None] | None = None,
     executor: str = "local",
     ray: "RayConfig | None" = None,
     reuse_existing: bool = False,
 ) -> list[EpisodeResult]:
     """Run every configuration, `workers` episodes at a time in separate processes; with `branching`, each
-    episode also forks branch runs at its decision points (counted in `EpisodeResult.branches`).
+    episode also forks branch runs at its decision points (counted in `EpisodeResult.branches`); a list gives
+    each configuration its own (None: that one is not branched), as a plan of directed forks does.
 
     `reuse_existing`: an episode whose complete run file is already in `out_dir` is read back instead of run
     again (episodes are deterministic, so its file is what a rerun would write): long analyses resume.
@@ -445,6 +446,7 @@ def generate(
     Every episode ends as a result, complete or failed; a failure never stops the others. Results come back
     in completion order through `on_result` and in configuration order as the return value.
     """
+    per_config = branch_settings(branching, len(configs))
     if executor == "ray":
         if ray is None:
             raise ValueError("executor='ray' needs a RayConfig (at least the cluster address)")
@@ -467,18 +469,17 @@ def generate(
                 on_result(results[i])
         pending = [i for i, r in enumerate(results) if r is None]
         if pending and len(pending) < len(configs):
-            rest = generate([configs[i] for i in pending], out_dir, workers, on_result, branching)
+            rest = generate([configs[i] for i in pending], out_dir, workers, on_result, [per_config[i] for i in pending])
             for i, result in zip(pending, rest):
                 results[i] = result
         elif pending:
             return generate(configs, out_dir, workers, on_result, branching)
         return results
     payloads = [c.to_dict() for c in configs]
-    branch_dict = branching.to_dict() if branching else None
     if workers <= 1:
         init_worker()
         for i, payload in enumerate(payloads):
-            results[i] = run_one(payload, out_dir, branch_dict)
+            results[i] = run_one(payload, out_dir, per_config[i])
             if on_result:
                 on_result(results[i])
         return results
@@ -488,7 +489,7 @@ def generate(
     context.set_forkserver_preload(["torch", "torch._dynamo", "tamiyo_models.episodes.episode", "sklearn.datasets"])
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
     try:
-        futures = {pool.submit(run_one, payload, out_dir, branch_dict): i for i, payload in enumerate(payloads)}
+        futures = {pool.submit(run_one, payload, out_dir, per_config[i]): i for i, payload in enumerate(payloads)}
         for future in as_completed(futures):
             i = futures[future]
             try:

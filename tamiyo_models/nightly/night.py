@@ -51,6 +51,7 @@ PHASE4_CHALLENGERS = ("vine", "ppo")
 # a softmax policy; BCQ gives probability 0 to what its data never did, so PPO could not try it).
 PPO_STARTS = ("iql", "cql", "bcq")
 # The reference grid: every fixed schedule that was ever the arena's bar, never growing, and the heuristic.
+FORK_RULES = ("directed", "random")
 DEFAULT_GRID = ("never", "fixed:conv_heavy@0", "fixed:conv_heavy@1", "fixed:conv_heavy@3", "fixed:conv_light@1")
 
 
@@ -64,11 +65,14 @@ class NightConfig:
     training_episodes: int = 950
     champion_share: float = 0.5  # of the training episodes: the champion's stochastic version; the rest the grid
     # Fork studies at the champion's decisions: this many more training configurations run by the champion itself,
-    # each forked once at a step drawn in [1, fork_max_step], every legal action branched to the end of the
-    # episode with the same data order (about one extra episode per legal action: the costliest data, and the
-    # only data with exact counterfactuals).
+    # each forked once at a step in [1, fork_max_step], every legal action branched to the end of the episode with
+    # the same data order (about one extra episode per legal action: the costliest data, and the only data with
+    # exact counterfactuals). fork_rule "directed": each parent forks where the region rule's evidence from earlier
+    # nights is thinnest and undecided, earliest first (online_rl/fork_plan.py); "random": at a step drawn in the
+    # window, the rule before directed forks.
     fork_parents: int = 24
     fork_max_step: int = 6
+    fork_rule: str = "directed"
     epsilon: float = 0.2  # exploration around the champion (uniform over legal actions with this probability)
     reference_grid: tuple[str, ...] = DEFAULT_GRID  # compared every night (the heuristic always is)
     # The first night of a warehouse also takes every policy shipped with the package for its spec (tamiyo shipped)
@@ -112,6 +116,8 @@ class NightConfig:
             raise ValueError(f"champion_share must be in [0, 1], got {self.champion_share}")
         if self.training_episodes < 1 or self.heldout_per_regime < 2 or self.fresh_orders < 1:
             raise ValueError("a night needs training_episodes >= 1, heldout_per_regime >= 2 and fresh_orders >= 1")
+        if self.fork_rule not in FORK_RULES:
+            raise ValueError(f"fork_rule {self.fork_rule!r}; known: {', '.join(FORK_RULES)}")
         if self.score != "test":
             raise ValueError(f"score {self.score!r}: the nightly loop decides on the test score ('test': the test split's "
                              "accuracy charged for growth at the spec's rent, the accuracy itself at rent 0)")  # fmt: skip
@@ -222,11 +228,38 @@ def training_configs(night: str, config: NightConfig, champion: Champion) -> tup
     return out, forks
 
 
-def fork_branching(config: NightConfig):
-    """Every legal action at one early decision of the champion's, to the end of the episode."""
+def fork_branching(config: NightConfig, step: int | None = None):
+    """Every legal action at one early decision of the champion's, to the end of the episode: at `step` (a
+    directed fork), or at a step drawn in [1, fork_max_step]."""
     from ..episodes.branching import BranchConfig
 
+    if step is not None:
+        return BranchConfig(horizon=None, fork_rule="steps", steps=(step,), max_forks=1, min_step=1, max_step=config.fork_max_step)
     return BranchConfig(horizon=None, fork_rule="random", max_forks=1, min_step=1, max_step=config.fork_max_step)
+
+
+def fork_plan(night: str, config: NightConfig, paths: NightPaths, champion: Champion, parents: list) -> dict:
+    """Where tonight's fork parents branch (fork_rule "directed"): from the forks of the champion's own parents on
+    earlier nights in the warehouse, each parent to the earliest cell of its regime that the region rule still
+    needs evidence in (online_rl/fork_plan.py). Written to <night>/fork-plan.json the first time and read back
+    after, so a resumed night forks where it planned to, whatever was ingested since."""
+    from ..online_rl.fork_plan import ForkPlanConfig, describe, plan_cells, plan_forks, stored_plan_forks
+
+    path = paths.night_dir(night) / "fork-plan.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    plan_config = ForkPlanConfig(max_step=config.fork_max_step)
+    nights = [n for n in learned_nights(paths.warehouse) if n < night]
+    cells = plan_cells(stored_plan_forks(paths.warehouse, champion.controller.display_name(), nights), plan_config)
+    steps = plan_forks([(c.tags.get("regime"), c.max_epochs) for c in parents], cells, plan_config)
+    plan = {"champion": champion.name, "nights": nights, "config": plan_config.to_dict(),
+            "parents": [{"run_id": c.run_id(), "regime": c.tags.get("regime"), "step": s} for c, s in zip(parents, steps)],
+            "cells": describe(cells)}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".fork-plan.json.partial")
+    tmp.write_text(json.dumps(plan, indent=1) + "\n")
+    tmp.replace(path)
+    return plan
 
 
 def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
@@ -239,10 +272,19 @@ def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
     with writing(paths.warehouse) as con:
         configs = claim_seeds(con, configs, TRAINING, night, "generation")
         parents = claim_seeds(con, parents, TRAINING, night, "forks")
+    plan = fork_plan(night, config, paths, champion, parents) if config.fork_rule == "directed" and parents else None
+    if plan is not None:
+        planned = {p["run_id"]: p["step"] for p in plan["parents"]}
+        branching = [fork_branching(config, planned.get(c.run_id())) for c in parents]
+        directed = sum(s is not None for s in planned.values())
+        log(f"night {night}: fork plan from {sum(c['forks'] for c in plan['cells'])} stored forks of {champion.name}'s "
+            f"parents: {directed} of {len(parents)} parents directed, the rest at a random step")  # fmt: skip
+    else:
+        branching = fork_branching(config)
     started = time.perf_counter()
     results = generate(configs, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True)
     forked = generate(parents, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True,
-                      branching=fork_branching(config)) if parents else []  # fmt: skip
+                      branching=branching) if parents else []  # fmt: skip
     done = sum(r.status == "complete" for r in [*results, *forked])
     branches = sum(r.branches for r in forked)
     log(f"night {night}: {done}/{len(results) + len(forked)} training episodes complete around champion {champion.name}, "
@@ -250,6 +292,8 @@ def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
     return _write_stage(paths, night, "generate", {
         "champion": champion.name, "episodes": len(results) + len(forked), "complete": done, "fork_parents": len(forked),
         "branches": branches, "by_controller": _count(c.controller.display_name() for c in [*configs, *parents]),
+        "fork_rule": config.fork_rule,
+        "fork_steps": _count(str(p["step"] or "random") for p in plan["parents"]) if plan else {},
         "raw_dir": str(paths.raw_dir(night)), "batch_seed": batch_seed(night, TRAINING)})  # fmt: skip
 
 

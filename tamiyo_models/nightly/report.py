@@ -239,10 +239,29 @@ def write_night_report(night: str, paths, config) -> Path:
                       + "; ".join(f"rent {rent:g} from {first}" for first, rent in changes) + ".", ""]  # fmt: skip
     reasons = [f"- {r['arm']}: {r['reason']}" for r in table.iter_rows(named=True) if r["role"] != "champion"]
     lines += ["## Why", "", *reasons, ""]
+    lines += fork_plan_lines(folder / "fork-plan.json")
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     return path
 
+def fork_plan_lines(path: Path) -> list[str]:
+    """The night's fork studies, where its fork plan (night.fork_plan) sent them and why; nothing without one."""
+    import json
+
+    if not path.exists():
+        return []
+    plan = json.loads(path.read_text())
+    directed = [p for p in plan["parents"] if p["step"] is not None]
+    nights = ", ".join(plan["nights"]) or "none"
+    lines = ["## Fork studies", "",
+             f"{len(directed)} of {len(plan['parents'])} fork parents were sent where the region rule needs evidence, from "
+             f"the forks of {plan['champion']}'s parents on earlier nights ({nights}); the rest forked at a random step.", ""]  # fmt: skip
+    if plan["cells"]:
+        lines += ["| regime | length | epochs | stored forks | status | target | sent tonight | why |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {c['regime'] or '-'} | {c['length']} | {c['epochs']} | {c['forks']} | {c['status']} | {c['target']} | "
+                  f"{c['planned']} | {c['why']} |" for c in plan["cells"]]  # fmt: skip
+        lines.append("")
+    return lines
 
 
 def num_text(value) -> str:
