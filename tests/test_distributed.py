@@ -225,6 +225,28 @@ def test_batch_on_ray_records_the_failed_episode_after_retries_and_lands_the_oth
     assert metadata["episodes_complete"].value == 2 and metadata["episodes_failed"].value == 0
     assert len(list_raw_runs(asset_out)) == 2
 
+    # Resuming on Ray reads the complete runs back and runs only the rest, each with its own branching.
+    from tamiyo_models.episodes.branching import BranchConfig
+
+    before = {r.path: r.path.stat().st_mtime_ns for r in good}
+    more = [*configs, EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=3, seed=3)]
+    fork = BranchConfig(horizon=None, fork_rule="steps", steps=(1,), max_forks=1, min_step=1)
+    again = generate(more, out, executor="ray", ray=RayConfig(ray_head, cpus_per_episode=1, max_retries=0),
+                     reuse_existing=True, branching=[None, None, None, fork])  # fmt: skip
+    assert {r.path: r.path.stat().st_mtime_ns for r in good} == before
+    assert again[3].status == "complete" and again[3].branches >= 1
+
+    # A night's episodes on the same cluster: the generate stage with `ray_address` set, its fork plan followed.
+    from tamiyo_models.nightly.night import NightPaths, generate_night, mini_night
+
+    night = mini_night(ray_address=ray_head, training_episodes=2, max_epochs=3)
+    paths = NightPaths(nights=tmp_path / "nights", landing=tmp_path / "landing", warehouse=tmp_path / "w.duckdb")
+    stage = generate_night("2026-12-01", night, paths, log=lambda line: None)
+    assert stage["complete"] == 3 and stage["fork_steps"] == {"1": 1} and stage["branches"] >= 1
+    assert mini_night().ray() is None  # no address: local worker processes
+    with pytest.raises(ValueError, match="cpus_per_episode must be > 0"):
+        mini_night(ray_address=ray_head, ray_cpus_per_episode=0)
+
 
 def test_online_rollouts_on_ray_equal_the_local_worker_processes_for_the_same_seeds(ray_head, tmp_path):
     """Phase 4's Ray path: the same TamiyoEnv episodes (configurations drawn from a spec, actions sampled by one

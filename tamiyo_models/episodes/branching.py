@@ -86,13 +86,13 @@ class BranchConfig:
         return cls(**d)
 
 
-def branch_settings(branching: BranchConfig | Sequence[BranchConfig | None] | None, count: int) -> list[dict | None]:
+def branch_settings(branching: BranchConfig | Sequence[BranchConfig | dict | None] | None, count: int) -> list[dict | None]:
     """One branching dict (or None) per configuration, from one BranchConfig for all or a list of them."""
     if branching is None or isinstance(branching, BranchConfig):
         return [branching.to_dict() if branching else None] * count
     if len(branching) != count:
         raise ValueError(f"branching: {len(branching)} settings for {count} configurations; give one each, or one for all")
-    return [b.to_dict() if b else None for b in branching]
+    return [(b if isinstance(b, dict) else b.to_dict()) if b else None for b in branching]  # dicts: already settled
 
 
 ForkPredicate = Callable[[Mapping[str, float], tuple[bool, ...], int], bool]

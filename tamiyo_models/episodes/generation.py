@@ -447,34 +447,33 @@ def generate(
     in completion order through `on_result` and in configuration order as the return value.
     """
     per_config = branch_settings(branching, len(configs))
-    if executor == "ray":
-        if ray is None:
-            raise ValueError("executor='ray' needs a RayConfig (at least the cluster address)")
-        from .distributed import generate_on_ray
-
-        return generate_on_ray(
-            configs, out_dir, address=ray.address, cpus_per_episode=ray.cpus_per_episode,
-            gpus_per_episode=ray.gpus_per_episode, max_retries=ray.max_retries, branching=branching,
-            on_result=on_result,
-        )  # fmt: skip
-    if executor != "local":
+    if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor {executor!r}; known: local, ray")
+    if executor == "ray" and ray is None:
+        raise ValueError("executor='ray' needs a RayConfig (at least the cluster address)")
     out_dir = str(out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     results: list[EpisodeResult | None] = [None] * len(configs)
-    if reuse_existing:
+    if reuse_existing:  # on either executor: a night or a study on Ray resumes like one on local workers
         for i, config in enumerate(configs):
             results[i] = stored_result(Path(out_dir), config.run_id(), config)
             if results[i] is not None and on_result:
                 on_result(results[i])
         pending = [i for i, r in enumerate(results) if r is None]
-        if pending and len(pending) < len(configs):
-            rest = generate([configs[i] for i in pending], out_dir, workers, on_result, [per_config[i] for i in pending])
+        if pending:
+            rest = generate([configs[i] for i in pending], out_dir, workers, on_result, [per_config[i] for i in pending],
+                            executor=executor, ray=ray)  # fmt: skip
             for i, result in zip(pending, rest):
                 results[i] = result
-        elif pending:
-            return generate(configs, out_dir, workers, on_result, branching)
         return results
+    if executor == "ray":
+        from .distributed import generate_on_ray
+
+        return generate_on_ray(
+            configs, out_dir, address=ray.address, cpus_per_episode=ray.cpus_per_episode,
+            gpus_per_episode=ray.gpus_per_episode, max_retries=ray.max_retries,
+            branching=[BranchConfig.from_dict(b) if b else None for b in per_config], on_result=on_result,
+        )  # fmt: skip
     payloads = [c.to_dict() for c in configs]
     if workers <= 1:
         init_worker()

@@ -171,12 +171,15 @@ def run_paired(
     on_result: Callable[[EpisodeResult], None] | None = None,
     existing: PairedRuns | None = None,
     execute: bool = True,
+    executor: str = "local",
+    ray=None,
 ) -> PairedRuns:
     """Run (or read back) the design: every arm on order 0; the reference on fresh orders 1..max(null_orders,
     replicate); `replicate_arms` (default: every arm; or per configuration index) on fresh orders 1..replicate.
 
     `existing`: a design already run on the same configurations, to extend (its outcomes are kept).
     `execute=False`: run nothing, read back only the episodes already on disk (a look at a study in progress).
+    `executor`, `ray`: where the episodes run (generation.generate: local worker processes, or a Ray cluster).
     """
     from ..episodes.generation import generate
     from ..episodes.rollout import stored_result
@@ -209,7 +212,8 @@ def run_paired(
     todo = sorted((key for key in dict.fromkeys(wanted) if key not in runs.outcomes), key=lambda key: position[key[0]])
     episode_configs = [with_arm(configs[i], arms[arm], order) for i, arm, order in todo]
     if execute:
-        results = generate(episode_configs, Path(out_dir), workers=workers, on_result=on_result, reuse_existing=True)
+        results = generate(episode_configs, Path(out_dir), workers=workers, on_result=on_result, reuse_existing=True,
+                           executor=executor, ray=ray)  # fmt: skip
     else:
         results = [stored_result(Path(out_dir), c.run_id(), c) for c in episode_configs]
     for (i, arm, order), result in zip(todo, results):

@@ -96,6 +96,11 @@ class NightConfig:
     fresh_orders: int = 2
     max_epochs: int = 0  # 0: the spec's episode length; more: every episode is cut to this many epochs
     workers: int = 2
+    # A Ray cluster for the night's episodes (training, fork studies, evaluation): "" runs them on `workers` local
+    # processes; "local", "auto", "host:port" or "ray://host:port" as in episodes.distributed.RayConfig. PPO's
+    # environments and the learners stay in this process.
+    ray_address: str = ""
+    ray_cpus_per_episode: float = 1.0
     score: str = "test"  # the charged score (the spec's rent sets the charge; docs/arena.md, "Compute rent")
     rule: PromotionRule = field(default_factory=PromotionRule)
 
@@ -116,11 +121,25 @@ class NightConfig:
             raise ValueError(f"champion_share must be in [0, 1], got {self.champion_share}")
         if self.training_episodes < 1 or self.heldout_per_regime < 2 or self.fresh_orders < 1:
             raise ValueError("a night needs training_episodes >= 1, heldout_per_regime >= 2 and fresh_orders >= 1")
+        if self.ray_address:
+            self.ray()  # a bad resource setting fails here, before any episode runs
         if self.fork_rule not in FORK_RULES:
             raise ValueError(f"fork_rule {self.fork_rule!r}; known: {', '.join(FORK_RULES)}")
         if self.score != "test":
             raise ValueError(f"score {self.score!r}: the nightly loop decides on the test score ('test': the test split's "
                              "accuracy charged for growth at the spec's rent, the accuracy itself at rent 0)")  # fmt: skip
+
+    def ray(self):
+        """Where the night's episodes run: None for local worker processes, else the Ray cluster's settings."""
+        if not self.ray_address:
+            return None
+        from ..episodes.distributed import RayConfig
+
+        return RayConfig(self.ray_address, cpus_per_episode=self.ray_cpus_per_episode)
+
+    def executor(self) -> dict:
+        """generate()'s and run_paired()'s executor arguments for the night's episodes."""
+        return {"executor": "ray", "ray": self.ray()} if self.ray_address else {"executor": "local", "ray": None}
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -282,9 +301,10 @@ def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
     else:
         branching = fork_branching(config)
     started = time.perf_counter()
-    results = generate(configs, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True)
+    results = generate(configs, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True,
+                       **config.executor())  # fmt: skip
     forked = generate(parents, paths.raw_dir(night), workers=config.workers, on_result=on_result, reuse_existing=True,
-                      branching=branching) if parents else []  # fmt: skip
+                      branching=branching, **config.executor()) if parents else []  # fmt: skip
     done = sum(r.status == "complete" for r in [*results, *forked])
     branches = sum(r.branches for r in forked)
     log(f"night {night}: {done}/{len(results) + len(forked)} training episodes complete around champion {champion.name}, "
@@ -605,7 +625,7 @@ def evaluate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
     started = time.perf_counter()
     runs = run_paired(configs, arms, paths.night_dir(night) / "evaluation", reference=champion.name,
                       null_orders=config.fresh_orders, replicate=config.fresh_orders, workers=config.workers,
-                      on_result=on_result)  # fmt: skip
+                      on_result=on_result, **config.executor())  # fmt: skip
     log(f"night {night}: evaluated {len(arms)} controllers on {len(configs)} held-out configurations x "
         f"{1 + config.fresh_orders} data orders ({time.perf_counter() - started:.0f} s)")  # fmt: skip
     _write_stage(paths, night, "evaluate", {"configurations": len(configs), "arms": list(arms), "champion": champion.name,
