@@ -1,9 +1,10 @@
-"""Seeds born dead (issue 34's blueprint failure mode) and fixed schedules that graft into a chosen slot.
+"""Seeds born dead or frozen (issue 34's blueprint failure modes) and fixed schedules that graft into a chosen slot.
 
 A configuration's hidden `seed_faults` makes a germinated conv_heavy seed dead from birth with the given
 probability: its ReLUs never fire, so the body before them never learns while the seed keeps its parameters
 (and its rent). The draw comes from the seed-initialisation stream: the same configuration on a fresh data order
-meets the same fault, and a configuration without faults draws exactly what it always drew."""
+meets the same fault, and a configuration without faults draws exactly what it always drew. With
+`seed_fault_mode = "frozen"` the faulted seed is instead switched on at birth and never trains: it harms."""
 
 from __future__ import annotations
 
@@ -123,3 +124,56 @@ def test_the_vigilant_schedule_culls_a_seed_born_dead_and_grafts_again_once(tmp_
     assert [s["action"]["fine"] for s in steps[0]] == [s["action"]["fine"] for s in steps[1]]  # a healthy seed: the schedule
     assert healthy.result.final_test_accuracy == fixed.result.final_test_accuracy
     assert reference_controller("vigilant:conv_light@1:slot1").kind == "vigilant-schedule"
+
+
+def _parameters(run: EpisodeRun) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in run.episode.slots[0].seed.parameters()]
+
+
+def test_a_frozen_seed_is_switched_on_never_learns_and_replays_bit_for_bit(tmp_path):
+    """Its weights after 2 and after 5 epochs are its weights at birth (a healthy seed's move), its last BatchNorm
+    scale is 1 (its branch adds a random transform at once), no gradient reaches it, the footer names it, and a
+    snapshot taken while it is blended in replays the rest of the episode exactly."""
+    from tamiyo_models.episodes.branching import restore, take_snapshot
+
+    frozen = {"seed_faults": {"conv_heavy": 1.0}, "seed_fault_mode": "frozen"}
+    short, long = (_run(tmp_path / f"frozen-{n}", "fixed:conv_heavy@0", max_epochs=n, **frozen) for n in (2, 5))
+    assert all(torch.equal(a, b) for a, b in zip(_parameters(short), _parameters(long)))
+    healthy = [_parameters(_run(tmp_path / f"healthy-{n}", "fixed:conv_heavy@0", max_epochs=n)) for n in (2, 5)]
+    assert not all(torch.equal(a, b) for a, b in zip(*healthy))
+    seed = long.episode.slots[0].seed
+    assert seed.body[-1].weight.eq(1.0).all() and not any(p.requires_grad for p in seed.parameters())
+    footer = read_raw_run(long.result.path).footer
+    assert footer["dead_seeds"] == [f"{long.episode.run_id}/seed-1"]
+    assert long.episode.config.to_dict()["seed_fault_mode"] == "frozen"
+    assert "seed_fault_mode" not in EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}).to_dict()
+
+    config = EpisodeConfig(dataset=SYNTHETIC, max_epochs=8, seed=7, controller=reference_controller("fixed:conv_heavy@0"), **frozen)
+    parent = EpisodeRun(config, tmp_path / "parent")
+    for _ in range(4):
+        parent.step()
+    snapshot = take_snapshot(parent)
+    rest = [parent.step() for _ in range(4)]
+    replay = restore(snapshot, tmp_path / "replay", "replay", {})
+    strip = lambda step: {k: v for k, v in step.items() if k != "timing"}  # noqa: E731
+    assert [strip(replay.step()) for _ in range(4)] == [strip(s) for s in rest]
+
+
+def test_a_frozen_seed_harms_the_host_where_a_dead_one_only_costs_its_rent(tmp_path):
+    """Paired over the same configurations: the frozen seed ends below the dead one in test accuracy, and the
+    vigilant schedule, reading the gradient telemetry, culls it as it culls a dead one."""
+    frozen, dead = [], []
+    for seed in range(4):
+        for mode, out in (("frozen", frozen), ("dead", dead)):
+            run = _run(tmp_path / f"{mode}-{seed}", "fixed:conv_heavy@0", max_epochs=12, seed=seed,
+                       seed_faults={"conv_heavy": 1.0}, seed_fault_mode=mode)  # fmt: skip
+            out.append(run.result.final_test_accuracy)
+    assert sum(frozen) / 4 < sum(dead) / 4 - 1.0, (frozen, dead)
+    vigilant = _run(tmp_path / "vigilant", "vigilant:conv_heavy@0", max_epochs=6, seed_faults={"conv_heavy": 1.0},
+                    seed_fault_mode="frozen")  # fmt: skip
+    assert [s["action"]["fine"] for s in read_raw_run(vigilant.result.path).steps][:2] == ["GERMINATE_conv_heavy", "CULL"]
+
+
+def test_an_unknown_fault_mode_is_refused_by_name():
+    with pytest.raises(ValueError, match="seed_fault_mode: unknown mode 'melted'; known: dead, frozen"):
+        EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 0.5}, seed_fault_mode="melted")

@@ -36,7 +36,7 @@ from torch import nn
 from ..common.version import code_version
 from ..controllers import Controller, ControllerConfig, Decision, Observation, build_controller
 from ..world.actions import Action, action_names
-from ..world.blueprints import BLUEPRINTS, FAULT_BLUEPRINTS, kill_units, parameter_count
+from ..world.blueprints import BLUEPRINTS, FAULT_BLUEPRINTS, FAULT_MODES, fault_seed, parameter_count
 from ..world.configs import known_fields
 from ..world.datasets import DatasetConfig, TaskData, load_task_data
 from ..world.features import (
@@ -117,6 +117,10 @@ class EpisodeConfig:
     # seed of that blueprint is born dead (world.blueprints.kill_units). Drawn per germination from the seed
     # initialisation stream, so a fresh data order meets the same fault; never in the observation.
     seed_faults: tuple[tuple[str, float], ...] = ()
+    # What a faulted seed suffers (world.blueprint_names.FAULT_MODES): "dead" (the default; silent ReLUs, it adds
+    # almost nothing and costs its rent) or "frozen" (its random body switched on, never trained: it harms once
+    # blended in, so culling it pays in accuracy as well as rent). Written to the run only when not "dead".
+    seed_fault_mode: str = "dead"
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tags: dict = field(default_factory=dict, hash=False, compare=False)  # free-form, e.g. spec name
     # Where the host, its seeds and the data live ("cpu", "cuda", "cuda:1"). Random draws stay on the CPU
@@ -138,6 +142,8 @@ class EpisodeConfig:
             raise ValueError(f"unknown blueprints {sorted(unknown)}; known: {', '.join(BLUEPRINTS)}")
         object.__setattr__(self, "rent", check_rent(self.rent))
         object.__setattr__(self, "seed_faults", _check_seed_faults(self.seed_faults))
+        if self.seed_fault_mode not in FAULT_MODES:
+            raise ValueError(f"seed_fault_mode: unknown mode {self.seed_fault_mode!r}; known: {', '.join(FAULT_MODES)}")
         object.__setattr__(self, "device", check_device(self.device))
 
     def to_dict(self) -> dict:
@@ -163,6 +169,7 @@ class EpisodeConfig:
             # Only when set: a CPU configuration without rent keeps the run id it always had.
             **({"rent": self.rent} if self.rent else {}),
             **({"seed_faults": dict(self.seed_faults)} if self.seed_faults else {}),
+            **({"seed_fault_mode": self.seed_fault_mode} if self.seed_fault_mode != "dead" else {}),
             **({"device": self.device} if self.device != "cpu" else {}),
         }
 
@@ -296,7 +303,7 @@ class Episode:
         self.epoch = 0
         self.global_step = 0
         self.seeds_created = self.seeds_fossilized = self.seeds_culled = 0
-        self.dead_seeds: list[str] = []  # born dead by seed_faults; footer only, never observed
+        self.dead_seeds: list[str] = []  # faulted by seed_faults (dead or frozen, seed_fault_mode); footer only, never observed
         self.seed_zero_gradient_share: dict[int, float] = {}  # slot index -> the last epoch's share (train_epoch)
         self.val_loss_history: list[float] = []
         self.val_accuracy_history: list[float] = []
@@ -441,7 +448,7 @@ class Episode:
             fault = dict(self.config.seed_faults).get(action.blueprint, 0.0)
             # Drawn only for a blueprint that can fault, so a configuration without faults draws what it always drew.
             if fault and torch.rand(1, generator=self.seed_init_generator).item() < fault:
-                kill_units(slot.seed, action.blueprint)
+                fault_seed(slot.seed, action.blueprint, self.config.seed_fault_mode)
                 self.dead_seeds.append(seed_id)
             self.seed_optimizers[slot.index] = self._sgd(slot.seed.parameters())
             # GERMINATED is transient: the seed starts training in the epoch that follows the decision.

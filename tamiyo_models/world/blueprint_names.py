@@ -12,3 +12,8 @@ BLUEPRINTS: tuple[str, ...] = ("conv_light", "conv_heavy", "attention", "norm", 
 # Blueprints that a configuration's hidden `seed_faults` can make be born dead (world.blueprints.kill_units): those
 # whose residual body has a ReLU behind a BatchNorm, so that one shifted BatchNorm silences the whole body.
 FAULT_BLUEPRINTS: tuple[str, ...] = ("conv_heavy",)
+
+# What a faulted seed suffers (EpisodeConfig.seed_fault_mode): "dead", born with silent ReLUs (blueprints.kill_units),
+# adds almost nothing and costs its rent; "frozen", whose random body is switched on and never trains
+# (blueprints.freeze_units), harms the host once blended in.
+FAULT_MODES: tuple[str, ...] = ("dead", "frozen")

@@ -15,9 +15,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .blueprint_names import BLUEPRINTS, FAULT_BLUEPRINTS
+from .blueprint_names import BLUEPRINTS, FAULT_BLUEPRINTS, FAULT_MODES
 
-__all__ = ["BLUEPRINTS", "FAULT_BLUEPRINTS", "build_blueprint", "kill_units", "parameter_count"]
+__all__ = ["BLUEPRINTS", "FAULT_BLUEPRINTS", "FAULT_MODES", "build_blueprint", "fault_seed", "freeze_units", "kill_units", "parameter_count"]
 
 
 class _Residual(nn.Module):
@@ -109,6 +109,37 @@ def kill_units(seed: nn.Module, blueprint: str) -> None:
     first_norm = next(m for m in seed.modules() if isinstance(m, nn.BatchNorm2d))
     with torch.no_grad():
         first_norm.bias.fill_(DEAD_SHIFT)
+
+
+def freeze_units(seed: nn.Module, blueprint: str) -> None:
+    """Make a freshly built seed frozen from birth: its random body is switched on and never trains
+    (EpisodeConfig.seed_fault_mode "frozen").
+
+    Why a second fault: a dead seed adds almost nothing, so culling it saves only its rent, and the headroom that
+    reading its state can win is bounded by a quarter of a healthy graft's raw gain (docs/arena.md, "Seeds born
+    dead"). A frozen seed harms as well: its last BatchNorm scale starts at 1 instead of 0, so its residual branch
+    adds a fixed random transform of the features, as large as they are, that it cannot learn to shape; once it is
+    blended in, the host has to learn around it. In TRAINING it runs isolated and harms nothing; culling it before
+    it is fossilized removes it. Its telemetry shows it like a dead seed's (no gradient reaches it: a zero-gradient
+    share of 1), and its contribution turns negative as it blends in.
+
+    Only a change of weights and of `requires_grad`, both of which a snapshot's deepcopy keeps, so a fork replays
+    it bit for bit.
+    """
+    if blueprint not in FAULT_BLUEPRINTS:
+        raise ValueError(f"blueprint {blueprint!r} cannot be born frozen; only {', '.join(FAULT_BLUEPRINTS)} can")
+    last_norm = [m for m in seed.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+    with torch.no_grad():
+        last_norm.weight.fill_(1.0)
+    for parameter in seed.parameters():
+        parameter.requires_grad_(False)
+
+
+def fault_seed(seed: nn.Module, blueprint: str, mode: str) -> None:
+    """Apply the configured fault `mode` (FAULT_MODES) to a freshly built seed."""
+    if mode not in FAULT_MODES:
+        raise ValueError(f"unknown seed fault mode {mode!r}; known: {', '.join(FAULT_MODES)}")
+    (kill_units if mode == "dead" else freeze_units)(seed, blueprint)
 
 
 @functools.lru_cache(maxsize=None)
