@@ -304,3 +304,21 @@ def test_the_nightly_champion_and_a_fixed_schedule_transfer_zero_shot(tmp_path, 
     assert "no weights to fine-tune" in capsys.readouterr().err
     assert main([*base[:2], "no-such-thing", *base[2:], "--out", str(tmp_path / "c")]) == 2
     assert "no policy file, not 'champion', and no controller name" in capsys.readouterr().err
+
+    # Head to head: the policy minus another controller on the same pairs. Against itself: exactly 0, acting alike
+    # everywhere; against never growing: the zero-shot margins' difference, acting differently on every pair.
+    assert main([*base[:2], "fixed:conv_heavy@0", *base[2:], "--against", "fixed:conv_heavy@0", "--against", "never",
+                 "--out", str(tmp_path / "c")]) == 0  # fmt: skip
+    versus = json.loads((tmp_path / "c" / "transfer.json").read_text())["head_to_head"]
+    itself, never = versus
+    assert (itself["margin"], itself["differ"], itself["pairs"]) == (0.0, 0, 2) and itself["against"] == "fixed:conv_heavy@0"
+    assert never["differ"] == 2 and never["pairs"] == 2
+    assert main([*base[:2], "never", *base[2:], "--out", str(tmp_path / "c")]) == 0
+    margin_never = json.loads((tmp_path / "c" / "transfer.json").read_text())["zero_shot"][0]["margin"]
+    assert never["margin"] == pytest.approx(report["margin"] - margin_never)
+    assert "## Head to head" not in (tmp_path / "c" / "transfer.md").read_text()  # this run had no --against
+    assert main([*base[:2], "never", *base[2:], "--against", "fixed:conv_heavy@0", "--out", str(tmp_path / "c")]) == 0
+    text = (tmp_path / "c" / "transfer.md").read_text()
+    assert "## Head to head" in text and "| unseen | never - fixed:conv_heavy@0 | 2 |" in text
+    assert main([*base[:2], "never", *base[2:], "--against", "no-such-thing", "--out", str(tmp_path / "c")]) == 2
+    assert "--against" in capsys.readouterr().err

@@ -50,6 +50,9 @@ def register(subparsers) -> None:
                           help="also any dataset, e.g. imagefolder:/data/pets or cifar10 (repeatable)")
     transfer.add_argument("--configs", type=int, default=None, help="held-out configurations per task (default: the task's)")
     transfer.add_argument("--replicate", type=int, default=0, metavar="K", help="rerun every pair on K fresh data orders")
+    transfer.add_argument("--against", action="append", default=[], metavar="CONTROLLER",
+                          help="also pair the policy with this controller on the same configurations (a reference controller "
+                          "name, e.g. the source tasks' best fixed schedule, 'champion', or a policy file); repeatable")  # fmt: skip
     transfer.add_argument("--fine-tune", type=int, default=0, metavar="EPISODES",
                           help="also measure fine-tuning sample efficiency: online RL on each task from the policy, up to "
                           "this many episodes (default 0: off)")  # fmt: skip
@@ -114,7 +117,7 @@ def run_run(args: argparse.Namespace) -> int:
 def run_transfer(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .transfer import dataset_task, fine_tune_efficiency, write_transfer_report, zero_shot
+    from .transfer import dataset_task, fine_tune_efficiency, head_to_head, write_transfer_report, zero_shot
 
     spec = _load(args.curriculum)
     if spec is None:
@@ -146,17 +149,33 @@ def run_transfer(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"tamiyo curriculum transfer: --fine-tune-target: {exc}", file=sys.stderr)
             return 2
-    results, tuning = [], []
+    against = []
+    for name in args.against:
+        try:
+            other, other_label = _transfer_subject(name, args.warehouse)
+        except ValueError as exc:
+            print(f"tamiyo curriculum transfer: --against: {exc}", file=sys.stderr)
+            return 2
+        if not hasattr(other, "kind"):  # a policy file (a learned champion's): played as a policy controller
+            from ..evaluation.live import policy_controller
+
+            other = policy_controller(other)
+        against.append((other, other_label))
+    results, tuning, versus = [], [], []
     for task in tasks:
         results.append(zero_shot(subject, task, args.out / "live" / task.name, workers=args.workers, replicate=args.replicate,
                                  label=label, log=lambda line: print(line, flush=True)))  # fmt: skip
+        for other, other_label in against:
+            versus.append(head_to_head(subject, other, task, args.out / "live" / task.name, against_label=other_label,
+                                       workers=args.workers, replicate=args.replicate, label=label,
+                                       log=lambda line: print(line, flush=True)))  # fmt: skip
         if args.fine_tune and not results[-1].skipped:
             starts = [str(subject)] + ([None if args.fine_tune_baseline == "fresh" else args.fine_tune_baseline] if args.fine_tune_baseline else [])
             for i, start in enumerate(starts):
                 tuning.append(fine_tune_efficiency(task, start, args.out / "fine-tune" / f"{task.name}-{i}", budget_episodes=args.fine_tune,
                                                    workers=args.workers, live_dir=args.out / "live", target=args.fine_tune_target,
                                                    log=lambda line: print(line, flush=True)))  # fmt: skip
-    report = write_transfer_report(results, tuning, args.out / "transfer.md")
+    report = write_transfer_report(results, tuning, args.out / "transfer.md", versus)
     print(f"report: {report}")
     return 0
 

@@ -3,6 +3,10 @@
 - Zero-shot: the policy, unchanged, paired with the heuristic on the task's held-out configurations (test
   split), with the null control's spread and, optionally, a rerun on fresh data orders. The target of
   docs/curriculum.md: not worse than the heuristic by more than 0.25 pp (the interval's lower end above -0.25).
+- Head to head: the same design with a second controller beside it (the best fixed schedule of the source
+  tasks, the nightly champion): the policy minus that controller, with fresh orders and that controller's own
+  reruns as the null, and the same difference on the configurations where the two act differently (where the
+  policy's decisions depend on what it reads; where they act alike the difference is luck alone).
 - Fine-tuning sample efficiency: online RL on the new task from a given initial policy, in rounds, until the
   margin's interval clears the same bar; the episodes it took (or "not within the budget"). Run it from the
   curriculum policy and from another start (Phase 1, or a fresh actor) to see what the curriculum buys.
@@ -50,6 +54,94 @@ class TransferResult:
         return (f"{self.task}: {self.margin:+.2f} [{self.low:+.2f}, {self.high:+.2f}] pp vs heuristic over {self.pairs} "
                 f"pairs, W/T/L {self.wins}/{self.ties}/{self.losses}, null {self.noise_floor:.2f} pp{fresh}; "
                 f"{verdict} the zero-shot bar (low end > {ZERO_SHOT_BAR:+.2f})")  # fmt: skip
+
+
+@dataclass
+class HeadToHead:
+    """The transferred policy against another controller on a task's held-out configurations (test split)."""
+
+    task: str
+    policy: str
+    against: str
+    pairs: int = 0
+    margin: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+    noise_floor: float = float("nan")  # the other controller rerun on fresh orders
+    fresh: str = ""
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    differ: int = 0  # configurations where the two took different actions
+    differ_margin: float = float("nan")
+    differ_low: float = float("nan")
+    differ_high: float = float("nan")
+    skipped: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.skipped or self.pairs == 0:
+            return "-"
+        if self.low > 0:
+            return "beats it"
+        return "not worse (low end > -0.25)" if self.low > ZERO_SHOT_BAR else "worse"
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.task}: {self.policy} vs {self.against}: skipped: {self.skipped}"
+        fresh = f"; fresh orders {self.fresh}" if self.fresh else ""
+        where = (f"; where they act differently ({self.differ} of {self.pairs}) {self.differ_margin:+.2f} "
+                 f"[{self.differ_low:+.2f}, {self.differ_high:+.2f}]" if self.differ >= 2 else
+                 f"; they act differently on {self.differ} of {self.pairs}")  # fmt: skip
+        return (f"{self.task}: {self.policy} - {self.against} {self.margin:+.2f} [{self.low:+.2f}, {self.high:+.2f}] pp over "
+                f"{self.pairs} pairs, W/T/L {self.wins}/{self.ties}/{self.losses}, null {self.noise_floor:.2f}{fresh}{where}: "
+                f"{self.verdict}")  # fmt: skip
+
+
+def head_to_head(policy, against, task: Stage, out_dir, *, against_label: str, workers: int = 2, replicate: int = 0,
+                 label: str | None = None, log=print) -> HeadToHead:  # fmt: skip
+    """`policy` (a policy file or a ControllerConfig) against the controller `against` on the task's held-out
+    configurations, in the design zero_shot runs in `out_dir` (its episodes are read back; only `against`'s run)."""
+    from ..common.stats import mean_ci, noise_floor, win_tie_loss
+    from ..controllers import ControllerConfig
+    from ..evaluation.live import REFERENCE, policy_controller
+    from ..evaluation.paired import run_paired
+    from ..world.rawrun import read_raw_run
+
+    result = HeadToHead(task.name, label or str(policy), against_label)
+    missing = task.unavailable()
+    if missing:
+        result.skipped = missing
+        log(result.line())
+        return result
+    import numpy as np
+
+    subject = policy if isinstance(policy, ControllerConfig) else policy_controller(policy)
+    arms = {REFERENCE: ControllerConfig(kind="heuristic"), "policy": subject, "against": against}
+    runs = run_paired(task.eval_configs_list(), arms, Path(out_dir), reference=REFERENCE, null_orders=1, replicate=replicate,
+                      workers=workers)  # fmt: skip
+    view = dataclasses.replace(runs, reference="against")
+    indices = list(range(len(runs.configs)))
+    original, fresh = view.differences("policy", indices), view.fresh_differences("policy", indices)
+    ok = np.isfinite(original)
+    if ok.sum() < 2:
+        result.skipped = f"{int(ok.sum())} complete pair(s); failures: {'; '.join(runs.failures()[:3])}"
+        log(result.line())
+        return result
+    interval = mean_ci(original[ok])
+    result.pairs, result.margin, result.low, result.high = int(ok.sum()), interval.mean, interval.low, interval.high
+    result.wins, result.ties, result.losses = win_tie_loss(original[ok])
+    result.noise_floor = noise_floor(view.null_differences(indices))
+    if np.isfinite(fresh).sum() >= 2:
+        result.fresh = str(mean_ci(fresh[np.isfinite(fresh)]))
+    actions = lambda arm, i: [s["action"]["fine"] for s in read_raw_run(runs.outcomes[(i, arm, 0)].result.path).steps]  # noqa: E731
+    differ = [i for i in indices if ok[i] and actions("policy", i) != actions("against", i)]
+    result.differ = len(differ)
+    if len(differ) >= 2:
+        where = mean_ci(original[differ])
+        result.differ_margin, result.differ_low, result.differ_high = where.mean, where.low, where.high
+    log(result.line())
+    return result
 
 
 def dataset_task(dataset: str, *, name: str | None = None, max_epochs: int = 20, widths=(8, 16, 32), eval_configs: int = 16,
@@ -170,8 +262,8 @@ def plot_fine_tuning(fine_tuning: list[dict], path) -> Path | None:
     return path
 
 
-def write_transfer_report(results: list[TransferResult], fine_tuning: list[dict], path) -> Path:
-    """Markdown: the zero-shot table and, when run, the fine-tuning sample efficiency."""
+def write_transfer_report(results: list[TransferResult], fine_tuning: list[dict], path, versus: list[HeadToHead] = ()) -> Path:
+    """Markdown: the zero-shot table, the head-to-head table and, when run, the fine-tuning sample efficiency."""
     path = Path(path)
     intro = (f"Zero-shot: the policy unchanged on tasks it never trained on, paired with the heuristic (test split). "
              f"Bar: the interval's low end above {ZERO_SHOT_BAR:+.2f} pp.")  # fmt: skip
@@ -184,6 +276,20 @@ def write_transfer_report(results: list[TransferResult], fine_tuning: list[dict]
         bar = {True: "met", False: "missed", None: "-"}[r.meets_bar]
         lines.append(f"| {r.task} | {r.pairs} | {r.margin:+.2f} | [{r.low:+.2f}, {r.high:+.2f}] | {r.wins}/{r.ties}/{r.losses} | "
                      f"{r.noise_floor:.2f} | {r.fresh or '-'} | {bar} |")  # fmt: skip
+    if versus:
+        lines += ["", "## Head to head", "",
+                  "The policy minus another controller on the same configurations and data orders (test split); the null is "
+                  "that controller rerun on fresh orders. \"Where they act differently\": the configurations on which the two "
+                  "took a different action at some step, the only ones where the policy's reading of the state can matter.", "",
+                  "| task | policy - controller | pairs | difference (pp) | 95% CI | W/T/L | null RMS | fresh orders | act differently | difference there | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for v in versus:
+            if v.skipped:
+                lines.append(f"| {v.task} | {v.policy} - {v.against} | - | skipped: {v.skipped} | | | | | | | |")
+                continue
+            there = f"{v.differ_margin:+.2f} [{v.differ_low:+.2f}, {v.differ_high:+.2f}]" if v.differ >= 2 else "-"
+            lines.append(f"| {v.task} | {v.policy} - {v.against} | {v.pairs} | {v.margin:+.2f} | [{v.low:+.2f}, {v.high:+.2f}] | "
+                         f"{v.wins}/{v.ties}/{v.losses} | {v.noise_floor:.2f} | {v.fresh or '-'} | {v.differ} | {there} | {v.verdict} |")  # fmt: skip
     if fine_tuning:
         lines += ["", "## Fine-tuning sample efficiency", "",
                   "Online RL on each task from each start, measured after every round. Episodes to the bar: the first "
@@ -201,5 +307,6 @@ def write_transfer_report(results: list[TransferResult], fine_tuning: list[dict]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     path.with_suffix(".json").write_text(json.dumps({"zero_shot": [dataclasses.asdict(r) for r in results],
+                                                     "head_to_head": [dataclasses.asdict(v) for v in versus],
                                                      "fine_tuning": fine_tuning}, indent=1, default=float))  # fmt: skip
     return path
