@@ -313,6 +313,7 @@ def test_the_nightly_champion_and_a_fixed_schedule_transfer_zero_shot(tmp_path, 
     itself, never = versus
     assert (itself["margin"], itself["differ"], itself["pairs"]) == (0.0, 0, 2) and itself["against"] == "fixed:conv_heavy@0"
     assert never["differ"] == 2 and never["pairs"] == 2
+    assert never["noise_floor"] == never["noise_floor"]  # finite: the other controller reran on a fresh order
     assert main([*base[:2], "never", *base[2:], "--out", str(tmp_path / "c")]) == 0
     margin_never = json.loads((tmp_path / "c" / "transfer.json").read_text())["zero_shot"][0]["margin"]
     assert never["margin"] == pytest.approx(report["margin"] - margin_never)

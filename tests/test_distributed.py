@@ -242,7 +242,7 @@ def test_batch_on_ray_records_the_failed_episode_after_retries_and_lands_the_oth
     night = mini_night(ray_address=ray_head, training_episodes=2, max_epochs=3)
     paths = NightPaths(nights=tmp_path / "nights", landing=tmp_path / "landing", warehouse=tmp_path / "w.duckdb")
     stage = generate_night("2026-12-01", night, paths, log=lambda line: None)
-    assert stage["complete"] == 3 and stage["fork_steps"] == {"1": 1} and stage["branches"] >= 1
+    assert stage["complete"] == 3 and stage["planned_fork_steps"] == {"1": 1} and stage["branches"] >= 1
     assert mini_night().ray() is None  # no address: local worker processes
     with pytest.raises(ValueError, match="cpus_per_episode must be > 0"):
         mini_night(ray_address=ray_head, ray_cpus_per_episode=0)

@@ -93,3 +93,36 @@ def test_stored_forks_count_for_the_champion_only_and_per_configuration_branchin
     assert cells[(None, 4, (0, 1))].forks == 1 and cells[(None, 4, (0, 1))].status == "thin"
     assert stored_plan_forks(tmp_path / "missing.duckdb", "never") == []
 
+
+
+def test_a_cell_is_decided_only_by_the_region_rules_own_test():
+    """Three forks of +0.3, +0.5, +2.0 pp: a bootstrap interval would clear 0, the region rule's one-sided t-test
+    does not (p about 0.11), so the cell stays open and keeps taking parents until the test can decide."""
+    cells = plan_cells(_rows("a", 12, 1, {"WAIT": [0.3, 0.5, 2.0]}))
+    cell = cells[("a", 12, (0, 1))]
+    assert cell.status == "open" and cell.need > 0
+    assert plan_forks([("a", 12)], cells) == [1]
+
+
+def test_a_deferred_fork_step_moves_to_the_next_choice(tmp_path):
+    """A planned step where only WAIT is legal (an embargoed slot after a cull) forks at the next step with a
+    choice; without defer that fork is lost."""
+    from tamiyo_models.controllers.config import reference_controller
+    from tamiyo_models.episodes.branching import BranchConfig, run_with_branches
+    from tamiyo_models.episodes.episode import EpisodeConfig
+    from tamiyo_models.world.datasets import DatasetConfig
+    from tamiyo_models.world.rawrun import read_raw_run
+
+    # vigilant culls the dead seed at step 2; the slot is embargoed (only WAIT) from step 3 for a few epochs.
+    config = EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=10, seed=7, seed_faults={"conv_heavy": 1.0},
+                           controller=reference_controller("vigilant:conv_heavy@0"))  # fmt: skip
+    plain = read_raw_run(run_with_branches(config, tmp_path / "plain", BranchConfig(horizon=1, fork_rule="steps", steps=(),
+                                                                                    min_step=1)).parent.path)  # fmt: skip
+    legal = {s["step"]: len(s["action"]["legal"]) for s in plain.steps}
+    stuck = next(step for step in sorted(legal) if step > 2 and legal[step] == 1)
+    later = next(step for step in sorted(legal) if step > stuck and legal[step] >= 2)
+    at = dict(horizon=1, fork_rule="steps", steps=(stuck,), min_step=1, max_forks=1)
+    assert run_with_branches(config, tmp_path / "lost", BranchConfig(**at)).fork_steps == []
+    assert run_with_branches(config, tmp_path / "moved", BranchConfig(**at, defer=True)).fork_steps == [later]
+    with pytest.raises(ValueError, match="defer.*fork_rule 'steps'"):
+        BranchConfig(fork_rule="random", defer=True)

@@ -304,6 +304,7 @@ def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(thre
     plans = [json.loads((paths.night_dir(n) / "fork-plan.json").read_text()) for n in NIGHTS]
     assert generated["fork_rule"] == "directed" and plans[0]["nights"] == [] and plans[0]["parents"][0]["step"] == 1
     steps = dict(con.execute("SELECT DISTINCT parent_run_id, fork_step FROM branches").fetchall())
+    con.close()
     for plan in plans:
         (parent,) = plan["parents"]
         assert steps[parent["run_id"]] == parent["step"]
@@ -314,6 +315,11 @@ def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(thre
         assert first and first[0]["forks"] == len(same)  # the champion's earlier forks at the first decision, no other
     report = (paths.night_dir(NIGHTS[0]) / "report.md").read_text()
     assert "## Fork studies" in report and "| thin |" in report
+    # A rerun with other fork settings than the night was planned with is refused, naming the file and the field.
+    with pytest.raises(ValueError, match=r"fork-plan.json: night .* started with directed forks"):
+        generate_night(NIGHTS[0], dataclasses.replace(NIGHT, fork_rule="random"), paths, log=lambda line: None)
+    with pytest.raises(ValueError, match=r"fork-plan.json: field config.max_step was planned as 6"):
+        generate_night(NIGHTS[0], dataclasses.replace(NIGHT, fork_max_step=3), paths, log=lambda line: None)
 
 
 def test_a_night_killed_halfway_resumes_without_redoing_what_finished(three_nights):

@@ -5,8 +5,9 @@
   docs/curriculum.md: not worse than the heuristic by more than 0.25 pp (the interval's lower end above -0.25).
 - Head to head: the same design with a second controller beside it (the best fixed schedule of the source
   tasks, the nightly champion): the policy minus that controller, with fresh orders and that controller's own
-  reruns as the null, and the same difference on the configurations where the two act differently (where the
-  policy's decisions depend on what it reads; where they act alike the difference is luck alone).
+  reruns as the null, and the same difference on the configurations where the two act differently: where they
+  take the same actions the episodes are the same and the difference is exactly 0, so this is the effect's size
+  where the policy's own decisions make it (the overall mean times pairs over that count, not new evidence).
 - Fine-tuning sample efficiency: online RL on the new task from a given initial policy, in rounds, until the
   margin's interval clears the same bar; the episodes it took (or "not within the budget"). Run it from the
   curriculum policy and from another start (Phase 1, or a fresh actor) to see what the curriculum buys.
@@ -21,6 +22,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .spec import CurriculumSpec, PromotionRule, Stage
 
@@ -114,11 +117,11 @@ def head_to_head(policy, against, task: Stage, out_dir, *, against_label: str, w
         result.skipped = missing
         log(result.line())
         return result
-    import numpy as np
-
     subject = policy if isinstance(policy, ControllerConfig) else policy_controller(policy)
     arms = {REFERENCE: ControllerConfig(kind="heuristic"), "policy": subject, "against": against}
-    runs = run_paired(task.eval_configs_list(), arms, Path(out_dir), reference=REFERENCE, null_orders=1, replicate=replicate,
+    # The other controller always reruns on at least one fresh order: its own reruns are the head to head's null.
+    runs = run_paired(task.eval_configs_list(), arms, Path(out_dir), reference=REFERENCE, null_orders=1,
+                      replicate=max(1, replicate), replicate_arms=["against", "policy"] if replicate else ["against"],
                       workers=workers)  # fmt: skip
     view = dataclasses.replace(runs, reference="against")
     indices = list(range(len(runs.configs)))
@@ -280,7 +283,9 @@ def write_transfer_report(results: list[TransferResult], fine_tuning: list[dict]
         lines += ["", "## Head to head", "",
                   "The policy minus another controller on the same configurations and data orders (test split); the null is "
                   "that controller rerun on fresh orders. \"Where they act differently\": the configurations on which the two "
-                  "took a different action at some step, the only ones where the policy's reading of the state can matter.", "",
+                  "took a different action at some step. Where they act alike the episodes are the same and the difference "
+                  "is exactly 0, so the difference there is the effect's size where the policy's own decisions make it "
+                  "(not new evidence: the overall mean times pairs over that count).", "",
                   "| task | policy - controller | pairs | difference (pp) | 95% CI | W/T/L | null RMS | fresh orders | act differently | difference there | verdict |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for v in versus:

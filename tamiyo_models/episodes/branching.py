@@ -38,6 +38,9 @@ class BranchConfig:
     fork_rule: str = "decision-points"  # see should_fork
     every: int = 5  # for fork_rule "every"
     steps: tuple[int, ...] = ()  # for fork_rule "steps"
+    # For fork_rule "steps": a listed step where fewer than 2 actions are legal (an embargoed slot, say) moves to the
+    # next step with a choice, within max_step, as a random draw does; without it that fork is simply not taken.
+    defer: bool = False
     max_forks: int = 3  # per parent episode; for fork_rule "random", the steps drawn
 
     min_step: int = 2  # no forks on the untrained host
@@ -64,6 +67,8 @@ class BranchConfig:
             raise ValueError(f"max_step ({self.max_step}) must be >= min_step ({self.min_step}) (or None)")
         if self.fork_rule == "holes" and not self.holes_file:
             raise ValueError("fork rule 'holes' needs a holes_file (written by the coverage analysis)")
+        if self.defer and self.fork_rule != "steps":
+            raise ValueError(f"defer moves a listed fork step to the next choice: it needs fork_rule 'steps', not {self.fork_rule!r}")
         if self.confirm_orders < 0:
             raise ValueError(f"confirm_orders must be >= 0, got {self.confirm_orders}")
         if self.confirm_orders and self.horizon is not None:
@@ -222,8 +227,12 @@ def run_with_branches(
     if branching.fork_rule == "holes" and fork_filter is None:
         raise ValueError("fork rule 'holes' needs the holes predicate as fork_filter (see rollout.run_one)")
     parent = EpisodeRun(config, out_dir)
-    # Fork rule "random": the drawn steps still to fork at; each moves on to the next state with a choice.
-    pending = list(random_fork_steps(branching, parent.run_id, config.max_epochs)) if branching.fork_rule == "random" else None
+    # Fork rule "random" (and "steps" with defer): the steps still to fork at; each moves on to the next state with a choice.
+    pending = None
+    if branching.fork_rule == "random":
+        pending = list(random_fork_steps(branching, parent.run_id, config.max_epochs))
+    elif branching.fork_rule == "steps" and branching.defer:
+        pending = sorted(s for s in set(branching.steps) if s >= branching.min_step)[: branching.max_forks]
     result = BranchingResult(parent=None)  # type: ignore[arg-type]
     kept: list[tuple[Snapshot, Action, dict[Action, EpisodeResult]]] = []  # for confirmation, once the parent ends
     try:

@@ -169,7 +169,8 @@ class EpisodeConfig:
             # Only when set: a CPU configuration without rent keeps the run id it always had.
             **({"rent": self.rent} if self.rent else {}),
             **({"seed_faults": dict(self.seed_faults)} if self.seed_faults else {}),
-            **({"seed_fault_mode": self.seed_fault_mode} if self.seed_fault_mode != "dead" else {}),
+            # Only where it changes something: a mode without faults makes no seed faulty, so the run is the same.
+            **({"seed_fault_mode": self.seed_fault_mode} if self.seed_faults and self.seed_fault_mode != "dead" else {}),
             **({"device": self.device} if self.device != "cpu" else {}),
         }
 

@@ -51,8 +51,9 @@ PHASE4_CHALLENGERS = ("vine", "ppo")
 # a softmax policy; BCQ gives probability 0 to what its data never did, so PPO could not try it).
 PPO_STARTS = ("iql", "cql", "bcq")
 # The reference grid: every fixed schedule that was ever the arena's bar, never growing, and the heuristic.
-FORK_RULES = ("directed", "random")
 DEFAULT_GRID = ("never", "fixed:conv_heavy@0", "fixed:conv_heavy@1", "fixed:conv_heavy@3", "fixed:conv_light@1")
+# Where a night's fork parents branch: "directed" by the fork plan (online_rl/fork_plan.py), or at a random early step.
+NIGHT_FORK_RULES = ("directed", "random")
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,8 @@ class NightConfig:
             raise ValueError("a night needs training_episodes >= 1, heldout_per_regime >= 2 and fresh_orders >= 1")
         if self.ray_address:
             self.ray()  # a bad resource setting fails here, before any episode runs
-        if self.fork_rule not in FORK_RULES:
-            raise ValueError(f"fork_rule {self.fork_rule!r}; known: {', '.join(FORK_RULES)}")
+        if self.fork_rule not in NIGHT_FORK_RULES:
+            raise ValueError(f"fork_rule {self.fork_rule!r}; known: {', '.join(NIGHT_FORK_RULES)}")
         if self.score != "test":
             raise ValueError(f"score {self.score!r}: the nightly loop decides on the test score ('test': the test split's "
                              "accuracy charged for growth at the spec's rent, the accuracy itself at rent 0)")  # fmt: skip
@@ -253,7 +254,8 @@ def fork_branching(config: NightConfig, step: int | None = None):
     from ..episodes.branching import BranchConfig
 
     if step is not None:
-        return BranchConfig(horizon=None, fork_rule="steps", steps=(step,), max_forks=1, min_step=1, max_step=config.fork_max_step)
+        return BranchConfig(horizon=None, fork_rule="steps", steps=(step,), defer=True, max_forks=1, min_step=1,
+                            max_step=config.fork_max_step)  # fmt: skip
     return BranchConfig(horizon=None, fork_rule="random", max_forks=1, min_step=1, max_step=config.fork_max_step)
 
 
@@ -266,7 +268,14 @@ def fork_plan(night: str, config: NightConfig, paths: NightPaths, champion: Cham
 
     path = paths.night_dir(night) / "fork-plan.json"
     if path.exists():
-        return json.loads(path.read_text())
+        plan = json.loads(path.read_text())
+        parents_now = sorted(c.run_id() for c in parents)
+        for field_name, stored, now in (("config.max_step", plan["config"]["max_step"], config.fork_max_step),
+                                        ("parents", sorted(p["run_id"] for p in plan["parents"]), parents_now)):  # fmt: skip
+            if stored != now:
+                raise ValueError(f"{path}: field {field_name} was planned as {stored!r} and tonight's settings give {now!r}; "
+                                 "rerun the night with the settings it started with, or remove the file to plan again")  # fmt: skip
+        return plan
     plan_config = ForkPlanConfig(max_step=config.fork_max_step)
     nights = [n for n in learned_nights(paths.warehouse) if n < night]
     cells = plan_cells(stored_plan_forks(paths.warehouse, champion.controller.display_name(), nights), plan_config)
@@ -286,6 +295,10 @@ def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
     from ..episodes.generation import generate
     from ..warehouse import writing
 
+    pinned = paths.night_dir(night) / "fork-plan.json"
+    if config.fork_rule != "directed" and pinned.exists():
+        raise ValueError(f"{pinned}: night {night} started with directed forks (fork_rule 'directed'); rerun it so, or "
+                         "remove the file to fork at random steps")  # fmt: skip
     champion = champion_of(night, paths)
     configs, parents = training_configs(night, config, champion)
     with writing(paths.warehouse) as con:
@@ -313,7 +326,8 @@ def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
         "champion": champion.name, "episodes": len(results) + len(forked), "complete": done, "fork_parents": len(forked),
         "branches": branches, "by_controller": _count(c.controller.display_name() for c in [*configs, *parents]),
         "fork_rule": config.fork_rule,
-        "fork_steps": _count(str(p["step"] or "random") for p in plan["parents"]) if plan else {},
+        # As planned: a step with one legal action defers to the next with a choice (the branches table has the steps run).
+        "planned_fork_steps": _count(str(p["step"] or "random") for p in plan["parents"]) if plan else {},
         "raw_dir": str(paths.raw_dir(night)), "batch_seed": batch_seed(night, TRAINING)})  # fmt: skip
 
 

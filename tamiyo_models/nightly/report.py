@@ -244,6 +244,7 @@ def write_night_report(night: str, paths, config) -> Path:
     path.write_text("\n".join(lines))
     return path
 
+
 def fork_plan_lines(path: Path) -> list[str]:
     """The night's fork studies, where its fork plan (night.fork_plan) sent them and why; nothing without one."""
     import json

@@ -10,14 +10,18 @@ a cell once its evidence has decided.
 A *cell* of the plan is what a configuration reveals before it runs plus the fork's time: (regime, episode
 length, epoch bin), with the region rule's own bins. The region rule splits a cell further by task features,
 seed stage and the champion's own action; under one champion those follow from the regime and the epoch for a
-fixed schedule, and mostly so for a learned one, so the plan counts a cell as one region. Only forks whose
-parent the champion itself played count: an alternative's advantage is measured against the champion's action.
+fixed schedule, and mostly so for a learned one, so the plan counts a cell as one region. The plan counts only
+forks whose parent the champion itself played, each alternative measured against the parent's action. The vine
+reads every stored fork, scored against the champion's action wherever that action was branched, so it may hold
+more evidence than the plan counts; but another controller's parent reaches the champion's regions only where it
+visited the same states, which after the first decision (a seed grafted or not, at another epoch) it seldom does.
+So after a promotion the plan starts over, and errs toward forks at the new champion's own decisions.
 
 Each cell has a target number of forks:
   - thin: fewer than `min_forks` forks: target `min_forks` (below it the region rule does not test at all);
-  - decided: an alternative whose interval's low end is above 0 and whose mean clears the margin (the region rule's
-    test before its correction over every cell, so a close one may still go unlabelled), or every alternative's
-    interval below the margin (nothing there can clear it): no more forks;
+  - decided: an alternative the region rule's own test passes (one-sided t-test of a mean gain above 0, at the
+    false discovery rate over every cell and alternative the plan tests, and a mean above the margin), or every
+    alternative's one-sided upper bound below the margin (nothing there can clear it): no more forks;
   - open: otherwise, the forks that would detect the margin at the cell's spread (fork_evidence.forks_needed),
     at least one more, at most `max_per_cell` (one noisy cell must not take every night's parents).
 
@@ -26,16 +30,19 @@ needs forks, thin or open. The first decisions are where the graft happens and w
 forks mostly compare WAIT with ADVANCE on a seed already on its way, and tie (branching.BranchConfig.max_step), so
 an open early cell is worth more than a thin late one, and `max_per_cell` bounds what it takes. A parent with
 nowhere to go forks at a random step (the rule before plans), so a night keeps measuring what no cell asked about.
-Each assignment counts toward its cell's target before the next parent is placed. The plan is a pure function of the stored evidence and the parents, so a resumed night
-recomputes it exactly (the night also writes it down).
+Each assignment counts toward its cell's target before the next parent is placed. The plan is a pure function of
+the stored evidence and the parents; the night writes it down before its first fork, and a resumed night reads it
+back (evidence ingested since must not move a fork already run).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from ..common.stats import mean_ci
+import numpy as np
+
 from .fork_evidence import EvidenceConfig, forks_needed
 
 
@@ -85,25 +92,34 @@ class PlanCell:
                 "forks": self.forks, "status": self.status, "target": self.target, "planned": self.planned, "why": self.why}  # fmt: skip
 
 
-def judge(cell: PlanCell, config: ForkPlanConfig) -> PlanCell:
-    """Set the cell's status and target from its stored gains (see the module docstring)."""
+def judge(cell: PlanCell, config: ForkPlanConfig, adjusted: dict[str, float] | None = None) -> PlanCell:
+    """Set the cell's status and target from its stored gains (see the module docstring). `adjusted`: each
+    alternative's Benjamini-Hochberg adjusted p-value over every (cell, alternative) the plan tests (judge_all), the
+    region rule's own test (fork_evidence.pooled_evidence); a cell judged alone tests its alternatives alone."""
     ev = config.evidence
     if cell.forks < ev.min_forks:
         cell.status, cell.target = "thin", ev.min_forks
         cell.why = f"{cell.forks} of the {ev.min_forks} forks the region rule needs before it tests"
         return cell
-    intervals = {a: mean_ci(g, confidence=ev.confidence) for a, g in cell.gains.items() if len(g) >= 2}
-    winners = [a for a, i in intervals.items() if i.low > 0 and i.mean > ev.margin]
+    tested = {a: g for a, g in cell.gains.items() if len(g) >= ev.min_forks}
+    if adjusted is None:
+        adjusted = _adjusted({(0, a): g for a, g in tested.items()})
+        adjusted = {a: q for (_, a), q in adjusted.items()}
+    means = {a: float(np.mean(g)) for a, g in tested.items()}
+    winners = [a for a in tested if adjusted.get(a, 1.0) <= ev.fdr and means[a] > ev.margin]
     if winners:
-        best = max(winners, key=lambda a: intervals[a].mean)
+        best = max(winners, key=means.__getitem__)
         cell.status, cell.target = "decided", cell.forks
-        cell.why = f"{best} beats the champion by {intervals[best].mean:+.2f} [{intervals[best].low:+.2f}, {intervals[best].high:+.2f}] pp"
+        cell.why = (f"{best} beats the champion by {means[best]:+.2f} pp (adjusted p {adjusted[best]:.3f}): "
+                    "the region rule labels it")  # fmt: skip
         return cell
-    if intervals and all(i.high < ev.margin for i in intervals.values()):
+    highs = {a: _upper(g, ev.confidence) for a, g in tested.items()}
+    if tested and all(h < ev.margin for h in highs.values()):
         cell.status, cell.target = "decided", cell.forks
-        cell.why = f"no alternative can clear the {ev.margin:.2f} pp margin (every interval's high end is below it)"
+        cell.why = (f"no alternative can clear the {ev.margin:.2f} pp margin (highest one-sided "
+                    f"{ev.confidence:.0%} upper bound {max(highs.values()):+.2f})")  # fmt: skip
         return cell
-    spread = max((float(_sd(g)) for g in cell.gains.values() if len(g) >= 2), default=math.nan)
+    spread = max((float(np.std(g, ddof=1)) for g in tested.values()), default=math.nan)
     wanted = forks_needed(spread, ev.margin) if spread == spread else cell.forks + 1
     cell.status = "open"
     cell.target = min(config.max_per_cell, max(cell.forks + 1, wanted))
@@ -113,10 +129,27 @@ def judge(cell: PlanCell, config: ForkPlanConfig) -> PlanCell:
     return cell
 
 
-def _sd(values) -> float:
-    import numpy as np
+def _adjusted(samples: dict[tuple, list[float]]) -> dict[tuple, float]:
+    """One-sided t-tests of mean > 0, Benjamini-Hochberg adjusted over all of them (as pooled_evidence does; a
+    constant sample is its own answer)."""
+    from scipy import stats
 
-    return float(np.std(values, ddof=1))
+    if not samples:
+        return {}
+    keys = list(samples)
+    p = [float(stats.ttest_1samp(samples[k], 0.0, alternative="greater").pvalue) if np.ptp(samples[k]) > 0
+         else float(samples[k][0] <= 0) for k in keys]  # fmt: skip
+    return dict(zip(keys, (float(q) for q in stats.false_discovery_control(p, method="bh"))))
+
+
+def _upper(gains: list[float], confidence: float) -> float:
+    """The one-sided t upper bound of the mean gain (a constant sample: its value)."""
+    from scipy import stats
+
+    x = np.asarray(gains, dtype=float)
+    if np.ptp(x) == 0:
+        return float(x[0])
+    return float(x.mean() + stats.t.ppf(confidence, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
 def plan_cells(forks, config: ForkPlanConfig = ForkPlanConfig()) -> dict[tuple, PlanCell]:
@@ -131,8 +164,12 @@ def plan_cells(forks, config: ForkPlanConfig = ForkPlanConfig()) -> dict[tuple, 
             seen.add((parent, step))
             cell.forks += 1
         cell.gains.setdefault(action, []).append(float(gain))
-    for cell in cells.values():
-        judge(cell, config)
+    ev = config.evidence
+    tested = {(key, a): g for key, cell in cells.items() if cell.forks >= ev.min_forks
+              for a, g in cell.gains.items() if len(g) >= ev.min_forks}  # fmt: skip
+    adjusted = _adjusted(tested)
+    for key, cell in cells.items():
+        judge(cell, config, {a: q for (k, a), q in adjusted.items() if k == key})
     return cells
 
 
@@ -158,7 +195,7 @@ def plan_forks(parents, cells: dict[tuple, PlanCell], config: ForkPlanConfig = F
 def stored_plan_forks(warehouse, champion_label: str, nights=None) -> list[tuple]:
     """Every stored fork of a parent the champion played (controller label), on the parent's own data order and
     to the end: (regime, length, parent run, fork step, alternative, gain in pp), the gain charged for growth like
-    the score. `nights`: only parents tagged with one of them. No warehouse, or no branches yet: no forks."""
+    the score. `nights`: only parents tagged with one of them. No warehouse, or no branches table yet: no forks."""
     from ..warehouse import query
     from .vine import CHARGED_VAL_SQL
 
@@ -176,11 +213,13 @@ def stored_plan_forks(warehouse, champion_label: str, nights=None) -> list[tuple
         WHERE e.status = 'complete' AND NOT starts_with(b.run_id, b.parent_run_id || '-o')
           AND (b.horizon IS NULL OR b.fork_step + b.horizon - 1 >= r.max_epochs)
         ORDER BY 3, 4, 5"""
-    try:
-        frame = query(warehouse, sql, live=True)
-    except Exception:  # noqa: BLE001 - no warehouse, or no runs or branches table yet: nothing measured
-        return []
-    return [tuple(row) for row in frame.iter_rows()]
+    if not Path(warehouse).exists():
+        return []  # a first night: nothing measured yet
+    tables = query(warehouse, "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name IN ('runs', 'episodes', 'branches')",
+                   live=True)  # fmt: skip
+    if int(tables["n"][0]) < 3:
+        return []  # a warehouse that has not ingested a branch yet
+    return [tuple(row) for row in query(warehouse, sql, live=True).iter_rows()]
 
 
 def describe(cells: dict[tuple, PlanCell]) -> list[dict]:

@@ -118,10 +118,11 @@ def freeze_units(seed: nn.Module, blueprint: str) -> None:
     Why a second fault: a dead seed adds almost nothing, so culling it saves only its rent, and the headroom that
     reading its state can win is bounded by a quarter of a healthy graft's raw gain (docs/arena.md, "Seeds born
     dead"). A frozen seed harms as well: its last BatchNorm scale starts at 1 instead of 0, so its residual branch
-    adds a fixed random transform of the features, as large as they are, that it cannot learn to shape; once it is
-    blended in, the host has to learn around it. In TRAINING it runs isolated and harms nothing; culling it before
-    it is fossilized removes it. Its telemetry shows it like a dead seed's (no gradient reaches it: a zero-gradient
-    share of 1), and its contribution turns negative as it blends in.
+    adds a random transform of the features, as large as they are (its BatchNorms still normalise each batch, but
+    none of its weights ever learns), that it cannot shape; once it is blended in, the host has to learn around it.
+    In TRAINING it runs isolated and harms nothing; culling it before it is fossilized removes it. Its telemetry
+    shows it as a dead seed's does: no gradient reaches it, a zero-gradient share of exactly 1 (a dead seed's is
+    just under 1, its last BatchNorm shift still trains).
 
     Only a change of weights and of `requires_grad`, both of which a snapshot's deepcopy keeps, so a fork replays
     it bit for bit.
