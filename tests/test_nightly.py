@@ -314,7 +314,7 @@ def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(thre
         first = [c for c in plan["cells"] if c["epochs"] == "0-0"]
         assert first and first[0]["forks"] == len(same)  # the champion's earlier forks at the first decision, no other
     report = (paths.night_dir(NIGHTS[0]) / "report.md").read_text()
-    assert "## Fork studies" in report and "| thin |" in report
+    assert "## Fork studies" in report and "| thin |" in report and "Forked, as ingested: step 1 (1 parent)." in report
     # A rerun with other fork settings than the night was planned with is refused, naming the file and the field.
     with pytest.raises(ValueError, match=r"fork-plan.json: night .* started with directed forks"):
         generate_night(NIGHTS[0], dataclasses.replace(NIGHT, fork_rule="random"), paths, log=lambda line: None)

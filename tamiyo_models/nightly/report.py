@@ -239,14 +239,26 @@ def write_night_report(night: str, paths, config) -> Path:
                       + "; ".join(f"rent {rent:g} from {first}" for first, rent in changes) + ".", ""]  # fmt: skip
     reasons = [f"- {r['arm']}: {r['reason']}" for r in table.iter_rows(named=True) if r["role"] != "champion"]
     lines += ["## Why", "", *reasons, ""]
-    lines += fork_plan_lines(folder / "fork-plan.json")
+    lines += fork_plan_lines(folder / "fork-plan.json", forked_steps(paths.warehouse, night))
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def fork_plan_lines(path: Path) -> list[str]:
-    """The night's fork studies, where its fork plan (night.fork_plan) sent them and why; nothing without one."""
+def forked_steps(warehouse, night: str) -> dict[int, int]:
+    """Fork step -> parents of the night forked there, as ingested (a planned step may have moved to the next
+    choice, branching.BranchConfig.defer)."""
+    with _connect(warehouse) as con:
+        if not has_table(con, "branches"):
+            return {}
+        rows = con.execute("SELECT b.fork_step, count(DISTINCT b.parent_run_id) FROM branches b JOIN runs p ON p.run_id = b.parent_run_id "
+                           "WHERE json_extract_string(p.config_json, '$.tags.night') = ? GROUP BY 1 ORDER BY 1", [night]).fetchall()  # fmt: skip
+    return {int(step): int(n) for step, n in rows}
+
+
+def fork_plan_lines(path: Path, forked: dict[int, int] | None = None) -> list[str]:
+    """The night's fork studies, where its fork plan (night.fork_plan) sent them and why, and where they forked
+    (`forked`: step -> parents); nothing without a plan."""
     import json
 
     if not path.exists():
@@ -257,6 +269,8 @@ def fork_plan_lines(path: Path) -> list[str]:
     lines = ["## Fork studies", "",
              f"{len(directed)} of {len(plan['parents'])} fork parents were sent where the region rule needs evidence, from "
              f"the forks of {plan['champion']}'s parents on earlier nights ({nights}); the rest forked at a random step.", ""]  # fmt: skip
+    if forked:
+        lines += ["Forked, as ingested: " + ", ".join(f"step {step} ({n} parent{'s' if n > 1 else ''})" for step, n in forked.items()) + ".", ""]
     if plan["cells"]:
         lines += ["| regime | length | epochs | stored forks | status | target | sent tonight | why |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {c['regime'] or '-'} | {c['length']} | {c['epochs']} | {c['forks']} | {c['status']} | {c['target']} | "
