@@ -177,3 +177,15 @@ def test_a_frozen_seed_harms_the_host_where_a_dead_one_only_costs_its_rent(tmp_p
 def test_an_unknown_fault_mode_is_refused_by_name():
     with pytest.raises(ValueError, match="seed_fault_mode: unknown mode 'melted'; known: dead, frozen"):
         EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 0.5}, seed_fault_mode="melted")
+
+
+def test_a_frozen_seeds_scale_sets_its_branch_and_is_refused_outside_frozen(tmp_path):
+    run = _run(tmp_path, "fixed:conv_heavy@0", max_epochs=2, seed_faults={"conv_heavy": 1.0}, seed_fault_mode="frozen",
+               seed_fault_scale=3.0)  # fmt: skip
+    assert run.episode.slots[0].seed.body[-1].weight.eq(3.0).all()
+    assert run.episode.config.to_dict()["seed_fault_scale"] == 3.0
+    assert "seed_fault_scale" not in EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_mode="frozen").to_dict()
+    with pytest.raises(ValueError, match="needs seed_fault_mode 'frozen'"):
+        EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_scale=2.0)
+    with pytest.raises(ValueError, match="seed_fault_scale must be a positive number"):
+        EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_mode="frozen", seed_fault_scale=0)

@@ -121,6 +121,8 @@ class EpisodeConfig:
     # almost nothing and costs its rent) or "frozen" (its random body switched on, never trained: it harms once
     # blended in, so culling it pays in accuracy as well as rent). Written to the run only when not "dead".
     seed_fault_mode: str = "dead"
+    # A frozen seed's last BatchNorm scale: the size of its random branch against the host's features (1: as large).
+    seed_fault_scale: float = 1.0
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tags: dict = field(default_factory=dict, hash=False, compare=False)  # free-form, e.g. spec name
     # Where the host, its seeds and the data live ("cpu", "cuda", "cuda:1"). Random draws stay on the CPU
@@ -144,6 +146,10 @@ class EpisodeConfig:
         object.__setattr__(self, "seed_faults", _check_seed_faults(self.seed_faults))
         if self.seed_fault_mode not in FAULT_MODES:
             raise ValueError(f"seed_fault_mode: unknown mode {self.seed_fault_mode!r}; known: {', '.join(FAULT_MODES)}")
+        if not (isinstance(self.seed_fault_scale, (int, float)) and 0 < self.seed_fault_scale < float("inf")):
+            raise ValueError(f"seed_fault_scale must be a positive number, got {self.seed_fault_scale!r}")
+        if self.seed_fault_scale != 1.0 and self.seed_fault_mode != "frozen":
+            raise ValueError("seed_fault_scale sizes a frozen seed's branch: it needs seed_fault_mode 'frozen'")
         object.__setattr__(self, "device", check_device(self.device))
 
     def to_dict(self) -> dict:
@@ -171,6 +177,7 @@ class EpisodeConfig:
             **({"seed_faults": dict(self.seed_faults)} if self.seed_faults else {}),
             # Only where it changes something: a mode without faults makes no seed faulty, so the run is the same.
             **({"seed_fault_mode": self.seed_fault_mode} if self.seed_faults and self.seed_fault_mode != "dead" else {}),
+            **({"seed_fault_scale": self.seed_fault_scale} if self.seed_faults and self.seed_fault_scale != 1.0 else {}),
             **({"device": self.device} if self.device != "cpu" else {}),
         }
 
@@ -449,7 +456,7 @@ class Episode:
             fault = dict(self.config.seed_faults).get(action.blueprint, 0.0)
             # Drawn only for a blueprint that can fault, so a configuration without faults draws what it always drew.
             if fault and torch.rand(1, generator=self.seed_init_generator).item() < fault:
-                fault_seed(slot.seed, action.blueprint, self.config.seed_fault_mode)
+                fault_seed(slot.seed, action.blueprint, self.config.seed_fault_mode, self.config.seed_fault_scale)
                 self.dead_seeds.append(seed_id)
             self.seed_optimizers[slot.index] = self._sgd(slot.seed.parameters())
             # GERMINATED is transient: the seed starts training in the epoch that follows the decision.

@@ -111,7 +111,7 @@ def kill_units(seed: nn.Module, blueprint: str) -> None:
         first_norm.bias.fill_(DEAD_SHIFT)
 
 
-def freeze_units(seed: nn.Module, blueprint: str) -> None:
+def freeze_units(seed: nn.Module, blueprint: str, scale: float = 1.0) -> None:
     """Make a freshly built seed frozen from birth: its random body is switched on and never trains
     (EpisodeConfig.seed_fault_mode "frozen").
 
@@ -124,6 +124,9 @@ def freeze_units(seed: nn.Module, blueprint: str) -> None:
     shows it as a dead seed's does: no gradient reaches it, a zero-gradient share of exactly 1 (a dead seed's is
     just under 1, its last BatchNorm shift still trains).
 
+    `scale` sets that last BatchNorm scale: how large the random branch is against the features it is added to
+    (the harm a host can learn around shrinks with it; EpisodeConfig.seed_fault_scale).
+
     Only a change of weights and of `requires_grad`, both of which a snapshot's deepcopy keeps, so a fork replays
     it bit for bit.
     """
@@ -131,16 +134,19 @@ def freeze_units(seed: nn.Module, blueprint: str) -> None:
         raise ValueError(f"blueprint {blueprint!r} cannot be born frozen; only {', '.join(FAULT_BLUEPRINTS)} can")
     last_norm = [m for m in seed.modules() if isinstance(m, nn.BatchNorm2d)][-1]
     with torch.no_grad():
-        last_norm.weight.fill_(1.0)
+        last_norm.weight.fill_(scale)
     for parameter in seed.parameters():
         parameter.requires_grad_(False)
 
 
-def fault_seed(seed: nn.Module, blueprint: str, mode: str) -> None:
-    """Apply the configured fault `mode` (FAULT_MODES) to a freshly built seed."""
+def fault_seed(seed: nn.Module, blueprint: str, mode: str, scale: float = 1.0) -> None:
+    """Apply the configured fault `mode` (FAULT_MODES) to a freshly built seed; `scale`: a frozen seed's."""
     if mode not in FAULT_MODES:
         raise ValueError(f"unknown seed fault mode {mode!r}; known: {', '.join(FAULT_MODES)}")
-    (kill_units if mode == "dead" else freeze_units)(seed, blueprint)
+    if mode == "dead":
+        kill_units(seed, blueprint)
+    else:
+        freeze_units(seed, blueprint, scale)
 
 
 @functools.lru_cache(maxsize=None)
