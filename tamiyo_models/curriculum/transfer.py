@@ -60,26 +60,15 @@ class TransferResult:
 
 
 @dataclass
-class HeadToHead:
-    """The transferred policy against another controller on a task's held-out configurations (test split)."""
+class HeadToHead(TransferResult):
+    """The transferred policy against another controller on a task's held-out configurations (test split): the
+    margin is policy minus `against`, the null that controller rerun on fresh orders."""
 
-    task: str
-    policy: str
-    against: str
-    pairs: int = 0
-    margin: float = float("nan")
-    low: float = float("nan")
-    high: float = float("nan")
-    noise_floor: float = float("nan")  # the other controller rerun on fresh orders
-    fresh: str = ""
-    wins: int = 0
-    ties: int = 0
-    losses: int = 0
+    against: str = ""
     differ: int = 0  # configurations where the two took different actions
     differ_margin: float = float("nan")
     differ_low: float = float("nan")
     differ_high: float = float("nan")
-    skipped: str = ""
 
     @property
     def verdict(self) -> str:
@@ -111,7 +100,7 @@ def head_to_head(policy, against, task: Stage, out_dir, *, against_label: str, w
     from ..evaluation.paired import run_paired
     from ..world.rawrun import read_raw_run
 
-    result = HeadToHead(task.name, label or str(policy), against_label)
+    result = HeadToHead(task.name, label or str(policy), against=against_label)
     missing = task.unavailable()
     if missing:
         result.skipped = missing

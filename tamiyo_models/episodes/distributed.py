@@ -138,7 +138,7 @@ def generate_on_ray(
     cpus_per_episode: float = 1.0,
     gpus_per_episode: float = 0.0,
     max_retries: int = 2,
-    branching: BranchConfig | Sequence[BranchConfig | None] | None = None,
+    branching: BranchConfig | Sequence[BranchConfig | dict | None] | None = None,
     on_result: Callable[[EpisodeResult], None] | None = None,
 ) -> list[EpisodeResult]:
     """Run every configuration as one Ray task on the cluster at `address` (see `RayConfig`).

@@ -119,7 +119,7 @@ class EpisodeConfig:
     seed_faults: tuple[tuple[str, float], ...] = ()
     # What a faulted seed suffers (world.blueprint_names.FAULT_MODES): "dead" (the default; silent ReLUs, it adds
     # almost nothing and costs its rent) or "frozen" (its random body switched on, never trained: it harms once
-    # blended in, so culling it pays in accuracy as well as rent). Written to the run only when not "dead".
+    # blended in, so culling it pays in accuracy as well as rent). Written to the run only with seed_faults set.
     seed_fault_mode: str = "dead"
     # A frozen seed's last BatchNorm scale: the size of its random branch against the host's features (1: as large).
     seed_fault_scale: float = 1.0

@@ -472,7 +472,7 @@ def generate(
         return generate_on_ray(
             configs, out_dir, address=ray.address, cpus_per_episode=ray.cpus_per_episode,
             gpus_per_episode=ray.gpus_per_episode, max_retries=ray.max_retries,
-            branching=[BranchConfig.from_dict(b) if b else None for b in per_config], on_result=on_result,
+            branching=per_config, on_result=on_result,
         )  # fmt: skip
     payloads = [c.to_dict() for c in configs]
     if workers <= 1:

@@ -283,11 +283,7 @@ def fork_plan(night: str, config: NightConfig, paths: NightPaths, champion: Cham
     plan = {"champion": champion.name, "nights": nights, "config": plan_config.to_dict(),
             "parents": [{"run_id": c.run_id(), "regime": c.tags.get("regime"), "step": s} for c, s in zip(parents, steps)],
             "cells": describe(cells)}  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".fork-plan.json.partial")
-    tmp.write_text(json.dumps(plan, indent=1) + "\n")
-    tmp.replace(path)
-    return plan
+    return _write_stage(paths, night, "fork-plan", plan)
 
 
 def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,

@@ -117,15 +117,15 @@ def freeze_units(seed: nn.Module, blueprint: str, scale: float = 1.0) -> None:
 
     Why a second fault: a dead seed adds almost nothing, so culling it saves only its rent, and the headroom that
     reading its state can win is bounded by a quarter of a healthy graft's raw gain (docs/arena.md, "Seeds born
-    dead"). A frozen seed harms as well: its last BatchNorm scale starts at 1 instead of 0, so its residual branch
-    adds a random transform of the features, as large as they are (its BatchNorms still normalise each batch, but
-    none of its weights ever learns), that it cannot shape; once it is blended in, the host has to learn around it.
+    dead"). A frozen seed harms as well: its last BatchNorm scale starts at `scale` (1 by default) instead of 0,
+    so its residual branch adds a random transform of the features, as large as they are at scale 1 (its
+    BatchNorms still normalise each batch, but none of its weights ever learns), that it cannot shape; once it is blended in, the host has to learn around it.
     In TRAINING it runs isolated and harms nothing; culling it before it is fossilized removes it. Its telemetry
     shows it as a dead seed's does: no gradient reaches it, a zero-gradient share of exactly 1 (a dead seed's is
     just under 1, its last BatchNorm shift still trains).
 
-    `scale` sets that last BatchNorm scale: how large the random branch is against the features it is added to
-    (the harm a host can learn around shrinks with it; EpisodeConfig.seed_fault_scale).
+    `scale` is how large the random branch is against the features it is added to: the larger, the harder for the
+    host to learn around (EpisodeConfig.seed_fault_scale).
 
     Only a change of weights and of `requires_grad`, both of which a snapshot's deepcopy keeps, so a fork replays
     it bit for bit.
