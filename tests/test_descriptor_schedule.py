@@ -1,6 +1,8 @@
 """The descriptor-keyed schedule learns which schedule wins from what is visible before an episode starts, and
 is fitted on training configurations only (issue 34)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -88,6 +90,25 @@ def test_four_way_headroom_finds_what_only_the_run_could_reveal():
     assert 0.3 < mean < 0.7 and low > 0  # the hidden factor picks the winner half the time: about 0.5 pp left
 
 
+def test_the_oracle_may_pick_a_state_reader_that_no_schedule_level_can():
+    from tamiyo_models.evaluation.four_way import LEVELS, four_way_headroom
+
+    tr, _, tr_regimes, tr_desc, tr_seeds = _world(0, 60, 1000, hidden=True)
+    ho, ho_fresh, ho_regimes, ho_desc, _ = _world(1, 40, 9001, hidden=True)
+    # A reader that finds the hidden winner and then does 0.3 pp better still (a cull the schedules cannot make).
+    reader, reader_fresh = ho.max(axis=1, keepdims=True) + 0.3, ho_fresh.max(axis=1, keepdims=True) + 0.3
+    plain = four_way_headroom(tr, tr_regimes, tr_desc, tr_seeds, ho, ho_fresh, ho_regimes, ho_desc, SCHEDULES, CONFIG)
+    wider = four_way_headroom(tr, tr_regimes, tr_desc, tr_seeds, np.hstack([ho, reader]), np.hstack([ho_fresh, reader_fresh]),
+                              ho_regimes, ho_desc, SCHEDULES, CONFIG, oracle_extra=("reader",))  # fmt: skip
+    assert (wider.choices[LEVELS[3]] == len(SCHEDULES)).all() and wider.candidates[-1] == "reader"
+    for level in LEVELS[:3]:  # the levels that choose before the run never pick what reads it
+        assert (wider.choices[level] == plain.choices[level]).all() and (wider.choices[level] < len(SCHEDULES)).all()
+    assert wider.state_dependent[0] > plain.state_dependent[0] + 0.2
+    with pytest.raises(ValueError, match="held-out tables of 4 and 4 columns for a grid of 3 and 0"):
+        four_way_headroom(tr, tr_regimes, tr_desc, tr_seeds, np.hstack([ho, reader]), np.hstack([ho_fresh, reader_fresh]),
+                          ho_regimes, ho_desc, SCHEDULES, CONFIG)  # fmt: skip
+
+
 def test_run_four_way_on_real_episodes_keeps_training_and_held_out_seeds_apart(tmp_path):
     from tamiyo_models.evaluation.four_way import LEVELS, FourWayConfig, run_four_way
 
@@ -108,6 +129,11 @@ def test_run_four_way_on_real_episodes_keeps_training_and_held_out_seeds_apart(t
     assert set(result.null_rms) == {"all"} and result.null_rms["all"] >= 0 and "Null control (heuristic" in text
     assert all(pairs == 3 for *_, pairs in result.steps.values())
     assert "state-dependent" in text and (tmp_path / "out" / "four-way.json").exists()
+    # The same episodes read back, the oracle now also picking the reader: the schedule levels are unchanged.
+    wider, text = run_four_way(dataclasses.replace(config, oracle_readers=True), tmp_path / "out", log=lambda _: None, execute=False)
+    assert wider.candidates == (*config.grid, "vigilant:conv_heavy@0") and "the oracle picks among the grid and the state readers" in text
+    assert all((wider.choices[level] == result.choices[level]).all() for level in LEVELS[:3])
+    assert wider.state_dependent[3] == 3
     from tamiyo_models.world.rawrun import list_raw_runs, read_raw_run
 
     seeds = {folder: {read_raw_run(p).header["config"]["seed"] for p in list_raw_runs(tmp_path / "out" / folder)}

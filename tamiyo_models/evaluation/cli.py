@@ -73,6 +73,9 @@ def register(subparsers) -> None:
     h.add_argument("--state-readers", default="", metavar="NAMES",
                    help="with --four-way: comma-separated controllers that read the state (e.g. vigilant:conv_heavy@0), "
                    "run on the held-out configurations only and paired with each level on the fresh orders")
+    h.add_argument("--oracle-with-readers", action="store_true",
+                   help="with --four-way: the per-configuration oracle also picks among the --state-readers (a tighter "
+                   "lower bound on the fork-study oracle, whose action sequences include theirs); levels 1 to 3 never do")
     h.add_argument("--report-only", action="store_true",
                    help="run no episode: report on those already in --out (a study in progress; incomplete pairs are left out)")
     h.set_defaults(func=run_headroom)
@@ -192,9 +195,13 @@ def _run_four_way(args: argparse.Namespace) -> int:
                                grid=grid, training_configs_per_regime=args.training_configs_per_regime,
                                heldout_configs_per_regime=args.configs_per_regime, training_batch_seed=args.training_batch_seed,
                                heldout_batch_seed=args.batch_seed, fresh_orders=args.replicate, workers=args.workers,
-                               readers=readers, device=check_device(args.device, available=not args.report_only))  # fmt: skip
+                               readers=readers, oracle_readers=args.oracle_with_readers,
+                               device=check_device(args.device, available=not args.report_only))  # fmt: skip
     except (ValueError, SpecError) as exc:
         print(f"tamiyo headroom --four-way: {exc}", file=sys.stderr)
+        return 2
+    if args.oracle_with_readers and not readers:
+        print("tamiyo headroom --four-way: --oracle-with-readers needs --state-readers", file=sys.stderr)
         return 2
     bar = tqdm(unit="episode", file=sys.stderr, desc="four-way headroom")
     try:

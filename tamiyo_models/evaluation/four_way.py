@@ -9,7 +9,9 @@ configuration, each knowing more than the one before:
 3. the **descriptor-keyed schedule** (descriptor_schedule.py): chosen per configuration from what is visible at
    its first decision, by a small tree fitted on the training configurations;
 4. the **per-configuration oracle**: each held-out configuration's best grid controller in hindsight, on its
-   original data order.
+   original data order; with `oracle_readers`, its best among the grid and the state readers. Issue 34's oracle
+   picks among every legal action sequence (fork studies); a reader's actions on a configuration are one such
+   sequence, so either set gives a lower bound on it, and the larger set a tighter one.
 
 All four are then scored on the held-out configurations' *fresh* data orders, so the oracle's luck on the order
 it was picked on does not count. The steps between levels are paired differences with bootstrap intervals;
@@ -53,6 +55,8 @@ class FourWayConfig:
     # Controllers that read the state (e.g. vigilant:conv_heavy@0), run on the held-out configurations only and
     # set beside the levels: what a controller that reads the run does get, against what the oracle says is left.
     readers: tuple[str, ...] = ()
+    # The oracle also picks among the readers (never levels 1 to 3: they choose before the run and cannot read it).
+    oracle_readers: bool = False
     device: str = "cpu"  # where every episode runs (HeadroomConfig.device)
 
 
@@ -72,6 +76,13 @@ class FourWay:
     null_rms: dict[str, float] = field(default_factory=dict)
     # reader -> {"score": fresh-order mean, "<reader> - <level>": (mean, low, high, pairs)} (readers_beside_levels)
     readers: dict[str, dict] = field(default_factory=dict)
+    # Controllers only the oracle may pick (state readers), after the grid's columns in `choices`' indices.
+    oracle_extra: tuple[str, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The controller each index of `choices` names: the grid, then what only the oracle picks."""
+        return (*self.grid, *self.oracle_extra)
 
     @property
     def state_dependent(self) -> tuple[float, float, float, int]:
@@ -95,15 +106,20 @@ class FourWay:
 def four_way_headroom(train_scores: np.ndarray, train_regimes: Sequence[str], train_descriptors: Sequence[Mapping[str, float]],
                       train_seeds: Sequence[int], held_scores: np.ndarray, held_fresh: np.ndarray,
                       held_regimes: Sequence[str], held_descriptors: Sequence[Mapping[str, float]], grid: Sequence[str],
-                      config: DescriptorScheduleConfig = DescriptorScheduleConfig(), confidence: float = 0.95) -> FourWay:  # fmt: skip
+                      config: DescriptorScheduleConfig = DescriptorScheduleConfig(), confidence: float = 0.95,
+                      oracle_extra: Sequence[str] = ()) -> FourWay:  # fmt: skip
     """The four levels from score tables (configurations x grid controllers): levels 1 to 3 are chosen on the
     training configurations (original data order) and applied to the held-out ones; the oracle takes each
     held-out configuration's best in hindsight (original order); all four are scored on `held_fresh`, the
-    held-out configurations' mean over fresh orders."""
+    held-out configurations' mean over fresh orders. `oracle_extra`: controllers whose columns follow the grid's
+    in the held-out tables, open to the oracle only."""
     from ..common.stats import mean_ci
 
     train_scores, held_scores, held_fresh = (np.asarray(a, dtype=np.float64) for a in (train_scores, held_scores, held_fresh))
     n = len(held_scores)
+    if held_scores.shape[1] != len(grid) + len(oracle_extra) or held_fresh.shape != held_scores.shape:
+        raise ValueError(f"held-out tables of {held_scores.shape[1]} and {held_fresh.shape[1]} columns for a grid of "
+                         f"{len(grid)} and {len(oracle_extra)} oracle-only controller(s)")  # fmt: skip
     fixed = int(np.nanargmax(np.nanmean(train_scores, axis=0)))
     per_regime = {}
     for regime in sorted(set(held_regimes)):
@@ -123,7 +139,7 @@ def four_way_headroom(train_scores: np.ndarray, train_regimes: Sequence[str], tr
         diff = fresh[b] - fresh[a]
         ci = mean_ci(diff, confidence)
         steps[f"{b} - {a}"] = (float(np.nanmean(diff)), ci.low, ci.high, int(np.isfinite(diff).sum()))
-    return FourWay(tuple(grid), list(held_regimes), choices, fresh, steps, model.rules())
+    return FourWay(tuple(grid), list(held_regimes), choices, fresh, steps, model.rules(), oracle_extra=tuple(oracle_extra))
 
 
 def readers_beside_levels(result: FourWay, reader_fresh: Mapping[str, np.ndarray], confidence: float = 0.95) -> dict[str, dict]:
@@ -197,12 +213,14 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     held_runs = run_paired(heldout, {**arms, **readers}, out / "heldout", reference=config.grid[0], null_orders=config.fresh_orders,
                            replicate=config.fresh_orders, workers=config.workers, on_result=on_result, execute=execute)  # fmt: skip
     which, held_regimes = "test", [c.tags.get("regime", "all") for c in heldout]
+    oracle_extra = tuple(readers) if config.oracle_readers else ()
+    held_columns = [*config.grid, *oracle_extra]
     result = four_way_headroom(
         _table(train_runs, config.grid, [0], which), [c.tags.get("regime", "all") for c in training],
         _descriptors(train_runs, config.descriptor.descriptors), [c.seed for c in training],
-        _table(held_runs, config.grid, [0], which), _table(held_runs, config.grid, range(1, config.fresh_orders + 1), which),
+        _table(held_runs, held_columns, [0], which), _table(held_runs, held_columns, range(1, config.fresh_orders + 1), which),
         held_regimes, _descriptors(held_runs, config.descriptor.descriptors),
-        config.grid, config.descriptor, config.confidence,
+        config.grid, config.descriptor, config.confidence, oracle_extra=oracle_extra,
     )  # fmt: skip
     fresh_orders = range(1, config.fresh_orders + 1)
     rows = {regime: [i for i, r in enumerate(held_regimes) if r == regime] for regime in sorted(set(held_regimes))}
@@ -215,7 +233,7 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     (out / "four-way.md").write_text(text)
     (out / "four-way.json").write_text(json.dumps({
         "config": dataclasses.asdict(config), "steps": result.steps, "by_regime": result.by_regime(config.confidence),
-        "rules": result.rules, "chosen": {level: [config.grid[j] for j in c] for level, c in result.choices.items()},
+        "rules": result.rules, "chosen": {level: [result.candidates[j] for j in c] for level, c in result.choices.items()},
         "readers": result.readers, "null_rms": result.null_rms,
     }, indent=1, default=str))  # fmt: skip
     return result, text
@@ -227,10 +245,12 @@ def four_way_markdown(result: FourWay, config: FourWayConfig, rent: float = 0.0)
         return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] ({pairs})"
 
     decides = f"the charged score (rent {rent:g})" if rent else "the test accuracy"
+    oracle = (f"; the oracle picks among the grid and the state readers ({', '.join(result.oracle_extra)})"
+              if result.oracle_extra else "; the oracle picks among the grid")  # fmt: skip
     lines = ["# Four-way headroom", "",
              f"Spec {config.spec}; {config.training_configs_per_regime} training and {config.heldout_configs_per_regime} "
              f"held-out configurations per regime; grid {', '.join(config.grid)}; scored on {config.fresh_orders} fresh "
-             f"data orders of the held-out configurations, test split; {decides} decides. Each cell: mean paired "
+             f"data orders of the held-out configurations, test split; {decides} decides{oracle}. Each cell: mean paired "
              f"difference in pp with its {config.confidence:.0%} bootstrap interval (pairs).", "",
              "| regime | per regime − fixed | descriptor-keyed − per regime | oracle − descriptor-keyed (state-dependent) |",
              "|---|---|---|---|"]  # fmt: skip
