@@ -4,7 +4,8 @@ A configuration's hidden `seed_faults` makes a germinated conv_heavy seed dead f
 probability: its ReLUs never fire, so the body before them never learns while the seed keeps its parameters
 (and its rent). The draw comes from the seed-initialisation stream: the same configuration on a fresh data order
 meets the same fault, and a configuration without faults draws exactly what it always drew. With
-`seed_fault_mode = "frozen"` the faulted seed is instead switched on at birth and never trains: it harms."""
+`seed_fault_mode = "frozen"` the faulted seed is instead switched on at birth and never trains: it harms. With
+"noisy" it never trains and adds fresh noise at every pass: a harm the host cannot learn around."""
 
 from __future__ import annotations
 
@@ -174,8 +175,59 @@ def test_a_frozen_seed_harms_the_host_where_a_dead_one_only_costs_its_rent(tmp_p
     assert [s["action"]["fine"] for s in read_raw_run(vigilant.result.path).steps][:2] == ["GERMINATE_conv_heavy", "CULL"]
 
 
+def test_a_noisy_seed_never_learns_meets_fresh_noise_each_pass_and_replays_bit_for_bit(tmp_path):
+    """Its weights stay those of its birth and no gradient reaches them; its output is the identity plus noise that
+    changes with every training pass and stands still in eval mode; the footer names it; a snapshot taken while
+    it is blended in replays the rest of the episode exactly (the pass counter travels with the snapshot)."""
+    from tamiyo_models.episodes.branching import restore, take_snapshot
+
+    noisy = {"seed_faults": {"conv_heavy": 1.0}, "seed_fault_mode": "noisy", "seed_fault_scale": 0.5}
+    short, long = (_run(tmp_path / f"noisy-{n}", "fixed:conv_heavy@0", max_epochs=n, **noisy) for n in (2, 5))
+    assert all(torch.equal(a, b) for a, b in zip(_parameters(short), _parameters(long)))
+    seed = long.episode.slots[0].seed
+    assert not any(p.requires_grad for p in seed.parameters()) and seed.body[-1].weight.eq(0.0).all()
+    assert int(seed.fault_noise_passes) > int(short.episode.slots[0].seed.fault_noise_passes) > 0
+    assert read_raw_run(long.result.path).footer["dead_seeds"] == [f"{long.episode.run_id}/seed-1"]
+    assert long.episode.config.to_dict()["seed_fault_mode"] == "noisy" and long.episode.config.to_dict()["seed_fault_scale"] == 0.5
+
+    channels = next(m for m in seed.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+    h = torch.randn(4, channels, 6, 6)
+    seed.eval()
+    first, second = seed(h), seed(h)
+    assert torch.equal(first, second) and not torch.equal(first, h)  # eval: the same noise each time
+    noise = first - h
+    assert 0.3 < float(noise.std() / h.std()) < 0.7  # as large as scale x the input's spread
+    seed.train()
+    assert not torch.equal(seed(h), seed(h))  # training passes: fresh noise each time
+
+    config = EpisodeConfig(dataset=SYNTHETIC, max_epochs=8, seed=7, controller=reference_controller("fixed:conv_heavy@0"), **noisy)
+    parent = EpisodeRun(config, tmp_path / "parent")
+    for _ in range(4):
+        parent.step()
+    snapshot = take_snapshot(parent)
+    rest = [parent.step() for _ in range(4)]
+    replay = restore(snapshot, tmp_path / "replay", "replay", {})
+    strip = lambda step: {k: v for k, v in step.items() if k != "timing"}  # noqa: E731
+    assert [strip(replay.step()) for _ in range(4)] == [strip(s) for s in rest]
+
+
+def test_a_noisy_seed_harms_more_than_a_frozen_one_and_the_vigilant_schedule_culls_it(tmp_path):
+    """Paired over the same configurations: a frozen branch is a fixed function the host learns around, fresh
+    noise is not, so the noisy seed ends lower; the gradient telemetry shows it as it shows a frozen one."""
+    noisy, frozen = [], []
+    for seed in range(4):
+        for mode, out in (("noisy", noisy), ("frozen", frozen)):
+            run = _run(tmp_path / f"{mode}-{seed}", "fixed:conv_heavy@0", max_epochs=12, seed=seed,
+                       seed_faults={"conv_heavy": 1.0}, seed_fault_mode=mode)  # fmt: skip
+            out.append(run.result.final_test_accuracy)
+    assert sum(noisy) / 4 < sum(frozen) / 4 - 1.0, (noisy, frozen)
+    vigilant = _run(tmp_path / "vigilant", "vigilant:conv_heavy@0", max_epochs=6, seed_faults={"conv_heavy": 1.0},
+                    seed_fault_mode="noisy")  # fmt: skip
+    assert [s["action"]["fine"] for s in read_raw_run(vigilant.result.path).steps][:2] == ["GERMINATE_conv_heavy", "CULL"]
+
+
 def test_an_unknown_fault_mode_is_refused_by_name():
-    with pytest.raises(ValueError, match="seed_fault_mode: unknown mode 'melted'; known: dead, frozen"):
+    with pytest.raises(ValueError, match="seed_fault_mode: unknown mode 'melted'; known: dead, frozen, noisy"):
         EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 0.5}, seed_fault_mode="melted")
 
 
@@ -185,7 +237,7 @@ def test_a_frozen_seeds_scale_sets_its_branch_and_is_refused_outside_frozen(tmp_
     assert run.episode.slots[0].seed.body[-1].weight.eq(3.0).all()
     assert run.episode.config.to_dict()["seed_fault_scale"] == 3.0
     assert "seed_fault_scale" not in EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_mode="frozen").to_dict()
-    with pytest.raises(ValueError, match="needs seed_fault_mode 'frozen'"):
+    with pytest.raises(ValueError, match="needs seed_fault_mode 'frozen' or 'noisy'"):
         EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_scale=2.0)
     with pytest.raises(ValueError, match="seed_fault_scale must be a positive number"):
         EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_mode="frozen", seed_fault_scale=0)

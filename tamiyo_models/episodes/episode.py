@@ -36,6 +36,7 @@ from torch import nn
 from ..common.version import code_version
 from ..controllers import Controller, ControllerConfig, Decision, Observation, build_controller
 from ..world.actions import Action, action_names
+from ..world.blueprint_names import SCALED_FAULT_MODES
 from ..world.blueprints import BLUEPRINTS, FAULT_BLUEPRINTS, FAULT_MODES, fault_seed, parameter_count
 from ..world.configs import known_fields
 from ..world.datasets import DatasetConfig, TaskData, load_task_data
@@ -118,10 +119,12 @@ class EpisodeConfig:
     # initialisation stream, so a fresh data order meets the same fault; never in the observation.
     seed_faults: tuple[tuple[str, float], ...] = ()
     # What a faulted seed suffers (world.blueprint_names.FAULT_MODES): "dead" (the default; silent ReLUs, it adds
-    # almost nothing and costs its rent) or "frozen" (its random body switched on, never trained: it harms once
-    # blended in, so culling it pays in accuracy as well as rent). Written to the run only with seed_faults set.
+    # almost nothing and costs its rent), "frozen" (its random body switched on, never trained: it harms once
+    # blended in, so culling it pays in accuracy as well as rent) or "noisy" (never trained, fresh noise in its
+    # output at every pass: a harm the host cannot learn around). Written to the run only with seed_faults set.
     seed_fault_mode: str = "dead"
-    # A frozen seed's last BatchNorm scale: the size of its random branch against the host's features (1: as large).
+    # A frozen seed's last BatchNorm scale (the size of its random branch against the host's features), or a noisy
+    # seed's noise against the spread of its input; 1: as large.
     seed_fault_scale: float = 1.0
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     tags: dict = field(default_factory=dict, hash=False, compare=False)  # free-form, e.g. spec name
@@ -148,8 +151,9 @@ class EpisodeConfig:
             raise ValueError(f"seed_fault_mode: unknown mode {self.seed_fault_mode!r}; known: {', '.join(FAULT_MODES)}")
         if not (isinstance(self.seed_fault_scale, (int, float)) and 0 < self.seed_fault_scale < float("inf")):
             raise ValueError(f"seed_fault_scale must be a positive number, got {self.seed_fault_scale!r}")
-        if self.seed_fault_scale != 1.0 and self.seed_fault_mode != "frozen":
-            raise ValueError("seed_fault_scale sizes a frozen seed's branch: it needs seed_fault_mode 'frozen'")
+        if self.seed_fault_scale != 1.0 and self.seed_fault_mode not in SCALED_FAULT_MODES:
+            raise ValueError("seed_fault_scale sizes a frozen seed's branch or a noisy seed's noise: it needs seed_fault_mode "
+                             f"{' or '.join(repr(m) for m in SCALED_FAULT_MODES)}")  # fmt: skip
         object.__setattr__(self, "device", check_device(self.device))
 
     def to_dict(self) -> dict:
@@ -450,13 +454,14 @@ class Episode:
             self.seeds_created += 1
             seed_id = f"{self.run_id}/seed-{self.seeds_created}"
             acc = self.val_accuracy_history[-1]
+            init_draw = int(torch.randint(2**62, (1,), generator=self.seed_init_generator))
             with torch.random.fork_rng(devices=[]):
-                torch.default_generator.manual_seed(int(torch.randint(2**62, (1,), generator=self.seed_init_generator)))
+                torch.default_generator.manual_seed(init_draw)
                 events.append(slot.germinate(action.blueprint, seed_id=seed_id, epoch=epoch, val_accuracy=acc, device=self.device))
             fault = dict(self.config.seed_faults).get(action.blueprint, 0.0)
             # Drawn only for a blueprint that can fault, so a configuration without faults draws what it always drew.
             if fault and torch.rand(1, generator=self.seed_init_generator).item() < fault:
-                fault_seed(slot.seed, action.blueprint, self.config.seed_fault_mode, self.config.seed_fault_scale)
+                fault_seed(slot.seed, action.blueprint, self.config.seed_fault_mode, self.config.seed_fault_scale, key=init_draw)
                 self.dead_seeds.append(seed_id)
             self.seed_optimizers[slot.index] = self._sgd(slot.seed.parameters())
             # GERMINATED is transient: the seed starts training in the epoch that follows the decision.

@@ -15,5 +15,9 @@ FAULT_BLUEPRINTS: tuple[str, ...] = ("conv_heavy",)
 
 # What a faulted seed suffers (EpisodeConfig.seed_fault_mode): "dead", born with silent ReLUs (blueprints.kill_units),
 # adds almost nothing and costs its rent; "frozen", whose random body is switched on and never trains
-# (blueprints.freeze_units), harms the host once blended in.
-FAULT_MODES: tuple[str, ...] = ("dead", "frozen")
+# (blueprints.freeze_units), harms the host once blended in; "noisy", whose body never trains and whose output
+# carries fresh noise in every forward pass (blueprints.make_noisy), harms in a way the host cannot learn around.
+FAULT_MODES: tuple[str, ...] = ("dead", "frozen", "noisy")
+
+# The modes that `seed_fault_scale` sizes: the frozen branch, or the noise, against the features.
+SCALED_FAULT_MODES: tuple[str, ...] = ("frozen", "noisy")

@@ -17,7 +17,7 @@ from torch import nn
 
 from .blueprint_names import BLUEPRINTS, FAULT_BLUEPRINTS, FAULT_MODES
 
-__all__ = ["BLUEPRINTS", "FAULT_BLUEPRINTS", "FAULT_MODES", "build_blueprint", "fault_seed", "freeze_units", "kill_units", "parameter_count"]
+__all__ = ["BLUEPRINTS", "FAULT_BLUEPRINTS", "FAULT_MODES", "build_blueprint", "fault_seed", "freeze_units", "kill_units", "make_noisy", "parameter_count"]
 
 
 class _Residual(nn.Module):
@@ -139,14 +139,60 @@ def freeze_units(seed: nn.Module, blueprint: str, scale: float = 1.0) -> None:
         parameter.requires_grad_(False)
 
 
-def fault_seed(seed: nn.Module, blueprint: str, mode: str, scale: float = 1.0) -> None:
-    """Apply the configured fault `mode` (FAULT_MODES) to a freshly built seed; `scale`: a frozen seed's."""
+def make_noisy(seed: nn.Module, blueprint: str, scale: float = 1.0, key: int = 0) -> None:
+    """Make a freshly built seed noisy from birth: its body never trains, and its output carries fresh Gaussian
+    noise of `scale` times the spread of its input in every forward pass (EpisodeConfig.seed_fault_mode "noisy").
+
+    Why a third fault: a frozen seed's harm saturates (about 1.5 pp of score in v2-narrow at branch scales 3 and
+    10, docs/lab/2026-12-05-cifar-narrower-probe.md), because its branch is a fixed function of the features and
+    the host's later layers learn around any fixed function. Noise drawn anew for every batch cannot be learned
+    around: once the seed is blended in, the harm lasts until a cull removes it (a fossilized seed can no longer be
+    culled). Its body starts as the identity, as every residual seed does, so the noise is the whole of what it
+    adds. In TRAINING it runs isolated and harms nothing. Its telemetry shows it as a frozen seed's does: no
+    gradient reaches its weights, a zero-gradient share of exactly 1.
+
+    The noise comes from a generator seeded by `key` (the seed's own initialisation draw, so a fork that
+    germinates the same blueprint at the same step meets the same noise) and by a counter of the training passes
+    it has made, kept as a buffer. A snapshot's deepcopy keeps the counter and the hook, so a fork replays bit for
+    bit. In eval mode (validation, test, contribution measurements) the counter stands still: each evaluation
+    meets the same noise, and measuring the seed does not change what its training meets.
+    """
+    if blueprint not in FAULT_BLUEPRINTS:
+        raise ValueError(f"blueprint {blueprint!r} cannot be born noisy; only {', '.join(FAULT_BLUEPRINTS)} can")
+    for parameter in seed.parameters():
+        parameter.requires_grad_(False)
+    seed.register_buffer("fault_noise_key", torch.tensor(int(key) % 2**62, dtype=torch.int64))
+    seed.register_buffer("fault_noise_passes", torch.zeros((), dtype=torch.int64))
+    seed.fault_noise_scale = float(scale)
+    seed.register_forward_hook(_add_fault_noise)
+
+
+# An odd 64-bit constant: consecutive passes get generator seeds far apart.
+_NOISE_STRIDE = 0x9E3779B97F4A7C15
+
+
+def _add_fault_noise(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    """A noisy seed's forward hook (make_noisy): its output plus this pass's noise."""
+    passes = int(module.fault_noise_passes)
+    generator = torch.Generator(device=output.device)
+    generator.manual_seed((int(module.fault_noise_key) + passes * _NOISE_STRIDE) % 2**63)
+    if module.training:
+        module.fault_noise_passes += 1
+    noise = torch.randn(output.shape, generator=generator, device=output.device, dtype=output.dtype)
+    return output + module.fault_noise_scale * inputs[0].detach().std() * noise
+
+
+def fault_seed(seed: nn.Module, blueprint: str, mode: str, scale: float = 1.0, key: int = 0) -> None:
+    """Apply the configured fault `mode` (FAULT_MODES) to a freshly built seed; `scale`: a frozen seed's branch or
+    a noisy seed's noise; `key`: what seeds a noisy seed's noise."""
     if mode not in FAULT_MODES:
         raise ValueError(f"unknown seed fault mode {mode!r}; known: {', '.join(FAULT_MODES)}")
     if mode == "dead":
         kill_units(seed, blueprint)
-    else:
+    elif mode == "frozen":
         freeze_units(seed, blueprint, scale)
+    else:
+        make_noisy(seed, blueprint, scale, key)
 
 
 @functools.lru_cache(maxsize=None)
