@@ -109,6 +109,16 @@ def test_the_oracle_may_pick_a_state_reader_that_no_schedule_level_can():
                           ho_regimes, ho_desc, SCHEDULES, CONFIG)  # fmt: skip
 
 
+def test_an_oracle_asked_to_pick_readers_with_none_outside_the_grid_is_refused_before_any_episode(tmp_path):
+    from tamiyo_models.evaluation.four_way import FourWayConfig, run_four_way
+
+    config = FourWayConfig(spec="smoke", grid=("never", "heuristic"), readers=("heuristic",), oracle_readers=True,
+                           training_configs_per_regime=2, heldout_configs_per_regime=2)  # fmt: skip
+    with pytest.raises(ValueError, match="no state reader outside the grid.*readers heuristic"):
+        run_four_way(config, tmp_path / "out", log=lambda _: None)
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_four_way_on_real_episodes_keeps_training_and_held_out_seeds_apart(tmp_path):
     from tamiyo_models.evaluation.four_way import LEVELS, FourWayConfig, run_four_way
 

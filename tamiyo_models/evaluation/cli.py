@@ -74,8 +74,9 @@ def register(subparsers) -> None:
                    help="with --four-way: comma-separated controllers that read the state (e.g. vigilant:conv_heavy@0), "
                    "run on the held-out configurations only and paired with each level on the fresh orders")
     h.add_argument("--oracle-with-readers", action="store_true",
-                   help="with --four-way: the per-configuration oracle also picks among the --state-readers (a tighter "
-                   "lower bound on the fork-study oracle, whose action sequences include theirs); levels 1 to 3 never do")
+                   help="with --four-way: the per-configuration oracle also picks among the --state-readers (on the order "
+                   "it picks on, a tighter lower bound on the fork-study oracle, whose action sequences include theirs; "
+                   "on fresh orders a pick from more candidates may score lower); levels 1 to 3 never do")
     h.add_argument("--report-only", action="store_true",
                    help="run no episode: report on those already in --out (a study in progress; incomplete pairs are left out)")
     h.set_defaults(func=run_headroom)

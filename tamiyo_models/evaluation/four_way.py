@@ -11,7 +11,8 @@ configuration, each knowing more than the one before:
 4. the **per-configuration oracle**: each held-out configuration's best grid controller in hindsight, on its
    original data order; with `oracle_readers`, its best among the grid and the state readers. Issue 34's oracle
    picks among every legal action sequence (fork studies); a reader's actions on a configuration are one such
-   sequence, so either set gives a lower bound on it, and the larger set a tighter one.
+   sequence, so the larger set's value on the order it picks on is the tighter lower bound there. On the fresh
+   orders it is scored on, a pick from more candidates can also be a luckier one, and score lower.
 
 All four are then scored on the held-out configurations' *fresh* data orders, so the oracle's luck on the order
 it was picked on does not count. The steps between levels are paired differences with bootstrap intervals;
@@ -62,7 +63,8 @@ class FourWayConfig:
 
 @dataclass
 class FourWay:
-    """`choices[level][i]`: the grid index chosen for held-out configuration i; `fresh[level][i]`: its mean
+    """`choices[level][i]`: the index in `candidates` (the grid, then oracle-only readers) chosen for held-out
+    configuration i; `fresh[level][i]`: its mean
     score over the fresh orders; `steps["B - A"]`: (mean, low, high, pairs) of the paired difference."""
 
     grid: tuple[str, ...]
@@ -200,6 +202,9 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     out = Path(out_dir)
     arms = {name: reference_controller(name) for name in config.grid}
     readers = {name: reference_controller(name) for name in config.readers if name not in arms}
+    if config.oracle_readers and not readers:  # before any episode runs
+        raise ValueError("oracle_readers: no state reader outside the grid for the oracle to pick "
+                         f"(readers {', '.join(config.readers) or 'none'}; a reader already in the grid is the grid's)")  # fmt: skip
     training = _draw(config, config.training_configs_per_regime, config.training_batch_seed, TRAINING)
     heldout = _draw(config, config.heldout_configs_per_regime, config.heldout_batch_seed, EVALUATION)
     if not training or not heldout:

@@ -161,6 +161,8 @@ def make_noisy(seed: nn.Module, blueprint: str, scale: float = 1.0, key: int = 0
         raise ValueError(f"blueprint {blueprint!r} cannot be born noisy; only {', '.join(FAULT_BLUEPRINTS)} can")
     for parameter in seed.parameters():
         parameter.requires_grad_(False)
+    # Registered after the seed was moved to its device, so on a GPU the two buffers stay on the CPU: reading them
+    # costs no device sync.
     seed.register_buffer("fault_noise_key", torch.tensor(int(key) % 2**62, dtype=torch.int64))
     seed.register_buffer("fault_noise_passes", torch.zeros((), dtype=torch.int64))
     seed.fault_noise_scale = float(scale)
@@ -174,11 +176,13 @@ _NOISE_STRIDE = 0x9E3779B97F4A7C15
 def _add_fault_noise(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
     """A noisy seed's forward hook (make_noisy): its output plus this pass's noise."""
     passes = int(module.fault_noise_passes)
-    generator = torch.Generator(device=output.device)
+    # A CPU generator on every device, as for every other draw of an episode: a CUDA run meets the same noise.
+    # (Pass 0's seed is the key, the seed's own initialisation draw: harmless, its body adds exactly 0.)
+    generator = torch.Generator()
     generator.manual_seed((int(module.fault_noise_key) + passes * _NOISE_STRIDE) % 2**63)
     if module.training:
         module.fault_noise_passes += 1
-    noise = torch.randn(output.shape, generator=generator, device=output.device, dtype=output.dtype)
+    noise = torch.randn(output.shape, generator=generator, dtype=output.dtype).to(output.device)
     return output + module.fault_noise_scale * inputs[0].detach().std() * noise
 
 
