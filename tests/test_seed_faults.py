@@ -131,12 +131,36 @@ def _parameters(run: EpisodeRun) -> list[torch.Tensor]:
     return [p.detach().clone() for p in run.episode.slots[0].seed.parameters()]
 
 
+def _assert_a_fork_replays_bit_for_bit(tmp_path, faults: dict) -> None:
+    """A snapshot taken at epoch 4, while the faulted seed is blended in, replays the rest of the episode exactly."""
+    from tamiyo_models.episodes.branching import restore, take_snapshot
+
+    config = EpisodeConfig(dataset=SYNTHETIC, max_epochs=8, seed=7, controller=reference_controller("fixed:conv_heavy@0"), **faults)
+    parent = EpisodeRun(config, tmp_path / "parent")
+    for _ in range(4):
+        parent.step()
+    snapshot = take_snapshot(parent)
+    rest = [parent.step() for _ in range(4)]
+    replay = restore(snapshot, tmp_path / "replay", "replay", {})
+    strip = lambda step: {k: v for k, v in step.items() if k != "timing"}  # noqa: E731
+    assert [strip(replay.step()) for _ in range(4)] == [strip(s) for s in rest]
+
+
+def _final_test_accuracies(tmp_path, modes: tuple[str, ...], seeds=range(4)) -> dict[str, list[float]]:
+    """`fixed:conv_heavy@0` with every seed faulted, paired over the same configurations, per fault mode."""
+    out = {mode: [] for mode in modes}
+    for seed in seeds:
+        for mode in modes:
+            run = _run(tmp_path / f"{mode}-{seed}", "fixed:conv_heavy@0", max_epochs=12, seed=seed,
+                       seed_faults={"conv_heavy": 1.0}, seed_fault_mode=mode)  # fmt: skip
+            out[mode].append(run.result.final_test_accuracy)
+    return out
+
+
 def test_a_frozen_seed_is_switched_on_never_learns_and_replays_bit_for_bit(tmp_path):
     """Its weights after 2 and after 5 epochs are its weights at birth (a healthy seed's move), its last BatchNorm
     scale is 1 (its branch adds a random transform at once), no gradient reaches it, the footer names it, and a
     snapshot taken while it is blended in replays the rest of the episode exactly."""
-    from tamiyo_models.episodes.branching import restore, take_snapshot
-
     frozen = {"seed_faults": {"conv_heavy": 1.0}, "seed_fault_mode": "frozen"}
     short, long = (_run(tmp_path / f"frozen-{n}", "fixed:conv_heavy@0", max_epochs=n, **frozen) for n in (2, 5))
     assert all(torch.equal(a, b) for a, b in zip(_parameters(short), _parameters(long)))
@@ -149,26 +173,14 @@ def test_a_frozen_seed_is_switched_on_never_learns_and_replays_bit_for_bit(tmp_p
     assert long.episode.config.to_dict()["seed_fault_mode"] == "frozen"
     assert "seed_fault_mode" not in EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}).to_dict()
 
-    config = EpisodeConfig(dataset=SYNTHETIC, max_epochs=8, seed=7, controller=reference_controller("fixed:conv_heavy@0"), **frozen)
-    parent = EpisodeRun(config, tmp_path / "parent")
-    for _ in range(4):
-        parent.step()
-    snapshot = take_snapshot(parent)
-    rest = [parent.step() for _ in range(4)]
-    replay = restore(snapshot, tmp_path / "replay", "replay", {})
-    strip = lambda step: {k: v for k, v in step.items() if k != "timing"}  # noqa: E731
-    assert [strip(replay.step()) for _ in range(4)] == [strip(s) for s in rest]
+    _assert_a_fork_replays_bit_for_bit(tmp_path, frozen)
 
 
 def test_a_frozen_seed_harms_the_host_where_a_dead_one_only_costs_its_rent(tmp_path):
     """Paired over the same configurations: the frozen seed ends below the dead one in test accuracy, and the
     vigilant schedule, reading the gradient telemetry, culls it as it culls a dead one."""
-    frozen, dead = [], []
-    for seed in range(4):
-        for mode, out in (("frozen", frozen), ("dead", dead)):
-            run = _run(tmp_path / f"{mode}-{seed}", "fixed:conv_heavy@0", max_epochs=12, seed=seed,
-                       seed_faults={"conv_heavy": 1.0}, seed_fault_mode=mode)  # fmt: skip
-            out.append(run.result.final_test_accuracy)
+    accuracies = _final_test_accuracies(tmp_path, ("frozen", "dead"))
+    frozen, dead = accuracies["frozen"], accuracies["dead"]
     assert sum(frozen) / 4 < sum(dead) / 4 - 1.0, (frozen, dead)
     vigilant = _run(tmp_path / "vigilant", "vigilant:conv_heavy@0", max_epochs=6, seed_faults={"conv_heavy": 1.0},
                     seed_fault_mode="frozen")  # fmt: skip
@@ -179,8 +191,6 @@ def test_a_noisy_seed_never_learns_meets_fresh_noise_each_pass_and_replays_bit_f
     """Its weights stay those of its birth and no gradient reaches them; its output is the identity plus noise that
     changes with every training pass and stands still in eval mode; the footer names it; a snapshot taken while
     it is blended in replays the rest of the episode exactly (the pass counter travels with the snapshot)."""
-    from tamiyo_models.episodes.branching import restore, take_snapshot
-
     noisy = {"seed_faults": {"conv_heavy": 1.0}, "seed_fault_mode": "noisy", "seed_fault_scale": 0.5}
     short, long = (_run(tmp_path / f"noisy-{n}", "fixed:conv_heavy@0", max_epochs=n, **noisy) for n in (2, 5))
     assert all(torch.equal(a, b) for a, b in zip(_parameters(short), _parameters(long)))
@@ -200,26 +210,14 @@ def test_a_noisy_seed_never_learns_meets_fresh_noise_each_pass_and_replays_bit_f
     seed.train()
     assert not torch.equal(seed(h), seed(h))  # training passes: fresh noise each time
 
-    config = EpisodeConfig(dataset=SYNTHETIC, max_epochs=8, seed=7, controller=reference_controller("fixed:conv_heavy@0"), **noisy)
-    parent = EpisodeRun(config, tmp_path / "parent")
-    for _ in range(4):
-        parent.step()
-    snapshot = take_snapshot(parent)
-    rest = [parent.step() for _ in range(4)]
-    replay = restore(snapshot, tmp_path / "replay", "replay", {})
-    strip = lambda step: {k: v for k, v in step.items() if k != "timing"}  # noqa: E731
-    assert [strip(replay.step()) for _ in range(4)] == [strip(s) for s in rest]
+    _assert_a_fork_replays_bit_for_bit(tmp_path, noisy)
 
 
 def test_a_noisy_seed_harms_more_than_a_frozen_one_and_the_vigilant_schedule_culls_it(tmp_path):
     """Paired over the same configurations: a frozen branch is a fixed function the host learns around, fresh
     noise is not, so the noisy seed ends lower; the gradient telemetry shows it as it shows a frozen one."""
-    noisy, frozen = [], []
-    for seed in range(4):
-        for mode, out in (("noisy", noisy), ("frozen", frozen)):
-            run = _run(tmp_path / f"{mode}-{seed}", "fixed:conv_heavy@0", max_epochs=12, seed=seed,
-                       seed_faults={"conv_heavy": 1.0}, seed_fault_mode=mode)  # fmt: skip
-            out.append(run.result.final_test_accuracy)
+    accuracies = _final_test_accuracies(tmp_path, ("noisy", "frozen"))
+    noisy, frozen = accuracies["noisy"], accuracies["frozen"]
     assert sum(noisy) / 4 < sum(frozen) / 4 - 1.0, (noisy, frozen)
     vigilant = _run(tmp_path / "vigilant", "vigilant:conv_heavy@0", max_epochs=6, seed_faults={"conv_heavy": 1.0},
                     seed_fault_mode="noisy")  # fmt: skip
