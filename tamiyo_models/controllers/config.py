@@ -17,7 +17,7 @@ from .saved_policy import load_policy
 
 CONTROLLER_KINDS = (
     "heuristic", "random", "epsilon-heuristic", "softmax-heuristic", "perturbed-heuristic", "never", "fixed-schedule",
-    "epsilon-fixed-schedule", "vigilant-schedule", "policy", "epsilon-policy", "agent",
+    "epsilon-fixed-schedule", "vigilant-schedule", "epsilon-vigilant-schedule", "policy", "epsilon-policy", "agent",
 )  # fmt: skip
 
 
@@ -91,6 +91,8 @@ def _build(config: ControllerConfig) -> Controller:
         return EpsilonGreedy(FixedSchedule(config.blueprint, config.germinate_epoch, config.slot), config.epsilon)
     if config.kind == "vigilant-schedule":
         return VigilantSchedule(config.blueprint, config.germinate_epoch, config.slot)
+    if config.kind == "epsilon-vigilant-schedule":  # exploration around the reader: its culls beside random ones
+        return EpsilonGreedy(VigilantSchedule(config.blueprint, config.germinate_epoch, config.slot), config.epsilon)
     if config.kind == "random":
         return RandomController(config.random_weights)
     if config.kind == "epsilon-heuristic":

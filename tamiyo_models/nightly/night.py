@@ -218,7 +218,8 @@ def batch_seed(night: str, purpose: str) -> int:
 def stochastic_version(champion: Champion, epsilon: float) -> ControllerConfig:
     """The champion with epsilon-greedy exploration around it (propensities logged with every decision)."""
     c = champion.controller
-    kind = {"heuristic": "epsilon-heuristic", "fixed-schedule": "epsilon-fixed-schedule", "policy": "epsilon-policy"}.get(c.kind)
+    kind = {"heuristic": "epsilon-heuristic", "fixed-schedule": "epsilon-fixed-schedule",
+            "vigilant-schedule": "epsilon-vigilant-schedule", "policy": "epsilon-policy"}.get(c.kind)
     if kind is None:
         raise ValueError(f"the champion {champion.name} ({c.kind}) has no stochastic version")
     return dataclasses.replace(c, kind=kind, epsilon=epsilon, label=f"explore:{champion.name}")
