@@ -239,3 +239,26 @@ def test_a_frozen_seeds_scale_sets_its_branch_and_is_refused_outside_frozen(tmp_
         EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_scale=2.0)
     with pytest.raises(ValueError, match="seed_fault_scale must be a positive number"):
         EpisodeConfig(dataset=SYNTHETIC, seed_faults={"conv_heavy": 1.0}, seed_fault_mode="frozen", seed_fault_scale=0)
+
+
+def test_the_readers_stochastic_version_logs_propensities_around_its_culls(tmp_path):
+    import dataclasses
+
+    from tamiyo_models.nightly.champion import Champion
+    from tamiyo_models.nightly.night import stochastic_version
+
+    reader = reference_controller("vigilant:conv_heavy@0")
+    explore = stochastic_version(Champion("vigilant:conv_heavy@0", reader, "2026-12-05"), 0.2)
+    assert explore.kind == "epsilon-vigilant-schedule" and explore.label == "explore:vigilant:conv_heavy@0"
+    faults = {"seed_faults": {"conv_heavy": 1.0}, "max_epochs": 10}
+    greedy = _run(tmp_path / "greedy", "vigilant:conv_heavy@0", **faults)
+    calm = EpisodeRun(dataclasses.replace(greedy.config, controller=dataclasses.replace(explore, epsilon=0.0)), tmp_path / "calm")
+    calm.result = calm.run_to(10)
+    steps = [read_raw_run(r.result.path).steps for r in (greedy, calm)]
+    assert [s["action"]["fine"] for s in steps[1]] == [s["action"]["fine"] for s in steps[0]]  # epsilon 0: the reader
+    noisy = EpisodeRun(dataclasses.replace(greedy.config, controller=explore, seed=11), tmp_path / "noisy")
+    noisy.result = noisy.run_to(10)
+    for step in read_raw_run(noisy.result.path).steps:  # the reader's own action: 0.8 + 0.2 / n; another: 0.2 / n
+        action, share = step["action"], 0.2 / len(step["action"]["legal"])
+        expected = 0.8 + share if action["fine"] == action["greedy_fine"] else share
+        assert action["propensity"] == pytest.approx(expected)
