@@ -262,3 +262,29 @@ def test_the_readers_stochastic_version_logs_propensities_around_its_culls(tmp_p
         action, share = step["action"], 0.2 / len(step["action"]["legal"])
         expected = 0.8 + share if action["fine"] == action["greedy_fine"] else share
         assert action["propensity"] == pytest.approx(expected)
+
+
+def test_a_cards_behaviour_section_finds_the_state_where_the_reader_parts_from_the_schedule(tmp_path):
+    """Until their first different action two episodes of one configuration and order are in the same state: the
+    reader's first divergence from the fixed schedule is its cull of the dead seed, on a zero gradient share."""
+    import dataclasses
+
+    from tamiyo_models.studies.behaviour import behaviour_markdown, read_behaviour
+    from tamiyo_models.world.features import FEATURE_SETS
+
+    faults = {"seed_faults": {"conv_heavy": 1.0}, "max_epochs": 10}
+    for seed in (7, 8):
+        for name in ("vigilant:conv_heavy@0", "fixed:conv_heavy@0"):
+            run = EpisodeRun(dataclasses.replace(_run(tmp_path / "warm", "never").config, controller=reference_controller(name),
+                                                 seed=seed, **faults), tmp_path / "episodes")  # fmt: skip
+            run.run_to(10)
+    names = list(FEATURE_SETS["base+lifecycle+task+slots"])
+    found = read_behaviour(tmp_path / "episodes", "vigilant:conv_heavy@0", "fixed:conv_heavy@0", names)
+    assert found.episodes == 2
+    (first,) = found.divergences
+    assert (first["step"], first["arm"], first["episodes"]) == (2, "CULL", 2) and first["reference"] != "CULL"
+    assert first["features"]["slot0_zero_gradient_share"] > 0.5
+    assert {a["action"]: a["episodes"] for a in found.actions}["CULL"] == 2
+    assert "class: CULL" in found.rules and "CULL" in found.classes  # the tree names the states of its culls
+    text = "\n".join(behaviour_markdown(found, "vigilant:conv_heavy@0", "fixed:conv_heavy@0", keys=("epoch", "slot0_zero_gradient_share")))
+    assert "| 2 | CULL |" in text and "## Where it acts differently from the reference" in text

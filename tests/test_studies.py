@@ -249,6 +249,7 @@ def _ships_with_a_card_from_the_record(path, warehouse, root, folder):
         assert f"| {regime} | {pairs} | {ci_text(difference, low, high)} |" in card
     history = json.loads(next((root / "tiny" / "policies" / "vine").rglob("vine-history.json")).read_text())
     assert "Where it acts differently from its start `fixed:conv_heavy@1`" in card  # the vine's labelled regions, from its record
+    assert "## Where it acts differently from the reference" in card  # its held-out episodes beside the reference's
     for cell in (c for c in history["region_evidence"] if c["label"]):
         assert f"- {cell['region']}: {cell['action']} instead, {ci_text(cell['mean'], cell['low'], cell['high'])} pp over {cell['forks']} forks" in card
     assert policy_controller(shipped.path).metadata["policy_sha256"] == policy_controller(trained_policy(root / "tiny", "vine")).metadata["policy_sha256"]

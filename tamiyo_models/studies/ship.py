@@ -63,11 +63,12 @@ def ship_arm(config: ShipConfig) -> ShippedPolicy:
     if (target.exists() or card.exists()) and not config.force:
         raise StudyError(f"{target} is shipped already: choose another name, or --force to replace it and its card")
     _, payload = load_policy(policy)
+    behaviour = _behaviour(study, config, root, payload)
     folder.mkdir(parents=True, exist_ok=True)
     # Written beside, checked, then moved into place: a failed write never leaves a card that breaks the folder.
     staged_card, staged_policy = folder / f".{config.name}.md.new", folder / f".{config.name}.pt.new"
     try:
-        staged_card.write_text(card_text(study, arms[config.arm], config, payload, rows, regions), encoding="utf-8")
+        staged_card.write_text(card_text(study, arms[config.arm], config, payload, rows, regions, behaviour), encoding="utf-8")
         read_card(staged_card, name=config.name)
         shutil.copyfile(policy, staged_policy)
         staged_policy.replace(target)
@@ -101,6 +102,18 @@ def _rows(study: StudyConfig, config: ShipConfig) -> list[dict]:
     return rows  # study_results orders them: "all" first, then the regimes
 
 
+def _behaviour(study: StudyConfig, config: ShipConfig, root: Path, payload: dict) -> list[str] | None:
+    """The card's "Where it acts differently from the reference" section, from the study's held-out episodes (behaviour.py); None
+    when they are not on this machine (a card shipped from a results-only copy)."""
+    from .behaviour import behaviour_markdown, read_behaviour
+
+    episodes = root / "episodes"
+    if not episodes.is_dir():
+        return None
+    found = read_behaviour(episodes, config.arm, study.reference, list(payload.get("feature_names") or []))
+    return behaviour_markdown(found, config.arm, study.reference) if found.episodes else None
+
+
 def _labelled_regions(policy: Path) -> list[dict] | None:
     """A vine arm's region evidence (vine-history.json beside its policy file: fork_evidence.Cell rows): the
     (region, action) cells that became labels, i.e. the states where it acts differently from its start; None for
@@ -111,9 +124,11 @@ def _labelled_regions(policy: Path) -> list[dict] | None:
     return [r for r in json.loads(history.read_text()).get("region_evidence", []) if r.get("label")]
 
 
-def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: list[dict], regions: list[dict] | None = None) -> str:
-    """The model card, every number from `rows` (study_results), the policy file's own metadata and, for a vine,
-    its region evidence (`regions`: the labelled cells)."""
+def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: list[dict], regions: list[dict] | None = None,
+              behaviour: list[str] | None = None) -> str:  # fmt: skip
+    """The model card, every number from `rows` (study_results), the policy file's own metadata, for a vine its
+    region evidence (`regions`: the labelled cells), and where it acts differently from the study's reference
+    (`behaviour`: lines read from the held-out episodes)."""
     from ..episodes.generation import GenerationSpec
 
     metadata = payload.get("metadata") or {}
@@ -168,6 +183,8 @@ def card_text(study: StudyConfig, arm, config: ShipConfig, payload: dict, rows: 
                      f"{r['wins']}/{r['ties']}/{r['losses']} | {'yes' if r['holds'] else 'no'} |")  # fmt: skip
     if overall.get("study_sha256") and overall["study_sha256"] != study.sha256:
         lines += ["", f"(The rows were recorded with an earlier version of the study file, sha256 {overall['study_sha256'][:12]}.)"]
+    if behaviour:
+        lines += ["", *behaviour]
     short = [r["regime"] for r in rows if r["regime"] != "all" and not r["holds"]]
     lines += ["", "## Where it stops", "",
               f"- Measured on spec `{spec}` only{f' (`{study.spec}`)' if study.spec != spec else ''}: another dataset, host, rent or number of seed slots is untested.",

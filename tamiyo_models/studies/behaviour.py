@@ -1,0 +1,121 @@
+"""Where a policy acts differently from the reference, read from the study's own held-out episodes.
+
+Two episodes of the same configuration and data order are in the same state until their controllers' first
+different action: an episode is a deterministic function of its configuration, its order and its actions. So
+the first divergence of an arm's episode from the reference's names exactly a state where the arm acts
+differently, and what each would do there. After it the trajectories part, and the card describes the arm on its
+own: each action other than WAIT (in how many episodes, at which steps), and a shallow tree over the policy's
+own features that says in which states it takes which action (scikit-learn's `export_text`).
+
+This is description, not selection: nothing here feeds back into training or the study's verdict.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BehaviourConfig:
+    max_depth: int = 3  # the tree's depth: enough for "when, and on what telemetry", small enough to read
+    min_samples_leaf: int = 3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    episodes: int  # the arm's original-order episodes paired with the reference's
+    divergences: list[dict]  # per (step, arm action, reference action): count of episodes, features' means
+    actions: list[dict]  # per action other than WAIT: episodes, decisions, first and last step
+    rules: str  # the tree's rules (empty when the arm never does anything but one action)
+    classes: tuple[str, ...] = ()  # the order of the tree's weights
+
+
+def original_order_runs(folder: str | Path, label: str) -> dict[int, object]:
+    """configuration seed -> the raw run of controller `label` on its original data order, in `folder`."""
+    from ..world.rawrun import list_raw_runs, read_raw_run
+
+    out = {}
+    for path in list_raw_runs(folder):
+        run = read_raw_run(path)
+        config = run.header.get("config") or {}
+        if (run.header.get("controller") or {}).get("name") == label and config.get("data_order_seed") is None:
+            out[int(config["seed"])] = run
+    return out
+
+
+def read_behaviour(folder: str | Path, arm: str, reference: str, feature_names: list[str],
+                   config: BehaviourConfig = BehaviourConfig()) -> Behaviour:  # fmt: skip
+    """The arm's behaviour on the study's held-out episodes in `folder`, beside the reference's (see the module
+    docstring). `feature_names`: the policy's own inputs, which the tree is allowed to split on."""
+    from ..world.features import observation_features
+
+    arm_runs, reference_runs = original_order_runs(folder, arm), original_order_runs(folder, reference)
+    paired = sorted(set(arm_runs) & set(reference_runs))
+    divergences: dict[tuple, list] = defaultdict(list)
+    for seed in paired:
+        for mine, theirs in zip(arm_runs[seed].steps, reference_runs[seed].steps):
+            a, b = mine["action"]["fine"], theirs["action"]["fine"]
+            if a != b:
+                divergences[(mine["step"], a, b)].append(observation_features(mine["observation"]))
+                break
+    states, chosen, taken = [], [], defaultdict(list)
+    for seed in paired:
+        for step in arm_runs[seed].steps:
+            action = step["action"]["fine"]
+            features = observation_features(step["observation"])
+            states.append([features[n] for n in feature_names])
+            chosen.append(action)
+            if action != "WAIT":
+                taken[action].append((seed, step["step"]))
+    actions = [{"action": a, "episodes": len({s for s, _ in t}), "decisions": len(t), "first_step": min(k for _, k in t),
+                "last_step": max(k for _, k in t)} for a, t in sorted(taken.items(), key=lambda kv: -len(kv[1]))]  # fmt: skip
+    rows = [{"step": step, "arm": a, "reference": b, "episodes": len(found), "features": _means(found)}
+            for (step, a, b), found in sorted(divergences.items(), key=lambda kv: (-len(kv[1]), kv[0]))]  # fmt: skip
+    return Behaviour(len(paired), rows, actions, *_rules(states, chosen, feature_names, config))
+
+
+def _means(found: list[dict]) -> dict[str, float]:
+    return {k: sum(f[k] for f in found) / len(found) for k in found[0]} if found else {}
+
+
+def _rules(states: list, chosen: list, feature_names: list[str], config: BehaviourConfig) -> tuple[str, tuple[str, ...]]:
+    if len(set(chosen)) < 2:
+        return "", ()
+    from sklearn.tree import DecisionTreeClassifier, export_text
+
+    tree = DecisionTreeClassifier(max_depth=config.max_depth, min_samples_leaf=config.min_samples_leaf,
+                                  random_state=config.seed).fit(states, chosen)  # fmt: skip
+    text = export_text(tree, feature_names=list(feature_names), show_weights=True, decimals=2)
+    return text, tuple(str(c) for c in tree.classes_)
+
+
+def behaviour_markdown(b: Behaviour, arm: str, reference: str, keys: tuple[str, ...] = ()) -> list[str]:
+    """The card's section. `keys`: features whose means the divergence table shows (those the reader's rule and
+    the schedules' timing turn on, by default)."""
+    keys = keys or ("epoch", "slot1_zero_gradient_share", "slot1_stage", "slot1_alpha", "val_accuracy")
+    lines = ["## Where it acts differently from the reference", "",
+             f"Read from the study's held-out episodes on their original data order ({b.episodes} configurations), beside "
+             f"`{reference}`'s on the same configurations. Until their first different action the two episodes are in the "
+             "same state, so each row below is a state where this policy acts differently from the reference (the "
+             "features' means over those states).", ""]  # fmt: skip
+    shown = [k for k in keys if b.divergences and k in b.divergences[0]["features"]]
+    lines += ["| step | this policy | the reference | episodes | " + " | ".join(shown) + " |",
+              "|---:|---|---|---:|" + "---:|" * len(shown)]  # fmt: skip
+    for r in b.divergences:
+        lines.append(f"| {r['step']} | {r['arm']} | {r['reference']} | {r['episodes']} | "
+                     + " | ".join(f"{r['features'][k]:.2f}" for k in shown) + " |")  # fmt: skip
+    never = b.episodes - sum(r["episodes"] for r in b.divergences)
+    if never:
+        lines.append(f"\nIn {never} configuration(s) it took the reference's every action.")
+    lines += ["", "What it does over the whole episode (every action other than WAIT):", "",
+              "| action | episodes | decisions | steps |", "|---|---:|---:|---|"]  # fmt: skip
+    lines += [f"| {a['action']} | {a['episodes']} | {a['decisions']} | {a['first_step']}–{a['last_step']} |" for a in b.actions]
+    if b.rules:
+        lines += ["", "In which states it takes which action: a shallow tree fitted to its own decisions in "
+                  "those episodes, on its own features (weights: decisions per action, in the order "
+                  f"{', '.join(b.classes)}):", "", "```text", b.rules.rstrip(), "```"]  # fmt: skip
+    return lines
+
