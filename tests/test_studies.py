@@ -163,6 +163,21 @@ def test_a_study_trains_its_own_arms_on_registered_training_seeds_and_resumes(tm
     assert [r["difference"] for r in second.rows] == [r["difference"] for r in first.rows]
     assert {arm: (root / "tiny" / "policies" / arm / "done.json").stat().st_mtime_ns for arm in stamps} == stamps
     assert any("bcq already trained" in line for line in lines)
+    # Off-policy calibration against the study's live result (tamiyo ope --live-study): the arms by their names.
+    from tamiyo_models.cli import main
+    from tamiyo_models.studies.study import live_differences
+
+    live = live_differences(warehouse, "tiny")
+    assert live["heuristic"] == 0.0 and set(live) == {"heuristic", "bcq", "imitation"}
+    row = next(r for r in first.rows if r["arm"] == "bcq")
+    assert live["bcq"] == pytest.approx((row["difference"] + row["fresh_difference"]) / 2)  # 1 fresh order
+    out = tmp_path / "ope"
+    assert main(["ope", "--warehouse", str(root / "tiny" / "data" / "explore.duckdb"), "--references", "heuristic",
+                 "--updates", "50", "--live-study", "tiny", "--results-warehouse", str(warehouse), "--out", str(out),
+                 *(f"{arm}={trained_policy(root / 'tiny', arm)}" for arm in ("bcq", "imitation"))]) == 0  # fmt: skip
+    assert json.loads((out / "ope.json").read_text())["calibration"]["policies"] == 2
+    assert main(["ope", "--warehouse", str(root / "tiny" / "data" / "explore.duckdb"), "--live-study", "none",
+                 "--results-warehouse", str(warehouse), "--out", str(out)]) == 2  # fmt: skip
 
 
 ONLINE = TRAINED.replace('arms = ["bcq", "imitation"]', 'arms = ["imitation", "ppo"]') + """

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
         "estimates on the episodes whose behaviour drew its actions at random (elsewhere: 'not identified'). "
         "Every estimate stands beside the heuristic's; with --live, beside the live paired results too.",
     )
-    o.add_argument("policy", nargs="*", help="policy files (any phase)")
+    o.add_argument("policy", nargs="*", help="policy files (any phase), each as PATH or NAME=PATH (NAME: how the report and "
+                   "--live-study call it)")
     o.add_argument("--warehouse", type=Path, required=True, help="the DuckDB warehouse (its read snapshot)")
     o.add_argument("--references", default="never", help="reference controllers by name, comma-separated (default never)")
     o.add_argument("--regimes", default="", help="only transitions of these arena regimes (comma-separated)")
@@ -27,6 +28,11 @@ def register(subparsers) -> None:
     o.add_argument("--updates", type=int, default=4_000, help="FQE gradient updates per policy (default 4000)")
     o.add_argument("--live", type=Path, help="a comparison.json of `tamiyo evaluate`: adds the live paired results "
                    "and the calibration (rank correlation, error in pp)")
+    o.add_argument("--live-study", metavar="NAME", help="the live results of a recorded study instead (its study_results "
+                   "rows in --results-warehouse): each arm's paired difference against the study's reference, averaged "
+                   "over the original and the fresh orders, the reference itself at 0; name the policy files as its arms")
+    o.add_argument("--results-warehouse", type=Path, default=Path("warehouse/tamiyo.duckdb"),
+                   help="where --live-study's rows are recorded (default warehouse/tamiyo.duckdb)")
     o.add_argument("--out", type=Path, default=Path("var/reports/ope"), help="report folder (default var/reports/ope)")
     o.set_defaults(func=run_ope)
 
@@ -38,11 +44,13 @@ def run_ope(args: argparse.Namespace) -> int:
 
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) or None  # noqa: E731
     policies = {}
-    for path in args.policy:
+    for entry in args.policy:
+        name, sep, path = entry.partition("=")
+        name, path = (name, path) if sep else (Path(entry).name, entry)
         if not Path(path).exists():
             print(f"tamiyo ope: no policy file {path}", file=sys.stderr)
             return 2
-        policies[Path(path).name] = path
+        policies[name] = path
     for name in split(args.references) or ():
         policies[name] = name
     live = {}
@@ -51,6 +59,14 @@ def run_ope(args: argparse.Namespace) -> int:
             live = {row["name"]: row["live"]["live_mean_difference"] for row in json.loads(args.live.read_text())}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"tamiyo ope: {args.live}: not a comparison.json of tamiyo evaluate ({exc})", file=sys.stderr)
+            return 2
+    elif args.live_study:
+        from ..studies.study import StudyError, live_differences
+
+        try:
+            live = live_differences(args.results_warehouse, args.live_study)
+        except StudyError as exc:
+            print(f"tamiyo ope: {exc}", file=sys.stderr)
             return 2
     try:
         from ..controllers import reference_controller
