@@ -137,7 +137,7 @@ def off_policy_report(
         name, _, path = tracker.fetch_policy(ref, out / "policies")
         policies[name] = path
     policies.update({name: name for name in config.references})
-    data = load_transitions(warehouse.path, "full", regimes=tuple(config.regimes) or None)
+    data = load_transitions(warehouse.path, "full+slots", regimes=tuple(config.regimes) or None)
     rows = off_policy_table(policies, data, FQEConfig(updates=config.updates), log=context.log.info)
     live = {}
     comparison = Path(config.live_comparison)

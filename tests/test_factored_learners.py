@@ -268,6 +268,18 @@ def test_a_policy_trained_on_two_slot_runs_acts_on_a_two_slot_host(warehouse, tm
     episode = _config(TWO_SLOTS, seed=7, controller=ControllerConfig(kind="policy", policy=f"file:{run.policy_path}"))
     raw = read_raw_run(run_episode(episode, tmp_path / "live").path)
     assert raw.footer["status"] == "complete" and len(raw.steps) == episode.max_epochs
+
+    # Off-policy estimates on the two-slot runs: the policy reads the per-slot features, and so does the heuristic
+    # (always estimated, the baseline) and a slot-1 schedule; the data holds every feature for them.
+    import json
+
+    from tamiyo_models.cli import main
+
+    out = tmp_path / "ope"
+    assert main(["ope", f"bcq={run.policy_path}", "--warehouse", str(warehouse / "w.duckdb"), "--seed-slots", "2",
+                 "--references", "fixed:conv_light@0:slot1", "--updates", "50", "--out", str(out)]) == 0  # fmt: skip
+    rows = {r["name"]: r for r in json.loads((out / "ope.json").read_text())["rows"]}
+    assert set(rows) == {"heuristic", "bcq", "fixed:conv_light@0:slot1"} and all(np.isfinite(r["fqe"]) for r in rows.values())
     assert raw.header["action_space"] == list(action_names(2))
     names = payload["feature_names"]
     for step in raw.steps:

@@ -73,7 +73,7 @@ def run_ope(args: argparse.Namespace) -> int:
 
         for name in split(args.references) or ():
             reference_controller(name)
-        data = load_transitions(args.warehouse, "full", behaviours=split(args.behaviours), regimes=split(args.regimes),
+        data = load_transitions(args.warehouse, "full+slots", behaviours=split(args.behaviours), regimes=split(args.regimes),
                                 seed_slots=args.seed_slots, mix_action_spaces=args.mix_action_spaces)  # fmt: skip
         rows = off_policy_table(policies, data, FQEConfig(updates=args.updates), log=print)
     except (ValueError, FileNotFoundError) as exc:

@@ -86,7 +86,9 @@ def _policies(policies: dict, feature_names) -> dict:
 
 def off_policy_table(policies: dict, data, config: FQEConfig = FQEConfig(), log=print) -> list[OPERow]:
     """Every policy (name -> policy file or reference name) estimated on `data` (a TransitionDataset with the
-    "full" feature set); the heuristic is always estimated too, as the baseline of every difference."""
+    "full+slots" feature set: every feature, so that a policy of any feature set and a controller that reads the
+    per-slot features, the heuristic on a multi-slot host among them, find theirs); the heuristic is always
+    estimated too, as the baseline of every difference."""
     resolved = _policies({"heuristic": "heuristic", **policies}, data.feature_names)
     obs, legal = torch.as_tensor(data.observations), torch.as_tensor(data.legal)
     rows = []
