@@ -185,3 +185,20 @@ def test_perturbed_heuristic_redraws_thresholds_per_episode():
         assert controller.decide(observation(epoch=30, plateau_epochs=9)).propensity == 1.0
     assert len(set(drawn)) > 1
     assert build_controller(ControllerConfig(kind="perturbed-heuristic")).name == "perturbed-heuristic"
+
+
+def test_a_controller_list_entry_names_a_policy_file_or_a_reference(tmp_path):
+    """NAME=PATH (a study's arm, a four-way state reader) is a saved policy under that name; else a reference."""
+    from pathlib import Path
+
+    from tamiyo_models.controllers import build_controller, reference_controller
+    from tamiyo_models.controllers.config import named_controller
+
+    shipped = Path(__file__).resolve().parents[1] / "tamiyo_models" / "shipped" / "bcq-schedule-forks-arena.pt"
+    name, config = named_controller(f"bcq={shipped}")
+    assert (name, config.kind, config.label, config.policy) == ("bcq", "policy", "bcq", f"file:{shipped}")
+    assert build_controller(config).name == "bcq"
+    assert named_controller(" vigilant:conv_heavy@0:slot1 ") == ("vigilant:conv_heavy@0:slot1", reference_controller("vigilant:conv_heavy@0:slot1"))
+    for bad in (f"={shipped}", f"bcq={tmp_path / 'missing.pt'}"):
+        with pytest.raises(ValueError, match="NAME=PATH"):
+            named_controller(bad)

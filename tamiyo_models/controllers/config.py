@@ -143,3 +143,17 @@ def reference_controller(name: str):
         f"unknown controller {name!r}; reference names: heuristic, never, eager, random, fixed:<blueprint>@<epoch>[:slot<k>], vigilant:<...>, "
         f"heuristic:<blueprint>[+...], shipped:<name>, or a kind ({', '.join(k for k in CONTROLLER_KINDS if not k.endswith('policy') and k != 'agent')})"
     )
+
+
+def named_controller(entry: str) -> tuple[str, ControllerConfig]:
+    """(name, controller) of a controller list entry: `NAME=PATH` names a saved policy file (any phase), anything
+    else is a reference name (`reference_controller`). A study's design and `tamiyo headroom --state-readers` read
+    their lists this way, so a learned policy stands beside the hand-written controllers under its own name."""
+    from pathlib import Path
+
+    name, sep, path = entry.strip().partition("=")
+    if not sep:
+        return entry.strip(), reference_controller(entry)
+    if not name or not Path(path).is_file():
+        raise ValueError(f"controller {entry!r}: NAME=PATH needs a name and an existing policy file ({path!r} not found)")
+    return name, ControllerConfig(kind="policy", policy=f"file:{Path(path).resolve()}", label=name)

@@ -71,8 +71,9 @@ def register(subparsers) -> None:
     h.add_argument("--training-batch-seed", type=int, default=20_261_301,
                    help="with --four-way: draws the training configurations (default %(default)s; their seeds are made even)")
     h.add_argument("--state-readers", default="", metavar="NAMES",
-                   help="with --four-way: comma-separated controllers that read the state (e.g. vigilant:conv_heavy@0), "
-                   "run on the held-out configurations only and paired with each level on the fresh orders")
+                   help="with --four-way: comma-separated controllers that read the state (e.g. vigilant:conv_heavy@0, "
+                   "or NAME=PATH for a learned policy file), run on the held-out configurations only and paired with "
+                   "each level on the fresh orders")
     h.add_argument("--oracle-with-readers", action="store_true",
                    help="with --four-way: the per-configuration oracle also picks among the --state-readers (on the order "
                    "it picks on, a tighter lower bound on the fork-study oracle, whose action sequences include theirs; "
@@ -182,6 +183,7 @@ def _run_four_way(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..controllers import reference_controller
+    from ..controllers.config import named_controller
     from ..episodes.episode import check_device
     from ..episodes.generation import SpecError
     from .four_way import FourWayConfig, run_four_way
@@ -190,8 +192,10 @@ def _run_four_way(args: argparse.Namespace) -> int:
     try:
         grid = tuple(dict.fromkeys([args.reference, *controllers]))  # the reference first: the designs pair on it
         readers = tuple(r.strip() for r in args.state_readers.split(",") if r.strip())
-        for name in (*grid, *readers):
+        for name in grid:
             reference_controller(name)
+        for entry in readers:  # a reference name, or NAME=PATH: a learned policy read as a reader
+            named_controller(entry)
         config = FourWayConfig(spec=args.spec, regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
                                grid=grid, training_configs_per_regime=args.training_configs_per_regime,
                                heldout_configs_per_regime=args.configs_per_regime, training_batch_seed=args.training_batch_seed,

@@ -196,12 +196,15 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     `fresh_orders` fresh orders), and write four-way.md / four-way.json into `out_dir`."""
     from ..common.stats import noise_floor
     from ..controllers import reference_controller
+    from ..controllers.config import named_controller
     from ..warehouse.seeds import EVALUATION, TRAINING
     from .paired import run_paired
 
     out = Path(out_dir)
     arms = {name: reference_controller(name) for name in config.grid}
-    readers = {name: reference_controller(name) for name in config.readers if name not in arms}
+    # A reader is a reference name or NAME=PATH, a learned policy: levels 1 to 3 never pick it, like any reader.
+    readers = dict(named_controller(entry) for entry in config.readers)
+    readers = {name: c for name, c in readers.items() if name not in arms}
     if config.oracle_readers and not readers:  # before any episode runs
         raise ValueError("oracle_readers: no state reader outside the grid for the oracle to pick "
                          f"(readers {', '.join(config.readers) or 'none'}; a reader already in the grid is the grid's)")  # fmt: skip
