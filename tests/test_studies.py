@@ -167,15 +167,19 @@ def test_a_study_trains_its_own_arms_on_registered_training_seeds_and_resumes(tm
     from tamiyo_models.cli import main
     from tamiyo_models.studies.study import live_differences
 
-    live = live_differences(warehouse, "tiny")
-    assert live["heuristic"] == 0.0 and set(live) == {"heuristic", "bcq", "imitation"}
+    reference, live = live_differences(warehouse, "tiny")
+    assert reference == "heuristic" and live["heuristic"] == 0.0 and set(live) == {"heuristic", "bcq", "imitation"}
     row = next(r for r in first.rows if r["arm"] == "bcq")
     assert live["bcq"] == pytest.approx((row["difference"] + row["fresh_difference"]) / 2)  # 1 fresh order
     out = tmp_path / "ope"
     assert main(["ope", "--warehouse", str(root / "tiny" / "data" / "explore.duckdb"), "--references", "heuristic",
                  "--updates", "50", "--live-study", "tiny", "--results-warehouse", str(warehouse), "--out", str(out),
                  *(f"{arm}={trained_policy(root / 'tiny', arm)}" for arm in ("bcq", "imitation"))]) == 0  # fmt: skip
-    assert json.loads((out / "ope.json").read_text())["calibration"]["policies"] == 2
+    assert json.loads((out / "ope.json").read_text())["calibration"] | {"spearman": 0, "mean_abs_error_pp": 0} == {
+        "policies": 2, "baseline": "heuristic", "spearman": 0, "mean_abs_error_pp": 0}
+    policy = str(trained_policy(root / "tiny", "bcq"))
+    for bad in (f"={policy}", f"heuristic={policy}"):  # no empty name, no policy posing as the baseline
+        assert main(["ope", "--warehouse", str(root / "tiny" / "data" / "explore.duckdb"), bad, "--out", str(out)]) == 2
     assert main(["ope", "--warehouse", str(root / "tiny" / "data" / "explore.duckdb"), "--live-study", "none",
                  "--results-warehouse", str(warehouse), "--out", str(out)]) == 2  # fmt: skip
 

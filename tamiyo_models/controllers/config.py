@@ -147,8 +147,9 @@ def reference_controller(name: str):
 
 def named_controller(entry: str) -> tuple[str, ControllerConfig]:
     """(name, controller) of a controller list entry: `NAME=PATH` names a saved policy file (any phase), anything
-    else is a reference name (`reference_controller`). A study's design and `tamiyo headroom --state-readers` read
-    their lists this way, so a learned policy stands beside the hand-written controllers under its own name."""
+    else is a reference name (`reference_controller`). `tamiyo headroom --state-readers` reads its list this way
+    (a study's design reads `NAME=PATH` arms the same way, beside its trained arms), so a learned policy stands
+    beside the hand-written controllers under its own name."""
     from pathlib import Path
 
     name, sep, path = entry.strip().partition("=")

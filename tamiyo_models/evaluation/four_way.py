@@ -204,6 +204,9 @@ def run_four_way(config: FourWayConfig, out_dir: str | Path, *, log: Callable[[s
     arms = {name: reference_controller(name) for name in config.grid}
     # A reader is a reference name or NAME=PATH, a learned policy: levels 1 to 3 never pick it, like any reader.
     readers = dict(named_controller(entry) for entry in config.readers)
+    clash = [e.partition("=")[0] for e in config.readers if "=" in e and e.partition("=")[0] in arms]
+    if clash:  # a learned policy named like a grid controller would be silently replaced by it
+        raise ValueError(f"state reader name(s) {', '.join(clash)} are the grid's; name the policy file otherwise")
     readers = {name: c for name, c in readers.items() if name not in arms}
     if config.oracle_readers and not readers:  # before any episode runs
         raise ValueError("oracle_readers: no state reader outside the grid for the oracle to pick "

@@ -26,11 +26,13 @@ def register(subparsers) -> None:
     o.add_argument("--behaviours", default="", help="only transitions of these controllers (labels or kinds)")
     action_space_args(o)
     o.add_argument("--updates", type=int, default=4_000, help="FQE gradient updates per policy (default 4000)")
-    o.add_argument("--live", type=Path, help="a comparison.json of `tamiyo evaluate`: adds the live paired results "
+    live = o.add_mutually_exclusive_group()
+    live.add_argument("--live", type=Path, help="a comparison.json of `tamiyo evaluate`: adds the live paired results "
                    "and the calibration (rank correlation, error in pp)")
-    o.add_argument("--live-study", metavar="NAME", help="the live results of a recorded study instead (its study_results "
+    live.add_argument("--live-study", metavar="NAME", help="the live results of a recorded study instead (its study_results "
                    "rows in --results-warehouse): each arm's paired difference against the study's reference, averaged "
-                   "over the original and the fresh orders, the reference itself at 0; name the policy files as its arms")
+                   "over the original and the fresh orders, the reference itself at 0 and estimated too; name the policy "
+                   "files as its arms")
     o.add_argument("--results-warehouse", type=Path, default=Path("warehouse/tamiyo.duckdb"),
                    help="where --live-study's rows are recorded (default warehouse/tamiyo.duckdb)")
     o.add_argument("--out", type=Path, default=Path("var/reports/ope"), help="report folder (default var/reports/ope)")
@@ -44,16 +46,21 @@ def run_ope(args: argparse.Namespace) -> int:
 
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) or None  # noqa: E731
     policies = {}
+    references = split(args.references) or ()
     for entry in args.policy:
         name, sep, path = entry.partition("=")
-        name, path = (name, path) if sep else (Path(entry).name, entry)
+        if not sep or Path(entry).exists():  # a plain path (one with '=' in it too) is named by its file name
+            name, path = Path(entry).name, entry
         if not Path(path).exists():
             print(f"tamiyo ope: no policy file {path}", file=sys.stderr)
             return 2
+        if not name or name in policies or name in references or name == "heuristic":
+            print(f"tamiyo ope: policy name {name!r} of {entry!r} is empty, repeated, or a reference's name", file=sys.stderr)
+            return 2
         policies[name] = path
-    for name in split(args.references) or ():
+    for name in references:
         policies[name] = name
-    live = {}
+    live, baseline = {}, "heuristic"
     if args.live:
         try:
             live = {row["name"]: row["live"]["live_mean_difference"] for row in json.loads(args.live.read_text())}
@@ -64,10 +71,12 @@ def run_ope(args: argparse.Namespace) -> int:
         from ..studies.study import StudyError, live_differences
 
         try:
-            live = live_differences(args.results_warehouse, args.live_study)
+            baseline, live = live_differences(args.results_warehouse, args.live_study)
         except StudyError as exc:
             print(f"tamiyo ope: {exc}", file=sys.stderr)
             return 2
+        if baseline not in policies and baseline != "heuristic":  # the differences are from it: estimate it too
+            policies[baseline] = baseline
     try:
         from ..controllers import reference_controller
 
@@ -79,6 +88,7 @@ def run_ope(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo ope: {exc}", file=sys.stderr)
         return 2
-    paths = write_ope_report(rows, args.out, title="Off-policy estimates", data_summary=data.summary(), live=live)
+    paths = write_ope_report(rows, args.out, title="Off-policy estimates", data_summary=data.summary(), live=live,
+                             live_baseline=baseline)  # fmt: skip
     print(f"report: {paths['markdown']} and {paths['html']}")
     return 0

@@ -111,21 +111,26 @@ def off_policy_table(policies: dict, data, config: FQEConfig = FQEConfig(), log=
     return rows
 
 
-def calibration(rows: list[OPERow], live: dict[str, float]) -> dict:
-    """OPE against live: for the policies with a live paired difference vs the heuristic (name -> pp), the
-    Spearman rank correlation of FQE's difference vs the heuristic with the live one, and the mean absolute
-    error in pp."""
+def calibration(rows: list[OPERow], live: dict[str, float], baseline: str = "heuristic") -> dict:
+    """OPE against live: for the policies with a live paired difference against `baseline` (name -> pp; the
+    heuristic for `tamiyo evaluate`, a study's reference for --live-study), the Spearman rank correlation of FQE's
+    difference from the baseline's estimate with the live one, and the mean absolute error in pp."""
     from scipy.stats import spearmanr
 
-    pairs = [(r.versus_heuristic, live[r.name]) for r in rows if r.name in live and r.name != "heuristic"]
+    base = next((r.fqe for r in rows if r.name == baseline), None)
+    if base is None:
+        raise ValueError(f"the live results are differences from {baseline!r}, which has no off-policy estimate here")
+    pairs = [(r.fqe - base, live[r.name]) for r in rows if r.name in live and r.name != baseline]
     if len(pairs) < 2:
-        return {"policies": len(pairs), "spearman": math.nan, "mean_abs_error_pp": math.nan}
+        return {"policies": len(pairs), "spearman": math.nan, "mean_abs_error_pp": math.nan, "baseline": baseline}
     ope, measured = map(np.array, zip(*pairs))
     rho = spearmanr(ope, measured).statistic if np.ptp(ope) > 0 and np.ptp(measured) > 0 else math.nan
-    return {"policies": len(pairs), "spearman": float(rho), "mean_abs_error_pp": float(np.mean(np.abs(ope - measured)))}
+    return {"policies": len(pairs), "spearman": float(rho), "mean_abs_error_pp": float(np.mean(np.abs(ope - measured))),
+            "baseline": baseline}  # fmt: skip
 
 
-def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None) -> dict:
+def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None,
+                     live_baseline: str = "heuristic") -> dict:  # fmt: skip
     from ..common.html_report import markdown_page
 
     out = Path(out_dir)
@@ -136,7 +141,7 @@ def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: d
           f"({data_summary['families']} families); {data_summary['stochastic_share']:.0%} of steps were random draws "
           f"(where importance sampling is identified). Values: pp of validation accuracy gained over an episode; "
           f"intervals: FQE over episode starts, PDWIS/WDR bootstrap over episodes.", "",
-          "| policy | kind | FQE [interval] | vs heuristic (FQE) | PDWIS | WDR | live vs heuristic (test) |",
+          f"| policy | kind | FQE [interval] | vs heuristic (FQE) | PDWIS | WDR | live vs {live_baseline} (test) |",
           "|---|---|---|---|---|---|---|"]  # fmt: skip
 
     def fmt(e: dict) -> str:
@@ -148,10 +153,10 @@ def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: d
         measured = f"{live[r.name]:+.2f}" if r.name in live else "-"
         md.append(f"| {r.name} | {r.kind} | {r.fqe:+.2f} [{r.fqe_low:+.2f}, {r.fqe_high:+.2f}] | {r.versus_heuristic:+.2f} | "
                   f"{fmt(r.pdwis)} | {fmt(r.wdr)} | {measured} |")  # fmt: skip
-    calib = calibration(rows, live) if live else None
+    calib = calibration(rows, live, live_baseline) if live else None
     if calib:
-        md += ["", f"**OPE against live** over {calib['policies']} policies: Spearman rank correlation "
-               f"{calib['spearman']:+.2f}, mean absolute error {calib['mean_abs_error_pp']:.2f} pp."]  # fmt: skip
+        md += ["", f"**OPE against live** over {calib['policies']} policies, each as its difference from {live_baseline}: "
+               f"Spearman rank correlation {calib['spearman']:+.2f}, mean absolute error {calib['mean_abs_error_pp']:.2f} pp."]  # fmt: skip
     markdown = "\n".join(md) + "\n"
     (out / "ope.md").write_text(markdown)
     (out / "ope.html").write_text(markdown_page(markdown, title, out))

@@ -33,16 +33,25 @@ class Behaviour:
     classes: tuple[str, ...] = ()  # the order of the tree's weights
 
 
-def original_order_runs(folder: str | Path, label: str) -> dict[int, object]:
-    """configuration seed -> the raw run of controller `label` on its original data order, in `folder`."""
+def original_order_runs(folder: str | Path, label: str) -> dict[str, object]:
+    """The complete raw runs of controller `label` on their original data order in `folder`, keyed by their
+    configuration without the controller (so an arm's run and the reference's on the same configuration share a
+    key, and an episode of other settings left in the folder shares none)."""
+    import json
+
     from ..world.rawrun import list_raw_runs, read_raw_run
 
     out = {}
     for path in list_raw_runs(folder):
         run = read_raw_run(path)
-        config = run.header.get("config") or {}
-        if (run.header.get("controller") or {}).get("name") == label and config.get("data_order_seed") is None:
-            out[int(config["seed"])] = run
+        config = dict(run.header.get("config") or {})
+        if (run.header.get("controller") or {}).get("name") != label or config.get("data_order_seed") is not None:
+            continue
+        if (run.footer or {}).get("status") != "complete":
+            continue
+        config.pop("controller", None)
+        config.pop("tags", None)
+        out[json.dumps(config, sort_keys=True)] = run
     return out
 
 
@@ -55,21 +64,22 @@ def read_behaviour(folder: str | Path, arm: str, reference: str, feature_names: 
     arm_runs, reference_runs = original_order_runs(folder, arm), original_order_runs(folder, reference)
     paired = sorted(set(arm_runs) & set(reference_runs))
     divergences: dict[tuple, list] = defaultdict(list)
-    for seed in paired:
-        for mine, theirs in zip(arm_runs[seed].steps, reference_runs[seed].steps):
+    paired = [k for k in paired if len(arm_runs[k].steps) == len(reference_runs[k].steps)]  # both ran to the end
+    for key in paired:
+        for mine, theirs in zip(arm_runs[key].steps, reference_runs[key].steps):
             a, b = mine["action"]["fine"], theirs["action"]["fine"]
             if a != b:
                 divergences[(mine["step"], a, b)].append(observation_features(mine["observation"]))
                 break
     states, chosen, taken = [], [], defaultdict(list)
-    for seed in paired:
-        for step in arm_runs[seed].steps:
+    for key in paired:
+        for step in arm_runs[key].steps:
             action = step["action"]["fine"]
             features = observation_features(step["observation"])
             states.append([features[n] for n in feature_names])
             chosen.append(action)
             if action != "WAIT":
-                taken[action].append((seed, step["step"]))
+                taken[action].append((key, step["step"]))
     actions = [{"action": a, "episodes": len({s for s, _ in t}), "decisions": len(t), "first_step": min(k for _, k in t),
                 "last_step": max(k for _, k in t)} for a, t in sorted(taken.items(), key=lambda kv: -len(kv[1]))]  # fmt: skip
     rows = [{"step": step, "arm": a, "reference": b, "episodes": len(found), "features": _means(found)}
@@ -93,20 +103,21 @@ def _rules(states: list, chosen: list, feature_names: list[str], config: Behavio
 
 
 def behaviour_markdown(b: Behaviour, arm: str, reference: str, keys: tuple[str, ...] = ()) -> list[str]:
-    """The card's section. `keys`: features whose means the divergence table shows (those the reader's rule and
-    the schedules' timing turn on, by default)."""
-    keys = keys or ("epoch", "slot1_zero_gradient_share", "slot1_stage", "slot1_alpha", "val_accuracy")
+    """The card's section. `keys`: features whose means the divergence table shows (by default those the reader's
+    rule and the schedules' timing turn on, for slot 0; `slot_keys` gives them for another slot)."""
+    keys = keys or slot_keys(0)
     lines = ["## Where it acts differently from the reference", "",
              f"Read from the study's held-out episodes on their original data order ({b.episodes} configurations), beside "
              f"`{reference}`'s on the same configurations. Until their first different action the two episodes are in the "
              "same state, so each row below is a state where this policy acts differently from the reference (the "
              "features' means over those states).", ""]  # fmt: skip
-    shown = [k for k in keys if b.divergences and k in b.divergences[0]["features"]]
-    lines += ["| step | this policy | the reference | episodes | " + " | ".join(shown) + " |",
-              "|---:|---|---|---:|" + "---:|" * len(shown)]  # fmt: skip
-    for r in b.divergences:
-        lines.append(f"| {r['step']} | {r['arm']} | {r['reference']} | {r['episodes']} | "
-                     + " | ".join(f"{r['features'][k]:.2f}" for k in shown) + " |")  # fmt: skip
+    if b.divergences:
+        shown = [k for k in keys if k in b.divergences[0]["features"]]
+        lines += ["| step | this policy | the reference | episodes | " + "".join(f"{k} | " for k in shown),
+                  "|---:|---|---|---:|" + "---:|" * len(shown)]  # fmt: skip
+        for r in b.divergences:
+            lines.append(f"| {r['step']} | {r['arm']} | {r['reference']} | {r['episodes']} | "
+                         + "".join(f"{r['features'][k]:.2f} | " for k in shown))  # fmt: skip
     never = b.episodes - sum(r["episodes"] for r in b.divergences)
     if never:
         lines.append(f"\nIn {never} configuration(s) it took the reference's every action.")
@@ -119,3 +130,8 @@ def behaviour_markdown(b: Behaviour, arm: str, reference: str, keys: tuple[str, 
                   f"{', '.join(b.classes)}):", "", "```text", b.rules.rstrip(), "```"]  # fmt: skip
     return lines
 
+
+
+def slot_keys(slot: int) -> tuple[str, ...]:
+    """The divergence table's default columns for a reference that acts on `slot`."""
+    return ("epoch", f"slot{slot}_zero_gradient_share", f"slot{slot}_stage", f"slot{slot}_alpha", "val_accuracy")

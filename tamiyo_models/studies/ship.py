@@ -105,13 +105,18 @@ def _rows(study: StudyConfig, config: ShipConfig) -> list[dict]:
 def _behaviour(study: StudyConfig, config: ShipConfig, root: Path, payload: dict) -> list[str] | None:
     """The card's "Where it acts differently from the reference" section, from the study's held-out episodes (behaviour.py); None
     when they are not on this machine (a card shipped from a results-only copy)."""
-    from .behaviour import behaviour_markdown, read_behaviour
+    from ..controllers import reference_controller
+    from .behaviour import behaviour_markdown, read_behaviour, slot_keys
 
     episodes = root / "episodes"
     if not episodes.is_dir():
         return None
     found = read_behaviour(episodes, config.arm, study.reference, list(payload.get("feature_names") or []))
-    return behaviour_markdown(found, config.arm, study.reference) if found.episodes else None
+    try:  # the columns of the slot the reference acts on (a schedule's; slot 0 for the others)
+        slot = reference_controller(study.reference).slot
+    except ValueError:
+        slot = 0
+    return behaviour_markdown(found, config.arm, study.reference, keys=slot_keys(slot)) if found.episodes else None
 
 
 def _labelled_regions(policy: Path) -> list[dict] | None:
