@@ -165,7 +165,7 @@ def test_a_study_trains_its_own_arms_on_registered_training_seeds_and_resumes(tm
     assert any("bcq already trained" in line for line in lines)
     # Off-policy calibration against the study's live result (tamiyo ope --live-study): the arms by their names.
     from tamiyo_models.cli import main
-    from tamiyo_models.studies.study import live_differences
+    from tamiyo_models.ope.report import live_differences
 
     reference, live = live_differences(warehouse, "tiny")
     assert reference == "heuristic" and live["heuristic"] == 0.0 and set(live) == {"heuristic", "bcq", "imitation"}

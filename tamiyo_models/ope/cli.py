@@ -68,11 +68,11 @@ def run_ope(args: argparse.Namespace) -> int:
             print(f"tamiyo ope: {args.live}: not a comparison.json of tamiyo evaluate ({exc})", file=sys.stderr)
             return 2
     elif args.live_study:
-        from ..studies.study import StudyError, live_differences
+        from .report import live_differences
 
         try:
             baseline, live = live_differences(args.results_warehouse, args.live_study)
-        except StudyError as exc:
+        except ValueError as exc:
             print(f"tamiyo ope: {exc}", file=sys.stderr)
             return 2
         if baseline not in policies and baseline != "heuristic":  # the differences are from it: estimate it too

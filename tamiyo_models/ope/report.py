@@ -129,6 +129,35 @@ def calibration(rows: list[OPERow], live: dict[str, float], baseline: str = "heu
             "baseline": baseline}  # fmt: skip
 
 
+def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, float]]:
+    """A recorded study's live result per arm, as the calibration reads it (`tamiyo ope --live-study`): (the
+    study's reference, arm -> its paired difference against that reference over every regime, averaged over the
+    original order and the fresh orders, each order weighted once; the reference itself at 0). Read from the
+    warehouse's study_results table (studies/study.py writes it); arms without a difference (no complete pair) are
+    left out. ValueError when nothing is recorded."""
+    from ..warehouse import connect_read_only
+    from ..warehouse.seeds import has_table
+
+    rows = []
+    if Path(warehouse).exists():
+        with connect_read_only(warehouse) as con:
+            if has_table(con, "study_results"):
+                rows = con.execute("SELECT arm, reference, difference, fresh_difference, fresh_orders FROM study_results "
+                                   "WHERE study = ? AND regime = 'all' ORDER BY arm", [study]).fetchall()  # fmt: skip
+    if not rows:
+        raise ValueError(f"{warehouse}: no result of study {study!r} is recorded (run `tamiyo study run` on its file first)")
+    reference = rows[0][1]
+    out = {reference: 0.0}
+    for arm, _, original, fresh, orders in rows:
+        if original is None or original != original:
+            continue
+        if fresh is None or not orders or fresh != fresh:  # no replication recorded: the original order alone
+            out[arm] = float(original)
+        else:
+            out[arm] = float((original + orders * fresh) / (1 + orders))
+    return reference, out
+
+
 def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None,
                      live_baseline: str = "heuristic") -> dict:  # fmt: skip
     from ..common.html_report import markdown_page

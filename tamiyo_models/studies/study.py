@@ -445,29 +445,6 @@ def study_results(warehouse: str | Path):
         return con.sql("SELECT * FROM study_results ORDER BY study, arm, regime = 'all' DESC, regime").pl()
 
 
-def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, float]]:
-    """A recorded study's live result per arm, as off-policy calibration reads it (`tamiyo ope --live-study`): (the
-    study's reference, arm -> its paired difference against that reference over every regime, averaged over the
-    original order and the fresh orders, each order weighted once; the reference itself at 0). Arms without a
-    difference (no complete pair) are left out. StudyError when nothing is recorded."""
-    frame = study_results(warehouse) if Path(warehouse).exists() else None
-    rows = [] if frame is None or frame.is_empty() else [r for r in frame.iter_rows(named=True)
-                                                          if r["study"] == study and r["regime"] == "all"]  # fmt: skip
-    if not rows:
-        raise StudyError(f"{warehouse}: no result of study {study!r} is recorded (run `tamiyo study run` on its file first)")
-    reference = rows[0]["reference"]
-    out = {reference: 0.0}
-    for r in rows:
-        original, fresh, orders = r.get("difference"), r.get("fresh_difference"), r.get("fresh_orders") or 0
-        if original is None or original != original:
-            continue
-        if fresh is None or orders == 0 or fresh != fresh:  # no replication recorded: the original order alone
-            out[r["arm"]] = float(original)
-        else:
-            out[r["arm"]] = float((original + orders * fresh) / (1 + orders))
-    return reference, out
-
-
 def results_markdown(warehouses: list) -> str:
     """docs/results.md: every recorded study and every night's decision, from the tables of these warehouses (a
     study recorded in several, the first one's rows)."""
