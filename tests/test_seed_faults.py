@@ -267,7 +267,6 @@ def test_the_readers_stochastic_version_logs_propensities_around_its_culls(tmp_p
 def test_a_cards_behaviour_section_finds_the_state_where_the_reader_parts_from_the_schedule(tmp_path):
     """Until their first different action two episodes of one configuration and order are in the same state: the
     reader's first divergence from the fixed schedule is its cull of the dead seed, on a zero gradient share."""
-    import dataclasses
 
     from tamiyo_models.studies.behaviour import behaviour_markdown, read_behaviour
     from tamiyo_models.world.features import FEATURE_SETS
@@ -275,9 +274,8 @@ def test_a_cards_behaviour_section_finds_the_state_where_the_reader_parts_from_t
     faults = {"seed_faults": {"conv_heavy": 1.0}, "max_epochs": 10}
     for seed in (7, 8):
         for name in ("vigilant:conv_heavy@0", "fixed:conv_heavy@0"):
-            run = EpisodeRun(dataclasses.replace(_run(tmp_path / "warm", "never").config, controller=reference_controller(name),
-                                                 seed=seed, **faults), tmp_path / "episodes")  # fmt: skip
-            run.run_to(10)
+            config = EpisodeConfig(dataset=SYNTHETIC, seed=seed, controller=reference_controller(name), **faults)
+            EpisodeRun(config, tmp_path / "episodes").run_to(10)
     names = list(FEATURE_SETS["base+lifecycle+task+slots"])
     found = read_behaviour(tmp_path / "episodes", "vigilant:conv_heavy@0", "fixed:conv_heavy@0", names)
     assert found.episodes == 2
