@@ -17,19 +17,18 @@ from assets.generation import NIGHTS
 from assets.mlflow_resource import MlflowTrackingResource
 from assets.resources import RawLandingResource, WarehouseResource
 from tamiyo_models.nightly.night import (
-    NightConfig, NightPaths, decide_night, evaluate_night, generate_night, ingest_night, mini_night, train_challengers,
+    PRESETS, NightConfig, NightPaths, decide_night, evaluate_night, generate_night, ingest_night, train_challengers,
 )  # fmt: skip
 from tamiyo_models.nightly.report import champion_table, champion_trend, format_table, write_night_report
 
 GROUP = "nightly"
 WRITER_POOL = "duckdb_writer"
-PRESETS = {"arena": NightConfig, "mini": mini_night}
 
 
 class NightlyResource(dg.ConfigurableResource):
     """What a night does (the library's NightConfig) and where its own files go."""
 
-    preset: str = os.environ.get("TAMIYO_NIGHT_PRESET", "arena")  # arena (the real night) or mini (the demo)
+    preset: str = os.environ.get("TAMIYO_NIGHT_PRESET", "arena")  # arena, arena-v2 (real nights) or mini (the demo)
     settings_json: str = os.environ.get("TAMIYO_NIGHT_SETTINGS", "{}")  # overrides of NightConfig's fields
     nights_dir: str = os.environ.get("TAMIYO_NIGHTS_DIR", "var/nights")
 

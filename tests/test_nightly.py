@@ -127,6 +127,26 @@ class _Killed(RuntimeError):
     pass
 
 
+def test_the_presets_are_one_table_for_the_cli_dagster_and_make_run(capsys):
+    """`--preset arena-v2` is the arena-v2 night everywhere: its spec, the four-way's slot-aware grid, and a budget
+    that counts a fork at an early step as WAIT plus 5 blueprints in either slot."""
+    from assets.nightly import NightlyResource
+
+    from tamiyo_models.cli import main
+    from tamiyo_models.nightly.night import PRESETS, arena_v2_night
+
+    config = arena_v2_night()
+    assert config.spec == "arena-v2" and "fixed:conv_light@0:slot1" in config.reference_grid
+    assert NightlyResource(preset="arena-v2").night_config() == config
+    assert main(["night", "2026-12-09", "--preset", "arena-v2", "--set", "workers=1", "--show-config"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {**config.to_dict(), "workers": 1, "rule": dataclasses.asdict(config.rule)}
+    assert config.planned_episodes(1, 1, fork_actions=11)["forks"] == config.fork_parents * 12
+    with pytest.raises(ValueError, match="known presets are arena, arena-v2, mini"):
+        NightlyResource(preset="arena-v3").night_config()
+    assert set(PRESETS) == {"arena", "arena-v2", "mini"}
+
+
 @pytest.fixture(scope="module")
 def three_nights(tmp_path_factory):
     """Night 1 whole; night 2 killed during its training stage, then rerun; night 3 through Dagster."""
@@ -379,6 +399,37 @@ def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
     arms = {"heuristic", "fixed:conv_heavy@1", metadata["champion_before"].value, f"phase3-bcq-{NIGHTS[2]}",
             f"phase4-vine-{NIGHTS[2]}", f"phase4-ppo-{NIGHTS[2]}"}
     assert len(means) == len(arms)  # the champion's row and one per compared controller
+
+
+def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp_path):
+    """`tamiyo ope --live-night`: every arm of the night is estimated from the warehouse's logged transitions (its
+    policy file, or its reference name) and set beside its live paired difference against the night's champion."""
+    from tamiyo_models.cli import main
+    from tamiyo_models.ope.report import live_night
+
+    paths, _, _ = three_nights
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        recorded = {arm: (role, d, f, n) for arm, role, d, f, n in con.execute(
+            "SELECT arm, role, difference, fresh_difference, fresh_orders FROM champion_history WHERE night = ?",
+            [NIGHTS[0]]).fetchall()}  # fmt: skip
+    champion, live, arms = live_night(paths.warehouse, NIGHTS[0])
+    assert recorded[champion][0] == "champion" and live[champion] == 0.0
+    assert set(live) == set(recorded)
+    for arm, (role, d, f, n) in recorded.items():
+        if role != "champion":
+            assert live[arm] == pytest.approx((d + n * f) / (1 + n))  # each order weighted once
+    assert arms[f"phase3-bcq-{NIGHTS[0]}"].endswith("phase3-bcq.pt") and Path(arms[f"phase3-bcq-{NIGHTS[0]}"]).exists()
+    assert arms["fixed:conv_heavy@1"] == "fixed:conv_heavy@1" and "heuristic" not in arms  # the heuristic is always estimated
+
+    out = tmp_path / "ope"
+    assert main(["ope", "--warehouse", str(paths.warehouse), "--live-night", NIGHTS[0], "--updates", "30", "--out", str(out)]) == 0
+    report = (out / "ope.md").read_text()
+    assert f"live vs {champion} (test)" in report and "**OPE against live** over" in report
+    for arm in live:
+        assert f"| {arm} |" in report
+    with pytest.raises(ValueError, match="no night '2031-01-01' is recorded"):
+        live_night(paths.warehouse, "2031-01-01")
+    assert main(["ope", "--warehouse", str(paths.warehouse), "--live-night", "2031-01-01", "--out", str(out)]) == 2
 
 
 # ----- the compute rent: which number decides, both recorded (docs/arena.md, "Compute rent") --------------------------

@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from .night import PRESETS
+
     night = subparsers.add_parser(
         "night",
         help="run (or resume) one night of the improvement loop: generate, ingest, train, evaluate, promote or keep",
@@ -19,7 +21,8 @@ def register(subparsers) -> None:
         "as --set FIELD=JSON (e.g. --set training_episodes=300 --set 'challengers=[\"bcq\"]').",
     )
     night.add_argument("night", help="the night, YYYY-MM-DD (its batch seeds follow from it)")
-    night.add_argument("--preset", choices=("arena", "mini"), default="arena", help="the night's settings (default arena)")
+    night.add_argument("--preset", choices=tuple(PRESETS), default="arena",
+                       help="the night's settings: arena (default), arena-v2 (rent 1, two slots) or mini (the demo)")
     night.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override one NightConfig field")
     night.add_argument("--workers", type=int, help="episode worker processes (default: the preset's, 2)")
     _paths_args(night)
@@ -48,9 +51,9 @@ def _paths_args(parser) -> None:
 
 
 def night_config_from_args(args):
-    from .night import NightConfig, mini_night
+    from .night import PRESETS, NightConfig
 
-    base = (NightConfig() if args.preset == "arena" else mini_night()).to_dict()
+    base = PRESETS[args.preset]().to_dict()
     for item in args.set:
         field, sep, value = item.partition("=")
         if not sep or field not in base:

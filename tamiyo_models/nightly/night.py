@@ -146,15 +146,17 @@ class NightConfig:
         d = dataclasses.asdict(self)
         return {**d, "reference_grid": list(self.reference_grid), "challengers": list(self.challengers), "phase4": list(self.phase4)}
 
-    def planned_episodes(self, regimes: int, shipped: int = 0) -> dict[str, int]:
-        """The night's budget in episodes, before it runs (a fork parent counts itself and up to 6 branches: the
-        legal alternatives at an early step, when no seed is active, are WAIT and the five blueprints); `shipped`:
-        the shipped policies that join a first night."""
+    def planned_episodes(self, regimes: int, shipped: int = 0, fork_actions: int = 6) -> dict[str, int]:
+        """The night's budget in episodes, before it runs (at most: the champion may also be in the grid); a fork
+        parent counts itself and one branch per legal action at an early step, when no seed is active: WAIT and
+        every blueprint in every slot (`fork_actions`: 6 on the arena's one slot, 11 on arena-v2's two);
+        `shipped`: the shipped policies that join a first night."""
         arms = 1 + 1 + len(self.reference_grid) + len(self.challengers) + len(self.phase4) + shipped  # champion, heuristic, grid, challengers
         evaluation = regimes * self.heldout_per_regime * arms * (1 + self.fresh_orders)
         ppo = self.ppo_episodes if "ppo" in self.phase4 else 0
-        return {"training": self.training_episodes, "forks": self.fork_parents * 7, "ppo": ppo, "evaluation": evaluation,
-                "total": self.training_episodes + self.fork_parents * 7 + ppo + evaluation}
+        forks = self.fork_parents * (1 + fork_actions)
+        return {"training": self.training_episodes, "forks": forks, "ppo": ppo, "evaluation": evaluation,
+                "total": self.training_episodes + forks + ppo + evaluation}
 
     @classmethod
     def from_dict(cls, d: dict) -> "NightConfig":
@@ -176,6 +178,22 @@ def mini_night(**overrides) -> NightConfig:
                     vine_updates=200, distil_updates=300, ppo_episodes=4, ppo_episodes_per_iteration=2,
                     rule=PromotionRule(min_pairs=3, resamples=2_000))  # fmt: skip
     return NightConfig(**{**settings, **overrides})
+
+
+def arena_v2_night(**overrides) -> NightConfig:
+    """The arena-v2 night (docs/arena.md, "Arena v2": rent 1, two slots, hidden noise, seeds born noisy): its grid
+    is the four-way's slot-aware one (the best fixed schedule there is `fixed:conv_light@0:slot1`), and since the
+    spec has one regime, its 24 held-out configurations are the four-way's count of pairs. About 1,800 episodes
+    (`planned_episodes`): 600 training, 24 forked parents (up to 11 branches each: WAIT and 5 blueprints in either
+    slot), 32 of PPO's, and 24 x 13 arms x 3 data orders in the evaluation."""
+    settings = dict(spec="arena-v2", training_episodes=600, heldout_per_regime=24,
+                    reference_grid=("never", "fixed:conv_light@0:slot1", "fixed:conv_heavy@0:slot1", "fixed:conv_light@0",
+                                    "fixed:conv_heavy@0"))  # fmt: skip
+    return NightConfig(**{**settings, **overrides})
+
+
+# The night's presets by name: one table for `tamiyo night --preset`, `make run PRESET=` and Dagster's resource.
+PRESETS: dict[str, Callable[..., NightConfig]] = {"arena": NightConfig, "arena-v2": arena_v2_night, "mini": mini_night}
 
 
 @dataclass(frozen=True)
@@ -729,11 +747,12 @@ def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callab
     spec = GenerationSpec.load(config.spec)
     regimes = max(1, len([r for r in spec.regimes if r["name"] not in spec.unavailable]))
     shipped = shipped_challengers(night, config, paths)
-    budget = config.planned_episodes(regimes, len(shipped))
+    base = spec.sample(1, seed=0)[0]  # the spec's blueprints and slots: how wide a fork at an early step is
+    budget = config.planned_episodes(regimes, len(shipped), fork_actions=1 + len(base.blueprints) * len(base.host.slots or (0,)))
     if shipped:
         log(f"night {night}: the warehouse's first night takes the shipped {', '.join(p.label for p in shipped)} as challenger(s)")
     log(f"night {night}: at most {budget['total']} episodes planned ({budget['training']} training, up to "
-        f"{budget['forks']} in fork studies, {budget['evaluation']} in the evaluation, over {regimes} regime(s) of "
+        f"{budget['forks']} in fork studies, {budget['ppo']} of PPO's, {budget['evaluation']} in the evaluation, over {regimes} regime(s) of "
         f"spec {config.spec}); episodes already on disk are read back")  # fmt: skip
     _write_stage(paths, night, "config", {**config.to_dict(), "planned_episodes": budget})
     generate_night(night, config, paths, log=log, on_result=on_result)

@@ -33,8 +33,12 @@ def register(subparsers) -> None:
                    "rows in --results-warehouse): each arm's paired difference against the study's reference, averaged "
                    "over the original and the fresh orders, the reference itself at 0 and estimated too; name the policy "
                    "files as its arms")
-    o.add_argument("--results-warehouse", type=Path, default=Path("warehouse/tamiyo.duckdb"),
-                   help="where --live-study's rows are recorded (default warehouse/tamiyo.duckdb)")
+    live.add_argument("--live-night", metavar="YYYY-MM-DD", help="the live results of a recorded night instead (its "
+                   "champion_history rows): every arm of the night is estimated (its policy file, or its reference "
+                   "name) and set beside its paired difference against the night's champion, averaged over the "
+                   "original and the fresh orders")
+    o.add_argument("--results-warehouse", type=Path, help="where --live-study's or --live-night's rows are recorded "
+                   "(default: --warehouse for --live-night, warehouse/tamiyo.duckdb for --live-study)")
     o.add_argument("--out", type=Path, default=Path("var/reports/ope"), help="report folder (default var/reports/ope)")
     o.set_defaults(func=run_ope)
 
@@ -71,12 +75,22 @@ def run_ope(args: argparse.Namespace) -> int:
         from .report import live_differences
 
         try:
-            baseline, live = live_differences(args.results_warehouse, args.live_study)
+            baseline, live = live_differences(args.results_warehouse or Path("warehouse/tamiyo.duckdb"), args.live_study)
         except ValueError as exc:
             print(f"tamiyo ope: {exc}", file=sys.stderr)
             return 2
         if baseline not in policies and baseline != "heuristic":  # the differences are from it: estimate it too
             policies[baseline] = baseline
+    elif args.live_night:
+        from .report import live_night
+
+        try:
+            baseline, live, arms = live_night(args.results_warehouse or args.warehouse, args.live_night)
+        except ValueError as exc:
+            print(f"tamiyo ope: {exc}", file=sys.stderr)
+            return 2
+        for name, what in arms.items():
+            policies.setdefault(name, what)
     try:
         from ..controllers import reference_controller
 

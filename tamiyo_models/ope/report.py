@@ -158,6 +158,49 @@ def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, 
     return reference, out
 
 
+def live_night(warehouse: str | Path, night: str, score: str = "test") -> tuple[str, dict[str, float], dict[str, str]]:
+    """A recorded night's live results, as the calibration reads them (`tamiyo ope --live-night`): (the night's
+    champion, arm -> its paired difference against the champion on the held-out configurations, averaged over the
+    original order and the fresh orders as live_differences does, the champion itself at 0, and arm -> what to
+    estimate: its policy file, or its reference name). Read from champion_history (nightly/champion.py writes
+    it). ValueError naming the night, arm and field when something cannot be read."""
+    from ..controllers import ControllerConfig
+    from ..warehouse import connect_read_only
+    from ..warehouse.seeds import has_table
+
+    rows = []
+    if Path(warehouse).exists():
+        with connect_read_only(warehouse) as con:
+            if has_table(con, "champion_history"):
+                rows = con.execute("SELECT arm, role, champion, controller_json, difference, fresh_difference, fresh_orders "
+                                   "FROM champion_history WHERE night = ? AND score = ? ORDER BY arm", [night, score]).fetchall()  # fmt: skip
+    if not rows:
+        raise ValueError(f"{warehouse}: no night {night!r} is recorded in champion_history (score {score!r})")
+    champion = rows[0][2]
+    live, policies = {champion: 0.0}, {}
+    for arm, role, _, controller_json, original, fresh, orders in rows:
+        try:
+            controller = ControllerConfig.from_dict(json.loads(controller_json))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{warehouse}: champion_history night {night}, arm {arm!r}, field controller_json: "
+                             f"not a controller ({exc})") from None  # fmt: skip
+        if controller.kind == "policy":
+            path = str(controller.policy or "").removeprefix("file:")
+            if not Path(path).exists():
+                raise ValueError(f"{warehouse}: champion_history night {night}, arm {arm!r}, field controller_json: "
+                                 f"its policy file {path!r} is not here (the night's folder moved?)")  # fmt: skip
+            policies[arm] = path
+        elif arm != "heuristic":  # the heuristic is always estimated
+            policies[arm] = arm
+        if role == "champion" or original is None or original != original:
+            continue
+        if fresh is None or not orders or fresh != fresh:
+            live[arm] = float(original)
+        else:
+            live[arm] = float((original + orders * fresh) / (1 + orders))
+    return champion, live, policies
+
+
 def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None,
                      live_baseline: str = "heuristic") -> dict:  # fmt: skip
     from ..common.html_report import markdown_page
