@@ -331,3 +331,29 @@ def test_every_shipped_study_file_is_valid(path, capsys):
     assert main(["study", "run", str(path), "--check"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"{config.name}: ") and printed.count("  trained arm ") == len(config.trained)
+
+
+def test_results_keep_the_sections_of_warehouses_not_read_this_time(tmp_path):
+    """`tamiyo study results --write FILE --keep`: a section no warehouse given holds stays (marked as kept), a
+    section a warehouse holds is replaced whole, studies stay before the nightly champion, and a rerun changes
+    nothing."""
+    from tamiyo_models.cli import main
+    from tamiyo_models.studies.study import KEPT_NOTE, merge_results
+
+    head = results_markdown([tmp_path / "none.duckdb"]).split("No study recorded yet.")[0]
+    earlier = (head + "## old-study\n\nClaim: old\n\n| a |\n\n## shared\n\nClaim: before\n\n"
+               "## The nightly champion (gone.duckdb)\n\n| night |\n")  # fmt: skip
+    fresh = head + "## shared\n\nClaim: after\n\n## new-study\n\nClaim: new\n\n## The nightly champion (here.duckdb)\n\n| n |\n"
+    merged = merge_results(earlier, fresh)
+    headings = [line for line in merged.splitlines() if line.startswith("## ")]
+    assert headings == ["## old-study", "## shared", "## new-study", "## The nightly champion (gone.duckdb)",
+                        "## The nightly champion (here.duckdb)"]  # fmt: skip
+    assert "Claim: after" in merged and "Claim: before" not in merged
+    assert merged.count(KEPT_NOTE) == 2 and "Claim: old\n\n| a |" in merged
+    assert merge_results(merged, fresh) == merged
+
+    out = tmp_path / "results.md"
+    out.write_text(earlier)
+    assert main(["study", "results", "--warehouse", str(tmp_path / "none.duckdb"), "--write", str(out), "--keep"]) == 0
+    assert "## old-study" in out.read_text() and "No study recorded yet." not in out.read_text()
+    assert main(["study", "results", "--keep"]) == 2

@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     results.add_argument("--warehouse", type=Path, action="append",
                          help="a warehouse to read (repeatable; default warehouse/tamiyo.duckdb)")
     results.add_argument("--write", type=Path, help="write the Markdown to this file (e.g. docs/results.md)")
+    results.add_argument("--keep", action="store_true", help="with --write: keep the file's sections that no warehouse "
+                         "given holds (recorded on another machine, or in a warehouse since removed), marked as kept")
     results.set_defaults(func=results_command)
 
 
@@ -100,9 +102,14 @@ def ship_command(args: argparse.Namespace) -> int:
 
 
 def results_command(args: argparse.Namespace) -> int:
-    from .study import results_markdown
+    from .study import merge_results, results_markdown
 
     text = results_markdown(args.warehouse or [DEFAULT_WAREHOUSE])
+    if args.keep and not args.write:
+        print("tamiyo study results: --keep keeps the sections of the file given to --write; give --write", file=sys.stderr)
+        return 2
+    if args.keep and args.write.exists():
+        text = merge_results(args.write.read_text(), text)
     if args.write:
         args.write.write_text(text)
         print(f"wrote {args.write}")

@@ -445,6 +445,36 @@ def study_results(warehouse: str | Path):
         return con.sql("SELECT * FROM study_results ORDER BY study, arm, regime = 'all' DESC, regime").pl()
 
 
+KEPT_NOTE = ("*Kept from the earlier file: no warehouse read this time holds this section (it was recorded on "
+             "another machine, or in a warehouse since removed).*")  # fmt: skip
+
+
+def merge_results(earlier: str, fresh: str) -> str:
+    """`tamiyo study results --write FILE --keep`: the fresh Markdown, plus every section (a `## ` heading and what
+    follows it) of the earlier file that the fresh one lacks, marked as kept. Study sections stay before the nightly
+    champion's, each group in the earlier file's order with new sections after; a section the fresh Markdown has
+    replaces the earlier one whole. Running it again changes nothing."""
+
+    def split(text: str) -> tuple[str, list[tuple[str, str]]]:
+        head, *parts = ("\n" + text).split("\n## ")
+        return head.lstrip("\n"), [(p.split("\n", 1)[0], "## " + p.rstrip("\n") + "\n") for p in parts]
+
+    head, new = split(fresh)
+    _, old = split(earlier)
+    new_by = dict(new)
+    kept = {}
+    for heading, body in old:
+        if heading not in new_by:
+            title, _, rest = body.partition("\n\n")
+            kept[heading] = body if KEPT_NOTE in body else f"{title}\n\n{KEPT_NOTE}\n\n{rest}"
+    order = [h for h, _ in old if h in new_by or h in kept] + [h for h, _ in new if h not in dict(old)]
+    nightly = lambda h: h.startswith("The nightly champion")  # noqa: E731
+    merged = [h for h in order if not nightly(h)] + [h for h in order if nightly(h)]
+    if any(not nightly(h) for h in merged):
+        head = head.replace("No study recorded yet.\n", "")
+    return head.rstrip("\n") + "\n\n" + "\n".join(new_by.get(h) or kept[h] for h in merged)
+
+
 def results_markdown(warehouses: list) -> str:
     """docs/results.md: every recorded study and every night's decision, from the tables of these warehouses (a
     study recorded in several, the first one's rows)."""
