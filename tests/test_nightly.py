@@ -315,6 +315,9 @@ def test_a_night_forks_the_champion_at_one_decision_into_every_legal_action(thre
     paths, _, _ = three_nights
     generated = json.loads((paths.night_dir(NIGHTS[0]) / "generate.json").read_text())
     assert generated["fork_parents"] == NIGHT.fork_parents == 1 and generated["branches"] >= 2
+    # The second night was killed and resumed: its summary, rewritten from the runs read back, still counts the branches.
+    resumed = json.loads((paths.night_dir(NIGHTS[1]) / "generate.json").read_text())
+    assert resumed["branches"] == len(list(paths.raw_dir(NIGHTS[1]).glob("run-*-b[0-9][0-9][0-9]-*.jsonl"))) >= 1
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     # The branches are in the warehouse beside their parent, which the champion (the heuristic, that night) ran.
     (branches, parents), = con.execute("SELECT count(*), count(DISTINCT parent_run_id) FROM branches").fetchall()
@@ -430,6 +433,36 @@ def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp
     with pytest.raises(ValueError, match="no night '2031-01-01' is recorded"):
         live_night(paths.warehouse, "2031-01-01")
     assert main(["ope", "--warehouse", str(paths.warehouse), "--live-night", "2031-01-01", "--out", str(out)]) == 2
+
+
+def test_a_night_on_a_two_slot_spec_trains_its_learners_on_the_factored_action(tmp_path):
+    """On a multi-slot spec (arena-v2's shape) the night's Phase 3 and PPO read the per-slot features and score the
+    factored action (1 + 7 x 2 actions); vine, whose forks and regions are single-slot, is skipped with the reason."""
+    from tamiyo_models.agents.saved import load_policy
+    from tamiyo_models.nightly.night import night_action_space
+    from tamiyo_models.world.actions import action_names
+    from tamiyo_models.world.features import SLOT_FEATURES
+
+    spec = tmp_path / "two-slot.toml"
+    spec.write_text('name = "two-slot"\n[base]\nmax_epochs = 4\ntelemetry = { enabled = false }\n[base.dataset]\n'
+                    'name = "synthetic"\n[base.host]\nwidths = [2, 4, 8]\nslots = [0, 1]\n[[controllers]]\nkind = "heuristic"\n')  # fmt: skip
+    config = mini_night(spec=str(spec), training_episodes=6, fork_parents=1, max_epochs=4, heldout_per_regime=3,
+                        reference_grid=("fixed:conv_light@0:slot1",), challengers=("bcq",), min_updates=40,
+                        passes_over_data=2.0, distil_updates=100, ppo_episodes=2, ppo_episodes_per_iteration=2,
+                        shipped_challengers=False)  # fmt: skip
+    assert night_action_space(config) == (2, "base+lifecycle+task+slots")
+    paths, lines = _paths(tmp_path), []
+    run_night("2026-12-01", config, paths, log=lines.append)
+    trained = json.loads((paths.night_dir("2026-12-01") / "train.json").read_text())["challengers"]
+    assert set(trained) == {"phase3-bcq-2026-12-01", "phase4-ppo-2026-12-01"}
+    for info in trained.values():
+        payload = load_policy(info["policy"])[1]
+        assert tuple(payload["fine_actions"]) == action_names(2)
+        assert set(SLOT_FEATURES) <= set(payload["feature_names"])
+    assert any("phase4-vine-2026-12-01 skipped: vine's forks" in line for line in lines)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        arms = {a for (a,) in con.execute("SELECT arm FROM champion_history WHERE night = '2026-12-01'").fetchall()}
+    assert arms == {"heuristic", "fixed:conv_light@0:slot1", *trained}
 
 
 # ----- the compute rent: which number decides, both recorded (docs/arena.md, "Compute rent") --------------------------

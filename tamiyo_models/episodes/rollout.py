@@ -57,7 +57,10 @@ def stored_result(out_dir: Path, run_id: str, config=None) -> EpisodeResult | No
         return None
     if config is not None and _stale_policy(config, run.header):
         return None
-    return EpisodeResult.from_footer(path, run_id, footer)
+    result = EpisodeResult.from_footer(path, run_id, footer)
+    # Its branch runs lie beside it (<run id>[-o<order>]-b<step>-<action>.jsonl): read back, it counts them as run.
+    result.branches = sum(1 for _ in Path(out_dir).glob(f"{run_id}-*b[0-9][0-9][0-9]-*.jsonl"))
+    return result
 
 
 def _stale_policy(config, header: dict) -> bool:

@@ -365,6 +365,17 @@ def scaled_updates(transitions: int, config: NightConfig, batch_size: int) -> in
     return int(min(config.max_updates, max(config.min_updates, wanted)))
 
 
+def night_action_space(config: NightConfig) -> tuple[int, str]:
+    """(seed slots, learners' feature set) of the night's spec: a multi-slot host's learners read the per-slot
+    features (`+slots`), without which two slots at different stages look alike; a single-slot one's read what
+    they always did."""
+    from ..episodes.generation import GenerationSpec
+
+    base = GenerationSpec.load(config.spec).sample(1, seed=0)[0]
+    slots = len(base.host.slots or (0,))
+    return slots, "base+lifecycle+task+slots" if slots > 1 else "base+lifecycle+task"
+
+
 def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
                       tags: dict | None = None) -> dict:  # fmt: skip
     """Train (or find, when resuming) tonight's Phase 3, then Phase 4 challengers. Returns {"challengers":
@@ -376,7 +387,8 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
     out = paths.night_dir(night) / "challengers"
     champion = champion_of(night, paths)
     nights = learned_nights(paths.warehouse)
-    data = load_transitions(paths.warehouse, OfflineRunConfig().feature_set)
+    slots, feature_set = night_action_space(config)
+    data = load_transitions(paths.warehouse, feature_set, seed_slots=slots)
     previous = _read_stage(paths, night, "train") or {}
     tracker = None
     found: dict = {}
@@ -388,14 +400,15 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
             log(f"night {night}: {name} already trained ({policy}), kept")
             continue
         run_config = OfflineRunConfig(algorithm=algorithm, parent_policy=_policy_file_of(champion.controller.to_dict()),
-                                      split_seed=int(batch_seed(night, TRAINING) % 1000))  # fmt: skip
+                                      split_seed=int(batch_seed(night, TRAINING) % 1000), feature_set=feature_set,
+                                      seed_slots=slots)  # fmt: skip
         # One budget for the learner and its FQE checkpoint selection: both pass over the same transitions.
         learner_updates = scaled_updates(len(data), config, run_config.learner.batch_size)
         learner = dataclasses.replace(run_config.learner, updates=learner_updates)
         run_config = dataclasses.replace(run_config, **{algorithm: learner},
                                          selection_fqe=dataclasses.replace(run_config.selection_fqe, updates=learner_updates),
                                          report_fqe=dataclasses.replace(run_config.report_fqe, updates=learner_updates))  # fmt: skip
-        log(f"night {night}: {name} on {len(data)} transitions from nights {', '.join(nights) or 'none'} "
+        log(f"night {night}: {name} on {len(data)} transitions ({feature_set}, {slots} seed slot(s)) from nights {', '.join(nights) or 'none'} "
             f"(and earlier runs): {learner_updates} updates ({config.passes_over_data:g} passes over the data, "
             f"within [{config.min_updates}, {config.max_updates}])")  # fmt: skip
         tracker = tracker or Tracker(paths.tracking)
@@ -431,6 +444,11 @@ def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: C
     from ..online_rl.vine import VineConfig
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
 
+    slots, _ = night_action_space(config)
+    if slots > 1:
+        log(f"night {night}: {name} skipped: vine's forks, regions and relabelled masks are over the single-slot actions "
+            f"(online_rl/vine.py), and spec {config.spec} has {slots} seed slots; PPO learns there")  # fmt: skip
+        return None
     policy = _policy_file_of(champion.controller.to_dict())
     if policy is None and not is_schedule(champion.name):
         log(f"night {night}: {name} skipped: the champion {champion.name} is neither a policy file nor a schedule to start from")
@@ -468,6 +486,7 @@ def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Ch
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
     from ..warehouse import writing
 
+    seed_slots, feature_set = night_action_space(config)
     policy = _policy_file_of(champion.controller.to_dict())
     if policy is not None:
         why = f"the champion {champion.name}'s policy file"
@@ -496,6 +515,7 @@ def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Ch
     learned = set((load_policy(policy)[1].get("metadata") or {}).get("data_seeds") or [])
     run = train_online_policy(
         OnlineRunConfig(algorithm="ppo", spec=config.spec, workers=config.workers, initial_policy=policy,
+                        seed_slots=seed_slots, feature_set=feature_set,
                         distil=DistilConfig(updates=config.distil_updates, seed=_learner_seed(night)) if student else None,
                         distil_warehouse=str(paths.warehouse), record_dir=str(paths.raw_dir(night)), ppo=ppo),
         folder, tracker=tracker, tags=tags, log=log, episode_configs=given,

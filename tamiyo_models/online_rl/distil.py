@@ -278,7 +278,8 @@ def distil_policy_file(teacher_path: str | Path, warehouse: str | Path, out_path
         if all(meta.get(k) == v for k, v in identity.items()) and meta.get("distil") == config.to_dict():
             log(f"distil: reusing {out_path} (same teacher and settings)")
             return out_path
-    data = load_transitions(warehouse, "full", seed_slots=seed_slots).select_features(features)
+    # Every feature, the per-slot ones too: a student of a +slots teacher (a two-slot Phase 3 policy) reads them.
+    data = load_transitions(warehouse, "full+slots", seed_slots=seed_slots).select_features(features)
     result = distil_policy(teacher, data.observations, data.legal, features, config, groups=data.run_ids, log=log)
     return save_policy(result.actor, features, out_path, algorithm=algorithm, phase=phase, parent=parent,
                        metadata={"distil": config.to_dict(), **identity, "agreement_train": result.agreement_train,
