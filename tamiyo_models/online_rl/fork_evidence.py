@@ -25,6 +25,12 @@ at different epochs fall in different regions; two forks of one parent in the sa
 independent (rare at 2 forks per episode). Only the parent's own data order counts: vine's confirmation replays
 exist only for the candidates a single fork selected, and adding them for those alone would weight the sample
 toward the lucky forks.
+
+On a host with several seed slots (the factored action, world.actions) "the seed's stage" is one seed's of
+several, and the same own action means another decision when another slot holds a seed (a graft there is no
+longer possible, an ADVANCE of that seed is): the region then also holds every slot's stage, where the feature
+set has them (`slot<k>_stage`). The slot count is the width of the states' legal masks, so a single-slot
+region is exactly what it always was.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..common.stats import Interval, mean_ci, pairs_needed
-from ..world.actions import ALL_ACTIONS
+from ..world.actions import ALL_ACTIONS, FINE_ACTIONS, slots_of_space
 from ..world.features import TASK_FEATURES
 from ..world.lifecycle import Stage
 
@@ -72,6 +78,7 @@ class Region:
     epochs: tuple[int, int | None]  # the epoch bin [low, high), high None: open
     stage: int  # the seed's stage (lifecycle.Stage value; 0 without the feature)
     own: int  # the policy's own action (fine index)
+    slot_stages: tuple[int, ...] = ()  # each slot's seed's stage on a multi-slot host (empty on a single-slot one)
 
     @property
     def stage_name(self) -> str:
@@ -85,7 +92,8 @@ class Region:
     def describe(self, task_names: tuple[str, ...] = ()) -> str:
         """The region in words; the task only where `task_names` (task_names_of) are given."""
         task = ", ".join(f"{_short(n)} {'?' if v is None else f'{v:g}'}" for n, v in zip(task_names, self.task))
-        return f"{task + ', ' if task else ''}{self.length} epochs, {self.epochs_text}, {self.stage_name}, own {ALL_ACTIONS[self.own]}"
+        slots = f"slots {'/'.join(Stage(s).name for s in self.slot_stages)}, " if self.slot_stages else ""
+        return f"{task + ', ' if task else ''}{self.length} epochs, {self.epochs_text}, {self.stage_name}, {slots}own {ALL_ACTIONS[self.own]}"
 
 
 def _short(name: str) -> str:
@@ -120,8 +128,14 @@ def task_names_of(feature_names) -> tuple[str, ...]:
     return tuple(n for n in TASK_FEATURES if n in feature_names)
 
 
-def region_of(features, feature_names, own: int, config: EvidenceConfig) -> Region:
-    """The region of a state given as a feature vector in `feature_names` order, where the policy took `own`."""
+def slots_of_mask(legal) -> int:
+    """The seed slots of the action space a legal mask is over."""
+    return 1 if len(legal) <= len(FINE_ACTIONS) else slots_of_space(len(legal))
+
+
+def region_of(features, feature_names, own: int, config: EvidenceConfig, slots: int = 1) -> Region:
+    """The region of a state given as a feature vector in `feature_names` order, where the policy took `own`, on
+    a host with `slots` seed slots."""
     index = {n: i for i, n in enumerate(feature_names)}
     if "epoch" not in index or "epochs_remaining" not in index:
         raise ValueError("fork evidence: the feature set needs 'epoch' and 'epochs_remaining' to place a state in time")
@@ -135,7 +149,9 @@ def region_of(features, feature_names, own: int, config: EvidenceConfig) -> Regi
     task = tuple(None if math.isnan(v) else round(v, config.decimals)
                  for v in (float(features[index[n]]) for n in task_names_of(feature_names)))  # fmt: skip
     stage = round(float(features[index["seed_stage"]])) if "seed_stage" in index else 0
-    return Region(task, length, bin_, stage, int(own))
+    named = [f"slot{k}_stage" for k in range(slots)] if slots > 1 else []
+    slot_stages = tuple(round(float(features[index[n]])) for n in named) if all(n in index for n in named) else ()
+    return Region(task, length, bin_, stage, int(own), slot_stages)
 
 
 def pooled_evidence(forks, feature_names, config: EvidenceConfig = EvidenceConfig(), reference=None) -> list[Cell]:
@@ -150,7 +166,7 @@ def pooled_evidence(forks, feature_names, config: EvidenceConfig = EvidenceConfi
         base = fork.taken if reference is None else int(reference[i])
         if base not in fork.outcome:
             continue
-        region = region_of(fork.features, feature_names, base, config)
+        region = region_of(fork.features, feature_names, base, config, slots_of_mask(fork.legal))
         own = fork.outcome[base]
         for action, final in fork.outcome.items():
             if action != base:
@@ -189,7 +205,7 @@ def region_labels(cells: list[Cell], visited, feature_names, config: EvidenceCon
     winners = region_winners(cells)
     labels = []
     for _run, features, legal, own in visited:
-        cell = winners.get(region_of(features, feature_names, own, config))
+        cell = winners.get(region_of(features, feature_names, own, config, slots_of_mask(legal)))
         if cell is not None and legal[cell.action]:
             labels.append((features, legal, cell.action))
     return labels

@@ -38,6 +38,14 @@ Each iteration:
      the start is improved once on that earlier evidence alone.
 Only validation accuracy is read (the reward's own quantity); the test split stays in the run footers. Every
 parent and branch is written as a raw run, so the next night's offline phases learn from them as well.
+
+The action space is the start policy's (`fine_actions`): masks, fork outcomes, a region's own action and the
+labels are over it, and evidence of runs over another space (a single-slot run for a two-slot policy, or the
+reverse) is left out, counted in the log, since its masks would hide or invent actions. On a multi-slot host
+(the factored action, 1 + 7n actions) only `iterations=0` works: the region rule over fork studies stored in
+a warehouse or earlier runs' folders. Its own iterations refuse such a policy: a fork there branches every
+legal action, up to 1 + 7n of them, n times a single-slot fork's cost, on top of a region count multiplied by
+the slots' stages (docs/online-rl.md).
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ import numpy as np
 import torch
 
 from ..episodes.branching import BranchConfig
-from ..world.actions import FINE_ACTIONS, Action
+from ..world.actions import FINE_ACTIONS, Action, slots_of_space
 from ..world.features import observation_features
 from ..world.score import growth_charge
 from .distil import fit_targets, smoothed_targets, teacher_actions
@@ -176,6 +184,7 @@ class Forks:
     epochs: int  # epochs trained in all, parents and branches: the compute the iteration spent
     runs: int  # parents and branches read back
     seeds: list[int] = field(default_factory=list)  # the parents' configuration seeds (stored_forks only)
+    skipped: int = 0  # forked parents left out: their host's action space is not the policy's (stored_forks only)
 
 
 def charged_val(header: dict, footer: dict) -> float:
@@ -189,12 +198,17 @@ def charged_val(header: dict, footer: dict) -> float:
 # The same in SQL over runs r and episodes e (stored_forks); no charge where the rent is 0, so old runs read as before.
 CHARGED_VAL_SQL = ("CASE WHEN r.rent > 0 THEN e.final_val_accuracy - r.rent * log2(e.final_parameters / r.host_parameters) "
                    "ELSE e.final_val_accuracy END")  # fmt: skip
+# A run r's seed slots, as the rl_transitions view reads them (warehouse/sql/views.sql): its host's, and 1 for a
+# legacy episode or a run recorded before hosts had several.
+SEED_SLOTS_SQL = ("CASE WHEN r.source_format LIKE 'tamiyo-raw-run%' "
+                  "THEN CAST(coalesce(json_array_length(r.config_json, '$.host.slots'), 1) AS INTEGER) ELSE 1 END")  # fmt: skip
 
 
-def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Forks:
+def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names, space=FINE_ACTIONS) -> Forks:
     """Read the parents and their branches back from the raw runs: the fork states with every measured outcome,
-    and every state the parents visited. A failed branch is left out (its action is then simply not measured
-    there); a failed parent contributes nothing."""
+    and every state the parents visited, with legal masks over `space` (the policy's action names). A failed
+    branch is left out (its action is then simply not measured there); a failed parent contributes nothing; a
+    parent over another action space is refused."""
     from ..world.rawrun import list_raw_runs, read_raw_run
 
     raw_dir, parents = Path(raw_dir), set(parent_ids)
@@ -223,16 +237,18 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
         run = read_raw_run(path)
         if not run.footer or run.footer.get("status") != "complete":
             continue
-        if len(run.header.get("action_space", FINE_ACTIONS)) != len(FINE_ACTIONS):
-            # Masks over the 8 actions would silently drop every other slot's legal actions.
-            raise ValueError(f"vine: {path} is a run over {len(run.header['action_space'])} actions; vine reads single-slot runs only")
+        own_space = tuple(run.header.get("action_space", FINE_ACTIONS))  # a run before the factored action: single-slot
+        if own_space != tuple(space):
+            # Masks over the policy's space would silently drop another slot's legal actions, or invent some.
+            raise ValueError(f"vine: {path} is a run over {len(own_space)} actions; this policy "
+                             f"scores {len(space)}, and vine reads runs of its own action space only")  # fmt: skip
         final = charged_val(run.header, run.footer)
         epochs, runs = epochs + len(run.steps), runs + 1
         for record in run.steps:
             features = observation_features(record["observation"])
             vector = [float(features[name]) for name in feature_names]
             names = set(record["action"]["legal"])  # the legal actions by name
-            legal = [name in names for name in FINE_ACTIONS]
+            legal = [name in names for name in space]
             visited.append((run_id, vector, legal))
             measured = branches.get((run_id, int(record["step"])))
             if measured:
@@ -242,12 +258,13 @@ def fork_states(raw_dir: str | Path, parent_ids: list[str], feature_names) -> Fo
     return Forks(forks, visited, epochs, runs)
 
 
-def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
+def stored_forks(warehouse: str | Path, feature_names, nights=None, space=FINE_ACTIONS) -> Forks:
     """fork_states, read from a warehouse instead of a raw folder: every fork of a complete parent (its branch
     runs that reached the end, on the parent's own data order; a branch of shorter horizon, like the exploration
     spec's, and a confirmation replay on another order are left out, as fork_evidence.py explains), and every
     state those parents visited. `nights`: only parents whose configuration is tagged with one of them (the
-    nightly loop's fork studies). Features missing from a run
+    nightly loop's fork studies). `space`: the policy's action names; parents of hosts with another slot count
+    are left out and counted (`Forks.skipped`). Features missing from a run
     (task features of runs without a task description) take the values the offline learners give them
     (transitions.dataset), so the states match what the policies were trained on."""
     from ..warehouse import query
@@ -257,8 +274,11 @@ def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
     quote = lambda values: ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)  # noqa: E731
     night = "json_extract_string(r.config_json, '$.tags.night')"
     only = "" if nights is None else f"AND {night} IN ({quote(nights) or 'NULL'})"
-    parents = f"""SELECT r.run_id, r.seed, {CHARGED_VAL_SQL} AS final_val_accuracy FROM runs r JOIN episodes e USING (run_id)
-                  WHERE e.status = 'complete' AND r.run_id IN (SELECT parent_run_id FROM branches) {only}"""
+    forked = f"""FROM runs r JOIN episodes e USING (run_id)
+                 WHERE e.status = 'complete' AND r.run_id IN (SELECT parent_run_id FROM branches) {only}"""
+    slots = slots_of_space(len(space))
+    parents = f"SELECT r.run_id, r.seed, {CHARGED_VAL_SQL} AS final_val_accuracy {forked} AND {SEED_SLOTS_SQL} = {slots}"  # fmt: skip
+    skipped = int(query(warehouse, f"SELECT count(*) AS n {forked} AND {SEED_SLOTS_SQL} <> {slots}")["n"][0])
     outcomes = query(warehouse, f"""
         WITH parents AS ({parents})
         SELECT b.parent_run_id, b.fork_step, b.forced_action, {CHARGED_VAL_SQL} AS final_val_accuracy, r.max_epochs AS branch_epochs
@@ -285,20 +305,17 @@ def stored_forks(warehouse: str | Path, feature_names, nights=None) -> Forks:
     matrix = np.stack([states[f"f_{n}"].to_numpy().astype(np.float64) for n in names], axis=1) if len(states) else np.zeros((0, len(names)))
     matrix = np.where(np.isnan(matrix), fill, matrix)
     forks, visited, seeds, finals = [], [], {}, {}
-    single_slot = set(FINE_ACTIONS)
     for row, (run_id, step, taken, legal_names, seed, final) in enumerate(
             states.select("run_id", "step", "action_index", "legal_actions", "seed", "final_val_accuracy").iter_rows()):  # fmt: skip
-        if not set(legal_names or ()) <= single_slot:
-            continue  # a multi-slot parent's state: its other slots' actions have no place in an 8-action mask
         vector = matrix[row].tolist()
-        legal = [name in set(legal_names or ()) for name in FINE_ACTIONS]
+        legal = [name in set(legal_names or ()) for name in space]
         visited.append((run_id, vector, legal))
         seeds[run_id], finals[run_id] = seed, final
         outcome = measured.get((run_id, int(step)))
         if outcome:
             forks.append(ForkState(run_id, int(step), vector, legal, int(taken), {int(taken): float(final), **outcome}))
     return Forks(forks, visited, len(visited) + branch_epochs, len(finals) + len(outcomes),
-                 sorted(int(s) for s in seeds.values() if s is not None))  # fmt: skip
+                 sorted(int(s) for s in seeds.values() if s is not None), skipped)  # fmt: skip
 
 
 @dataclass
@@ -333,7 +350,7 @@ def read_vine_run(folder: str | Path) -> VineRun:
     return VineRun(folder, forks, tuple(names), Path(data.get("raw_dir") or folder / "raw"), parents, data["config"])
 
 
-def prior_evidence(folders, feature_names) -> tuple[list[ForkState], list[tuple]]:
+def prior_evidence(folders, feature_names, space=FINE_ACTIONS) -> tuple[list[ForkState], list[tuple]]:
     """The forks and visited states of earlier vine runs, for the region rule to pool with a run's own."""
     forks, visited = [], []
     for folder in folders:
@@ -341,8 +358,11 @@ def prior_evidence(folders, feature_names) -> tuple[list[ForkState], list[tuple]
         if run.feature_names != tuple(feature_names):
             raise ValueError(f"vine: evidence from {folder}: its policy reads other features than this run's start "
                              f"({len(run.feature_names)} vs {len(feature_names)}); regions would not line up")  # fmt: skip
+        if any(len(f.legal) != len(space) for f in run.forks):
+            raise ValueError(f"vine: evidence from {folder}: its forks are over another action space than this run's "
+                             f"start ({len(space)} actions); its masks and actions would not line up")  # fmt: skip
         forks.extend(run.forks)
-        visited.extend(fork_states(run.raw_dir, run.parents, feature_names).visited)
+        visited.extend(fork_states(run.raw_dir, run.parents, feature_names, space).visited)
     return forks, visited
 
 
@@ -486,22 +506,26 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
     cells: list = []  # the region rule's evidence, as of the last iteration
     epochs_total = 0
     start, payload = load_policy(current)
-    if tuple(payload["fine_actions"]) != FINE_ACTIONS:
-        # Its forks, regions and relabelled masks are over the 8 single-slot actions; a branch per legal action
-        # of a multi-slot state would multiply the cost by the slots (docs/online-rl.md).
-        raise ValueError(f"vine: {current} scores {len(payload['fine_actions'])} actions; vine improves single-slot "
-                         f"policies ({len(FINE_ACTIONS)} actions) only: train PPO, A2C or REINFORCE on multi-slot hosts")  # fmt: skip
+    space = tuple(payload["fine_actions"])  # the run's action space: masks, forks, regions and labels are over it
+    if space != FINE_ACTIONS and config.iterations:
+        raise ValueError(f"vine: {current} scores {len(space)} actions ({slots_of_space(len(space))} seed slots); vine runs "
+                         f"its own parents and forks on single-slot hosts only, since a fork branches every legal action "
+                         f"(up to {len(space)} here, 1 + 7 per slot): improve it with iterations=0 on stored fork studies "
+                         f"(evidence_warehouse, evidence_from), or train PPO, A2C or REINFORCE")  # fmt: skip
     start_path, start_features = str(current), tuple(payload["feature_names"])  # the region rule measures and improves against it
-    prior_forks, prior_visited = prior_evidence(config.evidence_from, start_features)
+    prior_forks, prior_visited = prior_evidence(config.evidence_from, start_features, space)
     if config.evidence_from:
         log(f"vine: pooling {len(prior_forks)} forks and {len(prior_visited)} visited states of {len(config.evidence_from)} earlier run(s)")
     if config.evidence_warehouse:
-        stored = stored_forks(config.evidence_warehouse, start_features, config.evidence_nights)
+        stored = stored_forks(config.evidence_warehouse, start_features, config.evidence_nights, space)
         prior_forks, prior_visited = prior_forks + stored.forks, prior_visited + stored.visited
         result.metadata["data_seeds"] = stored.seeds  # live evaluation refuses the seeds a policy learned from
         which = "every night" if config.evidence_nights is None else f"nights {', '.join(config.evidence_nights) or 'none'}"
         log(f"vine: pooling {len(stored.forks)} stored forks of {len(stored.seeds)} parents ({which}) and their "
             f"{len(stored.visited)} visited states from {config.evidence_warehouse}")  # fmt: skip
+        if stored.skipped:
+            log(f"vine: left out {stored.skipped} forked parent(s) of hosts with another action space than the "
+                f"policy's {len(space)} actions ({slots_of_space(len(space))} seed slot(s))")  # fmt: skip
     if config.iterations == 0:
         return _improve_on_evidence(result, start, start_path, start_features, prior_forks, prior_visited, out, config, log)
     parents_done: list[str] = []
@@ -514,7 +538,7 @@ def train_vine(initial_policy: str | Path, out_dir: str | Path, config: VineConf
         parents = generate(configs, raw, workers=workers, branching=config.branching(), reuse_existing=True, on_result=report)
         done = [p.run_id for p in parents if p.status == "complete"]
         parents_done.extend(done)
-        measured = fork_states(raw, done, features)
+        measured = fork_states(raw, done, features, space)
         forks, visited = measured.forks, measured.visited
         epochs_total += measured.epochs
         result.forks.extend(forks)

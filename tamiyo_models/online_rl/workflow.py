@@ -201,15 +201,23 @@ def _train_vine(config: OnlineRunConfig, out: Path, tracker, parent_run_id, tags
     forks whole episodes, which an environment stepped from outside cannot. Acting greedily on the final
     validation accuracy, with no bonus to farm, it has no reward-hacking watch (docs/online-rl.md)."""
     from ..agents.saved import load_policy, save_policy
+    from ..world.actions import action_names
     from .vine import train_vine
 
     if config.ray_address:
         raise ValueError("vine: its episodes run on local worker processes (the generator's); Ray is not supported yet")
-    if config.seed_slots != 1:
-        raise ValueError(f"vine: single-slot hosts only (seed_slots {config.seed_slots}); it forks every legal action "
-                         "of a state, and a multi-slot host's are 1 + 7n: train PPO, A2C or REINFORCE there")  # fmt: skip
+    if config.seed_slots != 1 and config.vine.iterations:
+        # Refused before any episode runs. On stored fork studies (iterations=0) a multi-slot policy is improved.
+        raise ValueError(f"vine: single-slot hosts only for its own episodes (seed_slots {config.seed_slots}, iterations "
+                         f"{config.vine.iterations}); it forks every legal action of a state, and a multi-slot host's are "
+                         "1 + 7n: improve on stored fork studies with iterations=0 (evidence_warehouse), or train PPO, "
+                         "A2C or REINFORCE there")  # fmt: skip
     if config.initial_policy:
         initial, parent_ref = initial_policy_file(config, tracker, out, log)
+        space = tuple(load_policy(initial)[1]["fine_actions"])
+        if space != action_names(config.seed_slots):
+            raise ValueError(f"vine: initial policy {parent_ref} scores {len(space)} actions, the {config.seed_slots}-slot "
+                             f"hosts' space {len(action_names(config.seed_slots))} (seed_slots)")  # fmt: skip
     else:  # a fresh actor is a policy like any other: its greedy choices get improved
         agent, features, parent_ref = build_agent(config, tracker, out, log)
         initial = save_policy(agent.actor, features, out / "initial-fresh.pt", algorithm="fresh-actor", phase=phase)
