@@ -436,8 +436,8 @@ def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp
 
 
 def test_a_night_on_a_two_slot_spec_trains_its_learners_on_the_factored_action(tmp_path):
-    """On a multi-slot spec (arena-v2's shape) the night's Phase 3 and PPO read the per-slot features and score the
-    factored action (1 + 7 x 2 actions); vine, whose forks and regions are single-slot, is skipped with the reason."""
+    """On a multi-slot spec (arena-v2's shape) the night's Phase 3, vine (on the night's stored fork study) and PPO
+    read the per-slot features and score the factored action (1 + 7 x 2 actions)."""
     from tamiyo_models.agents.saved import load_policy
     from tamiyo_models.nightly.night import night_action_space
     from tamiyo_models.world.actions import action_names
@@ -454,12 +454,12 @@ def test_a_night_on_a_two_slot_spec_trains_its_learners_on_the_factored_action(t
     paths, lines = _paths(tmp_path), []
     run_night("2026-12-01", config, paths, log=lines.append)
     trained = json.loads((paths.night_dir("2026-12-01") / "train.json").read_text())["challengers"]
-    assert set(trained) == {"phase3-bcq-2026-12-01", "phase4-ppo-2026-12-01"}
+    assert set(trained) == {"phase3-bcq-2026-12-01", "phase4-vine-2026-12-01", "phase4-ppo-2026-12-01"}
+    assert trained["phase4-vine-2026-12-01"]["forks"] >= 1
     for info in trained.values():
         payload = load_policy(info["policy"])[1]
         assert tuple(payload["fine_actions"]) == action_names(2)
         assert set(SLOT_FEATURES) <= set(payload["feature_names"])
-    assert any("phase4-vine-2026-12-01 skipped: vine's forks" in line for line in lines)
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         arms = {a for (a,) in con.execute("SELECT arm FROM champion_history WHERE night = '2026-12-01'").fetchall()}
     assert arms == {"heuristic", "fixed:conv_light@0:slot1", *trained}

@@ -444,11 +444,7 @@ def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: C
     from ..online_rl.vine import VineConfig
     from ..online_rl.workflow import OnlineRunConfig, train_online_policy
 
-    slots, _ = night_action_space(config)
-    if slots > 1:
-        log(f"night {night}: {name} skipped: vine's forks, regions and relabelled masks are over the single-slot actions "
-            f"(online_rl/vine.py), and spec {config.spec} has {slots} seed slots; PPO learns there")  # fmt: skip
-        return None
+    slots, feature_set = night_action_space(config)
     policy = _policy_file_of(champion.controller.to_dict())
     if policy is None and not is_schedule(champion.name):
         log(f"night {night}: {name} skipped: the champion {champion.name} is neither a policy file nor a schedule to start from")
@@ -467,7 +463,8 @@ def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: C
     run = train_online_policy(
         OnlineRunConfig(algorithm="vine", spec=config.spec, workers=config.workers, initial_policy=policy or champion.name,
                         distil=DistilConfig(updates=config.distil_updates, seed=_learner_seed(night)) if student else None,
-                        distil_warehouse=str(paths.warehouse), record_dir=None, vine=vine),
+                        distil_warehouse=str(paths.warehouse), record_dir=None, vine=vine, seed_slots=slots,
+                        feature_set=feature_set),
         folder, tracker=tracker, tags=tags, log=log)  # fmt: skip
     last = run.history[-1] if run.history else {}
     return {"policy": str(run.policy_path), "model_version": run.model_version, "mlflow_run_id": run.mlflow_run_id,
