@@ -450,8 +450,10 @@ def improve_actor(actor, visited: list[tuple], labels: list[tuple], config: Vine
     agree = (chosen == targets_idx).float()
     on_labels = float(agree[n_keep:].mean()) if labels else float("nan")
     elsewhere = float(agree[:n_keep].mean()) if n_keep else float("nan")
-    log(f"vine: improved actor, {config.updates / (time.perf_counter() - started):.0f} updates/s, takes the improved "
-        f"action in {on_labels:.2%} of {len(labels)} fork states and keeps its own in {elsewhere:.2%} of {n_keep} others")  # fmt: skip
+    labelled = (f"takes the improved action in {on_labels:.2%} of {len(labels)} fork states" if labels
+                else "no state labelled (it is refitted on its own choices)")  # fmt: skip
+    log(f"vine: improved actor, {config.updates / (time.perf_counter() - started):.0f} updates/s, {labelled}, "
+        f"keeps its own in {elsewhere:.2%} of {n_keep} others")  # fmt: skip
     return student, on_labels, elsewhere
 
 
