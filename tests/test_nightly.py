@@ -463,6 +463,15 @@ def test_a_night_on_a_two_slot_spec_trains_its_learners_on_the_factored_action(t
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         arms = {a for (a,) in con.execute("SELECT arm FROM champion_history WHERE night = '2026-12-01'").fetchall()}
     assert arms == {"heuristic", "fixed:conv_light@0:slot1", *trained}
+    # A two-slot champion meets a single-slot spec (one warehouse for both): refused before anything runs.
+    from tamiyo_models.controllers.config import ControllerConfig
+    from tamiyo_models.nightly.night import check_champion_fits
+
+    bcq = champ.Champion("phase3-bcq-2026-12-01", ControllerConfig(
+        kind="policy", policy=f"file:{trained['phase3-bcq-2026-12-01']['policy']}", label="phase3-bcq-2026-12-01"), "2026-12-01")
+    check_champion_fits(bcq, config)
+    with pytest.raises(ValueError, match="scores 15 actions and spec 'smoke' has 1 seed slot"):
+        check_champion_fits(bcq, mini_night())
 
 
 # ----- the compute rent: which number decides, both recorded (docs/arena.md, "Compute rent") --------------------------

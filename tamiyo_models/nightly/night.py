@@ -315,6 +315,7 @@ def generate_night(night: str, config: NightConfig, paths: NightPaths, *, log: C
         raise ValueError(f"{pinned}: night {night} started with directed forks (fork_rule 'directed'); rerun it so, or "
                          "remove the file to fork at random steps")  # fmt: skip
     champion = champion_of(night, paths)
+    check_champion_fits(champion, config)
     configs, parents = training_configs(night, config, champion)
     with writing(paths.warehouse) as con:
         configs = claim_seeds(con, configs, TRAINING, night, "generation")
@@ -368,12 +369,34 @@ def scaled_updates(transitions: int, config: NightConfig, batch_size: int) -> in
 def night_action_space(config: NightConfig) -> tuple[int, str]:
     """(seed slots, learners' feature set) of the night's spec: a multi-slot host's learners read the per-slot
     features (`+slots`), without which two slots at different stages look alike; a single-slot one's read what
-    they always did."""
-    from ..episodes.generation import GenerationSpec
+    they always did. Every regime that can run here is read; a spec whose regimes differ in slots is refused, as
+    one night's learners score one action space."""
+    from ..evaluation.headroom import HeadroomConfig, headroom_configs
 
-    base = GenerationSpec.load(config.spec).sample(1, seed=0)[0]
-    slots = len(base.host.slots or (0,))
+    configs, _ = headroom_configs(HeadroomConfig(spec=config.spec, configs_per_regime=2, batch_seed=0))
+    counts = {len(c.host.slots or (0,)) for c in configs}
+    if len(counts) != 1:
+        raise ValueError(f"spec {config.spec!r}: its regimes have {sorted(counts) or 'no runnable'} seed slot counts; one "
+                         "night's learners score one action space: split the spec by slot count")  # fmt: skip
+    slots = counts.pop()
     return slots, "base+lifecycle+task+slots" if slots > 1 else "base+lifecycle+task"
+
+
+def check_champion_fits(champion: Champion, config: NightConfig) -> None:
+    """A champion that is a policy file acts on one action space; a night of a spec with another slot count
+    (arena-v2 after arena nights in one warehouse) would fail deep in a learner or an episode. Refused first."""
+    from ..agents.saved import load_policy
+    from ..world.actions import action_names
+
+    policy = _policy_file_of(champion.controller.to_dict())
+    if policy is None:
+        return  # a schedule or the heuristic acts on any host
+    slots, _ = night_action_space(config)
+    space = tuple(load_policy(policy)[1]["fine_actions"])
+    if space != action_names(slots):
+        raise ValueError(f"the warehouse's champion {champion.name} scores {len(space)} actions and spec {config.spec!r} "
+                         f"has {slots} seed slot(s) ({len(action_names(slots))} actions): give each spec its own "
+                         "warehouse (--warehouse, and --nights, --landing, --mlflow-root)")  # fmt: skip
 
 
 def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
@@ -386,9 +409,10 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
 
     out = paths.night_dir(night) / "challengers"
     champion = champion_of(night, paths)
+    check_champion_fits(champion, config)
     nights = learned_nights(paths.warehouse)
     slots, feature_set = night_action_space(config)
-    data = load_transitions(paths.warehouse, feature_set, seed_slots=slots)
+    data = load_transitions(paths.warehouse, feature_set, seed_slots=slots if slots > 1 else None)
     previous = _read_stage(paths, night, "train") or {}
     tracker = None
     found: dict = {}
@@ -401,7 +425,7 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
             continue
         run_config = OfflineRunConfig(algorithm=algorithm, parent_policy=_policy_file_of(champion.controller.to_dict()),
                                       split_seed=int(batch_seed(night, TRAINING) % 1000), feature_set=feature_set,
-                                      seed_slots=slots)  # fmt: skip
+                                      seed_slots=slots if slots > 1 else None)  # fmt: skip
         # One budget for the learner and its FQE checkpoint selection: both pass over the same transitions.
         learner_updates = scaled_updates(len(data), config, run_config.learner.batch_size)
         learner = dataclasses.replace(run_config.learner, updates=learner_updates)
