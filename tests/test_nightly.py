@@ -433,6 +433,18 @@ def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp
     with pytest.raises(ValueError, match="no night '2031-01-01' is recorded"):
         live_night(paths.warehouse, "2031-01-01")
     assert main(["ope", "--warehouse", str(paths.warehouse), "--live-night", "2031-01-01", "--out", str(out)]) == 2
+    # While a night writes the warehouse, its champion_history cannot be read live: a clear error, not a traceback.
+    import subprocess
+    import sys
+
+    writer = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(paths.warehouse)!r}); "
+                               "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        assert main(["ope", "--warehouse", str(paths.warehouse), "--live-night", NIGHTS[0], "--out", str(out)]) == 2
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_a_night_on_a_two_slot_spec_trains_its_learners_on_the_factored_action(tmp_path):

@@ -45,6 +45,7 @@ def register(subparsers) -> None:
 
 def run_ope(args: argparse.Namespace) -> int:
     from ..transitions.dataset import load_transitions
+    from ..warehouse.store import WarehouseBusy
     from .fqe import FQEConfig
     from .report import off_policy_table, write_ope_report
 
@@ -76,7 +77,7 @@ def run_ope(args: argparse.Namespace) -> int:
 
         try:
             baseline, live = live_differences(args.results_warehouse or Path("warehouse/tamiyo.duckdb"), args.live_study)
-        except ValueError as exc:
+        except (ValueError, WarehouseBusy) as exc:
             print(f"tamiyo ope: {exc}", file=sys.stderr)
             return 2
         if baseline not in policies and baseline != "heuristic":  # the differences are from it: estimate it too
@@ -86,7 +87,7 @@ def run_ope(args: argparse.Namespace) -> int:
 
         try:
             baseline, live, arms = live_night(args.results_warehouse or args.warehouse, args.live_night)
-        except ValueError as exc:
+        except (ValueError, WarehouseBusy) as exc:
             print(f"tamiyo ope: {exc}", file=sys.stderr)
             return 2
         for name, what in arms.items():
