@@ -31,6 +31,7 @@ rewritten whole. A night killed anywhere picks up where it stopped when it is ru
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -371,15 +372,21 @@ def night_action_space(config: NightConfig) -> tuple[int, str]:
     features (`+slots`), without which two slots at different stages look alike; a single-slot one's read what
     they always did. Every regime that can run here is read; a spec whose regimes differ in slots is refused, as
     one night's learners score one action space."""
+    slots = _spec_seed_slots(config.spec)
+    return slots, "base+lifecycle+task+slots" if slots > 1 else "base+lifecycle+task"
+
+
+@functools.lru_cache(maxsize=None)
+def _spec_seed_slots(spec: str) -> int:
+    """The seed slots of every regime of `spec` that can run here (read once a process: each stage asks)."""
     from ..evaluation.headroom import HeadroomConfig, headroom_configs
 
-    configs, _ = headroom_configs(HeadroomConfig(spec=config.spec, configs_per_regime=2, batch_seed=0))
+    configs, _ = headroom_configs(HeadroomConfig(spec=spec, configs_per_regime=2, batch_seed=0))
     counts = {len(c.host.slots or (0,)) for c in configs}
     if len(counts) != 1:
-        raise ValueError(f"spec {config.spec!r}: its regimes have {sorted(counts) or 'no runnable'} seed slot counts; one "
+        raise ValueError(f"spec {spec!r}: its regimes have {sorted(counts) or 'no runnable'} seed slot counts; one "
                          "night's learners score one action space: split the spec by slot count")  # fmt: skip
-    slots = counts.pop()
-    return slots, "base+lifecycle+task+slots" if slots > 1 else "base+lifecycle+task"
+    return counts.pop()
 
 
 def check_champion_fits(champion: Champion, config: NightConfig) -> None:
@@ -788,8 +795,9 @@ def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callab
     spec = GenerationSpec.load(config.spec)
     regimes = max(1, len([r for r in spec.regimes if r["name"] not in spec.unavailable]))
     shipped = shipped_challengers(night, config, paths)
-    base = spec.sample(1, seed=0)[0]  # the spec's blueprints and slots: how wide a fork at an early step is
-    budget = config.planned_episodes(regimes, len(shipped), fork_actions=1 + len(base.blueprints) * len(base.host.slots or (0,)))
+    slots, _ = night_action_space(config)
+    blueprints = len(spec.sample(1, seed=0)[0].blueprints)  # with the slots, how wide a fork at an early step is
+    budget = config.planned_episodes(regimes, len(shipped), fork_actions=1 + blueprints * slots)
     if shipped:
         log(f"night {night}: the warehouse's first night takes the shipped {', '.join(p.label for p in shipped)} as challenger(s)")
     log(f"night {night}: at most {budget['total']} episodes planned ({budget['training']} training, up to "

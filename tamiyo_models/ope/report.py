@@ -149,13 +149,19 @@ def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, 
     reference = rows[0][1]
     out = {reference: 0.0}
     for arm, _, original, fresh, orders in rows:
-        if original is None or original != original:
-            continue
-        if fresh is None or not orders or fresh != fresh:  # no replication recorded: the original order alone
-            out[arm] = float(original)
-        else:
-            out[arm] = float((original + orders * fresh) / (1 + orders))
+        if (pooled := _over_orders(original, fresh, orders)) is not None:
+            out[arm] = pooled
     return reference, out
+
+
+def _over_orders(original, fresh, orders) -> float | None:
+    """A live paired difference averaged over the original order and the fresh orders, each order weighted once:
+    the original alone where no replication is recorded; None where there is no difference (no complete pair)."""
+    if original is None or original != original:
+        return None
+    if fresh is None or not orders or fresh != fresh:
+        return float(original)
+    return float((original + orders * fresh) / (1 + orders))
 
 
 def live_night(warehouse: str | Path, night: str, score: str = "test") -> tuple[str, dict[str, float], dict[str, str]]:
@@ -192,12 +198,8 @@ def live_night(warehouse: str | Path, night: str, score: str = "test") -> tuple[
             policies[arm] = path
         elif arm != "heuristic":  # the heuristic is always estimated
             policies[arm] = arm
-        if role == "champion" or original is None or original != original:
-            continue
-        if fresh is None or not orders or fresh != fresh:
-            live[arm] = float(original)
-        else:
-            live[arm] = float((original + orders * fresh) / (1 + orders))
+        if role != "champion" and (pooled := _over_orders(original, fresh, orders)) is not None:
+            live[arm] = pooled
     return champion, live, policies
 
 
