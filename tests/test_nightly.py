@@ -129,7 +129,7 @@ class _Killed(RuntimeError):
 
 def test_the_presets_are_one_table_for_the_cli_dagster_and_make_run(capsys):
     """`--preset arena-v2` is the arena-v2 night everywhere: its spec, the four-way's slot-aware grid, and a budget
-    that counts a fork at an early step as WAIT plus 5 blueprints in either slot."""
+    that counts a fork at an early step as WAIT plus 5 blueprints in either slot and fits 2 hours on 2 cores."""
     from assets.nightly import NightlyResource
 
     from tamiyo_models.cli import main
@@ -142,9 +142,12 @@ def test_the_presets_are_one_table_for_the_cli_dagster_and_make_run(capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown == {**config.to_dict(), "workers": 1, "rule": dataclasses.asdict(config.rule)}
     assert config.planned_episodes(1, 1, fork_actions=11)["forks"] == config.fork_parents * 12
-    with pytest.raises(ValueError, match="known presets are arena, arena-v2, mini"):
+    with pytest.raises(ValueError, match="known presets are arena, arena-v2, arena-v2-large, mini"):
         NightlyResource(preset="arena-v3").night_config()
-    assert set(PRESETS) == {"arena", "arena-v2", "mini"}
+    assert set(PRESETS) == {"arena", "arena-v2", "arena-v2-large", "mini"}
+    # The default arena-v2 night fits 2 hours on 2 cores (7 to 9 episodes a minute); the large one is for 8 workers.
+    assert config.planned_episodes(1, fork_actions=11)["total"] <= 800
+    assert PRESETS["arena-v2-large"]().planned_episodes(1, fork_actions=11)["total"] > 1_800
 
 
 @pytest.fixture(scope="module")

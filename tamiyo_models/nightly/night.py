@@ -182,11 +182,26 @@ def mini_night(**overrides) -> NightConfig:
 
 
 def arena_v2_night(**overrides) -> NightConfig:
-    """The arena-v2 night (docs/arena.md, "Arena v2": rent 1, two slots, hidden noise, seeds born noisy): its grid
-    is the four-way's slot-aware one (the best fixed schedule there is `fixed:conv_light@0:slot1`), and since the
-    spec has one regime, its 24 held-out configurations are the four-way's count of pairs. About 1,800 episodes
-    (`planned_episodes`): 600 training, 24 forked parents (up to 11 branches each: WAIT and 5 blueprints in either
-    slot), 32 of PPO's, and 24 x 13 arms x 3 data orders in the evaluation."""
+    """The arena-v2 night (docs/arena.md, "Arena v2": rent 1, two slots, hidden noise, seeds born noisy), sized to
+    finish in about 2 hours on 2 cores: an arena-v2 episode takes 12 to 17 s on one core, so 2 workers run 7 to 9
+    a minute, and the night plans about 780 (`planned_episodes`): 200 training, 10 forked parents (up to 11
+    branches each: WAIT and 5 blueprints in either slot), 24 of PPO's, and 16 held-out configurations x 9 arms x
+    3 data orders in the evaluation. The grid is the three schedules that decide the four-way
+    (docs/lab/2026-12-05-arena-v2-noisy-four-way.md): `never`, the best fixed schedule
+    `fixed:conv_light@0:slot1`, and `fixed:conv_heavy@0:slot1`, whose noisy seeds a reader must cull; the two
+    slot-0 schedules lost to the slot-1 ones there and in `phase3-arena-v2`. The Phase 3 challengers are BCQ and
+    IQL, the two that learned the reader's cull in that study (CQL stayed at the safe schedule).
+    `arena_v2_large_night()` is the same night at about 2.4 times the budget, for 8 workers or a Ray cluster."""
+    settings = dict(spec="arena-v2", training_episodes=200, fork_parents=10, ppo_episodes=24, heldout_per_regime=16,
+                    reference_grid=("never", "fixed:conv_light@0:slot1", "fixed:conv_heavy@0:slot1"),
+                    challengers=("bcq", "iql"))  # fmt: skip
+    return NightConfig(**{**settings, **overrides})
+
+
+def arena_v2_large_night(**overrides) -> NightConfig:
+    """The arena-v2 night at about 1,800 episodes (3.5 to 4.5 hours on 2 cores; about 1 hour on 8): 600
+    training, 24 forked parents, 32 of PPO's, and 24 held-out configurations (the four-way's count of pairs) x 13
+    arms x 3 data orders, with every Phase 3 learner and the four-way's whole slot-aware grid."""
     settings = dict(spec="arena-v2", training_episodes=600, heldout_per_regime=24,
                     reference_grid=("never", "fixed:conv_light@0:slot1", "fixed:conv_heavy@0:slot1", "fixed:conv_light@0",
                                     "fixed:conv_heavy@0"))  # fmt: skip
@@ -194,7 +209,8 @@ def arena_v2_night(**overrides) -> NightConfig:
 
 
 # The night's presets by name: one table for `tamiyo night --preset`, `make run PRESET=` and Dagster's resource.
-PRESETS: dict[str, Callable[..., NightConfig]] = {"arena": NightConfig, "arena-v2": arena_v2_night, "mini": mini_night}
+PRESETS: dict[str, Callable[..., NightConfig]] = {"arena": NightConfig, "arena-v2": arena_v2_night,
+                                                  "arena-v2-large": arena_v2_large_night, "mini": mini_night}
 
 
 @dataclass(frozen=True)
