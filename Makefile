@@ -42,7 +42,8 @@ datasets:
 		     "or put the four idx files in a folder named by TAMIYO_DATA_ROOT; until then the arena regimes are skipped."; \
 	fi
 
-# One night of the improvement loop (the `nightly` job): a mini-night by default; PRESET=arena or arena-v2 for a real one,
+# One night of the improvement loop (the `nightly` job): a mini-night by default; PRESET=arena-v2 (2 hours on 2 cores),
+# arena-v2-large or arena for a real one,
 # NIGHT=YYYY-MM-DD for another night (a rerun of a night resumes it).
 run: $(STAMP) datasets
 	$(PY) -m pipelines.run_all --preset $(PRESET) --workers $(WORKERS) $(if $(NIGHT),--night $(NIGHT))
