@@ -351,6 +351,11 @@ def test_results_keep_the_sections_of_warehouses_not_read_this_time(tmp_path):
     assert "Claim: after" in merged and "Claim: before" not in merged
     assert merged.count(KEPT_NOTE) == 2 and "Claim: old\n\n| a |" in merged
     assert merge_results(merged, fresh) == merged
+    # A file that holds a heading twice (a hand edit, a bad merge) gets each section once, the first one kept.
+    twice = earlier + "\n## old-study\n\nClaim: old again\n\n## shared\n\nClaim: before again\n"
+    merged_twice = merge_results(twice, fresh)
+    assert [line for line in merged_twice.splitlines() if line.startswith("## ")] == headings
+    assert "Claim: old\n" in merged_twice and "old again" not in merged_twice and "Claim: before" not in merged_twice
 
     out = tmp_path / "results.md"
     out.write_text(earlier)

@@ -464,11 +464,12 @@ def merge_results(earlier: str, fresh: str) -> str:
     new_by = dict(new)
     kept = {}
     for heading, body in old:
-        if heading not in new_by:
+        if heading not in new_by and heading not in kept:  # a heading the file holds twice (edited by hand): the first
             title, _, rest = body.partition("\n\n")
             kept[heading] = body if KEPT_NOTE in body else f"{title}\n\n{KEPT_NOTE}\n\n{rest}"
     earlier_headings = {h for h, _ in old}
     order = [h for h, _ in old if h in new_by or h in kept] + [h for h, _ in new if h not in earlier_headings]
+    order = list(dict.fromkeys(order))  # each section once, where it first stood
     nightly = lambda h: h.startswith("The nightly champion")  # noqa: E731
     merged = [h for h in order if not nightly(h)] + [h for h in order if nightly(h)]
     if any(not nightly(h) for h in merged):
