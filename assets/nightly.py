@@ -90,16 +90,18 @@ def night_ingestion(context: dg.AssetExecutionContext, nightly: NightlyResource,
     group_name=GROUP, partitions_def=NIGHTS, deps=[night_ingestion], kinds={"pytorch", "mlflow"},
     description="Tonight's challengers: Phase 3 (BCQ, CQL, IQL) trained on every night's transitions, then Phase 4 "
     "from the champion (vine: the region rule over every night's fork studies; PPO: live episodes on seeds registered "
-    "for training), each an MLflow model version whose lineage names the nights it learned from.",
+    "for training), each an MLflow model version whose lineage names the nights it learned from. A vine whose region rule labelled "
+    "no state is trained and recorded but not evaluated (it is its start refitted).",
 )  # fmt: skip
 def night_challengers(context: dg.AssetExecutionContext, nightly: NightlyResource, warehouse: WarehouseResource,
                       raw_runs: RawLandingResource, mlflow: MlflowTrackingResource) -> dg.MaterializeResult:  # fmt: skip
     payload = train_challengers(context.partition_key, nightly.night_config(), nightly.paths(warehouse, raw_runs, mlflow),
                                 log=context.log.info, tags={"tamiyo.dagster_run_id": context.run_id})  # fmt: skip
-    names = list(payload["challengers"])
+    names = [*payload["challengers"], *payload["not_evaluated"]]
     return dg.MaterializeResult(metadata={"challengers": dg.MetadataValue.json(payload["challengers"]),
                                           "phase3": dg.MetadataValue.json([n for n in names if n.startswith("phase3-")]),
-                                          "phase4": dg.MetadataValue.json([n for n in names if n.startswith("phase4-")])})  # fmt: skip
+                                          "phase4": dg.MetadataValue.json([n for n in names if n.startswith("phase4-")]),
+                                          "not_evaluated": dg.MetadataValue.json({n: v["reason"] for n, v in payload["not_evaluated"].items()})})  # fmt: skip
 
 
 @dg.asset(

@@ -439,6 +439,13 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
     previous = _read_stage(paths, night, "train") or {}
     tracker = None
     found: dict = {}
+    # Phase 4 results that are not challengers: a vine whose region rule labelled no state is its start refitted on
+    # its own choices (or the champion's student), so evaluating it would spend episodes on fitting error alone.
+    not_evaluated: dict = dict(previous.get("not_evaluated", {}))
+
+    def save() -> dict:  # after each learner, so a kill keeps the finished ones
+        return _write_stage(paths, night, "train", {"challengers": found, "not_evaluated": not_evaluated})
+
     for algorithm in config.challengers:
         name = challenger_name(algorithm, night, "phase3")
         policy = out / f"phase3-{algorithm}.pt"
@@ -465,7 +472,7 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
         found[name] = {"policy": str(run.policy_path), "model_version": run.model_version,
                        "mlflow_run_id": run.mlflow_run_id, "transitions": len(data), "updates": learner_updates,
                        "nights_learned": nights}  # fmt: skip
-        _write_stage(paths, night, "train", {"challengers": found})  # after each, so a kill keeps the finished ones
+        save()
     lineage = {"tamiyo.night": night, "tamiyo.nights_learned": ",".join(nights), "tamiyo.champion": champion.name, **(tags or {})}
     for algorithm in config.phase4:
         name = challenger_name(algorithm, night, "phase4")
@@ -474,13 +481,21 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
             found[name] = previous["challengers"][name]
             log(f"night {night}: {name} already trained ({folder / f'phase4-{algorithm}.pt'}), kept")
             continue
+        if (folder / f"phase4-{algorithm}.pt").exists() and name in not_evaluated:
+            log(f"night {night}: {name} already trained, not evaluated: {not_evaluated[name]['reason']}")
+            continue
         tracker = tracker or Tracker(paths.tracking)
         learn = {"vine": _phase4_vine, "ppo": _phase4_ppo}[algorithm]
         trained = learn(night, config, paths, champion, nights, found, folder, name, tracker=tracker, tags=lineage, log=log)
-        if trained is not None:
+        if trained is not None and algorithm == "vine" and not trained["relabelled"]:
+            reason = (f"the region rule labelled no state ({trained['cells_tested']} cells tested over {trained['forks']} "
+                      "stored forks), so it is its start refitted on its own choices")  # fmt: skip
+            not_evaluated[name] = {**trained, "nights_learned": nights, "reason": reason}
+            log(f"night {night}: {name} is not evaluated: {reason}")
+        elif trained is not None:
             found[name] = {**trained, "nights_learned": nights}
-            _write_stage(paths, night, "train", {"challengers": found})
-    return _write_stage(paths, night, "train", {"challengers": found})
+        save()
+    return save()
 
 
 def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: Champion, nights: list[str], found: dict,
@@ -516,6 +531,7 @@ def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: C
     last = run.history[-1] if run.history else {}
     return {"policy": str(run.policy_path), "model_version": run.model_version, "mlflow_run_id": run.mlflow_run_id,
             "start": policy or champion.name, "forks": last.get("forks", 0), "relabelled": last.get("relabelled", 0),
+            "cells_tested": last.get("cells_tested", 0), "cells_labelled": last.get("cells_labelled", 0),
             "updates": config.vine_updates}  # fmt: skip
 
 

@@ -18,6 +18,7 @@ stay a valid record at their own rent; so each run of consecutive nights at one 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -238,6 +239,8 @@ def write_night_report(night: str, paths, config) -> Path:
             lines += ["Nights at different rents are drawn as separate lines (their scores are not comparable): "
                       + "; ".join(f"rent {rent:g} from {first}" for first, rent in changes) + ".", ""]  # fmt: skip
     reasons = [f"- {r['arm']}: {r['reason']}" for r in table.iter_rows(named=True) if r["role"] != "champion"]
+    trained = json.loads((folder / "train.json").read_text()) if (folder / "train.json").exists() else {}
+    reasons += [f"- {name}: not evaluated: {info['reason']}" for name, info in trained.get("not_evaluated", {}).items()]
     lines += ["## Why", "", *reasons, ""]
     lines += fork_plan_lines(folder / "fork-plan.json", forked_steps(paths.warehouse, night))
     path = folder / "report.md"
@@ -259,8 +262,6 @@ def forked_steps(warehouse, night: str) -> dict[int, int]:
 def fork_plan_lines(path: Path, forked: dict[int, int] | None = None) -> list[str]:
     """The night's fork studies, where its fork plan (night.fork_plan) sent them and why, and where they forked
     (`forked`: step -> parents); nothing without a plan."""
-    import json
-
     if not path.exists():
         return []
     plan = json.loads(path.read_text())
