@@ -443,6 +443,17 @@ def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp
     assert main(["ope", "--warehouse", str(paths.warehouse), "--live-night", NIGHTS[0], "--updates", "30", "--out", str(out)]) == 0
     report = (out / "ope.md").read_text()
     assert f"live vs {champion} (test)" in report and "**OPE against live** over" in report
+    # How firmly live ranks the arms: the original order's differences against the fresh orders', arm by arm.
+    from scipy.stats import spearmanr
+
+    from tamiyo_models.ope.report import live_agreement
+
+    pairs = [(d, f) for role, d, f, _ in recorded.values() if role != "champion"]
+    agreement = live_agreement(paths.warehouse, night=NIGHTS[0])
+    assert agreement["arms"] == len(pairs) >= 3
+    assert agreement["spearman"] == pytest.approx(spearmanr(*zip(*pairs)).statistic, nan_ok=True)
+    assert json.loads((out / "ope.json").read_text())["live_agreement"] == pytest.approx(agreement, nan_ok=True)
+    assert f"**Live against itself**: the original data order's differences and the fresh orders' rank the {len(pairs)} arms" in report
     for arm in live:
         assert f"| {arm} |" in report
     with pytest.raises(ValueError, match="no night '2031-01-01' is recorded"):

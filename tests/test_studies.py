@@ -177,6 +177,9 @@ def test_a_study_trains_its_own_arms_on_registered_training_seeds_and_resumes(tm
                  *(f"{arm}={trained_policy(root / 'tiny', arm)}" for arm in ("bcq", "imitation"))]) == 0  # fmt: skip
     assert json.loads((out / "ope.json").read_text())["calibration"] | {"spearman": 0, "mean_abs_error_pp": 0} == {
         "policies": 2, "baseline": "heuristic", "spearman": 0, "mean_abs_error_pp": 0}
+    # Two arms cannot be ranked against themselves: no "live against itself" line (it needs 3).
+    assert json.loads((out / "ope.json").read_text())["live_agreement"] is None
+    assert "Live against itself" not in (out / "ope.md").read_text()
     policy = str(trained_policy(root / "tiny", "bcq"))
     for bad in (f"={policy}", f"heuristic={policy}"):  # no empty name, no policy posing as the baseline
         assert main(["ope", "--warehouse", str(root / "tiny" / "data" / "explore.duckdb"), bad, "--out", str(out)]) == 2

@@ -65,7 +65,7 @@ def run_ope(args: argparse.Namespace) -> int:
         policies[name] = path
     for name in references:
         policies[name] = name
-    live, baseline = {}, "heuristic"
+    live, baseline, agreement = {}, "heuristic", None
     if args.live:
         try:
             live = {row["name"]: row["live"]["live_mean_difference"] for row in json.loads(args.live.read_text())}
@@ -73,7 +73,7 @@ def run_ope(args: argparse.Namespace) -> int:
             print(f"tamiyo ope: {args.live}: not a comparison.json of tamiyo evaluate ({exc})", file=sys.stderr)
             return 2
     elif args.live_study:
-        from .report import live_differences
+        from .report import live_agreement, live_differences
 
         try:
             baseline, live = live_differences(args.results_warehouse or Path("warehouse/tamiyo.duckdb"), args.live_study)
@@ -82,8 +82,9 @@ def run_ope(args: argparse.Namespace) -> int:
             return 2
         if baseline not in policies and baseline != "heuristic":  # the differences are from it: estimate it too
             policies[baseline] = baseline
+        agreement = live_agreement(args.results_warehouse or Path("warehouse/tamiyo.duckdb"), study=args.live_study)
     elif args.live_night:
-        from .report import live_night
+        from .report import live_agreement, live_night
 
         try:
             baseline, live, arms = live_night(args.results_warehouse or args.warehouse, args.live_night)
@@ -92,6 +93,7 @@ def run_ope(args: argparse.Namespace) -> int:
             return 2
         for name, what in arms.items():
             policies.setdefault(name, what)
+        agreement = live_agreement(args.results_warehouse or args.warehouse, night=args.live_night)
     try:
         from ..controllers import reference_controller
 
@@ -104,6 +106,6 @@ def run_ope(args: argparse.Namespace) -> int:
         print(f"tamiyo ope: {exc}", file=sys.stderr)
         return 2
     paths = write_ope_report(rows, args.out, title="Off-policy estimates", data_summary=data.summary(), live=live,
-                             live_baseline=baseline)  # fmt: skip
+                             live_baseline=baseline, agreement=agreement)  # fmt: skip
     print(f"report: {paths['markdown']} and {paths['html']}")
     return 0

@@ -203,8 +203,36 @@ def live_night(warehouse: str | Path, night: str, score: str = "test") -> tuple[
     return champion, live, policies
 
 
+def live_agreement(warehouse: str | Path, *, night: str | None = None, study: str | None = None,
+                   score: str = "test") -> dict | None:  # fmt: skip
+    """How firmly live ranks the arms: the Spearman correlation between every arm's paired difference on the
+    original data order and on the fresh orders (the same configurations, new data orders), over the arms of a
+    recorded night (against its champion) or study (against its reference, every regime) that have both. A
+    calibration target is read against it: where live reorders its own arms between data orders, no estimate
+    can be expected to follow its ranking more closely. None without at least 3 such arms."""
+    from scipy.stats import spearmanr
+
+    from ..warehouse import connect_read_only
+    from ..warehouse.seeds import has_table
+
+    table, sql, key = (("champion_history", "SELECT difference, fresh_difference FROM champion_history WHERE night = ? "
+                        "AND score = ? AND role <> 'champion'", [night, score]) if night else
+                       ("study_results", "SELECT difference, fresh_difference FROM study_results WHERE study = ? "
+                        "AND regime = 'all'", [study]))  # fmt: skip
+    rows = []
+    if Path(warehouse).exists():
+        with connect_read_only(warehouse) as con:
+            if has_table(con, table):
+                rows = [(a, b) for a, b in con.execute(sql, key).fetchall() if a is not None and b is not None and a == a and b == b]
+    if len(rows) < 3:
+        return None
+    original, fresh = map(np.array, zip(*rows))
+    rho = spearmanr(original, fresh).statistic if np.ptp(original) > 0 and np.ptp(fresh) > 0 else math.nan
+    return {"arms": len(rows), "spearman": float(rho)}
+
+
 def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None,
-                     live_baseline: str = "heuristic") -> dict:  # fmt: skip
+                     live_baseline: str = "heuristic", agreement: dict | None = None) -> dict:  # fmt: skip
     from ..common.html_report import markdown_page
 
     out = Path(out_dir)
@@ -231,10 +259,17 @@ def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: d
     if calib:
         md += ["", f"**OPE against live** over {calib['policies']} policies, each as its difference from {live_baseline}: "
                f"Spearman rank correlation {calib['spearman']:+.2f}, mean absolute error {calib['mean_abs_error_pp']:.2f} pp."]  # fmt: skip
+    if agreement:
+        rho = agreement["spearman"]
+        ranked = f"with Spearman {rho:+.2f}" if rho == rho else "without a ranking (one side is the same for every arm)"
+        md += ["", f"**Live against itself**: the original data order's differences and the fresh orders' rank the "
+               f"{agreement['arms']} arms {ranked} (the same configurations, new data orders). Where live reorders its "
+               "own arms between orders, no estimate can be expected to follow its ranking more closely."]  # fmt: skip
     markdown = "\n".join(md) + "\n"
     (out / "ope.md").write_text(markdown)
     (out / "ope.html").write_text(markdown_page(markdown, title, out))
-    (out / "ope.json").write_text(json.dumps({"rows": [asdict(r) for r in rows], "calibration": calib, "data": data_summary},
+    (out / "ope.json").write_text(json.dumps({"rows": [asdict(r) for r in rows], "calibration": calib, "data": data_summary,
+                                              "live_agreement": agreement},
                                              indent=1, default=str))  # fmt: skip
     return {"markdown": out / "ope.md", "html": out / "ope.html", "json": out / "ope.json"}
 
