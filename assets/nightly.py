@@ -3,7 +3,8 @@ night. Each asset is a thin wrapper: it reads the night's settings from the `nig
 library's stage (which resumes whatever a killed run left), and attaches what the stage did as metadata.
 
 The settings are the library's `NightConfig`, not a copy of it: the resource names a preset (`arena`, the
-default night of about 1,800 episodes, or `mini`, the quick demo's) and optional JSON overrides of its fields.
+default night of about 2,000 episodes; `arena-v2`, about 780, 2 hours on 2 cores; `arena-v2-large`; or `mini`,
+the quick demo's) and optional JSON overrides of its fields.
 """
 
 import base64
@@ -28,7 +29,7 @@ WRITER_POOL = "duckdb_writer"
 class NightlyResource(dg.ConfigurableResource):
     """What a night does (the library's NightConfig) and where its own files go."""
 
-    preset: str = os.environ.get("TAMIYO_NIGHT_PRESET", "arena")  # arena, arena-v2 (real nights) or mini (the demo)
+    preset: str = os.environ.get("TAMIYO_NIGHT_PRESET", "arena")  # arena, arena-v2, arena-v2-large (real nights) or mini (the demo)
     settings_json: str = os.environ.get("TAMIYO_NIGHT_SETTINGS", "{}")  # overrides of NightConfig's fields
     nights_dir: str = os.environ.get("TAMIYO_NIGHTS_DIR", "var/nights")
 

@@ -6,8 +6,9 @@ champion table and where to look.
     python -m pipelines.run_all --job full_refresh [--spec nightly] [--episodes 8] [--pairs 10] [--seed N]
 
 `make run` calls the first: a mini-night (every stage on a tiny budget of short digits episodes, a few
-minutes on 2 cores). `--preset arena` runs the real night (about 1,800 Fashion-MNIST episodes), `--preset arena-v2` the
-same on arena v2 (rent 1, two slots). Run again on
+minutes on 2 cores). `--preset arena-v2` runs the real night on arena v2 (rent 1, two slots; about 780 episodes,
+2 hours on 2 cores), `--preset arena-v2-large` the same at about 1,800, `--preset arena` the Fashion-MNIST arena's
+(about 2,000). Run again on
 the same night, it resumes (nothing finished is redone); with `--night` of the next day, it is the next night.
 The run is listed under its job in the Dagster UI (`make ui`). The console gets one line per finished step;
 everything else (Dagster's events, torch and MLflow output, the episode workers' output) goes to a log file
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="mini", choices=tuple(PRESETS),
-                        help="the nightly job's night: mini (the quick demo, default), arena or arena-v2 (real nights)")
+                        help="the nightly job's night: mini (the quick demo, default), arena-v2, arena-v2-large or arena (real nights)")
     parser.add_argument("--night", default=None, help="the night (partition) to run, YYYY-MM-DD (default: today, UTC)")
     parser.add_argument("--spec", default="nightly", help="full_refresh: generation spec (nightly, exploration, imitation, smoke or a file)")
     parser.add_argument("--episodes", type=int, default=8, help="full_refresh: episodes to generate (default 8)")

@@ -17,12 +17,14 @@ def register(subparsers) -> None:
         help="run (or resume) one night of the improvement loop: generate, ingest, train, evaluate, promote or keep",
         description="The stages of the Dagster `nightly` job, in one process. Run again on the same night, it resumes "
         "where it stopped (episodes on disk are read back, finished challengers kept). Settings: a preset "
-        "(arena: the real night, ~2,000 Fashion-MNIST episodes; mini: the quick demo) and NightConfig fields "
+        "(arena-v2: the real night on arena v2, ~780 episodes, 2 hours on 2 cores; arena-v2-large: ~1,800; arena: "
+        "the Fashion-MNIST arena's, ~2,000; mini: the quick demo) and NightConfig fields "
         "as --set FIELD=JSON (e.g. --set training_episodes=300 --set 'challengers=[\"bcq\"]').",
     )
     night.add_argument("night", help="the night, YYYY-MM-DD (its batch seeds follow from it)")
     night.add_argument("--preset", choices=tuple(PRESETS), default="arena",
-                       help="the night's settings: arena (default), arena-v2 (rent 1, two slots) or mini (the demo)")
+                       help="the night's settings: arena (default), arena-v2 (rent 1, two slots; 2 hours on 2 cores), "
+                       "arena-v2-large (the same, ~1,800 episodes) or mini (the demo)")
     night.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override one NightConfig field")
     night.add_argument("--workers", type=int, help="episode worker processes (default: the preset's, 2)")
     _paths_args(night)

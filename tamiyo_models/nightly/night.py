@@ -148,7 +148,8 @@ class NightConfig:
         return {**d, "reference_grid": list(self.reference_grid), "challengers": list(self.challengers), "phase4": list(self.phase4)}
 
     def planned_episodes(self, regimes: int, shipped: int = 0, fork_actions: int = 6) -> dict[str, int]:
-        """The night's budget in episodes, before it runs (at most: the champion may also be in the grid); a fork
+        """The night's budget in episodes, before it runs (at most: the champion may also be in the grid, and a vine
+        that labels no state is not evaluated); a fork
         parent counts itself and one branch per legal action at an early step, when no seed is active: WAIT and
         every blueprint in every slot (`fork_actions`: 6 on the arena's one slot, 11 on arena-v2's two);
         `shipped`: the shipped policies that join a first night."""
@@ -200,8 +201,9 @@ def arena_v2_night(**overrides) -> NightConfig:
 
 def arena_v2_large_night(**overrides) -> NightConfig:
     """The arena-v2 night at about 1,800 episodes (3.5 to 4.5 hours on 2 cores; about 1 hour on 8): 600
-    training, 24 forked parents, 32 of PPO's, and 24 held-out configurations (the four-way's count of pairs) x 13
-    arms x 3 data orders, with every Phase 3 learner and the four-way's whole slot-aware grid."""
+    training, 24 forked parents, 32 of PPO's, and 24 held-out configurations (the four-way's count of pairs) x 12
+    arms (13 on a warehouse's first night, with the shipped policy) x 3 data orders, with every Phase 3 learner
+    and the four-way's whole slot-aware grid."""
     settings = dict(spec="arena-v2", training_episodes=600, heldout_per_regime=24,
                     reference_grid=("never", "fixed:conv_light@0:slot1", "fixed:conv_heavy@0:slot1", "fixed:conv_light@0",
                                     "fixed:conv_heavy@0"))  # fmt: skip
@@ -425,7 +427,8 @@ def check_champion_fits(champion: Champion, config: NightConfig) -> None:
 def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
                       tags: dict | None = None) -> dict:  # fmt: skip
     """Train (or find, when resuming) tonight's Phase 3, then Phase 4 challengers. Returns {"challengers":
-    name -> {policy, model_version, nights_learned, ...}}."""
+    name -> {policy, model_version, nights_learned, ...}, "not_evaluated": name -> {the same, reason}}: a learner
+    in the second is trained and registered but not evaluated tonight (a vine that labelled no state)."""
     from ..agents.tracking import Tracker
     from ..offline_rl.workflow import OfflineRunConfig, train_offline
     from ..transitions.dataset import load_transitions
@@ -441,7 +444,7 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
     found: dict = {}
     # Phase 4 results that are not challengers: a vine whose region rule labelled no state is its start refitted on
     # its own choices (or the champion's student), so evaluating it would spend episodes on fitting error alone.
-    not_evaluated: dict = dict(previous.get("not_evaluated", {}))
+    not_evaluated: dict = {}
 
     def save() -> dict:  # after each learner, so a kill keeps the finished ones
         return _write_stage(paths, night, "train", {"challengers": found, "not_evaluated": not_evaluated})
@@ -481,7 +484,8 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
             found[name] = previous["challengers"][name]
             log(f"night {night}: {name} already trained ({folder / f'phase4-{algorithm}.pt'}), kept")
             continue
-        if (folder / f"phase4-{algorithm}.pt").exists() and name in not_evaluated:
+        if (folder / f"phase4-{algorithm}.pt").exists() and name in previous.get("not_evaluated", {}):
+            not_evaluated[name] = previous["not_evaluated"][name]
             log(f"night {night}: {name} already trained, not evaluated: {not_evaluated[name]['reason']}")
             continue
         tracker = tracker or Tracker(paths.tracking)

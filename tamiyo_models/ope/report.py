@@ -228,7 +228,7 @@ def live_agreement(warehouse: str | Path, *, night: str | None = None, study: st
         return None
     original, fresh = map(np.array, zip(*rows))
     rho = spearmanr(original, fresh).statistic if np.ptp(original) > 0 and np.ptp(fresh) > 0 else math.nan
-    return {"arms": len(rows), "spearman": float(rho)}
+    return {"arms": len(rows), "spearman": None if rho != rho else float(rho)}  # JSON has no NaN
 
 
 def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None,
@@ -261,10 +261,11 @@ def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: d
                f"Spearman rank correlation {calib['spearman']:+.2f}, mean absolute error {calib['mean_abs_error_pp']:.2f} pp."]  # fmt: skip
     if agreement:
         rho = agreement["spearman"]
-        ranked = f"with Spearman {rho:+.2f}" if rho == rho else "without a ranking (one side is the same for every arm)"
+        ranked = f"with Spearman {rho:+.2f}" if rho is not None else "without a ranking (one side is the same for every arm)"
         md += ["", f"**Live against itself**: the original data order's differences and the fresh orders' rank the "
-               f"{agreement['arms']} arms {ranked} (the same configurations, new data orders). Where live reorders its "
-               "own arms between orders, no estimate can be expected to follow its ranking more closely."]  # fmt: skip
+               f"{agreement['arms']} arms {ranked} (the same configurations, new data orders), for reference: the "
+               "calibration above pools every order, so it is steadier than either side here, but where live reorders "
+               "its own arms between orders, a rank correlation against it is bounded by that noise too."]  # fmt: skip
     markdown = "\n".join(md) + "\n"
     (out / "ope.md").write_text(markdown)
     (out / "ope.html").write_text(markdown_page(markdown, title, out))
