@@ -442,8 +442,8 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
     previous = _read_stage(paths, night, "train") or {}
     tracker = None
     found: dict = {}
-    # Phase 4 results that are not challengers: a vine whose region rule labelled no state is its start refitted on
-    # its own choices (or the champion's student), so evaluating it would spend episodes on fitting error alone.
+    # Phase 4 results that are not challengers, each with the learner's reason (`not_evaluated` in what it returns):
+    # a vine whose region rule labelled no state is its start refitted, so evaluating it measures fitting error.
     not_evaluated: dict = {}
 
     def save() -> dict:  # after each learner, so a kill keeps the finished ones
@@ -491,9 +491,8 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
         tracker = tracker or Tracker(paths.tracking)
         learn = {"vine": _phase4_vine, "ppo": _phase4_ppo}[algorithm]
         trained = learn(night, config, paths, champion, nights, found, folder, name, tracker=tracker, tags=lineage, log=log)
-        if trained is not None and algorithm == "vine" and not trained["relabelled"]:
-            reason = (f"the region rule labelled no state ({trained['cells_tested']} cells tested over {trained['forks']} "
-                      "stored forks), so it is its start refitted on its own choices")  # fmt: skip
+        reason = trained.pop("not_evaluated", None) if trained is not None else None
+        if reason:
             not_evaluated[name] = {**trained, "nights_learned": nights, "reason": reason}
             log(f"night {night}: {name} is not evaluated: {reason}")
         elif trained is not None:
@@ -533,10 +532,14 @@ def _phase4_vine(night: str, config: NightConfig, paths: NightPaths, champion: C
                         feature_set=feature_set),
         folder, tracker=tracker, tags=tags, log=log)  # fmt: skip
     last = run.history[-1] if run.history else {}
-    return {"policy": str(run.policy_path), "model_version": run.model_version, "mlflow_run_id": run.mlflow_run_id,
-            "start": policy or champion.name, "forks": last.get("forks", 0), "relabelled": last.get("relabelled", 0),
-            "cells_tested": last.get("cells_tested", 0), "cells_labelled": last.get("cells_labelled", 0),
-            "updates": config.vine_updates}  # fmt: skip
+    trained = {"policy": str(run.policy_path), "model_version": run.model_version, "mlflow_run_id": run.mlflow_run_id,
+               "start": policy or champion.name, "forks": last.get("forks", 0), "relabelled": last.get("relabelled", 0),
+               "cells_tested": last.get("cells_tested", 0), "cells_labelled": last.get("cells_labelled", 0),
+               "updates": config.vine_updates}  # fmt: skip
+    if not trained["relabelled"]:  # its start refitted on its own choices: evaluating it would measure fitting error
+        trained["not_evaluated"] = (f"the region rule labelled no state ({trained['cells_tested']} cells tested over "
+                                    f"{trained['forks']} stored forks), so it is its start refitted on its own choices")  # fmt: skip
+    return trained
 
 
 def _phase4_ppo(night: str, config: NightConfig, paths: NightPaths, champion: Champion, nights: list[str], found: dict,

@@ -208,8 +208,8 @@ def live_agreement(warehouse: str | Path, *, night: str | None = None, study: st
     """How firmly live ranks the arms: the Spearman correlation between every arm's paired difference on the
     original data order and on the fresh orders (the same configurations, new data orders), over the arms of a
     recorded night (against its champion) or study (against its reference, every regime) that have both. A
-    calibration target is read against it: where live reorders its own arms between data orders, no estimate
-    can be expected to follow its ranking more closely. None without at least 3 such arms."""
+    calibration target is read beside it: it shows how much live reorders its own arms between data orders.
+    None without at least 3 such arms; its Spearman is None where one side is the same for every arm."""
     from scipy.stats import spearmanr
 
     from ..warehouse import connect_read_only
@@ -227,8 +227,8 @@ def live_agreement(warehouse: str | Path, *, night: str | None = None, study: st
     if len(rows) < 3:
         return None
     original, fresh = map(np.array, zip(*rows))
-    rho = spearmanr(original, fresh).statistic if np.ptp(original) > 0 and np.ptp(fresh) > 0 else math.nan
-    return {"arms": len(rows), "spearman": None if rho != rho else float(rho)}  # JSON has no NaN
+    rho = float(spearmanr(original, fresh).statistic) if np.ptp(original) > 0 and np.ptp(fresh) > 0 else None
+    return {"arms": len(rows), "spearman": rho}  # None, not NaN: ope.json stays JSON
 
 
 def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None,
