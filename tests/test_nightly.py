@@ -417,6 +417,15 @@ def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
     assert len(means) == len(arms)  # the champion's row and one per compared controller
     for name in trained["not_evaluated"]:  # a learner that was not evaluated says why
         assert f"- {name}: not evaluated: the region rule labelled no state" in report
+    # What each challenger did differently: its first parting from the champion on the same configuration and order
+    # (or none), on every paired held-out configuration, and its grafts and culls beside the champion's.
+    section = report.split("## Where the challengers part from the champion")[1].split("\n## ")[0]
+    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ") for r in section.splitlines() if r.startswith("| ") and "---" not in r}
+    challengers = {r.split(" | ")[2].strip("*") for r in means if r.split(" | ")[3] == "challenger"}
+    assert set(trained["challengers"]) <= challengers
+    assert set(rows) == {"controller", metadata["champion_before"].value, *challengers}
+    for name in challengers:
+        assert int(rows[name][1]) >= 2 and (rows[name][2] == "none" or rows[name][2].startswith("step "))
 
 
 def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp_path):

@@ -267,7 +267,7 @@ def test_the_readers_stochastic_version_logs_propensities_around_its_culls(tmp_p
 def test_a_cards_behaviour_section_finds_the_state_where_the_reader_parts_from_the_schedule(tmp_path):
     """Until their first different action two episodes of one configuration and order are in the same state: the
     reader's first divergence from the fixed schedule is its cull of the dead seed, on a zero gradient share."""
-    from tamiyo_models.studies.behaviour import behaviour_markdown, read_behaviour
+    from tamiyo_models.evaluation.behaviour import behaviour_markdown, read_behaviour
     from tamiyo_models.world.features import FEATURE_SETS
 
     faults = {"seed_faults": {"conv_heavy": 1.0}, "max_epochs": 10}

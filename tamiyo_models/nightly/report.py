@@ -242,10 +242,43 @@ def write_night_report(night: str, paths, config) -> Path:
     trained = json.loads((folder / "train.json").read_text()) if (folder / "train.json").exists() else {}
     reasons += [f"- {name}: not evaluated: {info['reason']}" for name, info in trained.get("not_evaluated", {}).items()]
     lines += ["## Why", "", *reasons, ""]
+    challengers = [r["arm"] for r in table.iter_rows(named=True) if r["role"] == "challenger"]
+    lines += behaviour_lines(folder / "evaluation", before, challengers)
     lines += fork_plan_lines(folder / "fork-plan.json", forked_steps(paths.warehouse, night))
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def behaviour_lines(folder: Path, champion: str, challengers: list[str], top: int = 3) -> list[str]:
+    """Where each challenger first parts from the champion on the night's held-out episodes (original order), and
+    how often each grafts and culls: what a learner that lost actually did differently (evaluation/behaviour.py).
+    Nothing without the evaluation folder or a challenger."""
+    from ..evaluation.behaviour import read_behaviour
+
+    if not challengers or not folder.is_dir():
+        return []
+    rows = []
+    for arm in [champion, *challengers]:
+        found = read_behaviour(folder, arm, champion, [])
+        if not found.episodes:
+            continue
+        per = lambda prefix: sum(a["decisions"] for a in found.actions if a["action"].startswith(prefix)) / found.episodes  # noqa: E731
+        parts = "; ".join(f"step {d['step']}: {d['arm']} / {d['reference']} ({d['episodes']})" for d in found.divergences[:top])
+        more = len(found.divergences) - top
+        parts = "-" if arm == champion else (parts + (f"; {more} more" if more > 0 else "") if parts else "none")
+        same = found.episodes - sum(d["episodes"] for d in found.divergences)
+        rows.append(f"| {arm} | {found.episodes} | {parts} | {same if arm != champion else '-'} | {per('GERMINATE'):.2f} | {per('CULL'):.2f} |")
+    if len(rows) < 2:
+        return []
+    return ["## Where the challengers part from the champion", "",
+            "Read from tonight's held-out episodes on the original data order, paired by configuration. Two episodes of "
+            "one configuration and order are in the same state until their first different action, so each entry is a "
+            "state where the challenger acts differently from the champion: the step, its action / the champion's, and "
+            "in how many configurations (most frequent first). Grafts and culls are decisions per episode over the "
+            "whole episode.", "",
+            "| controller | configurations | first parting from the champion | same actions throughout | grafts per episode | culls per episode |",
+            "|---|---:|---|---:|---:|---:|", *rows, ""]  # fmt: skip
 
 
 def forked_steps(warehouse, night: str) -> dict[int, int]:

@@ -106,7 +106,7 @@ def _behaviour(study: StudyConfig, config: ShipConfig, root: Path, payload: dict
     """The card's "Where it acts differently from the reference" section, from the study's held-out episodes (behaviour.py); None
     when they are not on this machine (a card shipped from a results-only copy)."""
     from ..controllers import reference_controller
-    from .behaviour import behaviour_markdown, read_behaviour, slot_keys
+    from ..evaluation.behaviour import behaviour_markdown, read_behaviour, slot_keys
 
     episodes = root / "episodes"
     if not episodes.is_dir():

@@ -1,4 +1,6 @@
-"""Where a policy acts differently from the reference, read from the study's own held-out episodes.
+"""Where a policy acts differently from a reference, read from paired held-out episodes: a study's (the shipped
+policy's model card, studies/ship.py) or a night's (the night report's "Where the challengers part from the
+champion", nightly/report.py).
 
 Two episodes of the same configuration and data order are in the same state until their controllers' first
 different action: an episode is a deterministic function of its configuration, its order and its actions. So
@@ -7,7 +9,8 @@ differently, and what each would do there. After it the trajectories part, and t
 own: each action other than WAIT (in how many episodes, at which steps), and a shallow tree over the policy's
 own features that says in which states it takes which action (scikit-learn's `export_text`).
 
-This is description, not selection: nothing here feeds back into training or the study's verdict.
+This is description, not selection: nothing here feeds back into training, a study's verdict or a night's
+decision.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def _means(found: list[dict]) -> dict[str, float]:
 
 
 def _rules(states: list, chosen: list, feature_names: list[str], config: BehaviourConfig) -> tuple[str, tuple[str, ...]]:
-    if len(set(chosen)) < 2:
+    if len(set(chosen)) < 2 or not feature_names:
         return "", ()
     from sklearn.tree import DecisionTreeClassifier, export_text
 
