@@ -372,6 +372,7 @@ def test_a_night_killed_halfway_resumes_without_redoing_what_finished(three_nigh
 def test_phase4_challengers_start_from_the_champion_and_name_the_nights_they_learned_from(three_nights):
     """Every night has a vine challenger (the region rule over the fork studies of every night so far) and a PPO
     challenger, each an MLflow model version of the Phase 4 model whose run's lineage tag names those nights."""
+    from tamiyo_models.agents.saved import load_policy
     from tamiyo_models.agents.tracking import Tracker
 
     paths, _, result = three_nights
@@ -386,6 +387,10 @@ def test_phase4_challengers_start_from_the_champion_and_name_the_nights_they_lea
             assert tags["tamiyo.nights_learned"] == ",".join(NIGHTS[: number + 1]) and tags["tamiyo.night"] == night
             version = tracker.client.get_model_version("tamiyo-phase4-online", info["model_version"])
             assert version.run_id == info["mlflow_run_id"]
+        # Each Phase 3 challenger is an ensemble (the mini-night's 2 learners), saved as one policy file.
+        for info in [info for name, info in challengers.items() if name.startswith("phase3-")]:
+            module, _ = load_policy(info["policy"])
+            assert info["ensemble"] == NIGHT.ensemble == 2 and module.kind == "ensemble" and len(module.members) == 2
         # The vine pooled every night's forks so far (one forked parent a night); PPO starts from the champion's
         # policy file, or from tonight's Phase 3 policy when the champion is a schedule or the heuristic.
         assert challengers[f"phase4-vine-{night}"]["forks"] >= number + 1

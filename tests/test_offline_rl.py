@@ -110,6 +110,58 @@ def test_bcq_with_the_action_supported_finds_it_and_without_support_refuses_it()
     assert _greedy_at_s0(strict.module) == B  # A (p = 0.2 vs 0.8) is outside the support at threshold 0.5
 
 
+def _scores(values: list[float]):
+    from tamiyo_models.agents.base import PolicyModule
+
+    class Scores(PolicyModule):
+        kind = "scores"
+
+        def raw_logits(self, obs):
+            return torch.tensor(values, dtype=torch.float32).expand(len(obs), -1)
+
+    return Scores()
+
+
+def test_an_ensemble_acts_on_its_members_mean_and_leaves_out_what_a_member_rules_out():
+    from tamiyo_models.agents.networks import Ensemble
+
+    inf = float("-inf")
+    # Member 1 prefers A by a little, member 2 prefers B by a lot: the mean prefers B, which neither seed alone decides.
+    two = Ensemble([_scores([0, 1.1, 1.0, 0, 0, 0, 0, 0]), _scores([0, 1.0, 2.0, 0, 0, 0, 0, 0])])
+    assert _greedy_at_s0(two) == B
+    with torch.no_grad():
+        assert two.logits(S0, LEGAL0)[0, [A, B]].tolist() == pytest.approx([1.05, 1.5])
+        assert torch.isinf(two.logits(S0, LEGAL0)[0, ~LEGAL0[0]]).all()
+    # An action one member rules out (BCQ: outside its support) is out, though the other scores it highest...
+    ruled = Ensemble([_scores([0, 5.0, 1.0, 0, 0, 0, 0, 0]), _scores([0, inf, 1.0, 0, 0, 0, 0, 0])])
+    assert _greedy_at_s0(ruled) == B
+    # ...unless no legal action is left for every member: then each scores the mean of the members that score it.
+    apart = Ensemble([_scores([0, 3.0, inf, 0, 0, 0, 0, 0]), _scores([0, inf, 1.0, 0, 0, 0, 0, 0])])
+    with torch.no_grad():
+        assert apart.logits(S0, LEGAL0)[0, [A, B]].tolist() == [3.0, 1.0]
+        assert torch.isfinite(apart.probabilities(S0, LEGAL0)).all()
+    with pytest.raises(ValueError, match="one kind"):
+        Ensemble([_scores([0] * 8), _fixed(A)])
+
+
+def test_an_ensemble_of_bcq_learners_finds_the_optimal_action_and_survives_the_saved_format(tmp_path):
+    from tamiyo_models.agents.networks import Ensemble
+    from tamiyo_models.agents.saved import load_policy, save_policy
+    from tamiyo_models.offline_rl.bcq import BCQConfig, train_bcq
+
+    data = tiny_mdp()
+    members = [train_bcq(data, BCQConfig(threshold=0.1, hidden=(32, 32), updates=2_000, reward_scale=1.0, checkpoints=1,
+                                         seed=seed), log=lambda *_: None).module for seed in (0, 1, 2)]  # fmt: skip
+    ensemble = Ensemble(members).eval()
+    assert _greedy_at_s0(ensemble) == A
+    path = save_policy(ensemble, data.feature_names, tmp_path / "e.pt", algorithm="bcq", phase="phase3",
+                       actions=data.action_names)  # fmt: skip
+    loaded, payload = load_policy(path)
+    assert loaded.kind == "ensemble" and [m.kind for m in loaded.members] == ["bcq"] * 3
+    with torch.no_grad():
+        assert torch.equal(loaded.logits(S0, LEGAL0), ensemble.logits(S0, LEGAL0))
+
+
 def _fixed(action: int):
     from tamiyo_models.agents.base import PolicyModule
 

@@ -36,6 +36,7 @@ _BUILTIN_NETWORK_MODULES = {
     "mlp-actor": "tamiyo_models.agents.networks",
     "actor-critic": "tamiyo_models.agents.networks",
     "bcq": "tamiyo_models.agents.networks",
+    "ensemble": "tamiyo_models.agents.networks",
 }
 
 

@@ -91,6 +91,11 @@ class NightConfig:
     distil_updates: int = 10_000  # the student of a champion with no network (a fixed schedule, the heuristic)
     ppo_episodes: int = 32
     ppo_episodes_per_iteration: int = 8
+    # Each Phase 3 challenger is this many learners from consecutive seeds, acting on their mean scores, each to
+    # its last update (OfflineRunConfig.ensemble). One network's first decision on arena-v2 was a draw of its seed:
+    # 4 seeds of BCQ on the same data split 3 to 1 between grafting conv_heavy into slot 1 and waiting
+    # (docs/lab/2026-12-06-a-two-hour-arena-v2-night.md). 1: one learner, its checkpoint chosen by FQE.
+    ensemble: int = 5
     passes_over_data: float = 40.0  # offline updates = passes x transitions / batch size, within the bounds below
     min_updates: int = 200
     max_updates: int = 20_000
@@ -115,8 +120,8 @@ class NightConfig:
         unknown = [a for a in self.phase4 if a not in PHASE4_CHALLENGERS]
         if unknown:
             raise ValueError(f"unknown Phase 4 challenger(s) {', '.join(unknown)}; known: {', '.join(PHASE4_CHALLENGERS)}")
-        if min(self.vine_updates, self.distil_updates, self.ppo_episodes, self.ppo_episodes_per_iteration) < 1:
-            raise ValueError("vine_updates, distil_updates, ppo_episodes and ppo_episodes_per_iteration must be >= 1")
+        if min(self.vine_updates, self.distil_updates, self.ppo_episodes, self.ppo_episodes_per_iteration, self.ensemble) < 1:
+            raise ValueError("vine_updates, distil_updates, ppo_episodes, ppo_episodes_per_iteration and ensemble must be >= 1")
         for name in self.reference_grid:
             reference_controller(name)  # a typo fails here, naming the controller
         if not 0.0 <= self.champion_share <= 1.0:
@@ -176,7 +181,7 @@ def mini_night(**overrides) -> NightConfig:
     configurations per regime, the rule asking for 3 pairs, Phase 4 learners that only show they run (a
     student of a few hundred steps, PPO's critic warm-up and one update)."""
     settings = dict(spec="smoke", training_episodes=12, fork_parents=1, max_epochs=8, heldout_per_regime=4, fresh_orders=2,
-                    reference_grid=("never", "fixed:conv_heavy@1"), passes_over_data=20.0, min_updates=100,
+                    reference_grid=("never", "fixed:conv_heavy@1"), passes_over_data=20.0, min_updates=100, ensemble=2,
                     vine_updates=200, distil_updates=300, ppo_episodes=4, ppo_episodes_per_iteration=2,
                     rule=PromotionRule(min_pairs=3, resamples=2_000))  # fmt: skip
     return NightConfig(**{**settings, **overrides})
@@ -458,7 +463,7 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
             continue
         run_config = OfflineRunConfig(algorithm=algorithm, parent_policy=_policy_file_of(champion.controller.to_dict()),
                                       split_seed=int(batch_seed(night, TRAINING) % 1000), feature_set=feature_set,
-                                      seed_slots=slots if slots > 1 else None)  # fmt: skip
+                                      seed_slots=slots if slots > 1 else None, ensemble=config.ensemble)  # fmt: skip
         # One budget for the learner and its FQE checkpoint selection: both pass over the same transitions.
         learner_updates = scaled_updates(len(data), config, run_config.learner.batch_size)
         learner = dataclasses.replace(run_config.learner, updates=learner_updates)
@@ -467,14 +472,15 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
                                          report_fqe=dataclasses.replace(run_config.report_fqe, updates=learner_updates))  # fmt: skip
         log(f"night {night}: {name} on {len(data)} transitions ({feature_set}, {slots} seed slot(s)) from nights {', '.join(nights) or 'none'} "
             f"(and earlier runs): {learner_updates} updates ({config.passes_over_data:g} passes over the data, "
-            f"within [{config.min_updates}, {config.max_updates}])")  # fmt: skip
+            f"within [{config.min_updates}, {config.max_updates}])"
+            + (f", {config.ensemble} learners from consecutive seeds acting on their mean (ensemble)" if config.ensemble > 1 else ""))  # fmt: skip
         tracker = tracker or Tracker(paths.tracking)
         run = train_offline(paths.warehouse, run_config, out, tracker=tracker, log=log,
                             tags={"tamiyo.night": night, "tamiyo.nights_learned": ",".join(nights),
                                   "tamiyo.champion": champion.name, **(tags or {})})  # fmt: skip
         found[name] = {"policy": str(run.policy_path), "model_version": run.model_version,
                        "mlflow_run_id": run.mlflow_run_id, "transitions": len(data), "updates": learner_updates,
-                       "nights_learned": nights}  # fmt: skip
+                       "ensemble": config.ensemble, "nights_learned": nights}  # fmt: skip
         save()
     lineage = {"tamiyo.night": night, "tamiyo.nights_learned": ",".join(nights), "tamiyo.champion": champion.name, **(tags or {})}
     for algorithm in config.phase4:
@@ -603,6 +609,8 @@ def _student_reason(policy: str | None, name: str, *, regions: bool) -> str | No
     module, payload = load_policy(policy)
     if module.kind == "bcq":
         return "BCQ's actions outside its data have probability 0"
+    if module.kind == "ensemble":
+        return f"an ensemble of {len(module.members)} {module.members[0].kind} networks is not one network to fine-tune"
     if regions and not {"epoch", "epochs_remaining"} <= set(payload["feature_names"]):
         return "its policy does not read epoch and epochs_remaining, which place a state in a region"
     return None

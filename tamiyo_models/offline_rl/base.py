@@ -75,7 +75,8 @@ def finish(module, algorithm: str, title: str, config: OfflineConfig, keeper, pa
     best = keeper.best()
     module.load_state_dict(best.state)
     module.eval()
-    log(f"{title}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); "
-        f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)")  # fmt: skip
+    kept = (f"kept update {best.update} (held-out estimate {best.estimate:+.2f} pp)" if best.estimate == best.estimate
+            else f"kept its last update, {best.update} (no checkpoint selection)")  # fmt: skip
+    log(f"{title}: {config.updates} updates in {seconds:.1f} s ({config.updates / seconds:.0f}/s); {kept}")
     return OfflineResult(module, algorithm, config.to_dict(), best.update, [(c.update, c.estimate) for c in keeper.checkpoints],
                          parts.rows, config.updates / seconds)  # fmt: skip

@@ -1,5 +1,7 @@
 """Phase 3 end to end: transitions from the warehouse -> an offline learner (CQL, IQL or BCQ) -> checkpoint
-selected by FQE on held-out episode families -> one policy file -> the off-policy report -> MLflow.
+selected by FQE on held-out episode families -> one policy file -> the off-policy report -> MLflow. With
+`ensemble` = K > 1, K learners from consecutive seeds, each to its last update, make one policy that acts on
+their mean scores.
 
 Training data is every controller's logged transitions plus branch runs (a branch's steps are real
 transitions), optionally restricted to some behaviours or arena regimes. Whole episode families (a parent with
@@ -9,6 +11,7 @@ the episode seeds of its data, so a live evaluation refuses to grade it on confi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -44,12 +47,19 @@ class OfflineRunConfig:
     bcq: BCQConfig = field(default_factory=BCQConfig)
     selection_fqe: FQEConfig = field(default_factory=lambda: FQEConfig(updates=1_500))
     report_fqe: FQEConfig = field(default_factory=lambda: FQEConfig(updates=4_000))
+    # More than 1: that many learners, seeds seed, seed + 1, ..., each trained to its last update (no checkpoint
+    # selection), saved as one policy acting on their mean scores (agents.networks.Ensemble). Why: one network's
+    # choice where the candidates' values differ by less than its seed noise is a draw of its seed, and FQE's
+    # checkpoint estimates move by about as much (docs/lab/2026-12-06-a-two-hour-arena-v2-night.md).
+    ensemble: int = 1
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown offline algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
         if not 0.0 <= self.held_out < 1.0:
             raise ValueError(f"held_out must be in [0, 1), got {self.held_out}")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
 
     @property
     def learner(self):
@@ -111,11 +121,10 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
     log(f"{summary['transitions']} transitions, {summary['episodes']} runs in {summary['families']} families; "
         f"behaviours {', '.join(summary['behaviours'])}")  # fmt: skip
     train, held = data.split_by_family(config.held_out, config.split_seed) if config.held_out > 0 else (data, None)
-    selector = fqe_selector(held, config.selection_fqe)
+    selector = fqe_selector(held, config.selection_fqe) if config.ensemble == 1 else None
     parent, parent_ref = _resolve_parent(config.parent_policy, tracker, out)
-    kwargs = {"selector": selector, "log": log}
+    actor = None
     if config.algorithm == "iql":
-        actor = None
         same_space = parent is not None and len(parent[1]["fine_actions"]) == data.n_actions
         if same_space and tuple(parent[1]["feature_names"]) == tuple(data.feature_names):
             actor = parent[0]  # IQL's actor starts as Phase 1's network: the heuristic, moved by the advantages
@@ -125,11 +134,15 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
                 f"the data's space has {data.n_actions}")  # fmt: skip
         elif parent is not None:
             log(f"IQL actor starts fresh: the parent {parent_ref} reads other features than {config.feature_set}")
-        result = train_iql(train, config.iql, actor=actor, **kwargs)
-    elif config.algorithm == "cql":
-        result = train_cql(train, config.cql, **kwargs)
-    else:
-        result = train_bcq(train, config.bcq, **kwargs)
+    learn = {"iql": train_iql, "cql": train_cql, "bcq": train_bcq}[config.algorithm]
+    members = []
+    for k in range(config.ensemble):
+        learner = dataclasses.replace(config.learner, seed=config.learner.seed + k)
+        if config.ensemble > 1:
+            log(f"ensemble member {k + 1} of {config.ensemble}: seed {learner.seed}, trained to its last update")
+        extra = {"actor": copy.deepcopy(actor)} if config.algorithm == "iql" else {}
+        members.append(learn(train, learner, selector=selector, log=log, **extra))
+    result = members[0] if len(members) == 1 else _ensemble(members)
 
     ope = {}
     if held is not None and len(held):
@@ -153,6 +166,16 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
     if tracker is not None:
         _track(run, data, warehouse_path, tracker, parent_run_id, parent_ref, tags, log)
     return run
+
+
+def _ensemble(members: list[OfflineResult]) -> OfflineResult:
+    """One result of K members: their policies as one Ensemble, the first member's loss curves, the mean speed."""
+    from ..agents.networks import Ensemble
+
+    module = Ensemble([m.module for m in members]).eval()
+    speed = len(members) / sum(1.0 / m.updates_per_second for m in members)
+    return OfflineResult(module, members[0].algorithm, {**members[0].config, "ensemble": len(members)},
+                         members[0].selected_update, [], members[0].losses, speed)  # fmt: skip
 
 
 def _seeds(warehouse_path, run_ids) -> list[int]:

@@ -145,6 +145,9 @@ def _phase3_args(parser: argparse.ArgumentParser) -> None:
                         help=f"rewards (pp) are multiplied by this (default {offline.cql.reward_scale:g})")
     parser.add_argument("--parent", help="IQL's initial actor, and the lineage parent (a file, or MLflow MODEL@alias / MODEL/version)")
     parser.add_argument("--seed", type=int, default=offline.split_seed, help=f"seed of the split and of training (default {offline.split_seed})")
+    parser.add_argument("--ensemble", type=int, default=offline.ensemble, metavar="K",
+                        help=f"K learners from seeds SEED..SEED+K-1, each to its last update, acting on their mean scores "
+                        f"(default {offline.ensemble}: one learner, its checkpoint chosen by held-out FQE; docs/offline-rl.md)")
 
 
 def _phase4_args(parser: argparse.ArgumentParser) -> None:
@@ -319,7 +322,7 @@ def offline_run_config(args: argparse.Namespace):
         algorithm=args.algorithm, feature_set=args.feature_set,
         behaviours=base.behaviours if args.controllers is None else _split(args.controllers), regimes=_split(args.regimes),
         held_out=args.held_out, split_seed=args.seed, parent_policy=args.parent, seed_slots=args.seed_slots,
-        mix_action_spaces=args.mix_action_spaces,
+        mix_action_spaces=args.mix_action_spaces, ensemble=args.ensemble,
         cql=dataclasses.replace(base.cql, alpha=args.alpha, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
         iql=dataclasses.replace(base.iql, tau=args.tau, beta=args.awr_beta, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
         bcq=dataclasses.replace(base.bcq, threshold=args.bcq_threshold, updates=args.updates, reward_scale=args.reward_scale, seed=args.seed),
