@@ -18,7 +18,7 @@ from shipped_fixtures import shipped_folder
 from tamiyo_models.controllers import shipped as shipped_module
 from tamiyo_models.nightly import champion as champ
 from tamiyo_models.nightly.night import (
-    PPO_STARTS, NightPaths, batch_seed, evaluate_night, generate_night, ingest_night, mini_night, run_night, train_challengers,
+    PPO_STARTS, NightPaths, batch_seed, dethroned_champion, evaluate_night, generate_night, ingest_night, mini_night, run_night, train_challengers,
 )  # fmt: skip
 from tamiyo_models.warehouse.seeds import EVALUATION, TRAINING, claim_seeds, overlapping_seeds, seed_class
 
@@ -115,6 +115,9 @@ def test_a_promotion_moves_the_champion_in_the_warehouse_and_the_mlflow_alias(tm
     # A rerun of the same night replaces its rows, never duplicates them; a night without a pass keeps the champion.
     champ.record_night(con, "2026-12-01", "test", start, [winner, loser], winner, 1, rule, version)
     champ.record_night(con, "2026-12-02", "test", now, [loser], None, 2, rule)
+    # The night after a promotion, the dethroned champion (with its settings) defends once; after a kept night, none.
+    assert champ.dethroned(con, "2026-12-01") is None and champ.dethroned(con, "2026-12-02").name == "heuristic"
+    assert champ.dethroned(con, "2026-12-03") is None
     rows = con.execute("SELECT night, arm, decision, champion_after FROM champion_history ORDER BY night, arm").fetchall()
     assert rows == [("2026-12-01", "fixed:conv_heavy@0", "promoted", "fixed:conv_heavy@0"),
                     ("2026-12-01", "fixed:conv_heavy@3", "kept", "fixed:conv_heavy@0"),
@@ -418,7 +421,9 @@ def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
     assert materialization.partition == NIGHTS[2]
     means = [r for r in report.splitlines() if r.startswith(f"| {NIGHTS[2]} |")]
     trained = json.loads((paths.night_dir(NIGHTS[2]) / "train.json").read_text())
-    arms = {"heuristic", "fixed:conv_heavy@1", metadata["champion_before"].value, *trained["challengers"]}
+    former = dethroned_champion(NIGHTS[2], NIGHT, paths)  # the champion dethroned the night before defends once
+    arms = {"heuristic", "fixed:conv_heavy@1", metadata["champion_before"].value, *trained["challengers"],
+            *([former.name] if former else [])}  # fmt: skip
     assert len(means) == len(arms)  # the champion's row and one per compared controller
     for name in trained["not_evaluated"]:  # a learner that was not evaluated says why
         assert f"- {name}: not evaluated: the region rule labelled no state" in report
@@ -426,7 +431,9 @@ def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
     # (or none), on every paired held-out configuration, and its grafts and culls beside the champion's.
     section = report.split("## Where the challengers part from the champion")[1].split("\n## ")[0]
     rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ") for r in section.splitlines() if r.startswith("| ") and "---" not in r}
-    challengers = {r.split(" | ")[2].strip("*") for r in means if r.split(" | ")[3] == "challenger"}
+    header = [c.strip() for c in next(r for r in report.splitlines() if r.startswith("| night |")).strip("|").split("|")]
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in means]
+    challengers = {c[header.index("controller")].strip("*") for c in cells if c[header.index("role")] == "challenger"}
     assert set(trained["challengers"]) <= challengers
     assert set(rows) == {"controller", metadata["champion_before"].value, *challengers}
     for name in challengers:

@@ -19,6 +19,11 @@ heuristic by the rule: a fixed schedule is a policy too.
 
 The current champion is read back from `champion_history` (the warehouse is the record); each promotion also
 registers the controller as a version of the MLflow model `tamiyo-champion-<score>` with the alias `champion`.
+
+A promotion can be luck: the rule's intervals are over one night's configurations, and one configuration where the
+champion kept a failing seed can carry a fresh-order mean. So the night after a promotion, the champion it
+dethroned (`dethroned`) is a challenger once more, under the same rule: a lucky promotion is undone by evidence,
+for the cost of one arm on one night.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ COMMENT ON TABLE champion_history IS 'one row per night and compared controller:
 COMMENT ON COLUMN champion_history.night IS 'the night (YYYY-MM-DD, the Dagster partition)';
 COMMENT ON COLUMN champion_history.score IS 'the score that decides: test (final accuracy on the test split, pp, charged for growth at the night''s rent: see rent)';
 COMMENT ON COLUMN champion_history.arm IS 'the compared controller (a challenger such as phase3-bcq, a reference such as fixed:conv_heavy@1, or heuristic)';
-COMMENT ON COLUMN champion_history.role IS 'champion (tonight''s, the reference of every difference), challenger (trained tonight), reference (the grid), heuristic';
+COMMENT ON COLUMN champion_history.role IS 'champion (tonight''s, the reference of every difference), challenger (trained tonight, a shipped policy on a first night, or the champion dethroned the night before), reference (the grid), heuristic';
 COMMENT ON COLUMN champion_history.champion IS 'the champion at the start of the night';
 COMMENT ON COLUMN champion_history.controller_json IS 'the controller settings (for a learned policy: its file)';
 COMMENT ON COLUMN champion_history.pairs IS 'held-out configurations where both the arm and the champion completed on the original order';
@@ -289,6 +294,21 @@ def current_champion(con, score: str = "test", before: str | None = None) -> Cha
     since = con.execute("SELECT max(night) FROM champion_history WHERE score = ? AND arm = ? AND decision = 'promoted' "
                         "AND night <= ?", [score, name, night]).fetchall()[0][0]  # fmt: skip
     return Champion(name, ControllerConfig.from_dict(json.loads(found[0])), since)
+
+
+def dethroned(con, night: str, score: str = "test") -> Champion | None:
+    """The champion that the last night recorded before `night` replaced, with its settings; None when that night
+    kept its champion or no night is recorded before `night` (the module docstring: it defends once)."""
+    ensure_history(con)
+    last = con.execute("SELECT max(night) FROM champion_history WHERE score = ? AND night < ?", [score, night]).fetchall()[0][0]
+    if last is None:
+        return None
+    before, after = con.execute("SELECT any_value(champion), any_value(champion_after) FROM champion_history "
+                                "WHERE score = ? AND night = ?", [score, last]).fetchall()[0]  # fmt: skip
+    if before == after:
+        return None
+    former = current_champion(con, score, before=last)
+    return former if former.name == before else None
 
 
 def record_night(con, night: str, score: str, champion: Champion, comparisons: list[Comparison],

@@ -157,7 +157,8 @@ class NightConfig:
         that labels no state is not evaluated); a fork
         parent counts itself and one branch per legal action at an early step, when no seed is active: WAIT and
         every blueprint in every slot (`fork_actions`: 6 on the arena's one slot, 11 on arena-v2's two);
-        `shipped`: the shipped policies that join a first night."""
+        `shipped`: the arms that join some nights only (the shipped policies on a first night, the champion dethroned
+        the night before)."""
         arms = 1 + 1 + len(self.reference_grid) + len(self.challengers) + len(self.phase4) + shipped  # champion, heuristic, grid, challengers
         evaluation = regimes * self.heldout_per_regime * arms * (1 + self.fresh_orders)
         ppo = self.ppo_episodes if "ppo" in self.phase4 else 0
@@ -696,7 +697,22 @@ def night_arms(night: str, config: NightConfig, paths: NightPaths, challengers: 
         if shipped.label not in arms:
             arms[shipped.label] = ControllerConfig(kind="policy", policy=f"file:{shipped.path}", label=shipped.label)
             roles[shipped.label] = "challenger"
+    former = dethroned_champion(night, config, paths)
+    if former is not None and former.name not in arms:
+        arms[former.name], roles[former.name] = former.controller, "challenger"
     return champion, arms, roles
+
+
+def dethroned_champion(night: str, config: NightConfig, paths: NightPaths):
+    """The champion that last night's promotion dethroned, or None (champion.dethroned: it defends once)."""
+    from ..warehouse import open_warehouse
+    from .champion import dethroned
+
+    con = open_warehouse(paths.warehouse)
+    try:
+        return dethroned(con, night, config.score)
+    finally:
+        con.close()
 
 
 def shipped_challengers(night: str, config: NightConfig, paths: NightPaths) -> list:
@@ -844,9 +860,14 @@ def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callab
     shipped = shipped_challengers(night, config, paths)
     slots, _ = night_action_space(config)
     blueprints = len(spec.sample(1, seed=0)[0].blueprints)  # with the slots, how wide a fork at an early step is
-    budget = config.planned_episodes(regimes, len(shipped), fork_actions=1 + blueprints * slots)
+    former = dethroned_champion(night, config, paths)
+    defends = former is not None and former.name not in ("heuristic", *config.reference_grid)  # else an arm already
+    budget = config.planned_episodes(regimes, len(shipped) + defends, fork_actions=1 + blueprints * slots)
     if shipped:
         log(f"night {night}: the warehouse's first night takes the shipped {', '.join(p.label for p in shipped)} as challenger(s)")
+    if former is not None:
+        log(f"night {night}: {former.name}, the champion dethroned last night, is a challenger once more (a promotion "
+            "that was luck is undone by the same rule)")  # fmt: skip
     log(f"night {night}: at most {budget['total']} episodes planned ({budget['training']} training, up to "
         f"{budget['forks']} in fork studies, {budget['ppo']} of PPO's, {budget['evaluation']} in the evaluation, over {regimes} regime(s) of "
         f"spec {config.spec}); episodes already on disk are read back")  # fmt: skip
