@@ -115,7 +115,7 @@ def test_a_promotion_moves_the_champion_in_the_warehouse_and_the_mlflow_alias(tm
     # A rerun of the same night replaces its rows, never duplicates them; a night without a pass keeps the champion.
     champ.record_night(con, "2026-12-01", "test", start, [winner, loser], winner, 1, rule, version)
     champ.record_night(con, "2026-12-02", "test", now, [loser], None, 2, rule)
-    # The night after a promotion, the dethroned champion (with its settings) defends once; after a kept night, none.
+    # The night after a promotion, the dethroned champion defends once; after a kept night, none.
     assert champ.dethroned(con, "2026-12-01") is None and champ.dethroned(con, "2026-12-02").name == "heuristic"
     assert champ.dethroned(con, "2026-12-03") is None
     rows = con.execute("SELECT night, arm, decision, champion_after FROM champion_history ORDER BY night, arm").fetchall()
@@ -124,6 +124,33 @@ def test_a_promotion_moves_the_champion_in_the_warehouse_and_the_mlflow_alias(tm
                     ("2026-12-01", "heuristic", "champion", "fixed:conv_heavy@0"),
                     ("2026-12-02", "fixed:conv_heavy@0", "champion", "fixed:conv_heavy@0"),
                     ("2026-12-02", "fixed:conv_heavy@3", "kept", "fixed:conv_heavy@0")]  # fmt: skip
+
+
+def test_the_champion_dethroned_last_night_joins_the_next_night_with_its_settings(tmp_path):
+    """A promotion that was luck can be undone: the night after a promotion, the champion it replaced is a
+    challenger once more, rebuilt from the settings champion_history stored for it; the night after that, not."""
+    from tamiyo_models.nightly.night import night_arms
+    from tamiyo_models.warehouse import open_warehouse
+
+    paths = NightPaths(nights=tmp_path / "nights", landing=tmp_path / "raw", warehouse=tmp_path / "w.duckdb",
+                       mlflow_root=str(tmp_path / "mlflow"))  # fmt: skip
+    rule = champ.PromotionRule()
+    first, second = _comparison("fixed:conv_heavy@0", 0.5, 0.1, 0.4, 0.05), _comparison("fixed:conv_light@2", 0.6, 0.2, 0.5, 0.1)
+    second.controller = {"kind": "fixed-schedule", "blueprint": "conv_light", "germinate_epoch": 2, "label": second.arm}
+    for c in (first, second):
+        c.passes, c.reason = champ.judge(c, rule)
+    con = open_warehouse(paths.warehouse)
+    champ.record_night(con, "2026-12-01", "test", champ.starting_champion(), [first], first, 1, rule)
+    champ.record_night(con, "2026-12-02", "test", champ.current_champion(con), [second], second, 2, rule)
+    con.close()
+    champion, arms, roles = night_arms("2026-12-03", NIGHT, paths, {})
+    assert champion.name == "fixed:conv_light@2" and roles["fixed:conv_heavy@0"] == "challenger"
+    defender = arms["fixed:conv_heavy@0"]
+    assert (defender.kind, defender.blueprint, defender.germinate_epoch) == ("fixed-schedule", "conv_heavy", 1)  # as stored
+    con = open_warehouse(paths.warehouse)
+    champ.record_night(con, "2026-12-03", "test", champion, [], None, 3, rule)
+    con.close()
+    assert "fixed:conv_heavy@0" not in night_arms("2026-12-04", NIGHT, paths, {})[1]  # it defended once
 
 
 class _Killed(RuntimeError):

@@ -11,6 +11,8 @@ the evaluated policy is the behaviour itself.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -285,3 +287,22 @@ def test_phase3_from_a_real_warehouse_to_a_registered_policy_that_drives_an_epis
     episode = run_episode(EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=4, seed=999,
                                         controller=ControllerConfig(kind="policy", policy=f"file:{run.policy_path}")), tmp_path / "live")  # fmt: skip
     assert episode.status == "complete", episode.error
+    # An ensemble of 2, then an ensemble of 2 from it: each member of the second starts from one member of the first
+    # (no ensemble nested in an ensemble), and the file acts in a live episode like any policy.
+    quick = dataclasses.replace(config, ensemble=2, iql=dataclasses.replace(config.iql, updates=100))
+    first = train_offline(tmp_path / "w.duckdb", quick, tmp_path / "e1", log=lines.append)
+    second = train_offline(tmp_path / "w.duckdb", dataclasses.replace(quick, parent_policy=str(first.policy_path)),
+                           tmp_path / "e2", log=lines.append)  # fmt: skip
+    parent, _ = load_policy(first.policy_path)
+    module, _ = load_policy(second.policy_path)
+    assert module.kind == "ensemble" and [m.kind for m in module.members] == [m.kind for m in parent.members] != ["ensemble"] * 2
+    assert sum("ensemble member" in line for line in lines) == 4 and not any("+nan" in line for line in lines)
+    episode = run_episode(EpisodeConfig(dataset=DatasetConfig(name="synthetic"), max_epochs=4, seed=999,
+                                        controller=ControllerConfig(kind="policy", policy=f"file:{second.policy_path}")), tmp_path / "live2")  # fmt: skip
+    assert episode.status == "complete", episode.error
+    # PPO cannot fine-tune an ensemble as one network: refused before any episode, pointing to a student.
+    from tamiyo_models.online_rl.workflow import OnlineRunConfig, train_online_policy
+
+    with pytest.raises(ValueError, match="not one network to fine-tune"):
+        train_online_policy(OnlineRunConfig(algorithm="ppo", initial_policy=str(second.policy_path),
+                                            feature_set="base+lifecycle+task"), tmp_path / "ppo", log=lambda *_: None)  # fmt: skip

@@ -40,31 +40,36 @@ def original_order_runs(folder: str | Path, label: str) -> dict[str, object]:
     """The complete raw runs of controller `label` on their original data order in `folder`, keyed by their
     configuration without the controller (so an arm's run and the reference's on the same configuration share a
     key, and an episode of other settings left in the folder shares none)."""
+    return original_order_runs_by_label(folder).get(label, {})
+
+
+def original_order_runs_by_label(folder: str | Path) -> dict[str, dict[str, object]]:
+    """`original_order_runs` of every controller in `folder`, read in one pass (a night report asks for ten)."""
     import json
 
     from ..world.rawrun import list_raw_runs, read_raw_run
 
-    out = {}
+    out: dict[str, dict[str, object]] = defaultdict(dict)
     for path in list_raw_runs(folder):
         run = read_raw_run(path)
         config = dict(run.header.get("config") or {})
-        if (run.header.get("controller") or {}).get("name") != label or config.get("data_order_seed") is not None:
-            continue
-        if (run.footer or {}).get("status") != "complete":
+        if config.get("data_order_seed") is not None or (run.footer or {}).get("status") != "complete":
             continue
         config.pop("controller", None)
         config.pop("tags", None)
-        out[json.dumps(config, sort_keys=True)] = run
-    return out
+        out[(run.header.get("controller") or {}).get("name")][json.dumps(config, sort_keys=True)] = run
+    return dict(out)
 
 
 def read_behaviour(folder: str | Path, arm: str, reference: str, feature_names: list[str],
-                   config: BehaviourConfig = BehaviourConfig()) -> Behaviour:  # fmt: skip
+                   config: BehaviourConfig = BehaviourConfig(), *, runs: dict | None = None) -> Behaviour:  # fmt: skip
     """The arm's behaviour on the study's held-out episodes in `folder`, beside the reference's (see the module
-    docstring). `feature_names`: the policy's own inputs, which the tree is allowed to split on."""
+    docstring). `feature_names`: the policy's own inputs, which the tree is allowed to split on (none: no tree).
+    `runs`: the folder already read (`original_order_runs_by_label`)."""
     from ..world.features import observation_features
 
-    arm_runs, reference_runs = original_order_runs(folder, arm), original_order_runs(folder, reference)
+    runs = original_order_runs_by_label(folder) if runs is None else runs
+    arm_runs, reference_runs = runs.get(arm, {}), runs.get(reference, {})
     paired = sorted(set(arm_runs) & set(reference_runs))
     divergences: dict[tuple, list] = defaultdict(list)
     paired = [k for k in paired if len(arm_runs[k].steps) == len(reference_runs[k].steps)]  # both ran to the end
@@ -78,8 +83,9 @@ def read_behaviour(folder: str | Path, arm: str, reference: str, feature_names: 
     for key in paired:
         for step in arm_runs[key].steps:
             action = step["action"]["fine"]
-            features = observation_features(step["observation"])
-            states.append([features[n] for n in feature_names])
+            if feature_names:  # the tree's inputs; without them no tree is fitted, so no step is read for it
+                features = observation_features(step["observation"])
+                states.append([features[n] for n in feature_names])
             chosen.append(action)
             if action != "WAIT":
                 taken[action].append((key, step["step"]))

@@ -465,7 +465,8 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
         run_config = OfflineRunConfig(algorithm=algorithm, parent_policy=_policy_file_of(champion.controller.to_dict()),
                                       split_seed=int(batch_seed(night, TRAINING) % 1000), feature_set=feature_set,
                                       seed_slots=slots if slots > 1 else None, ensemble=config.ensemble)  # fmt: skip
-        # One budget for the learner and its FQE checkpoint selection: both pass over the same transitions.
+        # One budget for the learner (each member of an ensemble) and its FQE checkpoint selection (none for an
+        # ensemble) and report: all pass over the same transitions.
         learner_updates = scaled_updates(len(data), config, run_config.learner.batch_size)
         learner = dataclasses.replace(run_config.learner, updates=learner_updates)
         run_config = dataclasses.replace(run_config, **{algorithm: learner},

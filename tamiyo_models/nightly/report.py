@@ -254,13 +254,14 @@ def behaviour_lines(folder: Path, champion: str, challengers: list[str], top: in
     """Where each challenger first parts from the champion on the night's held-out episodes (original order), and
     how often each grafts and culls: what a learner that lost actually did differently (evaluation/behaviour.py).
     Nothing without the evaluation folder or a challenger."""
-    from ..evaluation.behaviour import read_behaviour
+    from ..evaluation.behaviour import original_order_runs_by_label, read_behaviour
 
     if not challengers or not folder.is_dir():
         return []
+    runs = original_order_runs_by_label(folder)
     rows = []
     for arm in [champion, *challengers]:
-        found = read_behaviour(folder, arm, champion, [])
+        found = read_behaviour(folder, arm, champion, [], runs=runs)
         if not found.episodes:
             continue
         per = lambda prefix: sum(a["decisions"] for a in found.actions if a["action"].startswith(prefix)) / found.episodes  # noqa: E731

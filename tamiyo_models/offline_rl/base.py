@@ -61,7 +61,7 @@ class CheckpointKeeper:
     def offer(self, update: int, module) -> None:
         estimate = self.selector(module) if self.selector else float("nan")
         self.checkpoints.append(Checkpoint(update, estimate, copy.deepcopy(module.state_dict())))
-        if self.log:
+        if self.log and self.selector:
             self.log(f"checkpoint at update {update}: held-out FQE estimate {estimate:+.2f} pp")
         module.train()
 

@@ -135,12 +135,15 @@ def train_offline(warehouse_path, config: OfflineRunConfig, out_dir, *, tracker=
         elif parent is not None:
             log(f"IQL actor starts fresh: the parent {parent_ref} reads other features than {config.feature_set}")
     learn = {"iql": train_iql, "cql": train_cql, "bcq": train_bcq}[config.algorithm]
+    # An ensemble parent hands one of its members to each member (member k starts from its member k mod n), so a
+    # promoted ensemble's IQL is K actors again, not K copies of the whole ensemble nested one level deeper.
+    starts = list(actor.members) if actor is not None and actor.kind == "ensemble" else [actor]
     members = []
     for k in range(config.ensemble):
         learner = dataclasses.replace(config.learner, seed=config.learner.seed + k)
         if config.ensemble > 1:
             log(f"ensemble member {k + 1} of {config.ensemble}: seed {learner.seed}, trained to its last update")
-        extra = {"actor": copy.deepcopy(actor)} if config.algorithm == "iql" else {}
+        extra = {"actor": copy.deepcopy(starts[k % len(starts)])} if config.algorithm == "iql" else {}
         members.append(learn(train, learner, selector=selector, log=log, **extra))
     result = members[0] if len(members) == 1 else _ensemble(members)
 

@@ -141,6 +141,10 @@ def _build_agent(config: OnlineRunConfig, tracker, out_dir: Path | None, log):
             # Refused before any episode runs: the first masked step would fail anyway, further from the cause.
             raise ValueError(f"initial policy {ref}: it scores {len(payload['fine_actions'])} actions, the "
                              f"{config.seed_slots}-slot hosts' space {len(space)} (seed_slots)")  # fmt: skip
+        if actor.kind == "ensemble":
+            # Its members would be fine-tuned as one network through their mean: a student is what can be fine-tuned.
+            raise ValueError(f"initial policy {ref}: an ensemble of {len(actor.members)} networks is not one network to "
+                             "fine-tune; start from a student of it (distil; `tamiyo train phase4 --distil SMOOTHING --warehouse W`)")  # fmt: skip
         if getattr(actor, "has_value", False) and isinstance(actor, ActorCritic):
             return actor, features, ref
     else:
