@@ -36,15 +36,11 @@ class Behaviour:
     classes: tuple[str, ...] = ()  # the order of the tree's weights
 
 
-def original_order_runs(folder: str | Path, label: str) -> dict[str, object]:
-    """The complete raw runs of controller `label` on their original data order in `folder`, keyed by their
-    configuration without the controller (so an arm's run and the reference's on the same configuration share a
-    key, and an episode of other settings left in the folder shares none)."""
-    return original_order_runs_by_label(folder).get(label, {})
-
-
 def original_order_runs_by_label(folder: str | Path) -> dict[str, dict[str, object]]:
-    """`original_order_runs` of every controller in `folder`, read in one pass (a night report asks for ten)."""
+    """Controller label -> its complete raw runs on their original data order in `folder`, keyed by their
+    configuration without the controller (so an arm's run and the reference's on the same configuration share a
+    key, and an episode of other settings left in the folder shares none). One pass over the folder serves every
+    arm (a night report asks for ten)."""
     import json
 
     from ..world.rawrun import list_raw_runs, read_raw_run
