@@ -111,7 +111,7 @@ class OffPolicyReportConfig(dg.Config):
     models: list[str] = []  # empty: every current candidate
     references: list[str] = ["never", "fixed:conv_heavy@1"]
     regimes: list[str] = []  # empty: every transition in the warehouse
-    updates: int = 3_000  # FQE updates per policy
+    updates: int = 0  # FQE updates per policy (0: as many as the episodes' length needs; tamiyo_models/ope/fqe.py)
     out_dir: str = "var/reports/ope"
     live_comparison: str = "var/reports/comparison.json"  # the evaluation report's, for the calibration
 

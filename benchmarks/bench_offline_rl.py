@@ -96,8 +96,9 @@ def d3rlpy_cql(train, held, updates, seed):
 def ours_fqe(policy, train, held, updates, seed):
     from tamiyo_models.ope.fqe import FQEConfig, fit_fqe
 
+    # The learners' tau, as the cross-check in docs/offline-rl.md was recorded (FQE's own default is 0.02).
     config = FQEConfig(hidden=HIDDEN, learning_rate=LR, batch_size=BATCH, updates=updates, gamma=GAMMA,
-                       reward_scale=REWARD_SCALE, seed=seed, layer_norm=False)  # fmt: skip
+                       reward_scale=REWARD_SCALE, seed=seed, layer_norm=False, target_tau=0.005)  # fmt: skip
     t0 = time.perf_counter()
     fit_fqe(policy, train, config)
     return updates / (time.perf_counter() - t0)
@@ -134,7 +135,7 @@ def fqe_never_estimates(train, updates, seed) -> tuple[float, float]:
 
     wait = FINE_ACTIONS.index("WAIT")
     config = FQEConfig(hidden=HIDDEN, learning_rate=LR, batch_size=BATCH, updates=updates, gamma=GAMMA,
-                       reward_scale=REWARD_SCALE, seed=seed, layer_norm=False)  # fmt: skip
+                       reward_scale=REWARD_SCALE, seed=seed, layer_norm=False, target_tau=0.005)  # fmt: skip
     ours = fit_fqe(ControllerPolicy(build_controller(reference_controller("never")), train.feature_names), train, config).value
 
     d3rlpy.seed(seed)

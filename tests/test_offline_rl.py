@@ -180,8 +180,46 @@ def _fixed(action: int):
 def test_fqe_recovers_the_value_of_a_fixed_policy(action, value):
     from tamiyo_models.ope.fqe import FQEConfig, fit_fqe
 
-    result = fit_fqe(_fixed(action), tiny_mdp(), FQEConfig(hidden=(32, 32), updates=3_000, reward_scale=1.0))
+    result = fit_fqe(_fixed(action), tiny_mdp(), FQEConfig(hidden=(32, 32), reward_scale=1.0))
     assert result.value == pytest.approx(value, abs=0.15)
+
+
+def chain_mdp(horizon: int = 24, episodes: int = 200, seed: int = 0) -> TransitionDataset:
+    """`horizon` decisions, each A (reward 1) or B (reward 0.5) drawn at random, noise 0.2: always-A is worth
+    `horizon`, always-B half that. A start's value needs `horizon` backups to reach it."""
+    rng = np.random.default_rng(seed)
+    legal = np.zeros(N_ACTIONS, bool)
+    legal[[A, B]] = True
+    mu = np.where(legal, 0.5, 0.0)
+    obs = lambda t: np.array([t / horizon, 1.0 - t / horizon, float(t == horizon)], np.float32)  # noqa: E731
+    rows = []
+    for i in range(episodes):
+        for t in range(horizon):
+            act = A if rng.random() < 0.5 else B
+            rows.append((obs(t), act, (1.0 if act == A else 0.5) + rng.normal(0, 0.2), obs(t + 1), t == horizon - 1, f"run-{i:04d}", t + 1))
+    n = len(rows)
+    column = lambda k: [r[k] for r in rows]  # noqa: E731
+    return TransitionDataset(
+        feature_names=("t", "left", "end"), observations=np.array(column(0)), actions=np.array(column(1)),
+        rewards=np.array(column(2), np.float32), next_observations=np.array(column(3)), terminated=np.array(column(4)),
+        truncated=np.zeros(n, bool), legal=np.tile(legal, (n, 1)), next_legal=np.tile(legal, (n, 1)),
+        behaviour_probabilities=np.tile(mu, (n, 1)), propensity=np.full(n, 0.5), stochastic=np.ones(n, bool),
+        forced=np.zeros(n, bool), run_ids=np.array(column(5)), steps=np.array(column(6)), family_ids=np.array(column(5)),
+        behaviours=np.array(["coin"] * n), regimes=np.array([""] * n),
+    )  # fmt: skip
+
+
+def test_fqe_budget_carries_every_steps_reward_to_the_start():
+    """FQE's default budget follows the data's longest episode (4 backups of it at tau 0.02), and with it the value
+    of a 24-step chain reaches its start, for each of two policies and for their difference."""
+    from tamiyo_models.ope.fqe import FQEConfig, fit_fqe
+
+    data = chain_mdp()
+    config = FQEConfig(hidden=(32, 32), reward_scale=0.1)
+    assert config.budget(data) == 4 * 24 * 50 and FQEConfig(updates=7).budget(data) == 7
+    always_a, always_b = fit_fqe(_fixed(A), data, config).value, fit_fqe(_fixed(B), data, config).value
+    assert always_a == pytest.approx(24.0, abs=0.5) and always_b == pytest.approx(12.0, abs=0.5)
+    assert always_a - always_b == pytest.approx(12.0, abs=0.5)
 
 
 def test_weighted_importance_sampling_equals_the_on_policy_mean_when_pi_is_mu():

@@ -466,12 +466,12 @@ def train_challengers(night: str, config: NightConfig, paths: NightPaths, *, log
                                       split_seed=int(batch_seed(night, TRAINING) % 1000), feature_set=feature_set,
                                       seed_slots=slots if slots > 1 else None, ensemble=config.ensemble)  # fmt: skip
         # One budget for the learner (each member of an ensemble) and its FQE checkpoint selection (none for an
-        # ensemble) and report: all pass over the same transitions.
+        # ensemble): both pass over the same transitions. The report's FQE keeps its own, which follows the
+        # episodes' length (a value needs one backup per step; fewer updates leave the late epochs out).
         learner_updates = scaled_updates(len(data), config, run_config.learner.batch_size)
         learner = dataclasses.replace(run_config.learner, updates=learner_updates)
         run_config = dataclasses.replace(run_config, **{algorithm: learner},
-                                         selection_fqe=dataclasses.replace(run_config.selection_fqe, updates=learner_updates),
-                                         report_fqe=dataclasses.replace(run_config.report_fqe, updates=learner_updates))  # fmt: skip
+                                         selection_fqe=dataclasses.replace(run_config.selection_fqe, updates=learner_updates))  # fmt: skip
         log(f"night {night}: {name} on {len(data)} transitions ({feature_set}, {slots} seed slot(s)) from nights {', '.join(nights) or 'none'} "
             f"(and earlier runs): {learner_updates} updates ({config.passes_over_data:g} passes over the data, "
             f"within [{config.min_updates}, {config.max_updates}])"

@@ -46,7 +46,7 @@ class OfflineRunConfig:
     iql: IQLConfig = field(default_factory=IQLConfig)
     bcq: BCQConfig = field(default_factory=BCQConfig)
     selection_fqe: FQEConfig = field(default_factory=lambda: FQEConfig(updates=1_500))
-    report_fqe: FQEConfig = field(default_factory=lambda: FQEConfig(updates=4_000))
+    report_fqe: FQEConfig = field(default_factory=FQEConfig)  # its budget follows the held-out episodes' length
     # More than 1: that many learners, seeds seed, seed + 1, ..., each trained to its last update (no checkpoint
     # selection), saved as one policy acting on their mean scores (agents.networks.Ensemble). Why: one network's
     # choice where the candidates' values differ by less than its seed noise is a draw of its seed, and FQE's
