@@ -130,6 +130,9 @@ def _trained_study(tmp_path, text: str = TRAINED):
       'phase = "phase4"\nsettings = {{ algorithm = "vine", vine = {{ iterations = 2 }} }}'), "vine.iterations = 0"),
     (('data = "explore"\nphase = "phase1"\nsettings = {{ controllers = [], imitation = {{ epochs = 3 }} }}',
       'phase = "phase4"\nsettings = {{ algorithm = "vine" }}'), "a vine arm learns from the fork studies of its data: give data"),
+    (('phase = "phase1"\nsettings = {{ controllers = [], imitation = {{ epochs = 3 }} }}',
+      'phase = "phase4"\nsettings = {{ algorithm = "vine", initial_policy = "fixed:conv_heavy@1" }}'),
+     "initial_policy 'fixed:conv_heavy@1' is a fixed schedule, not an actor: add distil"),
     (("episodes = 10", "episodes = 0"), "episodes must be >= 1"),
 ])  # fmt: skip
 def test_a_bad_training_section_is_refused_naming_the_file_and_key(tmp_path, change, message):

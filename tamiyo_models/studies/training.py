@@ -126,6 +126,9 @@ def parse_train(entries: Any, data: tuple[DataSet, ...], source: str) -> tuple[T
         if phase == "phase2" and not parent:
             raise ValueError(f"{where} ({name}): phase2 starts from a parent_policy (a file, or an earlier [[train]] name)")
         is_schedule = phase == "phase4" and str(parent).startswith("fixed:")  # a distil start: a schedule by name
+        if is_schedule and config.distil is None:  # caught here, not after the data episodes ran
+            raise ValueError(f"{where} ({name}): initial_policy {parent!r} is a fixed schedule, not an actor: add "
+                             f"distil = {{ smoothing = 0.05 }} to its settings (the learner starts from its student)")
         if parent and not is_schedule and parent not in {a.name for a in out} and not Path(parent).exists():
             raise ValueError(f"{where} ({name}): the policy it starts from, {parent!r}, is neither an earlier [[train]] name nor a file")
         out.append(TrainedArm(name, data_name, phase, config))
