@@ -9,13 +9,14 @@ paired comparison measures on the validation split.
 With gamma 1, a start's value is the sum of every later reward, so it needs one backup per decision of the
 episode to reach the first one, and a soft target (weight tau per update) moves one backup in about 1 / tau
 updates. FQE's budget therefore follows the data: by default `sweeps` x (longest episode) / tau updates. A fixed
-4,000 updates at the learners' tau (0.005) reached a fifth of arena-v2's 30 steps: the heuristic's V(s0) at its own
-starts was 3.95 pp below the returns those episodes got, the late epochs' gains missing, which is where policies
-that graft differ. The target can move faster than a learner's (0.02): pi is fixed, there is no max to
-stabilise. FQE is a model-based estimate: it needs no propensities,
-so it works on deterministic behaviour too, but it is only as good as the Q-function's fit where the policy
-goes and the data does not. The learner's own Q-values are never used for this (the reference system's
-optimism trap: it picked checkpoints by the largest Q it predicted for itself).
+4,000 updates at the learners' tau (0.005) carried about 20 of arena-v2's 30 steps: the heuristic's V(s0) at its own
+starts was 3.95 pp below the returns those episodes got: the end of the episode was missing, where a graft's gain
+shows. The target can move faster than a learner's (0.02): pi is fixed, there is no max to stabilise.
+
+FQE is a model-based estimate: it needs no propensities, so it works on deterministic behaviour too, but it is
+only as good as the Q-function's fit where the policy goes and the data does not. The learner's own Q-values are
+never used for this (the reference system's optimism trap: it picked checkpoints by the largest Q it predicted for
+itself).
 """
 
 from __future__ import annotations
