@@ -211,8 +211,8 @@ class Phase3Config(dg.Config):
     bcq_threshold: float = _OFFLINE.bcq.threshold
     held_out: float = _OFFLINE.held_out
     # FQE on the held-out families: per checkpoint to choose it, then once more for the off-policy report. Most
-    # of a short run's time; fewer updates give a rougher choice and report, never a different data split. The
-    # report's 0: as many as the held-out episodes' length needs (tamiyo_models/ope/fqe.py).
+    # of a short run's time; fewer updates give a rougher choice and report, never a different data split. A
+    # report budget of 0 (the default) means as many updates as the held-out episodes' length needs (ope/fqe.py).
     selection_fqe_updates: int = _OFFLINE.selection_fqe.updates
     report_fqe_updates: int = _OFFLINE.report_fqe.updates
     start_from_phase1: bool = True  # IQL's actor starts as the Phase 1 policy (when it reads the same features)
