@@ -323,3 +323,32 @@ def test_the_nightly_champion_and_a_fixed_schedule_transfer_zero_shot(tmp_path, 
     assert "## Head to head" in text and "| unseen | never - fixed:conv_heavy@0 | 2 |" in text
     assert main([*base[:2], "never", *base[2:], "--against", "no-such-thing", "--out", str(tmp_path / "c")]) == 2
     assert "--against" in capsys.readouterr().err
+
+
+def test_a_two_slot_curriculum_trains_the_factored_action_and_fine_tunes_a_two_slot_policy(tmp_path):
+    """The nightly's action space (two slots) through a curriculum: the learner scores every (operation, slot,
+    blueprint) action and reads the per-slot features, and a two-slot policy fine-tunes on a two-slot task (it was
+    refused as a one-slot space's before); stages of different slot counts are refused before any episode."""
+    from tamiyo_models.agents.saved import load_policy
+    from tamiyo_models.curriculum import Stage, fine_tune_efficiency
+    from tamiyo_models.world.actions import action_names
+
+    two = (f'[[stages]]\nname = "two-slots"\nspec = {{ base = {{ max_epochs = 3, telemetry = {{ enabled = false }}, '
+           'dataset = { name = "synthetic" }, host = { widths = [2, 4, 8], slots = [0, 1] } } }\n')  # fmt: skip
+    text = 'name = "two"\n[defaults]\nepisodes_per_round = 4\neval_configs = 2\neval_batch_seed = 7\n' + two
+    (tmp_path / "two.toml").write_text(text)
+    config = CurriculumRunConfig(order="manual", budget_episodes=4, workers=1, record_dir=None, episodes_per_iteration=4)
+    result = run_curriculum(CurriculumSpec.load(tmp_path / "two.toml"), config, tmp_path / "out", log=lambda *_: None)
+    _, payload = load_policy(result.policy_path)
+    assert tuple(payload["fine_actions"]) == tuple(action_names(2)) and any("slot" in f for f in payload["feature_names"])
+
+    two_slot_host = {"base": {**TINY["base"], "host": {"widths": [2, 4, 8], "slots": [0, 1]}}}
+    task = Stage(name="two-slots", spec=two_slot_host, eval_configs=2, eval_batch_seed=5)
+    tuned = fine_tune_efficiency(task, str(result.policy_path), tmp_path / "ft", budget_episodes=4, episodes_per_round=4,
+                                 workers=1, live_dir=tmp_path / "live", log=lambda *_: None)  # fmt: skip
+    assert tuned["rounds"][0]["episodes_total"] == 4
+    assert tuple(load_policy(tuned["rounds"][0]["policy"])[1]["fine_actions"]) == tuple(action_names(2))
+
+    (tmp_path / "mixed.toml").write_text(text + two.replace('"two-slots"', '"one-slot"').replace("slots = [0, 1]", "slots = [1]"))
+    with pytest.raises(ValueError, match=r"different seed slots \(two-slots: 2, one-slot: 1\)"):
+        run_curriculum(CurriculumSpec.load(tmp_path / "mixed.toml"), config, tmp_path / "mixed", log=lambda *_: None)

@@ -158,6 +158,16 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
     if not stages:
         raise ValueError(f"curriculum {curriculum.name!r}: no stage can run on this machine: "
                          + "; ".join(f"{k}: {v}" for k, v in result.skipped.items()))  # fmt: skip
+    # One actor from the first stage to the last scores one action space, so every stage has the same seed slots;
+    # the learner is told how many (a two-slot curriculum is the nightly's own action space on arena v2).
+    slots = {s.name: s.seed_slots() for s in stages}
+    if len(set(slots.values())) != 1:
+        raise ValueError(f"curriculum {curriculum.name!r}: its stages' hosts have different seed slots ("
+                         + ", ".join(f"{k}: {v}" for k, v in slots.items())
+                         + "); one actor scores one action space: give every stage the same host slots")  # fmt: skip
+    seed_slots = next(iter(slots.values()))
+    # Two slots at different stages look alike without the per-slot features (as the night's learners read them).
+    feature_set = OnlineRunConfig.feature_set + ("+slots" if seed_slots > 1 else "")
     # Each stage's generation spec as a file, written once, for the environment workers to load.
     spec_files = {s.name: str(s.write_spec(out / "stages")) for s in stages}
     live_dir = Path(config.live_dir) if config.live_dir else out / "live"
@@ -192,7 +202,8 @@ def run_curriculum(curriculum: CurriculumSpec, config: CurriculumRunConfig, out_
                                       # the critic comes with the policy after the first round: no second warm-up
                                       critic_warmup_epochs=getattr(base, config.algorithm).critic_warmup_epochs if round_no == 0 else 0)  # fmt: skip
         run_config = OnlineRunConfig(algorithm=config.algorithm, spec=spec_files[stage.name], workers=config.workers,
-                                     initial_policy=policy, record_dir=config.record_dir, **{config.algorithm: learner})  # fmt: skip
+                                     initial_policy=policy, record_dir=config.record_dir, seed_slots=seed_slots,
+                                     feature_set=feature_set, **{config.algorithm: learner})  # fmt: skip
         log(f"round {round_no}: stage {stage.name}, {episodes} episodes from {policy or 'a fresh actor'}")
         before = set(list_raw_runs(config.record_dir)) if config.record_dir else set()
         run = train_online_policy(run_config, round_dir, tracker=tracker, parent_run_id=parent_run_id,

@@ -92,6 +92,15 @@ class Stage:
         """The stage's held-out configurations (never drawn by training, which uses the environment's seeds)."""
         return self.generation_spec().sample(self.eval_configs, self.eval_batch_seed)
 
+    def seed_slots(self) -> int:
+        """The seed slots of the stage's hosts (read from its held-out configurations): the size of the action
+        space a policy trained or fine-tuned on it scores. A stage whose configurations differ is refused."""
+        counts = {len(c.host.slots or (0,)) for c in self.eval_configs_list()}
+        if len(counts) != 1:
+            raise CurriculumError(f"stage {self.name!r}: its configurations have {sorted(counts)} seed slots; one "
+                                  "stage trains one action space: split it by slot count")  # fmt: skip
+        return counts.pop()
+
     def write_spec(self, folder: str | Path) -> Path:
         """The stage's generation spec as a file, for the environment workers to load."""
         path = Path(folder) / f"{self.name}.json"
