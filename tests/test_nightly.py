@@ -522,6 +522,70 @@ def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp
         writer.wait()
 
 
+def test_ope_gives_the_calibration_intervals_over_the_nights_configurations_and_the_ceiling_of_lives_noise(three_nights, tmp_path):
+    """With the night's evaluation folder (`--nights`), the calibration is resampled over its held-out
+    configurations: OPE's Spearman on the draws, and the ceiling any estimator meets there (live's own means). The
+    folder is read back by headers alone and reproduces the night's recorded differences; `--estimates-from`
+    recalibrates an earlier report without fitting again."""
+    import numpy as np
+
+    from tamiyo_models.cli import main
+    from tamiyo_models.evaluation.paired import read_paired_folder
+    from tamiyo_models.ope.report import OPERow, calibration_intervals
+
+    paths, _, _ = three_nights
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        recorded = {arm: (role, champion, d, f) for arm, role, champion, d, f in con.execute(
+            "SELECT arm, role, champion, difference, fresh_difference FROM champion_history WHERE night = ?",
+            [NIGHTS[0]]).fetchall()}  # fmt: skip
+    champion = next(iter(recorded.values()))[1]
+    design = read_paired_folder(paths.night_dir(NIGHTS[0]) / "evaluation", champion)
+    assert set(design.arms) == set(recorded) and len(design.configs) == NIGHT.heldout_per_regime
+    indices = list(range(len(design.configs)))
+    for arm, (role, _, d, f) in recorded.items():
+        if role != "champion":
+            assert np.nanmean(design.differences(arm, indices, 0)) == pytest.approx(d)
+            assert np.nanmean(design.fresh_differences(arm, indices)) == pytest.approx(f)
+    with pytest.raises(ValueError, match="no complete run of the reference arm 'nobody'"):
+        read_paired_folder(paths.night_dir(NIGHTS[0]) / "evaluation", "nobody")
+
+    out = tmp_path / "ope"
+    argv = ["ope", "--warehouse", str(paths.warehouse), "--live-night", NIGHTS[0], "--nights", str(paths.nights)]
+    assert main([*argv, "--updates", "30", "--out", str(out)]) == 0
+    payload = json.loads((out / "ope.json").read_text())
+    intervals = payload["calibration_intervals"]
+    assert intervals["configurations"] == len(design.configs) and intervals["resamples"] == 2000
+    assert intervals["spearman"] == pytest.approx(payload["calibration"]["spearman"], nan_ok=True)
+    assert -1 <= intervals["spearman_low"] <= intervals["on_draws"] <= intervals["spearman_high"] <= 1
+    assert intervals["ceiling_low"] <= intervals["ceiling"] <= intervals["ceiling_high"] <= 1
+    assert "**How much of that is live's noise** (3 held-out configurations resampled 2,000 times" in (out / "ope.md").read_text()
+
+    # Recalibrated from that report: the same estimates, not fitted again, and the same intervals.
+    again = tmp_path / "again"
+    assert main([*argv, "--estimates-from", str(out / "ope.json"), "--out", str(again)]) == 0
+    second = json.loads((again / "ope.json").read_text())
+    assert second["rows"] == payload["rows"] and second["calibration_intervals"] == intervals
+    (tmp_path / "bad.json").write_text('{"rows": [{"name": "heuristic"}], "data": {}}')
+    assert main([*argv, "--estimates-from", str(tmp_path / "bad.json"), "--out", str(again)]) == 2
+
+    # The ceiling is what an estimate equal to live's own means scores: such an estimate has no gap to it, and one
+    # that ranks the arms backwards falls below it by twice the ceiling.
+    rows = [OPERow(**r) for r in payload["rows"]]
+    arms = [r.name for r in rows if r.name in design.arms and r.name != champion]
+    k = NIGHT.fresh_orders
+    pooled = {a: float(np.nanmean((design.differences(a, indices, 0) + k * design.fresh_differences(a, indices)) / (1 + k)))
+              for a in arms}  # fmt: skip
+    if np.ptp(list(pooled.values())) > 0:
+        exact = [dataclasses.replace(r, fqe=pooled.get(r.name, 0.0)) for r in rows]
+        perfect = calibration_intervals(exact, design, champion)
+        assert perfect["spearman"] == pytest.approx(1.0) and perfect["gap"] == pytest.approx(0.0, abs=1e-9)
+        backwards = calibration_intervals([dataclasses.replace(r, fqe=-pooled.get(r.name, 0.0)) for r in rows], design, champion)
+        # Reversed ranks negate every draw's correlation: the gap is twice the ceiling (3 configurations are too few
+        # for its interval to clear 0; the mean does).
+        assert backwards["spearman"] == pytest.approx(-1.0) and backwards["on_draws"] == pytest.approx(-perfect["ceiling"])
+        assert backwards["gap"] == pytest.approx(2 * perfect["ceiling"]) and perfect["ceiling"] > 0
+
+
 def test_a_night_on_a_two_slot_spec_trains_its_learners_on_the_factored_action(tmp_path):
     """On a multi-slot spec (arena-v2's shape) the night's Phase 3, vine (on the night's stored fork study) and PPO
     read the per-slot features and score the factored action (1 + 7 x 2 actions)."""

@@ -220,3 +220,50 @@ def run_paired(
         if result is not None:
             runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, configs[i].regime() or "all", arm, order, result)
     return runs
+
+
+def read_paired_folder(folder: str | Path, reference: str) -> PairedRuns:
+    """A paired design read back from its episode folder alone, without the settings that planned it: every
+    complete run file (fork branches left out) is placed by its header, its configuration by seed (the original
+    order's settings), its arm by the controller's label, its data order by matching `fresh_order_seed`. What a
+    later analysis of a night or study needs when only the folder is at hand (`tamiyo ope --live-night`'s
+    per-configuration intervals). ValueError naming the file and field where a header cannot be placed, or
+    when `reference` ran nowhere."""
+    from ..world.rawrun import RawRunError, list_raw_runs, read_raw_run
+
+    placed: dict[tuple[int, str, int], EpisodeResult] = {}
+    configs: dict[int, EpisodeConfig] = {}
+    arms: dict[str, ControllerConfig] = {}
+    for path in list_raw_runs(folder):
+        if "-b" in path.stem.removeprefix("run-"):  # <run id>[-o<order>]-b<step>-<action>: a fork's branch
+            continue
+        try:
+            run = read_raw_run(path)
+        except (RawRunError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable raw run ({exc})") from None
+        if not run.footer or run.footer.get("status") != "complete":
+            continue
+        try:
+            config = EpisodeConfig.from_dict(dict(run.header["config"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: header field config: not an episode configuration ({exc})") from None
+        label = config.controller.label
+        if not label:
+            raise ValueError(f"{path}: header field config.controller.label is empty: the run names no arm")
+        original = dataclasses.replace(config, data_order_seed=None, controller=ControllerConfig())
+        order = 0
+        if config.data_order_seed is not None:
+            order = next((k for k in range(1, 65) if fresh_order_seed(original, k) == config.data_order_seed), -1)
+            if order < 0:
+                continue  # a data order of another design (not one of this configuration's fresh orders)
+        configs.setdefault(config.seed, original)
+        arms.setdefault(label, config.controller)
+        placed[(config.seed, label, order)] = EpisodeResult.from_footer(path, run.header.get("run_id", path.stem), run.footer)
+    if reference not in arms:
+        raise ValueError(f"{folder}: no complete run of the reference arm {reference!r} (arms: {', '.join(sorted(arms)) or 'none'})")
+    ordered = sorted(configs)
+    runs = PairedRuns([configs[s] for s in ordered], arms, reference)
+    index = {seed: i for i, seed in enumerate(ordered)}
+    for (seed, arm, order), result in placed.items():
+        runs.outcomes[(index[seed], arm, order)] = EpisodeOutcome(index[seed], configs[seed].regime() or "all", arm, order, result)
+    return runs

@@ -38,6 +38,12 @@ def register(subparsers) -> None:
                    "champion_history rows): every arm of the night is estimated (its policy file, or its reference "
                    "name) and set beside its paired difference against the night's champion, averaged over the "
                    "original and the fresh orders")
+    o.add_argument("--nights", type=Path, default=Path("var/nights"), help="with --live-night: the nights' own folders "
+                   "(as `tamiyo night --nights`; default var/nights). The night's evaluation episodes there give the "
+                   "calibration intervals over its held-out configurations, and the ceiling live's noise sets on it")
+    o.add_argument("--estimates-from", type=Path, metavar="OPE_JSON", help="take the estimates from an earlier report's "
+                   "ope.json instead of fitting them again (the same data and policies: only the live side and the "
+                   "calibration are computed anew)")
     o.add_argument("--results-warehouse", type=Path, help="where --live-study's or --live-night's rows are recorded "
                    "(default: --warehouse for --live-night, warehouse/tamiyo.duckdb for --live-study)")
     o.add_argument("--out", type=Path, default=Path("var/reports/ope"), help="report folder (default var/reports/ope)")
@@ -48,7 +54,7 @@ def run_ope(args: argparse.Namespace) -> int:
     from ..transitions.dataset import load_transitions
     from ..warehouse.store import WarehouseBusy
     from .fqe import FQEConfig
-    from .report import off_policy_table, write_ope_report
+    from .report import calibration_intervals, off_policy_table, read_estimates, write_ope_report
 
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) or None  # noqa: E731
     policies = {}
@@ -66,7 +72,7 @@ def run_ope(args: argparse.Namespace) -> int:
         policies[name] = path
     for name in references:
         policies[name] = name
-    live, baseline, agreement = {}, "heuristic", None
+    live, baseline, agreement, design = {}, "heuristic", None, None
     if args.live:
         try:
             live = {row["name"]: row["live"]["live_mean_difference"] for row in json.loads(args.live.read_text())}
@@ -95,18 +101,33 @@ def run_ope(args: argparse.Namespace) -> int:
         for name, what in arms.items():
             policies.setdefault(name, what)
         agreement = live_agreement(args.results_warehouse or args.warehouse, night=args.live_night)
+        folder = args.nights / args.live_night / "evaluation"
+        if folder.is_dir():
+            from ..evaluation.paired import read_paired_folder
+
+            try:
+                design = read_paired_folder(folder, baseline)
+            except ValueError as exc:
+                print(f"tamiyo ope: {exc}", file=sys.stderr)
+                return 2
+        else:
+            print(f"tamiyo ope: no evaluation folder {folder} (see --nights): the calibration is given without intervals")
     try:
         from ..controllers import reference_controller
 
         for name in split(args.references) or ():
             reference_controller(name)
-        data = load_transitions(args.warehouse, "full+slots", behaviours=split(args.behaviours), regimes=split(args.regimes),
-                                seed_slots=args.seed_slots, mix_action_spaces=args.mix_action_spaces)  # fmt: skip
-        rows = off_policy_table(policies, data, FQEConfig(updates=args.updates), log=print)
+        if args.estimates_from:
+            rows, summary = read_estimates(args.estimates_from, ["heuristic", *policies])
+        else:
+            data = load_transitions(args.warehouse, "full+slots", behaviours=split(args.behaviours), regimes=split(args.regimes),
+                                    seed_slots=args.seed_slots, mix_action_spaces=args.mix_action_spaces)  # fmt: skip
+            rows, summary = off_policy_table(policies, data, FQEConfig(updates=args.updates), log=print), data.summary()
+        intervals = calibration_intervals(rows, design, baseline) if design is not None else None
     except (ValueError, FileNotFoundError) as exc:
         print(f"tamiyo ope: {exc}", file=sys.stderr)
         return 2
-    paths = write_ope_report(rows, args.out, title="Off-policy estimates", data_summary=data.summary(), live=live,
-                             live_baseline=baseline, agreement=agreement)  # fmt: skip
+    paths = write_ope_report(rows, args.out, title="Off-policy estimates", data_summary=summary, live=live,
+                             live_baseline=baseline, agreement=agreement, intervals=intervals)  # fmt: skip
     print(f"report: {paths['markdown']} and {paths['html']}")
     return 0

@@ -111,6 +111,27 @@ def off_policy_table(policies: dict, data, config: FQEConfig = FQEConfig(), log=
     return rows
 
 
+def read_estimates(path: str | Path, names: list[str]) -> tuple[list[OPERow], dict]:
+    """The rows and data summary of an earlier report's ope.json (`tamiyo ope --estimates-from`), for the
+    policies `names`, in that order: a new live side is set beside estimates that took minutes to fit. ValueError
+    naming the file, row and field where it is not such a report or lacks a policy."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        summary, stored = payload["data"], payload["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not an ope.json of tamiyo ope ({exc})") from None
+    rows = {}
+    for i, row in enumerate(stored):
+        try:
+            rows[row["name"]] = OPERow(**row)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: rows[{i}]: not an estimate row ({exc})") from None
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise ValueError(f"{path}: no estimate of {', '.join(missing)} (it estimated {', '.join(rows) or 'nothing'})")
+    return [rows[n] for n in names], summary
+
+
 def calibration(rows: list[OPERow], live: dict[str, float], baseline: str = "heuristic") -> dict:
     """OPE against live: for the policies with a live paired difference against `baseline` (name -> pp; the
     heuristic for `tamiyo evaluate`, a study's reference for --live-study), the Spearman rank correlation of FQE's
@@ -127,6 +148,61 @@ def calibration(rows: list[OPERow], live: dict[str, float], baseline: str = "heu
     rho = spearmanr(ope, measured).statistic if np.ptp(ope) > 0 and np.ptp(measured) > 0 else math.nan
     return {"policies": len(pairs), "spearman": float(rho), "mean_abs_error_pp": float(np.mean(np.abs(ope - measured))),
             "baseline": baseline}  # fmt: skip
+
+
+def calibration_intervals(rows: list[OPERow], runs, baseline: str, *, confidence: float = 0.95, resamples: int = 2000,
+                          seed: int = 0) -> dict | None:  # fmt: skip
+    """How much of the calibration is live's own noise: the held-out configurations of the live design (`runs`, a
+    PairedRuns against `baseline`) resampled with replacement, every arm's difference from the baseline taken again
+    on each draw (each configuration's orders pooled as the calibration pools them: the original and the fresh
+    orders weighted once each). On every draw two rank correlations are taken against the resampled differences:
+    - OPE's (`on_draws`, interval `spearman_low`/`spearman_high`; FQE is fixed: it never saw these configurations);
+    - the full design's own means' (`ceiling`, `ceiling_low`/`ceiling_high`): what an estimate that knew live's
+      means exactly would score against a rerun of the design on new configurations like these. A Spearman bar
+      above this ceiling cannot be met by any estimator here.
+    Both meet the same noise, so their paired gap (`gap`, `gap_low`/`gap_high`, ceiling minus OPE per draw) says
+    whether OPE ranks worse than live's noise alone explains: an interval that holds 0 means it does not.
+    The draws' correlations sit below a point estimate (resampling adds noise to one side); compare OPE with the
+    ceiling on the draws, not the point estimate with either. None with fewer than 3 arms or 3 configurations
+    where every arm has a difference."""
+    from scipy.stats import rankdata
+
+    base = next((r.fqe for r in rows if r.name == baseline), None)
+    names = [r.name for r in rows if r.name in runs.arms and r.name != baseline]
+    if base is None or len(names) < 3:
+        return None
+    indices = list(range(len(runs.configs)))
+    pooled = []
+    for name in names:
+        original, fresh = runs.differences(name, indices, 0), runs.fresh_differences(name, indices)
+        orders = len([o for o in runs.orders(name) if o > 0 and o in runs.orders(runs.reference)])
+        pooled.append(np.where(np.isfinite(fresh), (original + orders * fresh) / (1 + orders), original))
+    live = np.array(pooled)  # arms x configurations
+    live = live[:, np.isfinite(live).all(axis=0)]
+    if live.shape[1] < 3:
+        return None
+    ope = np.array([next(r.fqe for r in rows if r.name == n) - base for n in names])
+    full = live.mean(axis=1)
+
+    def rho(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1]) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
+
+    rng = np.random.default_rng(seed)
+    against_ope, ceiling = [], []
+    for _ in range(resamples):
+        draw = live[:, rng.integers(0, live.shape[1], live.shape[1])].mean(axis=1)
+        against_ope.append(rho(ope, draw))
+        ceiling.append(rho(full, draw))
+    tail = 100 * (1 - confidence) / 2
+    against_ope, ceiling = np.array(against_ope), np.array(ceiling)
+    lo, hi = np.nanpercentile(against_ope, [tail, 100 - tail])
+    c_lo, c_hi = np.nanpercentile(ceiling, [tail, 100 - tail])
+    g_lo, g_hi = np.nanpercentile(ceiling - against_ope, [tail, 100 - tail])
+    return {"arms": len(names), "configurations": int(live.shape[1]), "resamples": resamples, "confidence": confidence,
+            "spearman": rho(ope, full), "on_draws": float(np.nanmean(against_ope)), "spearman_low": float(lo),
+            "spearman_high": float(hi), "ceiling": float(np.nanmean(ceiling)), "ceiling_low": float(c_lo),
+            "ceiling_high": float(c_hi), "gap": float(np.nanmean(ceiling - against_ope)), "gap_low": float(g_lo),
+            "gap_high": float(g_hi)}  # fmt: skip
 
 
 def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, float]]:
@@ -232,7 +308,8 @@ def live_agreement(warehouse: str | Path, *, night: str | None = None, study: st
 
 
 def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: dict, live: dict | None = None,
-                     live_baseline: str = "heuristic", agreement: dict | None = None) -> dict:  # fmt: skip
+                     live_baseline: str = "heuristic", agreement: dict | None = None,
+                     intervals: dict | None = None) -> dict:  # fmt: skip
     from ..common.html_report import markdown_page
 
     out = Path(out_dir)
@@ -259,6 +336,16 @@ def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: d
     if calib:
         md += ["", f"**OPE against live** over {calib['policies']} policies, each as its difference from {live_baseline}: "
                f"Spearman rank correlation {calib['spearman']:+.2f}, mean absolute error {calib['mean_abs_error_pp']:.2f} pp."]  # fmt: skip
+    if intervals:
+        i = intervals
+        md += ["", f"**How much of that is live's noise** ({i['configurations']} held-out configurations resampled "
+               f"{i['resamples']:,} times, every arm's live difference taken again on each draw; {i['confidence']:.0%} "
+               f"intervals): against the draws, OPE's Spearman is {i['on_draws']:+.2f} [{i['spearman_low']:+.2f}, "
+               f"{i['spearman_high']:+.2f}], and an estimate that knew live's own means exactly scores {i['ceiling']:+.2f} "
+               f"[{i['ceiling_low']:+.2f}, {i['ceiling_high']:+.2f}]: the ceiling that live's noise sets on any "
+               f"estimator here. The ceiling minus OPE, paired by draw: {i['gap']:+.2f} [{i['gap_low']:+.2f}, "
+               f"{i['gap_high']:+.2f}]" + (": live's noise alone could explain OPE's shortfall." if i['gap_low'] <= 0
+                                            else ": OPE ranks worse than live's noise alone explains.")]  # fmt: skip
     if agreement:
         rho = agreement["spearman"]
         ranked = f"with Spearman {rho:+.2f}" if rho is not None else "without a ranking (one side is the same for every arm)"
@@ -270,7 +357,7 @@ def write_ope_report(rows: list[OPERow], out_dir, *, title: str, data_summary: d
     (out / "ope.md").write_text(markdown)
     (out / "ope.html").write_text(markdown_page(markdown, title, out))
     (out / "ope.json").write_text(json.dumps({"rows": [asdict(r) for r in rows], "calibration": calib, "data": data_summary,
-                                              "live_agreement": agreement},
+                                              "live_agreement": agreement, "calibration_intervals": intervals},
                                              indent=1, default=str))  # fmt: skip
     return {"markdown": out / "ope.md", "html": out / "ope.html", "json": out / "ope.json"}
 
