@@ -18,7 +18,8 @@ from assets.generation import NIGHTS
 from assets.mlflow_resource import MlflowTrackingResource
 from assets.resources import RawLandingResource, WarehouseResource
 from tamiyo_models.nightly.night import (
-    PRESETS, NightConfig, NightPaths, decide_night, evaluate_night, generate_night, ingest_night, train_challengers,
+    PRESETS, NightConfig, NightPaths, decide_night, evaluate_night, generate_night, ingest_night, predict_night,
+    train_challengers,
 )  # fmt: skip
 from tamiyo_models.nightly.report import champion_table, champion_trend, format_table, write_night_report
 
@@ -106,7 +107,27 @@ def night_challengers(context: dg.AssetExecutionContext, nightly: NightlyResourc
 
 
 @dg.asset(
-    group_name=GROUP, partitions_def=NIGHTS, pool=WRITER_POOL, deps=[night_challengers], kinds={"pytorch"},
+    group_name=GROUP, partitions_def=NIGHTS, deps=[night_challengers], kinds={"pytorch"},
+    description="The night's off-policy prediction, made before its evaluation: FQE on every night's transitions "
+    "for each arm the evaluation will run (champion, challengers, grid, heuristic). The decision scores it against "
+    "live (night_ope). Off (nothing materialized but a note) when the night's settings say ope = false.",
+)  # fmt: skip
+def night_off_policy_prediction(context: dg.AssetExecutionContext, nightly: NightlyResource, warehouse: WarehouseResource,
+                                raw_runs: RawLandingResource, mlflow: MlflowTrackingResource) -> dg.MaterializeResult:  # fmt: skip
+    payload = predict_night(context.partition_key, nightly.night_config(), nightly.paths(warehouse, raw_runs, mlflow),
+                            log=context.log.info)  # fmt: skip
+    if payload is None:
+        return dg.MaterializeResult(metadata={"prediction": "off (ope = false in the night's settings)"})
+    ranked = sorted(payload["predicted"].items(), key=lambda kv: -kv[1])
+    return dg.MaterializeResult(metadata={
+        "champion": payload["champion"], "transitions": payload["data"]["transitions"], "seconds": payload["seconds"],
+        "predicted": dg.MetadataValue.md("| arm | predicted vs champion (pp) |\n|---|---:|\n"
+                                         + "\n".join(f"| {arm} | {value:+.2f} |" for arm, value in ranked)),
+    })  # fmt: skip
+
+
+@dg.asset(
+    group_name=GROUP, partitions_def=NIGHTS, pool=WRITER_POOL, deps=[night_off_policy_prediction], kinds={"pytorch"},
     description="The night's held-out evaluation: the champion, the challengers, the reference grid and the "
     "heuristic on configurations drawn for this night only (evaluation seeds, used once), on the test split, "
     "on the original and fresh data orders.",
@@ -184,5 +205,5 @@ def _trend_markdown(trend, plot: Path) -> str:
     return "\n".join(lines)
 
 
-NIGHTLY_ASSETS = [night_training_runs, night_ingestion, night_challengers, night_evaluation, champion]
+NIGHTLY_ASSETS = [night_training_runs, night_ingestion, night_challengers, night_off_policy_prediction, night_evaluation, champion]
 NIGHTLY_CHECKS = [held_out_seeds_never_trained_on]

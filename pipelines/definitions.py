@@ -39,7 +39,8 @@ nightly_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("nightly"),
     partitions_def=NIGHTS,
     description="One night of the improvement loop (tamiyo_models/nightly): generate around the champion, ingest, "
-    "train challengers, evaluate them on held-out configurations drawn for the night, promote or keep the champion.",
+    "train challengers, predict each arm off-policy, evaluate them on held-out configurations drawn for the night, "
+    "promote or keep the champion (and score the prediction against live).",
 )
 
 everything_job = dg.define_asset_job(

@@ -46,7 +46,8 @@ def test_the_nightly_job_is_the_improvement_loop_and_full_refresh_the_rest():
     nightly = {n.name for n in defs.resolve_job_def("nightly").graph.nodes}
     full = {n.name for n in defs.resolve_job_def("full_refresh").graph.nodes}
     retrain = {n.name for n in defs.resolve_job_def("train_and_evaluate_policies").graph.nodes}
-    assert nightly == {"night_training_runs", "night_ingestion", "night_challengers", "night_evaluation", "champion",
+    assert nightly == {"night_training_runs", "night_ingestion", "night_challengers", "night_off_policy_prediction",
+                       "night_evaluation", "champion",
                        "night_evaluation_held_out_seeds_never_trained_on"}  # the last: the evaluation's check
     assert defs.resolve_job_def("nightly").partitions_def is not None  # one partition a night: backfills work
     assert "curriculum_policy" in full and "curriculum_policy" not in retrain and not nightly & full

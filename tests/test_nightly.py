@@ -25,7 +25,7 @@ from tamiyo_models.warehouse.seeds import EVALUATION, TRAINING, claim_seeds, ove
 # The smallest night that still has every stage: 6-epoch digits episodes, one Phase 3 challenger, the mini-night's
 # Phase 4 pair (vine, and PPO on 4 episodes), one grid controller.
 NIGHT = mini_night(training_episodes=8, max_epochs=6, heldout_per_regime=3, reference_grid=("fixed:conv_heavy@1",),
-                   challengers=("bcq",), min_updates=60, passes_over_data=5.0)  # fmt: skip
+                   challengers=("bcq",), min_updates=60, passes_over_data=5.0, ope_updates=200)  # fmt: skip
 NIGHTS = ("2026-12-01", "2026-12-02", "2026-12-03")
 SHIPPED = "tiny-smoke"
 
@@ -467,6 +467,48 @@ def test_the_night_report_and_the_dagster_page_show_the_champion(three_nights):
         assert int(rows[name][1]) >= 2 and (rows[name][2] == "none" or rows[name][2].startswith("step "))
 
 
+def test_each_night_predicts_its_arms_off_policy_before_the_evaluation_and_scores_the_prediction(three_nights):
+    """The ope stage: FQE for every arm the evaluation runs, fitted before its first episode (ope.json is older than
+    every evaluation file), then scored by the decision against live in night_ope, one row per arm, with the
+    calibration and its ceiling repeated on each; the report shows it, with OPE's record night by night."""
+    from tamiyo_models.nightly.night import predict_night
+    from tamiyo_models.ope.report import OPERow, calibration, pooled_over_orders
+
+    paths, _, result = three_nights
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    for night in NIGHTS:
+        folder = paths.night_dir(night)
+        prediction = json.loads((folder / "ope.json").read_text())
+        first_episode = min(p.stat().st_mtime_ns for p in (folder / "evaluation").glob("*.jsonl"))
+        assert (folder / "ope.json").stat().st_mtime_ns < first_episode  # a prediction, not a fit
+        assert (folder / "ope" / "ope.md").exists()
+        history = {arm: (role, d, f, n) for arm, role, d, f, n in con.execute(
+            "SELECT arm, role, difference, fresh_difference, fresh_orders FROM champion_history WHERE night = ?",
+            [night]).fetchall()}  # fmt: skip
+        rows = con.execute("SELECT arm, champion, fqe, predicted, live, arms, spearman, mean_abs_error_pp, ceiling "
+                           "FROM night_ope WHERE night = ?", [night]).fetchall()  # fmt: skip
+        assert {r[0] for r in rows} == set(history) | {"heuristic"} == set(prediction["predicted"])
+        champion = rows[0][1]
+        assert history[champion][0] == "champion" and prediction["champion"] == champion
+        for arm, _, fqe, predicted, live, *_ in rows:
+            assert predicted == pytest.approx(prediction["predicted"][arm])  # the recorded prediction is the stage's
+            role, d, f, n = history[arm]
+            assert live == (0.0 if role == "champion" else pytest.approx(pooled_over_orders(d, f, n)))
+        expected = calibration([OPERow(**r) for r in prediction["rows"]], {r[0]: r[4] for r in rows if r[4] is not None}, champion)
+        assert {r[5] for r in rows} == {expected["policies"]}
+        if expected["spearman"] == expected["spearman"]:  # NaN (stored NULL) where one side ties every arm
+            assert all(r[6] == pytest.approx(expected["spearman"]) for r in rows)
+        report = (folder / "report.md").read_text()
+        assert "## Off-policy prediction (made before the evaluation)" in report
+    assert f"| `{NIGHTS[0]}` |" in report and f"| `{NIGHTS[2]}` |" in report  # the last night's report: OPE's record
+    meta = result.asset_materializations_for_node("night_off_policy_prediction")[0].metadata
+    assert meta["champion"].value == champion and "| arm | predicted vs champion (pp) |" in meta["predicted"].value
+    # Made once: a rerun of the stage reads the prediction back, it never refits after the evaluation.
+    lines: list[str] = []
+    assert predict_night(NIGHTS[2], NIGHT, paths, log=lines.append) == prediction and "kept" in lines[0]
+    assert predict_night(NIGHTS[2], dataclasses.replace(NIGHT, ope=False), paths) is None
+
+
 def test_ope_calibrates_against_a_recorded_nights_live_results(three_nights, tmp_path):
     """`tamiyo ope --live-night`: every arm of the night is estimated from the warehouse's logged transitions (its
     policy file, or its reference name) and set beside its live paired difference against the night's champion."""
@@ -600,7 +642,7 @@ def test_a_night_on_a_two_slot_spec_trains_its_learners_on_the_factored_action(t
     config = mini_night(spec=str(spec), training_episodes=6, fork_parents=1, max_epochs=4, heldout_per_regime=3,
                         reference_grid=("fixed:conv_light@0:slot1",), challengers=("bcq",), min_updates=40,
                         passes_over_data=2.0, distil_updates=100, ppo_episodes=2, ppo_episodes_per_iteration=2,
-                        shipped_challengers=False)  # fmt: skip
+                        shipped_challengers=False, ope_updates=100)  # fmt: skip
     assert night_action_space(config) == (2, "base+lifecycle+task+slots")
     paths, lines = _paths(tmp_path), []
     run_night("2026-12-01", config, paths, log=lines.append)

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
 
     night = subparsers.add_parser(
         "night",
-        help="run (or resume) one night of the improvement loop: generate, ingest, train, evaluate, promote or keep",
+        help="run (or resume) one night of the improvement loop: generate, ingest, train, predict off-policy, evaluate, "
+        "promote or keep",
         description="The stages of the Dagster `nightly` job, in one process. Run again on the same night, it resumes "
         "where it stopped (episodes on disk are read back, finished challengers kept). Settings: a preset "
         "(arena-v2: the real night on arena v2, ~780 episodes, 2 hours on 2 cores; arena-v2-large: ~1,800; arena: "

@@ -17,13 +17,17 @@ rewritten whole. A night killed anywhere picks up where it stopped when it is ru
                its own) and PPO (live episodes whose seeds are registered as training seeds first; from tonight's
                Phase 3 policy when the champion has no network). Each is an MLflow model version whose lineage
                names the nights it learned from.
+    ope        off-policy estimates (FQE on every night's transitions) of every arm the evaluation will run,
+               made before any of its episodes: the night's prediction, scored against live by the decision
+               (nightly/prediction.py; `night_ope`). No episodes; minutes of one core.
     evaluate   held-out configurations (the night's own draw, seeds registered once as evaluation seeds) on the
                test split: the champion, every challenger, the reference grid and the heuristic on the original
                data order and `fresh_orders` fresh ones; the champion's reruns are the null control.
     decide     each arm against the champion by the rule fixed beforehand (champion.PromotionRule), on the score
                (the test accuracy charged at the spec's rent); one row per arm in `champion_history`, with the rent
                and the raw test-accuracy differences beside the score's; a promotion registers the new champion in
-               MLflow.
+               MLflow. With the ope stage's prediction: each arm's predicted and live difference and the
+               calibration (rank correlation, error, intervals over the held-out configurations), in `night_ope`.
     report     Markdown with the night's table and the trend plot (champion vs heuristic vs best fixed schedule,
                night by night), in <nights>/<night>/.
 """
@@ -44,7 +48,7 @@ from ..controllers import ControllerConfig, reference_controller
 from ..warehouse.seeds import EVALUATION, TRAINING, claim_seeds
 from .champion import Champion, Comparison, PromotionRule, choose, compare, current_champion, record_night
 
-STAGES = ("generate", "ingest", "train", "evaluate", "decide", "report")
+STAGES = ("generate", "ingest", "train", "ope", "evaluate", "decide", "report")
 # Tonight's challengers are named <phase>-<algorithm>-<night>: Phase 3 (offline RL) and Phase 4 (online RL).
 CHALLENGER_PHASES = ("phase3", "phase4")
 PHASE4_CHALLENGERS = ("vine", "ppo")
@@ -108,6 +112,10 @@ class NightConfig:
     # environments and the learners stay in this process.
     ray_address: str = ""
     ray_cpus_per_episode: float = 1.0
+    # Off-policy prediction before the evaluation (the ope stage): FQE for every arm, `ope_updates` gradient updates
+    # each (0: FQE's horizon budget, 6,000 on arena-v2). About a minute an arm on one core; no episodes.
+    ope: bool = True
+    ope_updates: int = 0
     score: str = "test"  # the charged score (the spec's rent sets the charge; docs/arena.md, "Compute rent")
     rule: PromotionRule = field(default_factory=PromotionRule)
 
@@ -120,6 +128,8 @@ class NightConfig:
         unknown = [a for a in self.phase4 if a not in PHASE4_CHALLENGERS]
         if unknown:
             raise ValueError(f"unknown Phase 4 challenger(s) {', '.join(unknown)}; known: {', '.join(PHASE4_CHALLENGERS)}")
+        if self.ope_updates < 0:
+            raise ValueError(f"ope_updates must be >= 0 (0: FQE's horizon budget), got {self.ope_updates}")
         if min(self.vine_updates, self.distil_updates, self.ppo_episodes, self.ppo_episodes_per_iteration, self.ensemble) < 1:
             raise ValueError("vine_updates, distil_updates, ppo_episodes, ppo_episodes_per_iteration and ensemble must be >= 1")
         for name in self.reference_grid:
@@ -748,6 +758,31 @@ def shipped_challengers(night: str, config: NightConfig, paths: NightPaths) -> l
             for p in recorded["policies"]]  # fmt: skip
 
 
+def predict_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print) -> dict | None:
+    """The ope stage: every arm the evaluation will run (night_arms) estimated off-policy on the warehouse's
+    transitions, before any held-out episode, written to ope.json and the night's ope/ report (None when
+    `config.ope` is off). Read back when already made: a prediction is never refitted after the evaluation."""
+    from .prediction import estimate_arms
+
+    if not config.ope:
+        return None
+    found = _read_stage(paths, night, "ope")
+    if found is not None:
+        log(f"night {night}: the off-policy prediction was made before the evaluation ({len(found['predicted'])} arms), kept")
+        return found
+    challengers = (_read_stage(paths, night, "train") or {}).get("challengers", {})
+    champion, arms, _ = night_arms(night, config, paths, challengers)
+    policies = {name: controller.policy.removeprefix("file:") if controller.kind == "policy" else name
+                for name, controller in arms.items() if name != "heuristic"}  # fmt: skip
+    slots, _ = night_action_space(config)
+    log(f"night {night}: off-policy prediction of {len(arms)} arms (FQE on every night's transitions), before the evaluation")
+    payload = estimate_arms(policies, paths.warehouse, slots, config.ope_updates, paths.night_dir(night) / "ope",
+                            champion=champion.name, title=f"Night {night}: off-policy prediction, before the evaluation",
+                            log=lambda line: log(f"  {line}"))  # fmt: skip
+    log(f"night {night}: predicted in {payload['seconds']:.0f} s on {payload['data']['transitions']} transitions")
+    return _write_stage(paths, night, "ope", payload)
+
+
 def evaluate_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callable[[str], None] = print,
                    on_result=None):  # fmt: skip
     """Run (or read back) the night's paired design; returns (champion, PairedRuns, roles)."""
@@ -802,6 +837,12 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
     comparisons = [compare(runs, arm, roles[arm], controller, config.rule, config.score)
                    for arm, controller in runs.arms.items() if arm != champion.name]  # fmt: skip
     promoted = choose(comparisons)
+    prediction = _read_stage(paths, night, "ope") if config.ope else None
+    scored = None
+    if prediction is not None:
+        from .prediction import score_prediction
+
+        scored = score_prediction(prediction, runs, comparisons, champion.name)
     version = None
     if promoted is not None:
         from .champion import register_champion
@@ -810,6 +851,10 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
     with writing(paths.warehouse) as con:
         record_night(con, night, config.score, champion, comparisons, promoted, batch_seed(night, EVALUATION),
                      config.rule, version)  # fmt: skip
+        if scored is not None:
+            from .prediction import record_prediction
+
+            record_prediction(con, night, config.score, scored, roles)
     decision = NightDecision(night, champion.name, promoted.arm if promoted else champion.name, promoted, comparisons, version)
     rent = runs.rent()
     if rent:
@@ -818,6 +863,11 @@ def decide_night(night: str, config: NightConfig, paths: NightPaths, champion: C
         log(f"night {night}: rent {rent:g}; decided by {decided_by(rent)}, the raw test accuracy recorded beside it")
     log(f"night {night}: " + (f"promoted {promoted.arm} over {champion.name} ({promoted.reason})" if promoted
                               else f"kept {champion.name}: no controller passed the rule"))  # fmt: skip
+    if scored is not None and scored["calibration"]["policies"] >= 2:
+        calib = scored["calibration"]
+        log(f"night {night}: the off-policy prediction against live: Spearman {calib['spearman']:+.2f} over "
+            f"{calib['policies']} arms, mean absolute error {calib['mean_abs_error_pp']:.2f} pp"
+            + (f"; ceiling set by live's noise {scored['intervals']['ceiling']:+.2f}" if scored["intervals"] else ""))  # fmt: skip
     _write_stage(paths, night, "decide", decision.to_dict())
     return decision
 
@@ -876,6 +926,7 @@ def run_night(night: str, config: NightConfig, paths: NightPaths, *, log: Callab
     generate_night(night, config, paths, log=log, on_result=on_result)
     ingest_night(night, paths, log=log)
     train_challengers(night, config, paths, log=log)
+    predict_night(night, config, paths, log=log)
     champion, runs, roles = evaluate_night(night, config, paths, log=log, on_result=on_result)
     decision = decide_night(night, config, paths, champion, runs, roles, log=log)
     report = write_night_report(night, paths, config)

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..evaluation.paired import decided_by
 from ..warehouse.seeds import has_table
 from .champion import ADDED_COLUMNS
+from .prediction import prediction_lines
 
 TABLE_SQL = """
 SELECT night, arm, role, pairs, difference, low, high, fresh_difference, fresh_low, fresh_high, null_rms,
@@ -245,6 +246,7 @@ def write_night_report(night: str, paths, config) -> Path:
     challengers = [r["arm"] for r in table.iter_rows(named=True) if r["role"] == "challenger"]
     lines += behaviour_lines(folder / "evaluation", before, challengers)
     lines += fork_plan_lines(folder / "fork-plan.json", forked_steps(paths.warehouse, night))
+    lines += prediction_lines(paths.warehouse, night, config.score)
     path = folder / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -225,12 +225,12 @@ def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, 
     reference = rows[0][1]
     out = {reference: 0.0}
     for arm, _, original, fresh, orders in rows:
-        if (pooled := _over_orders(original, fresh, orders)) is not None:
+        if (pooled := pooled_over_orders(original, fresh, orders)) is not None:
             out[arm] = pooled
     return reference, out
 
 
-def _over_orders(original, fresh, orders) -> float | None:
+def pooled_over_orders(original, fresh, orders) -> float | None:
     """A live paired difference averaged over the original order and the fresh orders, each order weighted once:
     the original alone where no replication is recorded; None where there is no difference (no complete pair)."""
     if original is None or original != original:
@@ -274,7 +274,7 @@ def live_night(warehouse: str | Path, night: str, score: str = "test") -> tuple[
             policies[arm] = path
         elif arm != "heuristic":  # the heuristic is always estimated
             policies[arm] = arm
-        if role != "champion" and (pooled := _over_orders(original, fresh, orders)) is not None:
+        if role != "champion" and (pooled := pooled_over_orders(original, fresh, orders)) is not None:
             live[arm] = pooled
     return champion, live, policies
 
