@@ -572,31 +572,29 @@ def test_ope_gives_the_calibration_intervals_over_the_nights_configurations_and_
     import numpy as np
 
     from tamiyo_models.cli import main
-    from tamiyo_models.evaluation.paired import read_paired_folder
-    from tamiyo_models.ope.report import OPERow, calibration_intervals
+    from tamiyo_models.ope.report import OPERow, calibration_intervals, live_by_configuration, pooled_over_orders
 
     paths, _, _ = three_nights
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        recorded = {arm: (role, champion, d, f) for arm, role, champion, d, f in con.execute(
-            "SELECT arm, role, champion, difference, fresh_difference FROM champion_history WHERE night = ?",
+        recorded = {arm: (role, champion, d, f, n) for arm, role, champion, d, f, n in con.execute(
+            "SELECT arm, role, champion, difference, fresh_difference, fresh_orders FROM champion_history WHERE night = ?",
             [NIGHTS[0]]).fetchall()}  # fmt: skip
     champion = next(iter(recorded.values()))[1]
-    design = read_paired_folder(paths.night_dir(NIGHTS[0]) / "evaluation", champion)
-    assert set(design.arms) == set(recorded) and len(design.configs) == NIGHT.heldout_per_regime
-    indices = list(range(len(design.configs)))
-    for arm, (role, _, d, f) in recorded.items():
-        if role != "champion":
-            assert np.nanmean(design.differences(arm, indices, 0)) == pytest.approx(d)
-            assert np.nanmean(design.fresh_differences(arm, indices)) == pytest.approx(f)
-    with pytest.raises(ValueError, match="no complete run of the reference arm 'nobody'"):
-        read_paired_folder(paths.night_dir(NIGHTS[0]) / "evaluation", "nobody")
+    by_configuration = live_by_configuration(paths.night_dir(NIGHTS[0]) / "evaluation", champion)
+    assert set(by_configuration) == set(recorded)
+    for arm, (role, _, d, f, n) in recorded.items():
+        assert len(by_configuration[arm]) == NIGHT.heldout_per_regime
+        if role != "champion":  # each configuration's orders pooled, each once: the mean is the recorded one
+            assert np.mean(by_configuration[arm]) == pytest.approx(pooled_over_orders(d, f, n))
+    with pytest.raises(ValueError, match="no complete run of the baseline arm 'nobody'"):
+        live_by_configuration(paths.night_dir(NIGHTS[0]) / "evaluation", "nobody")
 
     out = tmp_path / "ope"
     argv = ["ope", "--warehouse", str(paths.warehouse), "--live-night", NIGHTS[0], "--nights", str(paths.nights)]
     assert main([*argv, "--updates", "30", "--out", str(out)]) == 0
     payload = json.loads((out / "ope.json").read_text())
     intervals = payload["calibration_intervals"]
-    assert intervals["configurations"] == len(design.configs) and intervals["resamples"] == 2000
+    assert intervals["configurations"] == NIGHT.heldout_per_regime and intervals["resamples"] == 2000
     assert intervals["spearman"] == pytest.approx(payload["calibration"]["spearman"], nan_ok=True)
     assert -1 <= intervals["spearman_low"] <= intervals["on_draws"] <= intervals["spearman_high"] <= 1
     assert intervals["ceiling_low"] <= intervals["ceiling"] <= intervals["ceiling_high"] <= 1
@@ -613,15 +611,13 @@ def test_ope_gives_the_calibration_intervals_over_the_nights_configurations_and_
     # The ceiling is what an estimate equal to live's own means scores: such an estimate has no gap to it, and one
     # that ranks the arms backwards falls below it by twice the ceiling.
     rows = [OPERow(**r) for r in payload["rows"]]
-    arms = [r.name for r in rows if r.name in design.arms and r.name != champion]
-    k = NIGHT.fresh_orders
-    pooled = {a: float(np.nanmean((design.differences(a, indices, 0) + k * design.fresh_differences(a, indices)) / (1 + k)))
-              for a in arms}  # fmt: skip
+    pooled = {a: float(np.mean(v)) for a, v in by_configuration.items() if a != champion}
     if np.ptp(list(pooled.values())) > 0:
         exact = [dataclasses.replace(r, fqe=pooled.get(r.name, 0.0)) for r in rows]
-        perfect = calibration_intervals(exact, design, champion)
+        perfect = calibration_intervals(exact, by_configuration, champion)
         assert perfect["spearman"] == pytest.approx(1.0) and perfect["gap"] == pytest.approx(0.0, abs=1e-9)
-        backwards = calibration_intervals([dataclasses.replace(r, fqe=-pooled.get(r.name, 0.0)) for r in rows], design, champion)
+        backwards = calibration_intervals([dataclasses.replace(r, fqe=-pooled.get(r.name, 0.0)) for r in rows], by_configuration,
+                                          champion)  # fmt: skip
         # Reversed ranks negate every draw's correlation: the gap is twice the ceiling (3 configurations are too few
         # for its interval to clear 0; the mean does).
         assert backwards["spearman"] == pytest.approx(-1.0) and backwards["on_draws"] == pytest.approx(-perfect["ceiling"])

@@ -21,6 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS night_ope (
     night VARCHAR, score VARCHAR, arm VARCHAR, role VARCHAR, champion VARCHAR,
@@ -70,7 +72,13 @@ def score_prediction(prediction: dict, runs, comparisons, champion: str) -> dict
         if (pooled := pooled_over_orders(c.difference, c.fresh_difference, c.fresh_orders)) is not None:
             live[c.arm] = pooled
     calib = calibration(rows, live, champion)
-    intervals = calibration_intervals(rows, runs, champion) or {}
+    indices = list(range(len(runs.configs)))
+    by_configuration = {}
+    for arm in runs.arms:  # each configuration's orders pooled, each once, as `live` pools the means
+        original, fresh = runs.differences(arm, indices, 0), runs.fresh_differences(arm, indices)
+        orders = len([o for o in runs.orders(arm) if o > 0 and o in runs.orders(runs.reference)])
+        by_configuration[arm] = np.where(np.isfinite(fresh), (original + orders * fresh) / (1 + orders), original)
+    intervals = calibration_intervals(rows, by_configuration, champion) or {}
     return {"champion": champion, "predicted": prediction["predicted"], "fqe": {r.name: r.fqe for r in rows},
             "live": live, "calibration": calib, "intervals": intervals,
             "transitions": prediction["data"].get("transitions"), "fqe_updates": prediction.get("fqe_updates")}  # fmt: skip

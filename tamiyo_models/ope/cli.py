@@ -103,10 +103,10 @@ def run_ope(args: argparse.Namespace) -> int:
         agreement = live_agreement(args.results_warehouse or args.warehouse, night=args.live_night)
         folder = args.nights / args.live_night / "evaluation"
         if folder.is_dir():
-            from ..evaluation.paired import read_paired_folder
+            from .report import live_by_configuration
 
             try:
-                design = read_paired_folder(folder, baseline)
+                design = live_by_configuration(folder, baseline)
             except ValueError as exc:
                 print(f"tamiyo ope: {exc}", file=sys.stderr)
                 return 2

@@ -150,12 +150,14 @@ def calibration(rows: list[OPERow], live: dict[str, float], baseline: str = "heu
             "baseline": baseline}  # fmt: skip
 
 
-def calibration_intervals(rows: list[OPERow], runs, baseline: str, *, confidence: float = 0.95, resamples: int = 2000,
-                          seed: int = 0) -> dict | None:  # fmt: skip
-    """How much of the calibration is live's own noise: the held-out configurations of the live design (`runs`, a
-    PairedRuns against `baseline`) resampled with replacement, every arm's difference from the baseline taken again
-    on each draw (each configuration's orders pooled as the calibration pools them: the original and the fresh
-    orders weighted once each). On every draw two rank correlations are taken against the resampled differences:
+def calibration_intervals(rows: list[OPERow], by_configuration: dict[str, np.ndarray], baseline: str, *,
+                          confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict | None:  # fmt: skip
+    """How much of the calibration is live's own noise: the held-out configurations of the live design resampled
+    with replacement, every arm's difference from `baseline` taken again on each draw. `by_configuration`: arm ->
+    its paired difference from the baseline on each configuration, the same configurations in the same order for
+    every arm (NaN: none), each configuration's data orders pooled as the calibration pools them (each order
+    once; live_by_configuration, or the night's PairedRuns). On every draw two rank correlations are taken
+    against the resampled differences:
     - OPE's (`on_draws`, interval `spearman_low`/`spearman_high`; FQE is fixed: it never saw these configurations);
     - the full design's own means' (`ceiling`, `ceiling_low`/`ceiling_high`): what an estimate that knew live's
       means exactly would score against a rerun of the design on new configurations like these. A Spearman bar
@@ -168,16 +170,10 @@ def calibration_intervals(rows: list[OPERow], runs, baseline: str, *, confidence
     from scipy.stats import rankdata
 
     base = next((r.fqe for r in rows if r.name == baseline), None)
-    names = [r.name for r in rows if r.name in runs.arms and r.name != baseline]
+    names = [r.name for r in rows if r.name in by_configuration and r.name != baseline]
     if base is None or len(names) < 3:
         return None
-    indices = list(range(len(runs.configs)))
-    pooled = []
-    for name in names:
-        original, fresh = runs.differences(name, indices, 0), runs.fresh_differences(name, indices)
-        orders = len([o for o in runs.orders(name) if o > 0 and o in runs.orders(runs.reference)])
-        pooled.append(np.where(np.isfinite(fresh), (original + orders * fresh) / (1 + orders), original))
-    live = np.array(pooled)  # arms x configurations
+    live = np.array([np.asarray(by_configuration[n], dtype=np.float64) for n in names])  # arms x configurations
     live = live[:, np.isfinite(live).all(axis=0)]
     if live.shape[1] < 3:
         return None
@@ -203,6 +199,48 @@ def calibration_intervals(rows: list[OPERow], runs, baseline: str, *, confidence
             "spearman_high": float(hi), "ceiling": float(np.nanmean(ceiling)), "ceiling_low": float(c_lo),
             "ceiling_high": float(c_hi), "gap": float(np.nanmean(ceiling - against_ope)), "gap_low": float(g_lo),
             "gap_high": float(g_hi)}  # fmt: skip
+
+
+def live_by_configuration(folder: str | Path, baseline: str, score: str = "score") -> dict[str, np.ndarray]:
+    """Every arm's paired difference from `baseline` on each configuration of a live design, read from its
+    episode folder alone (a night's `evaluation/`): runs are placed by their headers (configuration by seed, arm
+    by controller label, data order by `data_order_seed`), fork branches left out; on each configuration the
+    difference is averaged over the data orders both sides completed, each order once, as the calibration pools
+    them. Configurations in seed order, NaN where an arm has no pair. ValueError naming the file and field where a
+    run cannot be placed, or when the baseline completed nothing."""
+    from ..world.rawrun import RawRunError, list_raw_runs, read_raw_run
+
+    scores: dict[tuple[int, object], dict[str, float]] = {}
+    for path in list_raw_runs(folder):
+        if "-b" in path.stem.removeprefix("run-"):  # <run id>[-o<order>]-b<step>-<action>: a fork's branch
+            continue
+        try:
+            run = read_raw_run(path)
+        except (RawRunError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable raw run ({exc})") from None
+        footer = run.footer or {}
+        if footer.get("status") != "complete" or footer.get(score) is None:
+            continue
+        try:
+            config = run.header["config"]
+            key, label = (int(config["seed"]), config.get("data_order_seed")), config["controller"]["label"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: header field config.seed / config.controller.label: missing ({exc})") from None
+        if not label:
+            raise ValueError(f"{path}: header field config.controller.label is empty: the run names no arm")
+        scores.setdefault(key, {})[label] = float(footer[score])
+    arms = sorted({arm for found in scores.values() for arm in found})
+    if baseline not in arms:
+        raise ValueError(f"{folder}: no complete run of the baseline arm {baseline!r} (arms: {', '.join(arms) or 'none'})")
+    seeds = sorted({seed for seed, _ in scores})
+    out = {}
+    for arm in arms:
+        per_seed = []
+        for seed in seeds:
+            pairs = [found[arm] - found[baseline] for (s, _), found in scores.items() if s == seed and arm in found and baseline in found]
+            per_seed.append(float(np.mean(pairs)) if pairs else math.nan)
+        out[arm] = np.array(per_seed)
+    return out
 
 
 def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, float]]:
