@@ -190,10 +190,11 @@ class NightConfig:
 def mini_night(**overrides) -> NightConfig:
     """A night of every stage on a tiny budget (`make run`, tests): short digits episodes, 3 held-out
     configurations per regime, the rule asking for 3 pairs, Phase 4 learners that only show they run (a
-    student of a few hundred steps, PPO's critic warm-up and one update)."""
+    student of a few hundred steps, PPO's critic warm-up and one update; FQE's prediction with 400 updates an arm,
+    one sweep of the 8-step horizon at target tau 0.02 instead of the default's four)."""
     settings = dict(spec="smoke", training_episodes=12, fork_parents=1, max_epochs=8, heldout_per_regime=4, fresh_orders=2,
                     reference_grid=("never", "fixed:conv_heavy@1"), passes_over_data=20.0, min_updates=100, ensemble=2,
-                    vine_updates=200, distil_updates=300, ppo_episodes=4, ppo_episodes_per_iteration=2,
+                    vine_updates=200, distil_updates=300, ppo_episodes=4, ppo_episodes_per_iteration=2, ope_updates=400,
                     rule=PromotionRule(min_pairs=3, resamples=2_000))  # fmt: skip
     return NightConfig(**{**settings, **overrides})
 
