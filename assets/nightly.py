@@ -21,6 +21,7 @@ from tamiyo_models.nightly.night import (
     PRESETS, NightConfig, NightPaths, decide_night, evaluate_night, generate_night, ingest_night, predict_night,
     train_challengers,
 )  # fmt: skip
+from tamiyo_models.nightly.prediction import prediction_lines
 from tamiyo_models.nightly.report import champion_table, champion_trend, format_table, write_night_report
 
 GROUP = "nightly"
@@ -168,6 +169,9 @@ def champion(context: dg.AssetExecutionContext, nightly: NightlyResource, wareho
         "trend": dg.MetadataValue.md(_trend_markdown(trend, report.parent / "trend.png")),
         "report": dg.MetadataValue.path(str(report.resolve())),
     }
+    predicted = prediction_lines(paths.warehouse, night, config.score)
+    if predicted:  # the ope stage's prediction beside live, and OPE's record night by night
+        metadata["off_policy_prediction"] = dg.MetadataValue.md("\n".join(predicted))
     if decision.model_version:
         metadata["mlflow_version"] = decision.model_version
     return dg.MaterializeResult(metadata=metadata)

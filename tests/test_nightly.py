@@ -503,6 +503,8 @@ def test_each_night_predicts_its_arms_off_policy_before_the_evaluation_and_score
     assert f"| `{NIGHTS[0]}` |" in report and f"| `{NIGHTS[2]}` |" in report  # the last night's report: OPE's record
     meta = result.asset_materializations_for_node("night_off_policy_prediction")[0].metadata
     assert meta["champion"].value == champion and "| arm | predicted vs champion (pp) |" in meta["predicted"].value
+    decided = result.asset_materializations_for_node("champion")[0].metadata["off_policy_prediction"].value
+    assert "## Off-policy prediction (made before the evaluation)" in decided and f"| `{NIGHTS[0]}` |" in decided
     # Made once: a rerun of the stage reads the prediction back, it never refits after the evaluation.
     lines: list[str] = []
     assert predict_night(NIGHTS[2], NIGHT, paths, log=lines.append) == prediction and "kept" in lines[0]

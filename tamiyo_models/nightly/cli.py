@@ -129,6 +129,12 @@ def run_champion_command(args: argparse.Namespace) -> int:
         print(f"night {night}: rent {rent:g}; decided by {decided_by(rent)}; the raw test accuracy is shown beside it")
         print()
     print(format_table(table))
+    from .prediction import prediction_lines
+
+    predicted = prediction_lines(args.warehouse, night)
+    if predicted:  # the night predicted its arms off-policy before its evaluation: how well, and the record so far
+        print()
+        print("\n".join(line.removeprefix("## ") + (":" if line.startswith("## ") else "") for line in predicted).strip())
     if args.plot:
         print(f"trend plot: {plot_trend(trend, args.plot)}")
     return 0
