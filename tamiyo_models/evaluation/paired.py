@@ -220,4 +220,3 @@ def run_paired(
         if result is not None:
             runs.outcomes[(i, arm, order)] = EpisodeOutcome(i, configs[i].regime() or "all", arm, order, result)
     return runs
-

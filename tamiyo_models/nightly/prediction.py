@@ -74,10 +74,10 @@ def score_prediction(prediction: dict, runs, comparisons, champion: str) -> dict
     calib = calibration(rows, live, champion)
     indices = list(range(len(runs.configs)))
     by_configuration = {}
-    for arm in runs.arms:  # each configuration's orders pooled, each once, as `live` pools the means
-        original, fresh = runs.differences(arm, indices, 0), runs.fresh_differences(arm, indices)
+    for arm in runs.arms:  # each configuration's orders pooled by the rule that pools `live`'s means
         orders = len([o for o in runs.orders(arm) if o > 0 and o in runs.orders(runs.reference)])
-        by_configuration[arm] = np.where(np.isfinite(fresh), (original + orders * fresh) / (1 + orders), original)
+        pooled = [pooled_over_orders(o, f, orders) for o, f in zip(runs.differences(arm, indices, 0), runs.fresh_differences(arm, indices))]
+        by_configuration[arm] = np.array([math.nan if p is None else p for p in pooled])
     intervals = calibration_intervals(rows, by_configuration, champion) or {}
     return {"champion": champion, "predicted": prediction["predicted"], "fqe": {r.name: r.fqe for r in rows},
             "live": live, "calibration": calib, "intervals": intervals,

@@ -210,7 +210,7 @@ def live_by_configuration(folder: str | Path, baseline: str, score: str = "score
     run cannot be placed, or when the baseline completed nothing."""
     from ..world.rawrun import RawRunError, list_raw_runs, read_raw_run
 
-    scores: dict[tuple[int, object], dict[str, float]] = {}
+    scores: dict[int, dict[object, dict[str, float]]] = {}  # seed -> data order seed -> arm -> score
     for path in list_raw_runs(folder):
         if "-b" in path.stem.removeprefix("run-"):  # <run id>[-o<order>]-b<step>-<action>: a fork's branch
             continue
@@ -223,24 +223,21 @@ def live_by_configuration(folder: str | Path, baseline: str, score: str = "score
             continue
         try:
             config = run.header["config"]
-            key, label = (int(config["seed"]), config.get("data_order_seed")), config["controller"]["label"]
+            seed, order, label = int(config["seed"]), config.get("data_order_seed"), config["controller"]["label"]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: header field config.seed / config.controller.label: missing ({exc})") from None
         if not label:
             raise ValueError(f"{path}: header field config.controller.label is empty: the run names no arm")
-        scores.setdefault(key, {})[label] = float(footer[score])
-    arms = sorted({arm for found in scores.values() for arm in found})
+        scores.setdefault(seed, {}).setdefault(order, {})[label] = float(footer[score])
+    arms = sorted({arm for orders in scores.values() for found in orders.values() for arm in found})
     if baseline not in arms:
         raise ValueError(f"{folder}: no complete run of the baseline arm {baseline!r} (arms: {', '.join(arms) or 'none'})")
-    seeds = sorted({seed for seed, _ in scores})
-    out = {}
-    for arm in arms:
-        per_seed = []
-        for seed in seeds:
-            pairs = [found[arm] - found[baseline] for (s, _), found in scores.items() if s == seed and arm in found and baseline in found]
-            per_seed.append(float(np.mean(pairs)) if pairs else math.nan)
-        out[arm] = np.array(per_seed)
-    return out
+
+    def difference(arm: str, orders: dict) -> float:
+        pairs = [found[arm] - found[baseline] for found in orders.values() if arm in found and baseline in found]
+        return float(np.mean(pairs)) if pairs else math.nan
+
+    return {arm: np.array([difference(arm, scores[seed]) for seed in sorted(scores)]) for arm in arms}
 
 
 def live_differences(warehouse: str | Path, study: str) -> tuple[str, dict[str, float]]:
